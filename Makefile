@@ -1,0 +1,73 @@
+# The commands a person runs more than once. `make run` and `make test` are the two that matter.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK := deploy/local/stack.sh
+SERVICES := deploy/local/services.sh
+PACKAGES := shared services/intake services/router services/sla services/feedback
+PYTEST_ARGS ?=
+
+.PHONY: help install run stop logs status test test-unit lint fmt bench reset lock stack-start stack-stop
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES))
+	touch $@
+
+install: $(VENV)/.installed ## install Python packages, Kafka's jars and PostgreSQL (what is missing)
+	$(STACK) install
+
+stack-start: install ## start Kafka and PostgreSQL only
+	$(STACK) start
+
+stack-stop: ## stop Kafka and PostgreSQL
+	$(STACK) stop
+
+run: stack-start ## start Kafka, PostgreSQL and the four services; returns when all are ready
+	$(SERVICES) start
+
+stop: ## stop the services, Kafka and PostgreSQL
+	$(SERVICES) stop
+	$(STACK) stop
+
+status: ## what runs and whether it is ready
+	@$(STACK) status
+	@$(SERVICES) status
+
+logs: ## follow every log
+	@mkdir -p .local/logs
+	tail -n 20 -F .local/logs/*.log .local/kafka/kafka.log .local/pg/postgres.log
+
+test: stack-start ## the whole suite against the real Kafka and PostgreSQL
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(VENV)/.installed ## pure-logic tests only (no Kafka, no PostgreSQL)
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed ## ruff (lint + format check) and mypy --strict on shared/ and domain code
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared/ccshared services/*/*/domain
+
+fmt: $(VENV)/.installed ## format and auto-fix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: stack-start ## benchmarks under bench/ (figures printed and written to bench/results/)
+	$(PY) -m bench
+
+reset: ## stop everything and delete local data (keeps downloaded jars and the venv)
+	-$(SERVICES) stop
+	$(STACK) reset
+	rm -rf .local/logs .local/run
+
+lock: ## re-resolve requirements.lock from requirements.in
+	$(VENV)/bin/uv pip compile requirements.in -o requirements.lock --python-version 3.11

@@ -1,0 +1,1 @@
+"""Feedback service: Surveys customers after resolution, closes the loop on unhappy answers and reports the KPIs."""

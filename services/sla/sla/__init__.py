@@ -1,0 +1,1 @@
+"""SLA service: Tracks every service-level deadline of every open ticket and escalates what is overdue."""

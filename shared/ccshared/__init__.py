@@ -1,0 +1,1 @@
+"""Plumbing shared by every contact-center service: events, outbox, consumers, db, HTTP."""

@@ -1,0 +1,303 @@
+"""Idempotent Kafka consumer: each event has its effect once, whatever Kafka redelivers.
+
+For every message the handler runs inside one database transaction together with the insert of
+the event id into `processed_events`; a redelivered event finds its id there and is skipped.
+Offsets are committed (auto-commit is off) only after the messages before them are processed, so
+a crash or `stop()` never commits past unprocessed work. A handler that keeps failing is retried
+with backoff, then its message goes to the topic's dead-letter twin with the error attached and
+the partition moves on. Infrastructure failures (database or Kafka unreachable) are not the
+message's fault: those are retried until they pass or the consumer stops, never dead-lettered.
+On a rebalance the listener waits for the batch in flight to finish and commit before the
+partitions are handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError, KafkaError
+from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ccshared.events.catalog import DLQ_SUFFIX
+from ccshared.events.envelope import Envelope, EventDecodeError, decode_event
+from ccshared.logging import correlation_id
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncConnection, Envelope, BaseModel], Awaitable[None]]
+
+_MARK_PROCESSED = text(
+    "INSERT INTO processed_events (consumer, event_id) VALUES (:consumer, :event_id) "
+    "ON CONFLICT DO NOTHING RETURNING 1"
+)
+
+
+class PermanentError(Exception):
+    """Raised by a handler for an event that can never succeed: dead-letter it at once."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Failures of the infrastructure rather than of the message."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.TimeoutError
+        | OSError
+        | TimeoutError
+        | KafkaConnectionError
+        | ConnectionError,
+    )
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    commit_failures: int = 0
+    assigned: bool = False
+
+
+class IdempotentConsumer:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        bootstrap: str,
+        group_id: str,
+        topics: Sequence[str],
+        handler: Handler,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        client_id: str | None = None,
+        max_attempts: int = 5,
+        retry_base_s: float = 0.2,
+        retry_max_s: float = 10.0,
+        max_batch: int = 200,
+    ) -> None:
+        self.engine = engine
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.topics = list(topics)
+        self.handler = handler
+        self._producer_factory = producer_factory
+        self._dlq_producer: AIOKafkaProducer | None = None
+        self.client_id = client_id or group_id
+        self.max_attempts = max_attempts
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.max_batch = max_batch
+        self.stats = ConsumerStats()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._inflight = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            client_id=self.client_id,
+            enable_auto_commit=False,  # auto-commit on stop() can commit unprocessed offsets
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000,
+        )
+        self._consumer.subscribe(self.topics, listener=_FinishInFlight(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.group_id}")
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Finish the message in flight (bounded by grace_s), commit, leave the group."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._dlq_producer is not None:
+            with contextlib.suppress(Exception):
+                await self._dlq_producer.stop()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while not self._stopping.is_set():
+            try:
+                batches = await consumer.getmany(timeout_ms=500, max_records=self.max_batch)
+            except KafkaError as exc:
+                log.warning("fetch failed: %s", exc)
+                await asyncio.sleep(1)
+                continue
+            self.stats.assigned = bool(consumer.assignment())
+            for tp, records in batches.items():
+                if self._stopping.is_set():
+                    return
+                async with self._inflight:
+                    if tp not in consumer.assignment():
+                        continue  # revoked while we fetched; the new owner reads them
+                    done = await self._process_records(records)
+                    if done is not None:
+                        await self._commit(tp, done + 1)
+                    if done != records[-1].offset:
+                        # Stopped part-way: re-read from the first unprocessed one next time.
+                        consumer.seek(tp, (done + 1) if done is not None else records[0].offset)
+
+    async def _process_records(self, records: list[ConsumerRecord]) -> int | None:
+        last_done: int | None = None
+        for record in records:
+            if not await self._process(record):
+                break
+            last_done = record.offset
+        return last_done
+
+    async def _process(self, record: ConsumerRecord) -> bool:
+        """Give the record its effect once, or dead-letter it. False only when stopping."""
+        try:
+            envelope, payload = decode_event(record.value)
+        except EventDecodeError as exc:
+            return await self._dead_letter(record, exc, attempts=1)
+        token = correlation_id.set(envelope.correlation_id or str(envelope.event_id))
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    await self._apply_once(envelope, payload)
+                    return True
+                except Exception as exc:  # noqa: BLE001 - every failure is either retried or dead-lettered
+                    transient = is_transient(exc)
+                    if isinstance(exc, PermanentError) or (
+                        not transient and attempt >= self.max_attempts
+                    ):
+                        return await self._dead_letter(record, exc, attempts=attempt)
+                    self.stats.retries += 1
+                    delay = min(self.retry_base_s * 2 ** min(attempt - 1, 16), self.retry_max_s)
+                    log.warning(
+                        "handling %s %s failed (attempt %d, %s), retrying in %.2fs: %s",
+                        envelope.event_type,
+                        envelope.event_id,
+                        attempt,
+                        "transient" if transient else "handler",
+                        delay,
+                        exc,
+                    )
+                    if await self._sleep_or_stop(delay * (1 + random.random() / 4)):
+                        return False
+        finally:
+            correlation_id.reset(token)
+
+    async def _apply_once(self, envelope: Envelope, payload: BaseModel) -> None:
+        async with self.engine.begin() as conn:
+            first_time = (
+                await conn.execute(
+                    _MARK_PROCESSED, {"consumer": self.group_id, "event_id": envelope.event_id}
+                )
+            ).first()
+            if first_time is None:
+                self.stats.duplicates += 1
+                return
+            await self.handler(conn, envelope, payload)
+        self.stats.processed += 1
+
+    async def _dead_letter(self, record: ConsumerRecord, exc: BaseException, attempts: int) -> bool:
+        headers = [
+            *(record.headers or ()),
+            ("dlq.error", _short(f"{type(exc).__name__}: {exc}").encode()),
+            ("dlq.trace", _short("".join(traceback.format_exception(exc)), 4000).encode()),
+            ("dlq.attempts", str(attempts).encode()),
+            ("dlq.consumer", self.group_id.encode()),
+            ("dlq.topic", record.topic.encode()),
+            ("dlq.partition", str(record.partition).encode()),
+            ("dlq.offset", str(record.offset).encode()),
+        ]
+        backoff = self.retry_base_s
+        while True:  # the offset must not move on before the dead letter is safely written
+            try:
+                if self._dlq_producer is None:
+                    producer = self._producer_factory()
+                    await producer.start()
+                    self._dlq_producer = producer
+                await self._dlq_producer.send_and_wait(
+                    record.topic + DLQ_SUFFIX, value=record.value, key=record.key, headers=headers
+                )
+                break
+            except Exception as send_exc:  # noqa: BLE001
+                log.warning("dead-lettering failed, retrying: %s", send_exc)
+                producer, self._dlq_producer = self._dlq_producer, None
+                if producer is not None:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                if await self._sleep_or_stop(backoff):
+                    return False
+                backoff = min(backoff * 2, self.retry_max_s)
+        self.stats.dead_lettered += 1
+        log.error(
+            "dead-lettered %s[%d]@%d after %d attempt(s): %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            exc,
+        )
+        return True
+
+    async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit({tp: next_offset})
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            # The group moved on; the new owner re-reads from the last commit and the
+            # processed_events table turns those redeliveries into no-ops.
+            self.stats.commit_failures += 1
+            log.warning("offset commit for %s failed: %s", tp, exc)
+
+    async def _sleep_or_stop(self, seconds: float) -> bool:
+        """Sleep; True when the consumer is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        return self._stopping.is_set()
+
+
+class _FinishInFlight(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: IdempotentConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Holding the lock means the batch in flight has been processed and committed.
+        try:
+            async with asyncio.timeout(60):
+                async with self.owner._inflight:
+                    pass
+        except TimeoutError:
+            log.warning("batch still in flight at rebalance; it will be redelivered and deduped")
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.owner.stats.assigned = bool(assigned)
+
+
+def _short(value: str, limit: int = 1000) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"

@@ -1,0 +1,119 @@
+"""Async SQLAlchemy engine helpers and a small forward-only SQL migration runner.
+
+Migrations are plain `NNNN_name.sql` files applied in order, each in its own transaction, recorded
+in `schema_migrations`. An advisory lock serializes replicas that start together.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_MIGRATION_LOCK = 0x6363_6D69  # "ccmi"
+
+
+def make_engine(database_url: str, *, pool_size: int = 10, app_name: str = "") -> AsyncEngine:
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"server_settings": {"application_name": app_name}} if app_name else {},
+    )
+
+
+def asyncpg_dsn(database_url: str | URL) -> str:
+    """The same database as a plain libpq URL, for asyncpg connections of our own (LISTEN)."""
+    url = make_url(database_url) if isinstance(database_url, str) else database_url
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class Migration:
+    component: str
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(component: str, package: str) -> list[Migration]:
+    """Read `<package>/migrations/*.sql`; fails loudly on a badly named file."""
+    folder = resources.files(package) / "migrations"
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        match = _MIGRATION_FILE.match(entry.name)
+        if not match:
+            raise ValueError(f"migration file {entry.name!r} must be named NNNN_snake_case.sql")
+        found.append(Migration(component, int(match.group(1)), entry.name, entry.read_text()))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"{package}: two migrations share a version number")
+    return found
+
+
+async def migrate(engine: AsyncEngine, migrations: Sequence[Migration]) -> list[str]:
+    """Apply what is not yet applied; returns the names applied now."""
+    applied_now: list[str] = []
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
+        try:
+            await conn.execute(
+                text(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " component text NOT NULL, version int NOT NULL, name text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now(),"
+                    " PRIMARY KEY (component, version))"
+                )
+            )
+            await conn.commit()
+            rows = await conn.execute(text("SELECT component, version FROM schema_migrations"))
+            done = {(r.component, r.version) for r in rows}
+            await conn.commit()
+            for migration in migrations:
+                if (migration.component, migration.version) in done:
+                    continue
+                await _apply(conn, migration)
+                applied_now.append(f"{migration.component}/{migration.name}")
+                log.info("applied migration %s/%s", migration.component, migration.name)
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
+            await conn.commit()
+    return applied_now
+
+
+async def _apply(conn: AsyncConnection, migration: Migration) -> None:
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    # asyncpg runs a multi-statement script as one simple query; wrap it so it is atomic.
+    async with driver.transaction():
+        await driver.execute(migration.sql)
+        await driver.execute(
+            "INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)",
+            migration.component,
+            migration.version,
+            migration.name,
+        )
+
+
+def shared_migrations() -> list[Migration]:
+    return load_migrations("ccshared", "ccshared")
+
+
+def migrations_dir(package: str) -> Path:
+    return Path(str(resources.files(package) / "migrations"))

@@ -1,0 +1,130 @@
+"""The topic catalog: the single place to read the system's data flow.
+
+Every topic says who produces it, who consumes it and what it is keyed by (so one ticket's or one
+customer's events stay in order on one partition). Every event type names its topic, its payload
+model and its current schema version. Each topic has a dead-letter twin, `<topic>.dlq`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from ccshared.events import payloads as p
+
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    producer: str
+    consumers: tuple[str, ...]
+    key_field: str
+    description: str
+
+    @property
+    def dead_letter(self) -> str:
+        return self.name + DLQ_SUFFIX
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    event_type: str
+    topic: str
+    payload: type[BaseModel]
+    version: int = 1
+
+    @property
+    def topic_spec(self) -> TopicSpec:
+        return TOPICS[self.topic]
+
+
+_topics = [
+    TopicSpec(
+        "intake.contacts",
+        "intake",
+        ("router", "feedback"),
+        "customer_id",
+        "Every accepted customer contact, keyed by customer so one customer's contacts stay in "
+        "order (the router threads them onto tickets).",
+    ),
+    TopicSpec(
+        "router.tickets",
+        "router",
+        ("sla", "feedback", "intake"),
+        "ticket_id",
+        "Ticket lifecycle: opened, contacts added, routed, assigned, replied, resolved, ...",
+    ),
+    TopicSpec(
+        "sla.events",
+        "sla",
+        ("router", "feedback"),
+        "ticket_id",
+        "SLA warnings, breaches, escalations (the router applies their actions) and met targets.",
+    ),
+    TopicSpec(
+        "feedback.events",
+        "feedback",
+        ("router",),
+        "customer_id",
+        "Surveys sent and answered, follow-up requests (the router opens follow-up tickets), "
+        "praise.",
+    ),
+]
+TOPICS: dict[str, TopicSpec] = {t.name: t for t in _topics}
+
+_events = [
+    EventSpec("contact.received", "intake.contacts", p.ContactReceived),
+    EventSpec("ticket.opened", "router.tickets", p.TicketOpened),
+    EventSpec("ticket.contact_added", "router.tickets", p.TicketContactAdded),
+    EventSpec("ticket.status_changed", "router.tickets", p.TicketStatusChanged),
+    EventSpec("ticket.routed", "router.tickets", p.TicketRouted),
+    EventSpec("ticket.assigned", "router.tickets", p.TicketAssigned),
+    EventSpec("ticket.transferred", "router.tickets", p.TicketTransferred),
+    EventSpec("ticket.replied", "router.tickets", p.TicketReplied),
+    EventSpec("ticket.resolved", "router.tickets", p.TicketResolved),
+    EventSpec("ticket.reopened", "router.tickets", p.TicketReopened),
+    EventSpec("ticket.closed", "router.tickets", p.TicketClosed),
+    EventSpec("sla.warning", "sla.events", p.SlaWarning),
+    EventSpec("sla.breached", "sla.events", p.SlaBreached),
+    EventSpec("sla.escalated", "sla.events", p.SlaEscalated),
+    EventSpec("sla.met", "sla.events", p.SlaMet),
+    EventSpec("survey.requested", "feedback.events", p.SurveyRequested),
+    EventSpec("survey.answered", "feedback.events", p.SurveyAnswered),
+    EventSpec("followup.requested", "feedback.events", p.FollowUpRequested),
+    EventSpec("praise.recorded", "feedback.events", p.PraiseRecorded),
+]
+EVENT_TYPES: dict[str, EventSpec] = {e.event_type: e for e in _events}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    topics: dict[str, TopicSpec]
+    events: dict[str, EventSpec]
+
+    def consumed_by(self, service: str) -> list[TopicSpec]:
+        return [t for t in self.topics.values() if service in t.consumers]
+
+    def produced_by(self, service: str) -> list[TopicSpec]:
+        return [t for t in self.topics.values() if t.producer == service]
+
+    def all_topic_names(self) -> list[str]:
+        return [name for t in self.topics.values() for name in (t.name, t.dead_letter)]
+
+
+CATALOG = Catalog(TOPICS, EVENT_TYPES)
+
+
+def _check_catalog() -> None:
+    for spec in EVENT_TYPES.values():
+        topic = TOPICS[spec.topic]
+        if topic.key_field not in spec.payload.model_fields:
+            raise AssertionError(
+                f"{spec.event_type} goes to {topic.name}, keyed by {topic.key_field}, "
+                f"but its payload has no such field"
+            )
+
+
+_check_catalog()

@@ -1,0 +1,270 @@
+"""Typed payloads of every event in the system. Change a payload only compatibly (add optional
+fields); anything else is a new schema version in the catalog."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Channel = Literal["phone", "email", "chat", "social"]
+Priority = Literal["urgent", "high", "normal", "low"]
+TicketStatus = Literal[
+    "new", "queued", "assigned", "in_progress", "pending_customer", "resolved", "closed"
+]
+SlaMetric = Literal["first_response", "next_response", "resolution"]
+
+
+class Payload(BaseModel):
+    # Consumers ignore fields they do not know yet, so producers can add optional ones first.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# --- intake.contacts --------------------------------------------------------------------
+
+
+class CustomerHints(Payload):
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    social_handle: str | None = None
+    account_id: str | None = None
+
+
+class ThreadRefs(Payload):
+    """What the router threads a contact onto an open ticket by."""
+
+    email_message_id: str | None = None
+    email_in_reply_to: str | None = None
+    email_references: list[str] = Field(default_factory=list)
+    chat_session_id: str | None = None
+    social_platform: str | None = None
+    social_post_id: str | None = None
+    social_parent_post_id: str | None = None
+
+
+class ContactReceived(Payload):
+    contact_id: uuid.UUID
+    customer_id: uuid.UUID
+    channel: Channel
+    external_id: str
+    received_at: AwareDatetime
+    subject: str | None = None
+    text: str | None = None
+    language: str | None = None
+    customer: CustomerHints = CustomerHints()
+    thread: ThreadRefs = ThreadRefs()
+    channel_data: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- router.tickets ---------------------------------------------------------------------
+
+
+class TicketOpened(Payload):
+    ticket_id: uuid.UUID
+    customer_id: uuid.UUID
+    contact_id: uuid.UUID | None = None
+    channel: Channel
+    category: str
+    priority: Priority
+    language: str | None = None
+    segment: str | None = None
+    queue_id: str | None = None
+    classification_rule: str | None = None
+    follow_up_of: uuid.UUID | None = None
+    opened_at: AwareDatetime
+
+
+class TicketContactAdded(Payload):
+    """A customer message joined an open ticket (starts the next-response clock)."""
+
+    ticket_id: uuid.UUID
+    customer_id: uuid.UUID
+    contact_id: uuid.UUID
+    channel: Channel
+    received_at: AwareDatetime
+
+
+class TicketStatusChanged(Payload):
+    ticket_id: uuid.UUID
+    from_status: TicketStatus
+    to_status: TicketStatus
+    actor: str
+    reason: str | None = None
+    at: AwareDatetime
+
+
+class TicketRouted(Payload):
+    """The ticket was placed in a queue (first time, overflow, transfer or escalation)."""
+
+    ticket_id: uuid.UUID
+    queue_id: str
+    priority: Priority
+    category: str
+    channel: Channel
+    segment: str | None = None
+    policy_version: int | None = None
+    policy_step: str | None = None
+    reason: str | None = None
+    at: AwareDatetime
+
+
+class RoutingCandidate(Payload):
+    agent_id: str
+    score: float | None = None
+    passed_over: str | None = Field(
+        default=None, description="busy, at_capacity, missing_skill, offline, ... or null if chosen"
+    )
+
+
+class TicketAssigned(Payload):
+    ticket_id: uuid.UUID
+    agent_id: str
+    owner_agent_id: str
+    queue_id: str
+    decision_id: uuid.UUID
+    policy_version: int | None = None
+    policy_step: str | None = None
+    strategy: str
+    candidates: list[RoutingCandidate] = Field(default_factory=list)
+    tie_breaker: str | None = None
+    at: AwareDatetime
+
+
+class TicketTransferred(Payload):
+    ticket_id: uuid.UUID
+    from_agent_id: str | None
+    to_agent_id: str | None
+    to_queue_id: str | None = None
+    owner_agent_id: str | None
+    reason: str
+    at: AwareDatetime
+
+
+class TicketReplied(Payload):
+    """An agent answered the customer; the first one is the first response."""
+
+    ticket_id: uuid.UUID
+    agent_id: str
+    channel: Channel
+    first_response: bool
+    at: AwareDatetime
+
+
+class TicketResolved(Payload):
+    ticket_id: uuid.UUID
+    customer_id: uuid.UUID
+    agent_id: str | None
+    owner_agent_id: str | None
+    channel: Channel
+    queue_id: str | None
+    category: str
+    priority: Priority
+    language: str | None = None
+    resolution_code: str
+    first_contact_resolution: bool
+    opened_at: AwareDatetime
+    resolved_at: AwareDatetime
+
+
+class TicketReopened(Payload):
+    ticket_id: uuid.UUID
+    actor: str
+    reason: str | None = None
+    at: AwareDatetime
+
+
+class TicketClosed(Payload):
+    ticket_id: uuid.UUID
+    actor: str
+    reason: str | None = Field(default=None, description="e.g. spam, duplicate, solved")
+    at: AwareDatetime
+
+
+# --- sla.events -------------------------------------------------------------------------
+
+
+class SlaWarning(Payload):
+    ticket_id: uuid.UUID
+    metric: SlaMetric
+    policy_id: str
+    policy_version: int
+    deadline: AwareDatetime
+    share_elapsed: float
+    at: AwareDatetime
+
+
+class SlaBreached(Payload):
+    ticket_id: uuid.UUID
+    metric: SlaMetric
+    policy_id: str
+    policy_version: int
+    deadline: AwareDatetime
+    at: AwareDatetime
+
+
+class SlaEscalated(Payload):
+    ticket_id: uuid.UUID
+    metric: SlaMetric
+    level: int = Field(ge=1)
+    actions: list[
+        Literal["raise_priority", "move_to_escalation_queue", "notify_supervisor", "notify_manager"]
+    ]
+    raise_priority_to: Priority | None = None
+    escalation_queue_id: str | None = None
+    at: AwareDatetime
+
+
+class SlaMet(Payload):
+    ticket_id: uuid.UUID
+    metric: SlaMetric
+    policy_id: str
+    policy_version: int
+    deadline: AwareDatetime
+    met_at: AwareDatetime
+
+
+# --- feedback.events --------------------------------------------------------------------
+
+
+class SurveyRequested(Payload):
+    survey_id: uuid.UUID
+    ticket_id: uuid.UUID
+    customer_id: uuid.UUID
+    channel: Channel
+    language: str
+    url: str
+    expires_at: AwareDatetime
+    reminder: bool = False
+
+
+class SurveyAnswered(Payload):
+    survey_id: uuid.UUID
+    ticket_id: uuid.UUID
+    customer_id: uuid.UUID
+    csat: int | None = Field(default=None, ge=1, le=5)
+    nps: int | None = Field(default=None, ge=0, le=10)
+    solved_first_contact: bool | None = None
+    comment: str | None = None
+    answered_at: AwareDatetime
+
+
+class FollowUpRequested(Payload):
+    follow_up_id: uuid.UUID
+    customer_id: uuid.UUID
+    ticket_id: uuid.UUID | None = None
+    reason: Literal["detractor", "key_account_callback"]
+    channel: Channel | None = None
+    language: str | None = None
+    note: str | None = None
+    due_at: AwareDatetime
+
+
+class PraiseRecorded(Payload):
+    ticket_id: uuid.UUID
+    customer_id: uuid.UUID
+    agent_id: str | None
+    comment: str
+    at: AwareDatetime

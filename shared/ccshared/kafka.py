@@ -1,0 +1,76 @@
+"""Kafka clients configured the one way this system uses them, and topic provisioning."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from ccshared.events.catalog import CATALOG
+
+log = logging.getLogger(__name__)
+
+
+def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+    # Idempotent + acks=all: broker-side dedupe of retried batches and per-partition order.
+    # An idempotent producer that hits OutOfOrderSequenceNumber stays broken: callers recreate
+    # it on any send failure (see OutboxRelay), never reuse it.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=15_000,
+        retry_backoff_ms=200,
+    )
+
+
+async def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str] | None = None,
+    *,
+    partitions: int = 6,
+    client_id: str = "topic-provisioner",
+) -> list[str]:
+    """Create missing topics (the catalog's and their dead-letter twins by default)."""
+    wanted = list(names) if names is not None else CATALOG.all_topic_names()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another replica won the race
+                await admin.create_topics(
+                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
+                )
+            log.info("created topics %s", missing)
+        return missing
+    finally:
+        await admin.close()
+
+
+async def kafka_reachable(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """True when the cluster answers a metadata request within the timeout."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="readiness", request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
+            await admin.list_topics()
+        return True
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        try:
+            await admin.close()
+        except Exception:
+            log.debug("closing readiness admin client failed", exc_info=True)

@@ -1,0 +1,246 @@
+"""Transactional outbox: write events with the state change, publish them after commit.
+
+Writers call `enqueue` (or build `outbox_rows` into their own statement) inside the transaction
+that changes state. One `OutboxRelay` per service database (elected by an advisory lock, so extra
+replicas stand by) publishes committed rows to Kafka in id order and deletes them: at least once,
+so consumers dedupe by event id.
+
+The trap this avoids: ids from a sequence become visible out of commit order. A relay that reads
+`id > last_seen` skips a row whose transaction took its id early but committed late. The relay
+here reads only rows whose transaction id is below the xmin of the current snapshot, i.e. rows of
+transactions that every snapshot now sees as settled. It also never passes a committed row that is
+still above that horizon, so rows of one key go out in the order they were written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ccshared.events.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "outbox"
+_RELAY_LOCK = 0x6363_6F62  # "ccob"
+
+_INSERT = text(
+    "INSERT INTO outbox (topic, key, event_id, event_type, value, headers) "
+    "VALUES (:topic, :key, :event_id, :event_type, :value, CAST(:headers AS jsonb))"
+)
+
+# Rows every transaction has settled, and none past the first committed-but-unsettled row.
+_FETCH_SETTLED = """
+WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+SELECT o.id, o.topic, o.key, o.event_id, o.event_type, o.value, o.headers
+FROM outbox o, horizon h
+WHERE o.txid < h.xmin
+  AND o.id < COALESCE((SELECT min(u.id) FROM outbox u, horizon hh WHERE u.txid >= hh.xmin),
+                      9223372036854775807)
+ORDER BY o.id
+LIMIT $1
+"""
+
+
+def outbox_row(event: Envelope, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "topic": event.topic,
+        "key": event.key,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "value": event.to_bytes(),
+        "headers": orjson.dumps(headers or {}).decode(),
+    }
+
+
+async def enqueue(conn: AsyncConnection, *events: Envelope) -> None:
+    """Add events to the outbox inside the caller's open transaction."""
+    if events:
+        await conn.execute(_INSERT, [outbox_row(e) for e in events])
+
+
+def kafka_headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:
+    headers = [
+        ("event_type", row["event_type"].encode()),
+        ("event_id", str(row["event_id"]).encode()),
+    ]
+    extra = row["headers"]
+    if isinstance(extra, str):
+        extra = orjson.loads(extra)
+    for name, value in (extra or {}).items():
+        headers.append((str(name), str(value).encode()))
+    return headers
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    batches: int = 0
+    failures: int = 0
+    is_leader: bool = False
+    last_publish_at: float | None = None
+    history: list[float] = field(default_factory=list)
+
+
+class OutboxRelay:
+    """Publishes a service's outbox to Kafka; run it as one task per service process."""
+
+    def __init__(
+        self,
+        dsn: str,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        *,
+        name: str = "outbox-relay",
+        batch_size: int = 500,
+        poll_interval_s: float = 2.0,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        self._dsn = dsn
+        self._producer_factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
+        self.name = name
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.max_backoff_s = max_backoff_s
+        self.stats = RelayStats()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=self.name)
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Finish the batch in flight (bounded by grace_s), then close."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        await self._close_producer()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while not self._stopping.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": self.name}
+                )
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                await self._lead_and_drain(conn)
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the relay must outlive any outage
+                self.stats.failures += 1
+                self.stats.is_leader = False
+                log.warning("outbox relay error, retrying in %.1fs: %s", backoff, exc)
+                await self._close_producer()
+                await self._sleep(backoff * (1 + random.random() / 2))
+                backoff = min(backoff * 2, self.max_backoff_s)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), timeout=2)
+
+    async def _lead_and_drain(self, conn: asyncpg.Connection) -> None:
+        while not self._stopping.is_set():
+            if not self.stats.is_leader:
+                self.stats.is_leader = bool(
+                    await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK)
+                )
+                if not self.stats.is_leader:
+                    await self._sleep(self.poll_interval_s)  # another replica publishes
+                    continue
+                log.info("outbox relay is leader")
+            self._wake.clear()
+            if await self.drain_once(conn) == 0:
+                await self._sleep(self.poll_interval_s)
+
+    async def drain_once(self, conn: asyncpg.Connection) -> int:
+        """Publish one batch of settled rows; returns how many were published."""
+        rows = await conn.fetch(_FETCH_SETTLED, self.batch_size)
+        if not rows:
+            return 0
+        producer = await self._ensure_producer()
+        try:
+            futures = [
+                await producer.send(
+                    row["topic"],
+                    value=bytes(row["value"]),
+                    key=row["key"].encode(),
+                    headers=kafka_headers(row),
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*futures)
+        except Exception:
+            # Whatever state the producer is in (e.g. OutOfOrderSequenceNumber) is not trusted.
+            await self._close_producer()
+            raise
+        await conn.execute(
+            "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+        )
+        self.stats.published += len(rows)
+        self.stats.batches += 1
+        self.stats.last_publish_at = time.time()
+        return len(rows)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._producer_factory()
+            try:
+                await producer.start()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), timeout=5)
+
+
+async def pending_count(conn: AsyncConnection) -> int:
+    return int((await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one())
+
+
+def envelopes_to_rows(events: Sequence[Envelope]) -> list[dict[str, Any]]:
+    return [outbox_row(e) for e in events]

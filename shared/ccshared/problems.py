@@ -1,0 +1,177 @@
+"""RFC 9457 problem details for every 4xx/5xx a service answers.
+
+Domain code raises `Problem` subclasses (or its own exceptions mapped at the edge); validation
+errors list every field at fault as `errors: [{field, message, type}]`.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ccshared.logging import correlation_id
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://contactcenter.dev/problems/"
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the field at fault, e.g. body.customer.email")
+    message: str
+    type: str
+
+
+class ProblemDetails(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+    correlation_id: str | None = None
+
+
+class Problem(Exception):
+    """An error with an HTTP status, a stable type slug and a human explanation."""
+
+    status: int = 400
+    slug: str = "bad-request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        slug: str | None = None,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status is not None:
+            self.status = status
+        if slug is not None:
+            self.slug = slug
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class NotFound(Problem):
+    status = 404
+    slug = "not-found"
+
+
+class Conflict(Problem):
+    status = 409
+    slug = "conflict"
+
+
+def field_errors(errors: list[Any], prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
+    out = []
+    for err in errors:
+        loc = prefix + tuple(err.get("loc", ()))
+        out.append(
+            FieldError(
+                field=".".join(str(p) for p in loc) or "body",
+                message=str(err.get("msg", "invalid")),
+                type=str(err.get("type", "invalid")),
+            )
+        )
+    return out
+
+
+def problem_response(
+    request: Request | None,
+    *,
+    status: int,
+    slug: str | None,
+    detail: str | None,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    body = ProblemDetails(
+        type=PROBLEM_BASE + slug if slug else "about:blank",
+        title=title,
+        status=status,
+        detail=detail,
+        instance=str(request.url.path) if request is not None else None,
+        errors=errors,
+        correlation_id=correlation_id.get(),
+    ).model_dump(exclude_none=True)
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    429: "rate-limited",
+    500: "internal-error",
+    503: "unavailable",
+}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(
+            request,
+            status=exc.status,
+            slug=exc.slug,
+            detail=exc.detail,
+            errors=exc.errors,
+            headers=exc.headers,
+            extra=exc.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = field_errors(list(exc.errors()))
+        fields = ", ".join(e.field for e in errors[:5])
+        return problem_response(
+            request,
+            status=422,
+            slug="validation-error",
+            detail=f"The request is invalid at: {fields}" if fields else "The request is invalid",
+            errors=errors,
+        )
+
+    @app.exception_handler(ValidationError)
+    async def _invalid_model(request: Request, exc: ValidationError) -> JSONResponse:
+        errors = field_errors(list(exc.errors()), prefix=("body",))
+        return problem_response(
+            request,
+            status=422,
+            slug="validation-error",
+            detail="The request is invalid at: " + ", ".join(e.field for e in errors[:5]),
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(
+            request,
+            status=exc.status_code,
+            slug=_SLUGS.get(exc.status_code),
+            detail=str(exc.detail) if exc.detail else None,
+            headers=dict(exc.headers) if exc.headers else None,
+        )

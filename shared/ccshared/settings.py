@@ -1,0 +1,62 @@
+"""Service settings read from the environment, one prefix per service (INTAKE_, ROUTER_, ...)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PostgresDsn, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_PG = "postgresql+asyncpg://contactcenter:contactcenter@127.0.0.1:55432"
+LOCAL_KAFKA = "127.0.0.1:19092"
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs; subclasses set `env_prefix` and add their own fields.
+
+    Defaults run against the local stack that `make run` starts.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    service_name: str
+    database_url: SecretStr = SecretStr(f"{LOCAL_PG}/postgres")
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    kafka_bootstrap: str = LOCAL_KAFKA
+    kafka_client_id: str | None = None
+    topic_partitions: int = Field(default=6, ge=1, le=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    # How long the outbox relay sleeps without a NOTIFY before looking anyway.
+    outbox_poll_interval_s: float = Field(default=2.0, gt=0, le=60)
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    consumer_max_attempts: int = Field(default=5, ge=1, le=100)
+    consumer_retry_base_s: float = Field(default=0.2, gt=0, le=60)
+    shutdown_grace_s: float = Field(default=10.0, ge=0, le=300)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        PostgresDsn(raw)  # raises a ValidationError naming the field when malformed
+        if not raw.startswith("postgresql+asyncpg://"):
+            raise ValueError(
+                "must use the asyncpg driver: postgresql+asyncpg://user:pass@host:port/db"
+            )
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_servers(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("needs at least one host:port")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+    @property
+    def client_id(self) -> str:
+        return self.kafka_client_id or self.service_name
