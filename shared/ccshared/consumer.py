@@ -159,20 +159,25 @@ class IdempotentConsumer:
                 async with self._inflight:
                     if tp not in consumer.assignment():
                         continue  # revoked while we fetched; the new owner reads them
-                    done = await self._process_records(records)
-                    if done is not None:
-                        await self._commit(tp, done + 1)
+                    done = await self._process_partition_batch(tp, records)
                     if done != records[-1].offset:
                         # Stopped part-way: re-read from the first unprocessed one next time.
                         consumer.seek(tp, (done + 1) if done is not None else records[0].offset)
 
-    async def _process_records(self, records: list[ConsumerRecord]) -> int | None:
-        last_done: int | None = None
-        for record in records:
-            if not await self._process(record):
-                break
-            last_done = record.offset
-        return last_done
+    async def _process_partition_batch(
+        self, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> int | None:
+        """Process in order; commit up to the last processed one, also when cancelled."""
+        done: int | None = None
+        try:
+            for record in records:
+                if not await self._process(record):
+                    break
+                done = record.offset
+        finally:
+            if done is not None:
+                await asyncio.shield(self._commit(tp, done + 1))
+        return done
 
     async def _process(self, record: ConsumerRecord) -> bool:
         """Give the record its effect once, or dead-letter it. False only when stopping."""

@@ -37,7 +37,8 @@ def kafka_check(bootstrap: str) -> Check:
 
 
 class Readiness:
-    """Runs the checks at most once per `ttl_s` so probes cannot overload the dependencies."""
+    """Runs the checks at most once per `ttl_s` while they pass, so probes cannot overload the
+    dependencies; a failing result is not cached, so recovery shows at the next probe."""
 
     def __init__(self, checks: dict[str, Check], ttl_s: float = 2.0) -> None:
         self.checks = checks
@@ -49,11 +50,13 @@ class Readiness:
     async def results(self) -> dict[str, bool]:
         async with self._lock:
             now = time.monotonic()
-            if self._last is None or now - self._last[0] > self.ttl_s:
-                names = list(self.checks)
-                values = await asyncio.gather(*(self.checks[n]() for n in names))
-                self._last = (now, dict(zip(names, values, strict=True)))
-            return dict(self._last[1])
+            if self._last is not None and now - self._last[0] <= self.ttl_s:
+                return dict(self._last[1])
+            names = list(self.checks)
+            values = await asyncio.gather(*(self.checks[n]() for n in names))
+            results = dict(zip(names, values, strict=True))
+            self._last = (now, results) if all(values) else None
+            return dict(results)
 
 
 def health_router(readiness: Readiness, service: str) -> APIRouter:

@@ -19,8 +19,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -54,9 +54,12 @@ LIMIT $1
 """
 
 
-def outbox_row(event: Envelope, headers: dict[str, str] | None = None) -> dict[str, Any]:
+def outbox_row(
+    event: Envelope, headers: dict[str, str] | None = None, *, topic: str | None = None
+) -> dict[str, Any]:
+    """The outbox row for an event; `topic` overrides the catalog's (replays, tests)."""
     return {
-        "topic": event.topic,
+        "topic": topic or event.topic,
         "key": event.key,
         "event_id": event.event_id,
         "event_type": event.event_type,
@@ -91,7 +94,6 @@ class RelayStats:
     failures: int = 0
     is_leader: bool = False
     last_publish_at: float | None = None
-    history: list[float] = field(default_factory=list)
 
 
 class OutboxRelay:
@@ -240,7 +242,3 @@ class OutboxRelay:
 
 async def pending_count(conn: AsyncConnection) -> int:
     return int((await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one())
-
-
-def envelopes_to_rows(events: Sequence[Envelope]) -> list[dict[str, Any]]:
-    return [outbox_row(e) for e in events]

@@ -1,0 +1,255 @@
+"""The idempotent consumer against the real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ccshared.consumer import Handler, IdempotentConsumer, PermanentError
+from ccshared.events import Envelope, new_event
+from ccshared.events.payloads import TicketReopened
+from ccshared.kafka import make_producer
+from tests.helpers import wait_until
+from tests.integration.shared.conftest import read_all
+
+
+@pytest.fixture
+async def effects(engine: AsyncEngine) -> AsyncEngine:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE effects (label text NOT NULL, at timestamptz)"))
+    return engine
+
+
+async def record_effect(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+    assert isinstance(payload, TicketReopened)
+    await conn.execute(
+        text("INSERT INTO effects (label, at) VALUES (:l, now())"), {"l": payload.actor}
+    )
+
+
+async def labels(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT label FROM effects ORDER BY at, label"))
+        return [r.label for r in rows]
+
+
+def event(label: str, ticket: uuid.UUID | None = None) -> Envelope:
+    payload = TicketReopened(ticket_id=ticket or uuid.uuid4(), actor=label, at=datetime.now(UTC))
+    return new_event(payload, producer="test")
+
+
+@pytest.fixture
+def make_consumer(
+    effects: AsyncEngine, kafka_bootstrap: str, topic: str
+) -> Callable[..., IdempotentConsumer]:
+    group = f"test-group-{uuid.uuid4().hex[:8]}"
+
+    def build(handler: Handler = record_effect, **kwargs: object) -> IdempotentConsumer:
+        return IdempotentConsumer(
+            engine=effects,
+            bootstrap=kafka_bootstrap,
+            group_id=group,
+            topics=[topic],
+            handler=handler,
+            producer_factory=lambda: make_producer(kafka_bootstrap, "dlq"),
+            **{"retry_base_s": 0.01, "max_attempts": 3, **kwargs},  # type: ignore[arg-type]
+        )
+
+    return build
+
+
+@pytest.fixture
+async def running(
+    make_consumer: Callable[..., IdempotentConsumer],
+) -> AsyncIterator[Callable[..., asyncio.Future[IdempotentConsumer]]]:
+    started: list[IdempotentConsumer] = []
+
+    async def start(**kwargs: object) -> IdempotentConsumer:
+        consumer = make_consumer(**kwargs)
+        await consumer.start()
+        started.append(consumer)
+        return consumer
+
+    yield start  # type: ignore[misc]
+    for consumer in started:
+        await consumer.stop(grace_s=2)
+
+
+async def send(producer: AIOKafkaProducer, topic: str, value: bytes, key: str) -> int:
+    metadata = await producer.send_and_wait(topic, value=value, key=key.encode())
+    return int(metadata.offset)
+
+
+async def test_redelivered_event_has_one_effect(
+    running, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine
+) -> None:
+    once = event("once")
+    for _ in range(3):  # what an at-least-once relay or a rebalance can do
+        await send(producer, topic, once.to_bytes(), once.key)
+    consumer = await running()
+    await wait_until(lambda: _handled(consumer, 3))
+    assert await labels(effects) == ["once"]
+    assert consumer.stats.processed == 1
+    assert consumer.stats.duplicates == 2
+
+
+async def _handled(consumer: IdempotentConsumer, n: int) -> bool:
+    return consumer.stats.processed + consumer.stats.duplicates + consumer.stats.dead_lettered >= n
+
+
+async def test_poison_event_is_dead_lettered_after_its_retries_and_does_not_block(
+    running, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine, kafka_bootstrap: str
+) -> None:
+    attempts: list[str] = []
+
+    async def picky(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        assert isinstance(payload, TicketReopened)
+        if payload.actor == "poison":
+            attempts.append(payload.actor)
+            raise ValueError("cannot handle a poisoned ticket")
+        await record_effect(conn, envelope, payload)
+
+    ticket = uuid.uuid4()  # one key, so one partition: the poison sits between the good ones
+    for label in ("before", "poison", "after"):
+        e = event(label, ticket)
+        await send(producer, topic, e.to_bytes(), e.key)
+    await send(producer, topic, b"\x00not an event", str(ticket))
+    await send(producer, topic, event("last", ticket).to_bytes(), str(ticket))
+
+    consumer = await running(handler=picky)
+    await wait_until(lambda: _handled(consumer, 5))
+    assert await labels(effects) == ["before", "after", "last"]
+    assert attempts == ["poison"] * 3
+
+    dead = await read_all(kafka_bootstrap, topic + ".dlq", expected=2)
+    assert len(dead) == 2
+    headers = [dict(r.headers) for r in dead]
+    assert headers[0][b"dlq.attempts".decode()] == b"3"
+    assert b"ValueError: cannot handle a poisoned ticket" in headers[0]["dlq.error"]
+    assert headers[0]["dlq.topic"] == topic.encode()
+    assert headers[1]["dlq.attempts"] == b"1"  # undecodable: retrying cannot help
+    assert b"EventDecodeError" in headers[1]["dlq.error"]
+    assert dead[1].value == b"\x00not an event"
+
+
+async def test_permanent_error_skips_the_retries(
+    running, producer: AIOKafkaProducer, topic: str, kafka_bootstrap: str
+) -> None:
+    calls = 0
+
+    async def refuse(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        nonlocal calls
+        calls += 1
+        raise PermanentError("ticket belongs to a deleted tenant")
+
+    e = event("x")
+    await send(producer, topic, e.to_bytes(), e.key)
+    consumer = await running(handler=refuse)
+    await wait_until(lambda: _handled(consumer, 1))
+    assert calls == 1
+    dead = await read_all(kafka_bootstrap, topic + ".dlq", expected=1)
+    assert dict(dead[0].headers)["dlq.attempts"] == b"1"
+
+
+async def test_database_outage_is_retried_not_dead_lettered(
+    running, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine
+) -> None:
+    failures = 0
+
+    async def flaky_database(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        nonlocal failures
+        if failures < 6:  # more failures than max_attempts: only transient ones may go on
+            failures += 1
+            raise sa_exc.OperationalError("SELECT 1", {}, ConnectionResetError("db went away"))
+        await record_effect(conn, envelope, payload)
+
+    e = event("survived")
+    await send(producer, topic, e.to_bytes(), e.key)
+    consumer = await running(handler=flaky_database)
+    await wait_until(lambda: _handled(consumer, 1))
+    assert await labels(effects) == ["survived"]
+    assert consumer.stats.dead_lettered == 0
+    assert consumer.stats.retries == 6
+
+
+async def test_failed_effect_is_rolled_back_with_its_dedupe_mark(
+    running, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine
+) -> None:
+    """A handler that wrote, then failed, must not leave its write or its processed mark."""
+    tries = 0
+
+    async def fail_once_after_writing(
+        conn: AsyncConnection, envelope: Envelope, payload: BaseModel
+    ) -> None:
+        nonlocal tries
+        tries += 1
+        await record_effect(conn, envelope, payload)
+        if tries == 1:
+            raise RuntimeError("crashed after the write")
+
+    e = event("exactly-once")
+    await send(producer, topic, e.to_bytes(), e.key)
+    consumer = await running(handler=fail_once_after_writing)
+    await wait_until(lambda: _handled(consumer, 1))
+    assert await labels(effects) == ["exactly-once"]
+    assert tries == 2
+
+
+async def test_stop_never_commits_an_unprocessed_offset(
+    make_consumer,
+    producer: AIOKafkaProducer,
+    topic: str,
+    effects: AsyncEngine,
+    kafka_bootstrap: str,
+) -> None:
+    ticket = uuid.uuid4()
+    stuck = asyncio.Event()
+
+    async def hangs_on_second(
+        conn: AsyncConnection, envelope: Envelope, payload: BaseModel
+    ) -> None:
+        assert isinstance(payload, TicketReopened)
+        if payload.actor == "2":
+            stuck.set()
+            await asyncio.Event().wait()  # a handler still busy when the service is stopped
+        await record_effect(conn, envelope, payload)
+
+    offsets = [
+        await send(producer, topic, event(str(i), ticket).to_bytes(), str(ticket))
+        for i in (1, 2, 3)
+    ]
+    first = make_consumer(handler=hangs_on_second)
+    await first.start()
+    await asyncio.wait_for(stuck.wait(), 20)
+    await first.stop(grace_s=0.5)
+
+    metadata = await producer.send_and_wait(topic, value=b"probe", key=str(ticket).encode())
+    tp = TopicPartition(topic, metadata.partition)
+    probe = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=first.group_id)
+    await probe.start()
+    try:
+        committed = await probe.committed(tp)
+    finally:
+        await probe.stop()
+    assert committed == offsets[1]  # the first is done; the second must be read again
+    assert await labels(effects) == ["1"]
+
+    second = make_consumer()
+    await second.start()
+    try:
+        await wait_until(lambda: _labels_are(effects, ["1", "2", "3"]))
+    finally:
+        await second.stop()
+
+
+async def _labels_are(engine: AsyncEngine, expected: list[str]) -> bool:
+    return sorted(await labels(engine)) == expected

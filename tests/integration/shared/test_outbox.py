@@ -1,0 +1,264 @@
+"""The transactional outbox against the real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ccshared.db import asyncpg_dsn
+from ccshared.events import Envelope, new_event
+from ccshared.events.payloads import TicketReopened
+from ccshared.kafka import make_producer
+from ccshared.outbox import OutboxRelay, outbox_row, pending_count
+from tests.helpers import wait_until
+from tests.integration.shared.conftest import read_all
+
+_INSERT = text(
+    "INSERT INTO outbox (topic, key, event_id, event_type, value, headers) "
+    "VALUES (:topic, :key, :event_id, :event_type, :value, CAST(:headers AS jsonb))"
+)
+
+
+def event(ticket_id: uuid.UUID, label: str) -> Envelope:
+    payload = TicketReopened(ticket_id=ticket_id, actor=label, at=datetime.now(UTC))
+    return new_event(payload, producer="test")
+
+
+async def write(conn: AsyncConnection, topic: str, *events: Envelope) -> None:
+    await conn.execute(_INSERT, [outbox_row(e, topic=topic) for e in events])
+
+
+def relay_for(url: str, bootstrap: str, **kwargs: object) -> OutboxRelay:
+    return OutboxRelay(
+        asyncpg_dsn(url),
+        lambda: make_producer(bootstrap, "test-relay"),
+        poll_interval_s=0.2,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_committed_events_reach_kafka_in_key_order(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    keys = [uuid.uuid4() for _ in range(3)]
+    written: dict[str, list[uuid.UUID]] = {str(k): [] for k in keys}
+    for batch in range(10):
+        events = [event(k, f"{batch}") for k in keys]
+        async with engine.begin() as conn:
+            await write(conn, topic, *events)
+        for e in events:
+            written[e.key].append(e.event_id)
+
+    relay = relay_for(fresh_database, kafka_bootstrap)
+    relay.start()
+    try:
+        records = await read_all(kafka_bootstrap, topic, expected=30)
+    finally:
+        await relay.stop()
+
+    seen: dict[str, list[uuid.UUID]] = {str(k): [] for k in keys}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        seen[record.key.decode()].append(Envelope.model_validate_json(record.value).event_id)
+    assert seen == written
+    async with engine.connect() as conn:
+        assert await pending_count(conn) == 0
+
+
+async def test_rolled_back_event_never_reaches_kafka(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    ticket = uuid.uuid4()
+    doomed, kept = event(ticket, "doomed"), event(ticket, "kept")
+    async with engine.connect() as conn:
+        await conn.begin()
+        await write(conn, topic, doomed)
+        await conn.rollback()
+    async with engine.begin() as conn:
+        await write(conn, topic, kept)
+
+    relay = relay_for(fresh_database, kafka_bootstrap)
+    relay.start()
+    try:
+        await wait_until(lambda: _published(relay, 1))
+        records = await read_all(kafka_bootstrap, topic, expected=2, timeout_s=3)
+    finally:
+        await relay.stop()
+    assert [Envelope.model_validate_json(r.value).event_id for r in records] == [kept.event_id]
+
+
+async def _published(relay: OutboxRelay, n: int) -> bool:
+    return relay.stats.published >= n
+
+
+async def test_transaction_that_began_earlier_but_committed_later_is_not_skipped(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    ticket = uuid.uuid4()
+    early, late = event(ticket, "early-begun"), event(ticket, "late-begun")
+    relay = relay_for(fresh_database, kafka_bootstrap)
+    relay_conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    slow = await engine.connect()
+    try:
+        # The slow transaction takes the lower outbox id first, then stays open...
+        await slow.begin()
+        await write(slow, topic, early)
+        # ...while a faster one writes a higher id and commits.
+        async with engine.begin() as fast:
+            await write(fast, topic, late)
+
+        # A relay reading "id > last seen" would publish `late` now and never see `early`.
+        # This one holds `late` back until the slow transaction has settled.
+        assert await relay.drain_once(relay_conn) == 0
+        async with engine.connect() as conn:
+            assert await pending_count(conn) == 1  # only `late` is visible; nothing deleted
+
+        await slow.commit()
+        assert await relay.drain_once(relay_conn) == 2
+    finally:
+        await slow.close()
+        await relay_conn.close()
+        await relay.stop()
+
+    records = await read_all(kafka_bootstrap, topic, expected=2)
+    assert [Envelope.model_validate_json(r.value).event_id for r in records] == [
+        early.event_id,
+        late.event_id,
+    ]
+
+
+async def test_row_of_an_unsettled_committed_transaction_holds_back_later_ids(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    """A transaction that got its xid early but wrote its event late must not overtake one that
+    wrote earlier for the same key but is still above the settled horizon."""
+    ticket = uuid.uuid4()
+    first, second = event(ticket, "first"), event(ticket, "second")
+    relay = relay_for(fresh_database, kafka_bootstrap)
+    relay_conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE scratch (n int)"))
+    early_xid, blocker = await engine.connect(), await engine.connect()
+    try:
+        await early_xid.begin()
+        await early_xid.execute(text("INSERT INTO scratch VALUES (1)"))  # takes an xid now
+        await blocker.begin()
+        await blocker.execute(text("INSERT INTO scratch VALUES (2)"))  # a later xid, stays open
+        async with engine.begin() as conn:  # xid above the blocker's: commits `first`
+            await write(conn, topic, first)
+        await write(early_xid, topic, second)  # lowest xid, highest outbox id
+        await early_xid.commit()
+
+        # `second` is settled (its xid is below the blocker's) but `first` is not: hold both.
+        assert await relay.drain_once(relay_conn) == 0
+        await blocker.commit()
+        assert await relay.drain_once(relay_conn) == 2
+    finally:
+        await early_xid.close()
+        await blocker.close()
+        await relay_conn.close()
+        await relay.stop()
+    records = await read_all(kafka_bootstrap, topic, expected=2)
+    labels = [Envelope.model_validate_json(r.value).payload["actor"] for r in records]
+    assert labels == ["first", "second"]
+
+
+class _StallingProducer:
+    """Sends the first `allow` messages, then hangs: the process is 'killed' while it hangs."""
+
+    def __init__(self, real: object, allow: int) -> None:
+        self.real = real
+        self.allow = allow
+        self.sent = 0
+
+    async def start(self) -> None:
+        await self.real.start()  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        await self.real.stop()  # type: ignore[attr-defined]
+
+    async def send(self, *args: object, **kwargs: object) -> asyncio.Future[object]:
+        if self.sent >= self.allow:
+            await asyncio.Event().wait()
+        self.sent += 1
+        return await self.real.send(*args, **kwargs)  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_relay_killed_mid_batch_and_restarted_loses_nothing(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    tickets = [uuid.uuid4() for _ in range(4)]
+    events = [event(tickets[i % 4], str(i)) for i in range(200)]
+    async with engine.begin() as conn:
+        await write(conn, topic, *events)
+
+    stalling = _StallingProducer(make_producer(kafka_bootstrap, "doomed-relay"), allow=60)
+    doomed = OutboxRelay(asyncpg_dsn(fresh_database), lambda: stalling, poll_interval_s=0.2)
+    doomed.start()
+    await wait_until(lambda: _sent(stalling, 60))
+    assert doomed._task is not None
+    doomed._task.cancel()  # killed mid-batch: its rows were sent but never deleted
+    await asyncio.gather(doomed._task, return_exceptions=True)
+    await stalling.real.flush()  # type: ignore[attr-defined]
+    await stalling.stop()
+    async with engine.connect() as conn:
+        assert await pending_count(conn) == 200
+
+    relay = relay_for(fresh_database, kafka_bootstrap)
+    relay.start()
+    try:
+        records = await read_all(kafka_bootstrap, topic, expected=260)
+    finally:
+        await relay.stop()
+    ids = [Envelope.model_validate_json(r.value).event_id for r in records]
+    assert set(ids) == {e.event_id for e in events}
+    assert len(ids) == 260  # 60 sent twice: at least once, never zero times
+    async with engine.connect() as conn:
+        assert await pending_count(conn) == 0
+
+
+async def _sent(producer: _StallingProducer, n: int) -> bool:
+    return producer.sent >= n
+
+
+async def test_only_one_relay_per_database_publishes(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    first = relay_for(fresh_database, kafka_bootstrap)
+    second = relay_for(fresh_database, kafka_bootstrap)
+    first.start()
+    await wait_until(lambda: _leader(first))
+    second.start()
+    try:
+        async with engine.begin() as conn:
+            await write(conn, topic, *[event(uuid.uuid4(), str(i)) for i in range(20)])
+        await wait_until(lambda: _published(first, 20))
+        assert second.stats.is_leader is False
+        assert second.stats.published == 0
+        await first.stop()  # the standby takes over
+        async with engine.begin() as conn:
+            await write(conn, topic, event(uuid.uuid4(), "after failover"))
+        await wait_until(lambda: _published(second, 1), timeout=10)
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def _leader(relay: OutboxRelay) -> bool:
+    return relay.stats.is_leader
+
+
+async def test_empty_outbox_publishes_nothing(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str
+) -> None:
+    relay = relay_for(fresh_database, kafka_bootstrap)
+    conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        assert await relay.drain_once(conn) == 0
+    finally:
+        await conn.close()
+        await relay.stop()
