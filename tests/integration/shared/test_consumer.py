@@ -253,3 +253,35 @@ async def test_stop_never_commits_an_unprocessed_offset(
 
 async def _labels_are(engine: AsyncEngine, expected: list[str]) -> bool:
     return sorted(await labels(engine)) == expected
+
+
+async def test_rebalance_between_two_members_keeps_one_effect_per_event(
+    make_consumer, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine
+) -> None:
+    async def slow_effect(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        await asyncio.sleep(0.005)  # keep work in flight while the group rebalances
+        await record_effect(conn, envelope, payload)
+
+    sent = [event(str(i)) for i in range(300)]
+    first = make_consumer(handler=slow_effect)
+    await first.start()
+    second = make_consumer(handler=slow_effect)
+    try:
+        for e in sent[:150]:
+            await producer.send(topic, value=e.to_bytes(), key=e.key.encode())
+        await wait_until(lambda: _count_at_least(effects, 20))
+        await second.start()  # the group rebalances while the first member is busy
+        for e in sent[150:]:
+            await producer.send(topic, value=e.to_bytes(), key=e.key.encode())
+        await producer.flush()
+        await wait_until(lambda: _count_at_least(effects, 300), timeout=60)
+    finally:
+        await first.stop()
+        await second.stop()
+    got = await labels(effects)
+    assert sorted(got) == sorted(e.payload["actor"] for e in sent)  # each once, none lost
+    assert second.stats.processed > 0  # the rebalance really handed partitions over
+
+
+async def _count_at_least(engine: AsyncEngine, n: int) -> bool:
+    return len(await labels(engine)) >= n

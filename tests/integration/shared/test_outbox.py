@@ -262,3 +262,39 @@ async def test_empty_outbox_publishes_nothing(
     finally:
         await conn.close()
         await relay.stop()
+
+
+class _BrokenSequenceProducer(_StallingProducer):
+    """An idempotent producer after OutOfOrderSequenceNumber: every send fails from then on."""
+
+    async def send(self, *args: object, **kwargs: object) -> asyncio.Future[object]:
+        from aiokafka.errors import OutOfOrderSequenceNumber
+
+        self.sent += 1
+        raise OutOfOrderSequenceNumber("out of order sequence number")
+
+
+async def test_relay_recreates_a_producer_broken_by_out_of_order_sequence(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    made: list[object] = []
+
+    def factory() -> object:
+        real = make_producer(kafka_bootstrap, "relay")
+        producer = _BrokenSequenceProducer(real, 0) if not made else real
+        made.append(producer)
+        return producer
+
+    relay = OutboxRelay(asyncpg_dsn(fresh_database), factory, poll_interval_s=0.2)  # type: ignore[arg-type]
+    e = event(uuid.uuid4(), "survives a broken producer")
+    async with engine.begin() as conn:
+        await write(conn, topic, e)
+    relay.start()
+    try:
+        await wait_until(lambda: _published(relay, 1))
+    finally:
+        await relay.stop()
+    assert len(made) == 2  # the broken one was thrown away, not reused
+    assert relay.stats.failures == 1
+    records = await read_all(kafka_bootstrap, topic, expected=1)
+    assert Envelope.model_validate_json(records[0].value).event_id == e.event_id
