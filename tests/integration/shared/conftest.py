@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.db import make_engine, migrate, shared_migrations
@@ -22,11 +24,17 @@ async def engine(fresh_database: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def topic(kafka_bootstrap: str) -> str:
-    """A topic (and its dead-letter twin) that only this test uses."""
+async def topic(kafka_bootstrap: str) -> AsyncIterator[str]:
+    """A topic (and its dead-letter twin) that only this test uses; deleted afterwards."""
     name = f"test.{uuid.uuid4().hex[:10]}"
     await ensure_topics(kafka_bootstrap, [name, name + ".dlq"], partitions=3)
-    return name
+    yield name
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([name, name + ".dlq"])
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
@@ -45,8 +53,6 @@ async def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float =
     await consumer.start()
     records: list = []
     try:
-        import asyncio
-
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         while len(records) < expected and loop.time() < end:
