@@ -1,1 +1,2 @@
-"""Feedback service: Surveys customers after resolution, closes the loop on unhappy answers and reports the KPIs."""
+"""Feedback service: Surveys customers after resolution, closes the loop on unhappy answers and
+reports the KPIs."""

@@ -13,6 +13,9 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="Contact center — Feedback",
-        description="Surveys customers after resolution, closes the loop on unhappy answers and reports the KPIs.",
+        description=(
+            "Surveys customers after resolution, closes the loop on unhappy answers and "
+            "reports the KPIs."
+        ),
         package="feedback",
     )

@@ -13,6 +13,9 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="Contact center — Router",
-        description="Turns contacts into tickets, routes them to role-based queues and agents; the queue, agent and ticket API of the contact-center UI.",
+        description=(
+            "Turns contacts into tickets, routes them to role-based queues and agents; the "
+            "queue, agent and ticket API of the contact-center UI."
+        ),
         package="router",
     )

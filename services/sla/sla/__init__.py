@@ -1,1 +1,2 @@
-"""SLA service: Tracks every service-level deadline of every open ticket and escalates what is overdue."""
+"""SLA service: Tracks every service-level deadline of every open ticket and escalates what is
+overdue."""

@@ -13,6 +13,9 @@ def create_app(settings: SLASettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="Contact center — SLA",
-        description="Tracks every service-level deadline of every open ticket and escalates what is overdue.",
+        description=(
+            "Tracks every service-level deadline of every open ticket and escalates what is "
+            "overdue."
+        ),
         package="sla",
     )

@@ -1,0 +1,152 @@
+"""Canonical forms of the identifiers customers are matched on (phone, email, social handle)
+and of the HTML bodies channels send; pure functions, no I/O."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from html.parser import HTMLParser
+
+import nh3
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+DEFAULT_PHONE_REGION = "CN"
+"""Region assumed for numbers written without a leading + (national format)."""
+
+_MAX_PHONE_INPUT_CHARS = 64
+_MAX_HANDLE_CHARS = 256
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+
+class InvalidPhoneNumber(ValueError):
+    """The text is not a valid, dialable phone number."""
+
+
+class InvalidEmailAddress(ValueError):
+    """The text is not a syntactically valid email address."""
+
+
+class InvalidHandle(ValueError):
+    """The text cannot be a social-media handle."""
+
+
+def normalize_phone(raw: str, default_region: str = DEFAULT_PHONE_REGION) -> str:
+    """Return the E.164 form ("+8613800138000") of a phone number.
+
+    A number without a leading + is read in the national format of `default_region`
+    (ISO 3166 alpha-2). Extensions are dropped: E.164 has none, and customers are matched
+    on the line, not the extension.
+    """
+    region = default_region.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        # A configuration mistake, not the caller's input: deliberately not a ValueError,
+        # so that a validation layer does not blame the client for it.
+        raise LookupError(f"unknown phone region {default_region!r}")
+    text = raw.strip()
+    if not text:
+        raise InvalidPhoneNumber("phone number is empty")
+    if len(text) > _MAX_PHONE_INPUT_CHARS:
+        raise InvalidPhoneNumber(f"phone number is longer than {_MAX_PHONE_INPUT_CHARS} characters")
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhoneNumber(f"not a phone number: {exc}") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhoneNumber("not a valid phone number for its country")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_region(raw: str) -> str | None:
+    """Return the region (ISO 3166 alpha-2) of a valid international-format number, else None."""
+    try:
+        number = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.region_code_for_number(number)
+
+
+def normalize_email(raw: str) -> str:
+    """Return a validated address in the form customers are matched on: entirely lower-case.
+
+    RFC 5321 lets the local part be case-sensitive, but no mainstream provider treats it so,
+    and customer matching must see "Maria.Lopez@Example.com" and "maria.lopez@example.com"
+    as one person. Internationalized addresses are kept in Unicode (NFC), not punycode.
+    Deliverability (DNS) is not checked: this stays pure and fast.
+    """
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmailAddress(str(exc)) from exc
+    return result.normalized.lower()
+
+
+def normalize_handle(raw: str) -> str:
+    """Return a social handle in the form it is compared in: trimmed, NFC, case-folded.
+
+    A leading "@" is kept when given and never added: platforms differ on whether it is part
+    of the name. Inner whitespace runs become one space (some platforms' author names have
+    spaces).
+    """
+    handle = _WHITESPACE_RUN.sub(" ", unicodedata.normalize("NFC", raw).strip())
+    handle = unicodedata.normalize("NFC", handle.casefold())
+    if handle in ("", "@"):
+        raise InvalidHandle("handle is empty")
+    if len(handle) > _MAX_HANDLE_CHARS:
+        raise InvalidHandle(f"handle is longer than {_MAX_HANDLE_CHARS} characters")
+    if _CONTROL_CHARS.search(handle):
+        raise InvalidHandle("handle contains control characters")
+    return handle
+
+
+def sanitize_html(raw: str) -> str:
+    """Return HTML safe to show in the agent console: no script, style, event handlers or
+    javascript: links. Script and style elements are dropped with their content."""
+    return nh3.clean(raw, clean_content_tags={"script", "style"})
+
+
+_BLOCK_TAGS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "footer",
+        "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "ol", "p", "pre", "section",
+        "table", "tr", "ul",
+    }
+)  # fmt: skip
+_SKIPPED_TAGS = frozenset({"script", "style", "head", "title"})
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self._skip_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIPPED_TAGS:
+            self._skip_depth += 1
+        elif tag in _BLOCK_TAGS:
+            self.chunks.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIPPED_TAGS:
+            self._skip_depth = max(0, self._skip_depth - 1)
+        elif tag in _BLOCK_TAGS:
+            self.chunks.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip_depth:
+            self.chunks.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Return the readable text of an HTML body: one line per block, whitespace collapsed."""
+    extractor = _TextExtractor()
+    extractor.feed(html)
+    extractor.close()
+    lines = (
+        _WHITESPACE_RUN.sub(" ", line).strip() for line in "".join(extractor.chunks).split("\n")
+    )
+    return "\n".join(line for line in lines if line)
