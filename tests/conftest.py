@@ -17,7 +17,9 @@ PG_HOST = os.environ.get("CC_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("CC_PG_PORT", "55432"))
 PG_USER = os.environ.get("CC_PG_USER", "contactcenter")
 PG_PASSWORD = os.environ.get("CC_PG_PASSWORD", "contactcenter")
-KAFKA_BOOTSTRAP = os.environ.get("CC_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+KAFKA_BOOTSTRAP = os.environ.get(
+    "CC_KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('CC_KAFKA_PORT', '19092')}"
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -78,7 +78,10 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     root.setLevel(level)
     # aiokafka logs every reconnect at ERROR; keep ours readable.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # Route uvicorn's own loggers through the JSON handler; an access log that uvicorn was told
+    # to switch off (--no-access-log: no handlers, no propagation) stays off.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         lg = logging.getLogger(name)
-        lg.handlers[:] = []
-        lg.propagate = True
+        if lg.handlers:
+            lg.handlers[:] = []
+            lg.propagate = True
