@@ -70,6 +70,7 @@ class ConsumerStats:
     dead_lettered: int = 0
     retries: int = 0
     commit_failures: int = 0
+    skipped: int = 0
     assigned: bool = False
 
 
@@ -88,6 +89,7 @@ class IdempotentConsumer:
         retry_base_s: float = 0.2,
         retry_max_s: float = 10.0,
         max_batch: int = 200,
+        event_types: frozenset[str] | None = None,
     ) -> None:
         self.engine = engine
         self.bootstrap = bootstrap
@@ -101,6 +103,8 @@ class IdempotentConsumer:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.max_batch = max_batch
+        # Events of other types are passed over without a transaction or a dedupe row.
+        self.event_types = event_types
         self.stats = ConsumerStats()
         self._consumer: AIOKafkaConsumer | None = None
         self._inflight = asyncio.Lock()
@@ -181,6 +185,11 @@ class IdempotentConsumer:
 
     async def _process(self, record: ConsumerRecord) -> bool:
         """Give the record its effect once, or dead-letter it. False only when stopping."""
+        if self.event_types is not None:
+            declared = dict(record.headers or ()).get("event_type")
+            if declared is not None and declared.decode(errors="replace") not in self.event_types:
+                self.stats.skipped += 1
+                return True
         try:
             envelope, payload = decode_event(record.value)
         except EventDecodeError as exc:

@@ -8,6 +8,7 @@ finish what is in flight, close the pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ class ConsumerSpec:
     name: str
     topics: Sequence[str]
     handler: Callable[[Runtime], Handler]
+    event_types: frozenset[str] | None = None  # None: every event on the topics
 
 
 @dataclass
@@ -48,12 +50,16 @@ class Runtime:
     relay: OutboxRelay
     readiness: Readiness
     consumers: list[IdempotentConsumer] = field(default_factory=list)
+    kafka_connected: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-async def _retry_until(what: str, attempt: Callable[[], Awaitable[Any]], deadline_s: float) -> Any:
+async def _retry_until(
+    what: str, attempt: Callable[[], Awaitable[Any]], deadline_s: float | None
+) -> Any:
+    """Retry with backoff until it works or the deadline (None: forever) passes."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
+    end = loop.time() + deadline_s if deadline_s is not None else float("inf")
     delay = 0.5
     while True:
         try:
@@ -90,11 +96,6 @@ def create_service_app(
         )
         migrations = shared_migrations() + load_migrations(settings.service_name, package)
         await _retry_until("migrations", lambda: migrate(engine, migrations), startup_deadline_s)
-        await _retry_until(
-            "topic provisioning",
-            lambda: ensure_topics(settings.kafka_bootstrap, partitions=settings.topic_partitions),
-            startup_deadline_s,
-        )
 
         def producer() -> Any:
             return make_producer(settings.kafka_bootstrap, settings.client_id)
@@ -106,35 +107,58 @@ def create_service_app(
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
         )
-        readiness = Readiness(
-            {"database": database_check(engine), "kafka": kafka_check(settings.kafka_bootstrap)}
-        )
+        readiness: Readiness = app.state.readiness
         runtime = Runtime(settings, engine, relay, readiness)
-        app.state.runtime = runtime
-        app.state.readiness.checks.update(readiness.checks)
         if on_start is not None:
             await on_start(runtime)
         relay.start()
-        for spec in consumers:
-            consumer = IdempotentConsumer(
-                engine=engine,
-                bootstrap=settings.kafka_bootstrap,
-                group_id=f"{settings.service_name}.{spec.name}",
-                topics=spec.topics,
-                handler=spec.handler(runtime),
-                producer_factory=producer,
-                client_id=f"{settings.client_id}.{spec.name}",
-                max_attempts=settings.consumer_max_attempts,
-                retry_base_s=settings.consumer_retry_base_s,
+
+        async def connect_kafka() -> None:
+            # In the background: a service whose Kafka is down still starts and, through the
+            # outbox, still accepts work; it reports not ready until this has finished.
+            await _retry_until(
+                "topic provisioning",
+                lambda: ensure_topics(
+                    settings.kafka_bootstrap, partitions=settings.topic_partitions
+                ),
+                None,
             )
-            await _retry_until(f"consumer {spec.name}", consumer.start, startup_deadline_s)
-            runtime.consumers.append(consumer)
+            for spec in consumers:
+                consumer = IdempotentConsumer(
+                    engine=engine,
+                    bootstrap=settings.kafka_bootstrap,
+                    group_id=f"{settings.service_name}.{spec.name}",
+                    topics=spec.topics,
+                    handler=spec.handler(runtime),
+                    producer_factory=producer,
+                    client_id=f"{settings.client_id}.{spec.name}",
+                    max_attempts=settings.consumer_max_attempts,
+                    retry_base_s=settings.consumer_retry_base_s,
+                    event_types=spec.event_types,
+                )
+                await _retry_until(f"consumer {spec.name}", consumer.start, None)
+                runtime.consumers.append(consumer)
+            runtime.kafka_connected = True
+            log.info(
+                "%s connected to Kafka with %d consumer(s)", settings.service_name, len(consumers)
+            )
+
+        kafka_task = asyncio.create_task(connect_kafka(), name="connect-kafka")
+        readiness.checks.update(
+            database=database_check(engine),
+            kafka=kafka_check(settings.kafka_bootstrap),
+            consumers=lambda: _true_if(runtime.kafka_connected),
+        )
+        app.state.runtime = runtime
         log.info("%s started", settings.service_name)
         try:
             yield
         finally:
-            app.state.readiness.shutting_down = True
+            readiness.shutting_down = True
             grace = settings.shutdown_grace_s
+            kafka_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await kafka_task
             await asyncio.gather(*(c.stop(grace) for c in runtime.consumers))
             if on_stop is not None:
                 await on_stop(runtime)
@@ -162,6 +186,10 @@ def create_service_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
     return app
+
+
+async def _true_if(value: bool) -> bool:
+    return value
 
 
 def _started(app: FastAPI) -> Callable[[], Awaitable[bool]]:
