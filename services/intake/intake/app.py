@@ -2,17 +2,62 @@
 
 from __future__ import annotations
 
+import asyncpg
 from fastapi import FastAPI
 
-from ccshared.service import create_service_app
+from ccshared.db import asyncpg_dsn
+from ccshared.service import Runtime, create_service_app
+from intake.api.endpoints import document_contact_schema, router
+from intake.consumers.tickets import TICKET_LINKS
+from intake.db.api_keys import ApiKeyVerifier
+from intake.db.writer import ContactWriter
 from intake.settings import IntakeSettings
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
-    return create_service_app(
+
+    async def on_start(runtime: Runtime) -> None:
+        # The hot path talks to PostgreSQL through asyncpg directly: a few statements per
+        # batch of contacts, no ORM.
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(settings.database_url.get_secret_value()),
+            min_size=1,
+            max_size=settings.writer_pool_size,
+            server_settings={"application_name": "intake-writer"},
+        )
+        writer = ContactWriter(
+            pool,
+            max_batch=settings.writer_max_batch,
+            concurrency=settings.writer_concurrency,
+            identity_cache_size=settings.identity_cache_size,
+        )
+        writer.start()
+        runtime.extras.update(
+            pool=pool,
+            writer=writer,
+            verifier=ApiKeyVerifier(pool, ttl_s=settings.api_key_cache_s, workers=settings.workers),
+        )
+
+    async def on_stop(runtime: Runtime) -> None:
+        await runtime.extras["writer"].close()
+        await runtime.extras["pool"].close()
+
+    app = create_service_app(
         settings,
         title="Contact center — Intake",
-        description="The REST API that channel integrations post customer contacts to.",
+        description=(
+            "The REST API that channel integrations (telephony, e-mail gateways, chat widgets, "
+            "social connectors) post customer contacts to. Authenticate with the integration's "
+            "API key (`Authorization: Bearer cck_...`); create keys with "
+            "`python -m intake.keys create`."
+        ),
         package="intake",
+        routers=[router],
+        consumers=[TICKET_LINKS],
+        max_body_bytes=settings.max_body_bytes,
+        on_start=on_start,
+        on_stop=on_stop,
     )
+    document_contact_schema(app)
+    return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from ccshared.settings import LOCAL_PG, ServiceSettings
@@ -13,3 +13,20 @@ class IntakeSettings(ServiceSettings):
 
     service_name: str = "intake"
     database_url: SecretStr = SecretStr(f"{LOCAL_PG}/intake")
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    batch_max_items: int = Field(default=100, ge=1, le=500)
+    default_phone_region: str = Field(default="CN", pattern=r"^[A-Z]{2}$")
+    max_future_skew_s: int = Field(default=300, ge=0, le=86_400)
+    public_base_url: str = "http://127.0.0.1:8001"
+
+    # Group commit: contacts arriving together are written in one transaction.
+    writer_max_batch: int = Field(default=256, ge=1, le=5_000)
+    writer_concurrency: int = Field(default=2, ge=1, le=32)
+    writer_pool_size: int = Field(default=4, ge=1, le=100)
+
+    # API keys: verified keys are cached this long (a revocation takes effect within it).
+    api_key_cache_s: float = Field(default=10.0, ge=0, le=600)
+    # Rate limits are enforced per process; a key's configured rate is split across workers.
+    workers: int = Field(default=1, ge=1, le=64)
+    identity_cache_size: int = Field(default=200_000, ge=0)

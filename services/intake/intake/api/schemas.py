@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
+from ccshared.problems import FieldError, field_errors
 from intake.domain.normalize import (
     DEFAULT_PHONE_REGION,
     InvalidEmailAddress,
@@ -560,28 +561,12 @@ class ContactBatch(BaseModel):
     items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
 
 
-class FieldProblem(BaseModel):
-    """One validation error, as a problem-details `errors` entry. The offending input is
-    left out on purpose: it may be large or personal."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-def field_problems(exc: ValidationError) -> list[FieldProblem]:
-    return [
-        FieldProblem(loc=list(error["loc"]), msg=error["msg"], type=error["type"])
-        for error in exc.errors(include_url=False)
-    ]
-
-
 class BatchItemResult(BaseModel):
     index: int
-    status: Literal["accepted", "duplicate", "invalid"]
+    status: Literal["accepted", "duplicate", "invalid", "conflict", "forbidden"]
     id: UUID | None = None
     customer_id: UUID | None = None
-    errors: list[FieldProblem] = Field(default_factory=list)
+    errors: list[FieldError] = Field(default_factory=list)
 
     @classmethod
     def taken(cls, index: int, accepted: ContactAccepted) -> BatchItemResult:
@@ -591,7 +576,10 @@ class BatchItemResult(BaseModel):
 
     @classmethod
     def invalid(cls, index: int, exc: ValidationError) -> BatchItemResult:
-        return cls(index=index, status="invalid", errors=field_problems(exc))
+        # The offending input is left out on purpose: it may be large or personal.
+        return cls(
+            index=index, status="invalid", errors=field_errors(exc.errors(include_url=False))
+        )
 
 
 class ContactBatchResult(BaseModel):

@@ -1,0 +1,67 @@
+"""Who is calling: the integration's API key, its channel scope and its rate limit."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from ccshared.problems import Problem
+from intake.db.api_keys import ApiKey, ApiKeyVerifier
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer cck_...`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: cck_...`")
+
+
+class Unauthorized(Problem):
+    status = 401
+    slug = "unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="intake"'})
+
+
+class Forbidden(Problem):
+    status = 403
+    slug = "forbidden"
+
+
+class RateLimited(Problem):
+    status = 429
+    slug = "rate-limited"
+
+
+def verifier_of(request: Request) -> ApiKeyVerifier:
+    verifier: ApiKeyVerifier = request.app.state.runtime.extras["verifier"]
+    return verifier
+
+
+async def integration_key(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    header: str | None = Depends(_header),
+) -> ApiKey:
+    presented = bearer.credentials if bearer is not None else header
+    if not presented:
+        raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
+    verifier = verifier_of(request)
+    key = await verifier.verify(presented)
+    if key is None:
+        raise Unauthorized("The API key is unknown, malformed or revoked.")
+    wait = verifier.retry_after(key)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise RateLimited(
+            f"The rate limit of key {key.prefix} ({key.rate_per_s:g}/s) is exhausted.",
+            headers={"Retry-After": str(seconds)},
+        )
+    return key
+
+
+def require_channel(key: ApiKey, channel: str) -> None:
+    if channel not in key.channels:
+        raise Forbidden(
+            f"Key {key.prefix} may post {', '.join(sorted(key.channels))} contacts, not {channel}.",
+            extra={"channel": channel, "allowed_channels": sorted(key.channels)},
+        )

@@ -1,0 +1,328 @@
+"""The intake REST API: integrations post contacts here (one, or a batch), and read them back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from ccshared.logging import correlation_id
+from ccshared.problems import Conflict, FieldError, NotFound, Problem, ProblemDetails
+from intake.api.auth import integration_key, require_channel
+from intake.api.schemas import (
+    CONTACT_ADAPTER,
+    CONTEXT_DEFAULT_REGION,
+    CONTEXT_MAX_FUTURE_SKEW_S,
+    BatchItemResult,
+    Contact,
+    ContactAccepted,
+    ContactBatch,
+    ContactBatchResult,
+    parse_contact,
+    parse_contact_json,
+)
+from intake.db.api_keys import ApiKey
+from intake.db.writer import ContactWriter, IdempotencyConflict, NewContact, StoredContact
+from intake.domain.contacts import (
+    contact_document,
+    contact_received_event,
+    customer_identities,
+    request_hash,
+)
+from intake.domain.rfc822 import InvalidRawEmail, parse_rfc822
+from intake.settings import IntakeSettings
+
+router = APIRouter(prefix="/v1", tags=["contacts"])
+
+RFC822 = "message/rfc822"
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ProblemDetails, "content": {"application/problem+json": {}}, "description": d}
+    for code, d in {
+        401: "No API key, or an unknown or revoked one",
+        403: "The key may not post this channel",
+        409: "The idempotency key or the channel's id was used for a different contact",
+        413: "The body is larger than the limit",
+        415: "Neither application/json nor message/rfc822",
+        422: "Invalid contact; `errors` names each field at fault",
+        429: "The key's rate limit is exhausted; see Retry-After",
+        503: "The contact could not be stored; nothing was kept, retry",
+    }.items()
+}
+
+
+class StoredContactView(BaseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    channel: str
+    external_id: str
+    received_at: datetime
+    accepted_at: datetime
+    ticket_id: uuid.UUID | None
+    contact: dict[str, Any]
+
+
+class Unavailable(Problem):
+    status = 503
+    slug = "unavailable"
+
+
+def _settings(request: Request) -> IntakeSettings:
+    settings: IntakeSettings = request.app.state.runtime.settings
+    return settings
+
+
+def _writer(request: Request) -> ContactWriter:
+    writer: ContactWriter = request.app.state.runtime.extras["writer"]
+    return writer
+
+
+def _context(settings: IntakeSettings) -> dict[str, Any]:
+    return {
+        CONTEXT_DEFAULT_REGION: settings.default_phone_region,
+        CONTEXT_MAX_FUTURE_SKEW_S: settings.max_future_skew_s,
+    }
+
+
+def _parse_body(raw: bytes, content_type: str, settings: IntakeSettings) -> Contact:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == RFC822:
+        try:
+            fields = parse_rfc822(raw)
+        except InvalidRawEmail as exc:
+            raise Problem(
+                str(exc),
+                status=422,
+                slug="validation-error",
+                errors=[FieldError(field="body", message=str(exc), type="rfc822_invalid")],
+            ) from None
+        return parse_contact(fields, context=_context(settings))
+    if media_type in ("application/json", "") or media_type.endswith("+json"):
+        return parse_contact_json(raw, context=_context(settings))
+    raise Problem(
+        f"Send the contact as application/json (or a raw e-mail as {RFC822}), not {media_type}.",
+        status=415,
+        slug="unsupported-media-type",
+    )
+
+
+def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> NewContact:
+    document = contact_document(contact)
+    contact_id = uuid.uuid4()
+    cid = correlation_id.get()
+    return NewContact(
+        contact_id=contact_id,
+        channel=contact.channel,
+        external_id=contact.external_id,
+        api_key_id=key.id,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(document),
+        received_at=contact.received_at,
+        body_json=orjson.dumps(document).decode(),
+        identities=customer_identities(contact),
+        customer_name=contact.customer.name,
+        make_event=lambda customer_id: contact_received_event(
+            contact, document, contact_id=contact_id, customer_id=customer_id, correlation_id=cid
+        ),
+    )
+
+
+async def _store(writer: ContactWriter, new: NewContact) -> StoredContact:
+    try:
+        return await writer.submit(new)
+    except IdempotencyConflict as exc:
+        what = (
+            "This Idempotency-Key was used"
+            if exc.by == "idempotency_key"
+            else f"The {new.channel} id {new.external_id!r} was used"
+        )
+        raise Conflict(
+            f"{what} for a different contact ({exc.existing_id}); send a new key for a new "
+            "contact, or the same body to retry.",
+            slug="idempotency-conflict",
+            extra={"existing_contact_id": str(exc.existing_id)},
+        ) from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError) as exc:
+        raise Unavailable(
+            "The contact could not be stored right now and was not kept; retry shortly.",
+            headers={"Retry-After": "1"},
+        ) from exc
+
+
+@router.post(
+    "/contacts",
+    status_code=202,
+    response_model=ContactAccepted,
+    summary="Post one customer contact",
+    description=(
+        "Accepts a contact from any channel as JSON, or a raw e-mail as `message/rfc822`. "
+        "The 202 is sent once the contact is durably stored; it is then published to the "
+        "router. Retrying with the same `Idempotency-Key` (or the same channel and "
+        "`external_id`) returns the original contact with `status: duplicate`."
+    ),
+    responses=_PROBLEMS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Contact"}},
+                RFC822: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+async def post_contact(
+    request: Request,
+    response: Response,
+    key: ApiKey = Depends(integration_key),
+    idempotency_key: str | None = Header(
+        default=None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Makes retries safe; unique per API key",
+    ),
+) -> ContactAccepted:
+    settings = _settings(request)
+    contact = _parse_body(await request.body(), request.headers.get("content-type", ""), settings)
+    require_channel(key, contact.channel)
+    stored = await _store(_writer(request), _new_contact(contact, key, idempotency_key))
+    response.headers["Location"] = f"/v1/contacts/{stored.contact_id}"
+    if stored.status == "duplicate":
+        response.headers["Idempotent-Replayed"] = "true"
+    return ContactAccepted(
+        id=stored.contact_id,
+        customer_id=stored.customer_id,
+        status=stored.status,
+        channel=contact.channel,
+        external_id=contact.external_id,
+    )
+
+
+@router.post(
+    "/contacts:batch",
+    response_model=ContactBatchResult,
+    summary="Post many contacts at once (bulk importers)",
+    description=(
+        "Each item is validated and stored on its own: the result lists, per item in order, "
+        "`accepted`, `duplicate` (same channel and `external_id` as a stored contact), "
+        "`invalid` (with the fields at fault), `conflict` or `forbidden`. No item is ever "
+        "half-stored."
+    ),
+    responses=_PROBLEMS,
+)
+async def post_contact_batch(
+    batch: ContactBatch, request: Request, key: ApiKey = Depends(integration_key)
+) -> ContactBatchResult:
+    settings = _settings(request)
+    if len(batch.items) > settings.batch_max_items:
+        raise Problem(
+            f"A batch may hold at most {settings.batch_max_items} contacts.",
+            status=422,
+            slug="validation-error",
+            errors=[FieldError(field="body.items", message="too many items", type="too_long")],
+        )
+    results: list[BatchItemResult | None] = [None] * len(batch.items)
+    queued: list[tuple[int, NewContact]] = []
+    for index, item in enumerate(batch.items):
+        try:
+            contact = parse_contact(item, context=_context(settings))
+        except ValidationError as exc:
+            results[index] = BatchItemResult.invalid(index, exc)
+            continue
+        if contact.channel not in key.channels:
+            results[index] = BatchItemResult(
+                index=index,
+                status="forbidden",
+                errors=[
+                    FieldError(
+                        field="channel", message="not in this key's scope", type="forbidden_channel"
+                    )
+                ],
+            )
+            continue
+        queued.append((index, _new_contact(contact, key, None)))
+    writer = _writer(request)
+    outcomes = await asyncio.gather(
+        *(writer.submit(new) for _, new in queued), return_exceptions=True
+    )
+    for (index, _), outcome in zip(queued, outcomes, strict=True):
+        if isinstance(outcome, IdempotencyConflict):
+            results[index] = BatchItemResult(
+                index=index,
+                status="conflict",
+                id=outcome.existing_id,
+                errors=[
+                    FieldError(
+                        field="external_id", message=str(outcome), type="idempotency_conflict"
+                    )
+                ],
+            )
+        elif isinstance(outcome, BaseException):
+            raise Unavailable(
+                "Some contacts could not be stored right now; retry the batch (stored ones "
+                "will come back as duplicates).",
+                headers={"Retry-After": "1"},
+            ) from outcome
+        else:
+            results[index] = BatchItemResult(
+                index=index,
+                status=outcome.status,
+                id=outcome.contact_id,
+                customer_id=outcome.customer_id,
+            )
+    return ContactBatchResult(items=[r for r in results if r is not None])
+
+
+@router.get(
+    "/contacts/{contact_id}",
+    response_model=StoredContactView,
+    summary="A contact as stored, and the ticket it became once the router has placed it",
+    responses={k: v for k, v in _PROBLEMS.items() if k in (401, 404, 429)}
+    | {404: {"model": ProblemDetails, "description": "No such contact visible to this key"}},
+)
+async def get_contact(
+    contact_id: uuid.UUID, request: Request, key: ApiKey = Depends(integration_key)
+) -> StoredContactView:
+    pool: asyncpg.Pool = request.app.state.runtime.extras["pool"]
+    row = await pool.fetchrow(
+        "SELECT id, customer_id, channel, external_id, received_at, accepted_at, ticket_id, body "
+        "FROM contacts WHERE id = $1",
+        contact_id,
+    )
+    if row is None or row["channel"] not in key.channels:
+        raise NotFound(f"No contact {contact_id} on the channels this key may read.")
+    return StoredContactView(
+        id=row["id"],
+        customer_id=row["customer_id"],
+        channel=row["channel"],
+        external_id=row["external_id"],
+        received_at=row["received_at"],
+        accepted_at=row["accepted_at"],
+        ticket_id=row["ticket_id"],
+        contact=orjson.loads(row["body"]),
+    )
+
+
+def document_contact_schema(app: FastAPI) -> None:
+    """Put the Contact union (validated by hand, per channel) into the OpenAPI components."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = default_openapi()
+        schema = CONTACT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+        components = spec.setdefault("components", {}).setdefault("schemas", {})
+        components.update(schema.pop("$defs", {}))
+        components["Contact"] = schema
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

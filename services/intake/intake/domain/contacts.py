@@ -1,0 +1,103 @@
+"""From a validated contact to what intake stores and publishes: its identities, its request
+hash (what makes a retry recognizable) and its contact.received event."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import orjson
+
+from ccshared.events import new_event
+from ccshared.events.payloads import ContactReceived, CustomerHints, ThreadRefs
+from intake.api.schemas import (
+    ChatContact,
+    Contact,
+    EmailContact,
+    SocialContact,
+    derive_customer_hints,
+)
+
+Identity = tuple[str, str]
+
+
+def contact_document(contact: Contact) -> dict[str, Any]:
+    """The normalized contact as stored and hashed: JSON-ready, aliases as clients write them."""
+    return contact.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def request_hash(document: dict[str, Any]) -> bytes:
+    """Same normalized contact ⇔ same hash (key order and formatting do not matter)."""
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def customer_identities(contact: Contact) -> list[Identity]:
+    """The hints a customer is matched on, strongest first."""
+    hints = derive_customer_hints(contact)
+    found: list[Identity] = []
+    if hints.account_id:
+        found.append(("account", hints.account_id))
+    if hints.email:
+        found.append(("email", hints.email))
+    if hints.phone:
+        found.append(("phone", hints.phone))
+    if hints.social_handle:
+        platform = contact.social.platform if isinstance(contact, SocialContact) else ""
+        found.append(
+            ("handle", f"{platform}:{hints.social_handle}" if platform else hints.social_handle)
+        )
+    if hints.visitor_id:
+        found.append(("visitor", hints.visitor_id))
+    return found
+
+
+def thread_refs(contact: Contact) -> ThreadRefs:
+    if isinstance(contact, EmailContact):
+        return ThreadRefs(
+            email_message_id=contact.email.message_id,
+            email_in_reply_to=contact.email.in_reply_to,
+            email_references=list(contact.email.references),
+        )
+    if isinstance(contact, ChatContact):
+        return ThreadRefs(chat_session_id=contact.chat.session_id)
+    if isinstance(contact, SocialContact):
+        return ThreadRefs(
+            social_platform=contact.social.platform,
+            social_post_id=contact.social.post_id,
+            social_parent_post_id=contact.social.parent_post_id,
+        )
+    return ThreadRefs()
+
+
+def contact_received_event(
+    contact: Contact,
+    document: dict[str, Any],
+    *,
+    contact_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    correlation_id: str | None,
+) -> tuple[uuid.UUID, bytes]:
+    hints = derive_customer_hints(contact)
+    payload = ContactReceived(
+        contact_id=contact_id,
+        customer_id=customer_id,
+        channel=contact.channel,
+        external_id=contact.external_id,
+        received_at=contact.received_at,
+        subject=contact.subject,
+        text=contact.text,
+        language=contact.language,
+        customer=CustomerHints(
+            name=hints.name,
+            email=hints.email,
+            phone=hints.phone,
+            social_handle=hints.social_handle,
+            account_id=hints.account_id,
+        ),
+        thread=thread_refs(contact),
+        channel_data=document.get(contact.channel, {}),
+        metadata=contact.metadata,
+    )
+    event = new_event(payload, producer="intake", correlation_id=correlation_id)
+    return event.event_id, event.to_bytes()

@@ -1,0 +1,104 @@
+"""Create, list and revoke integration API keys.
+
+    python -m intake.keys create --name telephony --channels phone [--rate 50 --burst 100]
+    python -m intake.keys list
+    python -m intake.keys revoke <prefix>
+
+Reads INTAKE_DATABASE_URL like the service. The key is printed once, on creation; only a hash of
+it is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import get_args
+
+import asyncpg
+
+from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
+from intake.api.schemas import Channel
+from intake.db.api_keys import create_key, list_keys, revoke_key
+from intake.settings import IntakeSettings
+
+CHANNELS = get_args(Channel)
+
+
+def _channels(value: str) -> list[str]:
+    channels = [c.strip() for c in value.split(",") if c.strip()]
+    unknown = sorted(set(channels) - set(CHANNELS))
+    if not channels or unknown:
+        raise argparse.ArgumentTypeError(
+            f"channels must be a comma-separated subset of {', '.join(CHANNELS)}"
+            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+    return channels
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m intake.keys", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True, help="the integration, e.g. 'telephony-eu'")
+    create.add_argument("--channels", required=True, type=_channels, help="e.g. phone,email")
+    create.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    create.add_argument("--burst", type=int, default=400, help="requests allowed at once")
+    sub.add_parser("list", help="list keys (never their secrets)")
+    revoke = sub.add_parser("revoke", help="revoke a key by its prefix")
+    revoke.add_argument("prefix")
+    return parser
+
+
+async def _main(args: argparse.Namespace) -> int:
+    url = IntakeSettings().database_url.get_secret_value()
+    engine = make_engine(url, pool_size=1)
+    try:
+        await migrate(engine, shared_migrations() + load_migrations("intake", "intake"))
+    finally:
+        await engine.dispose()
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        if args.command == "create":
+            if args.rate <= 0 or args.burst < 1:
+                print("--rate must be > 0 and --burst >= 1", file=sys.stderr)
+                return 2
+            key, plaintext = await create_key(
+                conn,
+                name=args.name,
+                channels=args.channels,
+                rate_per_s=args.rate,
+                burst=args.burst,
+            )
+            print(plaintext)
+            print(
+                f"created key {key.prefix} for {key.name!r}: channels "
+                f"{','.join(sorted(key.channels))}, {key.rate_per_s:g}/s (burst {key.burst}). "
+                "Store it now: it is not shown again.",
+                file=sys.stderr,
+            )
+        elif args.command == "list":
+            for key in await list_keys(conn):
+                state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+                print(
+                    f"{key.prefix}  {key.name:<24} {','.join(sorted(key.channels)):<24} "
+                    f"{key.rate_per_s:g}/s  {state}"
+                )
+        elif args.command == "revoke":
+            if not await revoke_key(conn, args.prefix):
+                print(f"no active key with prefix {args.prefix}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.prefix}", file=sys.stderr)
+    finally:
+        await conn.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(_main(_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
