@@ -1,0 +1,148 @@
+"""Intake running in-process against the real stack, with its own database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from ccshared.db import asyncpg_dsn
+from ccshared.service import runtime_of
+from intake.app import create_app
+from intake.db.api_keys import create_key
+from intake.settings import IntakeSettings
+from tests.helpers import wait_until
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+ALL_CHANNELS = ["phone", "email", "chat", "social"]
+
+
+def samples() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (FIXTURES / "contacts.jsonl").read_text().splitlines()]
+
+
+def bad_samples() -> list[dict[str, Any]]:
+    lines = (FIXTURES / "bad_contacts.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+@dataclass
+class Intake:
+    app: FastAPI
+    client: httpx.AsyncClient
+    db: asyncpg.Pool
+    database_url: str
+
+    async def new_key(
+        self, channels: list[str] | None = None, *, rate: float = 10_000, burst: int = 10_000
+    ) -> str:
+        _, plaintext = await create_key(
+            self.db, name="test", channels=channels or ALL_CHANNELS, rate_per_s=rate, burst=burst
+        )
+        return plaintext
+
+    async def post(
+        self, body: Any, key: str, *, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        return await self.client.post(
+            "/v1/contacts", json=body, headers={"Authorization": f"Bearer {key}", **(headers or {})}
+        )
+
+    async def count(self, table: str) -> int:
+        return int(await self.db.fetchval(f"SELECT count(*) FROM {table}"))
+
+    async def published(self) -> int:
+        return runtime_of(self.app).relay.stats.published
+
+
+@pytest.fixture
+async def intake_factory(
+    fresh_database: str, kafka_bootstrap: str
+) -> AsyncIterator[Callable[..., Awaitable[Intake]]]:
+    started: list[tuple[Any, httpx.AsyncClient, asyncpg.Pool]] = []
+
+    async def start(**overrides: Any) -> Intake:
+        settings = IntakeSettings(
+            database_url=SecretStr(fresh_database),
+            kafka_bootstrap=kafka_bootstrap,
+            log_json=False,
+            api_key_cache_s=0,
+            outbox_poll_interval_s=0.2,
+            **overrides,
+        )
+        app = create_app(settings)
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
+        await wait_until(lambda: _ready(client), timeout=30)
+        db = await asyncpg.create_pool(asyncpg_dsn(fresh_database), min_size=1, max_size=3)
+        started.append((lifespan, client, db))
+        return Intake(app, client, db, fresh_database)
+
+    yield start
+    for lifespan, client, db in reversed(started):
+        await client.aclose()
+        await db.close()
+        await lifespan.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def intake(intake_factory: Callable[..., Awaitable[Intake]]) -> Intake:
+    return await intake_factory()
+
+
+async def _ready(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/readyz")).status_code == 200
+
+
+class TopicTail:
+    """Reads what is published to a topic after the tail was opened."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.records: list[Any] = []
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> TopicTail:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await self.consumer.start()
+        partitions = self.consumer.partitions_for_topic(self.topic) or set()
+        if not partitions:
+            await self.consumer._client.force_metadata_update()
+            partitions = self.consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the end offsets now, before anything new is published
+            await self.consumer.position(tp)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.consumer is not None
+        await self.consumer.stop()
+
+    async def poll(self) -> list[Any]:
+        assert self.consumer is not None
+        batch = await self.consumer.getmany(timeout_ms=100)
+        for records in batch.values():
+            self.records.extend(records)
+        return self.records
+
+    async def wait_for(
+        self, predicate: Callable[[list[Any]], bool], timeout: float = 20
+    ) -> list[Any]:
+        async def check() -> bool:
+            return predicate(await self.poll())
+
+        await wait_until(check, timeout=timeout)
+        return self.records
