@@ -508,7 +508,7 @@ def test_batch_reports_each_item_on_its_own() -> None:
         results.append(BatchItemResult.taken(index, accepted))
     dumped = ContactBatchResult(items=results).model_dump(mode="json")
     assert [item["status"] for item in dumped["items"]] == ["accepted", "invalid"]
-    assert dumped["items"][1]["errors"][0]["loc"] == ["channel"]
+    assert dumped["items"][1]["errors"][0]["field"] == "channel"
     assert "input" not in dumped["items"][1]["errors"][0]
 
 

@@ -1,0 +1,237 @@
+"""Agent selection: which agent a queued ticket goes to under a queue's strategy, with every
+agent considered, its score and why it was passed over; and which waiting ticket an agent
+with free capacity takes next."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+from ccshared.events.payloads import Channel, Priority
+from router.domain.classification import PRIORITY_RANK
+
+AgentStatus = Literal["available", "busy", "away", "offline"]
+Strategy = Literal["longest_idle", "least_loaded", "round_robin", "best_skill_match"]
+PassedOver = Literal[
+    "offline",
+    "away",
+    "busy",
+    "missing_skill",
+    "channel_not_handled",
+    "at_capacity",
+    "outranked",
+]
+STRATEGIES: Final[tuple[Strategy, ...]] = (
+    "longest_idle",
+    "least_loaded",
+    "round_robin",
+    "best_skill_match",
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """`skills` maps each skill (role) to a level 1..5. `status` says whether the agent takes
+    new work at all ("busy" = not now, e.g. after-call work); how much work the agent holds is
+    `load` against `capacity`, per channel, so a chat agent can hold 3 chats and 5 e-mails.
+    A channel missing from `capacity` is one the agent does not handle."""
+
+    id: str
+    skills: Mapping[str, int]
+    status: AgentStatus
+    capacity: Mapping[Channel, int]
+    load: Mapping[Channel, int] = field(default_factory=dict)
+    last_assigned_at: datetime | None = None
+    idle_since: datetime | None = None
+    assignments_total: int = 0
+
+    def free_capacity(self, channel: Channel) -> int:
+        return self.capacity.get(channel, 0) - self.load.get(channel, 0)
+
+    def utilization(self) -> float:
+        """Share of total capacity in use, across channels (0.0 idle .. 1.0 full)."""
+        total = sum(self.capacity.values())
+        used = sum(min(self.load.get(ch, 0), cap) for ch, cap in self.capacity.items())
+        return used / total if total else 1.0
+
+    def idle_reference(self) -> datetime:
+        """Since when the agent has had nothing new: the later of becoming available and the
+        last assignment. An agent with neither counts as idle since the epoch (first in line)."""
+        moments = [t for t in (self.idle_since, self.last_assigned_at) if t is not None]
+        return max(moments) if moments else _EPOCH
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    id: str
+    required_skills: frozenset[str]
+    strategy: Strategy
+
+
+@dataclass(frozen=True, slots=True)
+class TicketToAssign:
+    channel: Channel
+    required_skills: frozenset[str]
+    priority: Priority
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One agent considered. `score` is None for agents not eligible; `passed_over` is None
+    only for the chosen agent."""
+
+    agent_id: str
+    score: float | None
+    passed_over: PassedOver | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """`candidates` lists the eligible agents best first, then the others by agent id.
+    `rr_cursor` is the round-robin cursor to store for the queue's next decision."""
+
+    chosen_agent_id: str | None
+    strategy: Strategy
+    candidates: tuple[Candidate, ...]
+    tie_breaker: str
+    rr_cursor: str | None
+
+
+def ineligibility(
+    agent: Agent, channel: Channel, required_skills: frozenset[str]
+) -> PassedOver | None:
+    """Why the agent cannot take a ticket on `channel` needing `required_skills` now, or None.
+    Checked in this order: status, skills, channel, capacity (the first reason reported is the
+    one that would remain longest)."""
+    if agent.status != "available":
+        return agent.status
+    if not required_skills <= agent.skills.keys():
+        return "missing_skill"
+    if agent.capacity.get(channel, 0) <= 0:
+        return "channel_not_handled"
+    if agent.free_capacity(channel) <= 0:
+        return "at_capacity"
+    return None
+
+
+def choose_agent(
+    ticket: TicketToAssign,
+    agents: Sequence[Agent],
+    strategy: Strategy,
+    now: datetime,
+    rr_cursor: str | None = None,
+) -> Decision:
+    """Pick an agent for `ticket`. Scores (higher is better) by strategy:
+    longest_idle: seconds idle; least_loaded: 1 - utilization across channels;
+    best_skill_match: mean level over the required skills; round_robin: agents in id order
+    starting after `rr_cursor` (the last agent chosen), scored by closeness to it.
+    Ties go to the agent idle longest, then the lowest agent id, so equal agents take turns."""
+    eligible: list[Agent] = []
+    others: list[Candidate] = []
+    for agent in agents:
+        reason = ineligibility(agent, ticket.channel, ticket.required_skills)
+        if reason is None:
+            eligible.append(agent)
+        else:
+            others.append(Candidate(agent.id, None, reason))
+    others.sort(key=lambda c: c.agent_id)
+    if not eligible:
+        return Decision(None, strategy, tuple(others), "no eligible agent", rr_cursor)
+
+    scores = _scores(strategy, eligible, ticket, now, rr_cursor)
+    ranked = sorted(eligible, key=lambda a: (-scores[a.id], a.idle_reference(), a.id))
+    chosen = ranked[0]
+    ranked_candidates = [
+        Candidate(a.id, scores[a.id], None if a is chosen else "outranked") for a in ranked
+    ]
+    return Decision(
+        chosen.id,
+        strategy,
+        (*ranked_candidates, *others),
+        _tie_breaker(strategy, ranked, scores),
+        chosen.id if strategy == "round_robin" else rr_cursor,
+    )
+
+
+def _scores(
+    strategy: Strategy,
+    agents: Sequence[Agent],
+    ticket: TicketToAssign,
+    now: datetime,
+    rr_cursor: str | None,
+) -> dict[str, float]:
+    if strategy == "longest_idle":
+        return {a.id: round((now - a.idle_reference()).total_seconds(), 3) for a in agents}
+    if strategy == "least_loaded":
+        return {a.id: round(1.0 - a.utilization(), 6) for a in agents}
+    if strategy == "best_skill_match":
+        required = ticket.required_skills
+        return {
+            a.id: round(sum(a.skills[s] for s in required) / len(required), 6) if required else 0.0
+            for a in agents
+        }
+    # round_robin: the first id after the cursor scores highest, wrapping around.
+    ids = sorted(a.id for a in agents)
+    after = [i for i, agent_id in enumerate(ids) if rr_cursor is None or agent_id > rr_cursor]
+    start = after[0] if after else 0
+    order = ids[start:] + ids[:start]
+    return {agent_id: float(len(order) - position) for position, agent_id in enumerate(order)}
+
+
+def _tie_breaker(strategy: Strategy, ranked: Sequence[Agent], scores: Mapping[str, float]) -> str:
+    if strategy == "round_robin":
+        return "round robin: next agent id after the last one chosen, wrapping around"
+    best = scores[ranked[0].id]
+    tied = [a for a in ranked if scores[a.id] == best]
+    if len(tied) == 1:
+        return f"highest {strategy} score"
+    rule = f"{len(tied)} agents with equal {strategy} score; longest idle first, then agent id"
+    if tied[0].idle_reference() == tied[1].idle_reference():
+        return f"{rule}: equally idle, lowest agent id"
+    return f"{rule}: longest idle"
+
+
+# --- an agent frees capacity ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingTicket:
+    ticket_id: str
+    queue_id: str
+    channel: Channel
+    priority: Priority
+    required_skills: frozenset[str]
+    enqueued_at: datetime
+    sla_deadline: datetime | None = None
+
+
+def pick_next_ticket(
+    agent: Agent, waiting_tickets: Sequence[WaitingTicket], now: datetime
+) -> WaitingTicket | None:
+    """The most urgent waiting ticket the agent can take now: by priority, then the nearest SLA
+    deadline (none: last), then the longest wait, then ticket id. Only tickets whose channel
+    has free capacity for the agent and whose queue's skills the agent has, and not tickets
+    enqueued for later than `now` (scheduled callbacks); None if none, or if the agent is not
+    available."""
+    if agent.status != "available":
+        return None
+    takeable = [
+        t
+        for t in waiting_tickets
+        if t.enqueued_at <= now and ineligibility(agent, t.channel, t.required_skills) is None
+    ]
+    if not takeable:
+        return None
+    return min(
+        takeable,
+        key=lambda t: (
+            PRIORITY_RANK[t.priority],
+            t.sla_deadline is None,
+            t.sla_deadline or now,
+            t.enqueued_at,
+            t.ticket_id,
+        ),
+    )

@@ -1,0 +1,269 @@
+"""Classification of a new ticket (category, priority, language, queue hint) by an ordered list
+of configurable rules; every decision names the rules that made it and why they matched."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from ccshared.events.payloads import Channel, Priority
+from router.domain.expressions import (
+    CompiledExpression,
+    KeywordMatcher,
+    compile_expression,
+)
+
+DEFAULT_CATEGORY: Final = "inquiry"
+DEFAULT_PRIORITY: Final[Priority] = "normal"
+PRIORITY_RANK: Final[Mapping[Priority, int]] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+"""Lower is more urgent; also the order in which agents take waiting tickets."""
+
+ATTRIBUTE_NAMES: Final = ("ticket", "customer", "metadata", "text")
+"""The top-level names a rule or routing condition may use (see `TicketFacts.attributes`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFacts:
+    """What is known about a ticket before it is classified."""
+
+    channel: Channel
+    text: str = ""
+    subject: str | None = None
+    language: str | None = None
+    segment: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def full_text(self) -> str:
+        return f"{self.subject}\n{self.text}" if self.subject else self.text
+
+    def attributes(self, **ticket_fields: Any) -> dict[str, Any]:
+        """The mapping conditions are evaluated on; `ticket_fields` adds to `ticket.*` (the
+        routing policy adds category, priority, ... once they are known)."""
+        return {
+            "ticket": {"channel": self.channel, "language": self.language, **ticket_fields},
+            "customer": {"segment": self.segment},
+            "metadata": self.metadata,
+            "text": self.full_text,
+        }
+
+
+class Condition(Protocol):
+    """A rule's test: returns why it holds for these facts, or None when it does not."""
+
+    def explain(self, facts: TicketFacts, attrs: Mapping[str, Any]) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Keywords:
+    """Holds when the subject or text contains one of the keywords (see `KeywordMatcher`)."""
+
+    matcher: KeywordMatcher
+
+    @classmethod
+    def of(cls, *keywords: str) -> Keywords:
+        return cls(KeywordMatcher.of(keywords))
+
+    def explain(self, facts: TicketFacts, attrs: Mapping[str, Any]) -> str | None:
+        found = self.matcher.first_match(facts.full_text)
+        return None if found is None else f"text contains {found!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """Holds when the condition-language expression is true."""
+
+    expression: CompiledExpression
+
+    @classmethod
+    def of(cls, source: str) -> Expression:
+        return cls(compile_expression(source, names=ATTRIBUTE_NAMES))
+
+    def explain(self, facts: TicketFacts, attrs: Mapping[str, Any]) -> str | None:
+        return f"{self.expression.source} holds" if self.expression.evaluate(attrs) else None
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """Holds when every part holds; the reason joins theirs."""
+
+    parts: tuple[Condition, ...]
+
+    def explain(self, facts: TicketFacts, attrs: Mapping[str, Any]) -> str | None:
+        reasons: list[str] = []
+        for part in self.parts:
+            reason = part.explain(facts, attrs)
+            if reason is None:
+                return None
+            reasons.append(reason)
+        return " and ".join(reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationRule:
+    """When `condition` holds: proposes a category, priority and queue hint. `stop` ends the
+    evaluation after this rule (later rules are not even tested)."""
+
+    id: str
+    description: str
+    condition: Condition
+    category: str | None = None
+    priority: Priority | None = None
+    queue_hint: str | None = None
+    stop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RuleMatch:
+    rule_id: str
+    reason: str
+    category: str | None
+    priority: Priority | None
+    queue_hint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The outcome. `category_rule` / `priority_rule` name the rule that decided each (None
+    when the default applied); `matched_rules` lists every rule that matched, in order."""
+
+    category: str
+    priority: Priority
+    language: str
+    queue_hint: str | None
+    matched_rules: tuple[RuleMatch, ...]
+    category_rule: str | None
+    priority_rule: str | None
+
+
+def classify(facts: TicketFacts, rules: Sequence[ClassificationRule]) -> Classification:
+    """Apply `rules` in order. Category and queue hint come from the first matching rule that
+    sets them; priority is the most urgent one any matching rule sets (so a VIP rule or an
+    "urgent" keyword raises it whatever the category rule says, and order cannot lower it)."""
+    attrs = facts.attributes()
+    matches: list[RuleMatch] = []
+    category: RuleMatch | None = None
+    priority: RuleMatch | None = None
+    queue_hint: RuleMatch | None = None
+    for rule in rules:
+        reason = rule.condition.explain(facts, attrs)
+        if reason is None:
+            continue
+        match = RuleMatch(rule.id, reason, rule.category, rule.priority, rule.queue_hint)
+        matches.append(match)
+        if category is None and match.category is not None:
+            category = match
+        if queue_hint is None and match.queue_hint is not None:
+            queue_hint = match
+        if match.priority is not None and (
+            priority is None or PRIORITY_RANK[match.priority] < PRIORITY_RANK[_priority(priority)]
+        ):
+            priority = match
+        if rule.stop:
+            break
+    return Classification(
+        category=category.category if category and category.category else DEFAULT_CATEGORY,
+        priority=_priority(priority) if priority else DEFAULT_PRIORITY,
+        language=facts.language or detect_language(facts.full_text),
+        queue_hint=queue_hint.queue_hint if queue_hint else None,
+        matched_rules=tuple(matches),
+        category_rule=category.rule_id if category else None,
+        priority_rule=priority.rule_id if priority else None,
+    )
+
+
+def _priority(match: RuleMatch) -> Priority:
+    assert match.priority is not None
+    return match.priority
+
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+
+def detect_language(text: str) -> str:
+    """ "zh" when Chinese characters outnumber Latin words, else "en". Crude on purpose: it is
+    only the fallback when the contact names no language, and these are the two supported.
+    Counting words against characters keeps "Refund for 王伟" English and "我要refund" Chinese."""
+    han = len(_HAN.findall(text))
+    return "zh" if han > 0 and han > len(_LATIN_WORD.findall(text)) else "en"
+
+
+# --- the default rules --------------------------------------------------------------------
+
+_URGENT = Keywords.of("urgent", "asap", "emergency", "紧急", "加急", "十万火急", "马上处理")
+_OUTAGE = Keywords.of(
+    "down", "outage", "offline", "not working", "unavailable", "crash", "crashed", "crashes",
+    "宕机", "故障", "瘫痪", "崩溃", "打不开", "用不了", "无法使用", "离线",
+)  # fmt: skip
+_PAYMENT = Keywords.of(
+    "pay", "payment", "payments", "checkout", "card", "terminal", "terminals",
+    "支付", "付款", "收银", "结账", "刷卡",
+)  # fmt: skip
+_COMPLAINT = Keywords.of(
+    "complaint", "complain", "unacceptable", "terrible service", "worst",
+    "投诉", "差评", "举报", "太差", "不满意", "欺骗", "维权", "12315",
+)  # fmt: skip
+_REFUND = Keywords.of(
+    "refund", "refunds", "chargeback", "charged twice", "overcharged",
+    "退款", "退钱", "扣费", "多扣", "乱收费",
+)  # fmt: skip
+_INVOICE = Keywords.of(
+    "invoice", "invoices", "bill", "billing", "receipt", "vat",
+    "发票", "账单", "收据", "开票", "报销",
+)  # fmt: skip
+_TECHNICAL = Keywords.of(
+    "error", "bug", "login", "log in", "password", "cannot sign in", "app",
+    "登录", "登陆", "密码", "报错", "闪退", "验证码", "卡顿",
+)  # fmt: skip
+_PRAISE = Keywords.of(
+    "thank you", "thanks", "great service", "awesome", "well done", "kudos",
+    "点赞", "给力", "感谢", "谢谢", "好评", "表扬", "满意",
+)  # fmt: skip
+_AUTO_REPLY = Keywords.of("out of office", "auto-reply", "automatic reply", "自动回复")
+_KEY_ACCOUNT = Expression.of('customer.segment in ["vip", "key_account"]')
+
+_Rule = ClassificationRule
+DEFAULT_RULES: Final[tuple[ClassificationRule, ...]] = (
+    _Rule(
+        "auto-reply",
+        "Out-of-office and other automatic replies: nobody is waiting for an answer",
+        _AUTO_REPLY,
+        category="auto_reply",
+        priority="low",
+        stop=True,
+    ),
+    _Rule(
+        "outage-blocks-payment",
+        "An outage that stops customers paying costs money by the minute",
+        AllOf((_OUTAGE, _PAYMENT)),
+        category="technical",
+        priority="urgent",
+    ),
+    _Rule(
+        "key-account-outage",
+        "Any outage reported by a VIP or key account",
+        AllOf((_KEY_ACCOUNT, _OUTAGE)),
+        category="technical",
+        priority="urgent",
+    ),
+    _Rule("says-urgent", "The customer says it is urgent", _URGENT, priority="urgent"),
+    _Rule(
+        "key-account",
+        "VIP and key accounts are at least high priority and go to VIP care",
+        _KEY_ACCOUNT,
+        priority="high",
+        queue_hint="vip",
+    ),
+    _Rule("complaint", "Complaints", _COMPLAINT, category="complaint", priority="high"),
+    _Rule("refund", "Refunds and wrong charges", _REFUND, category="billing"),
+    _Rule("invoice", "Invoices, bills and receipts", _INVOICE, category="billing"),
+    _Rule("outage", "Something is down or broken", _OUTAGE, category="technical", priority="high"),
+    _Rule("technical", "Errors, log-in and app problems", _TECHNICAL, category="technical"),
+    _Rule("praise", "Thanks and praise", _PRAISE, category="praise", priority="low"),
+)
+"""Order matters for the category (first match wins), not for the priority (most urgent wins):
+complaint before praise, so "不满意" is not praise; billing before technical, so a refund
+mentioning the app is billing."""

@@ -1,0 +1,339 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from router.domain.expressions import (
+    MAX_NESTING,
+    MAX_SOURCE_CHARS,
+    ExpressionError,
+    KeywordMatcher,
+    compile_expression,
+)
+
+ATTRS: dict[str, Any] = {
+    "ticket": {"priority": "high", "channel": "email", "category": "billing", "age_s": 90},
+    "customer": {"segment": "vip"},
+    "metadata": {"order_total": 1250.5, "tags": ["repeat", "b2b"], "flag": True},
+    "text": "您好，我要退款。Refund please, order #88231.",
+}
+
+
+def evaluate(src: str, attrs: dict[str, Any] = ATTRS) -> bool:
+    return compile_expression(src).evaluate(attrs)
+
+
+def error_of(src: str, **kwargs: Any) -> ExpressionError:
+    with pytest.raises(ExpressionError) as raised:
+        compile_expression(src, **kwargs)
+    return raised.value
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("src", "expected"),
+    [
+        ('ticket.priority == "high"', True),
+        ('ticket.priority != "high"', False),
+        ("ticket.age_s > 60 && ticket.age_s <= 90", True),
+        ("ticket.age_s < 90 || ticket.age_s >= 91", False),
+        ("metadata.order_total >= 1000", True),
+        ("metadata.order_total > -1.5e3", True),
+        ('ticket.channel in ["email", "chat"]', True),
+        ('ticket.channel not in ["email", "chat"]', False),
+        ('"b2b" in metadata.tags', True),
+        ("metadata.flag", True),
+        ("metadata.flag == true", True),
+        ("!metadata.flag", False),
+        ('not (customer.segment == "vip")', False),
+        ('customer.segment == "vip" and ticket.category == "billing"', True),
+        ('customer.segment == "standard" or ticket.category == "billing"', True),
+        ('(ticket.priority == "low" || ticket.priority == "high") && metadata.flag', True),
+        ("true", True),
+        ("false", False),
+    ],
+)
+def test_evaluates_comparisons_membership_and_logic(src: str, expected: bool) -> None:
+    assert evaluate(src) is expected
+
+
+@pytest.mark.parametrize(
+    ("src", "expected"),
+    [
+        ('contains(text, "退款")', True),
+        ('contains(text, "REFUND")', True),
+        ('contains(text, "投诉")', False),
+        ('contains_any(text, ["投诉", "order"])', True),
+        ('contains_any(text, ["投诉", "complaint"])', False),
+        ('startsWith(text, "您好")', True),
+        ('endsWith(text, "88231.")', True),
+        (r'matches(text, "#\\d{5}")', True),
+        ('matches(text, "^Refund")', False),
+        ('has_keyword(text, ["refund"])', True),
+        ('has_keyword(text, "ref")', False),
+        ('has_keyword(text, ["退款"])', True),
+        ("size(metadata.tags) == 2", True),
+    ],
+)
+def test_text_functions_work_for_chinese_and_english(src: str, expected: bool) -> None:
+    assert evaluate(src) is expected
+
+
+def test_strings_accept_single_quotes_and_escapes() -> None:
+    assert evaluate("customer.segment == 'vip'")
+    assert evaluate(r'"a\"b\\c\u4e2d" == "a\"b\\c中"')
+
+
+def test_and_binds_tighter_than_or() -> None:
+    # false && false || true == (false && false) || true
+    assert evaluate("false && false || true")
+    assert not evaluate("false && (false || true)")
+
+
+def test_not_applies_to_the_whole_comparison() -> None:
+    assert evaluate('!ticket.priority == "low"')
+
+
+# --- null semantics --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        'customer.tier == "gold"',
+        'customer.tier != "gold"',
+        "metadata.missing > 1",
+        "metadata.missing < 1",
+        'metadata.missing in ["a"]',
+        'metadata.missing not in ["a"]',
+        'contains(metadata.missing, "a")',
+        "nothing.at.all",
+        "ticket.priority.deeper == 1",
+    ],
+)
+def test_missing_attributes_are_null_and_comparisons_with_null_are_false(src: str) -> None:
+    assert evaluate(src) is False
+
+
+def test_null_literal_tests_presence() -> None:
+    assert evaluate("customer.tier == null")
+    assert not evaluate("customer.tier != null")
+    assert evaluate("customer.segment != null")
+    assert evaluate("null == customer.tier")
+
+
+def test_negating_a_null_comparison_is_true() -> None:
+    assert evaluate('!(customer.tier == "gold")')
+
+
+def test_comparing_different_types_is_false_not_an_error() -> None:
+    assert not evaluate('ticket.age_s > "10"')
+    assert not evaluate('ticket.age_s == "90"')
+    assert not evaluate("metadata.flag == 1")
+
+
+def test_non_boolean_result_evaluates_false() -> None:
+    assert not evaluate("ticket.priority")
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=10,
+    )
+)
+def test_evaluation_never_raises_whatever_the_attribute_values(value: Any) -> None:
+    expression = compile_expression(
+        'ticket.priority in ["high"] && contains(text, "x") || metadata.a.b > 3 '
+        '|| size(ticket.priority) == 1 || matches(text, "a+b") || "x" in metadata.a '
+        '|| has_keyword(text, ["down", "故障"]) || startsWith(customer.segment, "v")'
+    )
+    for attrs in (
+        {"ticket": {"priority": value}, "text": value, "metadata": {"a": value}},
+        {"ticket": value, "customer": value, "metadata": value, "text": value},
+    ):
+        assert expression.evaluate(attrs) in (True, False)
+
+
+# --- safety -------------------------------------------------------------------------------
+
+
+def test_python_builtins_are_not_callable() -> None:
+    error = error_of("__import__('os')")
+    assert error.position == 0
+    assert "unknown function '__import__'" in error.message
+
+
+def test_python_tuple_and_attribute_tricks_do_not_parse() -> None:
+    error = error_of("().__class__")
+    assert error.position == 1
+    assert error.message == "expected a value, found ')'"
+
+
+def test_dunder_names_are_plain_dictionary_keys() -> None:
+    assert not evaluate("ticket.__class__ != null")
+    assert not evaluate("__builtins__ != null")
+
+
+def test_method_call_syntax_is_rejected_with_a_hint() -> None:
+    error = error_of('text.__contains__("a")')
+    assert error.position == 5
+    assert "method calls are not supported" in error.message
+
+
+def test_only_allowed_top_level_names_compile_when_names_are_given() -> None:
+    error = error_of('tikcet.priority == "high"', names=["ticket", "text"])
+    assert error.position == 0
+    assert "unknown name 'tikcet'; known names: text, ticket" in error.message
+
+
+def test_overlong_source_is_rejected_before_parsing() -> None:
+    error = error_of("true || " * (MAX_SOURCE_CHARS // 8) + "true")
+    assert f"longer than {MAX_SOURCE_CHARS} characters" in error.message
+
+
+def test_long_flat_chain_within_limit_compiles_and_evaluates() -> None:
+    src = " || ".join(f'ticket.priority == "p{i}"' for i in range(120))
+    assert len(src) < MAX_SOURCE_CHARS
+    assert not compile_expression(src).evaluate(ATTRS)
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "(" * 1000 + "true" + ")" * 1000,
+        "!" * 1000 + "true",
+        "[" * 1000 + "]" * 1000,
+        "contains(" * 300,
+    ],
+)
+def test_deep_nesting_is_a_clear_error_not_recursion_error(src: str) -> None:
+    error = error_of(src)
+    assert f"nests deeper than {MAX_NESTING} levels" in error.message
+
+
+def test_nesting_just_under_the_limit_compiles() -> None:
+    depth = MAX_NESTING - 1
+    assert evaluate("(" * depth + "true" + ")" * depth)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(a+)+$", r"(a*)*b", r"(a|aa)+", r"((ab)*)+", r"(\w+\s?)*$", r"(x+x+)+y", r"(a)\1"],
+)
+def test_regexes_prone_to_catastrophic_backtracking_are_rejected(pattern: str) -> None:
+    error = error_of(f'matches(text, "{pattern.replace(chr(92), chr(92) * 2)}")')
+    assert error.position == 14
+
+
+def test_accepted_regexes_run_fast_on_hostile_text() -> None:
+    expression = compile_expression(r'matches(text, "^(RE|FW): .*order \\d+")')
+    started = time.perf_counter()
+    assert not expression.evaluate({"text": "RE: " + "order " * 5000 + "x"})
+    assert time.perf_counter() - started < 0.5
+
+
+def test_overlong_regex_is_rejected() -> None:
+    error = error_of('matches(text, "' + "a" * 300 + '")')
+    assert "regular expression is longer than 200 characters" in error.message
+
+
+@given(st.text(max_size=200))
+def test_arbitrary_input_compiles_or_raises_expression_error_only(src: str) -> None:
+    position = None
+    try:
+        compile_expression(src)
+    except ExpressionError as error:
+        position = error.position
+    assert position is None or 0 <= position <= len(src)
+
+
+# --- compile errors with positions ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("src", "position", "message"),
+    [
+        ("", 0, "expression is empty"),
+        ("   ", 0, "expression is empty"),
+        ("a = 1", 2, "unexpected '=': use == to compare"),
+        ("a & b", 2, "unexpected '&': use && (or 'and')"),
+        ("a | b", 2, "unexpected '|': use || (or 'or')"),
+        ("a == #", 5, "unexpected character '#'"),
+        ('a == "abc', 5, "string is not closed"),
+        (r'a == "\q"', 6, r"unknown escape \q in string"),
+        (r'a == "\u12"', 6, r"\u must be followed by 4 hex digits"),
+        ("(a == 1", 7, "expected ')' to close the '(' at position 0, found end of expression"),
+        ("a in [1, 2", 10, "expected ']' to close the list at position 5, found end of expression"),
+        ("a == 1 b", 7, "unexpected 'b' after a complete expression"),
+        ("a == 1 == 2", 7, "comparisons cannot be chained; join them with && or ||"),
+        ("a ==", 4, "expected a value, found end of expression"),
+        ("a && || b", 5, "expected a value, found '||'"),
+        ("a. == 1", 3, "expected a field name after '.', found '=='"),
+        ("- a", 0, "'-' must be followed by a number"),
+        ("nope(a)", 0, "unknown function 'nope'"),
+        ("contains(text)", 0, "contains() takes 2 arguments, got 1"),
+        ("size(text, 1) > 1", 0, "size() takes 1 argument, got 2"),
+        ("matches(text, metadata.re)", 14, "matches() needs its pattern as a string literal"),
+        (
+            'matches(text, "(")',
+            14,
+            "invalid regular expression: missing ), unterminated subpattern",
+        ),
+        ("has_keyword(text, metadata.words)", 18, "has_keyword() needs a string or a list"),
+        ('"just a string"', 0, "a condition must be true or false, not a constant value"),
+        ("42", 0, "a condition must be true or false, not a constant value"),
+        ('["a"]', 0, "a condition must be true or false, not a constant value"),
+        ("not in [1]", 0, "'not in' needs a value before it"),
+    ],
+)
+def test_compile_errors_carry_position_and_message(src: str, position: int, message: str) -> None:
+    error = error_of(src)
+    assert error.position == position
+    assert error.message.startswith(message)
+    assert str(error).endswith(f"(at position {position})")
+
+
+def test_expression_error_is_a_value_error_for_the_api_edge() -> None:
+    assert issubclass(ExpressionError, ValueError)
+
+
+# --- keyword matcher -----------------------------------------------------------------------
+
+
+def test_keyword_matcher_matches_english_on_word_boundaries_ignoring_case() -> None:
+    matcher = KeywordMatcher.of(["down", "log in"])
+    assert matcher.first_match("The site is DOWN!") == "DOWN"
+    assert matcher.first_match("please log   in again") == "log   in"
+    assert matcher.first_match("download failed") is None
+    assert matcher.first_match("login") is None
+
+
+def test_keyword_matcher_matches_chinese_as_substrings() -> None:
+    matcher = KeywordMatcher.of(["退款", "refund"])
+    assert matcher.first_match("我想申请退款可以吗") == "退款"
+    assert matcher.first_match("我要refund") == "refund"
+
+
+# --- speed ---------------------------------------------------------------------------------
+
+
+def test_typical_policy_condition_evaluates_well_under_100_microseconds() -> None:
+    expression = compile_expression(
+        'ticket.category == "complaint" && ticket.priority in ["urgent", "high"] '
+        '|| customer.segment == "key_account" || contains_any(text, ["退款", "refund"])'
+    )
+    attrs = {**ATTRS, "text": "nothing relevant here", "customer": {"segment": "standard"}}
+    runs = 2000
+    started = time.perf_counter()
+    for _ in range(runs):
+        expression.evaluate(attrs)
+    per_eval_us = (time.perf_counter() - started) / runs * 1e6
+    assert per_eval_us < 100
