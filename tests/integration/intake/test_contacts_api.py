@@ -147,12 +147,16 @@ async def test_concurrent_retries_create_one_contact(intake: Intake) -> None:
 async def test_same_idempotency_key_with_another_body_is_a_conflict(intake: Intake) -> None:
     key = await intake.new_key()
     first = await intake.post(samples()[0], key, headers={"Idempotency-Key": "k-1"})
+    identities = await intake.count("customer_identities")
+    # Another customer entirely: the refused contact must not leave that customer behind.
     other = await intake.post(samples()[7], key, headers={"Idempotency-Key": "k-1"})
     assert other.status_code == 409
     problem = other.json()
     assert problem["existing_contact_id"] == first.json()["id"]
     assert "Idempotency-Key" in problem["detail"]
     assert await intake.count("contacts") == 1
+    assert await intake.count("customers") == 1
+    assert await intake.count("customer_identities") == identities
 
 
 async def test_same_channel_id_with_another_body_is_a_conflict(intake: Intake) -> None:

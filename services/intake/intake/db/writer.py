@@ -70,6 +70,13 @@ class _Pending:
     )
 
 
+@dataclass(frozen=True)
+class _Resolved:
+    owners: list[uuid.UUID]  # per contact
+    created_identities: set[Identity]  # rows this batch inserted
+    new_customers: set[uuid.UUID]  # customers this batch created
+
+
 class IdentityCache:
     """identity → customer id, bounded LRU. Identities never move between customers here."""
 
@@ -92,11 +99,17 @@ class IdentityCache:
             self._data.popitem(last=False)
 
 
+# Index-friendly on both keys (an OR of the two would scan the whole table).
 _EXISTING = """
-SELECT id, customer_id, channel, external_id, api_key_id, idempotency_key, request_hash
-FROM contacts
-WHERE (channel, external_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-   OR (api_key_id, idempotency_key) IN (SELECT * FROM unnest($3::uuid[], $4::text[]))
+SELECT c.id, c.customer_id, c.channel, c.external_id, c.api_key_id, c.idempotency_key,
+       c.request_hash
+FROM contacts c JOIN unnest($1::text[], $2::text[]) AS k(channel, external_id)
+  ON c.channel = k.channel AND c.external_id = k.external_id
+UNION
+SELECT c.id, c.customer_id, c.channel, c.external_id, c.api_key_id, c.idempotency_key,
+       c.request_hash
+FROM contacts c JOIN unnest($3::uuid[], $4::text[]) AS k(api_key_id, idempotency_key)
+  ON c.api_key_id = k.api_key_id AND c.idempotency_key = k.idempotency_key
 """
 
 _IDENTITIES = """
@@ -211,29 +224,56 @@ class ContactWriter:
     async def _write(self, batch: list[_Pending]) -> list[StoredContact | Exception]:
         contacts = [p.contact for p in batch]
         async with self.pool.acquire() as conn, conn.transaction():
-            results: list[StoredContact | Exception | None] = [None] * len(contacts)
-            await self._settle_retries(conn, contacts, results)
-            fresh = [i for i, r in enumerate(results) if r is None]
-            owners = await self._resolve_customers(conn, [contacts[i] for i in fresh])
-            owner_of = dict(zip(fresh, owners, strict=True))
-            inserted = await self._insert(conn, [(contacts[i], owner_of[i]) for i in fresh])
-            # Not inserted: the same contact twice in this batch (a client retrying fast), or a
-            # concurrent batch stored it first. Either way it is a retry now.
-            missed = [i for i in fresh if contacts[i].contact_id not in inserted]
+            resolved = await self._resolve_customers(conn, contacts)
+            owners = resolved.owners
+            inserted = await self._insert(conn, list(zip(contacts, owners, strict=True)))
+            results: list[StoredContact | Exception | None] = [
+                StoredContact(c.contact_id, owner, "accepted") if c.contact_id in inserted else None
+                for c, owner in zip(contacts, owners, strict=True)
+            ]
+            # Not inserted: a retry of a stored contact, the same contact twice in this batch,
+            # or one that a concurrent batch stored first. Settle them as retries, and take back
+            # what resolving their customer created, so a refused contact leaves no trace.
+            missed = [i for i, r in enumerate(results) if r is None]
             if missed:
                 settled: list[StoredContact | Exception | None] = [None] * len(missed)
                 await self._settle_retries(conn, [contacts[i] for i in missed], settled)
                 for i, result in zip(missed, settled, strict=True):
                     results[i] = result or RuntimeError("contact vanished during its write")
-            for i in fresh:
-                if results[i] is None:
-                    results[i] = StoredContact(contacts[i].contact_id, owner_of[i], "accepted")
+                await self._undo_unused(conn, contacts, results, resolved)
         self.batches += 1
         self.written += len(inserted)
-        for i in fresh:
-            for identity in contacts[i].identities:
-                self.identities.put(identity, owner_of[i])
+        for contact, owner in zip(contacts, owners, strict=True):
+            if contact.contact_id in inserted:
+                for identity in contact.identities:
+                    self.identities.put(identity, owner)
         return [r if r is not None else RuntimeError("unsettled") for r in results]
+
+    async def _undo_unused(
+        self,
+        conn: asyncpg.Connection,
+        contacts: list[NewContact],
+        results: list[StoredContact | Exception | None],
+        resolved: _Resolved,
+    ) -> None:
+        stored = [
+            i
+            for i, r in enumerate(results)
+            if isinstance(r, StoredContact) and r.status == "accepted"
+        ]
+        kept = {identity for i in stored for identity in contacts[i].identities}
+        used = {resolved.owners[i] for i in stored}
+        identities = [i for i in resolved.created_identities if i not in kept]
+        customers = [c for c in resolved.new_customers if c not in used]
+        if identities:
+            await conn.execute(
+                "DELETE FROM customer_identities WHERE (kind, value) IN "
+                "(SELECT * FROM unnest($1::text[], $2::text[]))",
+                [k for k, _ in identities],
+                [v for _, v in identities],
+            )
+        if customers:
+            await conn.execute("DELETE FROM customers WHERE id = ANY($1::uuid[])", customers)
 
     async def _settle_retries(
         self,
@@ -273,7 +313,7 @@ class ContactWriter:
 
     async def _resolve_customers(
         self, conn: asyncpg.Connection, contacts: list[NewContact]
-    ) -> list[uuid.UUID]:
+    ) -> _Resolved:
         known: dict[Identity, uuid.UUID] = {}
         unknown: set[Identity] = set()
         for c in contacts:
@@ -303,7 +343,7 @@ class ContactWriter:
                     claims[identity] = owner
             owners.append(owner)
         if not claims:
-            return owners
+            return _Resolved(owners, set(), set())
 
         rows = await conn.fetch(
             _CLAIM_IDENTITIES,
@@ -315,9 +355,13 @@ class ContactWriter:
         )
         # A concurrent batch may have created the same new customer first: adopt theirs.
         adopted: dict[uuid.UUID, uuid.UUID] = {}
+        created: set[Identity] = set()
         for row in rows:
-            ours = claims[(row["kind"], row["value"])]
-            if row["customer_id"] != ours and ours in new_customers:
+            identity = (row["kind"], row["value"])
+            ours = claims[identity]
+            if row["customer_id"] == ours:
+                created.add(identity)
+            elif ours in new_customers:
                 adopted[ours] = row["customer_id"]
         if adopted:
             await conn.execute(
@@ -329,7 +373,7 @@ class ContactWriter:
             )
             await conn.execute("DELETE FROM customers WHERE id = ANY($1::uuid[])", list(adopted))
             owners = [adopted.get(o, o) for o in owners]
-        return owners
+        return _Resolved(owners, created, set(new_customers) - set(adopted))
 
     async def _insert(
         self, conn: asyncpg.Connection, rows: list[tuple[NewContact, uuid.UUID]]

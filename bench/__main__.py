@@ -1,0 +1,24 @@
+"""python -m bench [name ...]: run the named benchmarks (default: all)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+BENCHMARKS = {"intake": "bench.intake"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []][:-1] or None)
+    parser.add_argument("--duration", type=int, default=None, help="seconds per load run")
+    args = parser.parse_args()
+    for name in args.names or list(BENCHMARKS):
+        module = importlib.import_module(BENCHMARKS[name])
+        module.main(duration=args.duration)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
