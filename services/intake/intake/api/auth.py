@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import math
 
-from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
 
 from ccshared.problems import Problem
 from intake.db.api_keys import ApiKey, ApiKeyVerifier
-
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer cck_...`")
-_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: cck_...`")
 
 
 class Unauthorized(Problem):
@@ -37,12 +33,17 @@ def verifier_of(request: Request) -> ApiKeyVerifier:
     return verifier
 
 
-async def integration_key(
-    request: Request,
-    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    header: str | None = Depends(_header),
-) -> ApiKey:
-    presented = bearer.credentials if bearer is not None else header
+async def authenticate(request: Request) -> ApiKey:
+    """The caller's active key, within its rate limit. Read by hand rather than through
+    FastAPI's security dependencies: this runs on every request of the hot path."""
+    presented = None
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            presented = credentials.strip()
+    else:
+        presented = request.headers.get("x-api-key")
     if not presented:
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
     verifier = verifier_of(request)
@@ -57,6 +58,23 @@ async def integration_key(
             headers={"Retry-After": str(seconds)},
         )
     return key
+
+
+# How the keys appear in the OpenAPI document.
+SECURITY_SCHEMES = {
+    "IntegrationKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The integration's API key: `Authorization: Bearer cck_...`",
+    },
+    "IntegrationKeyHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "The same key in the X-API-Key header",
+    },
+}
+SECURITY = [{"IntegrationKey": []}, {"IntegrationKeyHeader": []}]
 
 
 def require_channel(key: ApiKey, channel: str) -> None:

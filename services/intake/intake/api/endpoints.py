@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from ccshared.logging import correlation_id
 from ccshared.problems import Conflict, FieldError, NotFound, Problem, ProblemDetails
-from intake.api.auth import integration_key, require_channel
+from intake.api.auth import SECURITY, SECURITY_SCHEMES, authenticate, require_channel
 from intake.api.schemas import (
     CONTACT_ADAPTER,
     CONTEXT_DEFAULT_REGION,
@@ -24,6 +25,7 @@ from intake.api.schemas import (
     ContactAccepted,
     ContactBatch,
     ContactBatchResult,
+    derive_customer_hints,
     parse_contact,
     parse_contact_json,
 )
@@ -111,8 +113,32 @@ def _parse_body(raw: bytes, content_type: str, settings: IntakeSettings) -> Cont
     )
 
 
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _idempotency_key(request: Request) -> str | None:
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(value):
+        raise Problem(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+            status=422,
+            slug="validation-error",
+            errors=[
+                FieldError(
+                    field="header.Idempotency-Key",
+                    message="1-255 visible ASCII characters",
+                    type="string_pattern_mismatch",
+                )
+            ],
+        )
+    return value
+
+
 def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> NewContact:
     document = contact_document(contact)
+    hints = derive_customer_hints(contact)
     contact_id = uuid.uuid4()
     cid = correlation_id.get()
     return NewContact(
@@ -124,10 +150,15 @@ def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> 
         request_hash=request_hash(document),
         received_at=contact.received_at,
         body_json=orjson.dumps(document).decode(),
-        identities=customer_identities(contact),
+        identities=customer_identities(contact, hints),
         customer_name=contact.customer.name,
         make_event=lambda customer_id: contact_received_event(
-            contact, document, contact_id=contact_id, customer_id=customer_id, correlation_id=cid
+            contact,
+            document,
+            contact_id=contact_id,
+            customer_id=customer_id,
+            correlation_id=cid,
+            hints=hints,
         ),
     )
 
@@ -167,28 +198,28 @@ async def _store(writer: ContactWriter, new: NewContact) -> StoredContact:
     ),
     responses=_PROBLEMS,
     openapi_extra={
+        "security": SECURITY,
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Makes retries safe; unique per API key (1-255 visible ASCII)",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            }
+        ],
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Contact"}},
                 RFC822: {"schema": {"type": "string", "format": "binary"}},
             },
-        }
+        },
     },
 )
-async def post_contact(
-    request: Request,
-    response: Response,
-    key: ApiKey = Depends(integration_key),
-    idempotency_key: str | None = Header(
-        default=None,
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Makes retries safe; unique per API key",
-    ),
-) -> ContactAccepted:
+async def post_contact(request: Request, response: Response) -> ContactAccepted:
+    key = await authenticate(request)
+    idempotency_key = _idempotency_key(request)
     settings = _settings(request)
     contact = _parse_body(await request.body(), request.headers.get("content-type", ""), settings)
     require_channel(key, contact.channel)
@@ -216,10 +247,10 @@ async def post_contact(
         "half-stored."
     ),
     responses=_PROBLEMS,
+    openapi_extra={"security": SECURITY},
 )
-async def post_contact_batch(
-    batch: ContactBatch, request: Request, key: ApiKey = Depends(integration_key)
-) -> ContactBatchResult:
+async def post_contact_batch(batch: ContactBatch, request: Request) -> ContactBatchResult:
+    key = await authenticate(request)
     settings = _settings(request)
     if len(batch.items) > settings.batch_max_items:
         raise Problem(
@@ -286,10 +317,10 @@ async def post_contact_batch(
     summary="A contact as stored, and the ticket it became once the router has placed it",
     responses={k: v for k, v in _PROBLEMS.items() if k in (401, 404, 429)}
     | {404: {"model": ProblemDetails, "description": "No such contact visible to this key"}},
+    openapi_extra={"security": SECURITY},
 )
-async def get_contact(
-    contact_id: uuid.UUID, request: Request, key: ApiKey = Depends(integration_key)
-) -> StoredContactView:
+async def get_contact(contact_id: uuid.UUID, request: Request) -> StoredContactView:
+    key = await authenticate(request)
     pool: asyncpg.Pool = request.app.state.runtime.extras["pool"]
     row = await pool.fetchrow(
         "SELECT id, customer_id, channel, external_id, received_at, accepted_at, ticket_id, body "
@@ -319,7 +350,8 @@ def document_contact_schema(app: FastAPI) -> None:
             return app.openapi_schema
         spec = default_openapi()
         schema = CONTACT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
-        components = spec.setdefault("components", {}).setdefault("schemas", {})
+        spec.setdefault("components", {}).setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+        components = spec["components"].setdefault("schemas", {})
         components.update(schema.pop("$defs", {}))
         components["Contact"] = schema
         app.openapi_schema = spec

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from ccshared.events import new_event
-from ccshared.events.payloads import ContactReceived, CustomerHints, ThreadRefs
+from ccshared.events import EVENT_TYPES
+from ccshared.events.payloads import ThreadRefs
 from intake.api.schemas import (
     ChatContact,
     Contact,
@@ -18,8 +19,10 @@ from intake.api.schemas import (
     SocialContact,
     derive_customer_hints,
 )
+from intake.api.schemas import CustomerHints as HintsModel
 
 Identity = tuple[str, str]
+_CONTACT_RECEIVED = EVENT_TYPES["contact.received"]
 
 
 def contact_document(contact: Contact) -> dict[str, Any]:
@@ -32,9 +35,9 @@ def request_hash(document: dict[str, Any]) -> bytes:
     return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).digest()
 
 
-def customer_identities(contact: Contact) -> list[Identity]:
+def customer_identities(contact: Contact, hints: HintsModel | None = None) -> list[Identity]:
     """The hints a customer is matched on, strongest first."""
-    hints = derive_customer_hints(contact)
+    hints = hints or derive_customer_hints(contact)
     found: list[Identity] = []
     if hints.account_id:
         found.append(("account", hints.account_id))
@@ -77,27 +80,44 @@ def contact_received_event(
     contact_id: uuid.UUID,
     customer_id: uuid.UUID,
     correlation_id: str | None,
+    hints: HintsModel | None = None,
 ) -> tuple[uuid.UUID, bytes]:
-    hints = derive_customer_hints(contact)
-    payload = ContactReceived(
-        contact_id=contact_id,
-        customer_id=customer_id,
-        channel=contact.channel,
-        external_id=contact.external_id,
-        received_at=contact.received_at,
-        subject=contact.subject,
-        text=contact.text,
-        language=contact.language,
-        customer=CustomerHints(
-            name=hints.name,
-            email=hints.email,
-            phone=hints.phone,
-            social_handle=hints.social_handle,
-            account_id=hints.account_id,
-        ),
-        thread=thread_refs(contact),
-        channel_data=document.get(contact.channel, {}),
-        metadata=contact.metadata,
-    )
-    event = new_event(payload, producer="intake", correlation_id=correlation_id)
-    return event.event_id, event.to_bytes()
+    """The contact.received event as bytes, built straight from dicts: this runs once per
+    accepted contact on intake's hot path, where validating the payload model again (it is
+    built from an already validated contact) cost a quarter of the request's own work. A unit
+    test holds it equal to what `ccshared.events.new_event(ContactReceived(...))` produces."""
+    hints = hints or derive_customer_hints(contact)
+    event_id = uuid.uuid4()
+    customer_id_text = str(customer_id)
+    thread = thread_refs(contact)
+    envelope = {
+        "event_id": str(event_id),
+        "event_type": "contact.received",
+        "schema_version": _CONTACT_RECEIVED.version,
+        "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "producer": "intake",
+        "key": customer_id_text,
+        "correlation_id": correlation_id,
+        "causation_id": None,
+        "payload": {
+            "contact_id": str(contact_id),
+            "customer_id": customer_id_text,
+            "channel": contact.channel,
+            "external_id": contact.external_id,
+            "received_at": document["received_at"],
+            "subject": contact.subject,
+            "text": contact.text,
+            "language": contact.language,
+            "customer": {
+                "name": hints.name,
+                "email": hints.email,
+                "phone": hints.phone,
+                "social_handle": hints.social_handle,
+                "account_id": hints.account_id,
+            },
+            "thread": thread.model_dump(mode="json"),
+            "channel_data": document.get(contact.channel, {}),
+            "metadata": contact.metadata,
+        },
+    }
+    return event_id, orjson.dumps(envelope)
