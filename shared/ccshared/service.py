@@ -106,6 +106,7 @@ def create_service_app(
             name=f"{settings.service_name}-outbox",
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
+            linger_s=settings.outbox_linger_s,
         )
         readiness: Readiness = app.state.readiness
         runtime = Runtime(settings, engine, relay, readiness)

@@ -30,6 +30,8 @@ class ServiceSettings(BaseSettings):
     # How long the outbox relay sleeps without a NOTIFY before looking anyway.
     outbox_poll_interval_s: float = Field(default=2.0, gt=0, le=60)
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Publish latency traded for fewer, larger Kafka batches under load.
+    outbox_linger_s: float = Field(default=0.01, ge=0, le=1)
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_base_s: float = Field(default=0.2, gt=0, le=60)
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=300)

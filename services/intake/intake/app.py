@@ -14,6 +14,10 @@ from intake.db.writer import ContactWriter
 from intake.settings import IntakeSettings
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    return None
+
+
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
 
@@ -25,12 +29,16 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             min_size=1,
             max_size=settings.writer_pool_size,
             server_settings={"application_name": "intake-writer"},
+            # Our connections never change session state, so skip the reset query asyncpg
+            # otherwise runs on every release (a round trip per batch on the hot path).
+            reset=_keep_session,
         )
         writer = ContactWriter(
             pool,
             max_batch=settings.writer_max_batch,
             concurrency=settings.writer_concurrency,
             identity_cache_size=settings.identity_cache_size,
+            linger_s=settings.writer_linger_s,
         )
         writer.start()
         runtime.extras.update(

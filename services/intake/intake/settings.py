@@ -22,8 +22,9 @@ class IntakeSettings(ServiceSettings):
 
     # Group commit: contacts arriving together are written in one transaction.
     writer_max_batch: int = Field(default=256, ge=1, le=5_000)
-    writer_concurrency: int = Field(default=2, ge=1, le=32)
+    writer_concurrency: int = Field(default=1, ge=1, le=32)
     writer_pool_size: int = Field(default=4, ge=1, le=100)
+    writer_linger_s: float = Field(default=0.002, ge=0, le=0.1)
 
     # API keys: verified keys are cached this long (a revocation takes effect within it).
     api_key_cache_s: float = Field(default=10.0, ge=0, le=600)

@@ -13,6 +13,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel, ValidationError
 
+from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
 from ccshared.problems import Conflict, FieldError, NotFound, Problem, ProblemDetails
 from intake.api.auth import SECURITY, SECURITY_SCHEMES, authenticate, require_channel
@@ -139,7 +140,7 @@ def _idempotency_key(request: Request) -> str | None:
 def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> NewContact:
     document = contact_document(contact)
     hints = derive_customer_hints(contact)
-    contact_id = uuid.uuid4()
+    contact_id = uuid7()
     cid = correlation_id.get()
     return NewContact(
         contact_id=contact_id,

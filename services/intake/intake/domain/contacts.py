@@ -12,6 +12,7 @@ import orjson
 
 from ccshared.events import EVENT_TYPES
 from ccshared.events.payloads import ThreadRefs
+from ccshared.ids import uuid7
 from intake.api.schemas import (
     ChatContact,
     Contact,
@@ -87,7 +88,7 @@ def contact_received_event(
     built from an already validated contact) cost a quarter of the request's own work. A unit
     test holds it equal to what `ccshared.events.new_event(ContactReceived(...))` produces."""
     hints = hints or derive_customer_hints(contact)
-    event_id = uuid.uuid4()
+    event_id = uuid7()
     customer_id_text = str(customer_id)
     thread = thread_refs(contact)
     envelope = {

@@ -39,7 +39,7 @@ CREATE TABLE contacts (
     request_hash     bytea NOT NULL,               -- of the normalized contact: same key, same body?
     received_at      timestamptz NOT NULL,
     accepted_at      timestamptz NOT NULL DEFAULT now(),
-    body             jsonb NOT NULL,               -- the normalized contact as accepted
+    body             json NOT NULL,                -- the normalized contact as accepted (kept as text)
     ticket_id        uuid,                         -- set when the router has placed it
     UNIQUE (channel, external_id)
 );
