@@ -10,7 +10,7 @@ SERVICES := deploy/local/services.sh
 PACKAGES := shared services/intake services/router services/sla services/feedback
 PYTEST_ARGS ?=
 
-.PHONY: help install run stop logs status test test-unit lint fmt bench reset lock stack-start stack-stop
+.PHONY: help install run stop logs status test test-unit lint fmt bench reset lock stack-start stack-stop key
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,7 @@ fmt: $(VENV)/.installed ## format and auto-fix
 	$(VENV)/bin/ruff check --fix .
 
 bench: stack-start ## benchmarks under bench/ (figures printed and written to bench/results/)
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(PY) -m bench
 
 reset: ## stop everything and delete local data (keeps downloaded jars and the venv)
@@ -71,3 +72,7 @@ reset: ## stop everything and delete local data (keeps downloaded jars and the v
 
 lock: ## re-resolve requirements.lock from requirements.in
 	$(VENV)/bin/uv pip compile requirements.in -o requirements.lock --python-version 3.11
+
+key: $(VENV)/.installed ## create an intake API key: make key NAME=telephony CHANNELS=phone,email
+	@test -n "$(NAME)" -a -n "$(CHANNELS)" || { echo "usage: make key NAME=<integration> CHANNELS=phone,email,chat,social"; exit 2; }
+	$(PY) -m intake.keys create --name "$(NAME)" --channels "$(CHANNELS)"
