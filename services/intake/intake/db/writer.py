@@ -193,7 +193,9 @@ class ContactWriter:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         log.info(
             "contact writer stopped: %d contacts in %d batches (%.1f per batch)",
-            self.written, self.batches, self.written / max(1, self.batches),
+            self.written,
+            self.batches,
+            self.written / max(1, self.batches),
         )
 
     async def submit(self, contact: NewContact) -> StoredContact:
