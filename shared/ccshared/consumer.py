@@ -90,6 +90,8 @@ class IdempotentConsumer:
         retry_max_s: float = 10.0,
         max_batch: int = 200,
         event_types: frozenset[str] | None = None,
+        after_commit: Callable[[Envelope], None] | None = None,
+        offset_reset: str = "earliest",
     ) -> None:
         self.engine = engine
         self.bootstrap = bootstrap
@@ -105,6 +107,9 @@ class IdempotentConsumer:
         self.max_batch = max_batch
         # Events of other types are passed over without a transaction or a dedupe row.
         self.event_types = event_types
+        # Runs once an event's effect has committed (e.g. to wake a loop that acts on it).
+        self.after_commit = after_commit
+        self.offset_reset = offset_reset
         self.stats = ConsumerStats()
         self._consumer: AIOKafkaConsumer | None = None
         self._inflight = asyncio.Lock()
@@ -119,7 +124,7 @@ class IdempotentConsumer:
             group_id=self.group_id,
             client_id=self.client_id,
             enable_auto_commit=False,  # auto-commit on stop() can commit unprocessed offsets
-            auto_offset_reset="earliest",
+            auto_offset_reset=self.offset_reset,
             max_poll_interval_ms=300_000,
             session_timeout_ms=30_000,
             heartbeat_interval_ms=3_000,
@@ -236,6 +241,8 @@ class IdempotentConsumer:
                 return
             await self.handler(conn, envelope, payload)
         self.stats.processed += 1
+        if self.after_commit is not None:
+            self.after_commit(envelope)
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException, attempts: int) -> bool:
         headers = [

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.consumer import Handler, IdempotentConsumer
 from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
+from ccshared.events import Envelope
 from ccshared.health import Readiness, database_check, health_router, kafka_check
 from ccshared.http import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from ccshared.kafka import ensure_topics, make_producer
@@ -39,6 +40,7 @@ class ConsumerSpec:
     topics: Sequence[str]
     handler: Callable[[Runtime], Handler]
     event_types: frozenset[str] | None = None  # None: every event on the topics
+    after_commit: Callable[[Runtime], Callable[[Envelope], None]] | None = None
 
 
 @dataclass
@@ -128,7 +130,7 @@ def create_service_app(
                 consumer = IdempotentConsumer(
                     engine=engine,
                     bootstrap=settings.kafka_bootstrap,
-                    group_id=f"{settings.service_name}.{spec.name}",
+                    group_id=f"{settings.service_name}.{spec.name}{settings.consumer_group_suffix}",
                     topics=spec.topics,
                     handler=spec.handler(runtime),
                     producer_factory=producer,
@@ -136,6 +138,8 @@ def create_service_app(
                     max_attempts=settings.consumer_max_attempts,
                     retry_base_s=settings.consumer_retry_base_s,
                     event_types=spec.event_types,
+                    after_commit=spec.after_commit(runtime) if spec.after_commit else None,
+                    offset_reset=settings.consumer_offset_reset,
                 )
                 await _retry_until(f"consumer {spec.name}", consumer.start, None)
                 runtime.consumers.append(consumer)

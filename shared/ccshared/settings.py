@@ -32,6 +32,12 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     # Publish latency traded for fewer, larger Kafka batches under load.
     outbox_linger_s: float = Field(default=0.01, ge=0, le=1)
+    # Appended to every consumer group id: lets tests and side-by-side deployments read a topic
+    # without taking over the service's own group.
+    consumer_group_suffix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=64)
+    # Where a consumer group with no committed offset starts. "earliest" loses nothing; a new
+    # group for tests or tools may start at the end instead.
+    consumer_offset_reset: Literal["earliest", "latest"] = "earliest"
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_base_s: float = Field(default=0.2, gt=0, le=60)
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=300)

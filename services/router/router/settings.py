@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from ccshared.settings import LOCAL_PG, ServiceSettings
@@ -13,3 +13,12 @@ class RouterSettings(ServiceSettings):
 
     service_name: str = "router"
     database_url: SecretStr = SecretStr(f"{LOCAL_PG}/router")
+
+    # The assignment loop runs on every change that can free or need an agent, and at least
+    # this often (offer timeouts, overflow).
+    assign_interval_s: float = Field(default=0.5, gt=0, le=60)
+    # Off only where something else drives assignment rounds (tests call Assigner.tick).
+    assign_in_background: bool = True
+    # A cached routing policy is re-read this often, so a change made through another
+    # replica takes effect here within it.
+    policy_cache_s: float = Field(default=1.0, ge=0, le=300)

@@ -22,6 +22,7 @@ PassedOver = Literal[
     "channel_not_handled",
     "at_capacity",
     "outranked",
+    "declined_before",  # the agent declined this ticket, or let its offer time out
 ]
 STRATEGIES: Final[tuple[Strategy, ...]] = (
     "longest_idle",

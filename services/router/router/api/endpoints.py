@@ -1,0 +1,739 @@
+"""The router's API for the contact-center UI: queues, agents, tickets, offers, routing policy.
+
+Agents act on their own behalf (`X-Agent-Id`); changes that shape routing (queues, agents,
+the policy) are a supervisor's. Every ticket change goes through the lifecycle: an invalid one
+is a 409 that says why.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ccshared.events.payloads import TicketClosed, TicketReplied, TicketResolved, TicketTransferred
+from ccshared.problems import Conflict, FieldError, NotFound, Problem
+from router.api.schemas import (
+    AgentIn,
+    AgentOut,
+    AgentStatusIn,
+    DeclineIn,
+    OfferOut,
+    PolicyIn,
+    PolicyOut,
+    PolicyStepIn,
+    QueueIn,
+    QueueOut,
+    ReasonIn,
+    ReplyIn,
+    ResolveIn,
+    TicketDetail,
+    TicketOut,
+    TicketPage,
+    TransferIn,
+)
+from router.assigner import Assigner, agent_loads
+from router.db.policies import (
+    PolicyCache,
+    load_policy,
+    policy_from_documents,
+    save_policy,
+    step_document,
+)
+from router.db.tickets import TICKET_COLUMNS, Ticket, add_history, get_ticket
+from router.domain.policy import InvalidPolicy
+from router.flows import change_status, publish
+
+router = APIRouter(prefix="/v1")
+AGENT_HEADER = Header(default=None, alias="X-Agent-Id", description="The agent acting")
+
+
+def _engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.runtime.engine
+    return engine
+
+
+def _assigner(request: Request) -> Assigner:
+    assigner: Assigner = request.app.state.runtime.extras["assigner"]
+    return assigner
+
+
+def _actor(agent_id: str | None) -> str:
+    return f"agent:{agent_id}" if agent_id else "api"
+
+
+def _obj(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+# --- queues -------------------------------------------------------------------------------
+
+
+@router.get(
+    "/queues",
+    response_model=list[QueueOut],
+    tags=["queues"],
+    summary="Queues with their depth, oldest wait and available agents",
+)
+async def list_queues(request: Request) -> list[QueueOut]:
+    async with _engine(request).connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT q.id, q.name, q.required_skills, q.strategy, q.offer_timeout_s, "
+                "  count(t.id) AS depth, extract(epoch FROM now() - min(t.queued_at)) AS oldest, "
+                "  (SELECT count(*) FROM agents a WHERE a.status = 'available' "
+                "     AND a.skills ?& q.required_skills) AS available "
+                "FROM queues q LEFT JOIN tickets t ON t.queue_id = q.id AND t.status = 'queued' "
+                "GROUP BY q.id ORDER BY q.id"
+            )
+        )
+        return [
+            QueueOut(
+                id=r.id,
+                name=r.name,
+                required_skills=list(r.required_skills),
+                strategy=r.strategy,
+                offer_timeout_s=r.offer_timeout_s,
+                depth=r.depth,
+                oldest_wait_s=float(r.oldest) if r.oldest is not None else None,
+                agents_available=r.available,
+            )
+            for r in rows
+        ]
+
+
+@router.put(
+    "/queues/{queue_id}",
+    response_model=QueueOut,
+    tags=["queues"],
+    summary="Create or change a queue (supervisor)",
+)
+async def put_queue(queue_id: str, body: QueueIn, request: Request) -> QueueOut:
+    async with _engine(request).begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO queues (id, name, required_skills, strategy, offer_timeout_s) "
+                "VALUES (:id, :name, :skills, :strategy, :timeout) ON CONFLICT (id) DO UPDATE SET "
+                "name = EXCLUDED.name, required_skills = EXCLUDED.required_skills, "
+                "strategy = EXCLUDED.strategy, offer_timeout_s = EXCLUDED.offer_timeout_s, "
+                "updated_at = now()"
+            ),
+            {
+                "id": queue_id,
+                "name": body.name,
+                "skills": body.required_skills,
+                "strategy": body.strategy,
+                "timeout": body.offer_timeout_s,
+            },
+        )
+    _assigner(request).nudge()
+    return QueueOut(id=queue_id, **body.model_dump())
+
+
+# --- agents -------------------------------------------------------------------------------
+
+
+async def _agent_out(conn: AsyncConnection, agent_id: str) -> AgentOut:
+    row = (
+        await conn.execute(
+            text(
+                "SELECT id, name, role, skills, capacity, status, idle_since, last_assigned_at, "
+                "assignments_total FROM agents WHERE id = :id"
+            ),
+            {"id": agent_id},
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No agent {agent_id}.")
+    load = (await agent_loads(conn, agent_id)).get(agent_id, {})
+    return AgentOut(
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        skills=_obj(row.skills),
+        capacity=_obj(row.capacity),
+        status=row.status,
+        load=load,
+        idle_since=row.idle_since,
+        last_assigned_at=row.last_assigned_at,
+        assignments_total=row.assignments_total,
+    )
+
+
+@router.get("/agents", response_model=list[AgentOut], tags=["agents"])
+async def list_agents(request: Request) -> list[AgentOut]:
+    async with _engine(request).connect() as conn:
+        ids = [r.id for r in await conn.execute(text("SELECT id FROM agents ORDER BY id"))]
+        return [await _agent_out(conn, agent_id) for agent_id in ids]
+
+
+@router.put(
+    "/agents/{agent_id}",
+    response_model=AgentOut,
+    tags=["agents"],
+    summary="Create or change an agent: roles/skills, levels, capacity per channel",
+)
+async def put_agent(agent_id: str, body: AgentIn, request: Request) -> AgentOut:
+    async with _engine(request).begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO agents (id, name, role, skills, capacity) VALUES (:id, :name, :role, "
+                "CAST(:skills AS jsonb), CAST(:capacity AS jsonb)) ON CONFLICT (id) DO UPDATE SET "
+                "name = EXCLUDED.name, role = EXCLUDED.role, skills = EXCLUDED.skills, "
+                "capacity = EXCLUDED.capacity, updated_at = now()"
+            ),
+            {
+                "id": agent_id,
+                "name": body.name,
+                "role": body.role,
+                "skills": orjson.dumps(body.skills).decode(),
+                "capacity": orjson.dumps(body.capacity).decode(),
+            },
+        )
+        out = await _agent_out(conn, agent_id)
+    _assigner(request).nudge()
+    return out
+
+
+@router.get("/agents/{agent_id}", response_model=AgentOut, tags=["agents"])
+async def get_agent(agent_id: str, request: Request) -> AgentOut:
+    async with _engine(request).connect() as conn:
+        return await _agent_out(conn, agent_id)
+
+
+@router.put(
+    "/agents/{agent_id}/status",
+    response_model=AgentOut,
+    tags=["agents"],
+    summary="Available, busy, away or offline; available agents get offers",
+)
+async def set_agent_status(agent_id: str, body: AgentStatusIn, request: Request) -> AgentOut:
+    async with _engine(request).begin() as conn:
+        updated = await conn.execute(
+            text(
+                "UPDATE agents SET status = :s, idle_since = CASE WHEN :s = 'available' AND "
+                "status <> 'available' THEN now() ELSE idle_since END, updated_at = now() "
+                "WHERE id = :id"
+            ),
+            {"s": body.status, "id": agent_id},
+        )
+        if updated.rowcount == 0:
+            raise NotFound(f"No agent {agent_id}.")
+        out = await _agent_out(conn, agent_id)
+    _assigner(request).nudge()
+    return out
+
+
+@router.get(
+    "/agents/{agent_id}/offers",
+    response_model=list[OfferOut],
+    tags=["offers"],
+    summary="The agent's pending offers",
+)
+async def agent_offers(agent_id: str, request: Request) -> list[OfferOut]:
+    async with _engine(request).connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT id, ticket_id, agent_id, status, offered_at, expires_at, responded_at, "
+                "reason FROM offers WHERE agent_id = :a AND status = 'pending' ORDER BY offered_at"
+            ),
+            {"a": agent_id},
+        )
+        return [OfferOut(**r._mapping) for r in rows]
+
+
+# --- offers -------------------------------------------------------------------------------
+
+
+async def _pending_offer(conn: AsyncConnection, offer_id: uuid.UUID, agent_id: str | None) -> Any:
+    offer = (
+        await conn.execute(
+            text("SELECT id, ticket_id, agent_id, status FROM offers WHERE id = :id FOR UPDATE"),
+            {"id": offer_id},
+        )
+    ).first()
+    if offer is None:
+        raise NotFound(f"No offer {offer_id}.")
+    if agent_id is not None and agent_id != offer.agent_id:
+        raise Problem(
+            f"Offer {offer_id} was made to {offer.agent_id}, not {agent_id}.",
+            status=403,
+            slug="forbidden",
+        )
+    if offer.status != "pending":
+        raise Conflict(
+            f"Offer {offer_id} is {offer.status}, no longer pending.",
+            slug="offer-not-pending",
+            extra={"offer_status": offer.status},
+        )
+    return offer
+
+
+@router.post(
+    "/offers/{offer_id}/accept",
+    response_model=TicketOut,
+    tags=["offers"],
+    summary="Accept an offer: the ticket is the agent's (its owner if first)",
+)
+async def accept_offer(
+    offer_id: uuid.UUID, request: Request, agent_id: str | None = AGENT_HEADER
+) -> TicketOut:
+    async with _engine(request).begin() as conn:
+        offer = await _pending_offer(conn, offer_id, agent_id)
+        ticket = await get_ticket(conn, offer.ticket_id, lock=True)
+        await conn.execute(
+            text("UPDATE offers SET status = 'accepted', responded_at = now() WHERE id = :id"),
+            {"id": offer_id},
+        )
+        await change_status(
+            conn,
+            ticket,
+            "accept",
+            actor=f"agent:{offer.agent_id}",
+            reason="offer accepted",
+            extra={
+                "owner_agent_id": ticket.owner_agent_id or offer.agent_id,
+                "assignee_agent_id": offer.agent_id,
+            },
+        )
+    return TicketOut(**ticket.__dict__)
+
+
+@router.post(
+    "/offers/{offer_id}/decline",
+    response_model=OfferOut,
+    tags=["offers"],
+    summary="Decline an offer with a reason: the ticket goes to the next agent",
+)
+async def decline_offer(
+    offer_id: uuid.UUID, body: DeclineIn, request: Request, agent_id: str | None = AGENT_HEADER
+) -> OfferOut:
+    async with _engine(request).begin() as conn:
+        offer = await _pending_offer(conn, offer_id, agent_id)
+        ticket = await get_ticket(conn, offer.ticket_id, lock=True)
+        row = (
+            await conn.execute(
+                text(
+                    "UPDATE offers SET status = 'declined', responded_at = now(), reason = :r "
+                    "WHERE id = :id RETURNING id, ticket_id, agent_id, status, offered_at, "
+                    "expires_at, responded_at, reason"
+                ),
+                {"id": offer_id, "r": body.reason},
+            )
+        ).one()
+        await change_status(
+            conn,
+            ticket,
+            "queue",
+            actor=f"agent:{offer.agent_id}",
+            reason=f"offer declined: {body.reason}",
+        )
+    _assigner(request).nudge()
+    return OfferOut(**row._mapping)
+
+
+# --- tickets ------------------------------------------------------------------------------
+
+
+def _cursor(ticket: Ticket) -> str:
+    raw = orjson.dumps([ticket.opened_at.isoformat(), str(ticket.id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, ticket_id = orjson.loads(raw)
+        return datetime.fromisoformat(at), uuid.UUID(ticket_id)
+    except (ValueError, TypeError) as exc:
+        raise Problem(
+            "The cursor is not one this API gave out.",
+            status=422,
+            slug="validation-error",
+            errors=[FieldError(field="query.cursor", message="invalid cursor", type="value_error")],
+        ) from exc
+
+
+@router.get(
+    "/tickets",
+    response_model=TicketPage,
+    tags=["tickets"],
+    summary="Tickets, newest first, filtered; page with `cursor`",
+)
+async def list_tickets(
+    request: Request,
+    status: str | None = Query(default=None, pattern="^[a-z_]+(,[a-z_]+)*$"),
+    queue_id: str | None = None,
+    agent_id: str | None = Query(default=None, description="assignee or owner"),
+    customer_id: uuid.UUID | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: str | None = None,
+) -> TicketPage:
+    where, params = ["true"], {"limit": limit + 1}
+    if status:
+        where.append("status = ANY(:statuses)")
+        params["statuses"] = status.split(",")  # type: ignore[assignment]
+    if queue_id:
+        where.append("queue_id = :queue")
+        params["queue"] = queue_id  # type: ignore[assignment]
+    if agent_id:
+        where.append("(assignee_agent_id = :agent OR owner_agent_id = :agent)")
+        params["agent"] = agent_id  # type: ignore[assignment]
+    if customer_id:
+        where.append("customer_id = :customer")
+        params["customer"] = customer_id  # type: ignore[assignment]
+    if cursor:
+        at, last_id = _decode_cursor(cursor)
+        where.append("(opened_at, id) < (:at, :last)")
+        params.update(at=at, last=last_id)  # type: ignore[arg-type]
+    async with _engine(request).connect() as conn:
+        rows = await conn.execute(
+            text(
+                f"SELECT {TICKET_COLUMNS} FROM tickets WHERE {' AND '.join(where)} "  # noqa: S608
+                "ORDER BY opened_at DESC, id DESC LIMIT :limit"
+            ),
+            params,
+        )
+        tickets = [Ticket.from_row(r) for r in rows]
+    more = len(tickets) > limit
+    tickets = tickets[:limit]
+    return TicketPage(
+        items=[TicketOut(**t.__dict__) for t in tickets],
+        next_cursor=_cursor(tickets[-1]) if more else None,
+    )
+
+
+@router.get(
+    "/tickets/{ticket_id}",
+    response_model=TicketDetail,
+    tags=["tickets"],
+    summary="One ticket with its contacts, history and why it went to whom",
+)
+async def get_ticket_detail(ticket_id: uuid.UUID, request: Request) -> TicketDetail:
+    async with _engine(request).connect() as conn:
+        ticket = await get_ticket(conn, ticket_id)
+        contacts = await conn.execute(
+            text(
+                "SELECT contact_id, channel, received_at, subject, text FROM ticket_contacts "
+                "WHERE ticket_id = :t ORDER BY received_at"
+            ),
+            {"t": ticket_id},
+        )
+        history = await conn.execute(
+            text(
+                "SELECT at, actor, action, from_status, to_status, reason, data "
+                "FROM ticket_history WHERE ticket_id = :t ORDER BY id"
+            ),
+            {"t": ticket_id},
+        )
+        decisions = await conn.execute(
+            text(
+                "SELECT id, at, policy_version, policy_step, queue_id, strategy, chosen_agent_id, "
+                "candidates, tie_breaker FROM routing_decisions WHERE ticket_id = :t ORDER BY at"
+            ),
+            {"t": ticket_id},
+        )
+        offers = await conn.execute(
+            text(
+                "SELECT id, ticket_id, agent_id, status, offered_at, expires_at, responded_at, "
+                "reason FROM offers WHERE ticket_id = :t ORDER BY offered_at"
+            ),
+            {"t": ticket_id},
+        )
+        return TicketDetail(
+            **ticket.__dict__,
+            contacts=[dict(r._mapping) for r in contacts],
+            history=[{**r._mapping, "data": _obj(r.data)} for r in history],
+            routing_decisions=[{**r._mapping, "candidates": _obj(r.candidates)} for r in decisions],
+            offers=[OfferOut(**r._mapping) for r in offers],
+        )
+
+
+@router.post(
+    "/tickets/{ticket_id}/reply",
+    response_model=TicketOut,
+    tags=["tickets"],
+    summary="An agent answered the customer (the first answer is the first response)",
+)
+async def reply(ticket_id: uuid.UUID, body: ReplyIn, request: Request) -> TicketOut:
+    now = datetime.now(UTC)
+    async with _engine(request).begin() as conn:
+        ticket = await get_ticket(conn, ticket_id, lock=True)
+        first = ticket.first_response_at is None
+        await change_status(
+            conn,
+            ticket,
+            "reply",
+            actor=f"agent:{body.agent_id}",
+            reason="replied",
+            extra={"first_response_at": ticket.first_response_at or now},
+        )
+        await publish(
+            conn,
+            TicketReplied(
+                ticket_id=ticket_id,
+                agent_id=body.agent_id,
+                channel=body.channel or ticket.channel,  # type: ignore[arg-type]
+                first_response=first,
+                at=now,
+            ),
+        )
+    return TicketOut(**ticket.__dict__)
+
+
+@router.post(
+    "/tickets/{ticket_id}/pending",
+    response_model=TicketOut,
+    tags=["tickets"],
+    summary="Wait for the customer (pauses the resolution clock)",
+)
+async def set_pending(
+    ticket_id: uuid.UUID, body: ReasonIn, request: Request, agent_id: str | None = AGENT_HEADER
+) -> TicketOut:
+    async with _engine(request).begin() as conn:
+        ticket = await get_ticket(conn, ticket_id, lock=True)
+        await change_status(
+            conn, ticket, "set_pending_customer", actor=_actor(agent_id), reason=body.reason
+        )
+    return TicketOut(**ticket.__dict__)
+
+
+@router.post(
+    "/tickets/{ticket_id}/resolve",
+    response_model=TicketOut,
+    tags=["tickets"],
+    summary="Resolve with a resolution code and whether it was solved on first contact",
+)
+async def resolve(
+    ticket_id: uuid.UUID, body: ResolveIn, request: Request, agent_id: str | None = AGENT_HEADER
+) -> TicketOut:
+    now = datetime.now(UTC)
+    async with _engine(request).begin() as conn:
+        ticket = await get_ticket(conn, ticket_id, lock=True)
+        await change_status(
+            conn,
+            ticket,
+            "resolve",
+            actor=_actor(agent_id),
+            reason=body.resolution_code,
+            extra={
+                "resolved_at": now,
+                "resolution_code": body.resolution_code,
+                "first_contact_resolution": body.first_contact_resolution,
+            },
+        )
+        await publish(
+            conn,
+            TicketResolved(
+                ticket_id=ticket.id,
+                customer_id=ticket.customer_id,
+                agent_id=ticket.assignee_agent_id,
+                owner_agent_id=ticket.owner_agent_id,
+                channel=ticket.channel,  # type: ignore[arg-type]
+                queue_id=ticket.queue_id,
+                category=ticket.category,
+                priority=ticket.priority,  # type: ignore[arg-type]
+                language=ticket.language,
+                resolution_code=body.resolution_code,
+                first_contact_resolution=body.first_contact_resolution,
+                opened_at=ticket.opened_at,
+                resolved_at=now,
+            ),
+        )
+    _assigner(request).nudge()  # the agent has capacity again
+    return TicketOut(**ticket.__dict__)
+
+
+@router.post("/tickets/{ticket_id}/reopen", response_model=TicketOut, tags=["tickets"])
+async def reopen(
+    ticket_id: uuid.UUID, body: ReasonIn, request: Request, agent_id: str | None = AGENT_HEADER
+) -> TicketOut:
+    async with _engine(request).begin() as conn:
+        ticket = await get_ticket(conn, ticket_id, lock=True)
+        await change_status(conn, ticket, "reopen", actor=_actor(agent_id), reason=body.reason)
+    _assigner(request).nudge()
+    return TicketOut(**ticket.__dict__)
+
+
+@router.post(
+    "/tickets/{ticket_id}/close",
+    response_model=TicketOut,
+    tags=["tickets"],
+    summary="Close (e.g. solved, spam, duplicate)",
+)
+async def close(
+    ticket_id: uuid.UUID, body: ReasonIn, request: Request, agent_id: str | None = AGENT_HEADER
+) -> TicketOut:
+    now = datetime.now(UTC)
+    async with _engine(request).begin() as conn:
+        ticket = await get_ticket(conn, ticket_id, lock=True)
+        await change_status(
+            conn,
+            ticket,
+            "close",
+            actor=_actor(agent_id),
+            reason=body.reason,
+            extra={"closed_at": now},
+        )
+        await publish(
+            conn,
+            TicketClosed(ticket_id=ticket.id, actor=_actor(agent_id), reason=body.reason, at=now),
+        )
+    _assigner(request).nudge()
+    return TicketOut(**ticket.__dict__)
+
+
+@router.post(
+    "/tickets/{ticket_id}/transfer",
+    response_model=TicketOut,
+    tags=["tickets"],
+    summary="Transfer to another queue (or agent); the owner stays the owner",
+)
+async def transfer(
+    ticket_id: uuid.UUID, body: TransferIn, request: Request, agent_id: str | None = AGENT_HEADER
+) -> TicketOut:
+    if (body.to_queue_id is None) == (body.to_agent_id is None):
+        raise Problem(
+            "Give exactly one of to_queue_id and to_agent_id.",
+            status=422,
+            slug="validation-error",
+            errors=[
+                FieldError(
+                    field="body.to_queue_id",
+                    message="one of to_queue_id, to_agent_id",
+                    type="value_error",
+                )
+            ],
+        )
+    now = datetime.now(UTC)
+    async with _engine(request).begin() as conn:
+        ticket = await get_ticket(conn, ticket_id, lock=True)
+        from_agent = ticket.assignee_agent_id
+        if body.to_queue_id is not None:
+            exists = (
+                await conn.execute(
+                    text("SELECT 1 FROM queues WHERE id = :q"), {"q": body.to_queue_id}
+                )
+            ).first()
+            if not exists:
+                raise NotFound(f"No queue {body.to_queue_id}.")
+            await change_status(
+                conn,
+                ticket,
+                "transfer",
+                actor=_actor(agent_id),
+                reason=body.reason,
+                extra={"queue_id": body.to_queue_id, "step_timeout_at": None},
+            )
+        else:
+            exists = (
+                await conn.execute(
+                    text("SELECT 1 FROM agents WHERE id = :a"), {"a": body.to_agent_id}
+                )
+            ).first()
+            if not exists:
+                raise NotFound(f"No agent {body.to_agent_id}.")
+            await change_status(
+                conn,
+                ticket,
+                "transfer",
+                actor=_actor(agent_id),
+                reason=body.reason,
+                to_agent=True,
+                extra={"assignee_agent_id": body.to_agent_id},
+            )
+        await add_history(
+            conn,
+            ticket.id,
+            at=now,
+            actor=_actor(agent_id),
+            action="transfer",
+            reason=body.reason,
+            data={
+                "from_agent": from_agent,
+                "to_agent": body.to_agent_id,
+                "to_queue": body.to_queue_id,
+                "owner": ticket.owner_agent_id,
+            },
+        )
+        await publish(
+            conn,
+            TicketTransferred(
+                ticket_id=ticket.id,
+                from_agent_id=from_agent,
+                to_agent_id=body.to_agent_id,
+                to_queue_id=body.to_queue_id,
+                owner_agent_id=ticket.owner_agent_id,
+                reason=body.reason,
+                at=now,
+            ),
+        )
+    _assigner(request).nudge()
+    return TicketOut(**ticket.__dict__)
+
+
+# --- routing policy -----------------------------------------------------------------------
+
+
+@router.get(
+    "/routing-policy",
+    response_model=PolicyOut,
+    tags=["routing policy"],
+    summary="The routing policy in force: ordered steps, condition → queue",
+)
+async def get_policy(request: Request) -> PolicyOut:
+    async with _engine(request).connect() as conn:
+        policy = await load_policy(conn)
+    return PolicyOut(
+        version=policy.version, steps=[PolicyStepIn(**step_document(s)) for s in policy.steps]
+    )
+
+
+@router.put(
+    "/routing-policy",
+    response_model=PolicyOut,
+    tags=["routing policy"],
+    summary="Replace the policy: a new version, in force at once on every replica",
+)
+async def put_policy(
+    body: PolicyIn, request: Request, agent_id: str | None = AGENT_HEADER
+) -> PolicyOut:
+    steps = [s.model_dump() for s in body.steps]
+    try:
+        policy_from_documents(0, steps)
+    except InvalidPolicy as exc:
+        index = next((i for i, s in enumerate(steps) if s["id"] == exc.step_id), None)
+        field = f"body.steps.{index}.condition" if index is not None else "body.steps"
+        raise Problem(
+            str(exc),
+            status=422,
+            slug="validation-error",
+            errors=[FieldError(field=field, message=str(exc), type="invalid_policy")],
+            extra={"position": getattr(exc, "position", None)},
+        ) from None
+    async with _engine(request).begin() as conn:
+        known = {r.id for r in await conn.execute(text("SELECT id FROM queues"))}
+        for i, step in enumerate(steps):
+            if step["queue_id"] not in known:
+                raise Problem(
+                    f"Step {step['id']} routes to unknown queue {step['queue_id']}.",
+                    status=422,
+                    slug="validation-error",
+                    errors=[
+                        FieldError(
+                            field=f"body.steps.{i}.queue_id",
+                            message="unknown queue",
+                            type="unknown_queue",
+                        )
+                    ],
+                )
+        policy = await save_policy(conn, steps, _actor(agent_id))
+    cache: PolicyCache = request.app.state.runtime.extras["policies"]
+    cache.invalidate()
+    return PolicyOut(version=policy.version, steps=body.steps)

@@ -1,0 +1,163 @@
+"""Request and response models of the router's API (the contact-center UI's backend)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ccshared.events.payloads import Channel, Priority
+
+Strategy = Literal["longest_idle", "least_loaded", "round_robin", "best_skill_match"]
+AgentStatus = Literal["available", "busy", "away", "offline"]
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QueueIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    required_skills: list[str] = Field(default_factory=list, max_length=50)
+    strategy: Strategy = "longest_idle"
+    offer_timeout_s: int = Field(default=30, ge=5, le=3600)
+
+
+class QueueOut(QueueIn):
+    id: str
+    depth: int = 0
+    oldest_wait_s: float | None = None
+    agents_available: int = 0
+
+
+class AgentIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["agent", "supervisor"] = "agent"
+    skills: dict[str, int] = Field(default_factory=dict, description="skill -> level 1..5")
+    capacity: dict[Channel, int] = Field(
+        default_factory=lambda: {"phone": 1, "chat": 3, "email": 5, "social": 5},
+        description="how many tickets of each channel at once",
+    )
+
+    @field_validator("skills")
+    @classmethod
+    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
+        for skill, level in value.items():
+            if not 1 <= level <= 5:
+                raise ValueError(f"level of {skill!r} must be 1..5")
+        return value
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacity(cls, value: dict[str, int]) -> dict[str, int]:
+        for channel, n in value.items():
+            if not 0 <= n <= 100:
+                raise ValueError(f"capacity for {channel} must be 0..100")
+        return value
+
+
+class AgentOut(AgentIn):
+    id: str
+    status: AgentStatus
+    load: dict[str, int] = Field(default_factory=dict)
+    idle_since: datetime | None = None
+    last_assigned_at: datetime | None = None
+    assignments_total: int = 0
+
+
+class AgentStatusIn(_In):
+    status: AgentStatus
+
+
+class OfferOut(BaseModel):
+    id: uuid.UUID
+    ticket_id: uuid.UUID
+    agent_id: str
+    status: str
+    offered_at: datetime
+    expires_at: datetime
+    responded_at: datetime | None = None
+    reason: str | None = None
+
+
+class DeclineIn(_In):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ReplyIn(_In):
+    agent_id: str = Field(pattern=_ID)
+    channel: Channel | None = None
+    text: str | None = Field(default=None, max_length=100_000)
+
+
+class TransferIn(_In):
+    reason: str = Field(min_length=1, max_length=500)
+    to_queue_id: str | None = None
+    to_agent_id: str | None = None
+
+
+class ResolveIn(_In):
+    resolution_code: str = Field(min_length=1, max_length=100)
+    first_contact_resolution: bool
+
+
+class ReasonIn(_In):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class TicketOut(BaseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    channel: str
+    status: str
+    category: str
+    priority: str
+    language: str | None
+    segment: str | None
+    queue_id: str | None
+    owner_agent_id: str | None
+    assignee_agent_id: str | None
+    policy_version: int | None
+    policy_step: str | None
+    follow_up_of: uuid.UUID | None
+    resolution_code: str | None
+    first_contact_resolution: bool | None
+    opened_at: datetime
+    last_contact_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+
+
+class TicketPage(BaseModel):
+    items: list[TicketOut]
+    next_cursor: str | None
+
+
+class TicketDetail(TicketOut):
+    classification: dict[str, Any]
+    contacts: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    routing_decisions: list[dict[str, Any]]
+    offers: list[OfferOut]
+
+
+class PolicyStepIn(_In):
+    id: str = Field(pattern=_ID)
+    condition: str = Field(min_length=1, max_length=4000)
+    queue_id: str
+    priority: Priority | None = None
+    timeout_s: int | None = Field(default=None, gt=0, le=86_400)
+    overflow_only: bool = False
+
+
+class PolicyIn(_In):
+    steps: list[PolicyStepIn] = Field(min_length=1, max_length=100)
+
+
+class PolicyOut(BaseModel):
+    version: int
+    steps: list[PolicyStepIn]

@@ -1,0 +1,117 @@
+"""Ticket rows: reading one (locked for a change), history, contacts, thread keys."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ccshared.problems import NotFound
+
+TICKET_COLUMNS = (
+    "id, customer_id, channel, status, category, priority, language, segment, queue_id, "
+    "owner_agent_id, assignee_agent_id, classification, policy_version, policy_step, "
+    "step_timeout_at, sla_deadline, follow_up_of, resolution_code, first_contact_resolution, "
+    "opened_at, queued_at, last_contact_at, first_response_at, resolved_at, closed_at, updated_at"
+)
+
+
+@dataclass
+class Ticket:
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    channel: str
+    status: str
+    category: str
+    priority: str
+    language: str | None
+    segment: str | None
+    queue_id: str | None
+    owner_agent_id: str | None
+    assignee_agent_id: str | None
+    classification: dict[str, Any]
+    policy_version: int | None
+    policy_step: str | None
+    step_timeout_at: datetime | None
+    sla_deadline: datetime | None
+    follow_up_of: uuid.UUID | None
+    resolution_code: str | None
+    first_contact_resolution: bool | None
+    opened_at: datetime
+    queued_at: datetime | None
+    last_contact_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Ticket:
+        values = dict(row._mapping)
+        if isinstance(values["classification"], str):
+            values["classification"] = orjson.loads(values["classification"])
+        return cls(**values)
+
+
+class TicketNotFound(NotFound):
+    pass
+
+
+async def get_ticket(conn: AsyncConnection, ticket_id: uuid.UUID, *, lock: bool = False) -> Ticket:
+    suffix = " FOR UPDATE" if lock else ""
+    row = (
+        await conn.execute(
+            text(f"SELECT {TICKET_COLUMNS} FROM tickets WHERE id = :id{suffix}"),  # noqa: S608
+            {"id": ticket_id},
+        )
+    ).first()
+    if row is None:
+        raise TicketNotFound(f"No ticket {ticket_id}.")
+    return Ticket.from_row(row)
+
+
+async def add_history(
+    conn: AsyncConnection,
+    ticket_id: uuid.UUID,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO ticket_history (ticket_id, at, actor, action, from_status, to_status, "
+            "reason, data) VALUES (:t, :at, :actor, :action, :f, :to, :reason, "
+            "CAST(:data AS jsonb))"
+        ),
+        {
+            "t": ticket_id,
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "f": from_status,
+            "to": to_status,
+            "reason": reason,
+            "data": orjson.dumps(data or {}).decode(),
+        },
+    )
+
+
+async def add_thread_keys(conn: AsyncConnection, ticket_id: uuid.UUID, keys: list[str]) -> None:
+    if keys:
+        await conn.execute(
+            text(
+                "INSERT INTO thread_keys (key, ticket_id) "
+                "SELECT k, :t FROM unnest(CAST(:keys AS text[])) AS k ON CONFLICT DO NOTHING"
+            ),
+            {"t": ticket_id, "keys": keys},
+        )

@@ -1,0 +1,433 @@
+"""Multi-step processes that touch several of the router's tables and publish ticket events:
+a contact becoming (part of) a ticket, and every status change of a ticket."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ccshared.events import new_event
+from ccshared.events.payloads import (
+    ContactReceived,
+    TicketContactAdded,
+    TicketOpened,
+    TicketReopened,
+    TicketRouted,
+    TicketStatusChanged,
+)
+from ccshared.ids import uuid7
+from ccshared.logging import correlation_id
+from ccshared.outbox import enqueue
+from ccshared.problems import Conflict
+from router.db.tickets import Ticket, add_history, add_thread_keys, get_ticket
+from router.domain.classification import (
+    DEFAULT_RULES,
+    PRIORITY_RANK,
+    Classification,
+    TicketFacts,
+    classify,
+)
+from router.domain.lifecycle import Action, InvalidTransition, transition
+from router.domain.policy import RoutingPolicy, StepMatch, first_matching_step, routing_attributes
+from router.domain.threading import (
+    ContactThread,
+    OpenTicketCandidate,
+    ThreadDecision,
+    decide_thread,
+    lookup_keys,
+    thread_keys,
+)
+
+ROUTER = "router"
+
+
+async def publish(conn: AsyncConnection, *payloads: BaseModel) -> None:
+    cid = correlation_id.get()
+    await enqueue(conn, *(new_event(p, producer=ROUTER, correlation_id=cid) for p in payloads))
+
+
+def segment_of(contact: ContactReceived) -> str | None:
+    """The customer segment routing sees: stated by the integration in metadata, or a key
+    account when the contact carries an account id."""
+    stated = contact.metadata.get("segment")
+    if isinstance(stated, str) and stated:
+        return stated
+    return "key_account" if contact.customer.account_id else None
+
+
+def contact_thread(contact: ContactReceived) -> ContactThread:
+    t = contact.thread
+    return ContactThread(
+        channel=contact.channel,
+        customer_id=str(contact.customer_id),
+        received_at=contact.received_at,
+        email_message_id=t.email_message_id,
+        email_in_reply_to=t.email_in_reply_to,
+        email_references=tuple(t.email_references),
+        chat_session_id=t.chat_session_id,
+        social_platform=t.social_platform,
+        social_post_id=t.social_post_id,
+        social_parent_post_id=t.social_parent_post_id,
+    )
+
+
+async def _candidates(
+    conn: AsyncConnection, contact: ContactReceived, keys: list[str]
+) -> list[OpenTicketCandidate]:
+    rows = await conn.execute(
+        text(
+            "WITH ids AS (SELECT ticket_id AS id FROM thread_keys "
+            "  WHERE key = ANY(CAST(:keys AS text[])) "
+            "  UNION SELECT id FROM tickets WHERE customer_id = :customer "
+            "  AND status NOT IN ('resolved', 'closed')) "
+            "SELECT t.id, t.customer_id, t.channel, t.status, t.last_contact_at, "
+            "  ARRAY(SELECT k.key FROM thread_keys k WHERE k.ticket_id = t.id "
+            "        AND k.key = ANY(CAST(:keys AS text[]))) AS keys "
+            "FROM tickets t JOIN ids USING (id) "
+            "FOR UPDATE OF t"
+        ),
+        {"keys": keys, "customer": contact.customer_id},
+    )
+    return [
+        OpenTicketCandidate(
+            ticket_id=str(r.id),
+            customer_id=str(r.customer_id),
+            channel=r.channel,
+            status=r.status,
+            last_contact_at=r.last_contact_at,
+            matched_keys=frozenset(r.keys),
+        )
+        for r in rows
+    ]
+
+
+async def receive_contact(
+    conn: AsyncConnection, contact: ContactReceived, policy: RoutingPolicy
+) -> tuple[uuid.UUID, ThreadDecision]:
+    """Join the contact to its open ticket, reopen a resolved one, or open a new ticket."""
+    thread = contact_thread(contact)
+    candidates = await _candidates(conn, contact, lookup_keys(thread))
+    decision = decide_thread(thread, candidates)
+    if decision.action == "open_new":
+        follow_up = uuid.UUID(decision.follow_up_of) if decision.follow_up_of else None
+        ticket_id = await open_ticket(conn, contact, policy, follow_up_of=follow_up, why=decision)
+    else:
+        assert decision.ticket_id is not None
+        ticket_id = uuid.UUID(decision.ticket_id)
+        await add_contact(conn, ticket_id, contact, decision)
+    await add_thread_keys(conn, ticket_id, thread_keys(thread))
+    return ticket_id, decision
+
+
+async def _insert_contact(conn: AsyncConnection, ticket_id: uuid.UUID, c: ContactReceived) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO ticket_contacts (contact_id, ticket_id, channel, received_at, subject, "
+            "text) VALUES (:c, :t, :channel, :at, :subject, :text) ON CONFLICT DO NOTHING"
+        ),
+        {
+            "c": c.contact_id,
+            "t": ticket_id,
+            "channel": c.channel,
+            "at": c.received_at,
+            "subject": c.subject,
+            "text": c.text,
+        },
+    )
+
+
+def classification_document(result: Classification) -> dict[str, Any]:
+    return {
+        "category": result.category,
+        "priority": result.priority,
+        "language": result.language,
+        "queue_hint": result.queue_hint,
+        "category_rule": result.category_rule,
+        "priority_rule": result.priority_rule,
+        "matched_rules": [{"rule_id": m.rule_id, "reason": m.reason} for m in result.matched_rules],
+    }
+
+
+async def open_ticket(
+    conn: AsyncConnection,
+    contact: ContactReceived,
+    policy: RoutingPolicy,
+    *,
+    follow_up_of: uuid.UUID | None = None,
+    why: ThreadDecision | None = None,
+    ticket_id: uuid.UUID | None = None,
+    category: str | None = None,
+    owner_agent_id: str | None = None,
+    queue_id: str | None = None,
+) -> uuid.UUID:
+    """Classify, route by the policy (or into `queue_id`) and queue a new ticket."""
+    now = datetime.now(UTC)
+    facts = TicketFacts(
+        channel=contact.channel,
+        text=contact.text or "",
+        subject=contact.subject,
+        language=contact.language,
+        segment=segment_of(contact),
+        metadata=contact.metadata,
+    )
+    result = classify(facts, DEFAULT_RULES)
+    if category is not None:
+        result = dataclasses.replace(result, category=category, category_rule=None)
+    step = first_matching_step(policy, routing_attributes(facts, result))
+    if queue_id is not None:
+        step = dataclasses.replace(
+            step,
+            queue_id=queue_id,
+            timeout_s=None,
+            reason=f"follow-up in the earlier ticket's queue {queue_id}",
+        )
+    priority = step.priority_override or result.priority
+    ticket_id = ticket_id or uuid7()
+    await conn.execute(
+        text(
+            "INSERT INTO tickets (id, customer_id, channel, status, category, priority, "
+            "priority_rank, language, segment, queue_id, classification, policy_version, "
+            "policy_step, step_timeout_at, follow_up_of, opened_at, queued_at, last_contact_at, "
+            "owner_agent_id) "
+            "VALUES (:id, :customer, :channel, 'queued', :category, :priority, :rank, :language, "
+            ":segment, :queue, CAST(:classification AS jsonb), :pv, :step, :timeout, :follow, "
+            ":opened, :now, :last, :owner)"
+        ),
+        {
+            "id": ticket_id,
+            "customer": contact.customer_id,
+            "channel": contact.channel,
+            "category": result.category,
+            "priority": priority,
+            "rank": PRIORITY_RANK[priority],
+            "language": result.language,
+            "segment": facts.segment,
+            "queue": step.queue_id,
+            "classification": _json(classification_document(result)),
+            "pv": step.policy_version,
+            "step": step.step_id,
+            "timeout": _timeout_at(now, step),
+            "follow": follow_up_of,
+            "opened": now,
+            "now": now,
+            "last": contact.received_at,
+            "owner": owner_agent_id,
+        },
+    )
+    await _insert_contact(conn, ticket_id, contact)
+    await add_history(
+        conn,
+        ticket_id,
+        at=now,
+        actor=ROUTER,
+        action="open",
+        to_status="new",
+        reason=why.reason if why else None,
+        data={"contact_id": str(contact.contact_id), "classification": result.category_rule},
+    )
+    await add_history(
+        conn,
+        ticket_id,
+        at=now,
+        actor=ROUTER,
+        action="queue",
+        from_status="new",
+        to_status="queued",
+        reason=step.reason,
+        data={
+            "queue_id": step.queue_id,
+            "policy_version": step.policy_version,
+            "policy_step": step.step_id,
+        },
+    )
+    await publish(
+        conn,
+        TicketOpened(
+            ticket_id=ticket_id,
+            customer_id=contact.customer_id,
+            contact_id=contact.contact_id,
+            channel=contact.channel,
+            category=result.category,
+            priority=priority,
+            language=result.language,
+            segment=facts.segment,
+            queue_id=step.queue_id,
+            classification_rule=result.category_rule,
+            follow_up_of=follow_up_of,
+            opened_at=now,
+        ),
+        TicketStatusChanged(
+            ticket_id=ticket_id,
+            from_status="new",
+            to_status="queued",
+            actor=ROUTER,
+            reason=step.reason,
+            at=now,
+        ),
+        routed_event(
+            ticket_id, step, priority, result.category, contact.channel, facts.segment, now
+        ),
+    )
+    return ticket_id
+
+
+def routed_event(
+    ticket_id: uuid.UUID,
+    step: StepMatch,
+    priority: Any,
+    category: str,
+    channel: Any,
+    segment: str | None,
+    at: datetime,
+) -> TicketRouted:
+    return TicketRouted(
+        ticket_id=ticket_id,
+        queue_id=step.queue_id,
+        priority=priority,
+        category=category,
+        channel=channel,
+        segment=segment,
+        policy_version=step.policy_version,
+        policy_step=step.step_id,
+        reason=step.reason,
+        at=at,
+    )
+
+
+def _timeout_at(now: datetime, step: StepMatch) -> datetime | None:
+    return now + timedelta(seconds=step.timeout_s) if step.timeout_s else None
+
+
+async def add_contact(
+    conn: AsyncConnection,
+    ticket_id: uuid.UUID,
+    contact: ContactReceived,
+    decision: ThreadDecision,
+) -> None:
+    ticket = await get_ticket(conn, ticket_id, lock=True)
+    await _insert_contact(conn, ticket_id, contact)
+    await conn.execute(
+        text(
+            "UPDATE tickets SET last_contact_at = greatest(last_contact_at, :at), "
+            "updated_at = now() WHERE id = :id"
+        ),
+        {"at": contact.received_at, "id": ticket_id},
+    )
+    now = datetime.now(UTC)
+    await add_history(
+        conn,
+        ticket_id,
+        at=now,
+        actor=f"customer:{contact.customer_id}",
+        action="contact",
+        reason=decision.reason,
+        data={"contact_id": str(contact.contact_id)},
+    )
+    if decision.action == "reopen":
+        await change_status(conn, ticket, "reopen", actor=ROUTER, reason=decision.reason)
+    elif ticket.status == "pending_customer":
+        await change_status(
+            conn, ticket, "customer_replied", actor=ROUTER, reason="the customer answered"
+        )
+    await publish(
+        conn,
+        TicketContactAdded(
+            ticket_id=ticket_id,
+            customer_id=contact.customer_id,
+            contact_id=contact.contact_id,
+            channel=contact.channel,
+            received_at=contact.received_at,
+        ),
+    )
+
+
+async def change_status(
+    conn: AsyncConnection,
+    ticket: Ticket,
+    action: Action,
+    *,
+    actor: str,
+    reason: str | None = None,
+    to_agent: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Apply a lifecycle action to a locked ticket: new status, history, events. Invalid
+    transitions raise a 409 problem with the domain's explanation."""
+    try:
+        owner_available = await _owner_available(conn, ticket) if action == "reopen" else False
+        new_status = transition(
+            ticket.status,  # type: ignore[arg-type]
+            action,
+            owner_available=owner_available,
+            to_agent=to_agent,
+        )
+    except InvalidTransition as exc:
+        raise Conflict(
+            str(exc),
+            slug="invalid-transition",
+            extra={"ticket_status": ticket.status, "action": action},
+        ) from None
+    now = datetime.now(UTC)
+    sets = {"status": new_status, **(extra or {})}
+    if new_status == "queued" and ticket.status != "queued":
+        sets.update(queued_at=now, assignee_agent_id=None)
+    if action == "reopen":
+        sets.update(resolved_at=None, closed_at=None)
+        if new_status == "in_progress":
+            sets["assignee_agent_id"] = ticket.owner_agent_id
+    assignments = ", ".join(f"{column} = :{column}" for column in sets)
+    await conn.execute(
+        text(f"UPDATE tickets SET {assignments}, updated_at = now() WHERE id = :id"),  # noqa: S608
+        {**sets, "id": ticket.id},
+    )
+    await add_history(
+        conn,
+        ticket.id,
+        at=now,
+        actor=actor,
+        action=action,
+        from_status=ticket.status,
+        to_status=new_status,
+        reason=reason,
+    )
+    events: list[BaseModel] = []
+    if action == "reopen":
+        events.append(TicketReopened(ticket_id=ticket.id, actor=actor, reason=reason, at=now))
+    if new_status != ticket.status:
+        events.append(
+            TicketStatusChanged(
+                ticket_id=ticket.id,
+                from_status=ticket.status,  # type: ignore[arg-type]
+                to_status=new_status,
+                actor=actor,
+                reason=reason,
+                at=now,
+            )
+        )
+    await publish(conn, *events)
+    ticket.status = new_status
+    for column, value in sets.items():
+        setattr(ticket, column, value)
+    return new_status
+
+
+async def _owner_available(conn: AsyncConnection, ticket: Ticket) -> bool:
+    if ticket.owner_agent_id is None:
+        return False
+    status = (
+        await conn.execute(
+            text("SELECT status FROM agents WHERE id = :id"), {"id": ticket.owner_agent_id}
+        )
+    ).scalar()
+    return status == "available"
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()

@@ -1,0 +1,233 @@
+"""Offers, acceptance, capacity, timeouts, overflow, and why this agent."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+
+from tests.integration.router.conftest import Router, contact, eventually
+
+
+async def _offer_of(router: Router, agent: str) -> dict:
+    async def pending() -> list:
+        await router.assigner.tick()
+        return await router.offers(agent)
+
+    offers = await eventually(pending)
+    return offers[0]
+
+
+async def test_full_lifecycle_with_first_contact_ownership(router: Router) -> None:
+    await router.agent("amy", skills={"complaints": 3})
+    await router.agent("bob", skills={"complaints": 3}, status="offline")
+    customer = uuid.uuid4()
+    ticket_id = await router.receive(contact(customer, channel="phone", text_="我要投诉！"))
+    offer = await _offer_of(router, "amy")
+    assert offer["ticket_id"] == str(ticket_id)
+    accepted = await router.client.post(
+        f"/v1/offers/{offer['id']}/accept", headers={"X-Agent-Id": "amy"}
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "in_progress"
+    assert accepted.json()["owner_agent_id"] == "amy"
+
+    reply = await router.client.post(f"/v1/tickets/{ticket_id}/reply", json={"agent_id": "amy"})
+    assert reply.json()["first_response_at"] is not None
+    pending = await router.client.post(f"/v1/tickets/{ticket_id}/pending", json={})
+    assert pending.json()["status"] == "pending_customer"
+    # The customer answers: back in progress, on the same ticket.
+    assert await router.receive(contact(customer, channel="phone", text_="好的")) == ticket_id
+    assert (await router.ticket(ticket_id))["status"] == "in_progress"
+
+    # Transferred to bob: amy stays the owner.
+    await router.client.put("/v1/agents/bob/status", json={"status": "available"})
+    moved = await router.client.post(
+        f"/v1/tickets/{ticket_id}/transfer", json={"to_agent_id": "bob", "reason": "billing"}
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["assignee_agent_id"] == "bob"
+    assert moved.json()["owner_agent_id"] == "amy"
+    await router.client.post(f"/v1/tickets/{ticket_id}/reply", json={"agent_id": "bob"})
+    resolved = await router.client.post(
+        f"/v1/tickets/{ticket_id}/resolve",
+        json={"resolution_code": "replaced", "first_contact_resolution": False},
+        headers={"X-Agent-Id": "bob"},
+    )
+    assert resolved.json()["status"] == "resolved"
+    reopened = await router.client.post(f"/v1/tickets/{ticket_id}/reopen", json={"reason": "again"})
+    assert reopened.json()["status"] in ("queued", "in_progress")
+    closed = await router.client.post(f"/v1/tickets/{ticket_id}/close", json={"reason": "solved"})
+    assert closed.json()["status"] == "closed"
+    history = [(h["action"], h["to_status"]) for h in (await router.ticket(ticket_id))["history"]]
+    assert ("accept", "in_progress") in history
+    assert ("resolve", "resolved") in history
+    assert history[-1] == ("close", "closed")
+
+
+async def test_invalid_transitions_are_409_with_a_reason(router: Router) -> None:
+    ticket_id = await router.receive(contact(uuid.uuid4()))
+    closed = await router.client.post(f"/v1/tickets/{ticket_id}/close", json={"reason": "spam"})
+    assert closed.status_code == 200
+    resolve = await router.client.post(
+        f"/v1/tickets/{ticket_id}/resolve",
+        json={"resolution_code": "x", "first_contact_resolution": True},
+    )
+    assert resolve.status_code == 409
+    assert "closed" in resolve.json()["detail"]
+    assert resolve.json()["ticket_status"] == "closed"
+    pending = await router.client.post(f"/v1/tickets/{ticket_id}/pending", json={})
+    assert pending.status_code == 409
+    missing = await router.client.post(f"/v1/tickets/{uuid.uuid4()}/pending", json={})
+    assert missing.status_code == 404
+
+
+async def test_capacity_per_channel_is_never_exceeded(router: Router) -> None:
+    await router.agent("cat", capacity={"chat": 2, "phone": 1, "email": 0, "social": 0})
+    for _ in range(4):
+        await router.receive(contact(uuid.uuid4(), channel="chat", text_="hi"))
+    await router.receive(contact(uuid.uuid4(), channel="phone", text_="hello"))
+    await router.receive(
+        contact(
+            uuid.uuid4(),
+            channel="email",
+            text_="hello",
+            thread={"email_message_id": f"<{uuid.uuid4()}@x>"},
+        )
+    )
+    for _ in range(3):
+        await router.assigner.tick()
+    offers = await router.offers("cat")
+    channels = Counter()
+    for offer in offers:
+        channels[(await router.ticket(uuid.UUID(offer["ticket_id"])))["channel"]] += 1
+    assert channels == {"chat": 2, "phone": 1}
+
+
+async def test_offer_not_accepted_in_time_goes_to_the_next_agent(router: Router) -> None:
+    await router.agent("ann")
+    await router.agent("ben")
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="hello"))
+    await router.assigner.tick()
+    first = (await router.sql("SELECT agent_id FROM offers WHERE ticket_id = :t", t=ticket_id))[0]
+    await router.sql("UPDATE offers SET expires_at = now() - interval '1 second'")
+    await router.assigner.tick()
+    rows = await router.sql(
+        "SELECT agent_id, status FROM offers WHERE ticket_id = :t ORDER BY offered_at", t=ticket_id
+    )
+    assert [r.status for r in rows] == ["timed_out", "pending"]
+    assert rows[1].agent_id != first.agent_id
+    detail = await router.ticket(ticket_id)
+    last = detail["routing_decisions"][-1]["candidates"]
+    assert {"agent_id": first.agent_id, "score": None, "passed_over": "declined_before"} in last
+
+
+async def test_declined_offer_goes_to_the_next_agent_with_the_reason_recorded(
+    router: Router,
+) -> None:
+    await router.agent("ann")
+    await router.agent("ben")
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="hello"))
+    await router.assigner.tick()
+    offer = (await router.sql("SELECT id, agent_id FROM offers WHERE ticket_id = :t", t=ticket_id))[
+        0
+    ]
+    wrong = await router.client.post(
+        f"/v1/offers/{offer.id}/decline", json={"reason": "x"}, headers={"X-Agent-Id": "nobody"}
+    )
+    assert wrong.status_code == 403
+    declined = await router.client.post(
+        f"/v1/offers/{offer.id}/decline",
+        json={"reason": "not my language"},
+        headers={"X-Agent-Id": offer.agent_id},
+    )
+    assert declined.json()["status"] == "declined"
+    await router.assigner.tick()
+    rows = await router.sql(
+        "SELECT agent_id, status FROM offers WHERE ticket_id = :t ORDER BY offered_at", t=ticket_id
+    )
+    assert rows[-1].status == "pending"
+    assert rows[-1].agent_id != offer.agent_id
+    again = await router.client.post(
+        f"/v1/offers/{offer.id}/accept", headers={"X-Agent-Id": offer.agent_id}
+    )
+    assert again.status_code == 409
+
+
+async def test_routing_decision_explains_every_candidate(router: Router) -> None:
+    await router.agent("a-tech", skills={"technical": 4})
+    await router.agent("b-tech", skills={"technical": 2})
+    await router.agent("c-none", skills={})
+    await router.agent("d-off", skills={"technical": 5}, status="offline")
+    ticket_id = await router.receive(
+        contact(uuid.uuid4(), text_="your app has been down for an hour, cannot pay at checkout")
+    )
+    await router.assigner.tick()
+    decision = (await router.ticket(ticket_id))["routing_decisions"][0]
+    reasons = {c["agent_id"]: c["passed_over"] for c in decision["candidates"]}
+    assert decision["queue_id"] == "technical"
+    assert decision["policy_version"] == 1
+    assert reasons["c-none"] == "missing_skill"
+    assert reasons["d-off"] == "offline"
+    assert reasons[decision["chosen_agent_id"]] is None
+    assert decision["tie_breaker"]
+
+
+async def test_overflow_moves_a_waiting_ticket_to_the_next_step(router: Router) -> None:
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="我要投诉"))
+    assert (await router.ticket(ticket_id))["queue_id"] == "complaints"
+    await router.sql("UPDATE tickets SET step_timeout_at = now() - interval '1 second'")
+    await router.assigner.tick()
+    ticket = await router.ticket(ticket_id)
+    assert ticket["queue_id"] == "frontline"
+    assert ticket["history"][-1]["action"] == "overflow"
+
+
+async def test_no_double_assignment_with_two_router_replicas(router_factory) -> None:
+    first = await router_factory()
+    second = await router_factory()
+    for n in range(8):
+        await first.agent(f"agent-{n}", capacity={"phone": 1, "chat": 0, "email": 0, "social": 0})
+    for _ in range(30):
+        await first.receive(contact(uuid.uuid4(), channel="phone", text_="hello"))
+    for _ in range(4):
+        await asyncio.gather(
+            first.assigner.tick(),
+            second.assigner.tick(),
+            first.assigner.tick(),
+            second.assigner.tick(),
+        )
+    per_ticket = await first.sql(
+        "SELECT ticket_id, count(*) AS n FROM offers WHERE status = 'pending' GROUP BY 1"
+    )
+    per_agent = await first.sql(
+        "SELECT assignee_agent_id AS a, count(*) AS n FROM tickets "
+        "WHERE status = 'assigned' GROUP BY 1"
+    )
+    assert all(r.n == 1 for r in per_ticket)
+    assert len(per_agent) == 8
+    assert all(r.n == 1 for r in per_agent)
+    assert first.assigner.offers_made + second.assigner.offers_made == 8
+
+
+async def test_equal_agents_get_equal_shares(router: Router) -> None:
+    agents = ["e1", "e2", "e3", "e4"]
+    for agent in agents:
+        await router.agent(agent, capacity={"chat": 1, "phone": 0, "email": 0, "social": 0})
+    for _ in range(24):
+        await router.receive(contact(uuid.uuid4(), text_="hello"))
+    served: Counter[str] = Counter()
+    for _ in range(24):
+        await router.assigner.tick()
+        for agent in agents:
+            for offer in await router.offers(agent):
+                await router.client.post(
+                    f"/v1/offers/{offer['id']}/accept", headers={"X-Agent-Id": agent}
+                )
+                await router.client.post(
+                    f"/v1/tickets/{offer['ticket_id']}/resolve",
+                    json={"resolution_code": "answered", "first_contact_resolution": True},
+                )
+                served[agent] += 1
+    assert sum(served.values()) == 24
+    assert max(served.values()) - min(served.values()) <= 1
