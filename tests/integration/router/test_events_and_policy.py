@@ -1,0 +1,139 @@
+"""SLA escalations and feedback follow-ups applied once; the routing policy changed live."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from ccshared.events import new_event
+from ccshared.events.payloads import FollowUpRequested, SlaEscalated
+from router.consumers.events import apply_escalations, open_follow_ups
+from tests.integration.router.conftest import Router, contact
+
+
+async def _deliver(router: Router, handler_factory, payload) -> None:
+    handler = handler_factory(router.runtime)
+    async with router.runtime.engine.begin() as conn:
+        await handler(conn, new_event(payload, producer="test"), payload)
+
+
+async def test_escalation_raises_priority_and_moves_to_escalations_once(router: Router) -> None:
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="会员积分怎么兑换？"))
+    assert (await router.ticket(ticket_id))["priority"] == "normal"
+    escalation = SlaEscalated(
+        ticket_id=ticket_id,
+        metric="first_response",
+        level=2,
+        actions=["raise_priority", "move_to_escalation_queue", "notify_supervisor"],
+        raise_priority_to="urgent",
+        escalation_queue_id="escalations",
+        at=datetime.now(UTC),
+    )
+    await _deliver(router, apply_escalations, escalation)
+    await _deliver(router, apply_escalations, escalation)  # redelivered: no second effect
+    ticket = await router.ticket(ticket_id)
+    assert ticket["priority"] == "urgent"
+    assert ticket["queue_id"] == "escalations"
+    actions = [h["action"] for h in ticket["history"]]
+    assert actions.count("escalate") == 1
+    assert actions.count("raise_priority") == 1
+    assert "notify_supervisor" in actions
+
+
+async def test_escalation_of_an_unknown_or_closed_ticket_changes_nothing(router: Router) -> None:
+    ticket_id = await router.receive(contact(uuid.uuid4()))
+    await router.client.post(f"/v1/tickets/{ticket_id}/close", json={"reason": "spam"})
+    for target in (ticket_id, uuid.uuid4()):
+        await _deliver(
+            router,
+            apply_escalations,
+            SlaEscalated(
+                ticket_id=target,
+                metric="resolution",
+                level=1,
+                actions=["raise_priority"],
+                raise_priority_to="urgent",
+                at=datetime.now(UTC),
+            ),
+        )
+    assert (await router.ticket(ticket_id))["priority"] == "normal"
+
+
+async def test_detractor_follow_up_opens_one_ticket_owned_by_the_first_agent(
+    router: Router,
+) -> None:
+    await router.agent("amy", skills={"complaints": 3})
+    customer = uuid.uuid4()
+    original = await router.receive(contact(customer, channel="phone", text_="我要投诉"))
+    await router.assigner.tick()
+    offer = (await router.offers("amy"))[0]
+    await router.client.post(f"/v1/offers/{offer['id']}/accept", headers={"X-Agent-Id": "amy"})
+    follow_up = FollowUpRequested(
+        follow_up_id=uuid.uuid4(),
+        customer_id=customer,
+        ticket_id=original,
+        reason="detractor",
+        language="zh",
+        note="CSAT 1: 还是漏水",
+        due_at=datetime.now(UTC),
+    )
+    await _deliver(router, open_follow_ups, follow_up)
+    await _deliver(router, open_follow_ups, follow_up)
+    ticket = await router.ticket(follow_up.follow_up_id)
+    assert ticket["follow_up_of"] == str(original)
+    assert ticket["category"] == "follow_up"
+    assert ticket["owner_agent_id"] == "amy"
+    assert ticket["queue_id"] == "complaints"
+    rows = await router.sql("SELECT count(*) AS n FROM tickets WHERE follow_up_of = :t", t=original)
+    assert rows[0].n == 1
+
+
+async def test_policy_change_applies_to_new_tickets_without_restart(router: Router) -> None:
+    current = (await router.client.get("/v1/routing-policy")).json()
+    assert current["version"] == 1
+    steps = [
+        {"id": "chat-to-billing", "condition": 'ticket.channel == "chat"', "queue_id": "billing"},
+        {"id": "rest", "condition": "true", "queue_id": "frontline"},
+    ]
+    response = await router.client.put("/v1/routing-policy", json={"steps": steps})
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == 2
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="hello"))
+    ticket = await router.ticket(ticket_id)
+    assert ticket["queue_id"] == "billing"
+    assert ticket["policy_version"] == 2
+    assert ticket["policy_step"] == "chat-to-billing"
+
+
+async def test_invalid_policy_is_422_naming_the_step_and_changes_nothing(router: Router) -> None:
+    bad_condition = [{"id": "s1", "condition": "ticket.channel == ", "queue_id": "billing"}]
+    response = await router.client.put("/v1/routing-policy", json={"steps": bad_condition})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "body.steps.0.condition"
+    unknown_queue = [{"id": "s1", "condition": "true", "queue_id": "nowhere"}]
+    response = await router.client.put("/v1/routing-policy", json={"steps": unknown_queue})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "body.steps.0.queue_id"
+    python = [{"id": "s1", "condition": "__import__('os').system('id')", "queue_id": "billing"}]
+    assert (
+        await router.client.put("/v1/routing-policy", json={"steps": python})
+    ).status_code == 422
+    assert (await router.client.get("/v1/routing-policy")).json()["version"] == 1
+
+
+async def test_queues_report_depth_and_bad_input_is_422(router: Router) -> None:
+    for _ in range(3):
+        await router.receive(contact(uuid.uuid4(), text_="发票开错了"))
+    queues = {q["id"]: q for q in (await router.client.get("/v1/queues")).json()}
+    assert queues["billing"]["depth"] == 3
+    assert queues["billing"]["oldest_wait_s"] >= 0
+    bad = await router.client.put("/v1/queues/x", json={"name": "X", "strategy": "random"})
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "body.strategy"
+    bad_agent = await router.client.put("/v1/agents/a", json={"name": "A", "skills": {"x": 9}})
+    assert bad_agent.status_code == 422
+    page = (await router.client.get("/v1/tickets", params={"limit": 2})).json()
+    assert len(page["items"]) == 2
+    rest = (await router.client.get("/v1/tickets", params={"cursor": page["next_cursor"]})).json()
+    assert len(rest["items"]) == 1
+    assert (await router.client.get("/v1/tickets", params={"cursor": "garbage"})).status_code == 422
