@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -55,6 +55,23 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+async def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
+    """Give a consumer group committed offsets at the current end of each partition, so a
+    service started with it reads only what is published from now on (not the history)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        await consumer.commit({tp: await consumer.position(tp) for tp in tps})
+    finally:
+        await consumer.stop()
 
 
 async def kafka_reachable(bootstrap: str, timeout_s: float = 3.0) -> bool:

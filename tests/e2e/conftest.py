@@ -7,32 +7,14 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ccshared.kafka import ensure_topics
+from ccshared.kafka import commit_group_at_end, ensure_topics
 from tests.conftest import pg_url
 
 
 async def start_group_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
-    """Commit the end of each partition for a new consumer group, so a service started with it
-    reads exactly what is published from now on (not the topic's history)."""
     await ensure_topics(bootstrap, topics)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [
-                TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
-            ]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        await consumer.commit({tp: await consumer.position(tp) for tp in tps})
-    finally:
-        await consumer.stop()
+    await commit_group_at_end(bootstrap, group, topics)
 
 
 @pytest.fixture
