@@ -6,14 +6,17 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = {"intake": "bench.intake"}
+BENCHMARKS = {"intake": "bench.intake", "router": "bench.router", "sla": "bench.sla"}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []][:-1] or None)
+    parser.add_argument("names", nargs="*", help=f"any of {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--duration", type=int, default=None, help="seconds per load run")
     args = parser.parse_args()
+    unknown = sorted(set(args.names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
     for name in args.names or list(BENCHMARKS):
         module = importlib.import_module(BENCHMARKS[name])
         module.main(duration=args.duration)

@@ -32,20 +32,21 @@ def database_url(name: str) -> str:
     return PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + "/" + name
 
 
+async def recreate_database_async(name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
 def recreate_database(name: str) -> None:
     import asyncio
 
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+    asyncio.run(recreate_database_async(name))
 
 
 @dataclass
@@ -105,6 +106,11 @@ class Server:
 def start_uvicorn(
     name: str, factory: str, port: int, workers: int, env: dict[str, str], ready_path: str
 ) -> Server:
+    import socket
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(f"port {port} is taken (a server left from an earlier run?)")
     log = RESULTS / f"{name}.log"
     RESULTS.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(

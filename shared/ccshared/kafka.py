@@ -57,6 +57,20 @@ async def ensure_topics(
         await admin.close()
 
 
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topics: Iterable[str], timeout_s: float = 10.0
+) -> list[TopicPartition]:
+    """Every partition of the topics, once the client's metadata knows them all."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while True:
+        # Asking for a topic adds it to what the client's next metadata request covers.
+        found = {t: consumer.partitions_for_topic(t) for t in topics}
+        if all(found.values()) or loop.time() > end:
+            return [TopicPartition(t, p) for t, ps in found.items() for p in sorted(ps or ())]
+        await consumer._client.force_metadata_update()
+
+
 async def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
     """Give a consumer group committed offsets at the current end of each partition, so a
     service started with it reads only what is published from now on (not the history)."""

@@ -80,10 +80,19 @@ async def agent_loads(
 
 
 class Assigner:
-    def __init__(self, engine: AsyncEngine, policies: PolicyCache, *, interval_s: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        policies: PolicyCache,
+        *,
+        interval_s: float,
+        min_gap_s: float = 0.02,
+    ) -> None:
         self.engine = engine
         self.policies = policies
         self.interval_s = interval_s
+        # Nudges arrive per committed event; rounds closer together than this gain nothing.
+        self.min_gap_s = min_gap_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.offers_made = 0
@@ -110,17 +119,45 @@ class Assigner:
                 await self.tick()
             except Exception:  # the loop must outlive a bad round
                 log.exception("assignment round failed")
+            await asyncio.sleep(self.min_gap_s)
 
     async def tick(self, now: datetime | None = None) -> int:
         now = now or datetime.now(UTC)
         await self.expire_offers(now)
         await self.overflow(now)
         made = 0
-        for queue in await self._queues():
-            while await self._offer_one(queue, now):
+        queues = await self._queues()
+        if not queues:
+            return 0
+        async with self.engine.connect() as conn:
+            agent_rows = (
+                await conn.execute(
+                    text(
+                        "SELECT id, skills, capacity, status, idle_since, last_assigned_at, "
+                        "assignments_total FROM agents ORDER BY id"
+                    )
+                )
+            ).all()
+            loads = await agent_loads(conn)
+        for queue in queues:
+            if not self._anyone_free(queue, agent_rows, loads):
+                continue  # nobody could take any of it: skip the ticket scan
+            while await self._offer_one(queue, now, agent_rows, loads):
                 made += 1
         self.offers_made += made
         return made
+
+    @staticmethod
+    def _anyone_free(
+        queue: QueueRow, agent_rows: list[Any], loads: dict[str, dict[str, int]]
+    ) -> bool:
+        for row in agent_rows:
+            if row.status != "available" or not queue.required_skills <= _obj(row.skills).keys():
+                continue
+            held = loads.get(row.id, {})
+            if any(n > held.get(channel, 0) for channel, n in _obj(row.capacity).items()):
+                return True
+        return False
 
     async def _queues(self) -> list[QueueRow]:
         async with self.engine.connect() as conn:
@@ -138,7 +175,13 @@ class Assigner:
                 for r in rows
             ]
 
-    async def _offer_one(self, queue: QueueRow, now: datetime) -> bool:
+    async def _offer_one(
+        self,
+        queue: QueueRow,
+        now: datetime,
+        agent_rows: list[Any],
+        loads: dict[str, dict[str, int]],
+    ) -> bool:
         async with self.engine.begin() as conn:
             waiting = (
                 await conn.execute(
@@ -153,17 +196,6 @@ class Assigner:
             ).all()
             if not waiting:
                 return False
-            agent_rows = (
-                await conn.execute(
-                    text(
-                        "SELECT id, skills, capacity, status, idle_since, last_assigned_at, "
-                        "assignments_total FROM agents ORDER BY id"
-                    )
-                )
-            ).all()
-            if not agent_rows:
-                return False
-            loads = await agent_loads(conn)
             declined = await self._declined(conn, [t.id for t in waiting])
             for ticket in waiting:
                 decision = await self._choose(
@@ -171,6 +203,9 @@ class Assigner:
                 )
                 if decision is not None:
                     await self._make_offer(conn, queue, ticket, decision, now)
+                    agent = decision.chosen_agent_id or ""
+                    held = loads.setdefault(agent, {})
+                    held[ticket.channel] = held.get(ticket.channel, 0) + 1
                     return True
             return False
 
