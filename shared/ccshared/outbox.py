@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "outbox"
 _RELAY_LOCK = 0x6363_6F62  # "ccob"
+_HELD_BACK_RETRY_S = 0.02
 
 _INSERT = text(
     "INSERT INTO outbox (topic, key, event_id, event_type, value, headers) "
@@ -186,7 +187,10 @@ class OutboxRelay:
             self._wake.clear()
             published = await self.drain_once(conn)
             if published == 0:
-                await self._sleep(self.poll_interval_s)
+                # Rows that are committed but above the settled horizon were announced by a
+                # NOTIFY that has been used up: look again soon rather than at the next poll.
+                held_back = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM outbox)")
+                await self._sleep(_HELD_BACK_RETRY_S if held_back else self.poll_interval_s)
             elif published < self.batch_size and self.linger_s > 0:
                 await asyncio.sleep(self.linger_s)
 
