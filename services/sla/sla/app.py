@@ -2,20 +2,69 @@
 
 from __future__ import annotations
 
+import asyncpg
 from fastapi import FastAPI
 
-from ccshared.service import create_service_app
+from ccshared.db import asyncpg_dsn
+from ccshared.service import Runtime, create_service_app
+from sla.api.calendars import router as calendars_router
+from sla.api.endpoints import router as sla_router
+from sla.api.policies import router as policies_router
+from sla.consumers.tickets import TICKET_CLOCKS
+from sla.db.config import ConfigCache, seed_defaults
+from sla.scanner import TimerScanner
 from sla.settings import SLASettings
+from sla.tracking import TicketTracker
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    return None
 
 
 def create_app(settings: SLASettings | None = None) -> FastAPI:
     settings = settings or SLASettings()
+
+    async def on_start(runtime: Runtime) -> None:
+        async with runtime.engine.begin() as conn:
+            await seed_defaults(conn)
+        configs = ConfigCache(settings.config_cache_s)
+        # The scanner is the hot path: plain asyncpg, a handful of statements per batch.
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(settings.database_url.get_secret_value()),
+            min_size=1,
+            max_size=settings.timer_pool_size,
+            server_settings={"application_name": f"{settings.service_name}-timers"},
+            reset=_keep_session,  # the scanner never changes session state
+        )
+        scanner = TimerScanner(
+            pool,
+            batch_size=settings.timer_batch_size,
+            poll_interval_s=settings.timer_poll_interval_s,
+        )
+        scanner.start()
+        runtime.extras.update(
+            configs=configs,
+            tracker=TicketTracker(configs, settings.topic_partitions),
+            pool=pool,
+            scanner=scanner,
+        )
+
+    async def on_stop(runtime: Runtime) -> None:
+        await runtime.extras["scanner"].stop(settings.shutdown_grace_s)
+        await runtime.extras["pool"].close()
+
     return create_service_app(
         settings,
         title="Contact center — SLA",
         description=(
             "Tracks every service-level deadline of every open ticket and escalates what is "
-            "overdue."
+            "overdue: SLA policies (versioned), business calendars, each ticket's deadlines and "
+            "timeline, the at-risk list and attainment. Warnings, breaches, escalations and "
+            "met targets are published on `sla.events`."
         ),
         package="sla",
+        routers=[sla_router, policies_router, calendars_router],
+        consumers=[TICKET_CLOCKS],
+        on_start=on_start,
+        on_stop=on_stop,
     )

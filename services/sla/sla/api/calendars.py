@@ -1,0 +1,171 @@
+"""Business calendars: working hours per weekday in a time zone, holidays (also imported from
+iCalendar), or 24x7."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+
+from ccshared.problems import Conflict, NotFound, Problem
+from ccshared.service import runtime_of
+from sla.api.errors import configs, invalid, problems
+from sla.api.schemas import CalendarView, HolidayImport
+from sla.db.config import dump
+from sla.definitions import CalendarCreate, CalendarDoc, calendar_doc, calendar_from_doc
+from sla.domain.calendar import BusinessCalendar, InvalidCalendar
+from sla.domain.ical import holidays_from_ical
+
+router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
+
+CalendarId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+TEXT_CALENDAR = "text/calendar"
+
+_ALL = text("SELECT id, body, revision, updated_at FROM sla_calendars ORDER BY id")
+_ONE = text("SELECT id, body, revision, updated_at FROM sla_calendars WHERE id = :id")
+_LOCK = text("SELECT id, body, revision, updated_at FROM sla_calendars WHERE id = :id FOR UPDATE")
+_INSERT = text(
+    "INSERT INTO sla_calendars (id, body) VALUES (:id, CAST(:body AS jsonb)) "
+    "RETURNING id, body, revision, updated_at"
+)
+_UPDATE = text(
+    "UPDATE sla_calendars SET body = CAST(:body AS jsonb), revision = revision + 1, "
+    "updated_at = now() WHERE id = :id RETURNING id, body, revision, updated_at"
+)
+_IN_USE = text("SELECT EXISTS (SELECT 1 FROM sla_policies WHERE body->>'calendar_id' = :id)")
+_DELETE = text("DELETE FROM sla_calendars WHERE id = :id")
+
+_ERRORS = problems(
+    {
+        404: "No such calendar",
+        409: "A calendar with this id exists, or a policy uses it",
+        415: "The holidays import takes text/calendar",
+        422: "Invalid calendar; `errors` names each field at fault",
+    }
+)
+
+
+def _view(row: Any) -> CalendarView:
+    return CalendarView(
+        **CalendarDoc.model_validate(row.body).model_dump(),
+        id=row.id,
+        revision=row.revision,
+        updated_at=row.updated_at,
+    )
+
+
+def _validated(calendar_id: str, doc: CalendarDoc) -> BusinessCalendar:
+    try:
+        return calendar_from_doc(calendar_id, doc)
+    except InvalidCalendar as exc:
+        raise invalid(exc) from None
+
+
+@router.get("", response_model=list[CalendarView], summary="Every calendar")
+async def list_calendars(request: Request) -> list[CalendarView]:
+    async with runtime_of(request.app).engine.connect() as conn:
+        return [_view(r) for r in await conn.execute(_ALL)]
+
+
+@router.post("", status_code=201, response_model=CalendarView, responses=_ERRORS)
+async def create_calendar(body: CalendarCreate, request: Request) -> CalendarView:
+    doc = CalendarDoc.model_validate(body.model_dump(exclude={"id"}))
+    calendar = _validated(body.id, doc)
+    try:
+        async with runtime_of(request.app).engine.begin() as conn:
+            row = (
+                await conn.execute(_INSERT, {"id": body.id, "body": dump(calendar_doc(calendar))})
+            ).one()
+    except sa_exc.IntegrityError:
+        raise Conflict(f"Calendar {body.id!r} exists already; change it with PUT.") from None
+    configs(request).invalidate()
+    return _view(row)
+
+
+@router.get("/{calendar_id}", response_model=CalendarView, responses=_ERRORS)
+async def get_calendar(calendar_id: CalendarId, request: Request) -> CalendarView:
+    async with runtime_of(request.app).engine.connect() as conn:
+        row = (await conn.execute(_ONE, {"id": calendar_id})).first()
+    if row is None:
+        raise NotFound(f"No calendar {calendar_id!r}.")
+    return _view(row)
+
+
+@router.put(
+    "/{calendar_id}",
+    response_model=CalendarView,
+    summary="Replace a calendar",
+    description="Running clocks count by the new definition from now on.",
+    responses=_ERRORS,
+)
+async def replace_calendar(
+    calendar_id: CalendarId, body: CalendarDoc, request: Request
+) -> CalendarView:
+    calendar = _validated(calendar_id, body)
+    async with runtime_of(request.app).engine.begin() as conn:
+        row = (
+            await conn.execute(_UPDATE, {"id": calendar_id, "body": dump(calendar_doc(calendar))})
+        ).first()
+    if row is None:
+        raise NotFound(f"No calendar {calendar_id!r}; create it with POST /v1/calendars.")
+    configs(request).invalidate()
+    return _view(row)
+
+
+@router.post(
+    "/{calendar_id}/holidays",
+    response_model=HolidayImport,
+    summary="Import holidays from an iCalendar file (text/calendar)",
+    description=(
+        "Every local date a VEVENT touches becomes a holiday; dates already there stay. "
+        "Recurring events are refused: list each holiday as its own event."
+    ),
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {TEXT_CALENDAR: {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def import_holidays(calendar_id: CalendarId, request: Request) -> HolidayImport:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != TEXT_CALENDAR:
+        raise Problem(
+            f"Send the holidays as {TEXT_CALENDAR}, not {media_type or 'nothing'}.",
+            status=415,
+            slug="unsupported-media-type",
+        )
+    raw = await request.body()
+    async with runtime_of(request.app).engine.begin() as conn:
+        row = (await conn.execute(_LOCK, {"id": calendar_id})).first()
+        if row is None:
+            raise NotFound(f"No calendar {calendar_id!r}.")
+        doc = CalendarDoc.model_validate(row.body)
+        try:
+            imported = holidays_from_ical(raw, doc.timezone)
+        except InvalidCalendar as exc:
+            raise invalid(exc) from None
+        known = set(doc.holidays)
+        doc = doc.model_copy(update={"holidays": sorted(known | imported)})
+        calendar = _validated(calendar_id, doc)
+        row = (
+            await conn.execute(_UPDATE, {"id": calendar_id, "body": dump(calendar_doc(calendar))})
+        ).one()
+    configs(request).invalidate()
+    return HolidayImport(calendar=_view(row), imported=len(imported), added=len(imported - known))
+
+
+@router.delete(
+    "/{calendar_id}", status_code=204, summary="Delete a calendar no policy uses", responses=_ERRORS
+)
+async def delete_calendar(calendar_id: CalendarId, request: Request) -> Response:
+    async with runtime_of(request.app).engine.begin() as conn:
+        if (await conn.execute(_IN_USE, {"id": calendar_id})).scalar():
+            raise Conflict(f"A policy (or one of its versions) uses calendar {calendar_id!r}.")
+        if (await conn.execute(_DELETE, {"id": calendar_id})).rowcount == 0:
+            raise NotFound(f"No calendar {calendar_id!r}.")
+    configs(request).invalidate()
+    return Response(status_code=204)

@@ -1,0 +1,180 @@
+"""A ticket's deadlines and timeline, the at-risk list and attainment."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import text
+
+from ccshared.problems import NotFound
+from ccshared.service import runtime_of
+from sla.api.errors import configs, problems, unprocessable
+from sla.api.schemas import (
+    AtRiskClock,
+    AtRiskList,
+    Attainment,
+    AttainmentRow,
+    MetricView,
+    TicketSlaView,
+    TimelineEntryView,
+)
+from sla.db.clocks import clocks_from_json
+from sla.db.tickets import get_ticket
+from sla.domain.clock import SlaClock
+
+router = APIRouter(prefix="/v1", tags=["deadlines"])
+
+_AT_RISK = text(
+    "SELECT ticket_id, priority, queue_id, policy_id, policy_version, agent_replied, clocks "
+    "FROM sla_tickets WHERE next_deadline IS NOT NULL AND status = 'open' "
+    "AND (CAST(:queue_id AS text) IS NULL OR queue_id = :queue_id) "
+    "ORDER BY next_deadline LIMIT :limit"
+)
+_GROUP_COLUMNS = {"queue": "queue_id", "channel": "channel", "priority": "priority"}
+
+
+def _metric_view(clock: SlaClock, now: datetime) -> MetricView:
+    clock.observe(now)  # records the warning and breach reached by now (not saved)
+    return MetricView(
+        metric=clock.metric,
+        status=clock.status(now),
+        state=clock.state,
+        cycle=clock.cycle,
+        target_s=clock.target.total_seconds(),
+        consumed_s=clock.consumed_at(now).total_seconds(),
+        remaining_s=clock.remaining_at(now).total_seconds(),
+        deadline=clock.deadline,
+        warning_at=clock.warning_at,
+        calendar_id=clock.calendar.id,
+        timeline=[
+            TimelineEntryView(
+                kind=e.kind,
+                at=e.at,
+                cycle=e.cycle,
+                consumed_s=e.consumed.total_seconds(),
+                deadline=e.deadline,
+                note=e.note,
+            )
+            for e in clock.timeline
+        ],
+    )
+
+
+@router.get(
+    "/tickets/{ticket_id}/sla",
+    response_model=TicketSlaView,
+    summary="A ticket's deadlines, remaining business time and per-metric timeline",
+    responses=problems({404: "The SLA service has not seen this ticket"}),
+)
+async def ticket_sla(ticket_id: uuid.UUID, request: Request) -> TicketSlaView:
+    async with runtime_of(request.app).engine.connect() as conn:
+        row = await get_ticket(conn, ticket_id)
+        if row is None:
+            raise NotFound(f"No SLA is tracked for ticket {ticket_id}.")
+        config = await configs(request).get(conn)
+    ticket = clocks_from_json(row.ticket_id, row.clocks, row.agent_replied, config.calendar)
+    now = datetime.now(UTC)
+    return TicketSlaView(
+        ticket_id=row.ticket_id,
+        status=row.status,
+        policy_id=row.policy_id,
+        policy_version=row.policy_version,
+        priority=row.priority,
+        channel=row.channel,
+        category=row.category,
+        queue_id=row.queue_id,
+        segment=row.segment,
+        opened_at=row.opened_at,
+        as_of=now,
+        metrics=[_metric_view(c, now) for c in ticket.clocks.values()],
+    )
+
+
+@router.get(
+    "/at-risk",
+    response_model=AtRiskList,
+    summary="Running clocks of open tickets, the least time left first",
+)
+async def at_risk(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    queue_id: Annotated[str | None, Query(max_length=200)] = None,
+) -> AtRiskList:
+    async with runtime_of(request.app).engine.connect() as conn:
+        rows = (await conn.execute(_AT_RISK, {"limit": limit, "queue_id": queue_id})).all()
+        config = await configs(request).get(conn)
+    now = datetime.now(UTC)
+    items: list[AtRiskClock] = []
+    # Each ticket's earliest deadline orders the rows, so the `limit` most urgent clocks are
+    # among the clocks of the first `limit` tickets.
+    for row in rows:
+        ticket = clocks_from_json(row.ticket_id, row.clocks, row.agent_replied, config.calendar)
+        for clock in ticket.clocks.values():
+            if clock.state != "running" or clock.deadline is None:
+                continue
+            items.append(
+                AtRiskClock(
+                    ticket_id=row.ticket_id,
+                    metric=clock.metric,
+                    status=clock.status(now),
+                    deadline=clock.deadline,
+                    remaining_s=clock.remaining_at(now).total_seconds(),
+                    policy_id=row.policy_id,
+                    policy_version=row.policy_version,
+                    priority=row.priority,
+                    queue_id=row.queue_id,
+                )
+            )
+    items.sort(key=lambda c: (c.deadline, c.remaining_s))
+    return AtRiskList(as_of=now, items=items[:limit])
+
+
+@router.get(
+    "/attainment",
+    response_model=Attainment,
+    summary="Share of SLA targets met, per queue, channel or priority, over a time range",
+    description=(
+        "Counts each clock that settled in [from, to): met (fulfilled by its deadline) or "
+        "breached (its deadline passed). Clocks cancelled without an outcome are not counted."
+    ),
+    responses=problems({422: "Missing or invalid range; `errors` names the field"}),
+)
+async def attainment(
+    request: Request,
+    from_: Annotated[datetime, Query(alias="from", description="Inclusive, with a time zone")],
+    to: Annotated[datetime, Query(description="Exclusive, with a time zone")],
+    group_by: Literal["queue", "channel", "priority"] = "queue",
+) -> Attainment:
+    for name, value in (("query.from", from_), ("query.to", to)):
+        if value.tzinfo is None:
+            raise unprocessable(name, "needs a time zone, e.g. 2025-01-01T00:00:00Z")
+    if to <= from_:
+        raise unprocessable("query.to", "must be after from")
+    column = _GROUP_COLUMNS[group_by]
+    query = text(
+        f"SELECT {column} AS grp, metric, count(*) FILTER (WHERE outcome = 'met') AS met, "  # noqa: S608 - column from a fixed map
+        "count(*) FILTER (WHERE outcome = 'breached') AS breached "
+        "FROM sla_outcomes WHERE settled_at >= :from_ AND settled_at < :to "
+        "GROUP BY 1, 2 ORDER BY 1 NULLS LAST, 2"
+    )
+    async with runtime_of(request.app).engine.connect() as conn:
+        rows = (await conn.execute(query, {"from_": from_, "to": to})).all()
+    return Attainment(
+        from_=from_,
+        to=to,
+        group_by=group_by,
+        rows=[
+            AttainmentRow(
+                group=r.grp,
+                metric=r.metric,
+                met=r.met,
+                breached=r.breached,
+                total=r.met + r.breached,
+                attainment=r.met / (r.met + r.breached),
+            )
+            for r in rows
+        ],
+    )

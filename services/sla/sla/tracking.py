@@ -1,0 +1,339 @@
+"""Applies the router's ticket events to each ticket's SLA clocks: matches the policy, moves the
+clocks (the domain's TicketClocks rules), saves them, reschedules the ticket's pending timers and
+announces the targets met — all in the caller's transaction."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ccshared.events import Envelope, new_event
+from ccshared.events.payloads import (
+    Priority,
+    SlaMet,
+    TicketAssigned,
+    TicketClosed,
+    TicketContactAdded,
+    TicketOpened,
+    TicketReopened,
+    TicketReplied,
+    TicketResolved,
+    TicketRouted,
+    TicketStatusChanged,
+    TicketTransferred,
+)
+from ccshared.outbox import enqueue
+from sla.db.clocks import clocks_from_json, clocks_to_json, next_deadline
+from sla.db.config import ConfigCache, SlaConfig
+from sla.db.tickets import (
+    TicketRow,
+    lock_ticket,
+    record_outcomes,
+    replace_timers,
+    save_ticket,
+)
+from sla.domain.clock import SlaClock, TicketClocks
+from sla.domain.policy import SlaPolicy, TicketAttributes, match_policy, raised_priority
+from sla.domain.timers import SlaTimer, timers_for
+
+log = logging.getLogger(__name__)
+
+PRODUCER = "sla"
+ESCALATION_QUEUE_ID = "escalations"
+
+TICKET_EVENT_TYPES = frozenset(
+    {
+        "ticket.opened",
+        "ticket.contact_added",
+        "ticket.status_changed",
+        "ticket.routed",
+        "ticket.assigned",
+        "ticket.transferred",
+        "ticket.replied",
+        "ticket.resolved",
+        "ticket.reopened",
+        "ticket.closed",
+    }
+)
+
+
+def shard_of(ticket_id: uuid.UUID, partitions: int) -> int:
+    """The Kafka partition the router's ticket events land on (the default partitioner)."""
+    hashed: int = murmur2(str(ticket_id).encode())
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def attributes(row: TicketRow) -> TicketAttributes:
+    return TicketAttributes(
+        priority=row.priority,
+        channel=row.channel,
+        category=row.category,
+        queue=row.queue_id,
+        segment=row.segment,
+    )
+
+
+def timer_payload(
+    timer: SlaTimer, clock: SlaClock, policy: SlaPolicy, priority: Priority
+) -> dict[str, Any]:
+    """The event payload the timer will publish, all but `at` (stamped when it fires)."""
+    base: dict[str, Any] = {"ticket_id": str(timer.ticket_id), "metric": timer.metric}
+    if timer.kind == "escalation":
+        level = next(lv for lv in policy.escalation if lv.level == timer.level)
+        raise_to = raised_priority(priority, level) if "raise_priority" in level.actions else None
+        return {
+            **base,
+            "level": timer.level,
+            "actions": sorted(timer.actions),
+            "raise_priority_to": raise_to,
+            "escalation_queue_id": ESCALATION_QUEUE_ID
+            if "move_to_escalation_queue" in timer.actions
+            else None,
+            # Not part of the event: what the scanner needs to record the outcome.
+            "_cycle": timer.cycle,
+        }
+    base |= {
+        "policy_id": policy.id,
+        "policy_version": policy.version,
+        "deadline": timer.deadline.isoformat(),
+        "_cycle": timer.cycle,
+    }
+    if timer.kind == "warning":
+        base["share_elapsed"] = clock.warn_at_share
+    return base
+
+
+def timer_rows(
+    ticket: TicketClocks, policy: SlaPolicy | None, priority: Priority, shard: int
+) -> list[dict[str, Any]]:
+    """The pending timers of every running clock, with `seq` ordering those due together."""
+    if policy is None:
+        return []
+    timers: list[tuple[SlaTimer, SlaClock]] = []
+    for clock in ticket.clocks.values():
+        for timer in timers_for(clock, policy):
+            # A deactivated policy stops escalating; its warnings and breaches still count.
+            if timer.kind == "escalation" and not policy.active:
+                continue
+            timers.append((timer, clock))
+    timers.sort(key=lambda tc: tc[0].due_at)  # stable: warning, breach, levels at a tie
+    return [
+        {
+            "key": timer.key,
+            "ticket_id": timer.ticket_id,
+            "shard": shard,
+            "metric": timer.metric,
+            "cycle": timer.cycle,
+            "kind": timer.kind,
+            "level": timer.level,
+            "seq": seq,
+            "due_at": timer.due_at,
+            "payload": timer_payload(timer, clock, policy, priority),
+        }
+        for seq, (timer, clock) in enumerate(timers)
+    ]
+
+
+class TicketTracker:
+    """The consumer's handler and the API's recompute share this."""
+
+    def __init__(self, configs: ConfigCache, partitions: int) -> None:
+        self.configs = configs
+        self.partitions = partitions
+
+    async def handle(self, conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        config = await self.configs.get(conn)
+        ticket_id: uuid.UUID = payload.ticket_id  # type: ignore[attr-defined]
+        row = await lock_ticket(conn, ticket_id)
+        if isinstance(payload, TicketOpened):
+            if row is not None:
+                return  # already tracked: the router re-sent the opening with a new event id
+            row, ticket, changed = self._open(payload, config)
+            rescheduled = True
+        else:
+            if row is None:
+                # Opened before this service tracked tickets (or its opening was dead-lettered).
+                log.info("%s for untracked ticket %s ignored", envelope.event_type, ticket_id)
+                return
+            ticket = self._clocks(row, config)
+            before = (row.policy_id, row.policy_version)
+            changed = self._apply(row, ticket, payload, config)
+            rescheduled = bool(changed) or before != (row.policy_id, row.policy_version)
+        await self._save(conn, row, ticket, changed, config, rescheduled, envelope)
+
+    async def move_to_version(
+        self, conn: AsyncConnection, ticket_id: uuid.UUID, policy: SlaPolicy, at: datetime
+    ) -> bool:
+        """Re-target an open ticket's clocks to `policy` (a new version of its policy)."""
+        config = await self.configs.get(conn)
+        row = await lock_ticket(conn, ticket_id)
+        if row is None or row.status != "open" or row.policy_id != policy.id:
+            return False
+        ticket = self._clocks(row, config)
+        changed = ticket.retarget(
+            policy.targets, config.calendar(policy.calendar_id), at, policy.warn_at_share
+        )
+        row.policy_version = policy.version
+        await self._save(conn, row, ticket, changed, config, True, None)
+        return True
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _clocks(self, row: TicketRow, config: SlaConfig) -> TicketClocks:
+        return clocks_from_json(row.ticket_id, row.clocks, row.agent_replied, config.calendar)
+
+    def _open(
+        self, event: TicketOpened, config: SlaConfig
+    ) -> tuple[TicketRow, TicketClocks, list[SlaClock]]:
+        row = TicketRow(
+            ticket_id=event.ticket_id,
+            priority=event.priority,
+            channel=event.channel,
+            category=event.category,
+            queue_id=event.queue_id,
+            segment=event.segment,
+            policy_id=None,
+            policy_version=None,
+            status="open",
+            agent_replied=False,
+            clocks={},
+            opened_at=event.opened_at,
+        )
+        policy = match_policy(config.latest_policies(), attributes(row))
+        if policy is None:
+            return row, TicketClocks(event.ticket_id, {}), []
+        row.policy_id, row.policy_version = policy.id, policy.version
+        ticket, started = TicketClocks.open(
+            event.ticket_id,
+            policy.targets,
+            config.calendar(policy.calendar_id),
+            event.opened_at,
+            policy.warn_at_share,
+        )
+        return row, ticket, started
+
+    def _apply(
+        self, row: TicketRow, ticket: TicketClocks, event: BaseModel, config: SlaConfig
+    ) -> list[SlaClock]:
+        match event:
+            case TicketContactAdded():
+                return ticket.customer_message(event.received_at)
+            case TicketReplied():
+                return ticket.agent_reply(event.at)
+            case TicketStatusChanged():
+                return ticket.status_changed(event.from_status, event.to_status, event.at)
+            case TicketRouted():
+                row.priority, row.category = event.priority, event.category
+                row.channel, row.queue_id = event.channel, event.queue_id
+                if event.segment is not None:
+                    row.segment = event.segment
+                return self._rematch(row, ticket, config, event.at)
+            case TicketAssigned():
+                row.queue_id = event.queue_id
+                return self._rematch(row, ticket, config, event.at)
+            case TicketTransferred():
+                if event.to_queue_id is None:
+                    return []
+                row.queue_id = event.to_queue_id
+                return self._rematch(row, ticket, config, event.at)
+            case TicketResolved():
+                row.status = "resolved"
+                return ticket.resolved(event.resolved_at)
+            case TicketReopened():
+                row.status = "open"
+                return ticket.reopened(event.at)
+            case TicketClosed():
+                row.status = "closed"
+                return ticket.closed(event.at)
+        return []
+
+    def _rematch(
+        self, row: TicketRow, ticket: TicketClocks, config: SlaConfig, at: datetime
+    ) -> list[SlaClock]:
+        """The ticket's queue or priority may have changed: the policy that now matches applies.
+        The same policy keeps the version the ticket was matched with."""
+        if row.status != "open":
+            return []
+        policy = match_policy(config.latest_policies(), attributes(row))
+        if (policy.id if policy else None) == row.policy_id:
+            return []
+        row.policy_id = policy.id if policy else None
+        row.policy_version = policy.version if policy else None
+        if policy is None:
+            return ticket.retarget({}, config.calendar("24x7"), at)
+        calendar = config.calendar(policy.calendar_id)
+        if not ticket.clocks:
+            # Matched nothing when it opened: its clocks start now.
+            opened, started = TicketClocks.open(
+                row.ticket_id, policy.targets, calendar, at, policy.warn_at_share
+            )
+            ticket.clocks = opened.clocks
+            return started
+        return ticket.retarget(policy.targets, calendar, at, policy.warn_at_share)
+
+    async def _save(
+        self,
+        conn: AsyncConnection,
+        row: TicketRow,
+        ticket: TicketClocks,
+        changed: list[SlaClock],
+        config: SlaConfig,
+        rescheduled: bool,
+        cause: Envelope | None,
+    ) -> None:
+        row.clocks = clocks_to_json(ticket)
+        row.agent_replied = ticket.agent_replied
+        await save_ticket(conn, row, next_deadline(ticket))
+        policy = config.policy(row.policy_id, row.policy_version)
+        if rescheduled:
+            shard = shard_of(row.ticket_id, self.partitions)
+            await replace_timers(
+                conn, row.ticket_id, timer_rows(ticket, policy, row.priority, shard)
+            )
+        if policy is None:
+            return
+        met, outcomes = [], []
+        for clock in changed:
+            if clock.state != "fulfilled" or clock.timeline[-1].kind != "fulfilled":
+                continue
+            assert clock.fulfilled_at is not None
+            assert clock.deadline is not None
+            in_time = clock.breached_at is None
+            outcomes.append(
+                {
+                    "ticket_id": row.ticket_id,
+                    "metric": clock.metric,
+                    "cycle": clock.cycle,
+                    "outcome": "met" if in_time else "breached",
+                    "deadline": clock.deadline,
+                    "settled_at": clock.fulfilled_at if in_time else clock.breached_at,
+                    "queue_id": row.queue_id,
+                    "channel": row.channel,
+                    "priority": row.priority,
+                    "policy_id": policy.id,
+                }
+            )
+            if in_time:
+                met.append(
+                    new_event(
+                        SlaMet(
+                            ticket_id=row.ticket_id,
+                            metric=clock.metric,
+                            policy_id=policy.id,
+                            policy_version=policy.version,
+                            deadline=clock.deadline,
+                            met_at=clock.fulfilled_at,
+                        ),
+                        producer=PRODUCER,
+                        correlation_id=cause.correlation_id if cause else None,
+                        causation_id=cause.event_id if cause else None,
+                    )
+                )
+        await record_outcomes(conn, outcomes)
+        await enqueue(conn, *met)
