@@ -2,20 +2,47 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
 
-from ccshared.service import create_service_app
+from ccshared.service import Runtime, create_service_app
+from feedback.api.key_accounts import router as key_accounts_router
+from feedback.api.kpis import router as kpis_router
+from feedback.api.surveys import router as surveys_router
+from feedback.api.webhooks import router as webhooks_router
+from feedback.consumers.contacts import contacts_consumer
+from feedback.consumers.sla import sla_consumer
+from feedback.consumers.tickets import tickets_consumer
 from feedback.settings import FeedbackSettings
+from feedback.tasks.scheduler import FeedbackScheduler
 
 
 def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
     settings = settings or FeedbackSettings()
+
+    async def on_start(runtime: Runtime) -> None:
+        # Redirects are not followed: a webhook URL answering 3xx is misconfigured, and
+        # following it would send signed survey links somewhere nobody registered.
+        http = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": "cc-feedback/1"})
+        scheduler = FeedbackScheduler(runtime.engine, settings, http)
+        scheduler.start()
+        runtime.extras.update(http=http, scheduler=scheduler)
+
+    async def on_stop(runtime: Runtime) -> None:
+        await runtime.extras["scheduler"].stop(settings.shutdown_grace_s)
+        await runtime.extras["http"].aclose()
+
     return create_service_app(
         settings,
         title="Contact center — Feedback",
         description=(
-            "Surveys customers after resolution, closes the loop on unhappy answers and "
-            "reports the KPIs."
+            "Surveys customers after resolution (signed, expiring links; webhooks to the "
+            "channel's integrations), closes the loop on unhappy answers and key-account "
+            "call-backs, and reports the KPIs supervisors run on."
         ),
         package="feedback",
+        routers=[surveys_router, webhooks_router, key_accounts_router, kpis_router],
+        consumers=[tickets_consumer(settings), sla_consumer(settings), contacts_consumer(settings)],
+        on_start=on_start,
+        on_stop=on_stop,
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from datetime import timedelta
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from ccshared.settings import LOCAL_PG, ServiceSettings
+from feedback.domain.surveys import SurveyPolicy
 
 
 class FeedbackSettings(ServiceSettings):
@@ -13,3 +16,52 @@ class FeedbackSettings(ServiceSettings):
 
     service_name: str = "feedback"
     database_url: SecretStr = SecretStr(f"{LOCAL_PG}/feedback")
+
+    # Survey links: where the survey page is served, and the key its tokens are signed with.
+    public_base_url: str = "http://127.0.0.1:8004"
+    token_secret: SecretStr = SecretStr("local-dev-survey-token-secret-change-me")
+    survey_link_ttl_s: float = Field(default=14 * 86_400, gt=0)
+
+    # Scheduling and suppression.
+    survey_delay_phone_s: float = Field(default=3_600, ge=0)
+    survey_delay_email_s: float = Field(default=7_200, ge=0)
+    survey_delay_chat_s: float = Field(default=600, ge=0)
+    survey_delay_social_s: float = Field(default=1_800, ge=0)
+    customer_quiet_days: float = Field(default=30, ge=0)
+    reply_window_s: float = Field(default=86_400, gt=0)
+    # 0 turns the reminder off.
+    reminder_after_s: float = Field(default=3 * 86_400, ge=0)
+    answer_edit_window_s: float = Field(default=86_400, ge=0)
+
+    # Observed FCR: a new contact within this many days after resolution means not solved.
+    observed_fcr_days: float = Field(default=7, gt=0)
+
+    # Where the consumed events are read from (the catalog's topics; tests use private ones).
+    tickets_topic: str = "router.tickets"
+    sla_topic: str = "sla.events"
+    contacts_topic: str = "intake.contacts"
+
+    # Background work.
+    scheduler_interval_s: float = Field(default=5.0, gt=0, le=3_600)
+    scheduler_batch: int = Field(default=200, ge=1, le=10_000)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_retry_base_s: float = Field(default=30.0, gt=0)
+    webhook_retry_cap_s: float = Field(default=6 * 3_600, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+
+    def survey_policy(self) -> SurveyPolicy:
+        return SurveyPolicy(
+            delays={
+                "phone": timedelta(seconds=self.survey_delay_phone_s),
+                "email": timedelta(seconds=self.survey_delay_email_s),
+                "chat": timedelta(seconds=self.survey_delay_chat_s),
+                "social": timedelta(seconds=self.survey_delay_social_s),
+            },
+            customer_quiet_period=timedelta(days=self.customer_quiet_days),
+            reply_window=timedelta(seconds=self.reply_window_s),
+            link_ttl=timedelta(seconds=self.survey_link_ttl_s),
+            reminder_after=(
+                timedelta(seconds=self.reminder_after_s) if self.reminder_after_s else None
+            ),
+        )

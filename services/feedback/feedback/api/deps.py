@@ -1,0 +1,26 @@
+"""What endpoints reach on the running service."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from feedback.settings import FeedbackSettings
+
+
+def engine_of(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.runtime.engine
+    return engine
+
+
+def settings_of(request: Request) -> FeedbackSettings:
+    settings: FeedbackSettings = request.app.state.runtime.settings
+    return settings
+
+
+def wants(request: Request, media_type: str) -> bool:
+    """Whether the Accept header asks for media_type before (or instead of) HTML."""
+    accept = request.headers.get("accept", "").lower()
+    return media_type in accept and (
+        "text/html" not in accept or accept.index(media_type) < accept.index("text/html")
+    )

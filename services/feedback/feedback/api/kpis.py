@@ -1,0 +1,107 @@
+"""KPIs for a date range, grouped by queue, agent, channel, category or day; JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from ccshared.problems import FieldError, Problem
+from feedback.api.deps import engine_of, wants
+from feedback.api.schemas import KpiFigures, KpiGroup, KpiReport, problems
+from feedback.db.kpis import kpi_sums
+from feedback.domain.kpis import KPI_FIELDS, kpis_of, total
+
+router = APIRouter(prefix="/v1", tags=["kpis"])
+
+GroupBy = Literal["queue", "agent", "channel", "category", "day"]
+MAX_RANGE_DAYS = 3_660
+_DESCRIPTION = (
+    "Tickets count on the UTC day they were resolved, with their queue, agent, channel and "
+    "category at resolution; their survey answer, SLA outcomes and escalations count with "
+    "them. Ratios are 0–1 (NPS in points, −100 to 100); null when there is nothing to divide by."
+)
+_RESPONSES = {
+    200: {"content": {"text/csv": {}}, "description": "The figures (CSV on Accept: text/csv)"},
+    **problems({422: "Invalid range or grouping; `errors` names the parameter"}),
+}
+
+
+async def _report(request: Request, first: date, last: date, group_by: str) -> KpiReport:
+    if last < first:
+        raise Problem(
+            "`to` is before `from`.",
+            status=422,
+            slug="validation-error",
+            errors=[FieldError(field="query.to", message="must not be before from", type="range")],
+        )
+    if (last - first).days > MAX_RANGE_DAYS:
+        raise Problem(
+            f"The range may span at most {MAX_RANGE_DAYS} days.",
+            status=422,
+            slug="validation-error",
+            errors=[FieldError(field="query.to", message="range too long", type="range")],
+        )
+    async with engine_of(request).connect() as conn:
+        groups = await kpi_sums(conn, first, last, group_by)
+    return KpiReport(
+        first=first.isoformat(),
+        last=last.isoformat(),
+        group_by=group_by,
+        groups=[KpiGroup(key=key, **vars(kpis_of(sums))) for key, sums in groups],
+        total=KpiFigures(**vars(kpis_of(total(s for _, s in groups)))),
+    )
+
+
+def _csv(report: KpiReport) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([report.group_by, *KPI_FIELDS])
+    rows: list[tuple[str, KpiFigures]] = [(g.key, g) for g in report.groups]
+    rows.append(("total", report.total))
+    for key, figures in rows:
+        values = [getattr(figures, name) for name in KPI_FIELDS]
+        writer.writerow([key, *("" if v is None else v for v in values)])
+    filename = f"kpis_{report.group_by}_{report.first}_{report.last}.csv"
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+FromDay = Query(alias="from", description="First UTC day, inclusive (YYYY-MM-DD)")
+ToDay = Query(alias="to", description="Last UTC day, inclusive (YYYY-MM-DD)")
+
+
+@router.get(
+    "/kpis",
+    response_model=KpiReport,
+    summary="KPIs for a date range, grouped",
+    description=_DESCRIPTION,
+    responses=_RESPONSES,
+)
+async def get_kpis(
+    request: Request, first: date = FromDay, last: date = ToDay, group_by: GroupBy = "queue"
+) -> Response:
+    report = await _report(request, first, last, group_by)
+    if wants(request, "text/csv"):
+        return _csv(report)
+    return JSONResponse(report.model_dump(mode="json", by_alias=True))
+
+
+@router.get(
+    "/kpis.csv",
+    summary="KPIs for a date range as CSV",
+    description=_DESCRIPTION,
+    responses=_RESPONSES,
+    response_class=Response,
+)
+async def get_kpis_csv(
+    request: Request, first: date = FromDay, last: date = ToDay, group_by: GroupBy = "queue"
+) -> Response:
+    return _csv(await _report(request, first, last, group_by))

@@ -1,0 +1,39 @@
+"""sla.events: targets met or breached (SLA attainment) and escalations, per ticket."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ccshared.consumer import Handler
+from ccshared.events import Envelope
+from ccshared.events.payloads import SlaBreached, SlaEscalated, SlaMet
+from ccshared.service import ConsumerSpec, Runtime
+from feedback.db.facts import FactChanges
+from feedback.settings import FeedbackSettings
+
+
+def sla_events(runtime: Runtime) -> Handler:
+    async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        facts = FactChanges(conn)
+        if isinstance(payload, SlaMet | SlaBreached):
+            before = await facts.current(payload.ticket_id)
+            outcomes = dict(before["sla_outcomes"] or {})
+            # A target once breached stays breached, whatever arrives later.
+            if outcomes.get(payload.metric) != "breached":
+                outcomes[payload.metric] = "met" if isinstance(payload, SlaMet) else "breached"
+            await facts.update(payload.ticket_id, {"sla_outcomes": outcomes}, before)
+        elif isinstance(payload, SlaEscalated):
+            await facts.update(payload.ticket_id, {"escalated": True})
+        await facts.flush()
+
+    return handle
+
+
+def sla_consumer(settings: FeedbackSettings) -> ConsumerSpec:
+    return ConsumerSpec(
+        name="sla",
+        topics=[settings.sla_topic],
+        handler=sla_events,
+        event_types=frozenset({"sla.met", "sla.breached", "sla.escalated"}),
+    )

@@ -1,0 +1,134 @@
+"""Ticket facts and the KPI rollups kept from them.
+
+Every change to a ticket's facts goes through `FactChanges`: it locks the row, writes the new
+values and works out what the change does to the rollups (old contribution out, new one in).
+The rollup rows are written once per transaction, in key order, so transactions touching the
+same rows queue behind each other instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from feedback.domain.kpis import (
+    HIST_COLUMNS,
+    SUM_COLUMNS,
+    KpiSums,
+    RollupKey,
+    TicketFacts,
+    rollup_delta,
+)
+
+_CUSTOMER_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 7))")
+_ENSURE = text("INSERT INTO ticket_facts (ticket_id) VALUES (:id) ON CONFLICT DO NOTHING")
+_LOCK = text("SELECT * FROM ticket_facts WHERE ticket_id = :id FOR UPDATE")
+
+
+async def lock_customer(conn: AsyncConnection, customer_id: uuid.UUID) -> None:
+    """Serializes work on one customer's tickets that reads what another may be writing:
+    the survey quiet period, and a contact racing the resolution it follows (observed FCR)."""
+    await conn.execute(_CUSTOMER_LOCK, {"key": str(customer_id)})
+
+
+def facts_of(row: Mapping[str, Any]) -> TicketFacts:
+    outcomes = row["sla_outcomes"] or {}
+    if isinstance(outcomes, str):
+        outcomes = orjson.loads(outcomes)
+    return TicketFacts(
+        resolved_at=row["resolved_at"],
+        opened_at=row["opened_at"],
+        channel=row["channel"],
+        queue_id=row["queue_id"],
+        agent_id=row["agent_id"],
+        category=row["category"],
+        first_response_at=row["first_response_at"],
+        reopened=row["reopened"],
+        recontacted=row["recontacted"],
+        sla_met=sum(1 for v in outcomes.values() if v == "met"),
+        sla_breached=sum(1 for v in outcomes.values() if v == "breached"),
+        escalated=row["escalated"],
+        survey_sent=row["survey_sent"],
+        answered=row["answered"],
+        csat=row["csat"],
+        nps=row["nps"],
+        solved_first_contact=row["solved_first_contact"],
+        praised=row["praised"],
+    )
+
+
+class FactChanges:
+    """Collects fact changes of one transaction and their rollup delta; `flush` writes it."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.delta: dict[RollupKey, KpiSums] = {}
+
+    async def current(self, ticket_id: uuid.UUID) -> dict[str, Any]:
+        """The ticket's fact row, locked for this transaction (created empty if unknown)."""
+        await self.conn.execute(_ENSURE, {"id": ticket_id})
+        row = dict((await self.conn.execute(_LOCK, {"id": ticket_id})).mappings().one())
+        if isinstance(row["sla_outcomes"], str):  # jsonb arrives as text through asyncpg
+            row["sla_outcomes"] = orjson.loads(row["sla_outcomes"])
+        return row
+
+    async def update(
+        self, ticket_id: uuid.UUID, changes: Mapping[str, Any], before: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Write `changes` (column → value); returns the row after the change."""
+        if before is None:
+            before = await self.current(ticket_id)
+        changes = {k: v for k, v in changes.items() if before.get(k) != v}
+        if not changes:
+            return before
+        params = {
+            k: (orjson.dumps(v).decode() if k == "sla_outcomes" else v) for k, v in changes.items()
+        }
+        assignments = ", ".join(
+            f"{k} = CAST(:{k} AS jsonb)" if k == "sla_outcomes" else f"{k} = :{k}" for k in changes
+        )
+        # Column names come from this module's callers, never from input.
+        sql = f"UPDATE ticket_facts SET {assignments}, updated_at = now() WHERE ticket_id = :id"  # noqa: S608
+        await self.conn.execute(text(sql), {**params, "id": ticket_id})
+        after = {**before, **changes}
+        for key, part in rollup_delta(facts_of(before), facts_of(after)).items():
+            self.delta[key] = self.delta.get(key, KpiSums()) + part
+        return after
+
+    async def flush(self) -> None:
+        rows = [(k, v) for k, v in sorted(self.delta.items()) if not v.is_zero]
+        self.delta = {}
+        if rows:
+            await apply_rollup_delta(self.conn, rows)
+
+
+def _upsert_sql(count: int) -> str:
+    columns = ("dimension", "day", "value", *SUM_COLUMNS, *HIST_COLUMNS)
+    tuples = []
+    for i in range(count):
+        parts = [f":dimension_{i}", f":day_{i}", f":value_{i}"]
+        parts += [f":{c}_{i}" for c in SUM_COLUMNS]
+        parts += [f"CAST(:{c}_{i} AS int[])" for c in HIST_COLUMNS]
+        tuples.append("(" + ", ".join(parts) + ")")
+    updates = [f"{c} = kpi_rollup.{c} + EXCLUDED.{c}" for c in SUM_COLUMNS]
+    updates += [f"{c} = int_array_add(kpi_rollup.{c}, EXCLUDED.{c})" for c in HIST_COLUMNS]
+    return (
+        f"INSERT INTO kpi_rollup ({', '.join(columns)}) VALUES {', '.join(tuples)} "  # noqa: S608
+        f"ON CONFLICT (dimension, day, value) DO UPDATE SET {', '.join(updates)}"
+    )
+
+
+async def apply_rollup_delta(conn: AsyncConnection, rows: list[tuple[RollupKey, KpiSums]]) -> None:
+    params: dict[str, Any] = {}
+    for i, ((day, dimension, value), sums) in enumerate(rows):
+        params[f"dimension_{i}"] = dimension
+        params[f"day_{i}"] = day
+        params[f"value_{i}"] = value
+        for column, amount in sums.as_row().items():
+            params[f"{column}_{i}"] = amount
+    await conn.execute(text(_upsert_sql(len(rows))), params)

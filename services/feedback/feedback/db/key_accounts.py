@@ -1,0 +1,82 @@
+"""Key accounts and their call-back schedule."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+_COLUMNS = (
+    "customer_id, name, relationship_started_at, channel, language, active, next_callback_at, "
+    "created_at, updated_at"
+)
+_SELECT = "SELECT " + _COLUMNS + " FROM key_accounts"  # noqa: S608 - fixed column names
+_RETURNING = " RETURNING " + _COLUMNS
+_UPDATABLE = (
+    "name",
+    "relationship_started_at",
+    "channel",
+    "language",
+    "active",
+    "next_callback_at",
+)
+
+
+async def create_key_account(
+    conn: AsyncConnection, values: dict[str, Any]
+) -> dict[str, Any] | None:
+    """None when the customer is a key account already."""
+    row = await conn.execute(
+        text(
+            "INSERT INTO key_accounts (customer_id, name, relationship_started_at, channel, "  # noqa: S608 - fixed column names
+            " language, active, next_callback_at) VALUES (:customer_id, :name, "
+            " :relationship_started_at, :channel, :language, :active, :next_callback_at) "
+            "ON CONFLICT DO NOTHING" + _RETURNING
+        ),
+        values,
+    )
+    found = row.mappings().first()
+    return None if found is None else dict(found)
+
+
+async def get_key_account(
+    conn: AsyncConnection, customer_id: uuid.UUID, *, for_update: bool = False
+) -> dict[str, Any] | None:
+    sql = _SELECT + " WHERE customer_id = :id" + (" FOR UPDATE" if for_update else "")
+    found = (await conn.execute(text(sql), {"id": customer_id})).mappings().first()
+    return None if found is None else dict(found)
+
+
+async def list_key_accounts(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = await conn.execute(text(_SELECT + " ORDER BY name, customer_id"))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def update_key_account(
+    conn: AsyncConnection, customer_id: uuid.UUID, changes: dict[str, Any]
+) -> dict[str, Any] | None:
+    changes = {k: v for k, v in changes.items() if k in _UPDATABLE}
+    sets = ", ".join([*(f"{k} = :{k}" for k in changes), "updated_at = now()"])
+    sql = "UPDATE key_accounts SET " + sets + " WHERE customer_id = :id" + _RETURNING  # noqa: S608 - fixed column names
+    found = (await conn.execute(text(sql), {**changes, "id": customer_id})).mappings().first()
+    return None if found is None else dict(found)
+
+
+async def delete_key_account(conn: AsyncConnection, customer_id: uuid.UUID) -> bool:
+    row = await conn.execute(
+        text("DELETE FROM key_accounts WHERE customer_id = :id RETURNING 1"), {"id": customer_id}
+    )
+    return row.first() is not None
+
+
+async def callbacks_of(conn: AsyncConnection, customer_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text(
+            "SELECT follow_up_id, due_at, requested_at FROM key_account_callbacks "
+            "WHERE customer_id = :id ORDER BY due_at"
+        ),
+        {"id": customer_id},
+    )
+    return [dict(r) for r in rows.mappings()]

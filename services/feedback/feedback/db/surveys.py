@@ -1,0 +1,124 @@
+"""Survey rows: scheduling at resolution, cancelling, and the reads the API and scheduler need."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ccshared.ids import uuid7
+from feedback.db.facts import lock_customer
+from feedback.domain.surveys import ResolvedTicketView, Scheduled, SurveyPolicy, schedule_survey
+from feedback.domain.texts import survey_language
+
+_EXISTING = text("SELECT id FROM surveys WHERE ticket_id = :ticket_id")
+_LAST_SURVEYED = text(
+    "SELECT max(due_at) FROM surveys "
+    "WHERE customer_id = :customer_id AND status <> 'suppressed' AND ticket_id <> :ticket_id"
+)
+_LAST_MESSAGE = text(
+    "SELECT max(received_at) FROM customer_contacts "
+    "WHERE customer_id = :customer_id AND channel = :channel"
+)
+_INSERT = text(
+    "INSERT INTO surveys (id, ticket_id, customer_id, channel, language, agent_id, status, "
+    " suppression_reason, due_at, window_closes_at) "
+    "VALUES (:id, :ticket_id, :customer_id, :channel, :language, :agent_id, :status, "
+    " :reason, :due_at, :window_closes_at) "
+    "ON CONFLICT (ticket_id) DO NOTHING"
+)
+
+
+async def last_customer_message(
+    conn: AsyncConnection, customer_id: uuid.UUID, channel: str
+) -> datetime | None:
+    value: datetime | None = (
+        await conn.execute(_LAST_MESSAGE, {"customer_id": customer_id, "channel": channel})
+    ).scalar()
+    return value
+
+
+async def schedule_for_resolved_ticket(
+    conn: AsyncConnection, facts: dict[str, Any], policy: SurveyPolicy
+) -> None:
+    """At most one survey per ticket; the decision (scheduled or why not) is kept as a row."""
+    customer_id: uuid.UUID = facts["customer_id"]
+    ticket_id: uuid.UUID = facts["ticket_id"]
+    # Tickets of one customer arrive on different partitions: serialize their scheduling so
+    # the quiet period holds when two of them resolve at once.
+    await lock_customer(conn, customer_id)
+    if (await conn.execute(_EXISTING, {"ticket_id": ticket_id})).first() is not None:
+        return
+    ids = {"customer_id": customer_id, "ticket_id": ticket_id}
+    last_surveyed = (await conn.execute(_LAST_SURVEYED, ids)).scalar()
+    last_message = await last_customer_message(conn, customer_id, facts["channel"])
+    # The customer's message that opened the ticket is a message too, even if intake's event
+    # has not arrived yet.
+    candidates = [t for t in (last_message, facts["opened_at"]) if t is not None]
+    decision = schedule_survey(
+        ResolvedTicketView(
+            channel=facts["channel"],
+            resolved_at=facts["resolved_at"],
+            resolution_code=facts["resolution_code"],
+            close_reason=facts["close_reason"],
+            customer_last_surveyed_at=last_surveyed,
+            customer_last_message_at=max(candidates) if candidates else None,
+        ),
+        policy,
+    )
+    scheduled = isinstance(decision, Scheduled)
+    await conn.execute(
+        _INSERT,
+        {
+            **ids,
+            "id": uuid7(),
+            "channel": facts["channel"],
+            "language": survey_language(facts["language"]),
+            "agent_id": facts["agent_id"],
+            "status": "scheduled" if scheduled else "suppressed",
+            "reason": None if isinstance(decision, Scheduled) else decision.reason,
+            "due_at": decision.due_at if isinstance(decision, Scheduled) else None,
+            "window_closes_at": (
+                decision.window_closes_at if isinstance(decision, Scheduled) else None
+            ),
+        },
+    )
+
+
+async def cancel_unsent(conn: AsyncConnection, ticket_id: uuid.UUID) -> None:
+    """A reopened ticket is not resolved any more: its unsent survey waits for the next
+    resolution, which schedules it afresh."""
+    await conn.execute(
+        text("DELETE FROM surveys WHERE ticket_id = :t AND status = 'scheduled'"), {"t": ticket_id}
+    )
+
+
+async def suppress_unsent(conn: AsyncConnection, ticket_id: uuid.UUID, reason: str) -> None:
+    await conn.execute(
+        text(
+            "UPDATE surveys SET status = 'suppressed', suppression_reason = :reason "
+            "WHERE ticket_id = :t AND status = 'scheduled'"
+        ),
+        {"t": ticket_id, "reason": reason},
+    )
+
+
+_SURVEY_WITH_ANSWER = text(
+    "SELECT s.*, a.csat, a.nps, a.solved_first_contact, a.comment, a.first_answered_at, "
+    " a.updated_at AS answer_updated_at, a.revisions, a.followup_requested_at, "
+    " a.praise_recorded_at, f.resolved_at, f.opened_at "
+    "FROM surveys s LEFT JOIN answers a ON a.survey_id = s.id "
+    "LEFT JOIN ticket_facts f ON f.ticket_id = s.ticket_id "
+    "WHERE s.id = :id"
+)
+
+
+async def survey_with_answer(
+    conn: AsyncConnection, survey_id: uuid.UUID, *, for_update: bool = False
+) -> dict[str, Any] | None:
+    sql = _SURVEY_WITH_ANSWER.text + (" FOR UPDATE OF s" if for_update else "")
+    row = (await conn.execute(text(sql), {"id": survey_id})).mappings().first()
+    return None if row is None else dict(row)

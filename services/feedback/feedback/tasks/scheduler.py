@@ -1,0 +1,387 @@
+"""The feedback scheduler: sends due surveys and their one reminder, turns due key-account
+call-backs into follow-up requests, and delivers webhooks with retries.
+
+Each step claims its rows with FOR UPDATE SKIP LOCKED, so several replicas may run it at once.
+Database work and the events it announces commit together (outbox); webhook HTTP calls happen
+outside any transaction and each attempt is recorded afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ccshared.events import new_event
+from ccshared.events.payloads import FollowUpRequested, SurveyRequested
+from ccshared.outbox import enqueue
+from feedback.db.facts import FactChanges
+from feedback.db.surveys import last_customer_message
+from feedback.db.webhooks import claim_due_deliveries, queue_deliveries, record_attempt
+from feedback.domain.callbacks import next_callback_after
+from feedback.domain.surveys import SurveyPolicy, may_send_now, reminder_due_at
+from feedback.domain.texts import texts_for
+from feedback.domain.tokens import issue_token
+from feedback.domain.webhooks import (
+    SIGNATURE_HEADER,
+    is_retryable_status,
+    retry_delay,
+    signature_header,
+)
+from feedback.settings import FeedbackSettings
+
+log = logging.getLogger(__name__)
+
+_DUE_SURVEYS = text(
+    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, f.opened_at "
+    "FROM surveys s LEFT JOIN ticket_facts f ON f.ticket_id = s.ticket_id "
+    "WHERE s.status = 'scheduled' AND s.due_at <= :now "
+    "ORDER BY s.due_at LIMIT :limit FOR UPDATE OF s SKIP LOCKED"
+)
+_MARK_SENT = text(
+    "UPDATE surveys SET status = 'sent', sent_at = :now, expires_at = :expires_at, "
+    " reminder_due_at = :reminder_due_at WHERE id = :id"
+)
+_SKIP = text(
+    "UPDATE surveys SET status = 'suppressed', suppression_reason = :reason WHERE id = :id"
+)
+_DUE_REMINDERS = text(
+    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, s.expires_at, f.opened_at "
+    "FROM surveys s LEFT JOIN ticket_facts f ON f.ticket_id = s.ticket_id "
+    "WHERE s.status = 'sent' AND s.reminded_at IS NULL AND s.reminder_due_at <= :now "
+    " AND s.expires_at > :now AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.survey_id = s.id) "
+    "ORDER BY s.reminder_due_at LIMIT :limit FOR UPDATE OF s SKIP LOCKED"
+)
+_MARK_REMINDED = text("UPDATE surveys SET reminded_at = :now WHERE id = :id")
+_NO_REMINDER = text("UPDATE surveys SET reminder_due_at = NULL WHERE id = :id")
+_DUE_CALLBACKS = text(
+    "SELECT customer_id, name, relationship_started_at, channel, language, next_callback_at "
+    "FROM key_accounts WHERE active AND next_callback_at <= :now "
+    "ORDER BY next_callback_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+_RECORD_CALLBACK = text(
+    "INSERT INTO key_account_callbacks (follow_up_id, customer_id, due_at, requested_at) "
+    "VALUES (:id, :customer_id, :due_at, :now) ON CONFLICT DO NOTHING RETURNING 1"
+)
+_ADVANCE_CALLBACK = text(
+    "UPDATE key_accounts SET next_callback_at = :next, updated_at = now() "
+    "WHERE customer_id = :customer_id"
+)
+
+
+def survey_url(settings: FeedbackSettings, survey_id: uuid.UUID, expires_at: datetime) -> str:
+    token = issue_token(survey_id, expires_at, settings.token_secret.get_secret_value().encode())
+    return f"{settings.public_base_url.rstrip('/')}/v1/surveys/{token}"
+
+
+@dataclass
+class SchedulerStats:
+    surveys_sent: int = 0
+    surveys_skipped: int = 0
+    reminders_sent: int = 0
+    callbacks_requested: int = 0
+    deliveries_attempted: int = 0
+    deliveries_succeeded: int = 0
+    ticks: int = 0
+    failures: int = 0
+
+
+class FeedbackScheduler:
+    def __init__(
+        self, engine: AsyncEngine, settings: FeedbackSettings, http: httpx.AsyncClient
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.policy: SurveyPolicy = settings.survey_policy()
+        self.http = http
+        self.stats = SchedulerStats()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sending = asyncio.Semaphore(settings.webhook_concurrency)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="feedback-scheduler")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.tick()
+            except Exception:  # the loop must outlive a failed round
+                self.stats.failures += 1
+                log.exception("scheduler round failed; retrying next round")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.scheduler_interval_s)
+
+    async def tick(self) -> None:
+        """One round of everything that may be due; repeats a step while it fills its batch."""
+        self.stats.ticks += 1
+        limit = self.settings.scheduler_batch
+        while await self.send_due_surveys() >= limit:
+            pass
+        while await self.send_reminders() >= limit:
+            pass
+        while await self.request_due_callbacks() >= limit:
+            pass
+        while await self.deliver_webhooks() >= limit:
+            pass
+
+    # -- surveys ---------------------------------------------------------------------------
+
+    async def _announce(
+        self, conn: AsyncConnection, survey: dict[str, Any], expires_at: datetime, reminder: bool
+    ) -> None:
+        """survey.requested on Kafka, and a signed webhook to each integration of the channel."""
+        url = survey_url(self.settings, survey["id"], expires_at)
+        payload = SurveyRequested(
+            survey_id=survey["id"],
+            ticket_id=survey["ticket_id"],
+            customer_id=survey["customer_id"],
+            channel=survey["channel"],
+            language=survey["language"],
+            url=url,
+            expires_at=expires_at,
+            reminder=reminder,
+        )
+        event = new_event(payload, producer="feedback")
+        await enqueue(conn, event)
+        texts = texts_for(survey["language"])
+        body = orjson.dumps(
+            {
+                "type": "survey.requested",
+                "event_id": str(event.event_id),
+                **payload.model_dump(mode="json"),
+                "title": texts.title,
+                "message": (texts.reminder_intro + " " if reminder else "")
+                + texts.message.format(url=url),
+            }
+        ).decode()
+        await queue_deliveries(
+            conn,
+            channel=survey["channel"],
+            survey_id=survey["id"],
+            event_id=event.event_id,
+            body=body,
+            now=datetime.now(UTC),
+        )
+
+    async def _window_open(
+        self, conn: AsyncConnection, survey: dict[str, Any], now: datetime
+    ) -> bool:
+        last = await last_customer_message(conn, survey["customer_id"], survey["channel"])
+        candidates = [t for t in (last, survey["opened_at"]) if t is not None]
+        return may_send_now(
+            survey["channel"], now, max(candidates) if candidates else None, self.policy
+        )
+
+    async def send_due_surveys(self) -> int:
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            due = [
+                dict(r)
+                for r in (
+                    await conn.execute(
+                        _DUE_SURVEYS, {"now": now, "limit": self.settings.scheduler_batch}
+                    )
+                ).mappings()
+            ]
+            facts = FactChanges(conn)
+            for survey in due:
+                if not await self._window_open(conn, survey, now):
+                    await conn.execute(_SKIP, {"id": survey["id"], "reason": "reply_window_closed"})
+                    self.stats.surveys_skipped += 1
+                    continue
+                expires_at = now + self.policy.link_ttl
+                await conn.execute(
+                    _MARK_SENT,
+                    {
+                        "id": survey["id"],
+                        "now": now,
+                        "expires_at": expires_at,
+                        "reminder_due_at": reminder_due_at(now, self.policy),
+                    },
+                )
+                await facts.update(survey["ticket_id"], {"survey_sent": True})
+                await self._announce(conn, survey, expires_at, reminder=False)
+                self.stats.surveys_sent += 1
+            await facts.flush()
+        return len(due)
+
+    async def send_reminders(self) -> int:
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            due = [
+                dict(r)
+                for r in (
+                    await conn.execute(
+                        _DUE_REMINDERS, {"now": now, "limit": self.settings.scheduler_batch}
+                    )
+                ).mappings()
+            ]
+            for survey in due:
+                if not await self._window_open(conn, survey, now):
+                    await conn.execute(_NO_REMINDER, {"id": survey["id"]})
+                    continue
+                await conn.execute(_MARK_REMINDED, {"id": survey["id"], "now": now})
+                await self._announce(conn, survey, survey["expires_at"], reminder=True)
+                self.stats.reminders_sent += 1
+        return len(due)
+
+    # -- key accounts --------------------------------------------------------------------
+
+    async def request_due_callbacks(self) -> int:
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            due = list(
+                (
+                    await conn.execute(
+                        _DUE_CALLBACKS, {"now": now, "limit": self.settings.scheduler_batch}
+                    )
+                ).mappings()
+            )
+            for account in due:
+                follow_up_id = uuid.uuid4()
+                recorded = await conn.execute(
+                    _RECORD_CALLBACK,
+                    {
+                        "id": follow_up_id,
+                        "customer_id": account["customer_id"],
+                        "due_at": account["next_callback_at"],
+                        "now": now,
+                    },
+                )
+                if recorded.first() is not None:
+                    await enqueue(
+                        conn,
+                        new_event(
+                            FollowUpRequested(
+                                follow_up_id=follow_up_id,
+                                customer_id=account["customer_id"],
+                                reason="key_account_callback",
+                                channel=account["channel"],
+                                language=account["language"],
+                                note=f"Scheduled call-back for key account {account['name']}",
+                                due_at=account["next_callback_at"],
+                            ),
+                            producer="feedback",
+                        ),
+                    )
+                    self.stats.callbacks_requested += 1
+                # Call-backs missed while the service was down collapse into this one.
+                await conn.execute(
+                    _ADVANCE_CALLBACK,
+                    {
+                        "customer_id": account["customer_id"],
+                        "next": next_callback_after(
+                            account["relationship_started_at"],
+                            max(now, account["next_callback_at"]),
+                        ),
+                    },
+                )
+        return len(due)
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    async def deliver_webhooks(self) -> int:
+        now = datetime.now(UTC)
+        lease = timedelta(seconds=self.settings.webhook_timeout_s * 2 + 5)
+        async with self.engine.begin() as conn:
+            claimed = await claim_due_deliveries(
+                conn, now, now + lease, self.settings.scheduler_batch
+            )
+        await asyncio.gather(*(self._deliver(d) for d in claimed))
+        return len(claimed)
+
+    async def _deliver(self, delivery: dict[str, Any]) -> None:
+        attempt: int = delivery["attempts"]
+        status_code: int | None = None
+        error: str | None = None
+        started = time.perf_counter()
+        at = datetime.now(UTC)
+        if not delivery["active"]:
+            error = "subscription deactivated"
+        else:
+            body = delivery["body"].encode()
+            headers = {
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: signature_header(delivery["secret"], int(time.time()), body),
+                "X-Feedback-Delivery": str(delivery["id"]),
+                "X-Feedback-Event": "survey.requested",
+                "X-Feedback-Attempt": str(attempt),
+            }
+            async with self._sending:
+                try:
+                    response = await self.http.post(
+                        delivery["url"],
+                        content=body,
+                        headers=headers,
+                        timeout=self.settings.webhook_timeout_s,
+                    )
+                    status_code = response.status_code
+                except httpx.HTTPError as exc:
+                    error = f"{type(exc).__name__}: {exc}"[:500]
+        self.stats.deliveries_attempted += 1
+        duration_ms = round((time.perf_counter() - started) * 1000)
+        next_attempt_at: datetime | None = None
+        if status_code is not None and 200 <= status_code < 300:
+            outcome = "delivered"
+            self.stats.deliveries_succeeded += 1
+        elif (
+            delivery["active"]
+            and (status_code is None or is_retryable_status(status_code))
+            and attempt < self.settings.webhook_max_attempts
+        ):
+            outcome = "pending"
+            next_attempt_at = datetime.now(UTC) + retry_delay(
+                attempt,
+                base=timedelta(seconds=self.settings.webhook_retry_base_s),
+                cap=timedelta(seconds=self.settings.webhook_retry_cap_s),
+                jitter=0.1,
+            )
+        else:
+            outcome = "failed"
+        async with self.engine.begin() as conn:
+            await record_attempt(
+                conn,
+                delivery_id=delivery["id"],
+                attempt=attempt,
+                at=at,
+                status_code=status_code,
+                error=error,
+                duration_ms=duration_ms,
+                outcome=outcome,
+                next_attempt_at=next_attempt_at,
+            )
+        if next_attempt_at is not None and next_attempt_at - datetime.now(UTC) < timedelta(
+            seconds=self.settings.scheduler_interval_s
+        ):
+            # A retry due before the next round: come back for it on time.
+            asyncio.get_running_loop().call_later(
+                max((next_attempt_at - datetime.now(UTC)).total_seconds(), 0), self.wake
+            )
