@@ -176,25 +176,95 @@ class IdempotentConsumer:
     async def _process_partition_batch(
         self, tp: TopicPartition, records: list[ConsumerRecord]
     ) -> int | None:
-        """Process in order; commit up to the last processed one, also when cancelled."""
+        """Process in order; commit up to the last processed one, also when cancelled.
+
+        Records are applied many to a transaction (each in its own savepoint, so each still
+        has its effect and its dedupe mark together); the first one that fails there is taken
+        alone through `_process`, with its retries and dead-lettering, then batching resumes.
+        """
         done: int | None = None
         try:
-            for record in records:
-                if not await self._process(record):
+            i = 0
+            while i < len(records) and not self._stopping.is_set():
+                applied, failure = await self._apply_batch(records[i:])
+                if applied:
+                    i += applied
+                    done = records[i - 1].offset
+                if i >= len(records) or (applied and failure is None):
+                    continue
+                if not await self._process(records[i], earlier_failure=failure):
                     break
-                done = record.offset
+                done = records[i].offset
+                i += 1
         finally:
             if done is not None:
                 await asyncio.shield(self._commit(tp, done + 1))
         return done
 
-    async def _process(self, record: ConsumerRecord) -> bool:
-        """Give the record its effect once, or dead-letter it. False only when stopping."""
-        if self.event_types is not None:
-            declared = dict(record.headers or ()).get("event_type")
-            if declared is not None and declared.decode(errors="replace") not in self.event_types:
-                self.stats.skipped += 1
-                return True
+    async def _apply_batch(self, records: list[ConsumerRecord]) -> tuple[int, BaseException | None]:
+        """Apply a prefix of `records` in one transaction. Returns how many, and the error of
+        the record after them if its handler failed (it then goes the one-at-a-time path)."""
+        applied: list[Envelope | None] = []
+        failure: BaseException | None = None
+        duplicates = skipped = 0
+        try:
+            async with self.engine.begin() as conn:
+                for record in records:
+                    if self._passes_over(record):
+                        skipped += 1
+                        applied.append(None)
+                        continue
+                    try:
+                        envelope, payload = decode_event(record.value)
+                    except EventDecodeError:
+                        break
+                    savepoint = await conn.begin_nested()
+                    token = correlation_id.set(envelope.correlation_id or str(envelope.event_id))
+                    try:
+                        first_time = (
+                            await conn.execute(
+                                _MARK_PROCESSED,
+                                {"consumer": self.group_id, "event_id": envelope.event_id},
+                            )
+                        ).first()
+                        if first_time is None:
+                            duplicates += 1
+                        else:
+                            await self.handler(conn, envelope, payload)
+                        await savepoint.commit()
+                    except Exception as exc:  # noqa: BLE001 - retried alone by _process
+                        await savepoint.rollback()
+                        failure = exc
+                        break
+                    finally:
+                        correlation_id.reset(token)
+                    applied.append(envelope)
+        except Exception as exc:  # noqa: BLE001 - e.g. the connection dropped: go one by one
+            log.warning("batch of %d failed, taking them one at a time: %s", len(applied), exc)
+            return 0, None
+        self.stats.skipped += skipped
+        self.stats.duplicates += duplicates
+        self.stats.processed += len(applied) - skipped - duplicates
+        if self.after_commit is not None:
+            for applied_event in applied:
+                if applied_event is not None:
+                    self.after_commit(applied_event)
+        return len(applied), failure
+
+    def _passes_over(self, record: ConsumerRecord) -> bool:
+        if self.event_types is None:
+            return False
+        declared = dict(record.headers or ()).get("event_type")
+        return declared is not None and declared.decode(errors="replace") not in self.event_types
+
+    async def _process(
+        self, record: ConsumerRecord, earlier_failure: BaseException | None = None
+    ) -> bool:
+        """Give the record its effect once, or dead-letter it. False only when stopping.
+        `earlier_failure`: how its try in a batch failed, which counts as the first attempt."""
+        if self._passes_over(record):
+            self.stats.skipped += 1
+            return True
         try:
             envelope, payload = decode_event(record.value)
         except EventDecodeError as exc:
@@ -202,6 +272,15 @@ class IdempotentConsumer:
         token = correlation_id.set(envelope.correlation_id or str(envelope.event_id))
         try:
             attempt = 0
+            if earlier_failure is not None:
+                attempt = 1
+                if isinstance(earlier_failure, PermanentError) or (
+                    not is_transient(earlier_failure) and self.max_attempts <= 1
+                ):
+                    return await self._dead_letter(record, earlier_failure, attempts=1)
+                self.stats.retries += 1
+                if await self._sleep_or_stop(self.retry_base_s):
+                    return False
             while True:
                 attempt += 1
                 try:

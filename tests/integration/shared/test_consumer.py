@@ -240,8 +240,10 @@ async def test_stop_never_commits_an_unprocessed_offset(
         committed = await probe.committed(tp)
     finally:
         await probe.stop()
-    assert committed == offsets[1]  # the first is done; the second must be read again
-    assert await labels(effects) == ["1"]
+    # Never past what was processed: either the first event's effect committed with its offset,
+    # or (its batch was still open when the consumer stopped) neither did.
+    done = await labels(effects)
+    assert (committed, done) in ((offsets[1], ["1"]), (None, []))
 
     second = make_consumer()
     await second.start()
