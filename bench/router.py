@@ -157,7 +157,11 @@ async def _steady_load(intake_url: str, key: str, seconds: int, run: str) -> dic
         async def post(n: int) -> None:
             nonlocal errors
             started = time.perf_counter()
-            response = await client.post("/v1/contacts", json=_contact(n, run))
+            try:
+                response = await client.post("/v1/contacts", json=_contact(n, run))
+            except httpx.HTTPError:
+                errors += 1
+                return
             if response.status_code == 202:
                 sent[response.json()["id"]] = started
             else:

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -130,20 +131,21 @@ class Assigner:
         if not queues:
             return 0
         async with self.engine.connect() as conn:
-            agent_rows = (
-                await conn.execute(
-                    text(
-                        "SELECT id, skills, capacity, status, idle_since, last_assigned_at, "
-                        "assignments_total FROM agents ORDER BY id"
-                    )
+            result = await conn.execute(
+                text(
+                    "SELECT id, skills, capacity, status, idle_since, last_assigned_at, "
+                    "assignments_total FROM agents ORDER BY id"
                 )
-            ).all()
+            )
+            # Mutable copies: offers made in this round update them, so later choices in the
+            # round see who was just given work.
+            agent_rows = [SimpleNamespace(**r._mapping) for r in result]
             loads = await agent_loads(conn)
         for queue in queues:
             if not self._anyone_free(queue, agent_rows, loads):
                 continue  # nobody could take any of it: skip the ticket scan
-            while await self._offer_one(queue, now, agent_rows, loads):
-                made += 1
+            while offered := await self._offer_batch(queue, now, agent_rows, loads):
+                made += offered
         self.offers_made += made
         return made
 
@@ -175,13 +177,15 @@ class Assigner:
                 for r in rows
             ]
 
-    async def _offer_one(
+    async def _offer_batch(
         self,
         queue: QueueRow,
         now: datetime,
         agent_rows: list[Any],
         loads: dict[str, dict[str, int]],
-    ) -> bool:
+    ) -> int:
+        """Offer what can be offered of the queue's most urgent waiting tickets, in one
+        transaction; returns how many offers it made."""
         async with self.engine.begin() as conn:
             waiting = (
                 await conn.execute(
@@ -195,19 +199,27 @@ class Assigner:
                 )
             ).all()
             if not waiting:
-                return False
+                return 0
             declined = await self._declined(conn, [t.id for t in waiting])
+            offered = 0
             for ticket in waiting:
                 decision = await self._choose(
                     conn, queue, ticket, agent_rows, loads, declined.get(ticket.id, set()), now
                 )
-                if decision is not None:
-                    await self._make_offer(conn, queue, ticket, decision, now)
-                    agent = decision.chosen_agent_id or ""
-                    held = loads.setdefault(agent, {})
-                    held[ticket.channel] = held.get(ticket.channel, 0) + 1
-                    return True
-            return False
+                if decision is None:
+                    continue
+                await self._make_offer(conn, queue, ticket, decision, now)
+                agent = decision.chosen_agent_id or ""
+                held = loads.setdefault(agent, {})
+                held[ticket.channel] = held.get(ticket.channel, 0) + 1
+                for row in agent_rows:
+                    if row.id == agent:
+                        row.last_assigned_at = now
+                        row.assignments_total += 1
+                offered += 1
+                if decision.strategy == "round_robin":
+                    queue = dataclasses.replace(queue, rr_cursor=agent)
+            return offered
 
     async def _declined(
         self, conn: AsyncConnection, ticket_ids: list[uuid.UUID]
