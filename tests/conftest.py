@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -40,18 +41,27 @@ def kafka_bootstrap() -> str:
     return KAFKA_BOOTSTRAP
 
 
-@pytest.fixture
-async def fresh_database() -> AsyncIterator[str]:
-    """An empty database for this test; yields its SQLAlchemy URL."""
+@asynccontextmanager
+async def scratch_database() -> AsyncIterator[str]:
+    """An empty database, dropped afterwards; yields its SQLAlchemy URL."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(pg_url("postgres", "postgresql"))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield pg_url(name)
-    admin = await asyncpg.connect(pg_url("postgres", "postgresql"))
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield pg_url(name)
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(pg_url("postgres", "postgresql"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def fresh_database() -> AsyncIterator[str]:
+    """An empty database for this test."""
+    async with scratch_database() as url:
+        yield url

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 from ccshared.kafka import commit_group_at_end, ensure_topics
-from tests.conftest import pg_url
+from tests.conftest import scratch_database
 
 
 async def start_group_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
@@ -19,15 +17,5 @@ async def start_group_at_end(bootstrap: str, group: str, topics: list[str]) -> N
 
 @pytest.fixture
 async def second_database() -> AsyncIterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_url("postgres", "postgresql"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield pg_url(name)
-    admin = await asyncpg.connect(pg_url("postgres", "postgresql"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database() as url:
+        yield url
