@@ -130,7 +130,14 @@ class IdempotentConsumer:
             heartbeat_interval_ms=3_000,
         )
         self._consumer.subscribe(self.topics, listener=_FinishInFlight(self))
-        await self._consumer.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            # A failed (or cancelled) start is retried with a new client: close this one.
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            self._consumer = None
+            raise
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.group_id}")
 
     async def stop(self, grace_s: float = 10.0) -> None:
