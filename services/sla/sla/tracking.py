@@ -11,11 +11,13 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 from pydantic import BaseModel
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import (
     Priority,
+    SlaBreached,
     SlaMet,
     TicketAssigned,
     TicketClosed,
@@ -40,7 +42,7 @@ from sla.db.tickets import (
 )
 from sla.domain.clock import SlaClock, TicketClocks
 from sla.domain.policy import SlaPolicy, TicketAttributes, match_policy, raised_priority
-from sla.domain.timers import SlaTimer, timers_for
+from sla.domain.timers import SlaTimer, timer_key, timers_for
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +279,42 @@ class TicketTracker:
             return started
         return ticket.retarget(policy.targets, calendar, at, policy.warn_at_share)
 
+    async def _late_breach(
+        self,
+        conn: AsyncConnection,
+        row: TicketRow,
+        clock: SlaClock,
+        policy: SlaPolicy,
+        cause: Envelope | None,
+    ) -> Envelope | None:
+        """The sla.breached event of a clock that was fulfilled after its deadline but before its
+        breach timer fired. Taking the pending timer row first makes this and the scanner
+        exclusive: whichever holds the row publishes the breach, the other sees it fired."""
+        assert clock.deadline is not None
+        key = timer_key(row.ticket_id, clock.metric, clock.cycle, "breach", 0)
+        await conn.execute(text("DELETE FROM sla_timers WHERE key = :k"), {"k": key})
+        event = new_event(
+            SlaBreached(
+                ticket_id=row.ticket_id,
+                metric=clock.metric,
+                policy_id=policy.id,
+                policy_version=policy.version,
+                deadline=clock.deadline,
+                at=clock.breached_at or clock.deadline,
+            ),
+            producer=PRODUCER,
+            correlation_id=cause.correlation_id if cause else None,
+            causation_id=cause.event_id if cause else None,
+        )
+        claimed = await conn.execute(
+            text(
+                "INSERT INTO fired_timers (key, ticket_id, kind, level, due_at, event_id) "
+                "VALUES (:k, :t, 'breach', 0, :due, :e) ON CONFLICT DO NOTHING RETURNING key"
+            ),
+            {"k": key, "t": row.ticket_id, "due": clock.deadline, "e": event.event_id},
+        )
+        return event if claimed.first() is not None else None
+
     async def _save(
         self,
         conn: AsyncConnection,
@@ -298,7 +336,7 @@ class TicketTracker:
             )
         if policy is None:
             return
-        met, outcomes = [], []
+        events, outcomes = [], []
         for clock in changed:
             if clock.state != "fulfilled" or clock.timeline[-1].kind != "fulfilled":
                 continue
@@ -319,8 +357,12 @@ class TicketTracker:
                     "policy_id": policy.id,
                 }
             )
+            if not in_time:
+                late = await self._late_breach(conn, row, clock, policy, cause)
+                if late is not None:
+                    events.append(late)
             if in_time:
-                met.append(
+                events.append(
                     new_event(
                         SlaMet(
                             ticket_id=row.ticket_id,
@@ -336,4 +378,4 @@ class TicketTracker:
                     )
                 )
         await record_outcomes(conn, outcomes)
-        await enqueue(conn, *met)
+        await enqueue(conn, *events)

@@ -13,6 +13,7 @@ from tests.integration.sla.conftest import (
     Sla,
     SlaEvents,
     SlaFactory,
+    ago,
     fast_policy,
     kinds,
     now,
@@ -147,3 +148,40 @@ async def test_two_replicas_on_one_database_fire_each_timer_once(
     assert await one.count(
         "SELECT count(*) FROM fired_timers WHERE ticket_id = ANY($1)", ids
     ) == 4 * len(tickets)
+
+
+async def test_reply_after_the_deadline_before_the_breach_fired_still_publishes_the_breach(
+    sla: Sla, router: Router, sla_events: SlaEvents
+) -> None:
+    from ccshared.events.payloads import TicketReplied
+
+    created = await sla.client.post("/v1/policies", json=fast_policy())
+    assert created.status_code == 201, created.text
+    await sla.app.state.runtime.extras["scanner"].stop(0)  # no timer fires from here on
+    ticket = opened(opened_at=ago(5))  # its 1 s first-response target ran out long ago
+    await router.publish(ticket)
+    await router.publish(
+        TicketReplied(
+            ticket_id=ticket.ticket_id,
+            agent_id="amy",
+            channel="chat",
+            first_response=True,
+            at=now(),
+        )
+    )
+    events = await sla_events.wait_for(ticket.ticket_id, lambda ev: "sla.breached" in kinds(ev))
+    assert kinds(events, "first_response") == ["sla.breached"]
+    assert (
+        await sla.count(
+            "SELECT count(*) FROM fired_timers WHERE ticket_id = $1 AND kind = 'breach'",
+            ticket.ticket_id,
+        )
+        == 1
+    )
+    assert (
+        await sla.count(
+            "SELECT count(*) FROM sla_outcomes WHERE ticket_id = $1 AND outcome = 'breached'",
+            ticket.ticket_id,
+        )
+        == 1
+    )
