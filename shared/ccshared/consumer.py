@@ -72,6 +72,7 @@ class ConsumerStats:
     commit_failures: int = 0
     skipped: int = 0
     assigned: bool = False
+    joined: bool = False
 
 
 class IdempotentConsumer:
@@ -155,6 +156,18 @@ class IdempotentConsumer:
         if self._dlq_producer is not None:
             with contextlib.suppress(Exception):
                 await self._dlq_producer.stop()
+
+    def assignment(self) -> set[TopicPartition] | None:
+        """The partitions this member holds now (maybe none); None before it joined its group."""
+        if self._consumer is None or not self.stats.joined:
+            return None
+        return set(self._consumer.assignment())
+
+    def partition_count(self, topic: str) -> int | None:
+        if self._consumer is None:
+            return None
+        partitions = self._consumer.partitions_for_topic(topic)
+        return len(partitions) if partitions else None
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -404,6 +417,7 @@ class _FinishInFlight(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.owner.stats.assigned = bool(assigned)
+        self.owner.stats.joined = True
 
 
 def _short(value: str, limit: int = 1000) -> str:

@@ -36,10 +36,26 @@ def create_app(settings: SLASettings | None = None) -> FastAPI:
             server_settings={"application_name": f"{settings.service_name}-timers"},
             reset=_keep_session,  # the scanner never changes session state
         )
+
+        def owned_shards() -> list[int] | None:
+            consumer = next(
+                (c for c in runtime.consumers if c.topics == list(TICKET_CLOCKS.topics)), None
+            )
+            assignment = consumer.assignment() if consumer is not None else None
+            if consumer is None or assignment is None:
+                return None
+            topic = TICKET_CLOCKS.topics[0]
+            if consumer.partition_count(topic) != settings.topic_partitions:
+                # Timers are sharded by SLA_TOPIC_PARTITIONS; if the topic has another count,
+                # partitions and shards do not line up: fire everything (still exactly once).
+                return None
+            return sorted(tp.partition for tp in assignment if tp.topic == topic)
+
         scanner = TimerScanner(
             pool,
             batch_size=settings.timer_batch_size,
             poll_interval_s=settings.timer_poll_interval_s,
+            owned_shards=owned_shards,
         )
         scanner.start()
         runtime.extras.update(

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +41,7 @@ _LOCK_DUE = """
 SELECT t.key, t.ticket_id, t.kind, t.metric, t.payload
 FROM sla_timers t
 WHERE t.due_at <= now()
+  AND ($2::smallint[] IS NULL OR t.shard = ANY($2::smallint[]))
   AND NOT EXISTS (
       SELECT 1 FROM sla_timers e
       WHERE e.ticket_id = t.ticket_id AND (e.due_at, e.seq) < (t.due_at, t.seq))
@@ -49,7 +51,8 @@ FOR UPDATE OF t SKIP LOCKED
 """
 
 _NEXT_DUE_IN = (
-    "SELECT CAST(EXTRACT(EPOCH FROM min(due_at) - clock_timestamp()) AS float8) FROM sla_timers"
+    "SELECT CAST(EXTRACT(EPOCH FROM min(due_at) - clock_timestamp()) AS float8) FROM sla_timers "
+    "WHERE $1::smallint[] IS NULL OR shard = ANY($1::smallint[])"
 )
 
 # One statement: drop the rows, remember their keys, enqueue the events (in firing order), and
@@ -100,8 +103,14 @@ class TimerScanner:
         batch_size: int = 500,
         poll_interval_s: float = 0.2,
         max_backoff_s: float = 5.0,
+        owned_shards: Callable[[], list[int] | None] | None = None,
     ) -> None:
         self.pool = pool
+        # Replicas split the timers by the Kafka partition of their ticket: each fires the
+        # timers of the router.tickets partitions its consumer holds, so one ticket's clock
+        # updates and timer firings happen in one replica. None (Kafka not reached yet): fire
+        # any due timer; SKIP LOCKED still keeps replicas apart.
+        self.owned_shards = owned_shards
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.max_backoff_s = max_backoff_s
@@ -153,10 +162,13 @@ class TimerScanner:
     async def fire_due(self) -> tuple[int, float | None]:
         """Fire one batch of due timers; returns how many, and (when none were due) the
         seconds until the next one."""
+        shards = self.owned_shards() if self.owned_shards is not None else None
+        if shards == []:
+            return 0, None  # this replica holds no partition now: its peers fire
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_LOCK_DUE, self.batch_size)
+            rows = await conn.fetch(_LOCK_DUE, self.batch_size, shards)
             if not rows:
-                return 0, await conn.fetchval(_NEXT_DUE_IN)
+                return 0, await conn.fetchval(_NEXT_DUE_IN, shards)
             fired = await conn.fetchval(_FIRE, *_fire_arguments(rows, datetime.now(UTC)))
         self.stats.fired += fired
         self.stats.batches += 1

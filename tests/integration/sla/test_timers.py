@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from ccshared.events.payloads import TicketOpened, TicketReplied
+from tests.helpers import wait_until
 from tests.integration.sla.conftest import (
     CATEGORY,
     Router,
@@ -131,7 +132,16 @@ async def test_two_replicas_on_one_database_fire_each_timer_once(
     sla_factory: SlaFactory, router: Router, sla_events: SlaEvents
 ) -> None:
     one = await sla_factory.start()
-    await sla_factory.start()  # a second replica on the same database and group
+    two = await sla_factory.start()  # a second replica on the same database and group
+    scanners = [s.app.state.runtime.extras["scanner"] for s in (one, two)]
+
+    async def split() -> bool:
+        owned = [s.owned_shards() for s in scanners]
+        return all(owned) and not set(owned[0]) & set(owned[1])  # type: ignore[arg-type]
+
+    await wait_until(split, timeout=30)  # the group gave each replica its own partitions
+    owned = [set(s.owned_shards()) for s in scanners]
+    assert owned[0] | owned[1] == set(range(6))
     assert (await one.client.post("/v1/policies", json=fast_policy())).status_code == 201
     tickets = [opened() for _ in range(30)]
     await router.publish(*tickets)
@@ -148,6 +158,8 @@ async def test_two_replicas_on_one_database_fire_each_timer_once(
     assert await one.count(
         "SELECT count(*) FROM fired_timers WHERE ticket_id = ANY($1)", ids
     ) == 4 * len(tickets)
+    # Work split by partition: each replica fired the timers of its own tickets.
+    assert all(s.stats.fired > 0 for s in scanners)
 
 
 async def test_reply_after_the_deadline_before_the_breach_fired_still_publishes_the_breach(
