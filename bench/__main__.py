@@ -6,7 +6,12 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = {"intake": "bench.intake", "router": "bench.router", "sla": "bench.sla"}
+BENCHMARKS = {
+    "intake": "bench.intake",
+    "router": "bench.router",
+    "sla": "bench.sla",
+    "feedback": "bench.feedback",
+}
 
 
 def main() -> int:

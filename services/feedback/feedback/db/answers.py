@@ -90,6 +90,15 @@ async def store_answer(
             },
         )
     ).scalar_one()
+    # An answered survey needs no reminder: take it out of the reminder index, so the
+    # scheduler's scan does not grow with every answer ever given.
+    await conn.execute(
+        text(
+            "UPDATE surveys SET reminder_due_at = NULL "
+            "WHERE id = :id AND reminder_due_at IS NOT NULL"
+        ),
+        {"id": survey["id"]},
+    )
     facts = FactChanges(conn)
     await facts.update(
         survey["ticket_id"],
