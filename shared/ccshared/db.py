@@ -40,6 +40,10 @@ def asyncpg_dsn(database_url: str | URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+class MigrationMismatch(RuntimeError):
+    """The database's migration history disagrees with the migration files."""
+
+
 @dataclass(frozen=True)
 class Migration:
     component: str
@@ -81,11 +85,21 @@ async def migrate(engine: AsyncEngine, migrations: Sequence[Migration]) -> list[
                 )
             )
             await conn.commit()
-            rows = await conn.execute(text("SELECT component, version FROM schema_migrations"))
-            done = {(r.component, r.version) for r in rows}
+            rows = await conn.execute(
+                text("SELECT component, version, name FROM schema_migrations")
+            )
+            done = {(r.component, r.version): r.name for r in rows}
             await conn.commit()
             for migration in migrations:
-                if (migration.component, migration.version) in done:
+                applied_as = done.get((migration.component, migration.version))
+                if applied_as is not None and applied_as != migration.name:
+                    raise MigrationMismatch(
+                        f"{migration.component} migration {migration.version:04d} was applied as "
+                        f"{applied_as!r} but the file is now {migration.name!r}: applied "
+                        "migrations never change; add a new one (or, on a development machine, "
+                        "start from an empty database: make reset)"
+                    )
+                if applied_as is not None:
                     continue
                 await _apply(conn, migration)
                 applied_now.append(f"{migration.component}/{migration.name}")

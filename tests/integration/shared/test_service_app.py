@@ -72,3 +72,21 @@ async def test_migrations_run_once_when_replicas_start_together(fresh_database: 
             await engine.dispose()
     applied = sorted(name for result in results for name in result)
     assert applied == sorted(f"{m.component}/{m.name}" for m in migrations)
+
+
+async def test_a_changed_applied_migration_is_refused_with_a_clear_error(
+    fresh_database: str,
+) -> None:
+    import pytest
+
+    from ccshared.db import Migration, MigrationMismatch, make_engine, migrate
+
+    engine = make_engine(fresh_database, pool_size=1)
+    try:
+        await migrate(engine, [Migration("demo", 1, "0001_first.sql", "CREATE TABLE a (n int);")])
+        with pytest.raises(MigrationMismatch, match=r"0001_first\.sql"):
+            await migrate(
+                engine, [Migration("demo", 1, "0001_other.sql", "CREATE TABLE b (n int);")]
+            )
+    finally:
+        await engine.dispose()
