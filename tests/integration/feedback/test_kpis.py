@@ -19,7 +19,6 @@ import pytest
 
 from ccshared.events import new_event
 from ccshared.events.payloads import SlaBreached, SlaEscalated, SlaMet
-from feedback.domain.kpis import BUCKET_BOUNDS_S, bucket_of
 from tests.helpers import wait_until
 from tests.integration.feedback.conftest import Feedback
 from tests.integration.feedback.tickets import contact, opened, reopened, replied, resolved
@@ -135,13 +134,12 @@ def _praise(a: dict[str, Any]) -> bool:
     return a["csat"] == 5 and a["nps"] is not None and a["nps"] >= 9 and bool(comment)
 
 
-def _p90_bucket(values_ms: list[int]) -> int | None:
-    """The exact nearest-rank p90, reported as the bound of its histogram bucket."""
-    if not values_ms:
+def _p90(seconds: list[float]) -> float | None:
+    """The exact nearest-rank p90."""
+    if not seconds:
         return None
-    ordered = sorted(values_ms)
-    exact = ordered[-(-9 * len(ordered) // 10) - 1]
-    return BUCKET_BOUNDS_S[bucket_of(exact)]
+    ordered = sorted(seconds)
+    return ordered[-(-9 * len(ordered) // 10) - 1]
 
 
 def _ms(a: datetime, b: datetime) -> int:
@@ -173,9 +171,15 @@ def _expected(tickets: list[Ticket]) -> dict[str, Any]:
         "fcr_answered": share(sum(solved), len(solved)),
         "fcr_observed": share(sum(not t.reopened and not t.recontacted for t in tickets), n),
         "first_response_avg_s": sum(frt) / len(frt) / 1000 if frt else None,
-        "first_response_p90_s": _p90_bucket(frt),
+        "first_response_p90_s": _p90(
+            [
+                (t.first_response_at - t.opened_at).total_seconds()
+                for t in tickets
+                if t.first_response_at
+            ]
+        ),
         "resolution_avg_s": sum(res) / len(res) / 1000,
-        "resolution_p90_s": _p90_bucket(res),
+        "resolution_p90_s": _p90([(t.resolved_at - t.opened_at).total_seconds() for t in tickets]),
         "sla_attainment": share(outcomes.count("met"), len(outcomes)),
         "escalation_rate": share(sum(t.escalated for t in tickets), n),
         "complaint_rate": share(sum(t.category == "complaint" for t in tickets), n),

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from ccshared.problems import FieldError, Problem
 from feedback.api.deps import engine_of, wants
 from feedback.api.schemas import KpiFigures, KpiGroup, KpiReport, problems
-from feedback.db.kpis import kpi_sums
+from feedback.db.kpis import exact_p90s, kpi_sums
 from feedback.domain.kpis import KPI_FIELDS, kpis_of, total
 
 router = APIRouter(prefix="/v1", tags=["kpis"])
@@ -48,12 +48,16 @@ async def _report(request: Request, first: date, last: date, group_by: str) -> K
         )
     async with engine_of(request).connect() as conn:
         groups = await kpi_sums(conn, first, last, group_by)
+        p90s, overall = await exact_p90s(conn, first, last, group_by)
     return KpiReport(
         first=first.isoformat(),
         last=last.isoformat(),
         group_by=group_by,
-        groups=[KpiGroup(key=key, **vars(kpis_of(sums))) for key, sums in groups],
-        total=KpiFigures(**vars(kpis_of(total(s for _, s in groups)))),
+        groups=[
+            KpiGroup(key=key, **vars(kpis_of(sums, p90s.get(key, (None, None)))))
+            for key, sums in groups
+        ],
+        total=KpiFigures(**vars(kpis_of(total(s for _, s in groups), overall))),
     )
 
 

@@ -204,9 +204,9 @@ class KpiFigures(BaseModel):
         description="Share resolved with no reopen and no new contact within the window"
     )
     first_response_avg_s: float | None
-    first_response_p90_s: int | None = Field(description="Histogram bucket bound (≤10% + 1 s over)")
+    first_response_p90_s: float | None = Field(description="Exact nearest-rank p90 (s)")
     resolution_avg_s: float | None
-    resolution_p90_s: int | None
+    resolution_p90_s: float | None
     sla_attainment: float | None = Field(description="Targets met / targets met or breached")
     escalation_rate: float | None
     complaint_rate: float | None = Field(description="Share of tickets of category 'complaint'")

@@ -237,9 +237,9 @@ class Kpis:
     fcr_answered: float | None
     fcr_observed: float | None
     first_response_avg_s: float | None
-    first_response_p90_s: int | None
+    first_response_p90_s: float | None
     resolution_avg_s: float | None
-    resolution_p90_s: int | None
+    resolution_p90_s: float | None
     sla_attainment: float | None
     escalation_rate: float | None
     complaint_rate: float | None
@@ -252,7 +252,14 @@ class Kpis:
 KPI_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Kpis))
 
 
-def kpis_of(s: KpiSums) -> Kpis:
+def kpis_of(s: KpiSums, exact_p90s: tuple[float | None, float | None] | None = None) -> Kpis:
+    """The figures of some rollup sums; p90s are exact when given (from the raw facts), else
+    the histogram's bound."""
+    frt_p90, res_p90 = (
+        exact_p90s
+        if exact_p90s is not None
+        else (histogram_percentile(s.frt_hist), histogram_percentile(s.res_hist))
+    )
     return Kpis(
         tickets=s.tickets,
         csat=ratio(s.csat_satisfied, s.csat_count),
@@ -260,9 +267,9 @@ def kpis_of(s: KpiSums) -> Kpis:
         fcr_answered=ratio(s.fcr_answer_yes, s.fcr_answer_count),
         fcr_observed=ratio(s.fcr_observed, s.tickets),
         first_response_avg_s=None if s.frt_count == 0 else s.frt_sum_ms / s.frt_count / 1000,
-        first_response_p90_s=histogram_percentile(s.frt_hist),
+        first_response_p90_s=frt_p90,
         resolution_avg_s=None if s.res_count == 0 else s.res_sum_ms / s.res_count / 1000,
-        resolution_p90_s=histogram_percentile(s.res_hist),
+        resolution_p90_s=res_p90,
         sla_attainment=ratio(s.sla_met, s.sla_met + s.sla_breached),
         escalation_rate=ratio(s.escalated, s.tickets),
         complaint_rate=ratio(s.complaints, s.tickets),
