@@ -98,10 +98,10 @@ class KpiSums:
 
     @classmethod
     def from_row(cls, row: Any) -> KpiSums:
-        """From a mapping of column values; NULL or short histograms read as zeros."""
+        """From a mapping of column values; NULL, short or absent histograms read as zeros."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            value = row[f.name]
+            value = row.get(f.name) if f.name.endswith("_hist") else row[f.name]
             if f.name.endswith("_hist"):
                 counts = list(value or ())
                 values[f.name] = tuple(counts + [0] * (BUCKETS - len(counts)))[:BUCKETS]
