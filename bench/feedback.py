@@ -187,7 +187,9 @@ SELECT g.survey_id, g.ticket_id, g.customer_id, g.channel, g.language, f.agent_i
        CASE WHEN g.channel IN ('chat', 'social') THEN g.resolved_at + interval '20 hours' END,
        CASE WHEN g.survey_status = 'sent' THEN g.resolved_at + g.delay END,
        CASE WHEN g.survey_status = 'sent' THEN g.resolved_at + g.delay + interval '14 days' END,
-       CASE WHEN g.survey_status = 'sent' THEN g.resolved_at + g.delay + interval '3 days' END,
+       -- An answered survey leaves the reminder index, as the service does when it stores one.
+       CASE WHEN g.survey_status = 'sent' AND NOT g.answered
+            THEN g.resolved_at + g.delay + interval '3 days' END,
        CASE WHEN g.survey_status = 'sent' AND NOT g.answered
              AND g.resolved_at + g.delay + interval '3 days' <= $1::timestamptz + interval '1 hour'
             THEN g.resolved_at + g.delay + interval '3 days' END,

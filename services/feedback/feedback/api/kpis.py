@@ -31,7 +31,9 @@ _RESPONSES = {
 }
 
 
-async def _report(request: Request, first: date, last: date, group_by: str) -> KpiReport:
+async def _report(
+    request: Request, first: date, last: date, group_by: str, exact: bool = False
+) -> KpiReport:
     if last < first:
         raise Problem(
             "`to` is before `from`.",
@@ -47,14 +49,20 @@ async def _report(request: Request, first: date, last: date, group_by: str) -> K
             errors=[FieldError(field="query.to", message="range too long", type="range")],
         )
     async with engine_of(request).connect() as conn:
-        groups = await kpi_sums(conn, first, last, group_by)
-        p90s, overall = await exact_p90s(conn, first, last, group_by)
+        groups = await kpi_sums(conn, first, last, group_by, histograms=not exact)
+        p90s: dict[str, tuple[float | None, float | None]] = {}
+        overall: tuple[float | None, float | None] | None = None
+        if exact:
+            p90s, overall = await exact_p90s(conn, first, last, group_by)
     return KpiReport(
         first=first.isoformat(),
         last=last.isoformat(),
         group_by=group_by,
         groups=[
-            KpiGroup(key=key, **vars(kpis_of(sums, p90s.get(key, (None, None)))))
+            KpiGroup(
+                key=key,
+                **vars(kpis_of(sums, p90s.get(key, (None, None)) if exact else None)),
+            )
             for key, sums in groups
         ],
         total=KpiFigures(**vars(kpis_of(total(s for _, s in groups), overall))),
@@ -80,6 +88,15 @@ def _csv(report: KpiReport) -> Response:
 
 FromDay = Query(alias="from", description="First UTC day, inclusive (YYYY-MM-DD)")
 ToDay = Query(alias="to", description="Last UTC day, inclusive (YYYY-MM-DD)")
+ExactPercentiles = Query(
+    default=False,
+    description=(
+        "false (default): p90s from the rollups' histograms, fast at any volume: the bound of "
+        "the ~10% bucket holding the exact p90 (never below it, at most 10% + 1 s above). "
+        "true: the exact nearest-rank p90 over the range's tickets (reads every ticket of the "
+        "range: ~0.2 s for 170,000 tickets)."
+    ),
+)
 
 
 @router.get(
@@ -90,9 +107,13 @@ ToDay = Query(alias="to", description="Last UTC day, inclusive (YYYY-MM-DD)")
     responses=_RESPONSES,
 )
 async def get_kpis(
-    request: Request, first: date = FromDay, last: date = ToDay, group_by: GroupBy = "queue"
+    request: Request,
+    first: date = FromDay,
+    last: date = ToDay,
+    group_by: GroupBy = "queue",
+    exact_percentiles: bool = ExactPercentiles,
 ) -> Response:
-    report = await _report(request, first, last, group_by)
+    report = await _report(request, first, last, group_by, exact_percentiles)
     if wants(request, "text/csv"):
         return _csv(report)
     return JSONResponse(report.model_dump(mode="json", by_alias=True))
@@ -106,6 +127,10 @@ async def get_kpis(
     response_class=Response,
 )
 async def get_kpis_csv(
-    request: Request, first: date = FromDay, last: date = ToDay, group_by: GroupBy = "queue"
+    request: Request,
+    first: date = FromDay,
+    last: date = ToDay,
+    group_by: GroupBy = "queue",
+    exact_percentiles: bool = ExactPercentiles,
 ) -> Response:
-    return _csv(await _report(request, first, last, group_by))
+    return _csv(await _report(request, first, last, group_by, exact_percentiles))
