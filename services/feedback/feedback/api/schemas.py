@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field
 
+from ccshared.inputs import RequestBody
 from ccshared.problems import ProblemDetails
 
 Channel = Literal["phone", "email", "chat", "social"]
@@ -24,9 +25,7 @@ def problems(codes: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     }
 
 
-class AnswerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AnswerIn(RequestBody):
     csat: int | None = Field(default=None, ge=1, le=5, description="Satisfaction, 1–5")
     nps: int | None = Field(default=None, ge=0, le=10, description="Likelihood to recommend")
     solved_first_contact: bool | None = Field(
@@ -113,9 +112,7 @@ class TicketSurveyView(BaseModel):
     deliveries: list[DeliveryView]
 
 
-class WebhookIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class WebhookIn(RequestBody):
     channel: Channel
     url: AnyHttpUrl
     secret: str | None = Field(
@@ -128,8 +125,8 @@ class WebhookIn(BaseModel):
     active: bool = True
 
 
-class WebhookPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WebhookPatch(RequestBody):
+    NOT_NULL = frozenset({"url", "secret", "active"})
 
     url: AnyHttpUrl | None = None
     secret: str | None = Field(default=None, min_length=16, max_length=200)
@@ -151,9 +148,7 @@ class WebhookCreated(WebhookView):
     secret: str = Field(description="Shown only now: verify X-Feedback-Signature with it")
 
 
-class KeyAccountIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class KeyAccountIn(RequestBody):
     customer_id: uuid.UUID
     name: str = Field(min_length=1, max_length=200)
     relationship_started_at: AwareDatetime
@@ -166,8 +161,8 @@ class KeyAccountIn(BaseModel):
     )
 
 
-class KeyAccountPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KeyAccountPatch(RequestBody):
+    NOT_NULL = frozenset({"name", "relationship_started_at", "active"})
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     relationship_started_at: AwareDatetime | None = None

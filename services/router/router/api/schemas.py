@@ -6,17 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from ccshared.events.payloads import Channel, Priority
+from ccshared.inputs import RequestBody
 
 Strategy = Literal["longest_idle", "least_loaded", "round_robin", "best_skill_match"]
 AgentStatus = Literal["available", "busy", "away", "offline"]
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _In(RequestBody):
+    pass
 
 
 class QueueIn(_In):
