@@ -210,7 +210,7 @@ async def open_ticket(
             "language": result.language,
             "segment": facts.segment,
             "queue": step.queue_id,
-            "classification": _json(classification_document(result)),
+            "classification": orjson.dumps(classification_document(result)).decode(),
             "pv": step.policy_version,
             "step": step.step_id,
             "timeout": _timeout_at(now, step),
@@ -427,7 +427,3 @@ async def _owner_available(conn: AsyncConnection, ticket: Ticket) -> bool:
         )
     ).scalar()
     return status == "available"
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()

@@ -25,7 +25,7 @@ from router.db.policies import PolicyCache
 from router.db.tickets import TicketNotFound, add_history, get_ticket
 from router.domain.classification import PRIORITY_RANK
 from router.domain.lifecycle import OPEN_STATUSES
-from router.flows import ROUTER, change_status, open_ticket, publish, receive_contact
+from router.flows import change_status, open_ticket, publish, receive_contact
 
 ESCALATION_QUEUE = "escalations"
 
@@ -190,4 +190,3 @@ FOLLOW_UPS = ConsumerSpec(
     event_types=frozenset({"followup.requested"}),
     after_commit=_nudge,
 )
-__all__ = ["CONTACTS", "ESCALATIONS", "FOLLOW_UPS", "ROUTER"]
