@@ -1,5 +1,6 @@
 """Hostile input, generated from each service's own OpenAPI document (schemathesis): whatever
-a client sends, the answer is never a server error. Bounded: a few examples per operation.
+a client sends to any of the four services, the answer is never a server error. Bounded: a few
+examples per operation.
 
 The services run as real uvicorn processes on fresh databases, as they do in production.
 """
@@ -109,6 +110,18 @@ def router_schema() -> Iterator[schemathesis.BaseSchema]:
         yield schemathesis.openapi.from_url(f"{url}/openapi.json")
 
 
+@pytest.fixture(scope="module")
+def sla_schema() -> Iterator[schemathesis.BaseSchema]:
+    for url in _serve("sla"):
+        yield schemathesis.openapi.from_url(f"{url}/openapi.json")
+
+
+@pytest.fixture(scope="module")
+def feedback_schema() -> Iterator[schemathesis.BaseSchema]:
+    for url in _serve("feedback"):
+        yield schemathesis.openapi.from_url(f"{url}/openapi.json")
+
+
 BOUNDED = settings(
     max_examples=8,
     deadline=None,
@@ -140,3 +153,11 @@ def test_intake_never_answers_a_server_error(intake_schema: schemathesis.BaseSch
 
 def test_router_never_answers_a_server_error(router_schema: schemathesis.BaseSchema) -> None:
     assert _fuzz(router_schema) >= 15
+
+
+def test_sla_never_answers_a_server_error(sla_schema: schemathesis.BaseSchema) -> None:
+    assert _fuzz(sla_schema) >= 10
+
+
+def test_feedback_never_answers_a_server_error(feedback_schema: schemathesis.BaseSchema) -> None:
+    assert _fuzz(feedback_schema) >= 10

@@ -140,7 +140,7 @@ async def list_versions(policy_id: PolicyId, request: Request) -> list[PolicyVie
 
 @router.get("/{policy_id}/versions/{version}", response_model=PolicyView, responses=_ERRORS)
 async def get_version(
-    policy_id: PolicyId, version: Annotated[int, Path(ge=1)], request: Request
+    policy_id: PolicyId, version: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request
 ) -> PolicyView:
     async with runtime_of(request.app).engine.connect() as conn:
         row = (await conn.execute(_VERSION, {"id": policy_id, "version": version})).first()
