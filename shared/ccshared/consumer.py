@@ -241,16 +241,8 @@ class IdempotentConsumer:
                     savepoint = await conn.begin_nested()
                     token = correlation_id.set(envelope.correlation_id or str(envelope.event_id))
                     try:
-                        first_time = (
-                            await conn.execute(
-                                _MARK_PROCESSED,
-                                {"consumer": self.group_id, "event_id": envelope.event_id},
-                            )
-                        ).first()
-                        if first_time is None:
+                        if not await self._apply_in(conn, envelope, payload):
                             duplicates += 1
-                        else:
-                            await self.handler(conn, envelope, payload)
                         await savepoint.commit()
                     except Exception as exc:  # noqa: BLE001 - retried alone by _process
                         await savepoint.rollback()
@@ -330,18 +322,27 @@ class IdempotentConsumer:
 
     async def _apply_once(self, envelope: Envelope, payload: BaseModel) -> None:
         async with self.engine.begin() as conn:
-            first_time = (
-                await conn.execute(
-                    _MARK_PROCESSED, {"consumer": self.group_id, "event_id": envelope.event_id}
-                )
-            ).first()
-            if first_time is None:
+            if not await self._apply_in(conn, envelope, payload):
                 self.stats.duplicates += 1
                 return
-            await self.handler(conn, envelope, payload)
         self.stats.processed += 1
         if self.after_commit is not None:
             self.after_commit(envelope)
+
+    async def _apply_in(
+        self, conn: AsyncConnection, envelope: Envelope, payload: BaseModel
+    ) -> bool:
+        """Mark the event processed and give it its effect, in the caller's transaction;
+        False (and no effect) when it was processed before."""
+        first_time = (
+            await conn.execute(
+                _MARK_PROCESSED, {"consumer": self.group_id, "event_id": envelope.event_id}
+            )
+        ).first()
+        if first_time is None:
+            return False
+        await self.handler(conn, envelope, payload)
+        return True
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException, attempts: int) -> bool:
         headers = [
