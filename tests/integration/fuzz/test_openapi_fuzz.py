@@ -84,7 +84,7 @@ def _serve(service: str) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:  # noqa: S310
+                with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:  # noqa: S310
                     if response.status == 200:
                         break
             except OSError:
@@ -136,6 +136,8 @@ def _fuzz(schema: schemathesis.BaseSchema) -> int:
     operations = 0
     for result in schema.get_all_operations():
         operation = result.ok()
+        if operation.path in ("/healthz", "/readyz"):
+            continue  # no input; /readyz answers 503 by design while a dependency is down
 
         @given(case=operation.as_strategy())
         @BOUNDED
@@ -148,7 +150,7 @@ def _fuzz(schema: schemathesis.BaseSchema) -> int:
 
 
 def test_intake_never_answers_a_server_error(intake_schema: schemathesis.BaseSchema) -> None:
-    assert _fuzz(intake_schema) >= 5
+    assert _fuzz(intake_schema) == 3  # post, batch, get
 
 
 def test_router_never_answers_a_server_error(router_schema: schemathesis.BaseSchema) -> None:
