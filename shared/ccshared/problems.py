@@ -97,6 +97,7 @@ def problem_response(
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
+    instance: str | None = None,
 ) -> JSONResponse:
     title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     body = ProblemDetails(
@@ -104,7 +105,7 @@ def problem_response(
         title=title,
         status=status,
         detail=detail,
-        instance=str(request.url.path) if request is not None else None,
+        instance=str(request.url.path) if request is not None else instance,
         errors=errors,
         correlation_id=correlation_id.get(),
     ).model_dump(exclude_none=True)
@@ -130,18 +131,36 @@ _SLUGS = {
 }
 
 
+def response_for_problem(exc: Problem, instance: str | None) -> JSONResponse:
+    return problem_response(
+        None,
+        status=exc.status,
+        slug=exc.slug,
+        detail=exc.detail,
+        errors=exc.errors,
+        headers=exc.headers,
+        extra=exc.extra,
+        instance=instance,
+    )
+
+
+def response_for_invalid_body(exc: ValidationError, instance: str | None) -> JSONResponse:
+    """A model validated by hand from the body failed: 422 naming each field under `body.`."""
+    errors = field_errors(list(exc.errors()), prefix=("body",))
+    return problem_response(
+        None,
+        status=422,
+        slug="validation-error",
+        detail="The request is invalid at: " + ", ".join(e.field for e in errors[:5]),
+        errors=errors,
+        instance=instance,
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(
-            request,
-            status=exc.status,
-            slug=exc.slug,
-            detail=exc.detail,
-            errors=exc.errors,
-            headers=exc.headers,
-            extra=exc.extra,
-        )
+        return response_for_problem(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -157,14 +176,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ValidationError)
     async def _invalid_model(request: Request, exc: ValidationError) -> JSONResponse:
-        errors = field_errors(list(exc.errors()), prefix=("body",))
-        return problem_response(
-            request,
-            status=422,
-            slug="validation-error",
-            detail="The request is invalid at: " + ", ".join(e.field for e in errors[:5]),
-            errors=errors,
-        )
+        return response_for_invalid_body(exc, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp
 
 from ccshared.consumer import Handler, IdempotentConsumer
 from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
@@ -86,6 +87,7 @@ def create_service_app(
     on_start: Callable[[Runtime], Awaitable[None]] | None = None,
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None,
     startup_deadline_s: float = 60.0,
+    middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
 ) -> FastAPI:
     """The one way a service is assembled, so all four behave alike."""
 
@@ -188,6 +190,8 @@ def create_service_app(
     app.include_router(health_router(app.state.readiness, settings.service_name))
     for router in routers:
         app.include_router(router)
+    for wrap in middleware:  # innermost: behind the body limit and the correlation id
+        app.add_middleware(wrap)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
     return app

@@ -20,6 +20,10 @@ class IntakeSettings(ServiceSettings):
     max_future_skew_s: int = Field(default=300, ge=0, le=86_400)
     public_base_url: str = "http://127.0.0.1:8001"
 
+    # Serve POST /v1/contacts as plain ASGI beside FastAPI (intake.api.fast); false routes it
+    # through FastAPI like every other operation.
+    fast_path: bool = True
+
     # Group commit: contacts arriving together are written in one transaction.
     writer_max_batch: int = Field(default=256, ge=1, le=5_000)
     writer_concurrency: int = Field(default=1, ge=1, le=32)

@@ -70,9 +70,10 @@ async def intake_factory(
 ) -> AsyncIterator[Callable[..., Awaitable[Intake]]]:
     started: list[tuple[Any, httpx.AsyncClient, asyncpg.Pool]] = []
 
-    async def start(**overrides: Any) -> Intake:
+    async def start(database_url: str | None = None, **overrides: Any) -> Intake:
+        url = database_url or fresh_database
         settings = IntakeSettings(
-            database_url=SecretStr(fresh_database),
+            database_url=SecretStr(url),
             kafka_bootstrap=kafka_bootstrap,
             log_json=False,
             api_key_cache_s=0,
@@ -84,9 +85,9 @@ async def intake_factory(
         await lifespan.__aenter__()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
         await wait_until(lambda: _ready(client), timeout=30)
-        db = await asyncpg.create_pool(asyncpg_dsn(fresh_database), min_size=1, max_size=3)
+        db = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=3)
         started.append((lifespan, client, db))
-        return Intake(app, client, db, fresh_database)
+        return Intake(app, client, db, url)
 
     yield start
     for lifespan, client, db in reversed(started):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from fastapi import Request
 
@@ -34,19 +35,23 @@ def verifier_of(request: Request) -> ApiKeyVerifier:
 
 
 async def authenticate(request: Request) -> ApiKey:
-    """The caller's active key, within its rate limit. Read by hand rather than through
-    FastAPI's security dependencies: this runs on every request of the hot path."""
+    """The caller's active key, within its rate limit."""
+    return await authenticate_headers(request.headers, verifier_of(request))
+
+
+async def authenticate_headers(headers: Mapping[str, str], verifier: ApiKeyVerifier) -> ApiKey:
+    """Read by hand rather than through FastAPI's security dependencies: this runs on every
+    request of the hot path."""
     presented = None
-    authorization = request.headers.get("authorization")
+    authorization = headers.get("authorization")
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer":
             presented = credentials.strip()
     else:
-        presented = request.headers.get("x-api-key")
+        presented = headers.get("x-api-key")
     if not presented:
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
-    verifier = verifier_of(request)
     key = await verifier.verify(presented)
     if key is None:
         raise Unauthorized("The API key is unknown, malformed or revoked.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,14 @@ from pydantic import BaseModel, ValidationError
 from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
 from ccshared.problems import Conflict, FieldError, NotFound, Problem, ProblemDetails
-from intake.api.auth import SECURITY, SECURITY_SCHEMES, authenticate, require_channel
+from ccshared.service import Runtime
+from intake.api.auth import (
+    SECURITY,
+    SECURITY_SCHEMES,
+    authenticate,
+    authenticate_headers,
+    require_channel,
+)
 from intake.api.schemas import (
     CONTACT_ADAPTER,
     CONTEXT_DEFAULT_REGION,
@@ -117,8 +125,8 @@ def _parse_body(raw: bytes, content_type: str, settings: IntakeSettings) -> Cont
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def _idempotency_key(request: Request) -> str | None:
-    value = request.headers.get("idempotency-key")
+def _idempotency_key(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("idempotency-key")
     if value is None:
         return None
     if not _IDEMPOTENCY_KEY.match(value):
@@ -219,22 +227,37 @@ async def _store(writer: ContactWriter, new: NewContact) -> StoredContact:
     },
 )
 async def post_contact(request: Request, response: Response) -> ContactAccepted:
-    key = await authenticate(request)
-    idempotency_key = _idempotency_key(request)
-    settings = _settings(request)
-    contact = _parse_body(await request.body(), request.headers.get("content-type", ""), settings)
-    require_channel(key, contact.channel)
-    stored = await _store(_writer(request), _new_contact(contact, key, idempotency_key))
-    response.headers["Location"] = f"/v1/contacts/{stored.contact_id}"
-    if stored.status == "duplicate":
-        response.headers["Idempotent-Replayed"] = "true"
-    return ContactAccepted(
-        id=stored.contact_id,
-        customer_id=stored.customer_id,
-        status=stored.status,
-        channel=contact.channel,
-        external_id=contact.external_id,
+    # Served by `ContactFastPath` (intake.api.fast) in the running app; this route documents
+    # the operation and answers when the fast path is turned off.
+    body, headers = await accept_contact(
+        request.app.state.runtime, request.headers, await request.body()
     )
+    response.headers.update(headers)
+    return ContactAccepted.model_validate(body)
+
+
+async def accept_contact(
+    runtime: Runtime, headers: Mapping[str, str], raw: bytes
+) -> tuple[dict[str, str], dict[str, str]]:
+    """POST /v1/contacts, whichever way it arrives: the 202's JSON body and its headers.
+    Raises `Problem` for every refusal."""
+    settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
+    key = await authenticate_headers(headers, runtime.extras["verifier"])
+    idempotency_key = _idempotency_key(headers)
+    contact = _parse_body(raw, headers.get("content-type", ""), settings)
+    require_channel(key, contact.channel)
+    stored = await _store(runtime.extras["writer"], _new_contact(contact, key, idempotency_key))
+    contact_id = str(stored.contact_id)
+    response_headers = {"Location": f"/v1/contacts/{contact_id}"}
+    if stored.status == "duplicate":
+        response_headers["Idempotent-Replayed"] = "true"
+    return {
+        "id": contact_id,
+        "customer_id": str(stored.customer_id),
+        "status": stored.status,
+        "channel": contact.channel,
+        "external_id": contact.external_id,
+    }, response_headers
 
 
 @router.post(

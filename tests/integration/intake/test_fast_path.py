@@ -1,0 +1,80 @@
+"""POST /v1/contacts answers alike through the plain-ASGI fast path and through FastAPI."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import httpx
+
+from intake.api.schemas import ContactAccepted
+from tests.conftest import scratch_database
+from tests.integration.intake.conftest import Intake, samples
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+KEY_PREFIX = re.compile(r"Key [0-9a-f]+")
+COMPARED_HEADERS = ("content-type", "www-authenticate", "retry-after", "idempotent-replayed")
+
+
+def _shape(response: httpx.Response) -> dict[str, Any]:
+    """What a client can rely on, with the ids that differ between two databases masked."""
+    text = KEY_PREFIX.sub("Key <prefix>", UUID.sub("<uuid>", response.text))
+    correlation = response.headers.get("x-correlation-id", "")
+    return {
+        "status": response.status_code,
+        "headers": {h: response.headers.get(h) for h in COMPARED_HEADERS},
+        "location": UUID.sub("<uuid>", response.headers.get("location", "")),
+        "body": text.replace(correlation, "<cid>") if correlation else text,
+        "has_correlation_id": bool(correlation),
+    }
+
+
+async def _exchange(intake: Intake, *, limited_key: str, key: str) -> list[dict[str, Any]]:
+    sample = samples()[0]
+    other = copy.deepcopy(sample)
+    other["text"] = "another body under the same id"
+    invalid = copy.deepcopy(sample)
+    invalid["phone"]["caller"] = "not a number"
+    email = next(s for s in samples() if s["channel"] == "email")
+    auth = {"Authorization": f"Bearer {key}"}
+    post = intake.client.post
+    responses = [
+        await post("/v1/contacts", json=sample, headers=auth),
+        await post("/v1/contacts", json=sample, headers=auth),  # retry
+        await post("/v1/contacts", json=other, headers=auth),  # same id, other body
+        await post("/v1/contacts", json=sample),  # no key
+        await post("/v1/contacts", json=sample, headers={"Authorization": "Bearer cck_forged"}),
+        await post("/v1/contacts", json=email, headers={"Authorization": f"Bearer {limited_key}"}),
+        await post("/v1/contacts", json=invalid, headers=auth),
+        await post("/v1/contacts", content=b"{not json", headers=auth),
+        await post("/v1/contacts", content=b"<x/>", headers={**auth, "Content-Type": "text/xml"}),
+        await post("/v1/contacts", json=sample, headers={**auth, "Idempotency-Key": "a b"}),
+        await post("/v1/contacts", content=b"x" * 2_000_000, headers=auth),
+    ]
+    return [_shape(r) for r in responses]
+
+
+async def test_fast_path_and_fastapi_route_answer_the_same(intake_factory: Any) -> None:
+    shapes = []
+    async with scratch_database() as other_database:
+        fast = await intake_factory(fast_path=True)
+        routed = await intake_factory(database_url=other_database, fast_path=False)
+        for intake in (fast, routed):
+            key = await intake.new_key()
+            limited = await intake.new_key(["phone"])
+            shapes.append(await _exchange(intake, limited_key=limited, key=key))
+    assert [s["status"] for s in shapes[0]] == [202, 202, 409, 401, 401, 403, 422, 422, 415, 422, 413]
+    for got, expected in zip(shapes[0], shapes[1], strict=True):
+        assert got == expected
+    assert all(s["has_correlation_id"] for s in shapes[0])
+
+
+async def test_fast_path_202_matches_the_documented_model(intake: Intake) -> None:
+    key = await intake.new_key()
+    response = await intake.post(samples()[1], key)
+    assert response.status_code == 202
+    accepted = ContactAccepted.model_validate(response.json())
+    assert response.headers["location"] == f"/v1/contacts/{accepted.id}"
+    stored = await intake.db.fetchrow("SELECT customer_id FROM contacts WHERE id = $1", accepted.id)
+    assert stored is not None and stored["customer_id"] == accepted.customer_id
