@@ -78,4 +78,5 @@ async def test_fast_path_202_matches_the_documented_model(intake: Intake) -> Non
     accepted = ContactAccepted.model_validate(response.json())
     assert response.headers["location"] == f"/v1/contacts/{accepted.id}"
     stored = await intake.db.fetchrow("SELECT customer_id FROM contacts WHERE id = $1", accepted.id)
-    assert stored is not None and stored["customer_id"] == accepted.customer_id
+    assert stored is not None
+    assert stored["customer_id"] == accepted.customer_id
