@@ -67,16 +67,10 @@ class IdempotencyConflict(Exception):
 @dataclass
 class _Pending:
     contact: NewContact
+    attempts: int = 0
     future: asyncio.Future[StoredContact] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    owners: list[uuid.UUID]  # per contact
-    created_identities: set[Identity]  # rows this batch inserted
-    new_customers: set[uuid.UUID]  # customers this batch created
 
 
 class IdentityCache:
@@ -91,6 +85,9 @@ class IdentityCache:
         if owner is not None:
             self._data.move_to_end(identity)
         return owner
+
+    def forget(self, identity: Identity) -> None:
+        self._data.pop(identity, None)
 
     def put(self, identity: Identity, owner: uuid.UUID) -> None:
         if self.size <= 0:
@@ -114,46 +111,92 @@ FROM contacts c JOIN unnest($3::uuid[], $4::text[]) AS k(api_key_id, idempotency
   ON c.api_key_id = k.api_key_id AND c.idempotency_key = k.idempotency_key
 """
 
-_IDENTITIES = """
-SELECT kind, value, customer_id FROM customer_identities
-WHERE (kind, value) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-"""
-
-# New customers and their identities in one statement. An identity that a concurrent batch
-# claimed first comes back with that batch's customer (DO UPDATE makes RETURNING report it).
-_CLAIM_IDENTITIES = """
-WITH new_customers AS (
-    INSERT INTO customers (id, name) SELECT * FROM unnest($1::uuid[], $2::text[])
-)
-INSERT INTO customer_identities (kind, value, customer_id)
-SELECT * FROM unnest($3::text[], $4::text[], $5::uuid[])
-ON CONFLICT (kind, value) DO UPDATE SET kind = EXCLUDED.kind
-RETURNING kind, value, customer_id
-"""
-
-_INSERT_CONTACTS = """
+# A whole batch in one statement, so one round trip and one commit (autocommit). The writer
+# has already picked each contact's customer: the cached owner of its strongest known identity,
+# or a new customer (shared by contacts of the batch that share an identity). Identities the
+# cache did not know are claimed here. A contact is held back, not stored, when one of its
+# claims that could change its customer ("decisive": stronger than what decided it, or any
+# claim of a new customer) belongs to another customer already (`blocked`: the rows come back
+# so the writer learns them and retries the contact) or was claimed by a concurrent batch after
+# this statement's snapshot or went to another customer of the batch (`lost`). Contacts whose channel id or idempotency key is already
+# stored (`taken`) claim nothing; the writer settles them as retries or conflicts.
+_WRITE_BATCH = """
 WITH input AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::bytea[],
         $8::timestamptz[], $9::text[], $10::uuid[], $11::bytea[]
     ) WITH ORDINALITY AS t(id, customer_id, channel, external_id, api_key_id, idempotency_key,
                            request_hash, received_at, body, event_id, event, ord)
+), taken AS (
+    SELECT i.ord FROM input i
+    JOIN contacts c ON c.channel = i.channel AND c.external_id = i.external_id
+    UNION
+    SELECT i.ord FROM input i
+    JOIN contacts c ON c.api_key_id = i.api_key_id AND c.idempotency_key = i.idempotency_key
+), claim AS (
+    SELECT * FROM unnest($12::text[], $13::text[], $14::uuid[], $15::bigint[], $16::bool[])
+        AS t(kind, value, customer_id, ord, decisive)
+    WHERE ord NOT IN (SELECT ord FROM taken)
+), existing AS (
+    SELECT cl.ord, cl.kind, cl.value, ci.customer_id, cl.decisive,
+           ci.customer_id <> cl.customer_id AS foreign_owner
+    FROM claim cl JOIN customer_identities ci USING (kind, value)
+), blocked AS (
+    SELECT DISTINCT ord FROM existing WHERE decisive AND foreign_owner
+), fresh AS (
+    SELECT cl.* FROM claim cl
+    WHERE cl.ord NOT IN (SELECT ord FROM blocked)
+      AND NOT EXISTS (SELECT 1 FROM existing e WHERE e.kind = cl.kind AND e.value = cl.value)
+), claimed AS (
+    INSERT INTO customer_identities (kind, value, customer_id)
+    SELECT DISTINCT ON (kind, value) kind, value, customer_id FROM fresh ORDER BY kind, value, ord
+    ON CONFLICT (kind, value) DO NOTHING
+    RETURNING kind, value, customer_id
+), lost AS (
+    SELECT DISTINCT f.ord FROM fresh f
+    WHERE f.decisive
+      AND NOT EXISTS (SELECT 1 FROM claimed c
+                      WHERE c.kind = f.kind AND c.value = f.value
+                        AND c.customer_id = f.customer_id)
+), storing AS (
+    SELECT * FROM input
+    WHERE ord NOT IN (SELECT ord FROM taken)
+      AND ord NOT IN (SELECT ord FROM blocked)
+      AND ord NOT IN (SELECT ord FROM lost)
+), new_customers AS (
+    INSERT INTO customers (id, name)
+    SELECT n.id, n.name FROM unnest($17::uuid[], $18::text[]) AS n(id, name)
+    WHERE n.id IN (SELECT customer_id FROM storing UNION SELECT customer_id FROM claimed)
 ), inserted AS (
     INSERT INTO contacts (id, customer_id, channel, external_id, api_key_id, idempotency_key,
                           request_hash, received_at, body)
     SELECT id, customer_id, channel, external_id, api_key_id, idempotency_key, request_hash,
            received_at, body::json
-    FROM input
+    FROM storing
     ON CONFLICT DO NOTHING
     RETURNING id
 ), published AS (
     INSERT INTO outbox (topic, key, event_id, event_type, value)
-    SELECT 'intake.contacts', i.customer_id::text, i.event_id, 'contact.received', i.event
-    FROM input i JOIN inserted USING (id)
-    ORDER BY i.ord  -- outbox ids in submission order: per-customer order within a batch
+    SELECT 'intake.contacts', s.customer_id::text, s.event_id, 'contact.received', s.event
+    FROM storing s JOIN inserted USING (id)
+    ORDER BY s.ord  -- outbox ids in submission order: per-customer order within a batch
 )
-SELECT id FROM inserted
+SELECT 'inserted' AS what, NULL::bigint AS ord, id, NULL AS kind, NULL AS value,
+       NULL::uuid AS customer_id
+FROM inserted
+UNION ALL
+SELECT 'claimed', NULL, NULL, kind, value, customer_id FROM claimed
+UNION ALL
+SELECT 'owned', ord, NULL, kind, value, customer_id FROM existing
+UNION ALL
+SELECT 'held', ord, NULL, NULL, NULL, NULL FROM blocked
+UNION ALL
+SELECT 'held', ord, NULL, NULL, NULL, NULL FROM lost
 """
+
+# How many times a contact is held back (its customer turned out to be another) before its
+# request is answered 503. Each hold teaches the cache, so a second attempt normally succeeds.
+MAX_ATTEMPTS = 5
 
 
 class ContactWriter:
@@ -179,6 +222,7 @@ class ContactWriter:
         self._closing = False
         self.batches = 0
         self.written = 0
+        self.held = 0
 
     def start(self) -> None:
         self._tasks = [
@@ -192,10 +236,11 @@ class ContactWriter:
         self._wake.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         log.info(
-            "contact writer stopped: %d contacts in %d batches (%.1f per batch)",
+            "contact writer stopped: %d contacts in %d batches (%.1f per batch), %d held back",
             self.written,
             self.batches,
             self.written / max(1, self.batches),
+            self.held,
         )
 
     async def submit(self, contact: NewContact) -> StoredContact:
@@ -205,6 +250,27 @@ class ContactWriter:
         self._queue.append(pending)
         self._wake.set()
         return await pending.future
+
+    def _take_batch(self) -> list[_Pending]:
+        """Up to max_batch contacts, oldest first; one that repeats the channel id or
+        idempotency key of an earlier one in the batch waits for the next batch, where it is
+        settled as that one's retry (or conflict)."""
+        batch: list[_Pending] = []
+        rest: list[_Pending] = []
+        keys: set[tuple[object, ...]] = set()
+        for pending in self._queue:
+            c = pending.contact
+            natural = ("n", c.channel, c.external_id)
+            keyed = ("k", c.api_key_id, c.idempotency_key) if c.idempotency_key else None
+            if len(batch) >= self.max_batch or natural in keys or keyed in keys:
+                rest.append(pending)
+                continue
+            keys.add(natural)
+            if keyed:
+                keys.add(keyed)
+            batch.append(pending)
+        self._queue = rest
+        return batch
 
     async def _run(self) -> None:
         while True:
@@ -216,78 +282,159 @@ class ContactWriter:
                 continue
             if self.linger_s > 0 and len(self._queue) < self.max_batch and not self._closing:
                 await asyncio.sleep(self.linger_s)
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            batch = self._take_batch()
+            if not batch:
+                continue
             if self._queue:
                 self._wake.set()  # let another writer take the rest now
             try:
-                results = await self._write(batch)
+                results = await self._write([p.contact for p in batch])
             except Exception as exc:  # noqa: BLE001 - every waiting request must be answered
                 log.warning("writing a batch of %d contacts failed: %s", len(batch), exc)
                 for pending in batch:
                     if not pending.future.done():
                         pending.future.set_exception(exc)
                 continue
+            retry: list[_Pending] = []
             for pending, result in zip(batch, results, strict=True):
                 if pending.future.done():
                     continue
+                if result is None:  # held back: its customer is known better now
+                    pending.attempts += 1
+                    if pending.attempts < MAX_ATTEMPTS:
+                        retry.append(pending)
+                        continue
+                    result = RuntimeError("the contact's customer kept changing under it")
                 if isinstance(result, Exception):
                     pending.future.set_exception(result)
                 else:
                     pending.future.set_result(result)
+            if retry:
+                self.held += len(retry)
+                self._queue[:0] = retry
+                self._wake.set()
 
-    async def _write(self, batch: list[_Pending]) -> list[StoredContact | Exception]:
-        contacts = [p.contact for p in batch]
-        async with self.pool.acquire() as conn, conn.transaction():
-            resolved = await self._resolve_customers(conn, contacts)
-            owners = resolved.owners
-            inserted = await self._insert(conn, list(zip(contacts, owners, strict=True)))
-            results: list[StoredContact | Exception | None] = [
-                StoredContact(c.contact_id, owner, "accepted") if c.contact_id in inserted else None
-                for c, owner in zip(contacts, owners, strict=True)
-            ]
-            # Not inserted: a retry of a stored contact, the same contact twice in this batch,
-            # or one that a concurrent batch stored first. Settle them as retries, and take back
-            # what resolving their customer created, so a refused contact leaves no trace.
-            missed = [i for i, r in enumerate(results) if r is None]
-            if missed:
-                settled: list[StoredContact | Exception | None] = [None] * len(missed)
-                await self._settle_retries(conn, [contacts[i] for i in missed], settled)
-                for i, result in zip(missed, settled, strict=True):
+    def _choose_customers(
+        self, contacts: list[NewContact]
+    ) -> tuple[list[uuid.UUID], dict[uuid.UUID, str | None], list[tuple[Identity, int, bool]]]:
+        """Each contact's customer as far as the cache knows, the new customers this batch
+        would create, and the identities to claim: (identity, contact index, decisive)."""
+        owners: list[uuid.UUID] = []
+        new_customers: dict[uuid.UUID, str | None] = {}
+        batch_claims: dict[Identity, uuid.UUID] = {}
+        claims: list[tuple[Identity, int, bool]] = []
+        for index, c in enumerate(contacts):
+            owner, decided_by = None, len(c.identities)
+            for rank, identity in enumerate(c.identities):
+                owner = self.identities.get(identity)
+                if owner is not None:
+                    decided_by = rank
+                    break
+            if owner is None:
+                owner = next((batch_claims[i] for i in c.identities if i in batch_claims), None)
+            if owner is None:
+                owner = uuid7()
+                new_customers[owner] = c.customer_name
+            is_new = owner in new_customers
+            for rank, identity in enumerate(c.identities):
+                if rank == decided_by or self.identities.get(identity) is not None:
+                    continue
+                batch_claims.setdefault(identity, owner)
+                claims.append((identity, index, is_new or rank < decided_by))
+            owners.append(owner)
+        return owners, new_customers, claims
+
+    async def _write(self, contacts: list[NewContact]) -> list[StoredContact | Exception | None]:
+        """Per contact: stored (accepted or duplicate), refused (an exception), or None when
+        it was held back and should be written again."""
+        owners, new_customers, claims = self._choose_customers(contacts)
+        events = [c.make_event(owner) for c, owner in zip(contacts, owners, strict=True)]
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                _WRITE_BATCH,
+                [c.contact_id for c in contacts],
+                owners,
+                [c.channel for c in contacts],
+                [c.external_id for c in contacts],
+                [c.api_key_id for c in contacts],
+                [c.idempotency_key for c in contacts],
+                [c.request_hash for c in contacts],
+                [c.received_at for c in contacts],
+                [c.body_json for c in contacts],
+                [event_id for event_id, _ in events],
+                [value for _, value in events],
+                [identity[0] for identity, _, _ in claims],
+                [identity[1] for identity, _, _ in claims],
+                [owners[index] for _, index, _ in claims],
+                [index + 1 for _, index, _ in claims],
+                [decisive for _, _, decisive in claims],
+                list(new_customers),
+                list(new_customers.values()),
+            )
+            inserted: set[uuid.UUID] = set()
+            held: set[int] = set()
+            created: dict[Identity, uuid.UUID] = {}
+            for row in rows:
+                what = row["what"]
+                if what == "inserted":
+                    inserted.add(row["id"])
+                elif what == "held":
+                    held.add(row["ord"] - 1)
+                else:  # claimed by this batch, or someone's already: either way, now known
+                    identity = (row["kind"], row["value"])
+                    self.identities.put(identity, row["customer_id"])
+                    if what == "claimed":
+                        created[identity] = row["customer_id"]
+            results: list[StoredContact | Exception | None] = []
+            unsettled: list[int] = []
+            for index, (c, owner) in enumerate(zip(contacts, owners, strict=True)):
+                if c.contact_id in inserted:
+                    results.append(StoredContact(c.contact_id, owner, "accepted"))
+                elif index in held:
+                    results.append(None)
+                else:  # its channel id or idempotency key was taken: a retry, or a conflict
+                    results.append(None)
+                    unsettled.append(index)
+            if unsettled:
+                settled: list[StoredContact | Exception | None] = [None] * len(unsettled)
+                await self._settle_retries(conn, [contacts[i] for i in unsettled], settled)
+                for i, result in zip(unsettled, settled, strict=True):
                     results[i] = result or RuntimeError("contact vanished during its write")
-                await self._undo_unused(conn, contacts, results, resolved)
+            if created and (held or unsettled):
+                await self._undo_unused(conn, contacts, owners, results, created, new_customers)
         self.batches += 1
         self.written += len(inserted)
-        for contact, owner in zip(contacts, owners, strict=True):
-            if contact.contact_id in inserted:
-                for identity in contact.identities:
-                    self.identities.put(identity, owner)
-        return [r if r is not None else RuntimeError("unsettled") for r in results]
+        return results
 
     async def _undo_unused(
         self,
         conn: asyncpg.Connection,
         contacts: list[NewContact],
+        owners: list[uuid.UUID],
         results: list[StoredContact | Exception | None],
-        resolved: _Resolved,
+        created: dict[Identity, uuid.UUID],
+        new_customers: dict[uuid.UUID, str | None],
     ) -> None:
-        stored = [
-            i
+        """A contact that was not stored leaves no identity or customer behind: take back
+        what this batch claimed for customers no stored contact of the batch uses."""
+        used = {
+            owners[i]
             for i, r in enumerate(results)
             if isinstance(r, StoredContact) and r.status == "accepted"
-        ]
-        kept = {identity for i in stored for identity in contacts[i].identities}
-        used = {resolved.owners[i] for i in stored}
-        identities = [i for i in resolved.created_identities if i not in kept]
-        customers = [c for c in resolved.new_customers if c not in used]
-        if identities:
-            await conn.execute(
-                "DELETE FROM customer_identities WHERE (kind, value) IN "
-                "(SELECT * FROM unnest($1::text[], $2::text[]))",
-                [k for k, _ in identities],
-                [v for _, v in identities],
-            )
-        if customers:
-            await conn.execute("DELETE FROM customers WHERE id = ANY($1::uuid[])", customers)
+        }
+        unused = {i: o for i, o in created.items() if o in new_customers and o not in used}
+        if not unused:
+            return
+        await conn.execute(
+            "WITH gone AS (DELETE FROM customer_identities WHERE (kind, value) IN "
+            "(SELECT * FROM unnest($1::text[], $2::text[])) RETURNING customer_id) "
+            "DELETE FROM customers c USING gone WHERE c.id = gone.customer_id "
+            "AND NOT EXISTS (SELECT 1 FROM contacts WHERE customer_id = c.id)",
+            [k for k, _ in unused],
+            [v for _, v in unused],
+        )
+        for identity in unused:
+            self.identities.forget(identity)
 
     async def _settle_retries(
         self,
@@ -324,92 +471,6 @@ class ContactWriter:
                 results[i] = StoredContact(existing["id"], existing["customer_id"], "duplicate")
             else:
                 results[i] = IdempotencyConflict(existing["id"], by)  # type: ignore[arg-type]
-
-    async def _resolve_customers(
-        self, conn: asyncpg.Connection, contacts: list[NewContact]
-    ) -> _Resolved:
-        known: dict[Identity, uuid.UUID] = {}
-        unknown: set[Identity] = set()
-        for c in contacts:
-            for identity in c.identities:
-                owner = self.identities.get(identity)
-                if owner is not None:
-                    known[identity] = owner
-                else:
-                    unknown.add(identity)
-        if unknown:
-            kinds, values = zip(*unknown, strict=True)
-            for row in await conn.fetch(_IDENTITIES, list(kinds), list(values)):
-                known[(row["kind"], row["value"])] = row["customer_id"]
-
-        owners: list[uuid.UUID] = []
-        new_customers: dict[uuid.UUID, str | None] = {}
-        claims: dict[Identity, uuid.UUID] = {}
-        for c in contacts:
-            owner = next((known[i] for i in c.identities if i in known), None)
-            if owner is None:
-                owner = next((claims[i] for i in c.identities if i in claims), None)
-            if owner is None:
-                owner = uuid7()
-                new_customers[owner] = c.customer_name
-            for identity in c.identities:  # merge new hints onto the customer
-                if identity not in known and identity not in claims:
-                    claims[identity] = owner
-            owners.append(owner)
-        if not claims:
-            return _Resolved(owners, set(), set())
-
-        rows = await conn.fetch(
-            _CLAIM_IDENTITIES,
-            list(new_customers),
-            list(new_customers.values()),
-            [k for k, _ in claims],
-            [v for _, v in claims],
-            list(claims.values()),
-        )
-        # A concurrent batch may have created the same new customer first: adopt theirs.
-        adopted: dict[uuid.UUID, uuid.UUID] = {}
-        created: set[Identity] = set()
-        for row in rows:
-            identity = (row["kind"], row["value"])
-            ours = claims[identity]
-            if row["customer_id"] == ours:
-                created.add(identity)
-            elif ours in new_customers:
-                adopted[ours] = row["customer_id"]
-        if adopted:
-            await conn.execute(
-                "UPDATE customer_identities SET customer_id = m.theirs "
-                "FROM unnest($1::uuid[], $2::uuid[]) AS m(ours, theirs) "
-                "WHERE customer_identities.customer_id = m.ours",
-                list(adopted),
-                list(adopted.values()),
-            )
-            await conn.execute("DELETE FROM customers WHERE id = ANY($1::uuid[])", list(adopted))
-            owners = [adopted.get(o, o) for o in owners]
-        return _Resolved(owners, created, set(new_customers) - set(adopted))
-
-    async def _insert(
-        self, conn: asyncpg.Connection, rows: list[tuple[NewContact, uuid.UUID]]
-    ) -> set[uuid.UUID]:
-        if not rows:
-            return set()
-        events = [c.make_event(owner) for c, owner in rows]
-        inserted = await conn.fetch(
-            _INSERT_CONTACTS,
-            [c.contact_id for c, _ in rows],
-            [owner for _, owner in rows],
-            [c.channel for c, _ in rows],
-            [c.external_id for c, _ in rows],
-            [c.api_key_id for c, _ in rows],
-            [c.idempotency_key for c, _ in rows],
-            [c.request_hash for c, _ in rows],
-            [c.received_at for c, _ in rows],
-            [c.body_json for c, _ in rows],
-            [event_id for event_id, _ in events],
-            [value for _, value in events],
-        )
-        return {r["id"] for r in inserted}
 
 
 async def wait_closed(writer: ContactWriter, timeout_s: float) -> None:
