@@ -118,8 +118,9 @@ FROM contacts c JOIN unnest($3::uuid[], $4::text[]) AS k(api_key_id, idempotency
 # claims that could change its customer ("decisive": stronger than what decided it, or any
 # claim of a new customer) belongs to another customer already (`blocked`: the rows come back
 # so the writer learns them and retries the contact) or was claimed by a concurrent batch after
-# this statement's snapshot or went to another customer of the batch (`lost`). Contacts whose channel id or idempotency key is already
-# stored (`taken`) claim nothing; the writer settles them as retries or conflicts.
+# this statement's snapshot or went to another customer of the batch (`lost`). Contacts whose
+# channel id or idempotency key is already stored (`taken`) claim nothing; the writer settles
+# them as retries or conflicts.
 _WRITE_BATCH = """
 WITH input AS (
     SELECT * FROM unnest(
