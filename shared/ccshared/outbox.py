@@ -157,7 +157,6 @@ class OutboxRelay:
                 conn = await asyncpg.connect(
                     self._dsn, server_settings={"application_name": self.name}
                 )
-                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 await self._lead_and_drain(conn)
                 backoff = 0.2
             except asyncio.CancelledError:
@@ -181,8 +180,12 @@ class OutboxRelay:
                     await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK)
                 )
                 if not self.stats.is_leader:
-                    await self._sleep(self.poll_interval_s)  # another replica publishes
+                    # Another replica publishes. Not woken by NOTIFY: on a busy outbox that
+                    # would be a lock attempt per committed transaction, for nothing.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), self.poll_interval_s)
                     continue
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 log.info("outbox relay is leader")
             self._wake.clear()
             published = await self.drain_once(conn)
