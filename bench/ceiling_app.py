@@ -4,15 +4,27 @@ nothing, answering 202. Whatever intake does beyond this costs throughput agains
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
+from ccshared.gc import freeze_startup_objects, tune_gc
 from ccshared.problems import install_problem_handlers
 from intake.api.schemas import parse_contact_json
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    freeze_startup_objects()
+    yield
+
+
 def create_app() -> FastAPI:
-    app = FastAPI()
+    # The same garbage-collector settings as the services (ccshared.gc), so that the comparison
+    # is between the request paths, not the collectors.
+    tune_gc()
+    app = FastAPI(lifespan=_lifespan)
     install_problem_handlers(app)
 
     @app.post("/v1/contacts", status_code=202)

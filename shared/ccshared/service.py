@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 from ccshared.consumer import Handler, IdempotentConsumer
 from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
 from ccshared.events import Envelope
+from ccshared.gc import freeze_startup_objects, tune_gc
 from ccshared.health import Readiness, database_check, health_router, kafka_check
 from ccshared.http import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from ccshared.kafka import ensure_topics, make_producer
@@ -94,6 +95,7 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, settings.log_json)
+        tune_gc(settings.gc_gen0_threshold)
         url = settings.database_url.get_secret_value()
         engine = make_engine(
             url, pool_size=settings.database_pool_size, app_name=settings.service_name
@@ -157,6 +159,8 @@ def create_service_app(
             consumers=lambda: _true_if(runtime.kafka_connected),
         )
         app.state.runtime = runtime
+        if settings.gc_gen0_threshold > 0:
+            freeze_startup_objects()
         log.info("%s started", settings.service_name)
         try:
             yield

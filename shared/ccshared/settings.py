@@ -41,6 +41,8 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_base_s: float = Field(default=0.2, gt=0, le=60)
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=300)
+    # Young-generation collection threshold (ccshared.gc); 0 keeps CPython's default of 700.
+    gc_gen0_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
 
     @field_validator("database_url")
     @classmethod
