@@ -48,7 +48,11 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _postgres_url(cls, value: SecretStr) -> SecretStr:
         raw = value.get_secret_value()
-        PostgresDsn(raw)  # raises a ValidationError naming the field when malformed
+        # No host before the path means a Unix socket, its directory given as ?host=/dir
+        # (PostgreSQL on the same machine: cheaper than TCP over loopback).
+        if "@/" in raw and "host=/" not in raw:
+            raise ValueError("a URL without a host must name the socket directory: ?host=/dir")
+        PostgresDsn(raw.replace("@/", "@localhost/", 1))  # raises naming the field if malformed
         if not raw.startswith("postgresql+asyncpg://"):
             raise ValueError(
                 "must use the asyncpg driver: postgresql+asyncpg://user:pass@host:port/db"
