@@ -21,6 +21,7 @@ from bench.harness import (
     ROOT,
     database_url,
     recreate_database,
+    socket_database_url,
     start_uvicorn,
     write_result,
     wrk,
@@ -77,7 +78,7 @@ def main(duration: int | None = None) -> None:
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     recreate_database(DB)
     env = {
-        "INTAKE_DATABASE_URL": database_url(DB),
+        "INTAKE_DATABASE_URL": socket_database_url(DB),
         "INTAKE_KAFKA_BOOTSTRAP": KAFKA,
         "INTAKE_WORKERS": str(WORKERS),
         "INTAKE_LOG_LEVEL": "WARNING",

@@ -750,6 +750,11 @@ cmd_env() {
     local svc up
     echo "export CC_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
     echo "export CC_PG_HOST=127.0.0.1 CC_PG_PORT=$PG_PORT CC_PG_USER=$PG_USER CC_PG_PASSWORD=$PG_PASSWORD"
+    # The same server's Unix socket directory (cheaper than TCP for a client on this machine):
+    # postgresql+asyncpg://user:pass@/db?host=$CC_PG_SOCKET_DIR&port=$CC_PG_PORT
+    if pg_resolve; then
+        echo "export CC_PG_SOCKET_DIR=$PG_SOCKDIR"
+    fi
     for svc in "${SERVICES[@]}"; do
         up=${svc^^}
         echo "export ${up}_DATABASE_URL=postgresql+asyncpg://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$svc"

@@ -32,6 +32,7 @@ def test_service_prefix_reads_its_own_environment(monkeypatch: pytest.MonkeyPatc
         ("kafka_bootstrap", " , "),
         ("database_url", "mysql://u:p@h/db"),
         ("database_url", "postgresql://u:p@h/db"),
+        ("database_url", "postgresql+asyncpg://u:p@/db"),  # no host and no socket directory
         ("database_pool_size", 0),
         ("outbox_poll_interval_s", -1),
         ("log_level", "LOUD"),
@@ -49,3 +50,13 @@ def test_database_password_is_not_shown_in_repr() -> None:
     )
     assert "hunter2" not in repr(settings)
     assert "hunter2" not in str(settings.model_dump())
+
+
+def test_a_unix_socket_url_is_accepted_and_reaches_asyncpg_as_such() -> None:
+    from ccshared.db import asyncpg_dsn
+
+    url = "postgresql+asyncpg://u:p@/intake?host=/run/postgresql&port=5432"
+    settings = ServiceSettings(service_name="x", database_url=url)  # type: ignore[arg-type]
+    dsn = asyncpg_dsn(settings.database_url.get_secret_value())
+    assert dsn.startswith("postgresql://u:p@/intake?")
+    assert "host=%2Frun%2Fpostgresql" in dsn
