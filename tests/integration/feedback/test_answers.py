@@ -169,3 +169,46 @@ async def test_top_scores_with_a_comment_record_praise_for_the_agent(
         return any(g["key"] == "lina" and g["praise_count"] == 1 for g in kpis.json()["groups"])
 
     await wait_until(praised)
+
+
+async def test_hostile_comment_is_kept_verbatim_and_escaped_on_the_page(
+    feedback: Feedback,
+) -> None:
+    _, _, token = await _sent_survey(feedback)
+    attack = "</textarea><script>alert('x')</script>'; DROP TABLE answers; -- 差评"
+    response = await feedback.client.post(
+        f"/v1/surveys/{token}", json={"csat": 4, "nps": 8, "comment": attack}
+    )
+    assert response.status_code in (200, 201), response.text
+    assert await feedback.db.fetchval("SELECT comment FROM answers") == attack
+    page = await feedback.client.get(f"/v1/surveys/{token}", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert "<script>" not in page.text
+    assert "&lt;/textarea&gt;&lt;script&gt;" in page.text
+
+
+async def test_forged_and_expired_tokens_leave_no_answer_and_no_event(feedback: Feedback) -> None:
+    _, _, token = await _sent_survey(feedback)
+    survey_id = (
+        await feedback.client.get(f"/v1/surveys/{token}", headers={"Accept": "application/json"})
+    ).json()["survey_id"]
+    outbox_before = await feedback.db.fetchval("SELECT count(*) FROM outbox")
+    payload, mac = token.split(".")
+    attempts = [
+        (payload + "." + mac[:-1] + ("A" if mac[-1] != "A" else "B"), 403),  # forged signature
+        (payload + ".", 403),
+        ("not-a-token", 403),
+        ("." * 50, 403),
+        ("'; DROP TABLE surveys; --", 403),
+        (feedback.token(survey_id, now() - timedelta(seconds=1)), 410),  # expired
+        (feedback.token(uuid.uuid4(), now() + H), 404),  # signed, but for no survey
+    ]
+    for forged, status in attempts:
+        response = await feedback.client.post(
+            f"/v1/surveys/{forged}", json={"csat": 1, "nps": 0, "comment": "forged"}
+        )
+        assert response.status_code == status, (forged, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    assert await feedback.db.fetchval("SELECT count(*) FROM answers") == 0
+    assert await feedback.db.fetchval("SELECT count(*) FROM outbox") == outbox_before
+    assert await feedback.db.fetchval("SELECT count(*) FROM surveys") == 1

@@ -64,3 +64,22 @@ def test_any_single_byte_change_is_refused(position: int, value: int) -> None:
         return
     # Base64's last character can carry unused padding bits: the decoded bytes are unchanged.
     assert survey == SURVEY
+
+
+def test_only_the_canonical_spelling_of_a_token_is_accepted() -> None:
+    survey = uuid.uuid4()
+    token = issue_token(survey, NOW + timedelta(days=1), SECRET)
+    body, mac = token.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # The last character of a 32-byte MAC carries 2 unused bits: 3 other characters decode to
+    # the same bytes, and the decoder skips characters outside the alphabet.
+    same_bytes = [
+        f"{body}.{mac[:-1]}{c}"
+        for c in alphabet
+        if c != mac[-1] and alphabet.index(c) >> 2 == alphabet.index(mac[-1]) >> 2
+    ]
+    assert len(same_bytes) == 3
+    for variant in [*same_bytes, f"{body}.{mac[:5]}!{mac[5:]}", f"{body[:3]}\n{body[3:]}.{mac}"]:
+        with pytest.raises(InvalidToken):
+            read_token(variant, SECRET, NOW)
+    assert read_token(token, SECRET, NOW) == survey

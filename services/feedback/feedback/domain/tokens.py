@@ -32,7 +32,12 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: the decoder alone ignores characters outside the alphabet and the unused low bits
+    of the last one, so several strings would read as one token. Only the canonical one does."""
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(raw) != text:
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 def _mac(secret: bytes, body: bytes) -> bytes:
