@@ -10,7 +10,7 @@ SERVICES := deploy/local/services.sh
 PACKAGES := shared services/intake services/router services/sla services/feedback
 PYTEST_ARGS ?=
 
-.PHONY: help install run stop logs status test test-unit lint fmt bench reset lock stack-start stack-stop key
+.PHONY: help install run stop logs status test test-unit lint fmt bench reset lock stack-start stack-stop key token
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,6 +72,10 @@ reset: ## stop everything and delete local data (keeps downloaded jars and the v
 
 lock: ## re-resolve requirements.lock from requirements.in
 	$(VENV)/bin/uv pip compile requirements.in -o requirements.lock --python-version 3.11
+
+token: $(VENV)/.installed ## print a UI user token for the router: make token SUB=amy ROLE=agent|supervisor
+	@test -n "$(SUB)" -a -n "$(ROLE)" || { echo "usage: make token SUB=<agent or user id> ROLE=agent|supervisor"; exit 2; }
+	@$(PY) -m router.tokens issue --sub "$(SUB)" --role "$(ROLE)"
 
 key: $(VENV)/.installed ## create an intake API key: make key NAME=telephony CHANNELS=phone,email
 	@test -n "$(NAME)" -a -n "$(CHANNELS)" || { echo "usage: make key NAME=<integration> CHANNELS=phone,email,chat,social"; exit 2; }

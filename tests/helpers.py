@@ -22,3 +22,25 @@ async def wait_until(
         if loop.time() > end:
             pytest.fail(f"condition not met within {timeout}s (last value: {value!r})")
         await asyncio.sleep(interval)
+
+
+# The router's default development secret (RouterSettings.auth_secret): tests sign with it.
+DEV_AUTH_SECRET = b"local-dev-router-auth-secret-change-me"
+
+
+def as_user(subject: str, role: str = "agent", *, ttl_s: float = 3600) -> dict[str, str]:
+    """Headers of a UI user with a freshly signed token."""
+    from datetime import timedelta
+
+    from ccshared.auth import issue_token
+
+    token = issue_token(DEV_AUTH_SECRET, subject, role, ttl=timedelta(seconds=ttl_s))  # type: ignore[arg-type]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def as_agent(agent_id: str) -> dict[str, str]:
+    return as_user(agent_id, "agent")
+
+
+def as_supervisor(user: str = "sup") -> dict[str, str]:
+    return as_user(user, "supervisor")

@@ -16,7 +16,7 @@ from intake.settings import IntakeSettings
 from router.app import create_app as create_router
 from router.settings import RouterSettings
 from tests.e2e.conftest import start_group_at_end
-from tests.helpers import wait_until
+from tests.helpers import as_supervisor, wait_until
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "contacts.jsonl"
 
@@ -50,7 +50,11 @@ async def test_posted_contacts_become_tickets_offered_to_agents(
         intake_app.router.lifespan_context(intake_app),
         router_app.router.lifespan_context(router_app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=intake_app), base_url="http://i") as i,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=router_app), base_url="http://r") as r,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=router_app),
+            base_url="http://r",
+            headers=as_supervisor(),
+        ) as r,
     ):
         for name, skills in (
             ("amy", {"complaints": 3, "billing": 3, "technical": 3, "vip": 3}),

@@ -19,7 +19,7 @@ from feedback.settings import FeedbackSettings
 from router.app import create_app as create_router
 from router.settings import RouterSettings
 from tests.e2e.conftest import start_group_at_end
-from tests.helpers import wait_until
+from tests.helpers import as_agent, as_supervisor, wait_until
 
 SECRET = "e2e-token-secret"
 
@@ -67,7 +67,11 @@ async def test_unhappy_answer_opens_a_follow_up_ticket_for_the_first_agent(
     async with (
         router_app.router.lifespan_context(router_app),
         feedback_app.router.lifespan_context(feedback_app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=router_app), base_url="http://r") as r,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=router_app),
+            base_url="http://r",
+            headers=as_supervisor(),
+        ) as r,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=feedback_app), base_url="http://f"
         ) as f,
@@ -105,15 +109,13 @@ async def test_unhappy_answer_opens_a_follow_up_ticket_for_the_first_agent(
 
         first_offer = await wait_until(offer, timeout=30)
         ticket_id = first_offer["ticket_id"]
-        accepted = await r.post(
-            f"/v1/offers/{first_offer['id']}/accept", headers={"X-Agent-Id": "amy"}
-        )
+        accepted = await r.post(f"/v1/offers/{first_offer['id']}/accept", headers=as_agent("amy"))
         assert accepted.status_code == 200, accepted.text
         await r.post(f"/v1/tickets/{ticket_id}/reply", json={"agent_id": "amy"})
         resolved = await r.post(
             f"/v1/tickets/{ticket_id}/resolve",
             json={"resolution_code": "repair_booked", "first_contact_resolution": True},
-            headers={"X-Agent-Id": "amy"},
+            headers=as_agent("amy"),
         )
         assert resolved.status_code == 200, resolved.text
 

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from tests.conftest import KAFKA_BOOTSTRAP, pg_url
+from tests.helpers import as_supervisor
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -131,7 +132,7 @@ BOUNDED = settings(
 )
 
 
-def _fuzz(schema: schemathesis.BaseSchema) -> int:
+def _fuzz(schema: schemathesis.BaseSchema, headers: dict[str, str] | None = None) -> int:
     """Every operation, a few generated requests each; returns how many operations ran."""
     operations = 0
     for result in schema.get_all_operations():
@@ -142,7 +143,7 @@ def _fuzz(schema: schemathesis.BaseSchema) -> int:
         @given(case=operation.as_strategy())
         @BOUNDED
         def call(case: schemathesis.Case) -> None:
-            case.call_and_validate(checks=[not_a_server_error])
+            case.call_and_validate(checks=[not_a_server_error], headers=headers)
 
         call()
         operations += 1
@@ -154,7 +155,8 @@ def test_intake_never_answers_a_server_error(intake_schema: schemathesis.BaseSch
 
 
 def test_router_never_answers_a_server_error(router_schema: schemathesis.BaseSchema) -> None:
-    assert _fuzz(router_schema) >= 15
+    assert _fuzz(router_schema) >= 15  # without a token: 401s
+    assert _fuzz(router_schema, as_supervisor()) >= 15  # as a supervisor, past the door
 
 
 def test_sla_never_answers_a_server_error(sla_schema: schemathesis.BaseSchema) -> None:

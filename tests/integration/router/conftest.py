@@ -25,7 +25,7 @@ from router.app import create_app
 from router.assigner import Assigner
 from router.consumers.events import contacts_to_tickets
 from router.settings import RouterSettings
-from tests.helpers import wait_until
+from tests.helpers import as_supervisor, wait_until
 
 
 def contact(
@@ -134,7 +134,9 @@ async def router_factory(
         app = create_app(settings)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://r", headers=as_supervisor()
+        )
         started.append((lifespan, client))
         return Router(app, client)
 

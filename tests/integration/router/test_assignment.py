@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 
+from tests.helpers import as_agent
 from tests.integration.router.conftest import Router, contact, eventually
 
 
@@ -25,9 +26,7 @@ async def test_full_lifecycle_with_first_contact_ownership(router: Router) -> No
     ticket_id = await router.receive(contact(customer, channel="phone", text_="我要投诉！"))
     offer = await _offer_of(router, "amy")
     assert offer["ticket_id"] == str(ticket_id)
-    accepted = await router.client.post(
-        f"/v1/offers/{offer['id']}/accept", headers={"X-Agent-Id": "amy"}
-    )
+    accepted = await router.client.post(f"/v1/offers/{offer['id']}/accept", headers=as_agent("amy"))
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["status"] == "in_progress"
     assert accepted.json()["owner_agent_id"] == "amy"
@@ -52,7 +51,7 @@ async def test_full_lifecycle_with_first_contact_ownership(router: Router) -> No
     resolved = await router.client.post(
         f"/v1/tickets/{ticket_id}/resolve",
         json={"resolution_code": "replaced", "first_contact_resolution": False},
-        headers={"X-Agent-Id": "bob"},
+        headers=as_agent("bob"),
     )
     assert resolved.json()["status"] == "resolved"
     reopened = await router.client.post(f"/v1/tickets/{ticket_id}/reopen", json={"reason": "again"})
@@ -133,13 +132,13 @@ async def test_declined_offer_goes_to_the_next_agent_with_the_reason_recorded(
         0
     ]
     wrong = await router.client.post(
-        f"/v1/offers/{offer.id}/decline", json={"reason": "x"}, headers={"X-Agent-Id": "nobody"}
+        f"/v1/offers/{offer.id}/decline", json={"reason": "x"}, headers=as_agent("nobody")
     )
     assert wrong.status_code == 403
     declined = await router.client.post(
         f"/v1/offers/{offer.id}/decline",
         json={"reason": "not my language"},
-        headers={"X-Agent-Id": offer.agent_id},
+        headers=as_agent(offer.agent_id),
     )
     assert declined.json()["status"] == "declined"
     await router.assigner.tick()
@@ -149,7 +148,7 @@ async def test_declined_offer_goes_to_the_next_agent_with_the_reason_recorded(
     assert rows[-1].status == "pending"
     assert rows[-1].agent_id != offer.agent_id
     again = await router.client.post(
-        f"/v1/offers/{offer.id}/accept", headers={"X-Agent-Id": offer.agent_id}
+        f"/v1/offers/{offer.id}/accept", headers=as_agent(offer.agent_id)
     )
     assert again.status_code == 409
 
@@ -222,7 +221,7 @@ async def test_equal_agents_get_equal_shares(router: Router) -> None:
         for agent in agents:
             for offer in await router.offers(agent):
                 await router.client.post(
-                    f"/v1/offers/{offer['id']}/accept", headers={"X-Agent-Id": agent}
+                    f"/v1/offers/{offer['id']}/accept", headers=as_agent(agent)
                 )
                 await router.client.post(
                     f"/v1/tickets/{offer['ticket_id']}/resolve",

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from ccshared.events import new_event
 from ccshared.events.payloads import FollowUpRequested, SlaEscalated
 from router.consumers.events import apply_escalations, open_follow_ups
+from tests.helpers import as_agent
 from tests.integration.router.conftest import Router, contact
 
 
@@ -67,7 +68,7 @@ async def test_detractor_follow_up_opens_one_ticket_owned_by_the_first_agent(
     original = await router.receive(contact(customer, channel="phone", text_="我要投诉"))
     await router.assigner.tick()
     offer = (await router.offers("amy"))[0]
-    await router.client.post(f"/v1/offers/{offer['id']}/accept", headers={"X-Agent-Id": "amy"})
+    await router.client.post(f"/v1/offers/{offer['id']}/accept", headers=as_agent("amy"))
     follow_up = FollowUpRequested(
         follow_up_id=uuid.uuid4(),
         customer_id=customer,

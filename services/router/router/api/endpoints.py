@@ -1,8 +1,8 @@
 """The router's API for the contact-center UI: queues, agents, tickets, offers, routing policy.
 
-Agents act on their own behalf (`X-Agent-Id`); changes that shape routing (queues, agents,
-the policy) are a supervisor's. Every ticket change goes through the lifecycle: an invalid one
-is a 409 that says why.
+Every call carries the user's token (`router.api.auth`): agents act on their own behalf and on
+their own tickets; changes that shape routing (queues, agents, the policy) are a supervisor's.
+Every ticket change goes through the lifecycle: an invalid one is a 409 that says why.
 """
 
 from __future__ import annotations
@@ -13,12 +13,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ccshared.auth import Principal
 from ccshared.events.payloads import TicketClosed, TicketReplied, TicketResolved, TicketTransferred
 from ccshared.problems import Conflict, FieldError, NotFound, Problem
+from router.api.auth import (
+    Forbidden,
+    principal,
+    require_on_ticket,
+    require_self_or_supervisor,
+    supervisor,
+)
 from router.api.schemas import (
     AgentIn,
     AgentOut,
@@ -50,8 +58,16 @@ from router.db.tickets import TICKET_COLUMNS, Ticket, add_history, get_ticket
 from router.domain.policy import InvalidPolicy
 from router.flows import change_status, publish
 
-router = APIRouter(prefix="/v1")
-AGENT_HEADER = Header(default=None, alias="X-Agent-Id", description="The agent acting")
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(principal)],
+    responses={
+        401: {"description": "No user token, or a forged, malformed or expired one"},
+        403: {"description": "The user's role or identity does not allow this"},
+    },
+)
+User = Depends(principal)
+Supervisor = Depends(supervisor)
 
 
 def _engine(request: Request) -> AsyncEngine:
@@ -62,10 +78,6 @@ def _engine(request: Request) -> AsyncEngine:
 def _assigner(request: Request) -> Assigner:
     assigner: Assigner = request.app.state.runtime.extras["assigner"]
     return assigner
-
-
-def _actor(agent_id: str | None) -> str:
-    return f"agent:{agent_id}" if agent_id else "api"
 
 
 def _obj(value: Any) -> Any:
@@ -114,7 +126,9 @@ async def list_queues(request: Request) -> list[QueueOut]:
     tags=["queues"],
     summary="Create or change a queue (supervisor)",
 )
-async def put_queue(queue_id: str, body: QueueIn, request: Request) -> QueueOut:
+async def put_queue(
+    queue_id: str, body: QueueIn, request: Request, user: Principal = Supervisor
+) -> QueueOut:
     async with _engine(request).begin() as conn:
         await conn.execute(
             text(
@@ -177,9 +191,11 @@ async def list_agents(request: Request) -> list[AgentOut]:
     "/agents/{agent_id}",
     response_model=AgentOut,
     tags=["agents"],
-    summary="Create or change an agent: roles/skills, levels, capacity per channel",
+    summary="Create or change an agent: roles/skills, levels, capacity per channel (supervisor)",
 )
-async def put_agent(agent_id: str, body: AgentIn, request: Request) -> AgentOut:
+async def put_agent(
+    agent_id: str, body: AgentIn, request: Request, user: Principal = Supervisor
+) -> AgentOut:
     async with _engine(request).begin() as conn:
         await conn.execute(
             text(
@@ -213,7 +229,10 @@ async def get_agent(agent_id: str, request: Request) -> AgentOut:
     tags=["agents"],
     summary="Available, busy, away or offline; available agents get offers",
 )
-async def set_agent_status(agent_id: str, body: AgentStatusIn, request: Request) -> AgentOut:
+async def set_agent_status(
+    agent_id: str, body: AgentStatusIn, request: Request, user: Principal = User
+) -> AgentOut:
+    require_self_or_supervisor(user, agent_id)
     async with _engine(request).begin() as conn:
         updated = await conn.execute(
             text(
@@ -236,7 +255,8 @@ async def set_agent_status(agent_id: str, body: AgentStatusIn, request: Request)
     tags=["offers"],
     summary="The agent's pending offers",
 )
-async def agent_offers(agent_id: str, request: Request) -> list[OfferOut]:
+async def agent_offers(agent_id: str, request: Request, user: Principal = User) -> list[OfferOut]:
+    require_self_or_supervisor(user, agent_id)
     async with _engine(request).connect() as conn:
         rows = await conn.execute(
             text(
@@ -251,7 +271,7 @@ async def agent_offers(agent_id: str, request: Request) -> list[OfferOut]:
 # --- offers -------------------------------------------------------------------------------
 
 
-async def _pending_offer(conn: AsyncConnection, offer_id: uuid.UUID, agent_id: str | None) -> Any:
+async def _pending_offer(conn: AsyncConnection, offer_id: uuid.UUID, user: Principal) -> Any:
     offer = (
         await conn.execute(
             text("SELECT id, ticket_id, agent_id, status FROM offers WHERE id = :id FOR UPDATE"),
@@ -260,12 +280,8 @@ async def _pending_offer(conn: AsyncConnection, offer_id: uuid.UUID, agent_id: s
     ).first()
     if offer is None:
         raise NotFound(f"No offer {offer_id}.")
-    if agent_id is not None and agent_id != offer.agent_id:
-        raise Problem(
-            f"Offer {offer_id} was made to {offer.agent_id}, not {agent_id}.",
-            status=403,
-            slug="forbidden",
-        )
+    if user.subject != offer.agent_id:  # supervisors too: only the agent answers an offer
+        raise Forbidden(f"Offer {offer_id} was made to {offer.agent_id}, not {user.subject}.")
     if offer.status != "pending":
         raise Conflict(
             f"Offer {offer_id} is {offer.status}, no longer pending.",
@@ -281,11 +297,9 @@ async def _pending_offer(conn: AsyncConnection, offer_id: uuid.UUID, agent_id: s
     tags=["offers"],
     summary="Accept an offer: the ticket is the agent's (its owner if first)",
 )
-async def accept_offer(
-    offer_id: uuid.UUID, request: Request, agent_id: str | None = AGENT_HEADER
-) -> TicketOut:
+async def accept_offer(offer_id: uuid.UUID, request: Request, user: Principal = User) -> TicketOut:
     async with _engine(request).begin() as conn:
-        offer = await _pending_offer(conn, offer_id, agent_id)
+        offer = await _pending_offer(conn, offer_id, user)
         ticket = await get_ticket(conn, offer.ticket_id, lock=True)
         await conn.execute(
             text("UPDATE offers SET status = 'accepted', responded_at = now() WHERE id = :id"),
@@ -312,10 +326,10 @@ async def accept_offer(
     summary="Decline an offer with a reason: the ticket goes to the next agent",
 )
 async def decline_offer(
-    offer_id: uuid.UUID, body: DeclineIn, request: Request, agent_id: str | None = AGENT_HEADER
+    offer_id: uuid.UUID, body: DeclineIn, request: Request, user: Principal = User
 ) -> OfferOut:
     async with _engine(request).begin() as conn:
-        offer = await _pending_offer(conn, offer_id, agent_id)
+        offer = await _pending_offer(conn, offer_id, user)
         ticket = await get_ticket(conn, offer.ticket_id, lock=True)
         row = (
             await conn.execute(
@@ -339,6 +353,14 @@ async def decline_offer(
 
 
 # --- tickets ------------------------------------------------------------------------------
+
+
+async def _ticket_for(conn: AsyncConnection, ticket_id: uuid.UUID, user: Principal) -> Ticket:
+    """The ticket, locked for a change this user may make (404 before 403: an agent learns
+    nothing about tickets that do not exist)."""
+    ticket = await get_ticket(conn, ticket_id, lock=True)
+    require_on_ticket(user, ticket.assignee_agent_id, ticket.owner_agent_id)
+    return ticket
 
 
 def _cursor(ticket: Ticket) -> str:
@@ -461,10 +483,13 @@ async def get_ticket_detail(ticket_id: uuid.UUID, request: Request) -> TicketDet
     tags=["tickets"],
     summary="An agent answered the customer (the first answer is the first response)",
 )
-async def reply(ticket_id: uuid.UUID, body: ReplyIn, request: Request) -> TicketOut:
+async def reply(
+    ticket_id: uuid.UUID, body: ReplyIn, request: Request, user: Principal = User
+) -> TicketOut:
+    require_self_or_supervisor(user, body.agent_id)
     now = datetime.now(UTC)
     async with _engine(request).begin() as conn:
-        ticket = await get_ticket(conn, ticket_id, lock=True)
+        ticket = await _ticket_for(conn, ticket_id, user)
         first = ticket.first_response_at is None
         await change_status(
             conn,
@@ -494,12 +519,12 @@ async def reply(ticket_id: uuid.UUID, body: ReplyIn, request: Request) -> Ticket
     summary="Wait for the customer (pauses the resolution clock)",
 )
 async def set_pending(
-    ticket_id: uuid.UUID, body: ReasonIn, request: Request, agent_id: str | None = AGENT_HEADER
+    ticket_id: uuid.UUID, body: ReasonIn, request: Request, user: Principal = User
 ) -> TicketOut:
     async with _engine(request).begin() as conn:
-        ticket = await get_ticket(conn, ticket_id, lock=True)
+        ticket = await _ticket_for(conn, ticket_id, user)
         await change_status(
-            conn, ticket, "set_pending_customer", actor=_actor(agent_id), reason=body.reason
+            conn, ticket, "set_pending_customer", actor=user.actor, reason=body.reason
         )
     return TicketOut(**ticket.__dict__)
 
@@ -511,16 +536,16 @@ async def set_pending(
     summary="Resolve with a resolution code and whether it was solved on first contact",
 )
 async def resolve(
-    ticket_id: uuid.UUID, body: ResolveIn, request: Request, agent_id: str | None = AGENT_HEADER
+    ticket_id: uuid.UUID, body: ResolveIn, request: Request, user: Principal = User
 ) -> TicketOut:
     now = datetime.now(UTC)
     async with _engine(request).begin() as conn:
-        ticket = await get_ticket(conn, ticket_id, lock=True)
+        ticket = await _ticket_for(conn, ticket_id, user)
         await change_status(
             conn,
             ticket,
             "resolve",
-            actor=_actor(agent_id),
+            actor=user.actor,
             reason=body.resolution_code,
             extra={
                 "resolved_at": now,
@@ -552,11 +577,11 @@ async def resolve(
 
 @router.post("/tickets/{ticket_id}/reopen", response_model=TicketOut, tags=["tickets"])
 async def reopen(
-    ticket_id: uuid.UUID, body: ReasonIn, request: Request, agent_id: str | None = AGENT_HEADER
+    ticket_id: uuid.UUID, body: ReasonIn, request: Request, user: Principal = User
 ) -> TicketOut:
     async with _engine(request).begin() as conn:
-        ticket = await get_ticket(conn, ticket_id, lock=True)
-        await change_status(conn, ticket, "reopen", actor=_actor(agent_id), reason=body.reason)
+        ticket = await _ticket_for(conn, ticket_id, user)
+        await change_status(conn, ticket, "reopen", actor=user.actor, reason=body.reason)
     _assigner(request).nudge()
     return TicketOut(**ticket.__dict__)
 
@@ -568,22 +593,22 @@ async def reopen(
     summary="Close (e.g. solved, spam, duplicate)",
 )
 async def close(
-    ticket_id: uuid.UUID, body: ReasonIn, request: Request, agent_id: str | None = AGENT_HEADER
+    ticket_id: uuid.UUID, body: ReasonIn, request: Request, user: Principal = User
 ) -> TicketOut:
     now = datetime.now(UTC)
     async with _engine(request).begin() as conn:
-        ticket = await get_ticket(conn, ticket_id, lock=True)
+        ticket = await _ticket_for(conn, ticket_id, user)
         await change_status(
             conn,
             ticket,
             "close",
-            actor=_actor(agent_id),
+            actor=user.actor,
             reason=body.reason,
             extra={"closed_at": now},
         )
         await publish(
             conn,
-            TicketClosed(ticket_id=ticket.id, actor=_actor(agent_id), reason=body.reason, at=now),
+            TicketClosed(ticket_id=ticket.id, actor=user.actor, reason=body.reason, at=now),
         )
     _assigner(request).nudge()
     return TicketOut(**ticket.__dict__)
@@ -596,7 +621,7 @@ async def close(
     summary="Transfer to another queue (or agent); the owner stays the owner",
 )
 async def transfer(
-    ticket_id: uuid.UUID, body: TransferIn, request: Request, agent_id: str | None = AGENT_HEADER
+    ticket_id: uuid.UUID, body: TransferIn, request: Request, user: Principal = User
 ) -> TicketOut:
     if (body.to_queue_id is None) == (body.to_agent_id is None):
         raise Problem(
@@ -613,7 +638,7 @@ async def transfer(
         )
     now = datetime.now(UTC)
     async with _engine(request).begin() as conn:
-        ticket = await get_ticket(conn, ticket_id, lock=True)
+        ticket = await _ticket_for(conn, ticket_id, user)
         from_agent = ticket.assignee_agent_id
         if body.to_queue_id is not None:
             exists = (
@@ -627,7 +652,7 @@ async def transfer(
                 conn,
                 ticket,
                 "transfer",
-                actor=_actor(agent_id),
+                actor=user.actor,
                 reason=body.reason,
                 extra={"queue_id": body.to_queue_id, "step_timeout_at": None},
             )
@@ -643,7 +668,7 @@ async def transfer(
                 conn,
                 ticket,
                 "transfer",
-                actor=_actor(agent_id),
+                actor=user.actor,
                 reason=body.reason,
                 to_agent=True,
                 extra={"assignee_agent_id": body.to_agent_id},
@@ -652,7 +677,7 @@ async def transfer(
             conn,
             ticket.id,
             at=now,
-            actor=_actor(agent_id),
+            actor=user.actor,
             action="transfer",
             reason=body.reason,
             data={
@@ -701,9 +726,7 @@ async def get_policy(request: Request) -> PolicyOut:
     tags=["routing policy"],
     summary="Replace the policy: a new version, in force at once on every replica",
 )
-async def put_policy(
-    body: PolicyIn, request: Request, agent_id: str | None = AGENT_HEADER
-) -> PolicyOut:
+async def put_policy(body: PolicyIn, request: Request, user: Principal = Supervisor) -> PolicyOut:
     steps = [s.model_dump() for s in body.steps]
     try:
         policy_from_documents(0, steps)
@@ -733,7 +756,7 @@ async def put_policy(
                         )
                     ],
                 )
-        policy = await save_policy(conn, steps, _actor(agent_id))
+        policy = await save_policy(conn, steps, user.actor)
     cache: PolicyCache = request.app.state.runtime.extras["policies"]
     cache.invalidate()
     return PolicyOut(version=policy.version, steps=body.steps)
