@@ -116,12 +116,24 @@ class Tail:
             await self.consumer.stop()
 
 
+def _supervisor_headers() -> dict[str, str]:
+    from datetime import timedelta
+
+    from ccshared.auth import issue_token
+    from router.settings import RouterSettings
+
+    secret = RouterSettings().auth_secret.get_secret_value().encode()
+    token = issue_token(secret, "bench", "supervisor", ttl=timedelta(hours=2))
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def _setup(router_url: str, intake_db: str) -> str:
-    async with httpx.AsyncClient(base_url=router_url, timeout=30) as client:
+    headers = _supervisor_headers()
+    async with httpx.AsyncClient(base_url=router_url, timeout=30, headers=headers) as client:
         for n in range(AGENTS):
             skills = {SKILLS[n % len(SKILLS)]: 1 + n % 5, SKILLS[(n + 2) % len(SKILLS)]: 3}
             agent = f"agent-{n:03d}"
-            await client.put(
+            created = await client.put(
                 f"/v1/agents/{agent}",
                 json={
                     "name": agent,
@@ -129,7 +141,9 @@ async def _setup(router_url: str, intake_db: str) -> str:
                     "capacity": {"phone": 5, "chat": 20, "email": 20, "social": 20},
                 },
             )
-            await client.put(f"/v1/agents/{agent}/status", json={"status": "available"})
+            created.raise_for_status()
+            status = await client.put(f"/v1/agents/{agent}/status", json={"status": "available"})
+            status.raise_for_status()
     from intake.db.api_keys import create_key
 
     conn = await asyncpg.connect(intake_db.replace("+asyncpg", ""))
