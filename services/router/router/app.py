@@ -9,6 +9,7 @@ from router.api.endpoints import router
 from router.assigner import Assigner
 from router.consumers.events import CONTACTS, ESCALATIONS, FOLLOW_UPS
 from router.db.policies import PolicyCache, ensure_default_policy
+from router.db.rules import RulesCache, ensure_default_rules
 from router.settings import RouterSettings
 
 
@@ -18,11 +19,13 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     async def on_start(runtime: Runtime) -> None:
         async with runtime.engine.begin() as conn:
             await ensure_default_policy(conn)
+            await ensure_default_rules(conn)
         policies = PolicyCache(runtime.engine, settings.policy_cache_s)
+        rules = RulesCache(runtime.engine, settings.policy_cache_s)
         assigner = Assigner(runtime.engine, policies, interval_s=settings.assign_interval_s)
         if settings.assign_in_background:
             assigner.start()
-        runtime.extras.update(policies=policies, assigner=assigner)
+        runtime.extras.update(policies=policies, rules=rules, assigner=assigner)
 
     async def on_stop(runtime: Runtime) -> None:
         await runtime.extras["assigner"].stop()

@@ -26,9 +26,9 @@ from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
 from ccshared.outbox import enqueue
 from ccshared.problems import Conflict
+from router.db.rules import DEFAULT_RULE_SET, RuleSet
 from router.db.tickets import Ticket, add_history, add_thread_keys, get_ticket
 from router.domain.classification import (
-    DEFAULT_RULES,
     PRIORITY_RANK,
     Classification,
     TicketFacts,
@@ -109,7 +109,10 @@ async def _candidates(
 
 
 async def receive_contact(
-    conn: AsyncConnection, contact: ContactReceived, policy: RoutingPolicy
+    conn: AsyncConnection,
+    contact: ContactReceived,
+    policy: RoutingPolicy,
+    rules: RuleSet = DEFAULT_RULE_SET,
 ) -> tuple[uuid.UUID, ThreadDecision]:
     """Join the contact to its open ticket, reopen a resolved one, or open a new ticket."""
     thread = contact_thread(contact)
@@ -117,7 +120,9 @@ async def receive_contact(
     decision = decide_thread(thread, candidates)
     if decision.action == "open_new":
         follow_up = uuid.UUID(decision.follow_up_of) if decision.follow_up_of else None
-        ticket_id = await open_ticket(conn, contact, policy, follow_up_of=follow_up, why=decision)
+        ticket_id = await open_ticket(
+            conn, contact, policy, rules, follow_up_of=follow_up, why=decision
+        )
     else:
         assert decision.ticket_id is not None
         ticket_id = uuid.UUID(decision.ticket_id)
@@ -143,8 +148,9 @@ async def _insert_contact(conn: AsyncConnection, ticket_id: uuid.UUID, c: Contac
     )
 
 
-def classification_document(result: Classification) -> dict[str, Any]:
+def classification_document(result: Classification, rules_version: int) -> dict[str, Any]:
     return {
+        "rules_version": rules_version,
         "category": result.category,
         "priority": result.priority,
         "language": result.language,
@@ -159,6 +165,7 @@ async def open_ticket(
     conn: AsyncConnection,
     contact: ContactReceived,
     policy: RoutingPolicy,
+    rules: RuleSet = DEFAULT_RULE_SET,
     *,
     follow_up_of: uuid.UUID | None = None,
     why: ThreadDecision | None = None,
@@ -177,7 +184,7 @@ async def open_ticket(
         segment=segment_of(contact),
         metadata=contact.metadata,
     )
-    result = classify(facts, DEFAULT_RULES)
+    result = classify(facts, rules.rules)
     if category is not None:
         result = dataclasses.replace(result, category=category, category_rule=None)
     step = first_matching_step(policy, routing_attributes(facts, result))
@@ -210,7 +217,7 @@ async def open_ticket(
             "language": result.language,
             "segment": facts.segment,
             "queue": step.queue_id,
-            "classification": orjson.dumps(classification_document(result)).decode(),
+            "classification": orjson.dumps(classification_document(result, rules.version)).decode(),
             "pv": step.policy_version,
             "step": step.step_id,
             "timeout": _timeout_at(now, step),

@@ -199,3 +199,77 @@ def test_rule_expressions_reject_unknown_names() -> None:
 def test_default_rule_ids_are_unique() -> None:
     ids = [rule.id for rule in DEFAULT_RULES]
     assert len(ids) == len(set(ids))
+
+
+# --- rules as documents -------------------------------------------------------------------
+
+SAMPLE_TEXTS = [
+    ("phone", "我要投诉！洗衣机漏水", None),
+    ("email", "Refund for order 88231 please", None),
+    ("social", "your app is down, cannot pay at checkout", None),
+    ("chat", "site is down again", "vip"),
+    ("email", "Out of office: auto-reply", None),
+    ("chat", "谢谢，服务很给力", None),
+    ("email", "发票开错了，紧急！", None),
+    ("chat", "What are your opening hours?", None),
+]
+
+
+def test_the_default_rules_survive_the_trip_through_documents() -> None:
+    from router.domain.classification import rule_document, rules_from_documents
+
+    documents = [rule_document(r) for r in DEFAULT_RULES]
+    again = rules_from_documents(documents)
+    assert [rule_document(r) for r in again] == documents
+    for channel, text, segment in SAMPLE_TEXTS:
+        facts = TicketFacts(channel=channel, text=text, segment=segment)  # type: ignore[arg-type]
+        assert classify(facts, again) == classify(facts, DEFAULT_RULES), text
+
+
+def test_a_rule_document_needs_every_keyword_group_and_its_condition() -> None:
+    from router.domain.classification import rules_from_documents
+
+    rules = rules_from_documents(
+        [
+            {
+                "id": "vip-warranty",
+                "keywords": [["保修", "warranty"], ["洗衣机", "washer"]],
+                "condition": 'customer.segment == "vip"',
+                "category": "warranty",
+                "priority": "high",
+            }
+        ]
+    )
+    hit = classify(TicketFacts(channel="phone", text="洗衣机还在保修期吗", segment="vip"), rules)
+    assert (hit.category, hit.priority, hit.category_rule) == ("warranty", "high", "vip-warranty")
+    for text, segment in [("洗衣机还在保修期吗", None), ("还在保修期吗", "vip")]:
+        miss = classify(TicketFacts(channel="phone", text=text, segment=segment), rules)
+        assert miss.category == "inquiry"
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"id": "a", "keywords": [[" "]], "category": "x"}, "keywords"),
+        ({"id": "a", "category": "x"}, "keywords"),
+        ({"id": "a", "condition": "ticket.channel ==", "category": "x"}, "condition"),
+        ({"id": "a", "condition": "tikcet.channel == 'phone'", "category": "x"}, "condition"),
+        ({"id": "a", "keywords": [["退款"]]}, "category"),
+        ({"id": "a", "keywords": [["退款"]], "priority": "critical"}, "priority"),
+    ],
+)
+def test_an_invalid_rule_document_names_its_field(document: dict, field: str) -> None:
+    from router.domain.classification import InvalidRule, rules_from_documents
+
+    good = {"id": "ok", "keywords": [["hello"]], "category": "inquiry"}
+    with pytest.raises(InvalidRule) as caught:
+        rules_from_documents([good, document])
+    assert (caught.value.index, caught.value.field) == (1, field)
+
+
+def test_rule_ids_are_unique() -> None:
+    from router.domain.classification import InvalidRule, rules_from_documents
+
+    rule = {"id": "same", "keywords": [["a"]], "category": "x"}
+    with pytest.raises(InvalidRule, match="used twice"):
+        rules_from_documents([rule, rule])

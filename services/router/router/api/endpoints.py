@@ -31,6 +31,9 @@ from router.api.schemas import (
     AgentIn,
     AgentOut,
     AgentStatusIn,
+    ClassificationRuleIn,
+    ClassificationRulesIn,
+    ClassificationRulesOut,
     DeclineIn,
     OfferOut,
     PolicyIn,
@@ -54,7 +57,9 @@ from router.db.policies import (
     save_policy,
     step_document,
 )
+from router.db.rules import RulesCache, load_rules, save_rules
 from router.db.tickets import TICKET_COLUMNS, Ticket, add_history, get_ticket
+from router.domain.classification import InvalidRule, rule_document, rules_from_documents
 from router.domain.policy import InvalidPolicy
 from router.flows import change_status, publish
 
@@ -760,3 +765,55 @@ async def put_policy(body: PolicyIn, request: Request, user: Principal = Supervi
     cache: PolicyCache = request.app.state.runtime.extras["policies"]
     cache.invalidate()
     return PolicyOut(version=policy.version, steps=body.steps)
+
+
+# --- classification rules -----------------------------------------------------------------
+
+
+@router.get(
+    "/classification-rules",
+    response_model=ClassificationRulesOut,
+    tags=["classification rules"],
+    summary="The classification rules in force (category, priority, queue hint), in order",
+)
+async def get_rules(request: Request) -> ClassificationRulesOut:
+    async with _engine(request).connect() as conn:
+        current = await load_rules(conn)
+    return ClassificationRulesOut(
+        version=current.version,
+        created_by=current.created_by,
+        rules=[ClassificationRuleIn(**rule_document(r)) for r in current.rules],
+    )
+
+
+@router.put(
+    "/classification-rules",
+    response_model=ClassificationRulesOut,
+    tags=["classification rules"],
+    summary="Replace the classification rules: a new version, for tickets opened from now on "
+    "(supervisor)",
+)
+async def put_rules(
+    body: ClassificationRulesIn, request: Request, user: Principal = Supervisor
+) -> ClassificationRulesOut:
+    documents = [r.model_dump() for r in body.rules]
+    try:
+        rules_from_documents(documents)
+    except InvalidRule as exc:
+        raise Problem(
+            f"Rule {documents[exc.index]['id']} is invalid: {exc.message}",
+            status=422,
+            slug="validation-error",
+            errors=[
+                FieldError(
+                    field=f"body.rules.{exc.index}.{exc.field}",
+                    message=exc.message,
+                    type="invalid_rule",
+                )
+            ],
+        ) from None
+    async with _engine(request).begin() as conn:
+        saved = await save_rules(conn, documents, user.actor)
+    cache: RulesCache = request.app.state.runtime.extras["rules"]
+    cache.invalidate()
+    return ClassificationRulesOut(version=saved.version, created_by=user.actor, rules=body.rules)

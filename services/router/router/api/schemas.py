@@ -162,3 +162,38 @@ class PolicyIn(_In):
 class PolicyOut(BaseModel):
     version: int
     steps: list[PolicyStepIn]
+
+
+class ClassificationRuleIn(_In):
+    """A rule: when every keyword group matches (any keyword of a group, in the subject or text;
+    Chinese keywords as substrings, others as whole words) and the condition holds, it sets the
+    category (first matching rule wins), the priority (most urgent wins) and/or a queue hint."""
+
+    id: str = Field(pattern=_ID)
+    description: str = Field(default="", max_length=500)
+    keywords: list[list[str]] = Field(default_factory=list, max_length=10)
+    condition: str | None = Field(default=None, max_length=4000)
+    category: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    priority: Priority | None = None
+    queue_hint: str | None = Field(default=None, pattern=_ID)
+    stop: bool = Field(default=False, description="no later rule applies when this one matches")
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, groups: list[list[str]]) -> list[list[str]]:
+        for group in groups:
+            if not 1 <= len(group) <= 200:
+                raise ValueError("each keyword group holds 1 to 200 keywords")
+            if any(not 1 <= len(word.strip()) <= 100 for word in group):
+                raise ValueError("a keyword is 1 to 100 characters")
+        return groups
+
+
+class ClassificationRulesIn(_In):
+    rules: list[ClassificationRuleIn] = Field(min_length=1, max_length=200)
+
+
+class ClassificationRulesOut(BaseModel):
+    version: int
+    created_by: str
+    rules: list[ClassificationRuleIn]

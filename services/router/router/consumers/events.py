@@ -22,6 +22,7 @@ from ccshared.events.payloads import (
 from ccshared.service import ConsumerSpec, Runtime
 from router.assigner import Assigner
 from router.db.policies import PolicyCache
+from router.db.rules import RulesCache
 from router.db.tickets import TicketNotFound, add_history, get_ticket
 from router.domain.classification import PRIORITY_RANK
 from router.domain.lifecycle import OPEN_STATUSES
@@ -37,10 +38,11 @@ def _nudge(runtime: Runtime) -> Callable[[Envelope], None]:
 
 def contacts_to_tickets(runtime: Runtime) -> Handler:
     policies: PolicyCache = runtime.extras["policies"]
+    rules: RulesCache = runtime.extras["rules"]
 
     async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
         assert isinstance(payload, ContactReceived)
-        await receive_contact(conn, payload, await policies.current())
+        await receive_contact(conn, payload, await policies.current(), await rules.current())
 
     return handle
 
@@ -121,6 +123,7 @@ def apply_escalations(runtime: Runtime) -> Handler:
 
 def open_follow_ups(runtime: Runtime) -> Handler:
     policies: PolicyCache = runtime.extras["policies"]
+    rules: RulesCache = runtime.extras["rules"]
 
     async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
         assert isinstance(payload, FollowUpRequested)
@@ -159,6 +162,7 @@ def open_follow_ups(runtime: Runtime) -> Handler:
             conn,
             contact,
             await policies.current(),
+            await rules.current(),
             ticket_id=payload.follow_up_id,
             follow_up_of=payload.ticket_id,
             category="follow_up",

@@ -245,7 +245,7 @@ DEFAULT_RULES: Final[tuple[ClassificationRule, ...]] = (
     _Rule(
         "key-account-outage",
         "Any outage reported by a VIP or key account",
-        AllOf((_KEY_ACCOUNT, _OUTAGE)),
+        AllOf((_OUTAGE, _KEY_ACCOUNT)),  # keywords first, as the document form has it
         category="technical",
         priority="urgent",
     ),
@@ -267,3 +267,75 @@ DEFAULT_RULES: Final[tuple[ClassificationRule, ...]] = (
 """Order matters for the category (first match wins), not for the priority (most urgent wins):
 complaint before praise, so "不满意" is not praise; billing before technical, so a refund
 mentioning the app is billing."""
+
+
+# --- rules as documents (the API's and the database's form) -------------------------------
+
+
+class InvalidRule(ValueError):
+    """A rule document that cannot be compiled; names the rule's index and the field."""
+
+    def __init__(self, index: int, field: str, message: str) -> None:
+        super().__init__(f"rule {index}: {field}: {message}")
+        self.index = index
+        self.field = field
+        self.message = message
+
+
+def rule_document(rule: ClassificationRule) -> dict[str, Any]:
+    """A rule as JSON: `keywords` is a list of groups (each group matches on any of its
+    keywords; every group must match), `condition` an expression; both must hold."""
+    parts = rule.condition.parts if isinstance(rule.condition, AllOf) else (rule.condition,)
+    groups = [list(p.matcher.keywords) for p in parts if isinstance(p, Keywords)]
+    expressions = [p.expression.source for p in parts if isinstance(p, Expression)]
+    return {
+        "id": rule.id,
+        "description": rule.description,
+        "keywords": groups,
+        "condition": " and ".join(f"({e})" for e in expressions)
+        if len(expressions) > 1
+        else (expressions[0] if expressions else None),
+        "category": rule.category,
+        "priority": rule.priority,
+        "queue_hint": rule.queue_hint,
+        "stop": rule.stop,
+    }
+
+
+def rules_from_documents(documents: Sequence[Mapping[str, Any]]) -> tuple[ClassificationRule, ...]:
+    """Compile rule documents (as `rule_document` writes them); raises InvalidRule."""
+    rules = []
+    for index, doc in enumerate(documents):
+        parts: list[Condition] = []
+        for group in doc.get("keywords") or []:
+            words = [w for w in group if isinstance(w, str) and w.strip()]
+            if not words:
+                raise InvalidRule(index, "keywords", "a keyword group may not be empty")
+            parts.append(Keywords(KeywordMatcher.of(words)))
+        if doc.get("condition"):
+            try:
+                parts.append(Expression.of(doc["condition"]))
+            except ValueError as exc:
+                raise InvalidRule(index, "condition", str(exc)) from None
+        if not parts:
+            raise InvalidRule(index, "keywords", "a rule needs keywords or a condition")
+        if not (doc.get("category") or doc.get("priority") or doc.get("queue_hint")):
+            raise InvalidRule(index, "category", "a rule must set a category, priority or queue")
+        if doc.get("priority") is not None and doc["priority"] not in PRIORITY_RANK:
+            raise InvalidRule(index, "priority", f"one of {', '.join(PRIORITY_RANK)}")
+        rules.append(
+            ClassificationRule(
+                doc["id"],
+                doc.get("description") or "",
+                parts[0] if len(parts) == 1 else AllOf(tuple(parts)),
+                category=doc.get("category"),
+                priority=doc.get("priority"),
+                queue_hint=doc.get("queue_hint"),
+                stop=bool(doc.get("stop")),
+            )
+        )
+    ids = [r.id for r in rules]
+    for index, rule_id in enumerate(ids):
+        if ids.index(rule_id) != index:
+            raise InvalidRule(index, "id", f"{rule_id!r} is used twice")
+    return tuple(rules)
