@@ -43,7 +43,14 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.harness import KAFKA, database_url, recreate_database, start_uvicorn, write_result
+from bench.harness import (
+    KAFKA,
+    database_url,
+    recreate_database,
+    start_uvicorn,
+    supervisor_headers,
+    write_result,
+)
 from ccshared.kafka import commit_group_at_end, ensure_topics
 
 DB = "bench_feedback"
@@ -461,7 +468,9 @@ async def _run(base_url: str, server_rss: Any) -> dict[str, Any]:
             datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC),
         )
         params = {"from": first.isoformat(), "to": last.isoformat()}
-        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=base_url, timeout=30, headers=supervisor_headers()
+        ) as client:
             queue_ms, queue_body = await _time_http(
                 client, {**params, "group_by": "queue"}, QUERIES, WARMUP
             )

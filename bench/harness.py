@@ -48,6 +48,19 @@ def socket_database_url(name: str) -> str:
     )
 
 
+def supervisor_headers() -> dict[str, str]:
+    """A supervisor's token for the UI APIs, signed with the secret the services use (their
+    default, or SERVICE_AUTH_SECRET... from the environment, via ServiceSettings)."""
+    from datetime import timedelta
+
+    from ccshared.auth import issue_token
+    from ccshared.settings import ServiceSettings
+
+    secret = ServiceSettings(service_name="bench").auth_secret.get_secret_value().encode()
+    token = issue_token(secret, "bench", "supervisor", ttl=timedelta(hours=2))
+    return {"Authorization": f"Bearer {token}"}
+
+
 def _stack_env() -> dict[str, str]:
     result = subprocess.run(
         ["bash", str(ROOT / "deploy" / "local" / "stack.sh"), "env"],

@@ -27,6 +27,7 @@ from bench.harness import (
     database_url,
     recreate_database_async,
     start_uvicorn,
+    supervisor_headers,
     write_result,
 )
 from ccshared.events import decode_event
@@ -116,19 +117,8 @@ class Tail:
             await self.consumer.stop()
 
 
-def _supervisor_headers() -> dict[str, str]:
-    from datetime import timedelta
-
-    from ccshared.auth import issue_token
-    from router.settings import RouterSettings
-
-    secret = RouterSettings().auth_secret.get_secret_value().encode()
-    token = issue_token(secret, "bench", "supervisor", ttl=timedelta(hours=2))
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def _setup(router_url: str, intake_db: str) -> str:
-    headers = _supervisor_headers()
+    headers = supervisor_headers()
     async with httpx.AsyncClient(base_url=router_url, timeout=30, headers=headers) as client:
         for n in range(AGENTS):
             skills = {SKILLS[n % len(SKILLS)]: 1 + n % 5, SKILLS[(n + 2) % len(SKILLS)]: 3}

@@ -41,6 +41,10 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_base_s: float = Field(default=0.2, gt=0, le=60)
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=300)
+    # Signs and checks the UI users' tokens (ccshared.auth) on the router's, SLA's and
+    # feedback's APIs; the same value everywhere, shared with the identity provider that issues
+    # them. Set a long random one in production: this default is for development only.
+    auth_secret: SecretStr = SecretStr("local-dev-router-auth-secret-change-me")
     # Young-generation collection threshold (ccshared.gc); 0 keeps CPython's default of 700.
     gc_gen0_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
 
@@ -57,6 +61,13 @@ class ServiceSettings(BaseSettings):
             raise ValueError(
                 "must use the asyncpg driver: postgresql+asyncpg://user:pass@host:port/db"
             )
+        return value
+
+    @field_validator("auth_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (HS256 wants a 256-bit key)")
         return value
 
     @field_validator("kafka_bootstrap")

@@ -73,7 +73,9 @@ async def test_unhappy_answer_opens_a_follow_up_ticket_for_the_first_agent(
             headers=as_supervisor(),
         ) as r,
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=feedback_app), base_url="http://f"
+            transport=httpx.ASGITransport(app=feedback_app),
+            base_url="http://f",
+            headers=as_supervisor(),
         ) as f,
     ):
         await r.put("/v1/agents/amy", json={"name": "amy", "skills": {"complaints": 4}})

@@ -26,7 +26,7 @@ from feedback.app import create_app
 from feedback.domain.tokens import issue_token
 from feedback.settings import FeedbackSettings
 from feedback.tasks.scheduler import FeedbackScheduler
-from tests.helpers import wait_until
+from tests.helpers import as_supervisor, wait_until
 from tests.integration.intake.conftest import TopicTail
 
 SECRET = "integration-test-token-secret"
@@ -138,7 +138,9 @@ async def feedback_factory(
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://feedback.test"
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://feedback.test",
+            headers=as_supervisor(),
         )
         await wait_until(lambda: _ready(client), timeout=60)
         db = await asyncpg.create_pool(asyncpg_dsn(fresh_database), min_size=1, max_size=3)

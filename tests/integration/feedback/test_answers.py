@@ -187,12 +187,13 @@ async def test_hostile_comment_is_kept_verbatim_and_escaped_on_the_page(
     assert "&lt;/textarea&gt;&lt;script&gt;" in page.text
 
 
-async def test_forged_and_expired_tokens_leave_no_answer_and_no_event(feedback: Feedback) -> None:
-    _, _, token = await _sent_survey(feedback)
+async def test_forged_and_expired_tokens_leave_no_answer_and_no_event(
+    feedback: Feedback, feedback_events: FeedbackEvents
+) -> None:
+    ticket, _, token = await _sent_survey(feedback)
     survey_id = (
         await feedback.client.get(f"/v1/surveys/{token}", headers={"Accept": "application/json"})
     ).json()["survey_id"]
-    outbox_before = await feedback.db.fetchval("SELECT count(*) FROM outbox")
     payload, mac = token.split(".")
     attempts = [
         (payload + "." + mac[:-1] + ("A" if mac[-1] != "A" else "B"), 403),  # forged signature
@@ -210,5 +211,10 @@ async def test_forged_and_expired_tokens_leave_no_answer_and_no_event(feedback: 
         assert response.status_code == status, (forged, response.text)
         assert response.headers["content-type"] == "application/problem+json"
     assert await feedback.db.fetchval("SELECT count(*) FROM answers") == 0
-    assert await feedback.db.fetchval("SELECT count(*) FROM outbox") == outbox_before
     assert await feedback.db.fetchval("SELECT count(*) FROM surveys") == 1
+    # Then a genuine answer: its events are the only answer events Kafka ever sees.
+    genuine = await feedback.client.post(f"/v1/surveys/{token}", json={"csat": 1, "nps": 0})
+    assert genuine.status_code == 200
+    await feedback_events.wait_event("followup.requested", ticket_id=ticket)
+    assert all(b"forged" not in record.value for record in feedback_events.records)
+    assert len(feedback_events.events("followup.requested")) == 1

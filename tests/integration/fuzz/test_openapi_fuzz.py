@@ -161,7 +161,9 @@ def test_router_never_answers_a_server_error(router_schema: schemathesis.BaseSch
 
 def test_sla_never_answers_a_server_error(sla_schema: schemathesis.BaseSchema) -> None:
     assert _fuzz(sla_schema) >= 10
+    assert _fuzz(sla_schema, as_supervisor()) >= 10
 
 
 def test_feedback_never_answers_a_server_error(feedback_schema: schemathesis.BaseSchema) -> None:
     assert _fuzz(feedback_schema) >= 10
+    assert _fuzz(feedback_schema, as_supervisor()) >= 10

@@ -25,7 +25,7 @@ from ccshared.events import Envelope, new_event
 from ccshared.kafka import commit_group_at_end, ensure_topics, make_producer
 from sla.app import create_app
 from sla.settings import SLASettings
-from tests.helpers import wait_until
+from tests.helpers import as_supervisor, wait_until
 from tests.integration.intake.conftest import TopicTail
 
 TICKETS = "router.tickets"
@@ -129,7 +129,9 @@ class SlaFactory:
         app = create_app(settings)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sla")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://sla", headers=as_supervisor()
+        )
         await wait_until(lambda: _ready(client), timeout=60)
         db = await asyncpg.create_pool(asyncpg_dsn(self.database_url), min_size=1, max_size=3)
         sla = Sla(app, client, db, lifespan)

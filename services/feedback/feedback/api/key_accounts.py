@@ -6,9 +6,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from ccshared.problems import Conflict, NotFound
+from ccshared.user_auth import AUTH_RESPONSES, supervisor
 from feedback.api.deps import engine_of
 from feedback.api.schemas import (
     CallbackView,
@@ -20,7 +21,12 @@ from feedback.api.schemas import (
 from feedback.db import key_accounts as db
 from feedback.domain.callbacks import next_callback_after
 
-router = APIRouter(prefix="/v1/key-accounts", tags=["key accounts"])
+router = APIRouter(
+    prefix="/v1/key-accounts",
+    tags=["key accounts"],
+    dependencies=[Depends(supervisor)],
+    responses=AUTH_RESPONSES,
+)
 _NOT_FOUND = problems({404: "The customer is not a key account"})
 
 

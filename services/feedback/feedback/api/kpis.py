@@ -7,16 +7,22 @@ import io
 from datetime import date
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ccshared.problems import FieldError, Problem
+from ccshared.user_auth import AUTH_RESPONSES, supervisor
 from feedback.api.deps import engine_of, wants
 from feedback.api.schemas import KpiFigures, KpiGroup, KpiReport, problems
 from feedback.db.kpis import exact_p90s, kpi_sums
 from feedback.domain.kpis import KPI_FIELDS, kpis_of, total
 
-router = APIRouter(prefix="/v1", tags=["kpis"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["kpis"],
+    dependencies=[Depends(supervisor)],
+    responses=AUTH_RESPONSES,
+)
 
 GroupBy = Literal["queue", "agent", "channel", "category", "day"]
 MAX_RANGE_DAYS = 3_660

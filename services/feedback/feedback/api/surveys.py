@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import orjson
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import text
 
 from ccshared.problems import FieldError, NotFound, Problem
+from ccshared.user_auth import AUTH_RESPONSES, principal
 from feedback.api.deps import engine_of, settings_of, wants
 from feedback.api.pages import survey_page, thanks_page
 from feedback.api.schemas import (
@@ -248,9 +249,11 @@ async def answer_survey(request: Request, token: Token) -> Response:
 
 @router.get(
     "/tickets/{ticket_id}/survey",
-    summary="The survey of a ticket: status, answer and webhook deliveries",
+    summary="The survey of a ticket: status, answer and webhook deliveries (UI users)",
     response_model=TicketSurveyView,
-    responses=problems({404: "The ticket has no survey (not resolved yet, or unknown)"}),
+    responses=problems({404: "The ticket has no survey (not resolved yet, or unknown)"})
+    | AUTH_RESPONSES,
+    dependencies=[Depends(principal)],
 )
 async def ticket_survey(request: Request, ticket_id: uuid.UUID) -> TicketSurveyView:
     async with engine_of(request).connect() as conn:

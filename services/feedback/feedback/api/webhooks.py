@@ -9,9 +9,10 @@ from __future__ import annotations
 import secrets
 import uuid
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ccshared.problems import NotFound
+from ccshared.user_auth import AUTH_RESPONSES, supervisor
 from feedback.api.deps import engine_of
 from feedback.api.schemas import (
     Channel,
@@ -23,7 +24,12 @@ from feedback.api.schemas import (
 )
 from feedback.db import webhooks as db
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    dependencies=[Depends(supervisor)],
+    responses=AUTH_RESPONSES,
+)
 _NOT_FOUND = problems({404: "No such subscription"})
 
 

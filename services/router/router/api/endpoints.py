@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ccshared.auth import Principal
 from ccshared.events.payloads import TicketClosed, TicketReplied, TicketResolved, TicketTransferred
 from ccshared.problems import Conflict, FieldError, NotFound, Problem
+from ccshared.user_auth import AUTH_RESPONSES
 from router.api.auth import (
     Forbidden,
     principal,
@@ -66,10 +67,7 @@ from router.flows import change_status, publish
 router = APIRouter(
     prefix="/v1",
     dependencies=[Depends(principal)],
-    responses={
-        401: {"description": "No user token, or a forged, malformed or expired one"},
-        403: {"description": "The user's role or identity does not allow this"},
-    },
+    responses=AUTH_RESPONSES,
 )
 User = Depends(principal)
 Supervisor = Depends(supervisor)

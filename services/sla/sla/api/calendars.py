@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from ccshared.problems import Conflict, NotFound, Problem
 from ccshared.service import runtime_of
+from ccshared.user_auth import AUTH_RESPONSES, reads_open_writes_supervised
 from sla.api.errors import configs, invalid, problems
 from sla.api.schemas import CalendarView, HolidayImport
 from sla.db.config import dump
@@ -18,7 +19,12 @@ from sla.definitions import CalendarCreate, CalendarDoc, calendar_doc, calendar_
 from sla.domain.calendar import BusinessCalendar, InvalidCalendar
 from sla.domain.ical import holidays_from_ical
 
-router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
+router = APIRouter(
+    prefix="/v1/calendars",
+    tags=["calendars"],
+    dependencies=[Depends(reads_open_writes_supervised)],
+    responses=AUTH_RESPONSES,
+)
 
 CalendarId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 TEXT_CALENDAR = "text/calendar"

@@ -6,11 +6,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import text
 
 from ccshared.problems import NotFound
 from ccshared.service import runtime_of
+from ccshared.user_auth import AUTH_RESPONSES, reads_open_writes_supervised
 from sla.api.errors import configs, problems, unprocessable
 from sla.api.schemas import (
     AtRiskClock,
@@ -25,7 +26,12 @@ from sla.db.clocks import clocks_from_json
 from sla.db.tickets import get_ticket
 from sla.domain.clock import SlaClock
 
-router = APIRouter(prefix="/v1", tags=["deadlines"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["deadlines"],
+    dependencies=[Depends(reads_open_writes_supervised)],
+    responses=AUTH_RESPONSES,
+)
 
 _AT_RISK = text(
     "SELECT ticket_id, priority, queue_id, policy_id, policy_version, agent_replied, clocks "

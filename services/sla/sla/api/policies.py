@@ -6,13 +6,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.problems import Conflict, NotFound
 from ccshared.service import runtime_of
+from ccshared.user_auth import AUTH_RESPONSES, reads_open_writes_supervised
 from sla.api.errors import configs, invalid, problems, tracker, unprocessable
 from sla.api.schemas import PolicyView
 from sla.db.config import dump
@@ -20,7 +21,12 @@ from sla.db.tickets import open_tickets_on_policy
 from sla.definitions import PolicyCreate, PolicyDoc, policy_from_doc
 from sla.domain.policy import InvalidPolicy, SlaPolicy
 
-router = APIRouter(prefix="/v1/policies", tags=["policies"])
+router = APIRouter(
+    prefix="/v1/policies",
+    tags=["policies"],
+    dependencies=[Depends(reads_open_writes_supervised)],
+    responses=AUTH_RESPONSES,
+)
 
 PolicyId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
