@@ -79,8 +79,11 @@ async def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> 
     )
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        # Topics created a moment ago may not be in the client's metadata yet: wait for them.
+        tps = await topic_partitions(consumer, topics)
+        missing = set(topics) - {tp.topic for tp in tps}
+        if missing:
+            raise RuntimeError(f"topics not known to the cluster: {', '.join(sorted(missing))}")
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         await consumer.commit({tp: await consumer.position(tp) for tp in tps})
