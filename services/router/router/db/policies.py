@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from router.db.current import CurrentVersion
 from router.domain.policy import DEFAULT_POLICY, PolicyStep, RoutingPolicy, compile_step
 
 
@@ -81,21 +81,8 @@ async def save_policy(
     return policy_from_documents(row.version, steps)
 
 
-class PolicyCache:
+class PolicyCache(CurrentVersion[RoutingPolicy]):
     """The current policy, re-read at most every `ttl_s`: a new version applies without restart."""
 
     def __init__(self, engine: AsyncEngine, ttl_s: float) -> None:
-        self.engine = engine
-        self.ttl_s = ttl_s
-        self._policy: RoutingPolicy | None = None
-        self._loaded_at = 0.0
-
-    async def current(self) -> RoutingPolicy:
-        if self._policy is None or time.monotonic() - self._loaded_at > self.ttl_s:
-            async with self.engine.connect() as conn:
-                self._policy = await load_policy(conn)
-            self._loaded_at = time.monotonic()
-        return self._policy
-
-    def invalidate(self) -> None:
-        self._policy = None
+        super().__init__(engine, ttl_s, load_policy)

@@ -3,7 +3,6 @@ current version."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from router.db.current import CurrentVersion
 from router.domain.classification import (
     DEFAULT_RULES,
     ClassificationRule,
@@ -73,21 +73,8 @@ async def save_rules(
     return RuleSet(row.version, rules, created_by)
 
 
-class RulesCache:
+class RulesCache(CurrentVersion[RuleSet]):
     """The current rules, re-read at most every `ttl_s`: a new version applies without restart."""
 
     def __init__(self, engine: AsyncEngine, ttl_s: float) -> None:
-        self.engine = engine
-        self.ttl_s = ttl_s
-        self._rules: RuleSet | None = None
-        self._loaded_at = 0.0
-
-    async def current(self) -> RuleSet:
-        if self._rules is None or time.monotonic() - self._loaded_at > self.ttl_s:
-            async with self.engine.connect() as conn:
-                self._rules = await load_rules(conn)
-            self._loaded_at = time.monotonic()
-        return self._rules
-
-    def invalidate(self) -> None:
-        self._rules = None
+        super().__init__(engine, ttl_s, load_rules)
