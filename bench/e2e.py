@@ -117,13 +117,24 @@ def _pct(values: list[float], share: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def _ms(values: list[float]) -> dict[str, Any]:
-    """p50/p99/max in milliseconds of values in seconds."""
+def _ms(values: list[float], missing: int = 0) -> dict[str, Any]:
+    """p50/p99/max in milliseconds of values in seconds. `missing` counts the items that never
+    arrived before the end of the run: they rank above every value, and a percentile that falls
+    among them is None (not reached)."""
+    ranked = sorted(values) + [float("inf")] * missing
+
+    def at(share: float) -> float | None:
+        if not ranked:
+            return None
+        value = ranked[min(len(ranked) - 1, int(share * len(ranked)))]
+        return None if value == float("inf") else round(1000 * value, 1)
+
     return {
         "n": len(values),
-        "p50_ms": None if not values else round(1000 * (_pct(values, 0.5) or 0), 1),
-        "p99_ms": None if not values else round(1000 * (_pct(values, 0.99) or 0), 1),
-        "max_ms": None if not values else round(1000 * max(values), 1),
+        "missing": missing,
+        "p50_ms": at(0.5),
+        "p99_ms": at(0.99),
+        "max_ms": None if missing or not values else round(1000 * max(values), 1),
     }
 
 
@@ -144,10 +155,12 @@ class Contacts:
         self.templates = _fixtures()
         self.random = random.Random(seed)
         self.threads: deque[dict[str, Any]] = deque(maxlen=2000)
+        self.last_was_new = True
         self.number_base = int(uuid.uuid5(uuid.NAMESPACE_OID, run).int % 1_000_000_000)
 
     def next(self, n: int) -> dict[str, Any]:
-        if self.threads and self.random.random() < THREAD_SHARE:
+        self.last_was_new = not (self.threads and self.random.random() < THREAD_SHARE)
+        if not self.last_was_new:
             return self._follow_up(n, self.random.choice(self.threads))
         return self._new(n)
 
@@ -340,8 +353,8 @@ class People:
             started = time.time()
             if await self._ok(c.post(f"/v1/tickets/{ticket}/resolve", json=body), "resolve"):
                 self.resolved_at.setdefault(ticket, started)
-        except httpx.HTTPError:
-            self._count("agent_http_error")
+        except httpx.HTTPError as error:
+            self._count(f"agent_{type(error).__name__}")
 
     async def _ok(self, call: Any, what: str) -> bool:
         response = await call
@@ -373,8 +386,8 @@ class People:
             kind = "detractor"
         try:
             response = await c.post(url, json=answer, headers={"Accept": "application/json"})
-        except httpx.HTTPError:
-            self._count("answer_http_error")
+        except httpx.HTTPError as error:
+            self._count(f"answer_{type(error).__name__}")
             return
         self._count(f"answer_{kind}" if response.status_code == 200 else f"answer_{kind}_"
                     f"{response.status_code}")  # fmt: skip
@@ -475,6 +488,7 @@ async def _open_loop(
 ) -> dict[str, Any]:
     """POST contacts at a fixed rate; each 202's contact id with when its POST was sent."""
     sent: dict[str, float] = {}
+    new_threads: set[str] = set()
     took: list[float] = []
     statuses: dict[str, int] = {}
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
@@ -483,8 +497,10 @@ async def _open_loop(
 
         async def post(n: int) -> None:
             started = time.time()
+            body = contacts.next(n)
+            new = contacts.last_was_new
             try:
-                response = await c.post("/v1/contacts", json=contacts.next(n))
+                response = await c.post("/v1/contacts", json=body)
             except httpx.HTTPError as error:
                 statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
                 return
@@ -492,7 +508,10 @@ async def _open_loop(
             code = str(response.status_code)
             statuses[code] = statuses.get(code, 0) + 1
             if response.status_code == 202:
-                sent[response.json()["id"]] = started
+                contact_id = response.json()["id"]
+                sent[contact_id] = started
+                if new:
+                    new_threads.add(contact_id)
 
         tasks = []
         t0 = time.perf_counter()
@@ -503,7 +522,13 @@ async def _open_loop(
             tasks.append(asyncio.create_task(post(n)))
         posted_s = time.perf_counter() - t0
         await asyncio.gather(*tasks)
-    return {"sent": sent, "took": took, "statuses": statuses, "posting_s": posted_s}
+    return {
+        "sent": sent,
+        "new_threads": new_threads,
+        "took": took,
+        "statuses": statuses,
+        "posting_s": posted_s,
+    }
 
 
 async def _closed_loop(url: str, key: str, contacts: Contacts, seconds: float) -> float:
@@ -539,12 +564,34 @@ async def _pg_commits() -> int:
         await conn.close()
 
 
+async def _sample_pg_waits(into: dict[str, int]) -> None:
+    """What the services' PostgreSQL sessions are doing, sampled twice a second: active or
+    waiting (and on what), per database. Tells where latency goes when CPU is not the limit."""
+    conn = await asyncpg.connect(database_url("postgres").replace("+asyncpg", ""))
+    try:
+        while True:
+            rows = await conn.fetch(
+                "SELECT datname, state, wait_event_type, wait_event FROM pg_stat_activity "
+                "WHERE datname LIKE 'bench_e2e_%' AND state <> 'idle'"
+            )
+            for r in rows:
+                what = f"{r['datname'].removeprefix('bench_e2e_')}: {r['state']}"
+                if r["wait_event_type"]:
+                    what += f", waiting on {r['wait_event_type']}:{r['wait_event']}"
+                into[what] = into.get(what, 0) + 1
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
 async def _drive(servers: dict[str, Server], key: str, seconds: int, run: str) -> dict[str, Any]:
     tail = Tail()
     await tail.start()
     people = People(f"http://127.0.0.1:{PORTS['router']}", tail)
     agents = [asyncio.create_task(people.agent(f"agent-{n:03d}")) for n in range(AGENTS)]
     customers = asyncio.create_task(people.customers())
+    pg_waits: dict[str, int] = {}
+    sampler = asyncio.create_task(_sample_pg_waits(pg_waits))
     cpu0 = {name: s.cpu_seconds() for name, s in servers.items()}
     commits0 = await _pg_commits()
     load_cpu0 = time.process_time()
@@ -568,10 +615,11 @@ async def _drive(servers: dict[str, Server], key: str, seconds: int, run: str) -
         load_cpu = time.process_time() - load_cpu0
     finally:
         people.stopping = True
+        sampler.cancel()
         customers.cancel()
         for task in [*agents, *people.tasks]:
             task.cancel()
-        await asyncio.gather(customers, *agents, *people.tasks, return_exceptions=True)
+        await asyncio.gather(sampler, customers, *agents, *people.tasks, return_exceptions=True)
         await tail.stop()
     return {
         "load": load,
@@ -582,6 +630,7 @@ async def _drive(servers: dict[str, Server], key: str, seconds: int, run: str) -
         "rss_mb": rss,
         "pg_commits": commits,
         "load_generator_cpu_s": load_cpu,
+        "pg_sessions_sampled": dict(sorted(pg_waits.items(), key=lambda kv: -kv[1])),
     }
 
 
@@ -690,9 +739,14 @@ def _figures(run: dict[str, Any], ceilings: dict[str, Any], intake_max: float) -
         if tail.ticket_of_contact.get(c) in tail.assigned_at
     ]
     opened = sum(1 for c in sent if c in tail.ticket_of_contact)
+    # A new thread's contact should open a ticket and have it assigned before the run ends.
+    not_assigned = sum(
+        1 for c in load["new_threads"] if tail.ticket_of_contact.get(c) not in tail.assigned_at
+    )
     to_survey = [
         tail.survey_at[t] - at for t, at in people.resolved_at.items() if t in tail.survey_at
     ]
+    no_survey = sum(1 for t in people.resolved_at if t not in tail.survey_at)
     to_resolved_event = [
         tail.resolved_on_kafka[t] - at
         for t, at in people.resolved_at.items()
@@ -727,12 +781,13 @@ def _figures(run: dict[str, Any], ceilings: dict[str, Any], intake_max: float) -
         "tickets_opened_from_posts": opened,
         "tickets_assigned": assigned_in_run,
         "assigned_per_s": assigned_in_run / elapsed,
-        "post_to_assignment": _ms(to_assignment),
+        "new_threads_posted": len(load["new_threads"]),
+        "post_to_assignment": _ms(to_assignment, not_assigned),
         "post_to_contact_on_kafka": _ms(
             [tail.contact_on_kafka[c] - t for c, t in sent.items() if c in tail.contact_on_kafka]
         ),
         "resolved": len(people.resolved_at),
-        "resolution_to_survey": _ms(to_survey),
+        "resolution_to_survey": _ms(to_survey, no_survey),
         "resolution_to_resolved_event": _ms(to_resolved_event),
         "sla_firing_lag": _ms(tail.breach_lag_s),
         "events": dict(sorted(tail.counts.items())),
@@ -743,6 +798,7 @@ def _figures(run: dict[str, Any], ceilings: dict[str, Any], intake_max: float) -
         "cpu_s_per_1k_contacts": {s: round(v, 3) for s, v in per_1k.items()},
         "rss_mb": {s: round(v, 1) for s, v in run["rss_mb"].items()},
         "load_generator_cpu_s": round(run["load_generator_cpu_s"], 2),
+        "pg_sessions_sampled_every_0_5_s": run["pg_sessions_sampled"],
         "measured_s": round(elapsed, 1),
         "ceilings": {
             "http_bare_endpoint": {
@@ -861,13 +917,25 @@ def _print(f: dict[str, Any], seconds: int) -> None:
             f"{label + ' (' + unit + ')':<42}{num(value):>10}{num(ceiling):>10}{shown:>8}  {what}"
         )
     print(
-        f"accepted {f['accepted']} (statuses {f['post_statuses']}); tickets opened by posts "
-        f"{f['tickets_opened_from_posts']}, assigned {f['tickets_assigned']}, resolved "
+        f"accepted {f['accepted']} (statuses {f['post_statuses']}), {f['new_threads_posted']} "
+        f"starting a thread; tickets opened by posts {f['tickets_opened_from_posts']}, "
+        f"assigned {f['tickets_assigned']}, resolved "
         f"{f['resolved']}, surveys {f['resolution_to_survey']['n']}, SLA breaches "
         f"{f['sla_firing_lag']['n']}"
     )
+    for name, key in (
+        ("post→assignment", "post_to_assignment"),
+        ("resolution→survey sent", "resolution_to_survey"),
+    ):
+        if f[key]["missing"]:
+            print(
+                f"{name}: {f[key]['missing']} of {f[key]['n'] + f[key]['missing']} had not "
+                "happened when the run ended (ranked last; a percentile among them shows —)"
+            )
     print(f"events seen: {f['events']}")
     print(f"agents and customers: {f['people']}")
+    top = list(f["pg_sessions_sampled_every_0_5_s"].items())[:6]
+    print("PostgreSQL sessions (samples): " + "; ".join(f"{k} ×{v}" for k, v in top))
     print(
         f"CPU share of one core: {f['cpu_share_of_a_core']}; load generator "
         f"{f['load_generator_cpu_s']} CPU s"
