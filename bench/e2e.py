@@ -316,6 +316,7 @@ class People:
         self.resolved_at: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.answered: set[str] = set()
 
     def _count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -336,7 +337,11 @@ class People:
                     self._count("poll_error")
                     offers = []
                 for offer in offers:
-                    self._spawn(self._handle(c, agent_id, offer))
+                    # An offer stays pending until the accept commits: a poll while the accept
+                    # is on its way must not answer it twice.
+                    if offer["id"] not in self.answered:
+                        self.answered.add(offer["id"])
+                        self._spawn(self._handle(c, agent_id, offer))
                 await asyncio.sleep(POLL_S)
 
     async def _handle(self, c: httpx.AsyncClient, agent_id: str, offer: dict[str, Any]) -> None:
@@ -564,6 +569,15 @@ async def _pg_commits() -> int:
         await conn.close()
 
 
+async def _loop_lag(into: list[float]) -> None:
+    """How late this process's event loop wakes a 50 ms sleep: when the load generator itself is
+    short of CPU, every time it measures is late by about this much."""
+    while True:
+        began = time.perf_counter()
+        await asyncio.sleep(0.05)
+        into.append(time.perf_counter() - began - 0.05)
+
+
 async def _sample_pg_waits(into: dict[str, int]) -> None:
     """What the services' PostgreSQL sessions are doing, sampled twice a second: active or
     waiting (and on what), per database. Tells where latency goes when CPU is not the limit."""
@@ -592,6 +606,8 @@ async def _drive(servers: dict[str, Server], key: str, seconds: int, run: str) -
     customers = asyncio.create_task(people.customers())
     pg_waits: dict[str, int] = {}
     sampler = asyncio.create_task(_sample_pg_waits(pg_waits))
+    loop_lag: list[float] = []
+    lag_monitor = asyncio.create_task(_loop_lag(loop_lag))
     cpu0 = {name: s.cpu_seconds() for name, s in servers.items()}
     commits0 = await _pg_commits()
     load_cpu0 = time.process_time()
@@ -616,10 +632,13 @@ async def _drive(servers: dict[str, Server], key: str, seconds: int, run: str) -
     finally:
         people.stopping = True
         sampler.cancel()
+        lag_monitor.cancel()
         customers.cancel()
         for task in [*agents, *people.tasks]:
             task.cancel()
-        await asyncio.gather(sampler, customers, *agents, *people.tasks, return_exceptions=True)
+        await asyncio.gather(
+            sampler, lag_monitor, customers, *agents, *people.tasks, return_exceptions=True
+        )
         await tail.stop()
     return {
         "load": load,
@@ -630,6 +649,7 @@ async def _drive(servers: dict[str, Server], key: str, seconds: int, run: str) -
         "rss_mb": rss,
         "pg_commits": commits,
         "load_generator_cpu_s": load_cpu,
+        "loop_lag": loop_lag,
         "pg_sessions_sampled": dict(sorted(pg_waits.items(), key=lambda kv: -kv[1])),
     }
 
@@ -798,6 +818,7 @@ def _figures(run: dict[str, Any], ceilings: dict[str, Any], intake_max: float) -
         "cpu_s_per_1k_contacts": {s: round(v, 3) for s, v in per_1k.items()},
         "rss_mb": {s: round(v, 1) for s, v in run["rss_mb"].items()},
         "load_generator_cpu_s": round(run["load_generator_cpu_s"], 2),
+        "load_generator_loop_lag": _ms(run["loop_lag"]),
         "pg_sessions_sampled_every_0_5_s": run["pg_sessions_sampled"],
         "measured_s": round(elapsed, 1),
         "ceilings": {
@@ -907,14 +928,19 @@ def _print(f: dict[str, Any], seconds: int) -> None:
         f"{AGENTS} agents, {THREAD_SHARE:.0%} follow-ups in a thread; measured over "
         f"{f['measured_s']} s (load + drain)"
     )
-    header = f"{'measure':<42}{'value':>10}{'ceiling':>10}{'ratio':>8}  ceiling is"
+    header = f"{'measure':<42}{'value':>10}{'ceiling':>10}{'ratio':>9}  ceiling is"
     print(header)
     print("-" * (len(header) + 24))
     for label, value, ceiling, unit, what in _rows(f):
         ratio = _ratio(value, ceiling)
-        shown = "—" if ratio is None else f"{ratio:.0%}" if unit == "/s" else f"{ratio:.1f}×"
+        if ratio is None:
+            shown = "—"
+        elif unit == "/s":
+            shown = f"{ratio:.0%}"
+        else:
+            shown = f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
         print(
-            f"{label + ' (' + unit + ')':<42}{num(value):>10}{num(ceiling):>10}{shown:>8}  {what}"
+            f"{label + ' (' + unit + ')':<42}{num(value):>10}{num(ceiling):>10}{shown:>9}  {what}"
         )
     print(
         f"accepted {f['accepted']} (statuses {f['post_statuses']}), {f['new_threads_posted']} "
@@ -934,6 +960,16 @@ def _print(f: dict[str, Any], seconds: int) -> None:
             )
     print(f"events seen: {f['events']}")
     print(f"agents and customers: {f['people']}")
+    lag = f["load_generator_loop_lag"]
+    print(
+        f"load generator's event loop late by p50 {lag['p50_ms']} ms, p99 {lag['p99_ms']} ms, "
+        f"max {lag['max_ms']} ms"
+        + (
+            " — WARNING: the load generator was short of CPU; its timings are inflated"
+            if (lag["p99_ms"] or 0) > 100
+            else ""
+        )
+    )
     top = list(f["pg_sessions_sampled_every_0_5_s"].items())[:6]
     print("PostgreSQL sessions (samples): " + "; ".join(f"{k} ×{v}" for k, v in top))
     print(
