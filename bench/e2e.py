@@ -1008,8 +1008,12 @@ def _chart(f: dict[str, Any], path: Path, seconds: int) -> None:
     ys = list(range(len(latency)))
     ax.barh([y - 0.2 for y in ys], [r[1] or 0 for r in latency], 0.4, label="measured")
     ax.barh([y + 0.2 for y in ys], [r[2] or 0 for r in latency], 0.4, label="floor (bare hops)")
+    for y, r in zip(ys, latency, strict=True):
+        if r[1] is None:
+            ax.text(1, y - 0.2, " not reached by the end of the run", va="center", fontsize=7)
     ax.set_yticks(ys, [r[0] for r in latency], fontsize=8)
     ax.set_xscale("log")
+    ax.set_xlim(left=1)
     ax.invert_yaxis()
     ax.set_xlabel("milliseconds (log scale)")
     ax.set_title("Latency p50/p99 vs the bare hops")
