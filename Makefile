@@ -10,10 +10,10 @@ SERVICES := deploy/local/services.sh
 PACKAGES := shared services/intake services/router services/sla services/feedback
 PYTEST_ARGS ?=
 
-.PHONY: help install run stop logs status test test-unit lint fmt bench reset lock stack-start stack-stop key token
+.PHONY: help install run stop logs status test test-unit lint fmt bench bench-e2e reset lock stack-start stack-stop key token
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ fmt: $(VENV)/.installed ## format and auto-fix
 bench: stack-start ## benchmarks under bench/ (figures printed and written to bench/results/)
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(PY) -m bench
+
+bench-e2e: stack-start ## the end-to-end benchmark only (BENCH_E2E_SECONDS, BENCH_E2E_RATE, ...)
+	$(PY) -m bench e2e
 
 reset: ## stop everything and delete local data (keeps downloaded jars and the venv)
 	-$(SERVICES) stop

@@ -11,6 +11,7 @@ BENCHMARKS = {
     "router": "bench.router",
     "sla": "bench.sla",
     "feedback": "bench.feedback",
+    "e2e": "bench.e2e",
 }
 
 

@@ -1,0 +1,1106 @@
+"""End to end: the four services as uvicorn processes on fresh databases, a realistic mixed load
+for a fixed time, and every figure beside a ceiling measured in the same run.
+
+The load (one asyncio process on this machine, open loop):
+- contacts on the four channels posted to intake at a fixed rate, built from
+  tests/fixtures/contacts.jsonl with fresh customers; a share of them continue an earlier thread
+  of the same customer (e-mail In-Reply-To/References, the same chat session, a social reply,
+  a call from the same number);
+- a pool of agents (router API, one signed agent token each) polling their offers, accepting,
+  replying and resolving after a short think time;
+- customers answering the surveys feedback sends (the link of each `survey.requested`): mostly
+  promoters, some passives, some detractors (whose answers open follow-up tickets);
+- an SLA policy with targets of seconds, so warnings, breaches and met targets fire during the
+  run (feedback sends surveys at once: its per-channel delays are set to 0).
+
+Measured: contacts accepted per second; p50/p99 from POST to the ticket's `ticket.assigned`,
+from the agent's resolve call to `survey.requested`, and from each SLA deadline to its
+`sla.breached`; CPU seconds and RSS per service. Every event is timed when a tail consumer in
+this process receives it.
+
+Ceilings, in the same run once the load has stopped:
+- HTTP: a bare FastAPI endpoint validating the same request model (bench/ceiling_app.py), driven
+  by the same client at the same rate (latency, CPU, RSS) and flat out (requests/s);
+- Kafka: a consumer that does nothing, reading this run's contacts from intake.contacts
+  (messages/s, CPU), and the delivery time of every record the tail received (a no-op
+  consumer's produce-to-receive time, under the same load);
+- PostgreSQL: single-row INSERTs, each committed, from one asyncpg connection (rows/s, latency).
+Latency floors are sums of those hops (documented with the table), so a ratio says how many
+times the bare hops the real path takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import resource
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.harness import (
+    KAFKA,
+    RESULTS,
+    ROOT,
+    Server,
+    database_url,
+    recreate_database_async,
+    socket_database_url,
+    start_uvicorn,
+    write_result,
+)
+from ccshared.kafka import commit_group_at_end, ensure_topics, topic_partitions
+
+RATE = float(os.environ.get("BENCH_E2E_RATE", "100"))
+AGENTS = int(os.environ.get("BENCH_E2E_AGENTS", "40"))
+THREAD_SHARE = float(os.environ.get("BENCH_E2E_THREAD_SHARE", "0.2"))
+DRAIN_S = float(os.environ.get("BENCH_E2E_DRAIN_S", "20"))
+POLL_S = float(os.environ.get("BENCH_E2E_POLL_S", "1.0"))
+SURVEY_TICK_S = os.environ.get("BENCH_E2E_SURVEY_TICK_S", "0.5")
+INTAKE_WORKERS = int(os.environ.get("BENCH_E2E_INTAKE_WORKERS", "1"))
+CEILING_S = int(os.environ.get("BENCH_E2E_CEILING_S", "5"))
+PORTS = {
+    "intake": int(os.environ.get("INTAKE_PORT", "18301")),
+    "router": int(os.environ.get("ROUTER_PORT", "18302")),
+    "sla": int(os.environ.get("SLA_PORT", "18303")),
+    "feedback": int(os.environ.get("FEEDBACK_PORT", "18304")),
+    "ceiling": int(os.environ.get("BENCH_CEILING_PORT", "18300")),
+}
+SERVICES = ("intake", "router", "sla", "feedback")
+# The consumer groups of each service (ConsumerSpec names), and the topics they read.
+GROUPS = {
+    "intake": {"ticket-links": ["router.tickets"]},
+    "router": {
+        "contacts": ["intake.contacts"],
+        "escalations": ["sla.events"],
+        "follow-ups": ["feedback.events"],
+    },
+    "sla": {"ticket-clocks": ["router.tickets"]},
+    "feedback": {
+        "contacts": ["intake.contacts"],
+        "sla": ["sla.events"],
+        "tickets": ["router.tickets"],
+    },
+}
+TOPICS = ["intake.contacts", "router.tickets", "sla.events", "feedback.events"]
+SKILLS = ["complaints", "technical", "billing", "vip", "escalations"]
+# Targets of seconds: with the agents' think times below, some are met and some breached.
+SLA_POLICY = {
+    "id": "bench-e2e",
+    "name": "End-to-end benchmark (seconds)",
+    "rank": 0,
+    "conditions": {},
+    "targets": {"first_response": 4, "next_response": 6, "resolution": 8},
+    "warn_at_share": 0.5,
+    "escalation": [{"level": 1, "offset": "PT0S", "actions": ["notify_supervisor"]}],
+}
+REPLY_THINK_S = (0.5, 3.0)
+RESOLVE_THINK_S = (1.0, 5.0)
+ANSWER_THINK_S = (0.5, 3.0)
+
+
+def _pct(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def _ms(values: list[float], missing: int = 0) -> dict[str, Any]:
+    """p50/p99/max in milliseconds of values in seconds. `missing` counts the items that never
+    arrived before the end of the run: they rank above every value, and a percentile that falls
+    among them is None (not reached)."""
+    ranked = sorted(values) + [float("inf")] * missing
+
+    def at(share: float) -> float | None:
+        if not ranked:
+            return None
+        value = ranked[min(len(ranked) - 1, int(share * len(ranked)))]
+        return None if value == float("inf") else round(1000 * value, 1)
+
+    return {
+        "n": len(values),
+        "missing": missing,
+        "p50_ms": at(0.5),
+        "p99_ms": at(0.99),
+        "max_ms": None if missing or not values else round(1000 * max(values), 1),
+    }
+
+
+# --- the contacts -------------------------------------------------------------------------
+
+
+def _fixtures() -> list[dict[str, Any]]:
+    path = ROOT / "tests" / "fixtures" / "contacts.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class Contacts:
+    """New contacts from the fixtures with a fresh customer each, and follow-ups continuing an
+    earlier thread of the same customer."""
+
+    def __init__(self, run: str, seed: int = 8) -> None:
+        self.run = run
+        self.templates = _fixtures()
+        self.random = random.Random(seed)
+        self.threads: deque[dict[str, Any]] = deque(maxlen=2000)
+        self.last_was_new = True
+        self.number_base = int(uuid.uuid5(uuid.NAMESPACE_OID, run).int % 1_000_000_000)
+
+    def next(self, n: int) -> dict[str, Any]:
+        self.last_was_new = not (self.threads and self.random.random() < THREAD_SHARE)
+        if not self.last_was_new:
+            return self._follow_up(n, self.random.choice(self.threads))
+        return self._new(n)
+
+    def _new(self, n: int) -> dict[str, Any]:
+        body = json.loads(json.dumps(self.templates[n % len(self.templates)]))
+        ext = f"e2e-{self.run}-{n}"
+        now = datetime.now(UTC).isoformat()
+        body["external_id"], body["received_at"] = ext, now
+        channel = body["channel"]
+        customer = body.get("customer") or {}
+        hints: dict[str, Any] = {}
+        if customer.get("name"):
+            hints["name"] = customer["name"]
+        if customer.get("account_id"):
+            hints["account_id"] = f"{customer['account_id']}-{self.run}-{n}"
+        if channel == "phone":
+            caller = f"+8613{(self.number_base + n) % 1_000_000_000:09d}"
+            body["phone"] |= {"caller": caller, "call_id": ext, "started_at": now}
+            hints["phone"] = caller
+        elif channel == "email":
+            address = f"c{self.run}{n}@example.com"
+            body["email"] |= {
+                "message_id": f"<{ext}@mail.example.com>",
+                "from": address,
+                "in_reply_to": None,
+                "references": [],
+            }
+            body["external_id"] = body["email"]["message_id"]
+            hints["email"] = address
+        elif channel == "chat":
+            body["chat"] |= {"session_id": f"s-{ext}", "visitor_id": f"v-{ext}"}
+            body["chat"]["messages"] = [{**m, "at": now} for m in body["chat"].get("messages", [])]
+            hints["email"] = f"c{self.run}{n}@example.cn"
+        else:
+            handle = f"@u{self.run}{n}"
+            body["social"] |= {"post_id": ext, "author": handle, "parent_post_id": None}
+            hints["social_handle"] = handle
+        body["customer"] = hints
+        self.threads.append(body)
+        return body
+
+    def _follow_up(self, n: int, first: dict[str, Any]) -> dict[str, Any]:
+        body = json.loads(json.dumps(first))
+        ext = f"e2e-{self.run}-{n}"
+        now = datetime.now(UTC).isoformat()
+        body["external_id"], body["received_at"] = ext, now
+        body["text"] = "Any update on this? 还有进展吗？"
+        channel = body["channel"]
+        if channel == "phone":
+            body["phone"] |= {"call_id": ext, "started_at": now}
+        elif channel == "email":
+            earlier = first["email"]["message_id"]
+            body["email"] |= {
+                "message_id": f"<{ext}@mail.example.com>",
+                "in_reply_to": earlier,
+                "references": [earlier],
+            }
+            body["external_id"] = body["email"]["message_id"]
+            body["subject"] = f"Re: {first.get('subject') or ''}".strip()
+        elif channel == "chat":
+            body["chat"]["messages"] = [{"from": "visitor", "at": now, "text": body["text"]}]
+        else:
+            body["social"] |= {"post_id": ext, "parent_post_id": first["social"]["post_id"]}
+        return body
+
+
+# --- watching the topics ------------------------------------------------------------------
+
+
+class Tail:
+    """Every event of the four topics from now on, timed on receipt (wall clock)."""
+
+    def __init__(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=KAFKA, enable_auto_commit=False, max_poll_records=5000
+        )
+        self.task: asyncio.Task[None] | None = None
+        self.start_offsets: dict[TopicPartition, int] = {}
+        self.contact_on_kafka: dict[str, float] = {}
+        self.ticket_of_contact: dict[str, str] = {}
+        self.assigned_at: dict[str, float] = {}
+        self.resolved_on_kafka: dict[str, float] = {}
+        self.survey_at: dict[str, float] = {}
+        self.breach_lag_s: list[float] = []
+        self.delivery_s: list[float] = []
+        self.counts: dict[str, int] = {}
+        self.surveys: asyncio.Queue[str] = asyncio.Queue()
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        tps = await topic_partitions(self.consumer, TOPICS)
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:
+            self.start_offsets[tp] = await self.consumer.position(tp)
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=50)
+            now = time.time()
+            for records in batch.values():
+                for record in records:
+                    self.delivery_s.append(now - record.timestamp / 1000)
+                    self._record(orjson.loads(record.value), now)
+
+    def _record(self, event: dict[str, Any], now: float) -> None:
+        kind, payload = event["event_type"], event["payload"]
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind == "contact.received":
+            self.contact_on_kafka[payload["contact_id"]] = now
+        elif kind == "ticket.opened" and payload.get("contact_id"):
+            self.ticket_of_contact[payload["contact_id"]] = payload["ticket_id"]
+        elif kind == "ticket.assigned":
+            self.assigned_at.setdefault(payload["ticket_id"], now)
+        elif kind == "ticket.resolved":
+            self.resolved_on_kafka.setdefault(payload["ticket_id"], now)
+        elif kind == "sla.breached":
+            deadline = datetime.fromisoformat(payload["deadline"]).timestamp()
+            self.breach_lag_s.append(now - deadline)
+        elif kind == "survey.requested" and not payload.get("reminder"):
+            self.survey_at.setdefault(payload["ticket_id"], now)
+            self.surveys.put_nowait(payload["url"])
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.consumer.stop()
+
+
+# --- the people ---------------------------------------------------------------------------
+
+
+def _token(subject: str, role: str) -> str:
+    from ccshared.auth import issue_token
+    from router.settings import RouterSettings
+
+    secret = RouterSettings().auth_secret.get_secret_value().encode()
+    return issue_token(secret, subject, role, ttl=timedelta(hours=2))  # type: ignore[arg-type]
+
+
+class People:
+    """Agents answering offers and customers answering surveys, with counters."""
+
+    def __init__(self, router_url: str, tail: Tail, seed: int = 9) -> None:
+        self.router_url = router_url
+        self.tail = tail
+        self.random = random.Random(seed)
+        self.stopping = False
+        self.resolved_at: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.answered: set[str] = set()
+
+    def _count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def agent(self, agent_id: str) -> None:
+        headers = {"Authorization": f"Bearer {_token(agent_id, 'agent')}"}
+        async with httpx.AsyncClient(base_url=self.router_url, headers=headers, timeout=30) as c:
+            await asyncio.sleep(self.random.uniform(0, POLL_S))
+            while not self.stopping:
+                try:
+                    offers = (await c.get(f"/v1/agents/{agent_id}/offers")).json()
+                except (httpx.HTTPError, ValueError):
+                    self._count("poll_error")
+                    offers = []
+                for offer in offers:
+                    # An offer stays pending until the accept commits: a poll while the accept
+                    # is on its way must not answer it twice.
+                    if offer["id"] not in self.answered:
+                        self.answered.add(offer["id"])
+                        self._spawn(self._handle(c, agent_id, offer))
+                await asyncio.sleep(POLL_S)
+
+    async def _handle(self, c: httpx.AsyncClient, agent_id: str, offer: dict[str, Any]) -> None:
+        ticket = offer["ticket_id"]
+        try:
+            if not await self._ok(c.post(f"/v1/offers/{offer['id']}/accept"), "accept"):
+                return
+            await asyncio.sleep(self.random.uniform(*REPLY_THINK_S))
+            reply = {"agent_id": agent_id, "text": "Thanks, we are on it. 我们正在处理。"}
+            if not await self._ok(c.post(f"/v1/tickets/{ticket}/reply", json=reply), "reply"):
+                return
+            await asyncio.sleep(self.random.uniform(*RESOLVE_THINK_S))
+            body = {"resolution_code": "solved", "first_contact_resolution": True}
+            started = time.time()
+            if await self._ok(c.post(f"/v1/tickets/{ticket}/resolve", json=body), "resolve"):
+                self.resolved_at.setdefault(ticket, started)
+        except httpx.HTTPError as error:
+            self._count(f"agent_{type(error).__name__}")
+
+    async def _ok(self, call: Any, what: str) -> bool:
+        response = await call
+        if response.status_code == 200:
+            self._count(what)
+            return True
+        self._count(f"{what}_{response.status_code}")
+        return False
+
+    async def customers(self) -> None:
+        async with httpx.AsyncClient(timeout=30) as c:
+            while True:
+                url = await self.tail.surveys.get()
+                self._spawn(self._answer(c, url))
+
+    async def _answer(self, c: httpx.AsyncClient, url: str) -> None:
+        await asyncio.sleep(self.random.uniform(*ANSWER_THINK_S))
+        draw = self.random.random()
+        if draw < 0.55:
+            answer: dict[str, Any] = {"csat": 5, "nps": self.random.choice([9, 10])}
+            answer |= {"solved_first_contact": True, "comment": "Very quick, thank you! 很快"}
+            kind = "promoter"
+        elif draw < 0.8:
+            answer = {"csat": 4, "nps": self.random.choice([7, 8]), "solved_first_contact": True}
+            kind = "passive"
+        else:
+            answer = {"csat": self.random.choice([1, 2]), "nps": self.random.randint(0, 6)}
+            answer |= {"solved_first_contact": False, "comment": "Still broken. 还是不行"}
+            kind = "detractor"
+        try:
+            response = await c.post(url, json=answer, headers={"Accept": "application/json"})
+        except httpx.HTTPError as error:
+            self._count(f"answer_{type(error).__name__}")
+            return
+        self._count(f"answer_{kind}" if response.status_code == 200 else f"answer_{kind}_"
+                    f"{response.status_code}")  # fmt: skip
+
+
+# --- setting up ---------------------------------------------------------------------------
+
+
+async def _prepare(run: str) -> str:
+    suffix = f".e2e-{run}"
+    for service in SERVICES:
+        await recreate_database_async(f"bench_e2e_{service}")
+    await recreate_database_async("bench_e2e_ceiling")
+    await ensure_topics(KAFKA)
+    for service, groups in GROUPS.items():
+        for name, topics in groups.items():
+            await commit_group_at_end(KAFKA, f"{service}.{name}{suffix}", topics)
+    return suffix
+
+
+def _start_services(suffix: str) -> dict[str, Server]:
+    common = {"KAFKA_BOOTSTRAP": KAFKA, "CONSUMER_GROUP_SUFFIX": suffix, "LOG_LEVEL": "WARNING"}
+    extra = {
+        "intake": {"WORKERS": str(INTAKE_WORKERS)},
+        "router": {},
+        "sla": {},
+        "feedback": {
+            **{f"SURVEY_DELAY_{c}_S": "0" for c in ("PHONE", "EMAIL", "CHAT", "SOCIAL")},
+            "CUSTOMER_QUIET_DAYS": "0",
+            "REMINDER_AFTER_S": "0",
+            "SCHEDULER_INTERVAL_S": SURVEY_TICK_S,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{PORTS['feedback']}",
+        },
+    }
+    servers: dict[str, Server] = {}
+    try:
+        for service in SERVICES:
+            prefix = service.upper() + "_"
+            env = {prefix + k: v for k, v in (common | extra[service]).items()}
+            env[prefix + "DATABASE_URL"] = socket_database_url(f"bench_e2e_{service}")
+            workers = INTAKE_WORKERS if service == "intake" else 1
+            servers[service] = start_uvicorn(
+                f"e2e-{service}",
+                f"{service}.app:create_app",
+                PORTS[service],
+                workers,
+                env,
+                "/readyz",
+            )
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
+
+
+async def _setup() -> str:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['sla']}", timeout=30) as c:
+        created = await c.post("/v1/policies", json=SLA_POLICY)
+        if created.status_code != 201:
+            raise RuntimeError(f"SLA policy not created: {created.status_code} {created.text}")
+    headers = {"Authorization": f"Bearer {_token('bench-supervisor', 'supervisor')}"}
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{PORTS['router']}", timeout=30, headers=headers
+    ) as c:
+        for n in range(AGENTS):
+            agent = f"agent-{n:03d}"
+            skills = {SKILLS[n % len(SKILLS)]: 1 + n % 5, SKILLS[(n + 2) % len(SKILLS)]: 3}
+            body = {
+                "name": agent,
+                "skills": skills,
+                "capacity": {"phone": 5, "chat": 20, "email": 20, "social": 20},
+            }
+            (await c.put(f"/v1/agents/{agent}", json=body)).raise_for_status()
+            status = await c.put(f"/v1/agents/{agent}/status", json={"status": "available"})
+            status.raise_for_status()
+    from intake.db.api_keys import create_key
+
+    conn = await asyncpg.connect(database_url("bench_e2e_intake").replace("+asyncpg", ""))
+    try:
+        _, key = await create_key(
+            conn,
+            name="bench-e2e",
+            channels=["phone", "email", "chat", "social"],
+            rate_per_s=1e9,
+            burst=10**9,
+        )
+    finally:
+        await conn.close()
+    return key
+
+
+# --- load ---------------------------------------------------------------------------------
+
+
+async def _open_loop(
+    url: str, key: str, contacts: Contacts, rate: float, seconds: float
+) -> dict[str, Any]:
+    """POST contacts at a fixed rate; each 202's contact id with when its POST was sent."""
+    sent: dict[str, float] = {}
+    new_threads: set[str] = set()
+    took: list[float] = []
+    statuses: dict[str, int] = {}
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30, headers=headers) as c:
+
+        async def post(n: int) -> None:
+            started = time.time()
+            body = contacts.next(n)
+            new = contacts.last_was_new
+            try:
+                response = await c.post("/v1/contacts", json=body)
+            except httpx.HTTPError as error:
+                statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
+                return
+            took.append(time.time() - started)
+            code = str(response.status_code)
+            statuses[code] = statuses.get(code, 0) + 1
+            if response.status_code == 202:
+                contact_id = response.json()["id"]
+                sent[contact_id] = started
+                if new:
+                    new_threads.add(contact_id)
+
+        tasks = []
+        t0 = time.perf_counter()
+        for n in range(int(rate * seconds)):
+            delay = t0 + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(n)))
+        posted_s = time.perf_counter() - t0
+        await asyncio.gather(*tasks)
+    return {
+        "sent": sent,
+        "new_threads": new_threads,
+        "took": took,
+        "statuses": statuses,
+        "posting_s": posted_s,
+    }
+
+
+async def _closed_loop(url: str, key: str, contacts: Contacts, seconds: float) -> float:
+    """As many POSTs as 64 concurrent clients get answered: 2xx per second."""
+    ok = 0
+    counter = iter(range(10**9))
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30, headers=headers) as c:
+        end = time.perf_counter() + seconds
+
+        async def client() -> None:
+            nonlocal ok
+            while time.perf_counter() < end:
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await c.post("/v1/contacts", json=contacts.next(next(counter)))
+                    ok += response.is_success
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(64)))
+        return ok / (time.perf_counter() - started)
+
+
+async def _pg_commits() -> int:
+    conn = await asyncpg.connect(database_url("postgres").replace("+asyncpg", ""))
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT sum(xact_commit) FROM pg_stat_database WHERE datname LIKE 'bench_e2e_%'"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def _loop_lag(into: list[float]) -> None:
+    """How late this process's event loop wakes a 50 ms sleep: when the load generator itself is
+    short of CPU, every time it measures is late by about this much."""
+    while True:
+        began = time.perf_counter()
+        await asyncio.sleep(0.05)
+        into.append(time.perf_counter() - began - 0.05)
+
+
+async def _sample_pg_waits(into: dict[str, int]) -> None:
+    """What the services' PostgreSQL sessions are doing, sampled twice a second: active or
+    waiting (and on what), per database. Tells where latency goes when CPU is not the limit."""
+    conn = await asyncpg.connect(database_url("postgres").replace("+asyncpg", ""))
+    try:
+        while True:
+            rows = await conn.fetch(
+                "SELECT datname, state, wait_event_type, wait_event FROM pg_stat_activity "
+                "WHERE datname LIKE 'bench_e2e_%' AND state <> 'idle'"
+            )
+            for r in rows:
+                what = f"{r['datname'].removeprefix('bench_e2e_')}: {r['state']}"
+                if r["wait_event_type"]:
+                    what += f", waiting on {r['wait_event_type']}:{r['wait_event']}"
+                into[what] = into.get(what, 0) + 1
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+async def _drive(servers: dict[str, Server], key: str, seconds: int, run: str) -> dict[str, Any]:
+    tail = Tail()
+    await tail.start()
+    people = People(f"http://127.0.0.1:{PORTS['router']}", tail)
+    agents = [asyncio.create_task(people.agent(f"agent-{n:03d}")) for n in range(AGENTS)]
+    customers = asyncio.create_task(people.customers())
+    pg_waits: dict[str, int] = {}
+    sampler = asyncio.create_task(_sample_pg_waits(pg_waits))
+    loop_lag: list[float] = []
+    lag_monitor = asyncio.create_task(_loop_lag(loop_lag))
+    cpu0 = {name: s.cpu_seconds() for name, s in servers.items()}
+    commits0 = await _pg_commits()
+    load_cpu0 = time.process_time()
+    began = time.time()
+    try:
+        load = await _open_loop(
+            f"http://127.0.0.1:{PORTS['intake']}", key, Contacts(run), RATE, seconds
+        )
+        # Let what was posted reach its agents, resolutions their surveys, and answers in.
+        deadline = time.time() + DRAIN_S
+        while time.time() < deadline:
+            await asyncio.sleep(0.5)
+            opened = [tail.ticket_of_contact.get(c) for c in load["sent"]]
+            unresolved = set(tail.assigned_at) - set(people.resolved_at)
+            if all(t in tail.assigned_at for t in opened if t) and len(unresolved) == 0:
+                break
+        elapsed = time.time() - began
+        cpu = {name: s.cpu_seconds() - cpu0[name] for name, s in servers.items()}
+        rss = {name: s.rss_mb() for name, s in servers.items()}
+        commits = await _pg_commits() - commits0
+        load_cpu = time.process_time() - load_cpu0
+    finally:
+        people.stopping = True
+        sampler.cancel()
+        lag_monitor.cancel()
+        customers.cancel()
+        for task in [*agents, *people.tasks]:
+            task.cancel()
+        await asyncio.gather(
+            sampler, lag_monitor, customers, *agents, *people.tasks, return_exceptions=True
+        )
+        await tail.stop()
+    return {
+        "load": load,
+        "tail": tail,
+        "people": people,
+        "elapsed_s": elapsed,
+        "cpu_s": cpu,
+        "rss_mb": rss,
+        "pg_commits": commits,
+        "load_generator_cpu_s": load_cpu,
+        "loop_lag": loop_lag,
+        "pg_sessions_sampled": dict(sorted(pg_waits.items(), key=lambda kv: -kv[1])),
+    }
+
+
+# --- ceilings -----------------------------------------------------------------------------
+
+
+async def _noop_consumer(start_offsets: dict[TopicPartition, int]) -> dict[str, float]:
+    """Reads this run's messages of intake.contacts and does nothing with them."""
+    tps = {tp: o for tp, o in start_offsets.items() if tp.topic == "intake.contacts"}
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(tps))
+        ends = await consumer.end_offsets(list(tps))
+        for tp, offset in tps.items():
+            consumer.seek(tp, offset)
+        total = sum(ends[tp] - o for tp, o in tps.items())
+        read, cpu0, started = 0, time.process_time(), time.perf_counter()
+        while read < total and time.perf_counter() - started < 120:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            read += sum(len(records) for records in batch.values())
+        seconds = time.perf_counter() - started
+        return {
+            "messages": read,
+            "per_s": read / seconds if seconds else 0.0,
+            "cpu_s_per_1k": 1000 * (time.process_time() - cpu0) / max(1, read),
+        }
+    finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()
+
+
+async def _bare_inserts(seconds: float) -> dict[str, float]:
+    """Single-row INSERTs, each its own committed transaction, from one connection."""
+    conn = await asyncpg.connect(socket_database_url("bench_e2e_ceiling").replace("+asyncpg", ""))
+    try:
+        await conn.execute(
+            "CREATE TABLE rows (id uuid PRIMARY KEY, at timestamptz NOT NULL, body jsonb)"
+        )
+        insert = await conn.prepare("INSERT INTO rows VALUES ($1, now(), $2)")
+        took: list[float] = []
+        end = time.perf_counter() + seconds
+        started = time.perf_counter()
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            await insert.fetch(uuid.uuid4(), '{"event": "contact.received"}')
+            took.append(time.perf_counter() - t)
+        return {
+            "rows": len(took),
+            "per_s": len(took) / (time.perf_counter() - started),
+            "p50_s": _pct(took, 0.5) or 0.0,
+            "p99_s": _pct(took, 0.99) or 0.0,
+        }
+    finally:
+        await conn.close()
+
+
+async def _ceilings(start_offsets: dict[TopicPartition, int], seconds: int) -> dict[str, Any]:
+    ceiling = start_uvicorn(
+        "e2e-ceiling",
+        "bench.ceiling_app:create_app",
+        PORTS["ceiling"],
+        INTAKE_WORKERS,
+        {},
+        "/docs",
+    )
+    try:
+        url = f"http://127.0.0.1:{PORTS['ceiling']}"
+        contacts = Contacts(uuid.uuid4().hex[:6])
+        cpu0 = ceiling.cpu_seconds()
+        same = await _open_loop(url, "none", contacts, RATE, min(seconds, 15))
+        cpu = ceiling.cpu_seconds() - cpu0
+        flat_out = await _closed_loop(url, "none", contacts, CEILING_S)
+        http = {
+            "same_rate_took": same["took"],
+            "same_rate_statuses": same["statuses"],
+            "cpu_s_per_1k": 1000 * cpu / max(1, len(same["took"])),
+            "rss_mb": ceiling.rss_mb(),
+            "max_per_s": flat_out,
+        }
+    finally:
+        ceiling.stop()
+    return {
+        "http": http,
+        "kafka": await _noop_consumer(start_offsets),
+        "pg": await _bare_inserts(CEILING_S),
+    }
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+def _sum_ms(*parts: dict[str, Any], key: str) -> float | None:
+    values = [p.get(key) for p in parts]
+    return None if any(v is None for v in values) else round(sum(values), 1)  # type: ignore[arg-type]
+
+
+def _figures(run: dict[str, Any], ceilings: dict[str, Any], intake_max: float) -> dict[str, Any]:
+    load, tail, people = run["load"], run["tail"], run["people"]
+    sent: dict[str, float] = load["sent"]
+    posting_s = load["posting_s"]
+    accepted = len(sent)
+    to_assignment = [
+        tail.assigned_at[tail.ticket_of_contact[c]] - t
+        for c, t in sent.items()
+        if tail.ticket_of_contact.get(c) in tail.assigned_at
+    ]
+    opened = sum(1 for c in sent if c in tail.ticket_of_contact)
+    # A new thread's contact should open a ticket and have it assigned before the run ends.
+    not_assigned = sum(
+        1 for c in load["new_threads"] if tail.ticket_of_contact.get(c) not in tail.assigned_at
+    )
+    to_survey = [
+        tail.survey_at[t] - at for t, at in people.resolved_at.items() if t in tail.survey_at
+    ]
+    no_survey = sum(1 for t in people.resolved_at if t not in tail.survey_at)
+    to_resolved_event = [
+        tail.resolved_on_kafka[t] - at
+        for t, at in people.resolved_at.items()
+        if t in tail.resolved_on_kafka
+    ]
+    assigned_in_run = len(tail.assigned_at)
+    http_floor = _ms(ceilings["http"]["same_rate_took"])
+    hop = _ms(tail.delivery_s)
+    commit = {
+        "p50_ms": round(1000 * ceilings["pg"]["p50_s"], 2),
+        "p99_ms": round(1000 * ceilings["pg"]["p99_s"], 2),
+    }
+    floors = {
+        "post_to_assignment": {
+            k: _sum_ms(http_floor, hop, hop, commit, commit, key=k) for k in ("p50_ms", "p99_ms")
+        },
+        "resolution_to_survey": {
+            k: _sum_ms(hop, hop, commit, commit, key=k) for k in ("p50_ms", "p99_ms")
+        },
+        "sla_firing_lag": {k: _sum_ms(hop, commit, key=k) for k in ("p50_ms", "p99_ms")},
+    }
+    elapsed = run["elapsed_s"]
+    per_1k = {s: 1000 * cpu / max(1, accepted) for s, cpu in run["cpu_s"].items()}
+    return {
+        "offered_per_s": RATE,
+        "posted": sum(load["statuses"].values()),
+        "post_statuses": load["statuses"],
+        "accepted": accepted,
+        "accepted_per_s": accepted / posting_s,
+        "intake_max_per_s": intake_max,
+        "post_http": _ms(load["took"]),
+        "tickets_opened_from_posts": opened,
+        "tickets_assigned": assigned_in_run,
+        "assigned_per_s": assigned_in_run / elapsed,
+        "new_threads_posted": len(load["new_threads"]),
+        "post_to_assignment": _ms(to_assignment, not_assigned),
+        "post_to_contact_on_kafka": _ms(
+            [tail.contact_on_kafka[c] - t for c, t in sent.items() if c in tail.contact_on_kafka]
+        ),
+        "resolved": len(people.resolved_at),
+        "resolution_to_survey": _ms(to_survey, no_survey),
+        "resolution_to_resolved_event": _ms(to_resolved_event),
+        "sla_firing_lag": _ms(tail.breach_lag_s),
+        "events": dict(sorted(tail.counts.items())),
+        "people": dict(sorted(people.counts.items())),
+        "pg_commits_per_s": run["pg_commits"] / elapsed,
+        "cpu_s": {s: round(v, 2) for s, v in run["cpu_s"].items()},
+        "cpu_share_of_a_core": {s: round(v / elapsed, 3) for s, v in run["cpu_s"].items()},
+        "cpu_s_per_1k_contacts": {s: round(v, 3) for s, v in per_1k.items()},
+        "rss_mb": {s: round(v, 1) for s, v in run["rss_mb"].items()},
+        "load_generator_cpu_s": round(run["load_generator_cpu_s"], 2),
+        "load_generator_loop_lag": _ms(run["loop_lag"]),
+        "pg_sessions_sampled_every_0_5_s": run["pg_sessions_sampled"],
+        "measured_s": round(elapsed, 1),
+        "ceilings": {
+            "http_bare_endpoint": {
+                "same_rate": _ms(ceilings["http"]["same_rate_took"]),
+                "max_per_s": round(ceilings["http"]["max_per_s"], 1),
+                "cpu_s_per_1k": round(ceilings["http"]["cpu_s_per_1k"], 3),
+                "rss_mb": round(ceilings["http"]["rss_mb"], 1),
+            },
+            "kafka_noop_consumer": {
+                "messages": ceilings["kafka"]["messages"],
+                "per_s": round(ceilings["kafka"]["per_s"], 1),
+                "cpu_s_per_1k": round(ceilings["kafka"]["cpu_s_per_1k"], 3),
+                "delivery": hop,
+            },
+            "pg_bare_insert": {
+                "rows": ceilings["pg"]["rows"],
+                "per_s": round(ceilings["pg"]["per_s"], 1),
+                **commit,
+            },
+        },
+        "floors": floors,
+    }
+
+
+def _rows(f: dict[str, Any]) -> list[tuple[str, float | None, float | None, str, str]]:
+    """(measure, value, ceiling or floor, unit, what the ceiling is)."""
+    c = f["ceilings"]
+    rows: list[tuple[str, float | None, float | None, str, str]] = [
+        (
+            f"contacts accepted/s (offered {f['offered_per_s']:g}/s)",
+            f["accepted_per_s"],
+            c["http_bare_endpoint"]["max_per_s"],
+            "/s",
+            "bare endpoint, flat out",
+        ),
+        (
+            "intake flat out, accepted/s",
+            f["intake_max_per_s"],
+            c["http_bare_endpoint"]["max_per_s"],
+            "/s",
+            "bare endpoint, flat out",
+        ),
+        (
+            "tickets assigned/s",
+            f["assigned_per_s"],
+            c["kafka_noop_consumer"]["per_s"],
+            "/s",
+            "no-op consumer, intake.contacts",
+        ),
+        (
+            "PostgreSQL commits/s (4 services)",
+            f["pg_commits_per_s"],
+            c["pg_bare_insert"]["per_s"],
+            "/s",
+            "bare INSERT+commit, 1 conn",
+        ),
+    ]
+    for label, key, floor_key, what in (
+        ("POST /v1/contacts", "post_http", None, "bare endpoint, same rate"),
+        ("post→assignment", "post_to_assignment", "post_to_assignment", "HTTP+2 hops+2 commits"),
+        ("resolution→survey sent", "resolution_to_survey", "resolution_to_survey",
+         "2 hops+2 commits"),
+        ("SLA firing lag", "sla_firing_lag", "sla_firing_lag", "1 hop+1 commit"),
+    ):  # fmt: skip
+        floor = f["floors"][floor_key] if floor_key else c["http_bare_endpoint"]["same_rate"]
+        for p in ("p50", "p99"):
+            rows.append((f"{label} {p}", f[key][f"{p}_ms"], floor[f"{p}_ms"], "ms", what))
+    for service in SERVICES:
+        noop = service != "intake"
+        rows.append(
+            (
+                f"{service} CPU s/1k contacts",
+                f["cpu_s_per_1k_contacts"][service],
+                c["kafka_noop_consumer" if noop else "http_bare_endpoint"]["cpu_s_per_1k"],
+                "s",
+                "no-op consumer, per 1k msgs" if noop else "bare endpoint, per 1k reqs",
+            )
+        )
+    for service in SERVICES:
+        rows.append(
+            (
+                f"{service} RSS",
+                f["rss_mb"][service],
+                c["http_bare_endpoint"]["rss_mb"],
+                "MB",
+                "bare FastAPI process",
+            )
+        )
+    return rows
+
+
+def _ratio(value: float | None, ceiling: float | None) -> float | None:
+    if value is None or not ceiling:
+        return None
+    return value / ceiling
+
+
+def _print(f: dict[str, Any], seconds: int) -> None:
+    def num(x: float | None) -> str:
+        if x is None:
+            return "—"
+        return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.3g}" if abs(x) < 1 else f"{x:,.1f}"
+
+    print(
+        f"\nend-to-end benchmark: {f['offered_per_s']:g} contacts/s offered for {seconds} s, "
+        f"{AGENTS} agents, {THREAD_SHARE:.0%} follow-ups in a thread; measured over "
+        f"{f['measured_s']} s (load + drain)"
+    )
+    header = f"{'measure':<42}{'value':>10}{'ceiling':>10}{'ratio':>9}  ceiling is"
+    print(header)
+    print("-" * (len(header) + 24))
+    for label, value, ceiling, unit, what in _rows(f):
+        ratio = _ratio(value, ceiling)
+        if ratio is None:
+            shown = "—"
+        elif unit == "/s":
+            shown = f"{ratio:.0%}"
+        else:
+            shown = f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
+        print(
+            f"{label + ' (' + unit + ')':<42}{num(value):>10}{num(ceiling):>10}{shown:>9}  {what}"
+        )
+    print(
+        f"accepted {f['accepted']} (statuses {f['post_statuses']}), {f['new_threads_posted']} "
+        f"starting a thread; tickets opened by posts {f['tickets_opened_from_posts']}, "
+        f"assigned {f['tickets_assigned']}, resolved "
+        f"{f['resolved']}, surveys {f['resolution_to_survey']['n']}, SLA breaches "
+        f"{f['sla_firing_lag']['n']}"
+    )
+    for name, key in (
+        ("post→assignment", "post_to_assignment"),
+        ("resolution→survey sent", "resolution_to_survey"),
+    ):
+        if f[key]["missing"]:
+            print(
+                f"{name}: {f[key]['missing']} of {f[key]['n'] + f[key]['missing']} had not "
+                "happened when the run ended (ranked last; a percentile among them shows —)"
+            )
+    print(f"events seen: {f['events']}")
+    print(f"agents and customers: {f['people']}")
+    lag = f["load_generator_loop_lag"]
+    print(
+        f"load generator's event loop late by p50 {lag['p50_ms']} ms, p99 {lag['p99_ms']} ms, "
+        f"max {lag['max_ms']} ms"
+        + (
+            " — WARNING: the load generator was short of CPU; its timings are inflated"
+            if (lag["p99_ms"] or 0) > 100
+            else ""
+        )
+    )
+    top = list(f["pg_sessions_sampled_every_0_5_s"].items())[:6]
+    print("PostgreSQL sessions (samples): " + "; ".join(f"{k} ×{v}" for k, v in top))
+    print(
+        f"CPU share of one core: {f['cpu_share_of_a_core']}; load generator "
+        f"{f['load_generator_cpu_s']} CPU s"
+    )
+
+
+def _chart(f: dict[str, Any], path: Path, seconds: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _rows(f)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 6.5), gridspec_kw={"width_ratios": [1, 1.4, 1]})
+    fig.suptitle(
+        f"End-to-end benchmark — {f['offered_per_s']:g} contacts/s offered for {seconds} s, "
+        f"{AGENTS} agents (commit {f.get('commit', '?')}, {f.get('at', '')})",
+        fontsize=12,
+    )
+
+    throughput = [r for r in rows if r[3] == "/s"]
+    ax = axes[0]
+    ratios = [100 * (_ratio(r[1], r[2]) or 0) for r in throughput]
+    ax.barh([r[0] for r in throughput], ratios, color="#4C72B0")
+    for y, (r, pct) in enumerate(zip(throughput, ratios, strict=True)):
+        ax.text(pct, y, f" {r[1]:,.0f} of {r[2]:,.0f}/s", va="center", fontsize=8)
+    ax.set_xlim(0, max(110, max(ratios) * 1.6))
+    ax.invert_yaxis()
+    ax.set_xlabel("% of the ceiling measured in the same run")
+    ax.set_title("Throughput vs ceiling")
+
+    latency = [r for r in rows if r[3] == "ms"]
+    ax = axes[1]
+    ys = list(range(len(latency)))
+    ax.barh([y - 0.2 for y in ys], [r[1] or 0 for r in latency], 0.4, label="measured")
+    ax.barh([y + 0.2 for y in ys], [r[2] or 0 for r in latency], 0.4, label="floor (bare hops)")
+    for y, r in zip(ys, latency, strict=True):
+        if r[1] is None:
+            ax.text(1, y - 0.2, " not reached by the end of the run", va="center", fontsize=7)
+    ax.set_yticks(ys, [r[0] for r in latency], fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlim(left=1)
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds (log scale)")
+    ax.set_title("Latency p50/p99 vs the bare hops")
+    ax.legend(loc="lower right", fontsize=8)
+
+    ax = axes[2]
+    xs = list(range(len(SERVICES)))
+    cpu = [100 * f["cpu_share_of_a_core"][s] for s in SERVICES]
+    rss = [f["rss_mb"][s] for s in SERVICES]
+    ax.bar([x - 0.2 for x in xs], cpu, 0.4, label="CPU, % of one core", color="#DD8452")
+    ax.set_ylabel("CPU, % of one core")
+    ax.set_xticks(xs, SERVICES)
+    twin = ax.twinx()
+    twin.bar([x + 0.2 for x in xs], rss, 0.4, label="RSS MB", color="#55A868")
+    twin.axhline(f["ceilings"]["http_bare_endpoint"]["rss_mb"], color="#55A868", ls="--", lw=1)
+    twin.set_ylabel("RSS MB (dashed: a bare FastAPI process)")
+    ax.set_title("CPU and memory per service")
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles, ["CPU", "RSS"], loc="upper left", fontsize=8)
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+async def _run(seconds: int) -> tuple[dict[str, Any], dict[str, Any], float]:
+    run = uuid.uuid4().hex[:6]
+    suffix = await _prepare(run)
+    servers = await asyncio.to_thread(_start_services, suffix)
+    try:
+        key = await _setup()
+        measured = await _drive(servers, key, seconds, run)
+        intake_max = await _closed_loop(
+            f"http://127.0.0.1:{PORTS['intake']}", key, Contacts(run + "m"), CEILING_S
+        )
+    finally:
+        for server in servers.values():
+            await asyncio.to_thread(server.stop)
+    ceilings = await _ceilings(measured["tail"].start_offsets, seconds)
+    return measured, ceilings, intake_max
+
+
+def main(duration: int | None = None) -> None:
+    seconds = duration or int(os.environ.get("BENCH_E2E_SECONDS", "60"))
+    measured, ceilings, intake_max = asyncio.run(_run(seconds))
+    figures = _figures(measured, ceilings, intake_max)
+    result = {
+        "load_generator": (
+            f"one asyncio/httpx process on this machine: {RATE:g} contacts/s open loop for "
+            f"{seconds} s ({THREAD_SHARE:.0%} continuing a thread), {AGENTS} agents polling "
+            f"every {POLL_S:g} s, customers answering every survey; {DRAIN_S:g} s drain"
+        ),
+        "settings": {
+            "seconds": seconds,
+            "rate": RATE,
+            "agents": AGENTS,
+            "thread_share": THREAD_SHARE,
+            "intake_workers": INTAKE_WORKERS,
+            "survey_scheduler_tick_s": float(SURVEY_TICK_S),
+            "sla_policy": SLA_POLICY,
+            "think_times_s": {
+                "reply": REPLY_THINK_S,
+                "resolve": RESOLVE_THINK_S,
+                "answer": ANSWER_THINK_S,
+            },
+        },
+        "maxrss_load_generator_mb": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        ),
+        **figures,
+        "table": [
+            {
+                "measure": label,
+                "value": value,
+                "ceiling": ceiling,
+                "unit": unit,
+                "ceiling_is": what,
+                "ratio": None
+                if _ratio(value, ceiling) is None
+                else round(_ratio(value, ceiling) or 0, 3),
+            }
+            for label, value, ceiling, unit, what in _rows(figures)
+        ],
+    }
+    path = write_result("e2e", result)
+    stored = json.loads(path.read_text())
+    _print(stored, seconds)
+    chart = RESULTS / "e2e.png"
+    _chart(stored, chart, seconds)
+    print(f"written to {path} and {chart}")
