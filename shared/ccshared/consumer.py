@@ -29,9 +29,11 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ccshared.conflicts import is_transient_conflict
 from ccshared.events.catalog import DLQ_SUFFIX
 from ccshared.events.envelope import Envelope, EventDecodeError, decode_event
 from ccshared.logging import correlation_id
+from ccshared.tasks import finish_or_cancel
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,11 @@ class PermanentError(Exception):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Failures of the infrastructure rather than of the message."""
+    """Failures of the infrastructure rather than of the message (a lost race with another
+    transaction, too: a deadlock is nobody's fault and goes away when done again)."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if is_transient_conflict(exc):
         return True
     return isinstance(
         exc,
@@ -144,13 +149,7 @@ class IdempotentConsumer:
     async def stop(self, grace_s: float = 10.0) -> None:
         """Finish the message in flight (bounded by grace_s), commit, leave the group."""
         self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+        await finish_or_cancel(self._task, grace_s)
         if self._consumer is not None:
             await self._consumer.stop()
         if self._dlq_producer is not None:

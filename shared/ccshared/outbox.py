@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events.envelope import Envelope
+from ccshared.tasks import finish_or_cancel
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +136,7 @@ class OutboxRelay:
         """Finish the batch in flight (bounded by grace_s), then close."""
         self._stopping.set()
         self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+        await finish_or_cancel(self._task, grace_s)
         await self._close_producer()
 
     def wake(self) -> None:

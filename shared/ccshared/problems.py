@@ -13,8 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ccshared.conflicts import is_transient_conflict
 from ccshared.logging import correlation_id
 
 PROBLEM_JSON = "application/problem+json"
@@ -177,6 +179,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def _invalid_model(request: Request, exc: ValidationError) -> JSONResponse:
         return response_for_invalid_body(exc, request.url.path)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not is_transient_conflict(exc):
+            raise exc  # the 500 of last resort (logged with the correlation id)
+        return problem_response(
+            request,
+            status=503,
+            slug="conflict-retry",
+            detail="A concurrent change got in the way and nothing was changed; retry.",
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

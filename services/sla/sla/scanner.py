@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from ccshared.events import new_event
 from ccshared.events.payloads import SlaBreached, SlaEscalated, SlaWarning
+from ccshared.tasks import finish_or_cancel
 from sla.tracking import PRODUCER
 
 log = logging.getLogger(__name__)
@@ -126,13 +127,7 @@ class TimerScanner:
         """Finish the batch in flight (bounded by grace_s); an unfinished one rolls back."""
         self._stopping.set()
         self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+        await finish_or_cancel(self._task, grace_s)
 
     def wake(self) -> None:
         self._wake.set()

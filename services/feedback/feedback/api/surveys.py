@@ -11,7 +11,9 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ccshared.conflicts import in_transaction
 from ccshared.problems import FieldError, NotFound, Problem
 from ccshared.user_auth import AUTH_RESPONSES, principal
 from feedback.api.deps import engine_of, settings_of, wants
@@ -26,7 +28,7 @@ from feedback.api.schemas import (
     TicketSurveyView,
     problems,
 )
-from feedback.db.answers import AnswerWindowClosed, store_answer
+from feedback.db.answers import AnswerWindowClosed, StoredAnswer, store_answer
 from feedback.db.surveys import survey_with_answer
 from feedback.db.webhooks import deliveries_of_survey
 from feedback.domain.answers import Answer, InvalidAnswer
@@ -215,7 +217,8 @@ async def answer_survey(request: Request, token: Token) -> Response:
             errors=[FieldError(field=f"body.{exc.field}", message=exc.message, type="value_error")],
         ) from None
     settings = settings_of(request)
-    async with engine_of(request).begin() as conn:
+
+    async def store(conn: AsyncConnection) -> tuple[dict[str, Any], StoredAnswer]:
         survey = await survey_with_answer(conn, survey_id, for_update=True)
         if survey is None or survey["status"] != "sent":
             raise NotFound("No such survey.")
@@ -233,6 +236,11 @@ async def answer_survey(request: Request, token: Token) -> Response:
                 status=409,
                 slug="already-answered",
             ) from None
+        return survey, stored
+
+    # The answer updates the KPI rollups, which concurrent writers share: a lost race is done
+    # again here rather than shown to the customer.
+    survey, stored = await in_transaction(engine_of(request), store)
     texts = texts_for(survey["language"])
     if from_form and not wants(request, "application/json"):
         return HTMLResponse(thanks_page(texts, stored.updated))

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ccshared.events import new_event
 from ccshared.events.payloads import FollowUpRequested, SurveyRequested
 from ccshared.outbox import enqueue
+from ccshared.tasks import finish_or_cancel
 from feedback.db.facts import FactChanges
 from feedback.db.surveys import last_customer_message
 from feedback.db.webhooks import claim_due_deliveries, queue_deliveries, record_attempt
@@ -119,14 +120,7 @@ class FeedbackScheduler:
     async def stop(self, grace_s: float = 10.0) -> None:
         self._stopping.set()
         self._wake.set()
-        if self._task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await finish_or_cancel(self._task, grace_s)
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
