@@ -10,7 +10,7 @@ SERVICES := deploy/local/services.sh
 PACKAGES := shared services/intake services/router services/sla services/feedback
 PYTEST_ARGS ?=
 
-.PHONY: help install run stop logs status test test-unit lint fmt bench reset lock stack-start stack-stop key
+.PHONY: help install run stop logs status test test-unit lint fmt bench chaos reset lock stack-start stack-stop key
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ fmt: $(VENV)/.installed ## format and auto-fix
 bench: stack-start ## benchmarks under bench/ (figures printed and written to bench/results/)
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(PY) -m bench
+
+chaos: stack-start ## kill -9 each service, Kafka, PostgreSQL under load; prove nothing lost or doubled
+	$(PY) -m bench chaos
 
 reset: ## stop everything and delete local data (keeps downloaded jars and the venv)
 	-$(SERVICES) stop
