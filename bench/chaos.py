@@ -140,7 +140,7 @@ class Load:
     accepted_at: list[float] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def _post_one(self, n: int) -> None:
+    async def post_one(self, n: int) -> None:
         body = make_contact(self.run, n)
         try:
             response = await self.client.post(
@@ -167,7 +167,7 @@ class Load:
             due = start + n / self.rate
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             if len(tasks) < 64:  # a bounded number in flight; beyond it, the post is skipped
-                task = asyncio.create_task(self._post_one(n))
+                task = asyncio.create_task(self.post_one(n))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 self.posted += 1
