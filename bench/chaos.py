@@ -453,7 +453,24 @@ def stack_env() -> dict[str, str]:
             key, sep, value = word.partition("=")
             if sep:
                 env[key] = value
-    return {**env, **SERVICE_ENV}
+    env |= SERVICE_ENV
+    # Databases of its own, fresh each run: nothing left over from an earlier run (queued
+    # tickets, busy agents) competes with this run's tickets.
+    for svc in SERVICES:
+        name = f"{svc.upper()}_DATABASE_URL"
+        env[name] = env[name].rsplit("/", 1)[0] + f"/chaos_{svc}"
+    return env
+
+
+async def fresh_databases(env: dict[str, str]) -> None:
+    admin_url = env["INTAKE_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
+    admin = await asyncpg.connect(admin_url.rsplit("/", 1)[0] + "/postgres")
+    try:
+        for svc in SERVICES:
+            await admin.execute(f'DROP DATABASE IF EXISTS "chaos_{svc}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "chaos_{svc}"')
+    finally:
+        await admin.close()
 
 
 async def sh(env: dict[str, str], *args: str) -> None:
@@ -597,6 +614,7 @@ async def _run() -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     log(t0, f"run {run}: (re)starting the four services with this run's settings")
     await sh(env, str(SERVICES_SH), "stop")
+    await fresh_databases(env)
     await sh(env, str(SERVICES_SH), "start")
     receiver = WebhookReceiver()
     receiver_port = await receiver.start()
@@ -678,6 +696,18 @@ async def _run() -> dict[str, Any]:
 
             agents.stop()
             await agents_task
+            applied: list[int] = []
+
+            async def escalations_quiet() -> bool:
+                # The router has caught up with sla.events: applied escalations stop growing.
+                applied.append(
+                    await router_db.fetchval(
+                        "SELECT count(*) FROM ticket_history WHERE actor = 'sla'"
+                    )
+                )
+                return len(applied) >= 4 and applied[-1] == applied[-4]
+
+            await wait_for(escalations_quiet, 60)
             surveys_settled = await wait_for(quiet, 60)
             log(t0, f"surveys and webhook deliveries settled: {surveys_settled}")
             counts = await reconcile_contacts(intake_db, router_db, accepted)
@@ -748,7 +778,6 @@ def table(counts: dict[str, Any]) -> str:
 def main(duration: int | None = None) -> None:
     del duration  # the fault sequence sets the length of the run
     result = asyncio.run(_run())
-    path = write_result("chaos", result)
     print(
         f"\nchaos run {result['run']}: {result['posted']} posted at {RATE}/s, failures during "
         f"outages {result['post_failures']}"
@@ -758,6 +787,11 @@ def main(duration: int | None = None) -> None:
         + ", ".join(f"{f['killed']} {f['down_to_all_ready_s']}s" for f in result["faults"])
     )
     print(table(result["counts"]))
+    counts = result["counts"]
+    idle = [k for k in ("offers_accepted", "escalations_applied", "surveys_sent") if not counts[k]]
+    if idle:  # an invariant over nothing proves nothing
+        result["violations"].append(f"not exercised: {', '.join(idle)}")
+    path = write_result("chaos", result)
     if result["violations"] or not result["settled"]:
         print(f"FAILED: {', '.join(result['violations']) or 'did not settle'}; written to {path}")
         raise SystemExit(1)
