@@ -351,13 +351,14 @@ async def reconcile_assignments(
     wrong_holder = await router.fetchval(
         "SELECT count(*) FROM tickets t WHERE t.id = ANY($1::uuid[]) "
         "AND t.assignee_agent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM offers o "
-        "WHERE o.ticket_id = t.id AND o.status = 'accepted' AND o.agent_id = t.assignee_agent_id)",
+        "WHERE o.ticket_id = t.id AND o.status IN ('accepted', 'pending') "
+        "AND o.agent_id = t.assignee_agent_id)",
         tickets,
     )
     return {
         "offers_accepted": sum(r["accepted"] for r in rows),
         "double_assignments": sum(1 for r in rows if r["accepted"] > 1 or r["pending"] > 1),
-        "assignee_without_accepted_offer": int(wrong_holder or 0),
+        "assignee_without_offer": int(wrong_holder or 0),
     }
 
 
@@ -430,7 +431,7 @@ VIOLATIONS = (
     "intake_link_missing",
     "intake_link_wrong",
     "double_assignments",
-    "assignee_without_accepted_offer",
+    "assignee_without_offer",
     "double_escalations",
     "double_surveys",
 )
@@ -754,7 +755,7 @@ ROWS = (
     ("intake link missing/wrong", ("intake_link_missing", "intake_link_wrong")),
     ("offers accepted", "offers_accepted"),
     ("double assignments", "double_assignments"),
-    ("assignee w/o accepted offer", "assignee_without_accepted_offer"),
+    ("assignee w/o offer", "assignee_without_offer"),
     ("escalations fired (sla)", "escalations_fired"),
     ("escalations applied (router)", "escalations_applied"),
     ("double escalations", "double_escalations"),
