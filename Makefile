@@ -10,7 +10,7 @@ SERVICES := deploy/local/services.sh
 PACKAGES := shared services/intake services/router services/sla services/feedback
 PYTEST_ARGS ?=
 
-.PHONY: help install run stop logs status test test-unit lint fmt bench bench-e2e reset lock stack-start stack-stop key token
+.PHONY: help install run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench: stack-start ## benchmarks under bench/ (figures printed and written to be
 
 bench-e2e: stack-start ## the end-to-end benchmark only (BENCH_E2E_SECONDS, BENCH_E2E_RATE, ...)
 	$(PY) -m bench e2e
+
+chaos: stack-start ## kill -9 each service, Kafka, PostgreSQL under load; prove nothing lost or doubled
+	$(PY) -m bench chaos
 
 reset: ## stop everything and delete local data (keeps downloaded jars and the venv)
 	-$(SERVICES) stop

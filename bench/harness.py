@@ -48,17 +48,21 @@ def socket_database_url(name: str) -> str:
     )
 
 
-def supervisor_headers() -> dict[str, str]:
-    """A supervisor's token for the UI APIs, signed with the secret the services use (their
-    default, or SERVICE_AUTH_SECRET... from the environment, via ServiceSettings)."""
+def user_headers(subject: str, role: str) -> dict[str, str]:
+    """A UI user's token, signed with the secret the services use (their default, or the one
+    ServiceSettings reads from the environment)."""
     from datetime import timedelta
 
     from ccshared.auth import issue_token
     from ccshared.settings import ServiceSettings
 
     secret = ServiceSettings(service_name="bench").auth_secret.get_secret_value().encode()
-    token = issue_token(secret, "bench", "supervisor", ttl=timedelta(hours=2))
+    token = issue_token(secret, subject, role, ttl=timedelta(hours=2))  # type: ignore[arg-type]
     return {"Authorization": f"Bearer {token}"}
+
+
+def supervisor_headers() -> dict[str, str]:
+    return user_headers("bench", "supervisor")
 
 
 def _stack_env() -> dict[str, str]:

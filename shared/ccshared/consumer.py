@@ -49,12 +49,35 @@ class PermanentError(Exception):
     """Raised by a handler for an event that can never succeed: dead-letter it at once."""
 
 
+# SQLSTATEs of a server that is starting up, shutting down or full (class 08, connection
+# exceptions, counts too). SQLAlchemy's asyncpg dialect wraps these as a plain DBAPIError, not an
+# OperationalError, so the class alone does not tell.
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a PostgreSQL error, through SQLAlchemy's and asyncpg's wrappers."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        code = getattr(seen, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+        orig = seen.orig if isinstance(seen, sa_exc.DBAPIError) else None
+        seen = orig if isinstance(orig, BaseException) else seen.__cause__
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
     """Failures of the infrastructure rather than of the message (a lost race with another
     transaction, too: a deadlock is nobody's fault and goes away when done again)."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
     if is_transient_conflict(exc):
+        return True
+    code = _sqlstate(exc)
+    if code is not None and (code.startswith("08") or code in _TRANSIENT_SQLSTATES):
         return True
     return isinstance(
         exc,

@@ -8,6 +8,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ccshared.consumer import is_transient
 from ccshared.logging import correlation_id
 from ccshared.problems import problem_response
 
@@ -53,8 +54,21 @@ class CorrelationIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+        except Exception as exc:
+            method, path = scope.get("method"), scope.get("path")
+            if is_transient(exc) and not started:
+                # The database or broker is unreachable (restarting, say): retry, not a bug.
+                log.warning("%s %s: a dependency is unavailable: %r", method, path, exc)
+                response = problem_response(
+                    None,
+                    status=503,
+                    slug="unavailable",
+                    detail="A database or broker this needs is unreachable right now; retry.",
+                    headers={"Retry-After": "1"},
+                )
+                await response(scope, receive, send_with_id)
+                return
+            log.exception("unhandled error on %s %s", method, path)
             if started:
                 raise
             response = problem_response(

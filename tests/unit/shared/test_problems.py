@@ -23,6 +23,8 @@ def _app() -> TestClient:
             raise Conflict("an item named dup exists", extra={"existing_id": "i-1"})
         if item.name == "boom":
             raise RuntimeError("password=hunter2 leaked?")
+        if item.name == "db-down":
+            raise ConnectionRefusedError(111, "Connection refused")
         return {"ok": item.name}
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=200)
@@ -95,3 +97,12 @@ def test_unsafe_correlation_id_is_replaced() -> None:
         "/items", json={"name": "a", "qty": 1}, headers={"X-Correlation-ID": "<script>"}
     )
     assert response.headers["x-correlation-id"] != "<script>"
+
+
+def test_an_unreachable_dependency_is_a_503_to_retry_not_a_500() -> None:
+    # Found by `make chaos`: the router's endpoints answered 500 while PostgreSQL restarted.
+    response = _app().post("/items", json={"name": "db-down", "qty": 1})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["type"].endswith("/unavailable")
+    assert _app().post("/items", json={"name": "boom", "qty": 1}).status_code == 500

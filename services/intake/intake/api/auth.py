@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import asyncpg
 from fastapi import Request
 
 from ccshared.problems import Problem
@@ -22,6 +23,13 @@ class Unauthorized(Problem):
 class Forbidden(Problem):
     status = 403
     slug = "forbidden"
+
+
+class KeysUnavailable(Problem):
+    """The key could not be checked (its database is unreachable): retry, not the caller's fault."""
+
+    status = 503
+    slug = "unavailable"
 
 
 class RateLimited(Problem):
@@ -52,7 +60,15 @@ async def authenticate_headers(headers: Mapping[str, str], verifier: ApiKeyVerif
         presented = headers.get("x-api-key")
     if not presented:
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
-    key = await verifier.verify(presented)
+    try:
+        key = await verifier.verify(presented)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # Found by `make chaos`: with PostgreSQL down, a key whose cache entry had expired made
+        # POST /v1/contacts answer 500.
+        raise KeysUnavailable(
+            "The API key could not be checked right now; nothing was kept, retry shortly.",
+            headers={"Retry-After": "1"},
+        ) from exc
     if key is None:
         raise Unauthorized("The API key is unknown, malformed or revoked.")
     wait = verifier.retry_after(key)
