@@ -40,7 +40,13 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.harness import ROOT, supervisor_headers, user_headers, write_result
+from bench.harness import (
+    ROOT,
+    start_groups_at_end,
+    supervisor_headers,
+    user_headers,
+    write_result,
+)
 
 STACK = ROOT / "deploy" / "local" / "stack.sh"
 SERVICES_SH = ROOT / "deploy" / "local" / "services.sh"
@@ -617,6 +623,12 @@ async def _run() -> dict[str, Any]:
     log(t0, f"run {run}: (re)starting the four services with this run's settings")
     await sh(env, str(SERVICES_SH), "stop")
     await fresh_databases(env)
+    # Consumer groups of its own, starting at the end of the topics: their history (earlier
+    # runs, benchmarks) is not this run's to read; a killed service resumes where it stopped.
+    suffix = f".chaos-{run}"
+    for svc in SERVICES:
+        env[f"{svc.upper()}_CONSUMER_GROUP_SUFFIX"] = suffix
+    await start_groups_at_end(suffix)
     await sh(env, str(SERVICES_SH), "start")
     receiver = WebhookReceiver()
     receiver_port = await receiver.start()

@@ -57,10 +57,11 @@ from bench.harness import (
     database_url,
     recreate_database_async,
     socket_database_url,
+    start_groups_at_end,
     start_uvicorn,
     write_result,
 )
-from ccshared.kafka import commit_group_at_end, ensure_topics, topic_partitions
+from ccshared.kafka import topic_partitions
 
 RATE = float(os.environ.get("BENCH_E2E_RATE", "100"))
 AGENTS = int(os.environ.get("BENCH_E2E_AGENTS", "40"))
@@ -78,21 +79,6 @@ PORTS = {
     "ceiling": int(os.environ.get("BENCH_CEILING_PORT", "18300")),
 }
 SERVICES = ("intake", "router", "sla", "feedback")
-# The consumer groups of each service (ConsumerSpec names), and the topics they read.
-GROUPS = {
-    "intake": {"ticket-links": ["router.tickets"]},
-    "router": {
-        "contacts": ["intake.contacts"],
-        "escalations": ["sla.events"],
-        "follow-ups": ["feedback.events"],
-    },
-    "sla": {"ticket-clocks": ["router.tickets"]},
-    "feedback": {
-        "contacts": ["intake.contacts"],
-        "sla": ["sla.events"],
-        "tickets": ["router.tickets"],
-    },
-}
 TOPICS = ["intake.contacts", "router.tickets", "sla.events", "feedback.events"]
 SKILLS = ["complaints", "technical", "billing", "vip", "escalations"]
 # Targets of seconds: with the agents' think times below, some are met and some breached.
@@ -406,10 +392,7 @@ async def _prepare(run: str) -> str:
     for service in SERVICES:
         await recreate_database_async(f"bench_e2e_{service}")
     await recreate_database_async("bench_e2e_ceiling")
-    await ensure_topics(KAFKA)
-    for service, groups in GROUPS.items():
-        for name, topics in groups.items():
-            await commit_group_at_end(KAFKA, f"{service}.{name}{suffix}", topics)
+    await start_groups_at_end(suffix)
     return suffix
 
 

@@ -48,6 +48,43 @@ def socket_database_url(name: str) -> str:
     )
 
 
+def consumer_groups() -> dict[str, dict[str, list[str]]]:
+    """Each service's consumer groups (ConsumerSpec names) and the topics they read, from the
+    services' own specs."""
+    from feedback.consumers.contacts import contacts_consumer
+    from feedback.consumers.sla import sla_consumer
+    from feedback.consumers.tickets import tickets_consumer
+    from feedback.settings import FeedbackSettings
+    from intake.consumers.tickets import TICKET_LINKS
+    from router.consumers.events import CONTACTS, ESCALATIONS, FOLLOW_UPS
+    from sla.consumers.tickets import TICKET_CLOCKS
+
+    feedback = FeedbackSettings()
+    specs = {
+        "intake": [TICKET_LINKS],
+        "router": [CONTACTS, ESCALATIONS, FOLLOW_UPS],
+        "sla": [TICKET_CLOCKS],
+        "feedback": [
+            tickets_consumer(feedback),
+            sla_consumer(feedback),
+            contacts_consumer(feedback),
+        ],
+    }
+    return {svc: {s.name: list(s.topics) for s in found} for svc, found in specs.items()}
+
+
+async def start_groups_at_end(suffix: str) -> None:
+    """Give every service's consumer groups (with this suffix) committed offsets at the end of
+    their topics: services started with CONSUMER_GROUP_SUFFIX=suffix read only what is published
+    from now on (not the topics' history), and a restarted one resumes where it stopped."""
+    from ccshared.kafka import commit_group_at_end, ensure_topics
+
+    await ensure_topics(KAFKA)
+    for service, groups in consumer_groups().items():
+        for name, topics in groups.items():
+            await commit_group_at_end(KAFKA, f"{service}.{name}{suffix}", topics)
+
+
 def user_headers(subject: str, role: str) -> dict[str, str]:
     """A UI user's token, signed with the secret the services use (their default, or the one
     ServiceSettings reads from the environment)."""
