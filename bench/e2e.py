@@ -433,11 +433,13 @@ def _start_services(suffix: str) -> dict[str, Server]:
 
 
 async def _setup() -> str:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['sla']}", timeout=30) as c:
+    headers = {"Authorization": f"Bearer {_token('bench-supervisor', 'supervisor')}"}
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{PORTS['sla']}", timeout=30, headers=headers
+    ) as c:
         created = await c.post("/v1/policies", json=SLA_POLICY)
         if created.status_code != 201:
             raise RuntimeError(f"SLA policy not created: {created.status_code} {created.text}")
-    headers = {"Authorization": f"Bearer {_token('bench-supervisor', 'supervisor')}"}
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{PORTS['router']}", timeout=30, headers=headers
     ) as c:
