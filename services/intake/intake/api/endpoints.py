@@ -41,6 +41,7 @@ from intake.api.schemas import (
 from intake.db.api_keys import ApiKey
 from intake.db.writer import ContactWriter, IdempotencyConflict, NewContact, StoredContact
 from intake.domain.contacts import (
+    canonical_json,
     contact_document,
     contact_received_event,
     customer_identities,
@@ -147,6 +148,7 @@ def _idempotency_key(headers: Mapping[str, str]) -> str | None:
 
 def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> NewContact:
     document = contact_document(contact)
+    canonical = canonical_json(document)  # serialized once: the stored body and its hash
     hints = derive_customer_hints(contact)
     contact_id = uuid7()
     cid = correlation_id.get()
@@ -156,9 +158,9 @@ def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> 
         external_id=contact.external_id,
         api_key_id=key.id,
         idempotency_key=idempotency_key,
-        request_hash=request_hash(document),
+        request_hash=request_hash(document, canonical),
         received_at=contact.received_at,
-        body_json=orjson.dumps(document).decode(),
+        body_json=canonical.decode(),
         identities=customer_identities(contact, hints),
         customer_name=contact.customer.name,
         make_event=lambda customer_id: contact_received_event(

@@ -31,9 +31,14 @@ def contact_document(contact: Contact) -> dict[str, Any]:
     return contact.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def request_hash(document: dict[str, Any]) -> bytes:
+def canonical_json(document: dict[str, Any]) -> bytes:
+    """The normalized contact as stored: keys sorted, so the same contact is the same bytes."""
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+
+
+def request_hash(document: dict[str, Any], canonical: bytes | None = None) -> bytes:
     """Same normalized contact ⇔ same hash (key order and formatting do not matter)."""
-    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).digest()
+    return hashlib.sha256(canonical or canonical_json(document)).digest()
 
 
 def customer_identities(contact: Contact, hints: HintsModel | None = None) -> list[Identity]:
