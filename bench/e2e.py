@@ -323,6 +323,8 @@ class People:
                     self._count("poll_error")
                     offers = []
                 for offer in offers:
+                    if self.stopping:  # the client closes soon: start nothing new on it
+                        break
                     # An offer stays pending until the accept commits: a poll while the accept
                     # is on its way must not answer it twice.
                     if offer["id"] not in self.answered:
@@ -357,9 +359,10 @@ class People:
 
     async def customers(self) -> None:
         async with httpx.AsyncClient(timeout=30) as c:
-            while True:
+            while not self.stopping:
                 url = await self.tail.surveys.get()
-                self._spawn(self._answer(c, url))
+                if not self.stopping:
+                    self._spawn(self._answer(c, url))
 
     async def _answer(self, c: httpx.AsyncClient, url: str) -> None:
         await asyncio.sleep(self.random.uniform(*ANSWER_THINK_S))
@@ -616,14 +619,20 @@ async def _drive(servers: dict[str, Server], key: str, seconds: int, run: str) -
         load_cpu = time.process_time() - load_cpu0
     finally:
         people.stopping = True
+        # The agents' and customers' requests first, while their clients are still open; then
+        # the loops that own the clients.
+        for task in list(people.tasks):
+            task.cancel()
+        await asyncio.gather(*people.tasks, return_exceptions=True)
         sampler.cancel()
         lag_monitor.cancel()
         customers.cancel()
-        for task in [*agents, *people.tasks]:
+        for task in agents:
             task.cancel()
-        await asyncio.gather(
-            sampler, lag_monitor, customers, *agents, *people.tasks, return_exceptions=True
-        )
+        await asyncio.gather(sampler, lag_monitor, customers, *agents, return_exceptions=True)
+        for task in list(people.tasks):  # spawned by a loop in its last moment
+            task.cancel()
+        await asyncio.gather(*people.tasks, return_exceptions=True)
         await tail.stop()
     return {
         "load": load,
