@@ -140,6 +140,7 @@ def create_service_app(
                     producer_factory=producer,
                     client_id=f"{settings.client_id}.{spec.name}",
                     max_attempts=settings.consumer_max_attempts,
+                    max_batch=settings.consumer_max_batch,
                     retry_base_s=settings.consumer_retry_base_s,
                     event_types=spec.event_types,
                     after_commit=spec.after_commit(runtime) if spec.after_commit else None,
