@@ -40,7 +40,7 @@ import resource
 import time
 import uuid
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,13 @@ from bench.harness import (
     RESULTS,
     ROOT,
     Server,
+    create_bench_key,
     database_url,
     recreate_database_async,
     socket_database_url,
     start_groups_at_end,
     start_uvicorn,
+    user_headers,
     write_result,
 )
 from ccshared.kafka import topic_partitions
@@ -283,14 +285,6 @@ class Tail:
 # --- the people ---------------------------------------------------------------------------
 
 
-def _token(subject: str, role: str) -> str:
-    from ccshared.auth import issue_token
-    from router.settings import RouterSettings
-
-    secret = RouterSettings().auth_secret.get_secret_value().encode()
-    return issue_token(secret, subject, role, ttl=timedelta(hours=2))  # type: ignore[arg-type]
-
-
 class People:
     """Agents answering offers and customers answering surveys, with counters."""
 
@@ -313,7 +307,7 @@ class People:
         task.add_done_callback(self.tasks.discard)
 
     async def agent(self, agent_id: str) -> None:
-        headers = {"Authorization": f"Bearer {_token(agent_id, 'agent')}"}
+        headers = user_headers(agent_id, "agent")
         async with httpx.AsyncClient(base_url=self.router_url, headers=headers, timeout=30) as c:
             await asyncio.sleep(self.random.uniform(0, POLL_S))
             while not self.stopping:
@@ -436,7 +430,7 @@ def _start_services(suffix: str) -> dict[str, Server]:
 
 
 async def _setup() -> str:
-    headers = {"Authorization": f"Bearer {_token('bench-supervisor', 'supervisor')}"}
+    headers = user_headers("bench-supervisor", "supervisor")
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{PORTS['sla']}", timeout=30, headers=headers
     ) as c:
@@ -457,20 +451,7 @@ async def _setup() -> str:
             (await c.put(f"/v1/agents/{agent}", json=body)).raise_for_status()
             status = await c.put(f"/v1/agents/{agent}/status", json={"status": "available"})
             status.raise_for_status()
-    from intake.db.api_keys import create_key
-
-    conn = await asyncpg.connect(database_url("bench_e2e_intake").replace("+asyncpg", ""))
-    try:
-        _, key = await create_key(
-            conn,
-            name="bench-e2e",
-            channels=["phone", "email", "chat", "social"],
-            rate_per_s=1e9,
-            burst=10**9,
-        )
-    finally:
-        await conn.close()
-    return key
+    return await create_bench_key("bench_e2e_intake", "bench-e2e")
 
 
 # --- load ---------------------------------------------------------------------------------

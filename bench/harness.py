@@ -86,16 +86,36 @@ async def start_groups_at_end(suffix: str) -> None:
 
 
 def user_headers(subject: str, role: str) -> dict[str, str]:
-    """A UI user's token, signed with the secret the services use (their default, or the one
-    ServiceSettings reads from the environment)."""
+    """A UI user's token, signed with the secret the services use (the default, or
+    ROUTER_AUTH_SECRET from the environment: set the same value for SLA_ and FEEDBACK_)."""
     from datetime import timedelta
 
     from ccshared.auth import issue_token
-    from ccshared.settings import ServiceSettings
+    from router.settings import RouterSettings
 
-    secret = ServiceSettings(service_name="bench").auth_secret.get_secret_value().encode()
+    secret = RouterSettings().auth_secret.get_secret_value().encode()
     token = issue_token(secret, subject, role, ttl=timedelta(hours=2))  # type: ignore[arg-type]
     return {"Authorization": f"Bearer {token}"}
+
+
+async def create_bench_key(database: str, name: str = "bench") -> str:
+    """An intake API key for every channel with no practical rate limit, in that database."""
+    import asyncpg
+
+    from intake.db.api_keys import create_key
+
+    conn = await asyncpg.connect(database_url(database).replace("+asyncpg", ""))
+    try:
+        _, key = await create_key(
+            conn,
+            name=name,
+            channels=["phone", "email", "chat", "social"],
+            rate_per_s=1e9,
+            burst=10**9,
+        )
+        return key
+    finally:
+        await conn.close()
 
 
 def supervisor_headers() -> dict[str, str]:

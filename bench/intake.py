@@ -19,6 +19,7 @@ import asyncpg
 from bench.harness import (
     KAFKA,
     ROOT,
+    create_bench_key,
     database_url,
     recreate_database,
     socket_database_url,
@@ -34,23 +35,6 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 # minute after `make run` measured ~10 points lower with a 3 s warm-up).
 WARM_UP_S = int(os.environ.get("BENCH_WARM_UP_S", "15"))
 SCRIPT = ROOT / "bench" / "contacts.lua"
-
-
-async def _create_key() -> str:
-    from intake.db.api_keys import create_key
-
-    conn = await asyncpg.connect(database_url(DB).replace("+asyncpg", ""))
-    try:
-        _, key = await create_key(
-            conn,
-            name="bench",
-            channels=["phone", "email", "chat", "social"],
-            rate_per_s=1e9,
-            burst=1_000_000_000,
-        )
-        return key
-    finally:
-        await conn.close()
 
 
 async def _count_contacts() -> int:
@@ -93,7 +77,7 @@ def main(duration: int | None = None) -> None:
     cpu = 0.0
     try:
         intake = start_uvicorn("intake", "intake.app:create_app", 18001, WORKERS, env, "/readyz")
-        key = asyncio.run(_create_key())
+        key = asyncio.run(create_bench_key(DB))
         for n in range(rounds):
             bare_runs.append(_load(18100, seconds, "none", warm_up=n == 0))
             cpu_before = intake.cpu_seconds()

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.harness import (
     KAFKA,
+    create_bench_key,
     database_url,
     recreate_database_async,
     start_uvicorn,
@@ -134,20 +135,7 @@ async def _setup(router_url: str, intake_db: str) -> str:
             created.raise_for_status()
             status = await client.put(f"/v1/agents/{agent}/status", json={"status": "available"})
             status.raise_for_status()
-    from intake.db.api_keys import create_key
-
-    conn = await asyncpg.connect(intake_db.replace("+asyncpg", ""))
-    try:
-        _, key = await create_key(
-            conn,
-            name="bench",
-            channels=["phone", "email", "chat", "social"],
-            rate_per_s=1e9,
-            burst=10**9,
-        )
-    finally:
-        await conn.close()
-    return key
+    return await create_bench_key(intake_db.rsplit("/", 1)[1])
 
 
 async def _steady_load(intake_url: str, key: str, seconds: int, run: str) -> dict[str, float]:
