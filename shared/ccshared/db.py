@@ -10,10 +10,12 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -38,6 +40,47 @@ def asyncpg_dsn(database_url: str | URL) -> str:
     """The same database as a plain libpq URL, for asyncpg connections of our own (LISTEN)."""
     url = make_url(database_url) if isinstance(database_url, str) else database_url
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# Column types that asyncpg cannot take as an array parameter directly: sent as text, cast.
+_CAST_FROM_TEXT = frozenset({"jsonb", "json"})
+
+
+@lru_cache(maxsize=64)
+def _insert_many_sql(table: str, columns: tuple[tuple[str, str], ...], suffix: str) -> TextClause:
+    names = ", ".join(name for name, _ in columns)
+    arrays = ", ".join(
+        f"CAST(:{name} AS {'text' if kind in _CAST_FROM_TEXT else kind}[])"
+        for name, kind in columns
+    )
+    values = ", ".join(
+        f"CAST(u.{name} AS {kind})" if kind in _CAST_FROM_TEXT else f"u.{name}"
+        for name, kind in columns
+    )
+    return text(
+        f"INSERT INTO {table} ({names}) SELECT {values} "  # noqa: S608 - names are ours
+        f"FROM unnest({arrays}) WITH ORDINALITY AS u({names}, ord) ORDER BY u.ord {suffix}"
+    )
+
+
+async def insert_many(
+    conn: AsyncConnection,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence[Any]],
+    *,
+    suffix: str = "",
+) -> None:
+    """Insert `rows` (tuples in `columns` order; each column given as (name, SQL type)) in one
+    statement and one round trip: every column travels as one array and `unnest` turns them
+    back into rows, inserted in the order given (identity columns count up in that order).
+    `suffix` is appended as is, e.g. "ON CONFLICT DO NOTHING". Table and column names are
+    the caller's constants, never input."""
+    if not rows:
+        return
+    sql = _insert_many_sql(table, tuple(columns), suffix)
+    params = {name: [row[i] for row in rows] for i, (name, _) in enumerate(columns)}
+    await conn.execute(sql, params)
 
 
 class MigrationMismatch(RuntimeError):

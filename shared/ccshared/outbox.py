@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ccshared.db import insert_many
 from ccshared.events.envelope import Envelope
 from ccshared.tasks import finish_or_cancel
 
@@ -70,10 +71,28 @@ def outbox_row(
     }
 
 
+_OUTBOX_COLUMNS = (
+    ("topic", "text"),
+    ("key", "text"),
+    ("event_id", "uuid"),
+    ("event_type", "text"),
+    ("value", "bytea"),
+    ("headers", "jsonb"),
+)
+
+
 async def enqueue(conn: AsyncConnection, *events: Envelope) -> None:
-    """Add events to the outbox inside the caller's open transaction."""
-    if events:
-        await conn.execute(_INSERT, [outbox_row(e) for e in events])
+    """Add events to the outbox inside the caller's open transaction, in one statement; the
+    relay publishes them in this order."""
+    if len(events) == 1:
+        await conn.execute(_INSERT, outbox_row(events[0]))
+    elif events:
+        await insert_many(
+            conn,
+            "outbox",
+            _OUTBOX_COLUMNS,
+            [(e.topic, e.key, e.event_id, e.event_type, e.to_bytes(), "{}") for e in events],
+        )
 
 
 def kafka_headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:

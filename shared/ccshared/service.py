@@ -19,7 +19,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp
 
-from ccshared.consumer import Handler, IdempotentConsumer
+from ccshared.consumer import BatchHandler, Handler, IdempotentConsumer
 from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
 from ccshared.events import Envelope
 from ccshared.gc import freeze_startup_objects, tune_gc
@@ -43,6 +43,8 @@ class ConsumerSpec:
     handler: Callable[[Runtime], Handler]
     event_types: frozenset[str] | None = None  # None: every event on the topics
     after_commit: Callable[[Runtime], Callable[[Envelope], None]] | None = None
+    # Optional: the whole fetched batch at once (see IdempotentConsumer.batch_handler).
+    batch_handler: Callable[[Runtime], BatchHandler] | None = None
 
 
 @dataclass
@@ -145,6 +147,7 @@ def create_service_app(
                     event_types=spec.event_types,
                     after_commit=spec.after_commit(runtime) if spec.after_commit else None,
                     offset_reset=settings.consumer_offset_reset,
+                    batch_handler=spec.batch_handler(runtime) if spec.batch_handler else None,
                 )
                 await _retry_until(f"consumer {spec.name}", consumer.start, None)
                 runtime.consumers.append(consumer)

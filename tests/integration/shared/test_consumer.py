@@ -287,3 +287,76 @@ async def test_rebalance_between_two_members_keeps_one_effect_per_event(
 
 async def _count_at_least(engine: AsyncEngine, n: int) -> bool:
     return len(await labels(engine)) >= n
+
+
+# -- the batch handler: a fetched batch at once, or event by event when that fails ---------
+
+
+async def record_effects(conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]) -> None:
+    for envelope, payload in events:
+        await record_effect(conn, envelope, payload)
+
+
+async def test_batch_handler_gets_each_first_time_event_once_in_order(
+    running, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine
+) -> None:
+    seen: list[list[str]] = []
+
+    async def in_bulk(conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]) -> None:
+        seen.append([p.actor for _, p in events])  # type: ignore[attr-defined]
+        await record_effects(conn, events)
+
+    ticket = uuid.uuid4()  # one partition, so one fetch holds them all, in order
+    first, again = event("b1", ticket), event("b2", ticket)
+    for e in (first, again, first, event("b3", ticket), again):  # redeliveries in the batch
+        await send(producer, topic, e.to_bytes(), e.key)
+    consumer = await running(batch_handler=in_bulk)
+    await wait_until(lambda: _handled(consumer, 5))
+    assert await labels(effects) == ["b1", "b2", "b3"]
+    assert [label for batch in seen for label in batch] == ["b1", "b2", "b3"]
+    assert consumer.stats.processed == 3
+    assert consumer.stats.duplicates == 2
+
+    # Delivered again later (a rebalance, a replay): already processed, the handler sees none.
+    for e in (first, again):
+        await send(producer, topic, e.to_bytes(), e.key)
+    await wait_until(lambda: _handled(consumer, 7))
+    assert await labels(effects) == ["b1", "b2", "b3"]
+    assert [label for batch in seen for label in batch] == ["b1", "b2", "b3"]
+
+
+async def test_failing_batch_is_rolled_back_and_taken_event_by_event(
+    running, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine, kafka_bootstrap: str
+) -> None:
+    """The batch handler wrote some effects, then failed: nothing of it stays (no effect, no
+    dedupe mark), the good events get their effect once through the single-event handler,
+    and the poisoned one is dead-lettered as usual."""
+    bulk_calls = 0
+
+    async def writes_then_fails(
+        conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]
+    ) -> None:
+        nonlocal bulk_calls
+        bulk_calls += 1
+        await record_effects(conn, [e for e in events if e[1].actor != "poison"])  # type: ignore[attr-defined]
+        if any(p.actor == "poison" for _, p in events):  # type: ignore[attr-defined]
+            raise ValueError("a poisoned ticket in the batch")
+
+    async def one_at_a_time(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        assert isinstance(payload, TicketReopened)
+        if payload.actor == "poison":
+            raise ValueError("cannot handle a poisoned ticket")
+        await record_effect(conn, envelope, payload)
+
+    ticket = uuid.uuid4()
+    for label in ("one", "poison", "two"):
+        e = event(label, ticket)
+        await send(producer, topic, e.to_bytes(), e.key)
+    consumer = await running(handler=one_at_a_time, batch_handler=writes_then_fails)
+    await wait_until(lambda: _handled(consumer, 3))
+    assert bulk_calls >= 1
+    assert await labels(effects) == ["one", "two"]
+    assert consumer.stats.processed == 2
+    assert consumer.stats.dead_lettered == 1
+    dead = await read_all(kafka_bootstrap, topic + ".dlq", expected=1)
+    assert b"poisoned" in dict(dead[0].headers)["dlq.error"]
