@@ -13,7 +13,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.events import new_event
+from ccshared.db import insert_many
+from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import (
     ContactReceived,
     TicketContactAdded,
@@ -78,25 +79,28 @@ def contact_thread(contact: ContactReceived) -> ContactThread:
     )
 
 
+_CANDIDATES = text(
+    "SELECT t.id, t.customer_id, t.channel, t.status, t.last_contact_at, "
+    "  ARRAY(SELECT k.key FROM thread_keys k WHERE k.ticket_id = t.id "
+    "        AND k.key = ANY(CAST(:keys AS text[]))) AS keys "
+    "FROM tickets t "
+    "WHERE t.customer_id = ANY(CAST(:customers AS uuid[])) "
+    "  AND (t.status NOT IN ('resolved', 'closed') "
+    "       OR t.id IN (SELECT ticket_id FROM thread_keys WHERE key = ANY(CAST(:keys AS text[])))) "
+    "ORDER BY t.id FOR UPDATE OF t"
+)
+
+
 async def _candidates(
-    conn: AsyncConnection, contact: ContactReceived, keys: list[str]
-) -> list[OpenTicketCandidate]:
-    rows = await conn.execute(
-        text(
-            "WITH ids AS (SELECT ticket_id AS id FROM thread_keys "
-            "  WHERE key = ANY(CAST(:keys AS text[])) "
-            "  UNION SELECT id FROM tickets WHERE customer_id = :customer "
-            "  AND status NOT IN ('resolved', 'closed')) "
-            "SELECT t.id, t.customer_id, t.channel, t.status, t.last_contact_at, "
-            "  ARRAY(SELECT k.key FROM thread_keys k WHERE k.ticket_id = t.id "
-            "        AND k.key = ANY(CAST(:keys AS text[]))) AS keys "
-            "FROM tickets t JOIN ids USING (id) "
-            "FOR UPDATE OF t"
-        ),
-        {"keys": keys, "customer": contact.customer_id},
-    )
-    return [
-        OpenTicketCandidate(
+    conn: AsyncConnection, customers: list[uuid.UUID], keys: list[str]
+) -> dict[str, dict[str, OpenTicketCandidate]]:
+    """customer → ticket id → what threading needs of it, locked: the customers' open
+    tickets and those of their tickets any of `keys` points at. Threading only ever joins a
+    contact to its own customer's ticket, so no other customer's ticket is looked at."""
+    rows = await conn.execute(_CANDIDATES, {"keys": keys, "customers": customers})
+    found: dict[str, dict[str, OpenTicketCandidate]] = {}
+    for r in rows:
+        candidate = OpenTicketCandidate(
             ticket_id=str(r.id),
             customer_id=str(r.customer_id),
             channel=r.channel,
@@ -104,8 +108,8 @@ async def _candidates(
             last_contact_at=r.last_contact_at,
             matched_keys=frozenset(r.keys),
         )
-        for r in rows
-    ]
+        found.setdefault(candidate.customer_id, {})[candidate.ticket_id] = candidate
+    return found
 
 
 async def receive_contact(
@@ -116,35 +120,92 @@ async def receive_contact(
 ) -> tuple[uuid.UUID, ThreadDecision]:
     """Join the contact to its open ticket, reopen a resolved one, or open a new ticket."""
     thread = contact_thread(contact)
-    candidates = await _candidates(conn, contact, lookup_keys(thread))
-    decision = decide_thread(thread, candidates)
+    found = await _candidates(conn, [contact.customer_id], lookup_keys(thread))
+    decision = decide_thread(thread, list(found.get(thread.customer_id, {}).values()))
     if decision.action == "open_new":
-        follow_up = uuid.UUID(decision.follow_up_of) if decision.follow_up_of else None
-        ticket_id = await open_ticket(
-            conn, contact, policy, rules, follow_up_of=follow_up, why=decision
-        )
+        writes = TicketWrites()
+        ticket_id = _plan_threaded_ticket(writes, contact, thread, decision, policy, rules)
+        await writes.flush(conn)
     else:
-        assert decision.ticket_id is not None
-        ticket_id = uuid.UUID(decision.ticket_id)
-        await add_contact(conn, ticket_id, contact, decision)
-    await add_thread_keys(conn, ticket_id, thread_keys(thread))
+        ticket_id = await _join(conn, contact, thread, decision)
     return ticket_id, decision
 
 
+def _plan_threaded_ticket(
+    writes: TicketWrites,
+    contact: ContactReceived,
+    thread: ContactThread,
+    decision: ThreadDecision,
+    policy: RoutingPolicy,
+    rules: RuleSet,
+) -> uuid.UUID:
+    follow_up = uuid.UUID(decision.follow_up_of) if decision.follow_up_of else None
+    ticket_id = plan_ticket(writes, contact, policy, rules, follow_up_of=follow_up, why=decision)
+    writes.thread_keys.extend((key, ticket_id) for key in thread_keys(thread))
+    return ticket_id
+
+
+async def _join(
+    conn: AsyncConnection, contact: ContactReceived, thread: ContactThread, decision: ThreadDecision
+) -> uuid.UUID:
+    assert decision.ticket_id is not None
+    ticket_id = uuid.UUID(decision.ticket_id)
+    await add_contact(conn, ticket_id, contact, decision)
+    await add_thread_keys(conn, ticket_id, thread_keys(thread))
+    return ticket_id
+
+
+async def receive_contacts(
+    conn: AsyncConnection,
+    contacts: list[tuple[str | None, ContactReceived]],
+    policy: RoutingPolicy,
+    rules: RuleSet = DEFAULT_RULE_SET,
+) -> None:
+    """`receive_contact` for many contacts in order, as if one after the other (each given
+    with the correlation id its events carry on): one locking query finds every customer's
+    candidate tickets, new tickets are gathered and written together, and a contact that joins
+    or reopens a ticket goes the one-contact way (after what came before it is written), after
+    which its customer's candidates are read again."""
+    threads = [contact_thread(c) for _, c in contacts]
+    keys = list(dict.fromkeys(k for t in threads for k in lookup_keys(t)))
+    pool = await _candidates(conn, list({c.customer_id: None for _, c in contacts}), keys)
+    writes = TicketWrites()
+    for (cid, contact), thread in zip(contacts, threads, strict=True):
+        token = correlation_id.set(cid)
+        try:
+            mine = pool.setdefault(thread.customer_id, {})
+            decision = decide_thread(thread, list(mine.values()))
+            if decision.action == "open_new":
+                ticket_id = _plan_threaded_ticket(writes, contact, thread, decision, policy, rules)
+                mine[str(ticket_id)] = OpenTicketCandidate(
+                    ticket_id=str(ticket_id),
+                    customer_id=thread.customer_id,
+                    channel=contact.channel,
+                    status="queued",
+                    last_contact_at=contact.received_at,
+                    matched_keys=frozenset(thread_keys(thread)),
+                )
+                continue
+            await writes.flush(conn)
+            await _join(conn, contact, thread, decision)
+            again = await _candidates(conn, [contact.customer_id], keys)
+            pool[thread.customer_id] = again.get(thread.customer_id, {})
+        finally:
+            correlation_id.reset(token)
+    await writes.flush(conn)
+
+
+def _contact_row(ticket_id: uuid.UUID, c: ContactReceived) -> tuple[Any, ...]:
+    return (c.contact_id, ticket_id, c.channel, c.received_at, c.subject, c.text)
+
+
 async def _insert_contact(conn: AsyncConnection, ticket_id: uuid.UUID, c: ContactReceived) -> None:
-    await conn.execute(
-        text(
-            "INSERT INTO ticket_contacts (contact_id, ticket_id, channel, received_at, subject, "
-            "text) VALUES (:c, :t, :channel, :at, :subject, :text) ON CONFLICT DO NOTHING"
-        ),
-        {
-            "c": c.contact_id,
-            "t": ticket_id,
-            "channel": c.channel,
-            "at": c.received_at,
-            "subject": c.subject,
-            "text": c.text,
-        },
+    await insert_many(
+        conn,
+        "ticket_contacts",
+        _CONTACT_COLUMNS,
+        [_contact_row(ticket_id, c)],
+        suffix="ON CONFLICT DO NOTHING",
     )
 
 
@@ -161,8 +222,122 @@ def classification_document(result: Classification, rules_version: int) -> dict[
     }
 
 
+_TICKET_COLUMNS = (
+    ("id", "uuid"),
+    ("customer_id", "uuid"),
+    ("channel", "text"),
+    ("status", "text"),
+    ("category", "text"),
+    ("priority", "text"),
+    ("priority_rank", "int"),
+    ("language", "text"),
+    ("segment", "text"),
+    ("queue_id", "text"),
+    ("classification", "jsonb"),
+    ("policy_version", "int"),
+    ("policy_step", "text"),
+    ("step_timeout_at", "timestamptz"),
+    ("follow_up_of", "uuid"),
+    ("opened_at", "timestamptz"),
+    ("queued_at", "timestamptz"),
+    ("last_contact_at", "timestamptz"),
+    ("owner_agent_id", "text"),
+)
+_CONTACT_COLUMNS = (
+    ("contact_id", "uuid"),
+    ("ticket_id", "uuid"),
+    ("channel", "text"),
+    ("received_at", "timestamptz"),
+    ("subject", "text"),
+    ("text", "text"),
+)
+_HISTORY_COLUMNS = (
+    ("ticket_id", "uuid"),
+    ("at", "timestamptz"),
+    ("actor", "text"),
+    ("action", "text"),
+    ("from_status", "text"),
+    ("to_status", "text"),
+    ("reason", "text"),
+    ("data", "jsonb"),
+)
+_THREAD_KEY_COLUMNS = (("key", "text"), ("ticket_id", "uuid"))
+
+
+@dataclasses.dataclass
+class TicketWrites:
+    """New tickets' rows and events, gathered so that many tickets are written with one
+    statement per table (`flush`)."""
+
+    tickets: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    contacts: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    history: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    thread_keys: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    events: list[Envelope] = dataclasses.field(default_factory=list)
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        """Write what was gathered (tickets first: the other rows refer to them), then start
+        over."""
+        await insert_many(conn, "tickets", _TICKET_COLUMNS, self.tickets)
+        known = "ON CONFLICT DO NOTHING"
+        await insert_many(conn, "ticket_contacts", _CONTACT_COLUMNS, self.contacts, suffix=known)
+        await insert_many(conn, "ticket_history", _HISTORY_COLUMNS, self.history)
+        await insert_many(
+            conn,
+            "thread_keys",
+            _THREAD_KEY_COLUMNS,
+            self.thread_keys,
+            suffix="ON CONFLICT DO NOTHING",
+        )
+        await enqueue(conn, *self.events)
+        self.tickets, self.contacts, self.history, self.thread_keys, self.events = (
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
+
+
+def _history_row(
+    ticket_id: uuid.UUID,
+    at: datetime,
+    action: str,
+    *,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    reason: str | None = None,
+    data: dict[str, Any],
+) -> tuple[Any, ...]:
+    return (
+        ticket_id,
+        at,
+        ROUTER,
+        action,
+        from_status,
+        to_status,
+        reason,
+        orjson.dumps(data).decode(),
+    )
+
+
 async def open_ticket(
     conn: AsyncConnection,
+    contact: ContactReceived,
+    policy: RoutingPolicy,
+    rules: RuleSet = DEFAULT_RULE_SET,
+    **options: Any,
+) -> uuid.UUID:
+    """Classify, route by the policy (or into `queue_id`) and queue a new ticket; the
+    options are `plan_ticket`'s."""
+    writes = TicketWrites()
+    ticket_id = plan_ticket(writes, contact, policy, rules, **options)
+    await writes.flush(conn)
+    return ticket_id
+
+
+def plan_ticket(
+    writes: TicketWrites,
     contact: ContactReceived,
     policy: RoutingPolicy,
     rules: RuleSet = DEFAULT_RULE_SET,
@@ -174,7 +349,8 @@ async def open_ticket(
     owner_agent_id: str | None = None,
     queue_id: str | None = None,
 ) -> uuid.UUID:
-    """Classify, route by the policy (or into `queue_id`) and queue a new ticket."""
+    """A new ticket for the contact into `writes`: classified, routed by the policy (or into
+    `queue_id`), queued, with its history and its events."""
     now = datetime.now(UTC)
     facts = TicketFacts(
         channel=contact.channel,
@@ -197,90 +373,85 @@ async def open_ticket(
         )
     priority = step.priority_override or result.priority
     ticket_id = ticket_id or uuid7()
-    await conn.execute(
-        text(
-            "INSERT INTO tickets (id, customer_id, channel, status, category, priority, "
-            "priority_rank, language, segment, queue_id, classification, policy_version, "
-            "policy_step, step_timeout_at, follow_up_of, opened_at, queued_at, last_contact_at, "
-            "owner_agent_id) "
-            "VALUES (:id, :customer, :channel, 'queued', :category, :priority, :rank, :language, "
-            ":segment, :queue, CAST(:classification AS jsonb), :pv, :step, :timeout, :follow, "
-            ":opened, :now, :last, :owner)"
-        ),
-        {
-            "id": ticket_id,
-            "customer": contact.customer_id,
-            "channel": contact.channel,
-            "category": result.category,
-            "priority": priority,
-            "rank": PRIORITY_RANK[priority],
-            "language": result.language,
-            "segment": facts.segment,
-            "queue": step.queue_id,
-            "classification": orjson.dumps(classification_document(result, rules.version)).decode(),
-            "pv": step.policy_version,
-            "step": step.step_id,
-            "timeout": _timeout_at(now, step),
-            "follow": follow_up_of,
-            "opened": now,
-            "now": now,
-            "last": contact.received_at,
-            "owner": owner_agent_id,
-        },
+    writes.tickets.append(
+        (
+            ticket_id,
+            contact.customer_id,
+            contact.channel,
+            "queued",
+            result.category,
+            priority,
+            PRIORITY_RANK[priority],
+            result.language,
+            facts.segment,
+            step.queue_id,
+            orjson.dumps(classification_document(result, rules.version)).decode(),
+            step.policy_version,
+            step.step_id,
+            _timeout_at(now, step),
+            follow_up_of,
+            now,
+            now,
+            contact.received_at,
+            owner_agent_id,
+        )
     )
-    await _insert_contact(conn, ticket_id, contact)
-    await add_history(
-        conn,
-        ticket_id,
-        at=now,
-        actor=ROUTER,
-        action="open",
-        to_status="new",
-        reason=why.reason if why else None,
-        data={"contact_id": str(contact.contact_id), "classification": result.category_rule},
+    writes.contacts.append(_contact_row(ticket_id, contact))
+    writes.history.append(
+        _history_row(
+            ticket_id,
+            now,
+            "open",
+            to_status="new",
+            reason=why.reason if why else None,
+            data={"contact_id": str(contact.contact_id), "classification": result.category_rule},
+        )
     )
-    await add_history(
-        conn,
-        ticket_id,
-        at=now,
-        actor=ROUTER,
-        action="queue",
-        from_status="new",
-        to_status="queued",
-        reason=step.reason,
-        data={
-            "queue_id": step.queue_id,
-            "policy_version": step.policy_version,
-            "policy_step": step.step_id,
-        },
-    )
-    await publish(
-        conn,
-        TicketOpened(
-            ticket_id=ticket_id,
-            customer_id=contact.customer_id,
-            contact_id=contact.contact_id,
-            channel=contact.channel,
-            category=result.category,
-            priority=priority,
-            language=result.language,
-            segment=facts.segment,
-            queue_id=step.queue_id,
-            classification_rule=result.category_rule,
-            follow_up_of=follow_up_of,
-            opened_at=now,
-        ),
-        TicketStatusChanged(
-            ticket_id=ticket_id,
+    writes.history.append(
+        _history_row(
+            ticket_id,
+            now,
+            "queue",
             from_status="new",
             to_status="queued",
-            actor=ROUTER,
             reason=step.reason,
-            at=now,
-        ),
-        routed_event(
-            ticket_id, step, priority, result.category, contact.channel, facts.segment, now
-        ),
+            data={
+                "queue_id": step.queue_id,
+                "policy_version": step.policy_version,
+                "policy_step": step.step_id,
+            },
+        )
+    )
+    cid = correlation_id.get()
+    writes.events.extend(
+        new_event(p, producer=ROUTER, correlation_id=cid)
+        for p in (
+            TicketOpened(
+                ticket_id=ticket_id,
+                customer_id=contact.customer_id,
+                contact_id=contact.contact_id,
+                channel=contact.channel,
+                category=result.category,
+                priority=priority,
+                language=result.language,
+                segment=facts.segment,
+                queue_id=step.queue_id,
+                classification_rule=result.category_rule,
+                follow_up_of=follow_up_of,
+                opened_at=now,
+            ),
+            TicketStatusChanged(
+                ticket_id=ticket_id,
+                from_status="new",
+                to_status="queued",
+                actor=ROUTER,
+                reason=step.reason,
+                at=now,
+            ),
+            routed_event(
+                ticket_id, step, priority, result.category, contact.channel, facts.segment, now
+            ),
+        )
     )
     return ticket_id
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.consumer import Handler
+from ccshared.consumer import BatchHandler, Handler
 from ccshared.events import Envelope
 from ccshared.events.payloads import (
     ContactReceived,
@@ -26,7 +26,7 @@ from router.db.rules import RulesCache
 from router.db.tickets import TicketNotFound, add_history, get_ticket
 from router.domain.classification import PRIORITY_RANK
 from router.domain.lifecycle import OPEN_STATUSES
-from router.flows import change_status, open_ticket, publish, receive_contact
+from router.flows import change_status, open_ticket, publish, receive_contact, receive_contacts
 
 ESCALATION_QUEUE = "escalations"
 
@@ -43,6 +43,20 @@ def contacts_to_tickets(runtime: Runtime) -> Handler:
     async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
         assert isinstance(payload, ContactReceived)
         await receive_contact(conn, payload, await policies.current(), await rules.current())
+
+    return handle
+
+
+def contacts_to_tickets_in_bulk(runtime: Runtime) -> BatchHandler:
+    policies: PolicyCache = runtime.extras["policies"]
+    rules: RulesCache = runtime.extras["rules"]
+
+    async def handle(conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]) -> None:
+        contacts = []
+        for envelope, payload in events:
+            assert isinstance(payload, ContactReceived)
+            contacts.append((envelope.correlation_id or str(envelope.event_id), payload))
+        await receive_contacts(conn, contacts, await policies.current(), await rules.current())
 
     return handle
 
@@ -179,6 +193,7 @@ CONTACTS = ConsumerSpec(
     handler=contacts_to_tickets,
     event_types=frozenset({"contact.received"}),
     after_commit=_nudge,
+    batch_handler=contacts_to_tickets_in_bulk,
 )
 ESCALATIONS = ConsumerSpec(
     name="escalations",

@@ -1,0 +1,243 @@
+"""Contacts taken a whole consumer batch at a time (`receive_contacts`) must land exactly as
+if they had come one by one (`receive_contact`): the same threading, the same tickets, the same
+history and the same events in the same order, including when contacts of one customer arrive
+back to back inside one batch and when one reopens or follows up an earlier ticket."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event as sa_event
+
+from ccshared.events import Envelope, decode_event, new_event
+from ccshared.events.payloads import ContactReceived
+from router.consumers.events import contacts_to_tickets_in_bulk
+from tests.integration.router.conftest import Router, contact
+
+
+def _script(world: str) -> tuple[list[ContactReceived], list[ContactReceived], dict[str, str]]:
+    """(contacts before the batch, the batch, which earlier ticket to resolve or close) with
+    customers and thread ids of this world only, so two worlds share one database."""
+    maria, li, mallory, vip = (uuid.uuid5(uuid.NAMESPACE_URL, f"{world}/{n}") for n in range(4))
+    t0 = datetime.now(UTC) - timedelta(minutes=30)
+
+    def at(minutes: int) -> datetime:
+        return t0 + timedelta(minutes=minutes)
+
+    def mid(n: str) -> str:
+        return f"<{n}.{world}@mail.example.com>"
+
+    before = [
+        contact(
+            maria,
+            channel="email",
+            text_="Refund please",
+            at=at(0),
+            thread={"email_message_id": mid("r1")},
+        ),
+        contact(
+            li,
+            channel="email",
+            text_="发票开错了",
+            at=at(1),
+            thread={"email_message_id": mid("c1")},
+        ),
+    ]
+    batch = [
+        # maria: a new e-mail thread, then a reply to it inside the same batch
+        contact(
+            maria,
+            channel="email",
+            text_="Where is my parcel?",
+            at=at(2),
+            thread={"email_message_id": mid("p1")},
+        ),
+        contact(
+            maria,
+            channel="email",
+            text_="Any update?",
+            at=at(3),
+            thread={"email_message_id": mid("p2"), "email_in_reply_to": mid("p1")},
+        ),
+        # a chat burst of one session
+        *[
+            contact(li, text_=f"你好 {n}", at=at(4 + n), thread={"chat_session_id": f"s-{world}"})
+            for n in range(3)
+        ],
+        # maria replies to her resolved ticket (reopen), li to her closed one (follow-up)
+        contact(
+            maria,
+            channel="email",
+            text_="Still no refund",
+            at=at(8),
+            thread={"email_message_id": mid("r2"), "email_in_reply_to": mid("r1")},
+        ),
+        contact(
+            li,
+            channel="email",
+            text_="还是不对",
+            at=at(9),
+            thread={"email_message_id": mid("c2"), "email_in_reply_to": mid("c1")},
+        ),
+        # after the reopen, maria's next e-mail in that thread joins the reopened ticket
+        contact(
+            maria,
+            channel="email",
+            text_="Hello?",
+            at=at(10),
+            thread={"email_message_id": mid("r3"), "email_in_reply_to": mid("r2")},
+        ),
+        # a forged reference to maria's thread never joins her ticket
+        contact(
+            mallory,
+            channel="email",
+            text_="me too",
+            at=at(11),
+            thread={"email_message_id": mid("z1"), "email_in_reply_to": mid("p1")},
+        ),
+        # same customer, same channel, no reference, within the window: joins
+        contact(mallory, channel="phone", text_="my order is late", at=at(12)),
+        contact(mallory, channel="phone", text_="calling again", at=at(13)),
+        contact(
+            vip,
+            channel="phone",
+            text_="我要投诉，洗衣机漏水",
+            at=at(14),
+            metadata={"segment": "vip"},
+        ),
+    ]
+    return before, batch, {"r1": "resolved", "c1": "closed"}
+
+
+async def _ticket_of(router: Router, contact_id: uuid.UUID) -> str:
+    rows = await router.sql(
+        "SELECT ticket_id FROM ticket_contacts WHERE contact_id = :c", c=contact_id
+    )
+    return str(rows[0].ticket_id)
+
+
+async def _shape(
+    router: Router, before: list[ContactReceived], batch: list[ContactReceived]
+) -> Any:
+    """What happened, with ids replaced by the position of the contact that opened them."""
+    contacts = [*before, *batch]
+    tickets = [await _ticket_of(router, c.contact_id) for c in contacts]
+    name = {t: f"T{tickets.index(t)}" for t in tickets}
+    shape: list[Any] = []
+    for t in dict.fromkeys(tickets):
+        row = (
+            await router.sql(
+                "SELECT status, queue_id, category, priority, segment, follow_up_of::text AS f "
+                "FROM tickets WHERE id = :t",
+                t=uuid.UUID(t),
+            )
+        )[0]
+        history = await router.sql(
+            "SELECT action, from_status, to_status, actor LIKE 'customer:%' AS by_customer "
+            "FROM ticket_history WHERE ticket_id = :t ORDER BY id",
+            t=uuid.UUID(t),
+        )
+        events = await router.sql("SELECT value FROM outbox WHERE key = :t ORDER BY id", t=t)
+        shape.append(
+            (
+                name[t],
+                row.status,
+                row.queue_id,
+                row.category,
+                row.priority,
+                row.segment,
+                name.get(row.f) if row.f else None,
+                [tuple(h) for h in history],
+                [decode_event(e.value)[0].event_type for e in events],
+            )
+        )
+    return [name[t] for t in tickets], shape
+
+
+async def _prepare(
+    router: Router, world: str
+) -> tuple[list[ContactReceived], list[ContactReceived]]:
+    before, batch, fate = _script(world)
+    for c in before:
+        await router.receive(c)
+    for ref, status in fate.items():
+        ticket = await _ticket_of(router, before[0 if ref == "r1" else 1].contact_id)
+        await router.sql(
+            "UPDATE tickets SET status = :s, resolved_at = now() WHERE id = :t",
+            s=status,
+            t=uuid.UUID(ticket),
+        )
+    return before, batch
+
+
+async def test_a_batch_lands_exactly_as_the_same_contacts_one_by_one(router: Router) -> None:
+    await router.runtime.relay.stop()  # the events stay in the outbox, to be compared
+    before, batch = await _prepare(router, "one-by-one")
+    for c in batch:
+        await router.receive(c)
+    expected = await _shape(router, before, batch)
+
+    before_b, batch_b = await _prepare(router, "in-bulk")
+    handler = contacts_to_tickets_in_bulk(router.runtime)
+    async with router.runtime.engine.begin() as conn:
+        await handler(conn, [(_envelope(c), c) for c in batch_b])
+    assert await _shape(router, before_b, batch_b) == expected
+
+    grouping, shape = expected
+    # The script exercises what it claims to: threads joined in the batch, a reopen, a
+    # follow-up of a closed ticket, the window join, a forged reference kept apart, VIP care.
+    assert grouping == [
+        "T0",
+        "T1",
+        "T2",
+        "T2",
+        "T4",
+        "T4",
+        "T4",
+        "T0",
+        "T8",
+        "T0",
+        "T10",
+        "T11",
+        "T11",
+        "T13",
+    ]
+    by_name = {s[0]: s for s in shape}
+    assert "reopen" in [h[0] for h in by_name["T0"][7]]
+    assert by_name["T8"][6] == "T1"  # the follow-up of li's closed ticket
+    assert by_name["T13"][2] == "vip"
+
+
+def _envelope(c: ContactReceived) -> Envelope:
+    return new_event(c, producer="test")
+
+
+async def test_a_batch_writes_one_statement_per_table_not_per_contact(router: Router) -> None:
+    """New tickets of a batch are written together: the batch sends as many statements for 50
+    new customers' contacts as for 5 (counted as SQLAlchemy sends them)."""
+    handler = contacts_to_tickets_in_bulk(router.runtime)
+    counts = []
+    for size in (5, 50):
+        batch = [contact(uuid.uuid4(), channel="phone", text_="order late") for _ in range(size)]
+        async with router.runtime.engine.begin() as conn:
+            statements = 0
+
+            def count(*_: Any) -> None:
+                nonlocal statements
+                statements += 1
+
+            sync = conn.sync_connection
+            assert sync is not None
+            sa_event.listen(sync, "before_cursor_execute", count)
+            await handler(conn, [(_envelope(c), c) for c in batch])
+            sa_event.remove(sync, "before_cursor_execute", count)
+        counts.append(statements)
+        opened = await router.sql(
+            "SELECT count(*) AS n FROM ticket_contacts WHERE contact_id = ANY(:ids)",
+            ids=[c.contact_id for c in batch],
+        )
+        assert opened[0].n == size
+    assert counts[0] == counts[1]
+    assert counts[1] <= 8
