@@ -14,26 +14,45 @@ import dataclasses
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ccshared.events.payloads import RoutingCandidate, TicketAssigned, TicketRouted
+from ccshared.db import insert_many
+from ccshared.events import Envelope, new_event
+from ccshared.events.payloads import (
+    RoutingCandidate,
+    TicketAssigned,
+    TicketRouted,
+    TicketStatusChanged,
+)
 from ccshared.ids import uuid7
+from ccshared.logging import correlation_id
+from ccshared.outbox import enqueue
 from router.db.policies import PolicyCache
 from router.db.tickets import add_history, get_ticket
-from router.domain.assignment import Agent, Candidate, Decision, TicketToAssign, choose_agent
+from router.domain.assignment import (
+    Agent,
+    Candidate,
+    Decision,
+    TicketToAssign,
+    choose_agent,
+    ineligibility,
+)
 from router.domain.classification import PRIORITY_RANK, TicketFacts
+from router.domain.lifecycle import transition
 from router.domain.policy import UnknownStep, next_step_after_timeout
 from router.flows import ROUTER, change_status, publish
 
 log = logging.getLogger(__name__)
 
 HELD = ("assigned", "in_progress", "pending_customer")  # statuses that occupy an agent
-_WAITING_WINDOW = 20  # tickets looked at per queue and offer round
+_WAITING_WINDOW = 50  # tickets looked at per queue and offer transaction
+_MAX_BATCHES_PER_QUEUE = 100  # per round, so one deep queue cannot starve the loop
+# The best candidates an assignment event carries; the stored decision lists every agent.
+EVENT_CANDIDATES = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,21 +82,162 @@ def _obj(value: Any) -> dict[str, Any]:
 
 
 async def agent_loads(
-    conn: AsyncConnection, agent_id: str | None = None
+    conn: AsyncConnection, agent_ids: str | list[str] | None = None
 ) -> dict[str, dict[str, int]]:
-    """agent → channel → tickets it holds now."""
+    """agent → channel → tickets it holds now; of every agent, or of the ones given."""
+    ids = [agent_ids] if isinstance(agent_ids, str) else agent_ids
     rows = await conn.execute(
         text(
             "SELECT assignee_agent_id AS agent, channel, count(*) AS n FROM tickets "
             "WHERE assignee_agent_id IS NOT NULL AND status = ANY(:held) "
-            "AND (CAST(:agent AS text) IS NULL OR assignee_agent_id = :agent) GROUP BY 1, 2"
+            "AND (CAST(:ids AS text[]) IS NULL OR assignee_agent_id = ANY(CAST(:ids AS text[]))) "
+            "GROUP BY 1, 2"
         ),
-        {"held": list(HELD), "agent": agent_id},
+        {"held": list(HELD), "ids": ids},
     )
     loads: dict[str, dict[str, int]] = {}
     for r in rows:
         loads.setdefault(r.agent, {})[r.channel] = r.n
     return loads
+
+
+_WAITING = text(
+    "SELECT id, channel, status, priority, policy_version, policy_step, owner_agent_id "
+    "FROM tickets WHERE queue_id = :q AND status = 'queued' "
+    "ORDER BY priority_rank, sla_deadline NULLS LAST, queued_at, id "
+    "LIMIT :n FOR UPDATE SKIP LOCKED"
+)
+_LOCK_AGENTS = text(
+    "SELECT id, skills, capacity, status, idle_since, last_assigned_at, assignments_total "
+    "FROM agents WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR UPDATE"
+)
+_ASSIGN_TICKETS = text(
+    "UPDATE tickets t SET status = u.status, assignee_agent_id = u.agent, updated_at = now() "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:agents AS text[]), CAST(:statuses AS text[])) "
+    "AS u(id, agent, status) WHERE t.id = u.id"
+)
+_COUNT_ASSIGNMENTS = text(
+    "UPDATE agents a SET last_assigned_at = :now, "
+    "assignments_total = a.assignments_total + u.n, updated_at = now() "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:ns AS int[])) AS u(id, n) WHERE a.id = u.id"
+)
+_DECISION_COLUMNS = (
+    ("id", "uuid"),
+    ("ticket_id", "uuid"),
+    ("at", "timestamptz"),
+    ("policy_version", "int"),
+    ("policy_step", "text"),
+    ("queue_id", "text"),
+    ("strategy", "text"),
+    ("chosen_agent_id", "text"),
+    ("candidates", "jsonb"),
+    ("tie_breaker", "text"),
+)
+_OFFER_COLUMNS = (
+    ("id", "uuid"),
+    ("ticket_id", "uuid"),
+    ("agent_id", "text"),
+    ("status", "text"),
+    ("offered_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("decision_id", "uuid"),
+)
+_HISTORY_COLUMNS = (
+    ("ticket_id", "uuid"),
+    ("at", "timestamptz"),
+    ("actor", "text"),
+    ("action", "text"),
+    ("from_status", "text"),
+    ("to_status", "text"),
+    ("reason", "text"),
+    ("data", "jsonb"),
+)
+
+
+async def _roster(conn: AsyncConnection) -> dict[str, Agent]:
+    """Every agent as an assignment round sees it, by id in id order; each agent's `load` is
+    a dict of its own that the round updates as it books offers."""
+    result = await conn.execute(
+        text(
+            "SELECT id, skills, capacity, status, idle_since, last_assigned_at, "
+            "assignments_total FROM agents ORDER BY id"
+        )
+    )
+    rows = result.all()
+    loads = await agent_loads(conn)
+    return {r.id: agent_from_row(r, loads.get(r.id, {})) for r in rows}
+
+
+def _anyone_free(queue: QueueRow, roster: dict[str, Agent]) -> bool:
+    return any(
+        agent.status == "available"
+        and queue.required_skills <= agent.skills.keys()
+        and any(n > agent.load.get(channel, 0) for channel, n in agent.capacity.items())
+        for agent in roster.values()
+    )
+
+
+def _decide(
+    queue: QueueRow,
+    rr_cursor: str | None,
+    ticket: Any,
+    roster: dict[str, Agent],
+    declined: set[str],
+    now: datetime,
+) -> Decision | None:
+    """The best agent for the ticket as the round sees the agents; None if nobody can take
+    it now. Agents who declined it (or let its offer time out) are listed, not considered."""
+    agents = [a for a in roster.values() if a.id not in declined]
+    decision = choose_agent(
+        TicketToAssign(ticket.channel, queue.required_skills, ticket.priority),
+        agents,
+        queue.strategy,
+        now,
+        rr_cursor,
+    )
+    if decision.chosen_agent_id is None:
+        return None
+    if declined:
+        passed = tuple(Candidate(a, None, "declined_before") for a in sorted(declined))
+        decision = dataclasses.replace(decision, candidates=decision.candidates + passed)
+    return decision
+
+
+def _book(roster: dict[str, Agent], agent_id: str, channel: str, now: datetime) -> None:
+    """The round's view after an offer to the agent: one more ticket on the channel."""
+    agent = roster[agent_id]
+    load = dict(agent.load)
+    load[channel] = load.get(channel, 0) + 1  # type: ignore[index]
+    roster[agent_id] = dataclasses.replace(
+        agent, load=load, last_assigned_at=now, assignments_total=agent.assignments_total + 1
+    )
+
+
+async def _confirm(
+    conn: AsyncConnection,
+    plans: list[tuple[Any, Decision]],
+    roster: dict[str, Agent],
+    now: datetime,
+) -> list[tuple[Any, Decision]]:
+    """Lock the chosen agents (in id order) and re-read them and their load under the lock:
+    what another replica or an API call changed since the round began is seen here. Keeps,
+    in order, the offers each agent still has room for; the round's view of those agents
+    becomes the locked truth plus the kept offers."""
+    ids = sorted({d.chosen_agent_id for _, d in plans if d.chosen_agent_id})
+    rows = (await conn.execute(_LOCK_AGENTS, {"ids": ids})).all()
+    loads = await agent_loads(conn, ids)
+    for row in rows:
+        roster[row.id] = agent_from_row(row, loads.get(row.id, {}))
+    for agent_id in set(ids) - {r.id for r in rows}:
+        roster.pop(agent_id, None)  # deleted meanwhile
+    kept = []
+    for ticket, decision in plans:
+        agent = roster.get(decision.chosen_agent_id or "")
+        if agent is None or ineligibility(agent, ticket.channel, frozenset()) is not None:
+            continue
+        _book(roster, agent.id, ticket.channel, now)
+        kept.append((ticket, decision))
+    return kept
 
 
 class Assigner:
@@ -97,6 +257,7 @@ class Assigner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.offers_made = 0
+        self._rr_cursor: dict[str, str | None] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="assigner")
@@ -131,35 +292,19 @@ class Assigner:
         if not queues:
             return 0
         async with self.engine.connect() as conn:
-            result = await conn.execute(
-                text(
-                    "SELECT id, skills, capacity, status, idle_since, last_assigned_at, "
-                    "assignments_total FROM agents ORDER BY id"
-                )
-            )
-            # Mutable copies: offers made in this round update them, so later choices in the
-            # round see who was just given work.
-            agent_rows = [SimpleNamespace(**r._mapping) for r in result]
-            loads = await agent_loads(conn)
+            roster = await _roster(conn)
         for queue in queues:
-            if not self._anyone_free(queue, agent_rows, loads):
+            if not _anyone_free(queue, roster):
                 continue  # nobody could take any of it: skip the ticket scan
-            while offered := await self._offer_batch(queue, now, agent_rows, loads):
+            for _ in range(_MAX_BATCHES_PER_QUEUE):
+                offered, progress = await self._offer_batch(queue, now, roster)
                 made += offered
+                if not progress:
+                    break
+                if offered and queue.strategy == "round_robin":
+                    queue = dataclasses.replace(queue, rr_cursor=self._rr_cursor.get(queue.id))
         self.offers_made += made
         return made
-
-    @staticmethod
-    def _anyone_free(
-        queue: QueueRow, agent_rows: list[Any], loads: dict[str, dict[str, int]]
-    ) -> bool:
-        for row in agent_rows:
-            if row.status != "available" or not queue.required_skills <= _obj(row.skills).keys():
-                continue
-            held = loads.get(row.id, {})
-            if any(n > held.get(channel, 0) for channel, n in _obj(row.capacity).items()):
-                return True
-        return False
 
     async def _queues(self) -> list[QueueRow]:
         async with self.engine.connect() as conn:
@@ -178,48 +323,35 @@ class Assigner:
             ]
 
     async def _offer_batch(
-        self,
-        queue: QueueRow,
-        now: datetime,
-        agent_rows: list[Any],
-        loads: dict[str, dict[str, int]],
-    ) -> int:
+        self, queue: QueueRow, now: datetime, roster: dict[str, Agent]
+    ) -> tuple[int, bool]:
         """Offer what can be offered of the queue's most urgent waiting tickets, in one
-        transaction; returns how many offers it made."""
+        transaction. Returns how many offers it made, and whether another batch may make
+        more (offers were made, or this round's view of some agent was corrected)."""
         async with self.engine.begin() as conn:
-            waiting = (
-                await conn.execute(
-                    text(
-                        "SELECT id, channel, priority, policy_version, policy_step FROM tickets "
-                        "WHERE queue_id = :q AND status = 'queued' "
-                        "ORDER BY priority_rank, sla_deadline NULLS LAST, queued_at, id "
-                        "LIMIT :n FOR UPDATE SKIP LOCKED"
-                    ),
-                    {"q": queue.id, "n": _WAITING_WINDOW},
-                )
-            ).all()
+            waiting = (await conn.execute(_WAITING, {"q": queue.id, "n": _WAITING_WINDOW})).all()
             if not waiting:
-                return 0
+                return 0, False
             declined = await self._declined(conn, [t.id for t in waiting])
-            offered = 0
+            plans: list[tuple[Any, Decision]] = []
+            rr_cursor = queue.rr_cursor
             for ticket in waiting:
-                decision = await self._choose(
-                    conn, queue, ticket, agent_rows, loads, declined.get(ticket.id, set()), now
+                decision = _decide(
+                    queue, rr_cursor, ticket, roster, declined.get(ticket.id, set()), now
                 )
                 if decision is None:
                     continue
-                await self._make_offer(conn, queue, ticket, decision, now)
-                agent = decision.chosen_agent_id or ""
-                held = loads.setdefault(agent, {})
-                held[ticket.channel] = held.get(ticket.channel, 0) + 1
-                for row in agent_rows:
-                    if row.id == agent:
-                        row.last_assigned_at = now
-                        row.assignments_total += 1
-                offered += 1
+                agent_id = decision.chosen_agent_id or ""
+                _book(roster, agent_id, ticket.channel, now)
+                plans.append((ticket, decision))
                 if decision.strategy == "round_robin":
-                    queue = dataclasses.replace(queue, rr_cursor=agent)
-            return offered
+                    rr_cursor = agent_id
+            if not plans:
+                return 0, False
+            kept = await _confirm(conn, plans, roster, now)
+            if kept:
+                await self._write_offers(conn, queue, kept, now)
+            return len(kept), True
 
     async def _declined(
         self, conn: AsyncConnection, ticket_ids: list[uuid.UUID]
@@ -236,134 +368,111 @@ class Assigner:
             found.setdefault(r.ticket_id, set()).add(r.agent_id)
         return found
 
-    async def _choose(
+    async def _write_offers(
         self,
         conn: AsyncConnection,
         queue: QueueRow,
-        ticket: Any,
-        agent_rows: list[Any],
-        loads: dict[str, dict[str, int]],
-        declined: set[str],
-        now: datetime,
-    ) -> Decision | None:
-        """The best agent, confirmed under its row lock; None if nobody can take it now."""
-        excluded = set(declined)
-        for _ in range(3):  # a chosen agent may have filled up meanwhile: try the next best
-            agents = [
-                agent_from_row(r, loads.get(r.id, {})) for r in agent_rows if r.id not in excluded
-            ]
-            decision = choose_agent(
-                TicketToAssign(ticket.channel, queue.required_skills, ticket.priority),
-                agents,
-                queue.strategy,
-                now,
-                queue.rr_cursor,
-            )
-            if decision.chosen_agent_id is None:
-                return None
-            agent_id = decision.chosen_agent_id
-            locked = (
-                await conn.execute(
-                    text("SELECT status, capacity FROM agents WHERE id = :id FOR UPDATE"),
-                    {"id": agent_id},
-                )
-            ).one()
-            held = (await agent_loads(conn, agent_id)).get(agent_id, {}).get(ticket.channel, 0)
-            if locked.status == "available" and held < int(
-                _obj(locked.capacity).get(ticket.channel, 0)
-            ):
-                passed = tuple(Candidate(a, None, "declined_before") for a in sorted(declined))
-                return dataclasses.replace(decision, candidates=decision.candidates + passed)
-            excluded.add(agent_id)
-            loads.setdefault(agent_id, {})[ticket.channel] = held
-        return None
-
-    async def _make_offer(
-        self,
-        conn: AsyncConnection,
-        queue: QueueRow,
-        ticket: Any,
-        decision: Decision,
+        plans: list[tuple[Any, Decision]],
         now: datetime,
     ) -> None:
-        agent_id = decision.chosen_agent_id
-        assert agent_id is not None
-        decision_id = uuid7()
-        offer_id = uuid7()
-        candidates = [
-            {"agent_id": c.agent_id, "score": c.score, "passed_over": c.passed_over}
-            for c in decision.candidates
-        ]
+        """The offers, their routing decisions, the tickets' new status and history, and the
+        events, for a whole batch: one statement per table."""
+        decisions: list[tuple[Any, ...]] = []
+        offers: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        events: list[Envelope] = []
+        per_agent: dict[str, int] = {}
+        expires = now + timedelta(seconds=queue.offer_timeout_s)
+        cid = correlation_id.get()
+        for ticket, decision in plans:
+            agent_id = decision.chosen_agent_id
+            assert agent_id is not None
+            per_agent[agent_id] = per_agent.get(agent_id, 0) + 1
+            decision_id, offer_id = uuid7(), uuid7()
+            candidates = [
+                {"agent_id": c.agent_id, "score": c.score, "passed_over": c.passed_over}
+                for c in decision.candidates
+            ]
+            decisions.append(
+                (
+                    decision_id,
+                    ticket.id,
+                    now,
+                    ticket.policy_version,
+                    ticket.policy_step,
+                    queue.id,
+                    decision.strategy,
+                    agent_id,
+                    orjson.dumps(candidates).decode(),
+                    decision.tie_breaker,
+                )
+            )
+            offers.append((offer_id, ticket.id, agent_id, "pending", now, expires, decision_id))
+            new_status = transition(ticket.status, "offer")
+            reason = f"offered to {agent_id}"
+            history.append(
+                (ticket.id, now, ROUTER, "offer", ticket.status, new_status, reason, "{}")
+            )
+            events.append(
+                new_event(
+                    TicketStatusChanged(
+                        ticket_id=ticket.id,
+                        from_status=ticket.status,
+                        to_status=new_status,
+                        actor=ROUTER,
+                        reason=reason,
+                        at=now,
+                    ),
+                    producer=ROUTER,
+                    correlation_id=cid,
+                )
+            )
+            events.append(
+                new_event(
+                    TicketAssigned(
+                        ticket_id=ticket.id,
+                        agent_id=agent_id,
+                        owner_agent_id=ticket.owner_agent_id or agent_id,
+                        queue_id=queue.id,
+                        decision_id=decision_id,
+                        policy_version=ticket.policy_version,
+                        policy_step=ticket.policy_step,
+                        strategy=decision.strategy,
+                        candidates=[
+                            RoutingCandidate.model_construct(**c)
+                            for c in candidates[:EVENT_CANDIDATES]
+                        ],
+                        candidates_considered=len(candidates),
+                        tie_breaker=decision.tie_breaker,
+                        at=now,
+                    ),
+                    producer=ROUTER,
+                    correlation_id=cid,
+                )
+            )
+        await insert_many(conn, "routing_decisions", _DECISION_COLUMNS, decisions)
+        await insert_many(conn, "offers", _OFFER_COLUMNS, offers)
         await conn.execute(
-            text(
-                "INSERT INTO routing_decisions (id, ticket_id, at, policy_version, policy_step, "
-                "queue_id, strategy, chosen_agent_id, candidates, tie_breaker) VALUES (:id, :t, "
-                ":at, :pv, :ps, :q, :s, :a, CAST(:c AS jsonb), :tb)"
-            ),
+            _ASSIGN_TICKETS,
             {
-                "id": decision_id,
-                "t": ticket.id,
-                "at": now,
-                "pv": ticket.policy_version,
-                "ps": ticket.policy_step,
-                "q": queue.id,
-                "s": decision.strategy,
-                "a": agent_id,
-                "c": orjson.dumps(candidates).decode(),
-                "tb": decision.tie_breaker,
+                "ids": [t.id for t, _ in plans],
+                "agents": [d.chosen_agent_id for _, d in plans],
+                "statuses": [transition(t.status, "offer") for t, _ in plans],
             },
         )
         await conn.execute(
-            text(
-                "INSERT INTO offers (id, ticket_id, agent_id, status, offered_at, expires_at, "
-                "decision_id) VALUES (:id, :t, :a, 'pending', :now, :exp, :d)"
-            ),
-            {
-                "id": offer_id,
-                "t": ticket.id,
-                "a": agent_id,
-                "now": now,
-                "exp": now + timedelta(seconds=queue.offer_timeout_s),
-                "d": decision_id,
-            },
+            _COUNT_ASSIGNMENTS,
+            {"now": now, "ids": list(per_agent), "ns": list(per_agent.values())},
         )
-        await conn.execute(
-            text(
-                "UPDATE agents SET last_assigned_at = :now, assignments_total = "
-                "assignments_total + 1, updated_at = now() WHERE id = :a"
-            ),
-            {"now": now, "a": agent_id},
-        )
-        if decision.strategy == "round_robin":
+        last = plans[-1][1]
+        if last.strategy == "round_robin":
             await conn.execute(
                 text("UPDATE queues SET rr_cursor = :a WHERE id = :q"),
-                {"a": agent_id, "q": queue.id},
+                {"a": last.chosen_agent_id, "q": queue.id},
             )
-        locked = await get_ticket(conn, ticket.id, lock=True)
-        await change_status(
-            conn,
-            locked,
-            "offer",
-            actor=ROUTER,
-            reason=f"offered to {agent_id}",
-            extra={"assignee_agent_id": agent_id},
-        )
-        await publish(
-            conn,
-            TicketAssigned(
-                ticket_id=ticket.id,
-                agent_id=agent_id,
-                owner_agent_id=locked.owner_agent_id or agent_id,
-                queue_id=queue.id,
-                decision_id=decision_id,
-                policy_version=ticket.policy_version,
-                policy_step=ticket.policy_step,
-                strategy=decision.strategy,
-                candidates=[RoutingCandidate(**c) for c in candidates],
-                tie_breaker=decision.tie_breaker,
-                at=now,
-            ),
-        )
+            self._rr_cursor[queue.id] = last.chosen_agent_id
+        await insert_many(conn, "ticket_history", _HISTORY_COLUMNS, history)
+        await enqueue(conn, *events)
 
     async def expire_offers(self, now: datetime) -> int:
         async with self.engine.begin() as conn:

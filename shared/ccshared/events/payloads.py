@@ -128,7 +128,15 @@ class TicketAssigned(Payload):
     policy_version: int | None = None
     policy_step: str | None = None
     strategy: str
-    candidates: list[RoutingCandidate] = Field(default_factory=list)
+    candidates: list[RoutingCandidate] = Field(
+        default_factory=list,
+        description="The best candidates, best first (at most 10): the chosen agent and those "
+        "it outranked. The router's stored decision (GET /v1/tickets/{id}) lists every agent "
+        "considered with the reason each was passed over.",
+    )
+    candidates_considered: int | None = Field(
+        default=None, description="How many agents the decision considered in all."
+    )
     tie_breaker: str | None = None
     at: AwareDatetime
 

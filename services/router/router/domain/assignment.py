@@ -48,21 +48,29 @@ class Agent:
     last_assigned_at: datetime | None = None
     idle_since: datetime | None = None
     assignments_total: int = 0
+    # Derived once (an Agent is immutable; a changed one is a new Agent): every decision
+    # looks at them for every agent.
+    _idle_reference: datetime = field(init=False, repr=False, compare=False)
+    _utilization: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        moments = [t for t in (self.idle_since, self.last_assigned_at) if t is not None]
+        object.__setattr__(self, "_idle_reference", max(moments) if moments else _EPOCH)
+        total = sum(self.capacity.values())
+        used = sum(min(self.load.get(ch, 0), cap) for ch, cap in self.capacity.items())
+        object.__setattr__(self, "_utilization", used / total if total else 1.0)
 
     def free_capacity(self, channel: Channel) -> int:
         return self.capacity.get(channel, 0) - self.load.get(channel, 0)
 
     def utilization(self) -> float:
         """Share of total capacity in use, across channels (0.0 idle .. 1.0 full)."""
-        total = sum(self.capacity.values())
-        used = sum(min(self.load.get(ch, 0), cap) for ch, cap in self.capacity.items())
-        return used / total if total else 1.0
+        return self._utilization
 
     def idle_reference(self) -> datetime:
         """Since when the agent has had nothing new: the later of becoming available and the
         last assignment. An agent with neither counts as idle since the epoch (first in line)."""
-        moments = [t for t in (self.idle_since, self.last_assigned_at) if t is not None]
-        return max(moments) if moments else _EPOCH
+        return self._idle_reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +140,9 @@ def choose_agent(
     Ties go to the agent idle longest, then the lowest agent id, so equal agents take turns."""
     eligible: list[Agent] = []
     others: list[Candidate] = []
+    channel, required = ticket.channel, ticket.required_skills
     for agent in agents:
-        reason = ineligibility(agent, ticket.channel, ticket.required_skills)
+        reason = ineligibility(agent, channel, required)
         if reason is None:
             eligible.append(agent)
         else:
@@ -142,12 +151,12 @@ def choose_agent(
     if not eligible:
         return Decision(None, strategy, tuple(others), "no eligible agent", rr_cursor)
 
-    scores = _scores(strategy, eligible, ticket, now, rr_cursor)
-    ranked = sorted(eligible, key=lambda a: (-scores[a.id], a.idle_reference(), a.id))
+    idle = {a.id: a.idle_reference() for a in eligible}
+    scores = _scores(strategy, eligible, ticket, now, rr_cursor, idle)
+    ranked = sorted(eligible, key=lambda a: (-scores[a.id], idle[a.id], a.id))
     chosen = ranked[0]
-    ranked_candidates = [
-        Candidate(a.id, scores[a.id], None if a is chosen else "outranked") for a in ranked
-    ]
+    ranked_candidates = [Candidate(a.id, scores[a.id], "outranked") for a in ranked]
+    ranked_candidates[0] = Candidate(chosen.id, scores[chosen.id], None)
     return Decision(
         chosen.id,
         strategy,
@@ -163,9 +172,10 @@ def _scores(
     ticket: TicketToAssign,
     now: datetime,
     rr_cursor: str | None,
+    idle: Mapping[str, datetime],
 ) -> dict[str, float]:
     if strategy == "longest_idle":
-        return {a.id: round((now - a.idle_reference()).total_seconds(), 3) for a in agents}
+        return {a.id: round((now - idle[a.id]).total_seconds(), 3) for a in agents}
     if strategy == "least_loaded":
         return {a.id: round(1.0 - a.utilization(), 6) for a in agents}
     if strategy == "best_skill_match":
