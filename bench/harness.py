@@ -219,11 +219,14 @@ def start_uvicorn(
             raise RuntimeError(f"port {port} is taken (a server left from an earlier run?)")
     log = RESULTS / f"{name}.log"
     RESULTS.mkdir(parents=True, exist_ok=True)
+    # BENCH_PROFILE=<server name>: run that server under cProfile (one worker: the profile is
+    # of the process uvicorn serves in), written to bench/results/<name>.prof when it stops.
+    profile = os.environ.get("BENCH_PROFILE") == name
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "uvicorn",
+            *(["bench.profiled", str(RESULTS / f"{name}.prof")] if profile else ["uvicorn"]),
             "--factory",
             factory,
             "--host",

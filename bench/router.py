@@ -3,7 +3,7 @@ assignment event, with 300 agents over the six default queues at a steady offere
 the router's own throughput draining a backlog, beside a consumer that reads the same messages
 and does nothing (the ceiling).
 
-Load generator: an open-loop asyncio client (httpx) posting at a fixed rate on this machine.
+Load generator: an open-loop raw asyncio HTTP/1.1 client (bench/loadgen.py) at a fixed rate.
 Latency is measured per new ticket: from sending the contact's POST to receiving the
 `ticket.assigned` event for the ticket it opened on `router.tickets`.
 """
@@ -27,13 +27,15 @@ from bench.harness import (
     create_bench_key,
     database_url,
     recreate_database_async,
+    start_groups_at_end,
     start_uvicorn,
     supervisor_headers,
     write_result,
 )
+from bench.loadgen import RawHttpClient, open_loop
 from ccshared.events import decode_event
 from ccshared.events.payloads import ContactReceived, TicketAssigned, TicketOpened
-from ccshared.kafka import commit_group_at_end, ensure_topics, topic_partitions
+from ccshared.kafka import commit_group_at_end, topic_partitions
 
 RATE = int(os.environ.get("BENCH_ROUTER_RATE", "500"))
 AGENTS = int(os.environ.get("BENCH_ROUTER_AGENTS", "300"))
@@ -84,6 +86,10 @@ class Tail:
     def __init__(self) -> None:
         self.ticket_of_contact: dict[str, str] = {}
         self.assigned_at: dict[str, float] = {}
+        # Where the time goes, on the wall clock the services stamp their events with:
+        # ticket opened (router consumer) and offer made (assigner), per ticket.
+        self.opened_wall: dict[str, float] = {}
+        self.offered_wall: dict[str, float] = {}
         self.consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
         self.task: asyncio.Task[None] | None = None
 
@@ -105,8 +111,10 @@ class Tail:
                     _, payload = decode_event(record.value)
                     if isinstance(payload, TicketOpened) and payload.contact_id:
                         self.ticket_of_contact[str(payload.contact_id)] = str(payload.ticket_id)
+                        self.opened_wall[str(payload.ticket_id)] = payload.opened_at.timestamp()
                     elif isinstance(payload, TicketAssigned):
                         self.assigned_at.setdefault(str(payload.ticket_id), now)
+                        self.offered_wall.setdefault(str(payload.ticket_id), payload.at.timestamp())
 
     async def stop(self) -> None:
         if self.task:
@@ -129,7 +137,8 @@ async def _setup(router_url: str, intake_db: str) -> str:
                 json={
                     "name": agent,
                     "skills": skills,
-                    "capacity": {"phone": 5, "chat": 20, "email": 20, "social": 20},
+                    # Agents never finish work here: room for every ticket of the run.
+                    "capacity": {"phone": 50, "chat": 50, "email": 50, "social": 50},
                 },
             )
             created.raise_for_status()
@@ -141,39 +150,30 @@ async def _setup(router_url: str, intake_db: str) -> str:
 async def _steady_load(intake_url: str, key: str, seconds: int, run: str) -> dict[str, float]:
     sent: dict[str, float] = {}
     errors = 0
-    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
-    async with httpx.AsyncClient(
-        base_url=intake_url, limits=limits, timeout=30, headers={"Authorization": f"Bearer {key}"}
+    host, port = intake_url.removeprefix("http://").split(":")
+    async with RawHttpClient(
+        host, int(port), headers={"Authorization": f"Bearer {key}"}, connections=64
     ) as client:
 
-        async def post(n: int) -> None:
+        async def post(n: int, started: float) -> None:
             nonlocal errors
-            started = time.perf_counter()
             try:
-                response = await client.post("/v1/contacts", json=_contact(n, run))
-            except httpx.HTTPError:
+                response = await client.post("/v1/contacts", _contact(n, run))
+            except OSError:
                 errors += 1
                 return
-            if response.status_code == 202:
-                sent[response.json()["id"]] = started
+            if response.status == 202:
+                sent[response.json()["id"]] = started  # type: ignore[index]
             else:
                 errors += 1
 
-        tasks = []
-        t0 = time.perf_counter()
-        for n in range(RATE * seconds):
-            delay = t0 + n / RATE - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(post(n)))
-        await asyncio.gather(*tasks)
-    return sent | {"__errors__": float(errors)}
+        lag = await open_loop(RATE, RATE * seconds, post)
+    return sent | {"__errors__": float(errors), "__lag__": lag}
 
 
 async def _drain_rate(router_db: str, intake_url: str, key: str, suffix: str) -> dict[str, float]:
     """Router throughput on a backlog, and a no-op consumer's on the same messages."""
-    group = f"router.contacts{suffix}"
-    await commit_group_at_end(KAFKA, group, ["intake.contacts"])
+    await start_groups_at_end(suffix)  # every router group, not only contacts: no replays
     await commit_group_at_end(KAFKA, f"noop{suffix}", ["intake.contacts"])
     run = uuid.uuid4().hex[:6]
     async with httpx.AsyncClient(
@@ -203,32 +203,46 @@ async def _drain_rate(router_db: str, intake_url: str, key: str, suffix: str) ->
     noop_rate = read / (time.perf_counter() - (first or time.perf_counter()))
     await noop.stop()
 
-    router = start_uvicorn(
-        "router-drain",
-        "router.app:create_app",
-        18202,
-        1,
-        {
-            "ROUTER_DATABASE_URL": router_db,
-            "ROUTER_KAFKA_BOOTSTRAP": KAFKA,
-            "ROUTER_CONSUMER_GROUP_SUFFIX": suffix,
-            "ROUTER_LOG_LEVEL": "WARNING",
-        },
-        "/healthz",
-    )
     conn = await asyncpg.connect(router_db.replace("+asyncpg", ""))
     try:
+        # Counted before the router starts: it may drain much of the backlog while it is
+        # still becoming ready.
         base = int(await conn.fetchval("SELECT count(*) FROM ticket_contacts"))
-        started, done = time.perf_counter(), 0
-        while done < BACKLOG and time.perf_counter() - started < 300:
-            await asyncio.sleep(0.2)
-            done = int(await conn.fetchval("SELECT count(*) FROM ticket_contacts")) - base
-        elapsed = time.perf_counter() - started
+        base_history = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM ticket_history"))
+        router = start_uvicorn(
+            "router-drain",
+            "router.app:create_app",
+            18202,
+            1,
+            {
+                "ROUTER_DATABASE_URL": router_db,
+                "ROUTER_KAFKA_BOOTSTRAP": KAFKA,
+                "ROUTER_CONSUMER_GROUP_SUFFIX": suffix,
+                "ROUTER_LOG_LEVEL": "WARNING",
+            },
+            "/healthz",
+        )
+        try:
+            started, done = time.perf_counter(), 0
+            while done < BACKLOG and time.perf_counter() - started < 300:
+                await asyncio.sleep(0.2)
+                done = int(await conn.fetchval("SELECT count(*) FROM ticket_contacts")) - base
+        finally:
+            router.stop()
+        # The router's own clock: from the first contact it handled to the last (each is an
+        # `open` or `contact` history row written as it is handled).
+        elapsed = float(
+            await conn.fetchval(
+                "SELECT extract(epoch FROM max(at) - min(at)) FROM ticket_history "
+                "WHERE id > $1 AND action IN ('open', 'contact')",
+                base_history,
+            )
+            or 0.0
+        )
     finally:
         await conn.close()
-        router.stop()
     return {
-        "router_drain_per_s": done / elapsed,
+        "router_drain_per_s": done / elapsed if elapsed else 0.0,
         "noop_consumer_per_s": noop_rate,
         "backlog": BACKLOG,
     }
@@ -238,8 +252,9 @@ async def _run(seconds: int) -> dict[str, Any]:
     suffix = f".bench-{uuid.uuid4().hex[:6]}"
     for db in ("bench_router_intake", "bench_router"):
         await recreate_database_async(db)
-    await ensure_topics(KAFKA)
-    await commit_group_at_end(KAFKA, f"router.contacts{suffix}", ["intake.contacts"])
+    # Every group at the end of its topics: the router must not spend the run replaying the
+    # SLA and feedback events of earlier runs.
+    await start_groups_at_end(suffix)
     intake_db, router_db = database_url("bench_router_intake"), database_url("bench_router")
     intake = start_uvicorn(
         "intake-r",
@@ -292,6 +307,7 @@ async def _measure(
         cpu0 = router.cpu_seconds()
         sent = await _steady_load("http://127.0.0.1:18201", key, seconds, uuid.uuid4().hex[:6])
         errors = int(sent.pop("__errors__"))
+        lag = sent.pop("__lag__")
         deadline = time.perf_counter() + 20
         while time.perf_counter() < deadline:
             opened = [c for c in sent if c in tail.ticket_of_contact]
@@ -310,13 +326,15 @@ async def _measure(
         for c, t in sent.items()
         if c in tail.ticket_of_contact and tail.ticket_of_contact[c] in tail.assigned_at
     )
+    stages = _stages(sent, tail)
     drain = await _drain_rate(router_db, "http://127.0.0.1:18201", key, suffix + "d")
 
     def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else 0.0
+        return _pct(latencies, p)
 
     return {
-        "load_generator": f"open-loop asyncio/httpx client, {RATE} contacts/s for {seconds} s",
+        "load_generator": f"open-loop raw asyncio HTTP/1.1 client (bench/loadgen.py), {RATE} "
+        f"contacts/s for {seconds} s; last request {lag * 1000:.0f} ms behind schedule",
         "agents": AGENTS,
         "posted": len(sent),
         "post_errors": errors,
@@ -327,6 +345,7 @@ async def _measure(
             "p99": round(pct(0.99), 1),
             "mean": round(statistics.fmean(latencies), 1) if latencies else None,
         },
+        "stages_ms": stages,
         "router_cpu_s_per_1k": round(1000 * router_cpu / max(1, len(sent)), 3),
         "router_rss_mb": round(router_rss, 1),
         **{k: round(v, 1) for k, v in drain.items()},
@@ -335,6 +354,38 @@ async def _measure(
         else None,
         "target": "p99 < 250 ms at 500 contacts/s; router drain >= 0.5 x no-op consumer",
     }
+
+
+def _pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(p * len(values)))] if values else 0.0
+
+
+def _stages(sent: dict[str, float], tail: Tail) -> dict[str, dict[str, float]]:
+    """p50/p99 of each leg, on the wall clock the services stamp events with: POST sent →
+    ticket opened (intake, its relay, Kafka, the router's consumer) → offer made (the
+    assigner) → the assignment event read here (the router's relay and Kafka)."""
+    offset = time.time() - time.perf_counter()
+    legs: dict[str, list[float]] = {
+        "post_to_opened": [],
+        "opened_to_offer": [],
+        "offer_to_event": [],
+    }
+    for contact_id, started in sent.items():
+        ticket = tail.ticket_of_contact.get(contact_id)
+        if ticket is None:
+            continue
+        opened = tail.opened_wall[ticket]
+        legs["post_to_opened"].append((opened - (started + offset)) * 1000)
+        if ticket not in tail.offered_wall or ticket not in tail.assigned_at:
+            continue
+        offered = tail.offered_wall[ticket]
+        legs["opened_to_offer"].append((offered - opened) * 1000)
+        legs["offer_to_event"].append((tail.assigned_at[ticket] + offset - offered) * 1000)
+    result = {}
+    for name, values in legs.items():
+        values.sort()
+        result[name] = {"p50": round(_pct(values, 0.5), 1), "p99": round(_pct(values, 0.99), 1)}
+    return result
 
 
 def main(duration: int | None = None) -> None:
@@ -351,6 +402,10 @@ def main(duration: int | None = None) -> None:
         f"posted {result['posted']} (errors {result['post_errors']}), assigned "
         f"{result['assigned']}; POST→assignment p50 {result['post_to_assignment_ms']['p50']} ms, "
         f"p99 {result['post_to_assignment_ms']['p99']} ms"
+    )
+    print(
+        "  legs (p50/p99 ms): "
+        + ", ".join(f"{k} {v['p50']}/{v['p99']}" for k, v in result["stages_ms"].items())
     )
     print(
         f"backlog of {result['backlog']:.0f}: router {result['router_drain_per_s']}/s vs no-op "

@@ -216,6 +216,10 @@ class IdempotentConsumer:
                 await asyncio.sleep(1)
                 continue
             self.stats.assigned = bool(consumer.assignment())
+            if self.batch_handler is not None and batches:
+                async with self._inflight:
+                    if await self._apply_fetch_in_bulk(consumer, batches):
+                        continue
             for tp, records in batches.items():
                 if self._stopping.is_set():
                     return
@@ -226,6 +230,25 @@ class IdempotentConsumer:
                     if done != records[-1].offset:
                         # Stopped part-way: re-read from the first unprocessed one next time.
                         consumer.seek(tp, (done + 1) if done is not None else records[0].offset)
+
+    async def _apply_fetch_in_bulk(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord]],
+    ) -> bool:
+        """Everything one fetch brought, from all its partitions, through the batch handler
+        in one transaction, then one offset commit for all: the per-partition transactions and
+        commits cost more than the work at a steady trickle. Each partition's records keep
+        their order (events of one key are on one partition). False: nothing was applied and
+        the caller goes partition by partition."""
+        live = {tp: records for tp, records in batches.items() if tp in consumer.assignment()}
+        if not live or self._stopping.is_set():
+            return not live
+        if not await self._apply_bulk([r for records in live.values() for r in records]):
+            return False
+        offsets = {tp: records[-1].offset + 1 for tp, records in live.items()}
+        await asyncio.shield(self._commit_many(offsets))
+        return True
 
     async def _process_partition_batch(
         self, tp: TopicPartition, records: list[ConsumerRecord]
@@ -467,14 +490,17 @@ class IdempotentConsumer:
         return True
 
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        await self._commit_many({tp: next_offset})
+
+    async def _commit_many(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
         try:
-            await self._consumer.commit({tp: next_offset})
+            await self._consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             # The group moved on; the new owner re-reads from the last commit and the
             # processed_events table turns those redeliveries into no-ops.
             self.stats.commit_failures += 1
-            log.warning("offset commit for %s failed: %s", tp, exc)
+            log.warning("offset commit for %s failed: %s", sorted(offsets), exc)
 
     async def _sleep_or_stop(self, seconds: float) -> bool:
         """Sleep; True when the consumer is stopping."""

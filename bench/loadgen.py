@@ -1,0 +1,125 @@
+"""An open-loop HTTP/1.1 load generator for the benchmarks that need each request's own send
+time (to follow it through Kafka), which wrk cannot give.
+
+httpx tops out at about 150 requests/s on this machine, so the benchmarks' POST→event latency
+was mostly the client's own queue. This client keeps plain keep-alive connections (asyncio
+streams, no HTTP library), writes each request as prebuilt bytes and reads the response by its
+Content-Length: a few thousand requests/s on one core. A request's clock starts when it is
+handed to the pool, so a saturated client shows up in the figures instead of hiding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+
+    def json(self) -> object:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class _Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+
+@dataclass
+class RawHttpClient:
+    """`connections` keep-alive connections to host:port; `post` takes a free one (waiting
+    if none is), sends the request and reads the answer."""
+
+    host: str
+    port: int
+    headers: dict[str, str] = field(default_factory=dict)
+    connections: int = 32
+    _idle: asyncio.Queue[_Connection | None] = field(init=False)
+
+    async def __aenter__(self) -> RawHttpClient:
+        self._idle = asyncio.Queue()
+        for _ in range(self.connections):
+            self._idle.put_nowait(None)  # opened on first use
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        while not self._idle.empty():
+            conn = self._idle.get_nowait()
+            if conn is not None:
+                conn.writer.close()
+                with contextlib.suppress(Exception):
+                    await conn.writer.wait_closed()
+
+    def _request(self, path: str, body: bytes) -> bytes:
+        lines = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            *(f"{k}: {v}" for k, v in self.headers.items()),
+        ]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def post(self, path: str, json: object) -> Response:
+        body = orjson.dumps(json)
+        conn = await self._idle.get()
+        try:
+            if conn is None:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                conn = _Connection(reader, writer)
+            conn.writer.write(self._request(path, body))
+            head = await conn.reader.readuntil(b"\r\n\r\n")
+            status_line, *header_lines = head.decode("latin-1").split("\r\n")
+            status = int(status_line.split(" ", 2)[1])
+            length = 0
+            keep_alive = True
+            for line in header_lines:
+                name, _, value = line.partition(":")
+                name = name.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "connection" and value.strip().lower() == "close":
+                    keep_alive = False
+            payload = await conn.reader.readexactly(length) if length else b""
+            if not keep_alive:
+                conn.writer.close()
+                conn = None
+            return Response(status, payload)
+        except BaseException:
+            if conn is not None:
+                conn.writer.close()
+            conn = None
+            raise
+        finally:
+            self._idle.put_nowait(conn)
+
+
+async def open_loop(
+    rate: float, count: int, send: Callable[[int, float], Awaitable[None]]
+) -> float:
+    """Start `send(n, started)` for n in 0..count-1 at `rate` per second whatever the answers
+    take (open loop: a slow server gets more concurrent requests, not fewer); `started` is the
+    request's scheduled start on `time.perf_counter()`. Returns how far behind schedule the
+    last start was, in seconds (0: the generator kept up)."""
+    tasks = []
+    t0 = time.perf_counter()
+    lag = 0.0
+    for n in range(count):
+        due = t0 + n / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            lag = -delay
+        tasks.append(asyncio.create_task(send(n, due)))
+    await asyncio.gather(*tasks)
+    return lag
