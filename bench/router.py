@@ -108,13 +108,15 @@ class Tail:
             now = time.perf_counter()
             for records in batch.values():
                 for record in records:
-                    _, payload = decode_event(record.value)
+                    envelope, payload = decode_event(record.value)
                     if isinstance(payload, TicketOpened) and payload.contact_id:
                         self.ticket_of_contact[str(payload.contact_id)] = str(payload.ticket_id)
                         self.opened_wall[str(payload.ticket_id)] = payload.opened_at.timestamp()
                     elif isinstance(payload, TicketAssigned):
                         self.assigned_at.setdefault(str(payload.ticket_id), now)
-                        self.offered_wall.setdefault(str(payload.ticket_id), payload.at.timestamp())
+                        self.offered_wall.setdefault(
+                            str(payload.ticket_id), envelope.occurred_at.timestamp()
+                        )
 
     async def stop(self) -> None:
         if self.task:

@@ -46,27 +46,45 @@ def asyncpg_dsn(database_url: str | URL) -> str:
 _CAST_FROM_TEXT = frozenset({"jsonb", "json"})
 
 
-@lru_cache(maxsize=64)
-def _insert_many_sql(table: str, columns: tuple[tuple[str, str], ...], suffix: str) -> TextClause:
+Columns = Sequence[tuple[str, str]]
+
+
+def insert_from_arrays(table: str, columns: Columns, *, prefix: str = "", suffix: str = "") -> str:
+    """`INSERT INTO table (...) SELECT ... FROM unnest(:<prefix><column>, ...)`: many rows
+    from one array per column (parameters from `array_params` with the same prefix), in the
+    order given. A statement of its own, or one of several data-modifying CTEs of one
+    statement. Table and column names are the caller's constants, never input."""
     names = ", ".join(name for name, _ in columns)
     arrays = ", ".join(
-        f"CAST(:{name} AS {'text' if kind in _CAST_FROM_TEXT else kind}[])"
+        f"CAST(:{prefix}{name} AS {'text' if kind in _CAST_FROM_TEXT else kind}[])"
         for name, kind in columns
     )
     values = ", ".join(
         f"CAST(u.{name} AS {kind})" if kind in _CAST_FROM_TEXT else f"u.{name}"
         for name, kind in columns
     )
-    return text(
+    return (
         f"INSERT INTO {table} ({names}) SELECT {values} "  # noqa: S608 - names are ours
         f"FROM unnest({arrays}) WITH ORDINALITY AS u({names}, ord) ORDER BY u.ord {suffix}"
-    )
+    ).rstrip()
+
+
+def array_params(
+    columns: Columns, rows: Sequence[Sequence[Any]], *, prefix: str = ""
+) -> dict[str, list[Any]]:
+    """The parameters of `insert_from_arrays`: rows (tuples in `columns` order) as columns."""
+    return {f"{prefix}{name}": [row[i] for row in rows] for i, (name, _) in enumerate(columns)}
+
+
+@lru_cache(maxsize=64)
+def _insert_many_sql(table: str, columns: tuple[tuple[str, str], ...], suffix: str) -> TextClause:
+    return text(insert_from_arrays(table, columns, suffix=suffix))
 
 
 async def insert_many(
     conn: AsyncConnection,
     table: str,
-    columns: Sequence[tuple[str, str]],
+    columns: Columns,
     rows: Sequence[Sequence[Any]],
     *,
     suffix: str = "",
@@ -78,9 +96,7 @@ async def insert_many(
     the caller's constants, never input."""
     if not rows:
         return
-    sql = _insert_many_sql(table, tuple(columns), suffix)
-    params = {name: [row[i] for row in rows] for i, (name, _) in enumerate(columns)}
-    await conn.execute(sql, params)
+    await conn.execute(_insert_many_sql(table, tuple(columns), suffix), array_params(columns, rows))
 
 
 class MigrationMismatch(RuntimeError):

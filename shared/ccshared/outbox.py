@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +71,7 @@ def outbox_row(
     }
 
 
-_OUTBOX_COLUMNS = (
+OUTBOX_COLUMNS = (
     ("topic", "text"),
     ("key", "text"),
     ("event_id", "uuid"),
@@ -90,9 +90,15 @@ async def enqueue(conn: AsyncConnection, *events: Envelope) -> None:
         await insert_many(
             conn,
             "outbox",
-            _OUTBOX_COLUMNS,
-            [(e.topic, e.key, e.event_id, e.event_type, e.to_bytes(), "{}") for e in events],
+            OUTBOX_COLUMNS,
+            outbox_tuples(events),
         )
+
+
+def outbox_tuples(events: Sequence[Envelope]) -> list[tuple[Any, ...]]:
+    """Outbox rows in OUTBOX_COLUMNS order, for `insert_from_arrays` in a statement of one's
+    own making."""
+    return [(e.topic, e.key, e.event_id, e.event_type, e.to_bytes(), "{}") for e in events]
 
 
 def kafka_headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:

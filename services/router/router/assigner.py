@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import uuid
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ccshared.db import insert_many
+from ccshared.db import array_params, insert_from_arrays
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import (
     RoutingCandidate,
@@ -30,7 +30,7 @@ from ccshared.events.payloads import (
 )
 from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
-from ccshared.outbox import enqueue
+from ccshared.outbox import OUTBOX_COLUMNS, outbox_tuples
 from router.db.policies import PolicyCache
 from router.db.tickets import add_history, get_ticket
 from router.domain.assignment import (
@@ -102,24 +102,16 @@ async def agent_loads(
 
 
 _WAITING = text(
-    "SELECT id, channel, status, priority, policy_version, policy_step, owner_agent_id "
-    "FROM tickets WHERE queue_id = :q AND status = 'queued' "
-    "ORDER BY priority_rank, sla_deadline NULLS LAST, queued_at, id "
-    "LIMIT :n FOR UPDATE SKIP LOCKED"
+    "SELECT t.id, t.channel, t.status, t.priority, t.policy_version, t.policy_step, "
+    "  t.owner_agent_id, ARRAY(SELECT o.agent_id FROM offers o WHERE o.ticket_id = t.id "
+    "    AND o.status IN ('declined', 'timed_out')) AS declined "
+    "FROM tickets t WHERE t.queue_id = :q AND t.status = 'queued' "
+    "ORDER BY t.priority_rank, t.sla_deadline NULLS LAST, t.queued_at, t.id "
+    "LIMIT :n FOR UPDATE OF t SKIP LOCKED"
 )
 _LOCK_AGENTS = text(
     "SELECT id, skills, capacity, status, idle_since, last_assigned_at, assignments_total "
     "FROM agents WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR UPDATE"
-)
-_ASSIGN_TICKETS = text(
-    "UPDATE tickets t SET status = u.status, assignee_agent_id = u.agent, updated_at = now() "
-    "FROM unnest(CAST(:ids AS uuid[]), CAST(:agents AS text[]), CAST(:statuses AS text[])) "
-    "AS u(id, agent, status) WHERE t.id = u.id"
-)
-_COUNT_ASSIGNMENTS = text(
-    "UPDATE agents a SET last_assigned_at = :now, "
-    "assignments_total = a.assignments_total + u.n, updated_at = now() "
-    "FROM unnest(CAST(:ids AS text[]), CAST(:ns AS int[])) AS u(id, n) WHERE a.id = u.id"
 )
 _DECISION_COLUMNS = (
     ("id", "uuid"),
@@ -151,6 +143,28 @@ _HISTORY_COLUMNS = (
     ("to_status", "text"),
     ("reason", "text"),
     ("data", "jsonb"),
+)
+
+
+# A batch's offers in one statement (one round trip): the decisions, the offers, the tickets'
+# new status, the agents' counters, the history and the events, as data-modifying CTEs.
+# Foreign keys are checked at the end of the statement, so offers may name decisions and
+# tickets written in it.
+_DECISIONS_SQL = insert_from_arrays("routing_decisions", _DECISION_COLUMNS, prefix="d_")
+_WRITE_OFFERS = text(
+    f"WITH decisions AS ({_DECISIONS_SQL}), "  # noqa: S608 - our constants only
+    f"offers AS ({insert_from_arrays('offers', _OFFER_COLUMNS, prefix='o_')}), "
+    "tickets AS (UPDATE tickets t SET status = u.status, assignee_agent_id = u.agent, "
+    "  updated_at = now() FROM unnest(CAST(:t_ids AS uuid[]), CAST(:t_agents AS text[]), "
+    "  CAST(:t_statuses AS text[])) AS u(id, agent, status) WHERE t.id = u.id), "
+    "agents AS (UPDATE agents a SET last_assigned_at = :now, "
+    "  assignments_total = a.assignments_total + u.n, updated_at = now() "
+    "  FROM unnest(CAST(:a_ids AS text[]), CAST(:a_ns AS int[])) AS u(id, n) "
+    "  WHERE a.id = u.id), "
+    "queues AS (UPDATE queues SET rr_cursor = :rr_cursor WHERE id = :queue "
+    "  AND CAST(:rr_cursor AS text) IS NOT NULL), "
+    f"history AS ({insert_from_arrays('ticket_history', _HISTORY_COLUMNS, prefix='h_')}) "
+    f"{insert_from_arrays('outbox', OUTBOX_COLUMNS, prefix='e_')}"
 )
 
 
@@ -258,6 +272,14 @@ class Assigner:
         self._task: asyncio.Task[None] | None = None
         self.offers_made = 0
         self._rr_cursor: dict[str, str | None] = {}
+        # The agents as the last round left them (its own offers booked). Read again when
+        # something may have changed them that the rounds do not see: an API call (status,
+        # an answered offer, a resolved ticket), an expired offer, or at the latest after
+        # `interval_s` (another replica's offers; its rounds re-check every chosen agent
+        # under its lock anyway, so a stale view can cost a better choice, never capacity).
+        self._roster: dict[str, Agent] | None = None
+        self._roster_read_at = 0.0
+        self._housekeeping_at = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="assigner")
@@ -268,8 +290,11 @@ class Assigner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def nudge(self) -> None:
-        """Something changed that may allow an offer: run the loop now."""
+    def nudge(self, *, agents_changed: bool = True) -> None:
+        """Something changed that may allow an offer: run the loop now. `agents_changed`:
+        an agent's status or load may have changed (not so for a new or moved ticket)."""
+        if agents_changed:
+            self._roster = None
         self._wake.set()
 
     async def _run(self) -> None:
@@ -278,21 +303,26 @@ class Assigner:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
             self._wake.clear()
             try:
-                await self.tick()
+                # Offer timeouts and overflow steps are checked every interval, not on every
+                # nudge: a round right after each committed contact would mostly repeat them.
+                due = time.monotonic() - self._housekeeping_at >= self.interval_s
+                await self.tick(housekeeping=due)
             except Exception:  # the loop must outlive a bad round
                 log.exception("assignment round failed")
             await asyncio.sleep(self.min_gap_s)
 
-    async def tick(self, now: datetime | None = None) -> int:
+    async def tick(self, now: datetime | None = None, *, housekeeping: bool = True) -> int:
         now = now or datetime.now(UTC)
-        await self.expire_offers(now)
-        await self.overflow(now)
+        if housekeeping:
+            self._housekeeping_at = time.monotonic()
+            if await self.expire_offers(now):
+                self._roster = None  # those agents hold less now
+            await self.overflow(now)
         made = 0
         queues = await self._queues()
         if not queues:
             return 0
-        async with self.engine.connect() as conn:
-            roster = await _roster(conn)
+        roster = await self._current_roster()
         for queue in queues:
             if not _anyone_free(queue, roster):
                 continue  # nobody could take any of it: skip the ticket scan
@@ -305,6 +335,14 @@ class Assigner:
                     queue = dataclasses.replace(queue, rr_cursor=self._rr_cursor.get(queue.id))
         self.offers_made += made
         return made
+
+    async def _current_roster(self) -> dict[str, Agent]:
+        if self._roster is None or time.monotonic() - self._roster_read_at >= self.interval_s:
+            read_at = time.monotonic()
+            async with self.engine.connect() as conn:
+                roster = await _roster(conn)
+            self._roster, self._roster_read_at = roster, read_at
+        return self._roster
 
     async def _queues(self) -> list[QueueRow]:
         async with self.engine.connect() as conn:
@@ -328,17 +366,15 @@ class Assigner:
         """Offer what can be offered of the queue's most urgent waiting tickets, in one
         transaction. Returns how many offers it made, and whether another batch may make
         more (offers were made, or this round's view of some agent was corrected)."""
+        now = max(now, datetime.now(UTC))  # the offers' own time, not the round's start
         async with self.engine.begin() as conn:
             waiting = (await conn.execute(_WAITING, {"q": queue.id, "n": _WAITING_WINDOW})).all()
             if not waiting:
                 return 0, False
-            declined = await self._declined(conn, [t.id for t in waiting])
             plans: list[tuple[Any, Decision]] = []
             rr_cursor = queue.rr_cursor
             for ticket in waiting:
-                decision = _decide(
-                    queue, rr_cursor, ticket, roster, declined.get(ticket.id, set()), now
-                )
+                decision = _decide(queue, rr_cursor, ticket, roster, set(ticket.declined), now)
                 if decision is None:
                     continue
                 agent_id = decision.chosen_agent_id or ""
@@ -351,22 +387,9 @@ class Assigner:
             kept = await _confirm(conn, plans, roster, now)
             if kept:
                 await self._write_offers(conn, queue, kept, now)
-            return len(kept), True
-
-    async def _declined(
-        self, conn: AsyncConnection, ticket_ids: list[uuid.UUID]
-    ) -> dict[uuid.UUID, set[str]]:
-        rows = await conn.execute(
-            text(
-                "SELECT ticket_id, agent_id FROM offers WHERE ticket_id = ANY(:ids) "
-                "AND status IN ('declined', 'timed_out')"
-            ),
-            {"ids": ticket_ids},
-        )
-        found: dict[uuid.UUID, set[str]] = {}
-        for r in rows:
-            found.setdefault(r.ticket_id, set()).add(r.agent_id)
-        return found
+            # Another batch may offer more if this one saw a full window of waiting tickets,
+            # or if it corrected its view of an agent (an offer dropped under the lock).
+            return len(kept), len(waiting) == _WAITING_WINDOW or len(kept) < len(plans)
 
     async def _write_offers(
         self,
@@ -390,8 +413,8 @@ class Assigner:
             per_agent[agent_id] = per_agent.get(agent_id, 0) + 1
             decision_id, offer_id = uuid7(), uuid7()
             candidates = [
-                {"agent_id": c.agent_id, "score": c.score, "passed_over": c.passed_over}
-                for c in decision.candidates
+                {"agent_id": agent, "score": score, "passed_over": passed_over}
+                for agent, score, passed_over in decision.candidates
             ]
             decisions.append(
                 (
@@ -450,29 +473,27 @@ class Assigner:
                     correlation_id=cid,
                 )
             )
-        await insert_many(conn, "routing_decisions", _DECISION_COLUMNS, decisions)
-        await insert_many(conn, "offers", _OFFER_COLUMNS, offers)
+        last = plans[-1][1]
+        rr_cursor = last.chosen_agent_id if last.strategy == "round_robin" else None
         await conn.execute(
-            _ASSIGN_TICKETS,
+            _WRITE_OFFERS,
             {
-                "ids": [t.id for t, _ in plans],
-                "agents": [d.chosen_agent_id for _, d in plans],
-                "statuses": [transition(t.status, "offer") for t, _ in plans],
+                **array_params(_DECISION_COLUMNS, decisions, prefix="d_"),
+                **array_params(_OFFER_COLUMNS, offers, prefix="o_"),
+                "t_ids": [t.id for t, _ in plans],
+                "t_agents": [d.chosen_agent_id for _, d in plans],
+                "t_statuses": [transition(t.status, "offer") for t, _ in plans],
+                "now": now,
+                "a_ids": list(per_agent),
+                "a_ns": list(per_agent.values()),
+                "queue": queue.id,
+                "rr_cursor": rr_cursor,
+                **array_params(_HISTORY_COLUMNS, history, prefix="h_"),
+                **array_params(OUTBOX_COLUMNS, outbox_tuples(events), prefix="e_"),
             },
         )
-        await conn.execute(
-            _COUNT_ASSIGNMENTS,
-            {"now": now, "ids": list(per_agent), "ns": list(per_agent.values())},
-        )
-        last = plans[-1][1]
-        if last.strategy == "round_robin":
-            await conn.execute(
-                text("UPDATE queues SET rr_cursor = :a WHERE id = :q"),
-                {"a": last.chosen_agent_id, "q": queue.id},
-            )
-            self._rr_cursor[queue.id] = last.chosen_agent_id
-        await insert_many(conn, "ticket_history", _HISTORY_COLUMNS, history)
-        await enqueue(conn, *events)
+        if rr_cursor is not None:
+            self._rr_cursor[queue.id] = rr_cursor
 
     async def expire_offers(self, now: datetime) -> int:
         async with self.engine.begin() as conn:

@@ -340,3 +340,36 @@ def test_ticket_enqueued_for_later_is_not_taken_yet() -> None:
     chosen = pick_next_ticket(agent("a"), [callback, waiting("t-now")], NOW)
     assert chosen is not None
     assert chosen.ticket_id == "t-now"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_reason_in_a_decision_is_the_agents_ineligibility(seed: int) -> None:
+    """choose_agent checks eligibility inline (it runs for every agent on every decision);
+    what it reports must be exactly `ineligibility`, for any mix of agents."""
+    rng = random.Random(seed)
+    statuses: list[AgentStatus] = ["available", "available", "busy", "away", "offline"]
+    channels: list[Channel] = ["phone", "chat", "email", "social"]
+    agents = [
+        agent(
+            f"a{n:02d}",
+            skills={s: rng.randint(1, 5) for s in rng.sample(["billing", "vip", "tech"], 2)},
+            status=rng.choice(statuses),
+            load={c: rng.randint(0, 3) for c in channels},
+            capacity={c: rng.randint(0, 3) for c in rng.sample(channels, 3)},
+        )
+        for n in range(30)
+    ]
+    for channel in channels:
+        for required in (frozenset(), frozenset({"billing"}), frozenset({"billing", "vip"})):
+            ticket = TicketToAssign(channel, required, "normal")
+            decision = choose_agent(ticket, agents, rng.choice(STRATEGIES), NOW)
+            by_agent = {a.id: a for a in agents}
+            assert sorted(c.agent_id for c in decision.candidates) == sorted(by_agent)
+            for c in decision.candidates:
+                reason = ineligibility(by_agent[c.agent_id], channel, required)
+                if c.passed_over in (None, "outranked"):
+                    assert reason is None
+                    assert c.score is not None
+                else:
+                    assert c.passed_over == reason
+                    assert c.score is None

@@ -33,7 +33,7 @@ ESCALATION_QUEUE = "escalations"
 
 def _nudge(runtime: Runtime) -> Callable[[Envelope], None]:
     assigner: Assigner = runtime.extras["assigner"]
-    return lambda _event: assigner.nudge()
+    return lambda _event: assigner.nudge(agents_changed=False)  # a new or moved ticket
 
 
 def contacts_to_tickets(runtime: Runtime) -> Handler:

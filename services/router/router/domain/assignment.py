@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from ccshared.events.payloads import Channel, Priority
 from router.domain.classification import PRIORITY_RANK
@@ -87,10 +87,9 @@ class TicketToAssign:
     priority: Priority
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One agent considered. `score` is None for agents not eligible; `passed_over` is None
-    only for the chosen agent."""
+    only for the chosen agent. (A tuple: a decision lists every agent, hundreds of them.)"""
 
     agent_id: str
     score: float | None
@@ -142,11 +141,19 @@ def choose_agent(
     others: list[Candidate] = []
     channel, required = ticket.channel, ticket.required_skills
     for agent in agents:
-        reason = ineligibility(agent, channel, required)
-        if reason is None:
-            eligible.append(agent)
+        # `ineligibility`, inlined: this loop runs for every agent on every decision.
+        if agent.status != "available":
+            others.append(Candidate(agent.id, None, agent.status))
+        elif required and not required <= agent.skills.keys():
+            others.append(Candidate(agent.id, None, "missing_skill"))
         else:
-            others.append(Candidate(agent.id, None, reason))
+            capacity = agent.capacity.get(channel, 0)
+            if capacity <= 0:
+                others.append(Candidate(agent.id, None, "channel_not_handled"))
+            elif capacity <= agent.load.get(channel, 0):
+                others.append(Candidate(agent.id, None, "at_capacity"))
+            else:
+                eligible.append(agent)
     others.sort(key=lambda c: c.agent_id)
     if not eligible:
         return Decision(None, strategy, tuple(others), "no eligible agent", rr_cursor)
