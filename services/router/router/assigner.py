@@ -40,6 +40,7 @@ from router.domain.assignment import (
     TicketToAssign,
     choose_agent,
     ineligibility,
+    split_roster,
 )
 from router.domain.classification import PRIORITY_RANK, TicketFacts
 from router.domain.lifecycle import transition
@@ -198,16 +199,22 @@ def _decide(
     roster: dict[str, Agent],
     declined: set[str],
     now: datetime,
+    split: tuple[list[str], tuple[Candidate, ...]],
 ) -> Decision | None:
     """The best agent for the ticket as the round sees the agents; None if nobody can take
-    it now. Agents who declined it (or let its offer time out) are listed, not considered."""
-    agents = [a for a in roster.values() if a.id not in declined]
+    it now. Agents who declined it (or let its offer time out) are listed, not considered.
+    `split`: the roster split for the ticket's channel (`split_roster`)."""
+    members, passed_over = split
+    agents = [roster[a] for a in members if a not in declined]
     decision = choose_agent(
         TicketToAssign(ticket.channel, queue.required_skills, ticket.priority),
         agents,
         queue.strategy,
         now,
         rr_cursor,
+        passed_over=[c for c in passed_over if c.agent_id not in declined]
+        if declined
+        else passed_over,
     )
     if decision.chosen_agent_id is None:
         return None
@@ -373,8 +380,18 @@ class Assigner:
                 return 0, False
             plans: list[tuple[Any, Decision]] = []
             rr_cursor = queue.rr_cursor
+            # Status, skills and channels do not change within the batch, only loads: who
+            # could take a ticket on a channel is worked out once per channel.
+            splits: dict[str, tuple[list[str], tuple[Candidate, ...]]] = {}
             for ticket in waiting:
-                decision = _decide(queue, rr_cursor, ticket, roster, set(ticket.declined), now)
+                split = splits.get(ticket.channel)
+                if split is None:
+                    agents = list(roster.values())
+                    split = split_roster(agents, ticket.channel, queue.required_skills)
+                    splits[ticket.channel] = split
+                decision = _decide(
+                    queue, rr_cursor, ticket, roster, set(ticket.declined), now, split
+                )
                 if decision is None:
                     continue
                 agent_id = decision.chosen_agent_id or ""

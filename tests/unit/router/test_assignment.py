@@ -19,6 +19,7 @@ from router.domain.assignment import (
     choose_agent,
     ineligibility,
     pick_next_ticket,
+    split_roster,
 )
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -373,3 +374,38 @@ def test_every_reason_in_a_decision_is_the_agents_ineligibility(seed: int) -> No
                 else:
                     assert c.passed_over == reason
                     assert c.score is None
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_split_roster_decides_exactly_as_the_whole_roster(seed: int) -> None:
+    """The assigner works out once per batch who could take a channel's tickets at all and
+    passes the rest as `passed_over`: the decision must be the same as over every agent."""
+    rng = random.Random(seed)
+    channels: list[Channel] = ["phone", "chat", "email", "social"]
+    agents = [
+        agent(
+            f"a{n:02d}",
+            skills={s: rng.randint(1, 5) for s in rng.sample(["billing", "vip", "tech"], 2)},
+            status=rng.choice(["available", "available", "busy", "offline"]),
+            load={c: rng.randint(0, 2) for c in channels},
+            capacity={c: rng.randint(0, 3) for c in rng.sample(channels, 3)},
+            idle_for_s=rng.choice([None, 10, 60, 600]),
+        )
+        for n in range(40)
+    ]
+    by_id = {a.id: a for a in agents}
+    for channel in channels:
+        for required in (frozenset(), frozenset({"billing"})):
+            ticket = TicketToAssign(channel, required, "normal")
+            members, passed_over = split_roster(agents, channel, required)
+            for strategy in STRATEGIES:
+                whole = choose_agent(ticket, agents, strategy, NOW, "a10")
+                split = choose_agent(
+                    ticket,
+                    [by_id[m] for m in members],
+                    strategy,
+                    NOW,
+                    "a10",
+                    passed_over=passed_over,
+                )
+                assert split == whole

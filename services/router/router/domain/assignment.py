@@ -131,14 +131,18 @@ def choose_agent(
     strategy: Strategy,
     now: datetime,
     rr_cursor: str | None = None,
+    *,
+    passed_over: Sequence[Candidate] = (),
 ) -> Decision:
     """Pick an agent for `ticket`. Scores (higher is better) by strategy:
     longest_idle: seconds idle; least_loaded: 1 - utilization across channels;
     best_skill_match: mean level over the required skills; round_robin: agents in id order
     starting after `rr_cursor` (the last agent chosen), scored by closeness to it.
-    Ties go to the agent idle longest, then the lowest agent id, so equal agents take turns."""
+    Ties go to the agent idle longest, then the lowest agent id, so equal agents take turns.
+    `passed_over`: agents the caller already knows cannot take it (see `split_roster`), listed
+    with the others without being looked at again."""
     eligible: list[Agent] = []
-    others: list[Candidate] = []
+    others: list[Candidate] = list(passed_over)
     channel, required = ticket.channel, ticket.required_skills
     for agent in agents:
         # `ineligibility`, inlined: this loop runs for every agent on every decision.
@@ -171,6 +175,24 @@ def choose_agent(
         _tie_breaker(strategy, ranked, scores),
         chosen.id if strategy == "round_robin" else rr_cursor,
     )
+
+
+def split_roster(
+    agents: Sequence[Agent], channel: Channel, required_skills: frozenset[str]
+) -> tuple[list[str], tuple[Candidate, ...]]:
+    """(ids of the agents who could take such a ticket given free capacity, and the others
+    with the reason, which does not change while only loads do: status, skills, channel).
+    A caller deciding many tickets between changes of status passes the second to
+    `choose_agent` as `passed_over` and only the first as `agents`."""
+    members: list[str] = []
+    others: list[Candidate] = []
+    for agent in agents:
+        reason = ineligibility(agent, channel, required_skills)
+        if reason is None or reason == "at_capacity":
+            members.append(agent.id)
+        else:
+            others.append(Candidate(agent.id, None, reason))
+    return members, tuple(others)
 
 
 def _scores(
