@@ -123,7 +123,7 @@ _DECISION_COLUMNS = (
     ("queue_id", "text"),
     ("strategy", "text"),
     ("chosen_agent_id", "text"),
-    ("candidates", "jsonb"),
+    ("candidates", "json"),
     ("tie_breaker", "text"),
 )
 _OFFER_COLUMNS = (
