@@ -268,7 +268,7 @@ class Assigner:
         policies: PolicyCache,
         *,
         interval_s: float,
-        min_gap_s: float = 0.02,
+        min_gap_s: float = 0.005,
     ) -> None:
         self.engine = engine
         self.policies = policies

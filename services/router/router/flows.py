@@ -3,6 +3,7 @@ a contact becoming (part of) a ticket, and every status change of a ticket."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -170,7 +171,9 @@ async def receive_contacts(
     keys = list(dict.fromkeys(k for t in threads for k in lookup_keys(t)))
     pool = await _candidates(conn, list({c.customer_id: None for _, c in contacts}), keys)
     writes = TicketWrites()
-    for (cid, contact), thread in zip(contacts, threads, strict=True):
+    for n, ((cid, contact), thread) in enumerate(zip(contacts, threads, strict=True)):
+        if n and not n % 25:
+            await asyncio.sleep(0)  # planning is CPU: let the assigner and the relay run too
         token = correlation_id.set(cid)
         try:
             mine = pool.setdefault(thread.customer_id, {})
