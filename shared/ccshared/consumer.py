@@ -216,6 +216,9 @@ class IdempotentConsumer:
                 await asyncio.sleep(1)
                 continue
             self.stats.assigned = bool(consumer.assignment())
+            # Per partition, a batch is tried at once again only if the whole fetch (several
+            # partitions) failed: the failing event may be in another partition's records.
+            retry_bulk = len(batches) > 1
             if self.batch_handler is not None and batches:
                 async with self._inflight:
                     if await self._apply_fetch_in_bulk(consumer, batches):
@@ -226,7 +229,7 @@ class IdempotentConsumer:
                 async with self._inflight:
                     if tp not in consumer.assignment():
                         continue  # revoked while we fetched; the new owner reads them
-                    done = await self._process_partition_batch(tp, records)
+                    done = await self._process_partition_batch(tp, records, bulk=retry_bulk)
                     if done != records[-1].offset:
                         # Stopped part-way: re-read from the first unprocessed one next time.
                         consumer.seek(tp, (done + 1) if done is not None else records[0].offset)
@@ -251,7 +254,7 @@ class IdempotentConsumer:
         return True
 
     async def _process_partition_batch(
-        self, tp: TopicPartition, records: list[ConsumerRecord]
+        self, tp: TopicPartition, records: list[ConsumerRecord], *, bulk: bool = True
     ) -> int | None:
         """Process in order; commit up to the last processed one, also when cancelled.
 
@@ -262,7 +265,7 @@ class IdempotentConsumer:
         done: int | None = None
         try:
             i = 0
-            if self.batch_handler is not None and await self._apply_bulk(records):
+            if bulk and self.batch_handler is not None and await self._apply_bulk(records):
                 i, done = len(records), records[-1].offset
             while i < len(records) and not self._stopping.is_set():
                 applied, failure = await self._apply_batch(records[i:])

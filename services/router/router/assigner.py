@@ -286,6 +286,7 @@ class Assigner:
         # under its lock anyway, so a stale view can cost a better choice, never capacity).
         self._roster: dict[str, Agent] | None = None
         self._roster_read_at = 0.0
+        self._agent_changes = 0
         self._housekeeping_at = 0.0
 
     def start(self) -> None:
@@ -302,6 +303,7 @@ class Assigner:
         an agent's status or load may have changed (not so for a new or moved ticket)."""
         if agents_changed:
             self._roster = None
+            self._agent_changes += 1
         self._wake.set()
 
     async def _run(self) -> None:
@@ -345,10 +347,14 @@ class Assigner:
 
     async def _current_roster(self) -> dict[str, Agent]:
         if self._roster is None or time.monotonic() - self._roster_read_at >= self.interval_s:
-            read_at = time.monotonic()
+            read_at, changes = time.monotonic(), self._agent_changes
             async with self.engine.connect() as conn:
                 roster = await _roster(conn)
-            self._roster, self._roster_read_at = roster, read_at
+            # A change announced while this was being read may not be in it: use it for this
+            # round, but read again for the next.
+            fresh = changes == self._agent_changes
+            self._roster, self._roster_read_at = (roster if fresh else None), read_at
+            return roster
         return self._roster
 
     async def _queues(self) -> list[QueueRow]:
@@ -374,6 +380,16 @@ class Assigner:
         transaction. Returns how many offers it made, and whether another batch may make
         more (offers were made, or this round's view of some agent was corrected)."""
         now = max(now, datetime.now(UTC))  # the offers' own time, not the round's start
+        try:
+            return await self._offer_batch_in(queue, now, roster)
+        except BaseException:
+            # The batch's bookings in the round's view of the agents were rolled back with it.
+            self._roster = None
+            raise
+
+    async def _offer_batch_in(
+        self, queue: QueueRow, now: datetime, roster: dict[str, Agent]
+    ) -> tuple[int, bool]:
         async with self.engine.begin() as conn:
             waiting = (await conn.execute(_WAITING, {"q": queue.id, "n": _WAITING_WINDOW})).all()
             if not waiting:

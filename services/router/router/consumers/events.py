@@ -36,6 +36,11 @@ def _nudge(runtime: Runtime) -> Callable[[Envelope], None]:
     return lambda _event: assigner.nudge(agents_changed=False)  # a new or moved ticket
 
 
+def _nudge_agents_changed(runtime: Runtime) -> Callable[[Envelope], None]:
+    assigner: Assigner = runtime.extras["assigner"]
+    return lambda _event: assigner.nudge(agents_changed=True)
+
+
 def contacts_to_tickets(runtime: Runtime) -> Handler:
     policies: PolicyCache = runtime.extras["policies"]
     rules: RulesCache = runtime.extras["rules"]
@@ -200,7 +205,7 @@ ESCALATIONS = ConsumerSpec(
     topics=["sla.events"],
     handler=apply_escalations,
     event_types=frozenset({"sla.escalated"}),
-    after_commit=_nudge,
+    after_commit=_nudge_agents_changed,  # a ticket moved to the escalation queue frees its agent
 )
 FOLLOW_UPS = ConsumerSpec(
     name="follow-ups",
