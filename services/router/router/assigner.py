@@ -114,6 +114,17 @@ _LOCK_AGENTS = text(
     "SELECT id, skills, capacity, status, idle_since, last_assigned_at, assignments_total "
     "FROM agents WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR UPDATE"
 )
+_LOADS_AND_DECLINES = text(
+    "SELECT 'load' AS kind, assignee_agent_id AS agent, channel, count(*) AS n, "
+    "  NULL::uuid AS ticket_id FROM tickets "
+    "WHERE assignee_agent_id = ANY(CAST(:ids AS text[])) AND status = ANY(:held) "
+    "GROUP BY assignee_agent_id, channel "
+    "UNION ALL "
+    "SELECT 'declined', o.agent_id, NULL, NULL, o.ticket_id FROM offers o "
+    "JOIN unnest(CAST(:tickets AS uuid[]), CAST(:agents AS text[])) AS p(ticket_id, agent_id) "
+    "  ON o.ticket_id = p.ticket_id AND o.agent_id = p.agent_id "
+    "WHERE o.status IN ('declined', 'timed_out')"
+)
 _DECISION_COLUMNS = (
     ("id", "uuid"),
     ("ticket_id", "uuid"),
@@ -246,7 +257,25 @@ async def _confirm(
     becomes the locked truth plus the kept offers."""
     ids = sorted({d.chosen_agent_id for _, d in plans if d.chosen_agent_id})
     rows = (await conn.execute(_LOCK_AGENTS, {"ids": ids})).all()
-    loads = await agent_loads(conn, ids)
+    # A new statement, so a new snapshot: loads, and declines, committed by others up to the
+    # moment the locks were granted. (The waiting-ticket query's snapshot is older: a ticket
+    # offered and declined by another replica since then must not go back to that agent.)
+    loads: dict[str, dict[str, int]] = {}
+    declined: set[tuple[Any, str]] = set()
+    found = await conn.execute(
+        _LOADS_AND_DECLINES,
+        {
+            "held": list(HELD),
+            "ids": ids,
+            "tickets": [t.id for t, _ in plans],
+            "agents": [d.chosen_agent_id for _, d in plans],
+        },
+    )
+    for r in found:
+        if r.kind == "load":
+            loads.setdefault(r.agent, {})[r.channel] = r.n
+        else:
+            declined.add((r.ticket_id, r.agent))
     for row in rows:
         roster[row.id] = agent_from_row(row, loads.get(row.id, {}))
     for agent_id in set(ids) - {r.id for r in rows}:
@@ -255,6 +284,8 @@ async def _confirm(
     for ticket, decision in plans:
         agent = roster.get(decision.chosen_agent_id or "")
         if agent is None or ineligibility(agent, ticket.channel, frozenset()) is not None:
+            continue
+        if (ticket.id, agent.id) in declined:
             continue
         _book(roster, agent.id, ticket.channel, now)
         kept.append((ticket, decision))

@@ -230,3 +230,37 @@ async def test_equal_agents_get_equal_shares(router: Router) -> None:
                 served[agent] += 1
     assert sum(served.values()) == 24
     assert max(served.values()) - min(served.values()) <= 1
+
+
+async def test_a_decline_committed_after_the_round_read_its_tickets_still_counts(
+    router: Router,
+) -> None:
+    """The round chose the agent from an older snapshot; another replica offered the ticket
+    to that agent and had it declined meanwhile. Under the agent locks the round reads the
+    declines again and drops that offer instead of making it a second time."""
+    from types import SimpleNamespace
+
+    from router.assigner import _confirm, _roster
+    from router.domain.assignment import Decision
+
+    await router.agent("ann")
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="hello"))
+    async with router.runtime.engine.connect() as conn:
+        roster = await _roster(conn)
+    ticket = SimpleNamespace(id=ticket_id, channel="chat")
+    plan = (ticket, Decision("ann", "longest_idle", (), "only one", None))
+    # What the other replica committed in between: its offer to ann, declined.
+    await router.sql(
+        "INSERT INTO offers (id, ticket_id, agent_id, status, offered_at, expires_at, "
+        "decision_id) VALUES (:id, :t, 'ann', 'declined', now(), now(), :d)",
+        id=uuid.uuid4(),
+        t=ticket_id,
+        d=uuid.uuid4(),
+    )
+    now = roster["ann"].idle_reference()
+    async with router.runtime.engine.begin() as conn:
+        assert await _confirm(conn, [plan], roster, now) == []
+    async with router.runtime.engine.begin() as conn:  # the other ticket-agent pairs still go
+        other = SimpleNamespace(id=await router.receive(contact(uuid.uuid4())), channel="chat")
+        kept = await _confirm(conn, [(other, plan[1])], roster, now)
+        assert [t.id for t, _ in kept] == [other.id]
