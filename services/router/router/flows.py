@@ -80,7 +80,7 @@ def contact_thread(contact: ContactReceived) -> ContactThread:
     )
 
 
-_CANDIDATES = text(
+_CANDIDATES_SQL = (
     "SELECT t.id, t.customer_id, t.channel, t.status, t.last_contact_at, "
     "  ARRAY(SELECT k.key FROM thread_keys k WHERE k.ticket_id = t.id "
     "        AND k.key = ANY(CAST(:keys AS text[]))) AS keys "
@@ -88,17 +88,25 @@ _CANDIDATES = text(
     "WHERE t.customer_id = ANY(CAST(:customers AS uuid[])) "
     "  AND (t.status NOT IN ('resolved', 'closed') "
     "       OR t.id IN (SELECT ticket_id FROM thread_keys WHERE key = ANY(CAST(:keys AS text[])))) "
-    "ORDER BY t.id FOR UPDATE OF t"
+    "ORDER BY t.id"
 )
+_CANDIDATES_LOCKED = text(_CANDIDATES_SQL + " FOR UPDATE OF t")
+_CANDIDATES = text(_CANDIDATES_SQL)
+
+
+class StaleThreadDecision(Exception):
+    """The ticket a contact was to join changed status after the (unlocked) look at it."""
 
 
 async def _candidates(
-    conn: AsyncConnection, customers: list[uuid.UUID], keys: list[str]
+    conn: AsyncConnection, customers: list[uuid.UUID], keys: list[str], *, lock: bool = True
 ) -> dict[str, dict[str, OpenTicketCandidate]]:
-    """customer → ticket id → what threading needs of it, locked: the customers' open
-    tickets and those of their tickets any of `keys` points at. Threading only ever joins a
-    contact to its own customer's ticket, so no other customer's ticket is looked at."""
-    rows = await conn.execute(_CANDIDATES, {"keys": keys, "customers": customers})
+    """customer → ticket id → what threading needs of it: the customers' open tickets and
+    those of their tickets any of `keys` points at, locked unless `lock` is False. Threading
+    only ever joins a contact to its own customer's ticket, so no other customer's ticket is
+    looked at."""
+    sql = _CANDIDATES_LOCKED if lock else _CANDIDATES
+    rows = await conn.execute(sql, {"keys": keys, "customers": customers})
     found: dict[str, dict[str, OpenTicketCandidate]] = {}
     for r in rows:
         candidate = OpenTicketCandidate(
@@ -147,11 +155,16 @@ def _plan_threaded_ticket(
 
 
 async def _join(
-    conn: AsyncConnection, contact: ContactReceived, thread: ContactThread, decision: ThreadDecision
+    conn: AsyncConnection,
+    contact: ContactReceived,
+    thread: ContactThread,
+    decision: ThreadDecision,
+    *,
+    expect_status: str | None = None,
 ) -> uuid.UUID:
     assert decision.ticket_id is not None
     ticket_id = uuid.UUID(decision.ticket_id)
-    await add_contact(conn, ticket_id, contact, decision)
+    await add_contact(conn, ticket_id, contact, decision, expect_status=expect_status)
     await add_thread_keys(conn, ticket_id, thread_keys(thread))
     return ticket_id
 
@@ -163,13 +176,17 @@ async def receive_contacts(
     rules: RuleSet = DEFAULT_RULE_SET,
 ) -> None:
     """`receive_contact` for many contacts in order, as if one after the other (each given
-    with the correlation id its events carry on): one locking query finds every customer's
-    candidate tickets, new tickets are gathered and written together, and a contact that joins
-    or reopens a ticket goes the one-contact way (after what came before it is written), after
+    with the correlation id its events carry on): one query finds every customer's candidate
+    tickets, new tickets are gathered and written together, and a contact that joins or
+    reopens a ticket goes the one-contact way (after what came before it is written), after
     which its customer's candidates are read again."""
     threads = [contact_thread(c) for _, c in contacts]
     keys = list(dict.fromkeys(k for t in threads for k in lookup_keys(t)))
-    pool = await _candidates(conn, list({c.customer_id: None for _, c in contacts}), keys)
+    # Not locked: a contact that opens a ticket does not depend on anything an agent could
+    # change meanwhile (an open ticket can only close, which opens a new one too); one that
+    # joins or reopens locks that ticket and checks its status is still the one decided on.
+    customers = list({c.customer_id: None for _, c in contacts})
+    pool = await _candidates(conn, customers, keys, lock=False)
     writes = TicketWrites()
     for n, ((cid, contact), thread) in enumerate(zip(contacts, threads, strict=True)):
         if n and not n % 25:
@@ -190,8 +207,12 @@ async def receive_contacts(
                 )
                 continue
             await writes.flush(conn)
-            await _join(conn, contact, thread, decision)
-            again = await _candidates(conn, [contact.customer_id], keys)
+            seen = mine[decision.ticket_id or ""].status
+            try:
+                await _join(conn, contact, thread, decision, expect_status=seen)
+            except StaleThreadDecision:
+                await receive_contact(conn, contact, policy, rules)  # decide again, locked
+            again = await _candidates(conn, [contact.customer_id], keys, lock=False)
             pool[thread.customer_id] = again.get(thread.customer_id, {})
         finally:
             correlation_id.reset(token)
@@ -491,8 +512,14 @@ async def add_contact(
     ticket_id: uuid.UUID,
     contact: ContactReceived,
     decision: ThreadDecision,
+    *,
+    expect_status: str | None = None,
 ) -> None:
+    """`expect_status`: the status the decision was made on without a lock; if the locked
+    ticket has another, nothing is written and StaleThreadDecision is raised."""
     ticket = await get_ticket(conn, ticket_id, lock=True)
+    if expect_status is not None and ticket.status != expect_status:
+        raise StaleThreadDecision(f"ticket {ticket_id} is {ticket.status}, not {expect_status}")
     await _insert_contact(conn, ticket_id, contact)
     await conn.execute(
         text(

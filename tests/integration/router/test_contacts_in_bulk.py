@@ -5,11 +5,13 @@ back to back inside one batch and when one reopens or follows up an earlier tick
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event as sa_event
+from sqlalchemy import text as sa_text
 
 from ccshared.events import Envelope, decode_event, new_event
 from ccshared.events.payloads import ContactReceived
@@ -241,3 +243,49 @@ async def test_a_batch_writes_one_statement_per_table_not_per_contact(router: Ro
         assert opened[0].n == size
     assert counts[0] == counts[1]
     assert counts[1] <= 8
+
+
+async def test_a_ticket_resolved_while_the_batch_decided_is_reopened_not_joined(
+    router: Router,
+) -> None:
+    """The batch looks at candidate tickets without locking them. A reply decided as "join"
+    while an agent resolves that ticket must not land silently on the resolved ticket: the
+    lock shows the new status and the contact is decided again, reopening it."""
+    customer = uuid.uuid4()
+    first = contact(
+        customer, channel="email", text_="Refund please", thread={"email_message_id": "<q1@x>"}
+    )
+    ticket_id = await router.receive(first)
+    await router.sql("UPDATE tickets SET status = 'in_progress' WHERE id = :t", t=ticket_id)
+    reply = contact(
+        customer,
+        channel="email",
+        text_="Any news?",
+        thread={"email_message_id": "<q2@x>", "email_in_reply_to": "<q1@x>"},
+    )
+    handler = contacts_to_tickets_in_bulk(router.runtime)
+    async with router.runtime.engine.connect() as agent:
+        await agent.begin()
+        await agent.execute(
+            sa_text("SELECT 1 FROM tickets WHERE id = :t FOR UPDATE"), {"t": ticket_id}
+        )
+
+        async def batch() -> None:
+            async with router.runtime.engine.begin() as conn:
+                await handler(conn, [(_envelope(reply), reply)])
+
+        running = asyncio.create_task(batch())
+        await asyncio.sleep(0.5)  # the batch has decided "join" and waits for the lock
+        assert not running.done()
+        await agent.execute(
+            sa_text("UPDATE tickets SET status = 'resolved' WHERE id = :t"), {"t": ticket_id}
+        )
+        await agent.commit()
+    await asyncio.wait_for(running, 10)
+    assert await _ticket_of(router, reply.contact_id) == str(ticket_id)
+    status = await router.sql("SELECT status FROM tickets WHERE id = :t", t=ticket_id)
+    assert status[0].status == "queued"
+    actions = await router.sql(
+        "SELECT action FROM ticket_history WHERE ticket_id = :t ORDER BY id", t=ticket_id
+    )
+    assert "reopen" in [a.action for a in actions]
