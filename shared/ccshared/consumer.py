@@ -19,6 +19,7 @@ import logging
 import random
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -51,6 +52,26 @@ _MARK_MANY_PROCESSED = text(
     "SELECT :consumer, e FROM unnest(CAST(:event_ids AS uuid[])) AS e "
     "ON CONFLICT DO NOTHING RETURNING event_id"
 )
+
+
+def each_event(
+    handler: Handler,
+    around: Callable[[AsyncConnection], AbstractAsyncContextManager[None]] | None = None,
+) -> BatchHandler:
+    """A batch handler made of a per-event handler: each event in order, with its correlation
+    id, in the batch's one transaction (no savepoint each), all inside `around(conn)` if
+    given (e.g. to write once, at the end, what every event adds to shared rows)."""
+
+    async def handle(conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]) -> None:
+        async with around(conn) if around is not None else contextlib.nullcontext():
+            for envelope, payload in events:
+                token = correlation_id.set(envelope.correlation_id or str(envelope.event_id))
+                try:
+                    await handler(conn, envelope, payload)
+                finally:
+                    correlation_id.reset(token)
+
+    return handle
 
 
 class PermanentError(Exception):

@@ -9,11 +9,11 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.consumer import Handler
+from ccshared.consumer import Handler, each_event
 from ccshared.events import Envelope
 from ccshared.events.payloads import ContactReceived
 from ccshared.service import ConsumerSpec, Runtime
-from feedback.db.facts import FactChanges, lock_customer
+from feedback.db.facts import FactChanges, lock_customer, rollup_at_end
 from feedback.settings import FeedbackSettings
 
 _REMEMBER = text(
@@ -68,5 +68,6 @@ def contacts_consumer(settings: FeedbackSettings) -> ConsumerSpec:
         name="contacts",
         topics=[settings.contacts_topic],
         handler=contact_events,
+        batch_handler=lambda runtime: each_event(contact_events(runtime), rollup_at_end),
         event_types=frozenset({"contact.received"}),
     )

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.consumer import Handler
+from ccshared.consumer import Handler, each_event
 from ccshared.events import Envelope
 from ccshared.events.payloads import SlaBreached, SlaEscalated, SlaMet
 from ccshared.service import ConsumerSpec, Runtime
-from feedback.db.facts import FactChanges
+from feedback.db.facts import FactChanges, rollup_at_end
 from feedback.settings import FeedbackSettings
 
 
@@ -35,5 +35,6 @@ def sla_consumer(settings: FeedbackSettings) -> ConsumerSpec:
         name="sla",
         topics=[settings.sla_topic],
         handler=sla_events,
+        batch_handler=lambda runtime: each_event(sla_events(runtime), rollup_at_end),
         event_types=frozenset({"sla.met", "sla.breached", "sla.escalated"}),
     )

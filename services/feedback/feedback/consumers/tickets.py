@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.consumer import Handler
+from ccshared.consumer import Handler, each_event
 from ccshared.events import Envelope
 from ccshared.events.payloads import (
     TicketClosed,
@@ -18,7 +18,7 @@ from ccshared.events.payloads import (
     TicketResolved,
 )
 from ccshared.service import ConsumerSpec, Runtime
-from feedback.db.facts import FactChanges, lock_customer
+from feedback.db.facts import FactChanges, lock_customer, rollup_at_end
 from feedback.db.surveys import cancel_unsent, schedule_for_resolved_ticket, suppress_unsent
 from feedback.domain.surveys import is_spam_or_duplicate
 from feedback.settings import FeedbackSettings
@@ -110,6 +110,7 @@ def tickets_consumer(settings: FeedbackSettings) -> ConsumerSpec:
         name="tickets",
         topics=[settings.tickets_topic],
         handler=ticket_events,
+        batch_handler=lambda runtime: each_event(ticket_events(runtime), rollup_at_end),
         event_types=frozenset(
             {
                 "ticket.opened",

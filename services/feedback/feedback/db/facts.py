@@ -9,7 +9,9 @@ same rows queue behind each other instead of deadlocking.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -62,12 +64,39 @@ def facts_of(row: Mapping[str, Any]) -> TicketFacts:
     )
 
 
+# Inside `rollup_at_end`: the delta every FactChanges of the transaction adds to, written once
+# when the block ends.
+_shared_delta: ContextVar[dict[RollupKey, KpiSums] | None] = ContextVar(
+    "feedback_shared_rollup_delta", default=None
+)
+
+
+@asynccontextmanager
+async def rollup_at_end(conn: AsyncConnection) -> AsyncIterator[None]:
+    """Within the block, every FactChanges adds to one rollup delta, written when the block
+    ends: a consumer batch touches the shared rollup rows (today's totals per queue, agent,
+    channel) once, just before it commits, instead of holding their locks from its first
+    event on while other transactions wait."""
+    delta: dict[RollupKey, KpiSums] = {}
+    token = _shared_delta.set(delta)
+    try:
+        yield
+    finally:
+        _shared_delta.reset(token)
+    rows = [(k, v) for k, v in sorted(delta.items()) if not v.is_zero]
+    if rows:
+        await apply_rollup_delta(conn, rows)
+
+
 class FactChanges:
-    """Collects fact changes of one transaction and their rollup delta; `flush` writes it."""
+    """Collects fact changes of one transaction and their rollup delta; `flush` writes it
+    (inside `rollup_at_end`, the block's end does)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
-        self.delta: dict[RollupKey, KpiSums] = {}
+        shared = _shared_delta.get()
+        self._deferred = shared is not None
+        self.delta: dict[RollupKey, KpiSums] = shared if shared is not None else {}
 
     async def current(self, ticket_id: uuid.UUID) -> dict[str, Any]:
         """The ticket's fact row, locked for this transaction (created empty if unknown)."""
@@ -101,6 +130,8 @@ class FactChanges:
         return after
 
     async def flush(self) -> None:
+        if self._deferred:
+            return
         rows = [(k, v) for k, v in sorted(self.delta.items()) if not v.is_zero]
         self.delta = {}
         if rows:
