@@ -110,9 +110,13 @@ _WAITING = text(
     "ORDER BY t.priority_rank, t.sla_deadline NULLS LAST, t.queued_at, t.id "
     "LIMIT :n FOR UPDATE OF t SKIP LOCKED"
 )
+# NO KEY UPDATE: it serializes rounds of every replica (and status changes, and transfers to
+# an agent) on the agent, but not the many ticket updates that merely reference the agent
+# (accept, reply, resolve take KEY SHARE on it through the foreign keys); FOR UPDATE made each
+# of those wait for a whole offer batch, and the batch for them.
 _LOCK_AGENTS = text(
     "SELECT id, skills, capacity, status, idle_since, last_assigned_at, assignments_total "
-    "FROM agents WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR UPDATE"
+    "FROM agents WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR NO KEY UPDATE"
 )
 _LOADS_AND_DECLINES = text(
     "SELECT 'load' AS kind, assignee_agent_id AS agent, channel, count(*) AS n, "

@@ -264,3 +264,25 @@ async def test_a_decline_committed_after_the_round_read_its_tickets_still_counts
         other = SimpleNamespace(id=await router.receive(contact(uuid.uuid4())), channel="chat")
         kept = await _confirm(conn, [(other, plan[1])], roster, now)
         assert [t.id for t, _ in kept] == [other.id]
+
+
+async def test_ticket_changes_do_not_wait_for_an_offer_round_holding_their_agent(
+    router: Router,
+) -> None:
+    """An offer round locks its chosen agents while it writes. Accepting, replying, resolving
+    a ticket of such an agent references the agent (foreign keys): it must not queue behind
+    the round (nor the round behind it): the round's lock is NO KEY UPDATE, not UPDATE."""
+    from router.assigner import _LOCK_AGENTS
+
+    await router.agent("ann")
+    await router.receive(contact(uuid.uuid4(), text_="hello"))
+    offer = await _offer_of(router, "ann")
+    async with router.runtime.engine.connect() as round_:
+        await round_.begin()
+        await round_.execute(_LOCK_AGENTS, {"ids": ["ann"]})  # a round of another replica
+        accepted = await asyncio.wait_for(
+            router.client.post(f"/v1/offers/{offer['id']}/accept", headers=as_agent("ann")),
+            timeout=5,
+        )
+        assert accepted.status_code == 200, accepted.text
+        await round_.rollback()

@@ -662,7 +662,10 @@ async def transfer(
         else:
             exists = (
                 await conn.execute(
-                    text("SELECT 1 FROM agents WHERE id = :a"), {"a": body.to_agent_id}
+                    # Locked as the assigner locks it: a round counting this agent's load
+                    # waits for the transfer, and counts it.
+                    text("SELECT 1 FROM agents WHERE id = :a FOR NO KEY UPDATE"),
+                    {"a": body.to_agent_id},
                 )
             ).first()
             if not exists:
