@@ -112,7 +112,8 @@ async def test_answering_twice_updates_and_counts_once(
     assert survey["answer"]["revisions"] == 2
     assert (survey["answer"]["csat"], survey["answer"]["nps"]) == (5, 10)
     today = now().date().isoformat()
-    kpis = (await feedback.client.get(f"/v1/kpis?from={today}&to={today}&group_by=day")).json()
+    since = (now() - timedelta(days=1)).date().isoformat()  # resolved just before midnight
+    kpis = (await feedback.client.get(f"/v1/kpis?from={since}&to={today}&group_by=day")).json()
     total = kpis["total"]
     assert (total["answers"], total["csat"], total["nps"]) == (1, 1.0, 100.0)
     assert await feedback.db.fetchval("SELECT count(*) FROM answers") == 1
@@ -163,9 +164,10 @@ async def test_top_scores_with_a_comment_record_praise_for_the_agent(
     assert (event["payload"]["agent_id"], event["payload"]["comment"]) == ("lina", "Lina was great")
     assert feedback_events.events("followup.requested", ticket_id=ticket) == []
     today = now().date().isoformat()
+    since = (now() - timedelta(days=1)).date().isoformat()  # resolved just before midnight
 
     async def praised() -> bool:
-        kpis = await feedback.client.get(f"/v1/kpis?from={today}&to={today}&group_by=agent")
+        kpis = await feedback.client.get(f"/v1/kpis?from={since}&to={today}&group_by=agent")
         return any(g["key"] == "lina" and g["praise_count"] == 1 for g in kpis.json()["groups"])
 
     await wait_until(praised)

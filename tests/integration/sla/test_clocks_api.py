@@ -164,7 +164,7 @@ async def test_next_response_starts_on_an_unanswered_customer_message_and_reply_
     assert [e["kind"] for e in nxt["timeline"]] == ["started", "fulfilled"]
     assert datetime.fromisoformat(nxt["timeline"][0]["at"]) == t0 + timedelta(minutes=3)
 
-    day = now().date().isoformat()
+    day = t0.date().isoformat()  # the day the ticket's clocks ran (not "today": midnight)
     attainment = await sla.client.get(
         "/v1/attainment",
         params={
