@@ -176,6 +176,15 @@ async def _steady_load(intake_url: str, key: str, seconds: int, run: str) -> dic
     return sent | {"__errors__": float(errors), "__lag__": lag}
 
 
+def _router_env(router_db: str, suffix: str) -> dict[str, str]:
+    return {
+        "ROUTER_DATABASE_URL": router_db,
+        "ROUTER_KAFKA_BOOTSTRAP": KAFKA,
+        "ROUTER_CONSUMER_GROUP_SUFFIX": suffix,
+        "ROUTER_LOG_LEVEL": "WARNING",
+    }
+
+
 async def _drain_rate(router_db: str, intake_url: str, key: str, suffix: str) -> dict[str, float]:
     """Router throughput on a backlog, and a no-op consumer's on the same messages."""
     await start_groups_at_end(suffix)  # every router group, not only contacts: no replays
@@ -219,12 +228,7 @@ async def _drain_rate(router_db: str, intake_url: str, key: str, suffix: str) ->
             "router.app:create_app",
             18202,
             1,
-            {
-                "ROUTER_DATABASE_URL": router_db,
-                "ROUTER_KAFKA_BOOTSTRAP": KAFKA,
-                "ROUTER_CONSUMER_GROUP_SUFFIX": suffix,
-                "ROUTER_LOG_LEVEL": "WARNING",
-            },
+            _router_env(router_db, suffix),
             "/healthz",
         )
         try:
@@ -281,12 +285,7 @@ async def _run(seconds: int) -> dict[str, Any]:
         "router.app:create_app",
         18202,
         1,
-        {
-            "ROUTER_DATABASE_URL": router_db,
-            "ROUTER_KAFKA_BOOTSTRAP": KAFKA,
-            "ROUTER_CONSUMER_GROUP_SUFFIX": suffix,
-            "ROUTER_LOG_LEVEL": "WARNING",
-        },
+        _router_env(router_db, suffix),
         "/readyz",
     )
     tail = Tail()

@@ -32,7 +32,7 @@ from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
 from ccshared.outbox import OUTBOX_COLUMNS, outbox_tuples
 from router.db.policies import PolicyCache
-from router.db.tickets import add_history, get_ticket
+from router.db.tickets import HISTORY_COLUMNS, add_history, get_ticket
 from router.domain.assignment import (
     Agent,
     Candidate,
@@ -150,16 +150,6 @@ _OFFER_COLUMNS = (
     ("expires_at", "timestamptz"),
     ("decision_id", "uuid"),
 )
-_HISTORY_COLUMNS = (
-    ("ticket_id", "uuid"),
-    ("at", "timestamptz"),
-    ("actor", "text"),
-    ("action", "text"),
-    ("from_status", "text"),
-    ("to_status", "text"),
-    ("reason", "text"),
-    ("data", "jsonb"),
-)
 
 
 # A batch's offers in one statement (one round trip): the decisions, the offers, the tickets'
@@ -179,7 +169,7 @@ _WRITE_OFFERS = text(
     "  WHERE a.id = u.id), "
     "queues AS (UPDATE queues SET rr_cursor = :rr_cursor WHERE id = :queue "
     "  AND CAST(:rr_cursor AS text) IS NOT NULL), "
-    f"history AS ({insert_from_arrays('ticket_history', _HISTORY_COLUMNS, prefix='h_')}) "
+    f"history AS ({insert_from_arrays('ticket_history', HISTORY_COLUMNS, prefix='h_')}) "
     f"{insert_from_arrays('outbox', OUTBOX_COLUMNS, prefix='e_')}"
 )
 
@@ -556,7 +546,7 @@ class Assigner:
                 "a_ns": list(per_agent.values()),
                 "queue": queue.id,
                 "rr_cursor": rr_cursor,
-                **array_params(_HISTORY_COLUMNS, history, prefix="h_"),
+                **array_params(HISTORY_COLUMNS, history, prefix="h_"),
                 **array_params(OUTBOX_COLUMNS, outbox_tuples(events), prefix="e_"),
             },
         )

@@ -29,7 +29,7 @@ from ccshared.logging import correlation_id
 from ccshared.outbox import enqueue
 from ccshared.problems import Conflict
 from router.db.rules import DEFAULT_RULE_SET, RuleSet
-from router.db.tickets import Ticket, add_history, add_thread_keys, get_ticket
+from router.db.tickets import HISTORY_COLUMNS, Ticket, add_history, add_thread_keys, get_ticket
 from router.domain.classification import (
     PRIORITY_RANK,
     Classification,
@@ -275,16 +275,6 @@ _CONTACT_COLUMNS = (
     ("subject", "text"),
     ("text", "text"),
 )
-_HISTORY_COLUMNS = (
-    ("ticket_id", "uuid"),
-    ("at", "timestamptz"),
-    ("actor", "text"),
-    ("action", "text"),
-    ("from_status", "text"),
-    ("to_status", "text"),
-    ("reason", "text"),
-    ("data", "jsonb"),
-)
 _THREAD_KEY_COLUMNS = (("key", "text"), ("ticket_id", "uuid"))
 
 
@@ -305,7 +295,7 @@ class TicketWrites:
         await insert_many(conn, "tickets", _TICKET_COLUMNS, self.tickets)
         known = "ON CONFLICT DO NOTHING"
         await insert_many(conn, "ticket_contacts", _CONTACT_COLUMNS, self.contacts, suffix=known)
-        await insert_many(conn, "ticket_history", _HISTORY_COLUMNS, self.history)
+        await insert_many(conn, "ticket_history", HISTORY_COLUMNS, self.history)
         await insert_many(
             conn,
             "thread_keys",

@@ -58,6 +58,20 @@ class Ticket:
         return cls(**values)
 
 
+# ticket_history's columns with their SQL types, for writing many rows at once
+# (ccshared.db.insert_many / insert_from_arrays); rows are tuples in this order.
+HISTORY_COLUMNS = (
+    ("ticket_id", "uuid"),
+    ("at", "timestamptz"),
+    ("actor", "text"),
+    ("action", "text"),
+    ("from_status", "text"),
+    ("to_status", "text"),
+    ("reason", "text"),
+    ("data", "jsonb"),
+)
+
+
 class TicketNotFound(NotFound):
     pass
 
