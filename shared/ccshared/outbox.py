@@ -44,17 +44,27 @@ _INSERT = text(
     "VALUES (:topic, :key, :event_id, :event_type, :value, CAST(:headers AS jsonb))"
 )
 
-# Rows every transaction has settled, and none past the first committed-but-unsettled row.
+# Rows every transaction has settled, and none past the first committed-but-unsettled row: the
+# visible rows below the smallest id a not-yet-settled transaction (txid >= our xmin) wrote are
+# exactly the settled ones, so no txid filter is needed on them. Written so that the planner
+# walks the primary key in order and stops after $1 rows: an index scan, which also marks the
+# entries of rows deleted earlier as dead so later scans skip them (a bitmap scan over the whole
+# index, which the planner picked while it had a txid filter to apply, revisited every deleted
+# row on every poll until the next vacuum).
 _FETCH_SETTLED = """
-WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
 SELECT o.id, o.topic, o.key, o.event_id, o.event_type, o.value, o.headers
-FROM outbox o, horizon h
-WHERE o.txid < h.xmin
-  AND o.id < COALESCE((SELECT min(u.id) FROM outbox u, horizon hh WHERE u.txid >= hh.xmin),
-                      9223372036854775807)
+FROM outbox o
+WHERE o.id < COALESCE(
+    (SELECT min(u.id) FROM outbox u WHERE u.txid >= pg_snapshot_xmin(pg_current_snapshot())),
+    9223372036854775807)
 ORDER BY o.id
 LIMIT $1
 """
+
+# Anything left (held back behind an unsettled row)? min() reads the primary key's first live
+# entry; EXISTS would scan the heap from the start, through every row deleted since the last
+# vacuum.
+_ANY_LEFT = "SELECT min(id) IS NOT NULL FROM outbox"
 
 
 def outbox_row(
@@ -119,6 +129,7 @@ class RelayStats:
     published: int = 0
     batches: int = 0
     failures: int = 0
+    vacuums: int = 0
     is_leader: bool = False
     last_publish_at: float | None = None
 
@@ -136,6 +147,7 @@ class OutboxRelay:
         poll_interval_s: float = 2.0,
         max_backoff_s: float = 10.0,
         linger_s: float = 0.0,
+        vacuum_every: int = 0,
     ) -> None:
         self._dsn = dsn
         self._producer_factory = producer_factory
@@ -147,6 +159,10 @@ class OutboxRelay:
         # After a partial batch, wait this long so that several commits' rows go out together:
         # fewer round trips and Kafka requests per event, for a few ms of publish latency.
         self.linger_s = linger_s
+        # Published rows are deleted; every this many, the relay vacuums the table so that the
+        # dead rows do not pile up until autovacuum's next visit (0: never).
+        self.vacuum_every = vacuum_every
+        self._deleted_since_vacuum = 0
         self.stats = RelayStats()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -212,7 +228,7 @@ class OutboxRelay:
             if published == 0:
                 # Rows that are committed but above the settled horizon were announced by a
                 # NOTIFY that has been used up: look again soon rather than at the next poll.
-                held_back = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM outbox)")
+                held_back = await conn.fetchval(_ANY_LEFT)
                 await self._sleep(_HELD_BACK_RETRY_S if held_back else self.poll_interval_s)
             elif published < self.batch_size and self.linger_s > 0:
                 await asyncio.sleep(self.linger_s)
@@ -244,7 +260,17 @@ class OutboxRelay:
         self.stats.published += len(rows)
         self.stats.batches += 1
         self.stats.last_publish_at = time.time()
+        self._deleted_since_vacuum += len(rows)
+        if self.vacuum_every and self._deleted_since_vacuum >= self.vacuum_every:
+            await self._vacuum(conn)
         return len(rows)
+
+    async def _vacuum(self, conn: asyncpg.Connection) -> None:
+        """A plain VACUUM: no exclusive lock, inserts and deletes go on; SKIP_LOCKED returns at
+        once if autovacuum is already at it. On a table kept small it takes milliseconds."""
+        self._deleted_since_vacuum = 0
+        await conn.execute("VACUUM (SKIP_LOCKED) outbox")
+        self.stats.vacuums += 1
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -115,6 +115,7 @@ def create_service_app(
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
             linger_s=settings.outbox_linger_s,
+            vacuum_every=settings.outbox_vacuum_every,
         )
         readiness: Readiness = app.state.readiness
         runtime = Runtime(settings, engine, relay, readiness)

@@ -32,6 +32,10 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     # Publish latency traded for fewer, larger Kafka batches under load.
     outbox_linger_s: float = Field(default=0.01, ge=0, le=1)
+    # The relay vacuums the outbox itself after deleting this many rows (0: leave it to
+    # autovacuum, which visits a database about once a minute: at thousands of events a second
+    # the table would carry hundreds of thousands of dead rows between visits).
+    outbox_vacuum_every: int = Field(default=20_000, ge=0)
     # Appended to every consumer group id: lets tests and side-by-side deployments read a topic
     # without taking over the service's own group.
     consumer_group_suffix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=64)

@@ -298,3 +298,33 @@ async def test_relay_recreates_a_producer_broken_by_out_of_order_sequence(
     assert relay.stats.failures == 1
     records = await read_all(kafka_bootstrap, topic, expected=1)
     assert Envelope.model_validate_json(records[0].value).event_id == e.event_id
+
+
+async def test_relay_vacuums_the_outbox_after_every_so_many_deleted_rows(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    """Published rows are deleted; left to autovacuum (a visit a minute) a busy outbox carries
+    hundreds of thousands of dead rows that every poll walks. The relay vacuums it itself."""
+    relay = relay_for(fresh_database, kafka_bootstrap, batch_size=4, vacuum_every=6)
+    relay_conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        for label in range(3):
+            async with engine.begin() as conn:
+                await write(conn, topic, *(event(uuid.uuid4(), str(label)) for _ in range(4)))
+        assert await relay.drain_once(relay_conn) == 4
+        assert relay.stats.vacuums == 0  # 4 deleted, fewer than 6
+        assert await relay.drain_once(relay_conn) == 4
+        assert relay.stats.vacuums == 1
+        assert await relay.drain_once(relay_conn) == 4
+        assert relay.stats.vacuums == 1  # the count starts again after each vacuum
+
+        async def vacuumed() -> bool:
+            count = await relay_conn.fetchval(
+                "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'"
+            )
+            return bool(count)
+
+        await wait_until(vacuumed, timeout=10)
+    finally:
+        await relay_conn.close()
+        await relay.stop()
