@@ -6,6 +6,7 @@ import logging
 import re
 import uuid
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ccshared.consumer import is_transient
@@ -17,11 +18,53 @@ log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
+def correlation_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's X-Correlation-ID (or X-Request-ID) if it is a safe token, else a new id."""
+    for name, value in headers:
+        if name in (b"x-correlation-id", b"x-request-id"):
+            candidate = value.decode("latin-1")
+            if _SAFE_ID.match(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+async def answer_unexpected(
+    exc: Exception, scope: Scope, receive: Receive, send: Send, *, started: bool
+) -> None:
+    """The last line for an error nothing else handled: a dependency that is unreachable is a
+    503 to retry; anything else is logged (with the correlation id, by the log format) and
+    answered with a 500 that carries the id but not the error's text, which may hold anything.
+    If the response has already started, the error is re-raised for the server to close."""
+    method, path = scope.get("method"), scope.get("path")
+    if is_transient(exc) and not started:
+        # The database or broker is unreachable (restarting, say): retry, not a bug.
+        log.warning("%s %s: a dependency is unavailable: %r", method, path, exc)
+        response = problem_response(
+            None,
+            status=503,
+            slug="unavailable",
+            detail="A database or broker this needs is unreachable right now; retry.",
+            headers={"Retry-After": "1"},
+        )
+        await response(scope, receive, send)
+        return
+    log.exception("unhandled error on %s %s", method, path, exc_info=exc)
+    if started:
+        raise exc
+    response = problem_response(
+        None,
+        status=500,
+        slug="internal-error",
+        detail="An unexpected error occurred; it has been logged with the correlation id.",
+    )
+    await response(scope, receive, send)
+
+
 class CorrelationIdMiddleware:
     """Takes X-Correlation-ID (or X-Request-ID) from the caller or makes one; echoes it back.
 
-    It is also the last line for unexpected errors: they are logged with the id and answered with
-    a 500 problem that carries the id but not the error's text (which may hold anything).
+    It is also the last line for unexpected errors (`answer_unexpected`).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -31,14 +74,7 @@ class CorrelationIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cid = None
-        for name, value in scope["headers"]:
-            if name in (b"x-correlation-id", b"x-request-id"):
-                candidate = value.decode("latin-1")
-                if _SAFE_ID.match(candidate):
-                    cid = candidate
-                break
-        cid = cid or uuid.uuid4().hex
+        cid = correlation_id_from(scope["headers"])
         token = correlation_id.set(cid)
         started = False
 
@@ -54,32 +90,30 @@ class CorrelationIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception as exc:
-            method, path = scope.get("method"), scope.get("path")
-            if is_transient(exc) and not started:
-                # The database or broker is unreachable (restarting, say): retry, not a bug.
-                log.warning("%s %s: a dependency is unavailable: %r", method, path, exc)
-                response = problem_response(
-                    None,
-                    status=503,
-                    slug="unavailable",
-                    detail="A database or broker this needs is unreachable right now; retry.",
-                    headers={"Retry-After": "1"},
-                )
-                await response(scope, receive, send_with_id)
-                return
-            log.exception("unhandled error on %s %s", method, path)
-            if started:
-                raise
-            response = problem_response(
-                None,
-                status=500,
-                slug="internal-error",
-                detail="An unexpected error occurred; it has been logged with the correlation id.",
-            )
-            await response(scope, receive, send_with_id)
+        except Exception as exc:  # noqa: BLE001 - the last line: answered, logged, or re-raised
+            await answer_unexpected(exc, scope, receive, send_with_id, started=started)
         finally:
             correlation_id.reset(token)
+
+
+def declared_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The request's Content-Length, 0 if absent or not a number."""
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def payload_too_large(max_bytes: int) -> Response:
+    return problem_response(
+        None,
+        status=413,
+        slug="payload-too-large",
+        detail=f"The request body exceeds the limit of {max_bytes} bytes.",
+    )
 
 
 class BodySizeLimitMiddleware:
@@ -93,16 +127,9 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_bytes:
-                    await self._reject(scope, receive, send)
-                    return
-                break
+        if declared_length(scope["headers"]) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
         received = 0
         rejected = False
 
@@ -126,10 +153,4 @@ class BodySizeLimitMiddleware:
         await self.app(scope, limited_receive, guarded_send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem_response(
-            None,
-            status=413,
-            slug="payload-too-large",
-            detail=f"The request body exceeds the limit of {self.max_bytes} bytes.",
-        )
-        await response(scope, receive, send)
+        await payload_too_large(self.max_bytes)(scope, receive, send)

@@ -17,7 +17,6 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.types import ASGIApp
 
 from ccshared.consumer import BatchHandler, Handler, IdempotentConsumer
 from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
@@ -90,7 +89,7 @@ def create_service_app(
     on_start: Callable[[Runtime], Awaitable[None]] | None = None,
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None,
     startup_deadline_s: float = 60.0,
-    middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
+    app_class: type[FastAPI] = FastAPI,
 ) -> FastAPI:
     """The one way a service is assembled, so all four behave alike."""
 
@@ -182,7 +181,7 @@ def create_service_app(
             await engine.dispose()
             log.info("%s stopped", settings.service_name)
 
-    app = FastAPI(
+    app = app_class(
         title=title,
         description=description,
         version="0.1.0",
@@ -199,8 +198,6 @@ def create_service_app(
     app.include_router(health_router(app.state.readiness, settings.service_name))
     for router in routers:
         app.include_router(router)
-    for wrap in middleware:  # innermost: behind the body limit and the correlation id
-        app.add_middleware(wrap)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
     return app

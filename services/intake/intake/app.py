@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from ccshared.db import asyncpg_dsn
 from ccshared.service import Runtime, create_service_app
 from intake.api.endpoints import document_contact_schema, router
-from intake.api.fast import ContactFastPath
+from intake.api.fast import IntakeApp
 from intake.consumers.tickets import TICKET_LINKS
 from intake.db.api_keys import ApiKeyVerifier
 from intake.db.writer import ContactWriter
@@ -67,7 +67,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         on_start=on_start,
         on_stop=on_stop,
-        middleware=[ContactFastPath],
+        app_class=IntakeApp,
     )
     document_contact_schema(app)
     return app

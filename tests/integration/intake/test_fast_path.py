@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from ccshared.service import runtime_of
 from intake.api.schemas import ContactAccepted
 from tests.conftest import scratch_database
 from tests.integration.intake.conftest import Intake, samples
@@ -80,3 +81,38 @@ async def test_fast_path_202_matches_the_documented_model(intake: Intake) -> Non
     stored = await intake.db.fetchrow("SELECT customer_id FROM contacts WHERE id = $1", accepted.id)
     assert stored is not None
     assert stored["customer_id"] == accepted.customer_id
+
+
+class _FailingVerifier:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def verify(self, *_: Any, **__: Any) -> Any:
+        raise self.error
+
+
+async def test_fast_path_is_the_last_line_for_unexpected_errors(intake: Intake) -> None:
+    """The fast path runs before the shared middleware, so it answers unexpected errors the
+    same way: a 500 that does not leak the error's text, a 503 for an unreachable dependency,
+    both with the correlation id."""
+    runtime = runtime_of(intake.app)
+    real = runtime.extras["verifier"]
+    body, auth = samples()[0], {"Authorization": "Bearer cck_whatever"}
+    try:
+        runtime.extras["verifier"] = _FailingVerifier(ValueError("hunter2 in the error"))
+        response = await intake.client.post(
+            "/v1/contacts", json=body, headers={**auth, "X-Correlation-ID": "cid-500"}
+        )
+        assert response.status_code == 500
+        assert "hunter2" not in response.text
+        assert response.json()["correlation_id"] == "cid-500"
+        assert response.headers["x-correlation-id"] == "cid-500"
+
+        runtime.extras["verifier"] = _FailingVerifier(ConnectionRefusedError("db down"))
+        response = await intake.client.post("/v1/contacts", json=body, headers=auth)
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert response.headers["x-correlation-id"]
+    finally:
+        runtime.extras["verifier"] = real
+    assert await intake.count("contacts") == 0
