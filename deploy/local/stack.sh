@@ -548,6 +548,11 @@ shared_buffers = 256MB
 fsync = on
 synchronous_commit = on
 full_page_writes = on
+# Write-heavy services (intake's group commits, every outbox): fewer checkpoints means fewer
+# full-page images in the WAL after each one, and lz4 shrinks those that remain.
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+wal_compression = lz4
 # Log to stderr, which pg_ctl -l sends to $PG_LOG.
 logging_collector = off
 log_destination = 'stderr'

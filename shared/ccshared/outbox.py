@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -26,6 +27,8 @@ from typing import Any
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+from aiokafka.producer.message_accumulator import BatchBuilder
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -122,6 +125,42 @@ def kafka_headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:
     for name, value in (extra or {}).items():
         headers.append((str(name), str(value).encode()))
     return headers
+
+
+@functools.lru_cache(maxsize=65_536)
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in the Java client and aiokafka's
+    `send`) gives a key; cached, since one customer's or ticket's events come in runs."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> None:
+    """Publish outbox rows, in order per partition, and wait until Kafka has them all.
+
+    Rows are packed into one record batch per partition (`send_batch`) instead of going through
+    `send` one by one: that costs about half the CPU per event, and the relay is on the hot
+    path of every service. Keys are partitioned as `send` would partition them."""
+    open_batches: dict[tuple[str, int], BatchBuilder] = {}
+    partitions: dict[str, int] = {}
+    futures = []
+    for row in rows:
+        topic = row["topic"]
+        count = partitions.get(topic)
+        if count is None:
+            count = partitions[topic] = len(await producer.partitions_for(topic))
+        key = row["key"].encode()
+        where = (topic, partition_for(key, count))
+        batch = open_batches.get(where)
+        if batch is None:
+            batch = open_batches[where] = producer.create_batch()
+        record = {"key": key, "value": bytes(row["value"]), "headers": kafka_headers(row)}
+        if batch.append(timestamp=None, **record) is None:  # full: send it, start another
+            futures.append(await producer.send_batch(batch, topic, partition=where[1]))
+            batch = open_batches[where] = producer.create_batch()
+            batch.append(timestamp=None, **record)  # a batch's first record always fits
+    for (topic, partition), batch in open_batches.items():
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    await asyncio.gather(*futures)
 
 
 @dataclass
@@ -240,16 +279,7 @@ class OutboxRelay:
             return 0
         producer = await self._ensure_producer()
         try:
-            futures = [
-                await producer.send(
-                    row["topic"],
-                    value=bytes(row["value"]),
-                    key=row["key"].encode(),
-                    headers=kafka_headers(row),
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*futures)
+            await publish_rows(producer, rows)
         except Exception:
             # Whatever state the producer is in (e.g. OutOfOrderSequenceNumber) is not trusted.
             await self._close_producer()
