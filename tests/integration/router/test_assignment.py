@@ -6,6 +6,8 @@ import asyncio
 import uuid
 from collections import Counter
 
+from sqlalchemy import text
+
 from tests.helpers import as_agent
 from tests.integration.router.conftest import Router, contact, eventually
 
@@ -170,6 +172,28 @@ async def test_routing_decision_explains_every_candidate(router: Router) -> None
     assert reasons["d-off"] == "offline"
     assert reasons[decision["chosen_agent_id"]] is None
     assert decision["tie_breaker"]
+
+
+async def test_routing_candidates_are_stored_lz4_compressed(router: Router) -> None:
+    """Every decision stores every agent considered (~20 kB of JSON with 300 agents); pglz,
+    PostgreSQL's default, was the costliest part of writing an assignment (migration 0005)."""
+    for n in range(40):
+        await router.agent(f"agent-{n:02}", skills={"technical": 1 + n % 4})
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="app down: 故障, cannot log in"))
+    await router.assigner.tick()
+    async with router.runtime.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT pg_column_compression(candidates) AS method, "
+                    "octet_length(candidates::text) AS size FROM routing_decisions "
+                    "WHERE ticket_id = :t"
+                ),
+                {"t": ticket_id},
+            )
+        ).one()
+    assert row.size > 2048  # large enough that PostgreSQL compresses it
+    assert row.method == "lz4"
 
 
 async def test_overflow_moves_a_waiting_ticket_to_the_next_step(router: Router) -> None:
