@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,10 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from ccshared.db import asyncpg_dsn
+from ccshared.kafka import commit_group_at_end, ensure_topics
 from ccshared.service import runtime_of
 from intake.app import create_app
+from intake.consumers.tickets import TICKET_LINKS
 from intake.db.api_keys import create_key
 from intake.settings import IntakeSettings
 from tests.helpers import wait_until
@@ -72,12 +75,21 @@ async def intake_factory(
 
     async def start(database_url: str | None = None, **overrides: Any) -> Intake:
         url = database_url or fresh_database
+        # A consumer group of its own, starting at the end of the router's ticket topic: an
+        # intake shares no partitions with another test's (or this test's other) intake, and
+        # reads only the ticket events published from now on, whenever its group join ends.
+        suffix = f".test-{uuid.uuid4().hex[:8]}"
+        await ensure_topics(kafka_bootstrap, TICKET_LINKS.topics)
+        await commit_group_at_end(
+            kafka_bootstrap, f"intake.{TICKET_LINKS.name}{suffix}", TICKET_LINKS.topics
+        )
         settings = IntakeSettings(
             database_url=SecretStr(url),
             kafka_bootstrap=kafka_bootstrap,
             log_json=False,
             api_key_cache_s=0,
             outbox_poll_interval_s=0.2,
+            consumer_group_suffix=suffix,
             **overrides,
         )
         app = create_app(settings)
