@@ -155,10 +155,14 @@ async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record
             batch = open_batches[where] = producer.create_batch()
         record = {"key": key, "value": bytes(row["value"]), "headers": kafka_headers(row)}
         if batch.append(timestamp=None, **record) is None:  # full: send it, start another
+            batch.close()
             futures.append(await producer.send_batch(batch, topic, partition=where[1]))
             batch = open_batches[where] = producer.create_batch()
             batch.append(timestamp=None, **record)  # a batch's first record always fits
     for (topic, partition), batch in open_batches.items():
+        # Closed: complete, so the producer sends it at once instead of holding it open for
+        # `linger_ms` in case more records come (the relay's batches are whole already).
+        batch.close()
         futures.append(await producer.send_batch(batch, topic, partition=partition))
     await asyncio.gather(*futures)
 

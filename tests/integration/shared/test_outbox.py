@@ -178,6 +178,7 @@ class _StallingProducer:
         self.allow = allow
         self.batches = 0
         self.sent = 0
+        self.closed: list[bool] = []
 
     async def start(self) -> None:
         await self.real.start()
@@ -196,6 +197,7 @@ class _StallingProducer:
             await asyncio.Event().wait()
         self.batches += 1
         self.sent += batch.record_count()
+        self.closed.append(batch.closed())
         return await self.real.send_batch(batch, topic, partition=partition)
 
 
@@ -341,3 +343,23 @@ async def test_relay_vacuums_the_outbox_after_every_so_many_deleted_rows(
     finally:
         await relay_conn.close()
         await relay.stop()
+
+
+async def test_relay_hands_the_producer_closed_batches(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    """An open record batch waits `linger_ms` in the producer for more records; the relay's
+    batches are complete, so it closes them and they go out at once."""
+    producer = _StallingProducer(make_producer(kafka_bootstrap, "closing-relay"), allow=1000)
+    relay = OutboxRelay(asyncpg_dsn(fresh_database), lambda: producer)  # type: ignore[arg-type,return-value]
+    relay_conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        async with engine.begin() as conn:
+            await write(conn, topic, *(event(uuid.uuid4(), str(n)) for n in range(12)))
+        assert await relay.drain_once(relay_conn) == 12
+    finally:
+        await relay_conn.close()
+        await relay.stop()
+    assert producer.sent == 12
+    assert producer.closed
+    assert all(producer.closed)
