@@ -129,6 +129,7 @@ _LOADS_AND_DECLINES = text(
     "  ON o.ticket_id = p.ticket_id AND o.agent_id = p.agent_id "
     "WHERE o.status IN ('declined', 'timed_out')"
 )
+_YIELD_EVERY = 10
 _DECISION_COLUMNS = (
     ("id", "uuid"),
     ("ticket_id", "uuid"),
@@ -424,7 +425,11 @@ class Assigner:
             # Status, skills and channels do not change within the batch, only loads: who
             # could take a ticket on a channel is worked out once per channel.
             splits: dict[str, tuple[list[str], tuple[Candidate, ...]]] = {}
-            for ticket in waiting:
+            for n, ticket in enumerate(waiting, 1):
+                if n % _YIELD_EVERY == 0:
+                    # Deciding is CPU (every agent scored per ticket): let the consumer, the
+                    # relay and API calls in between, or they wait for the whole batch.
+                    await asyncio.sleep(0)
                 split = splits.get(ticket.channel)
                 if split is None:
                     agents = list(roster.values())
