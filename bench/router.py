@@ -176,6 +176,12 @@ async def _steady_load(intake_url: str, key: str, seconds: int, run: str) -> dic
     return sent | {"__errors__": float(errors), "__lag__": lag}
 
 
+# Intake in front of the router: one worker takes 500 contacts/s with room to spare (it accepts
+# several thousand a second); a second one costs CPU the router then lacks (two relays, two
+# ticket-link consumers, group commits of one or two contacts each).
+INTAKE_WORKERS = int(os.environ.get("BENCH_INTAKE_WORKERS", "1"))
+
+
 def _router_env(router_db: str, suffix: str) -> dict[str, str]:
     return {
         "ROUTER_DATABASE_URL": router_db,
@@ -269,11 +275,11 @@ async def _run(seconds: int) -> dict[str, Any]:
         "intake-r",
         "intake.app:create_app",
         18201,
-        2,
+        INTAKE_WORKERS,
         {
             "INTAKE_DATABASE_URL": intake_db,
             "INTAKE_KAFKA_BOOTSTRAP": KAFKA,
-            "INTAKE_WORKERS": "2",
+            "INTAKE_WORKERS": str(INTAKE_WORKERS),
             "INTAKE_CONSUMER_GROUP_SUFFIX": suffix,
             "INTAKE_CONSUMER_OFFSET_RESET": "latest",
             "INTAKE_LOG_LEVEL": "WARNING",
