@@ -1,9 +1,11 @@
 """The assignment loop: offers waiting tickets to agents with free capacity, expires offers
 nobody accepted, and moves tickets whose routing step timed out to the next step (overflow).
 
-Every offer is made in its own short transaction that locks the ticket (SKIP LOCKED, so several
-router replicas share the work) and then the chosen agent, re-counting that agent's load under
-the lock: no ticket is offered twice and no agent goes over capacity, whatever the replicas do.
+A round takes the most urgent waiting tickets of every queue in one short transaction that
+locks them (SKIP LOCKED, so several router replicas share the work), decides them in memory,
+then locks the chosen agents in id order and re-counts their load under the lock: no ticket is
+offered twice and no agent goes over capacity, whatever the replicas do. The offers, decisions,
+status changes, history and events of the whole batch are written in one statement.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 
 HELD = ("assigned", "in_progress", "pending_customer")  # statuses that occupy an agent
 _WAITING_WINDOW = 50  # tickets looked at per queue and offer transaction
-_MAX_BATCHES_PER_QUEUE = 100  # per round, so one deep queue cannot starve the loop
+_MAX_BATCHES_PER_ROUND = 100  # so deep queues cannot keep one round going for ever
 # The best candidates an assignment event carries; the stored decision lists every agent.
 EVENT_CANDIDATES = 10
 
@@ -102,14 +104,33 @@ async def agent_loads(
     return loads
 
 
+# The most urgent waiting tickets of every queue given, up to :n per queue, locked (SKIP
+# LOCKED: another replica's round takes others). One statement for all queues: a round used to
+# take a transaction per queue, and with several queues a new ticket waited for the others'.
 _WAITING = text(
-    "SELECT t.id, t.channel, t.status, t.priority, t.policy_version, t.policy_step, "
-    "  t.owner_agent_id, ARRAY(SELECT o.agent_id FROM offers o WHERE o.ticket_id = t.id "
-    "    AND o.status IN ('declined', 'timed_out')) AS declined "
-    "FROM tickets t WHERE t.queue_id = :q AND t.status = 'queued' "
-    "ORDER BY t.priority_rank, t.sla_deadline NULLS LAST, t.queued_at, t.id "
-    "LIMIT :n FOR UPDATE OF t SKIP LOCKED"
+    "SELECT w.* FROM unnest(CAST(:queues AS text[])) AS q(id) CROSS JOIN LATERAL ("
+    "  SELECT t.id, t.queue_id, t.channel, t.status, t.priority, t.priority_rank, "
+    "    t.sla_deadline, t.queued_at, t.policy_version, t.policy_step, t.owner_agent_id, "
+    "    ARRAY(SELECT o.agent_id FROM offers o WHERE o.ticket_id = t.id "
+    "      AND o.status IN ('declined', 'timed_out')) AS declined "
+    "  FROM tickets t WHERE t.queue_id = q.id AND t.status = 'queued' "
+    "  ORDER BY t.priority_rank, t.sla_deadline NULLS LAST, t.queued_at, t.id "
+    "  LIMIT :n FOR UPDATE OF t SKIP LOCKED) AS w"
 )
+
+
+def _urgency(ticket: Any) -> tuple[Any, ...]:
+    """_WAITING's order within a queue (priority, SLA deadline with none last, age, id)."""
+    deadline = ticket.sla_deadline
+    return (
+        ticket.priority_rank,
+        deadline is None,
+        deadline or ticket.queued_at,
+        ticket.queued_at,
+        ticket.id,
+    )
+
+
 # NO KEY UPDATE: it serializes rounds of every replica (and status changes, and transfers to
 # an agent) on the agent, but not the many ticket updates that merely reference the agent
 # (accept, reply, resolve take KEY SHARE on it through the foreign keys); FOR UPDATE made each
@@ -168,8 +189,9 @@ _WRITE_OFFERS = text(
     "  assignments_total = a.assignments_total + u.n, updated_at = now() "
     "  FROM unnest(CAST(:a_ids AS text[]), CAST(:a_ns AS int[])) AS u(id, n) "
     "  WHERE a.id = u.id), "
-    "queues AS (UPDATE queues SET rr_cursor = :rr_cursor WHERE id = :queue "
-    "  AND CAST(:rr_cursor AS text) IS NOT NULL), "
+    "queues AS (UPDATE queues q SET rr_cursor = u.cursor "
+    "  FROM unnest(CAST(:rr_queues AS text[]), CAST(:rr_cursors AS text[])) AS u(id, cursor) "
+    "  WHERE q.id = u.id), "
     f"history AS ({insert_from_arrays('ticket_history', HISTORY_COLUMNS, prefix='h_')}) "
     f"{insert_from_arrays('outbox', OUTBOX_COLUMNS, prefix='e_')}"
 )
@@ -358,16 +380,18 @@ class Assigner:
         if not queues:
             return 0
         roster = await self._current_roster()
-        for queue in queues:
-            if not _anyone_free(queue, roster):
-                continue  # nobody could take any of it: skip the ticket scan
-            for _ in range(_MAX_BATCHES_PER_QUEUE):
-                offered, progress = await self._offer_batch(queue, now, roster)
-                made += offered
-                if not progress:
-                    break
-                if offered and queue.strategy == "round_robin":
-                    queue = dataclasses.replace(queue, rr_cursor=self._rr_cursor.get(queue.id))
+        # Queues nobody could take anything from are skipped without scanning their tickets.
+        active = [q for q in queues if _anyone_free(q, roster)]
+        for _ in range(_MAX_BATCHES_PER_ROUND):
+            if not active:
+                break
+            offered, progressing = await self._offer_batch(active, now, roster)
+            made += offered
+            active = [
+                dataclasses.replace(q, rr_cursor=self._rr_cursor.get(q.id, q.rr_cursor))
+                for q in active
+                if q.id in progressing
+            ]
         self.offers_made += made
         return made
 
@@ -400,64 +424,87 @@ class Assigner:
             ]
 
     async def _offer_batch(
-        self, queue: QueueRow, now: datetime, roster: dict[str, Agent]
-    ) -> tuple[int, bool]:
-        """Offer what can be offered of the queue's most urgent waiting tickets, in one
-        transaction. Returns how many offers it made, and whether another batch may make
-        more (offers were made, or this round's view of some agent was corrected)."""
+        self, queues: list[QueueRow], now: datetime, roster: dict[str, Agent]
+    ) -> tuple[int, set[str]]:
+        """Offer what can be offered of each queue's most urgent waiting tickets, in one
+        transaction. Returns how many offers it made, and the queues where another batch may
+        make more (a full window of waiting tickets was seen, or this round's view of some
+        agent was corrected)."""
         now = max(now, datetime.now(UTC))  # the offers' own time, not the round's start
         try:
-            return await self._offer_batch_in(queue, now, roster)
+            return await self._offer_batch_in(queues, now, roster)
         except BaseException:
             # The batch's bookings in the round's view of the agents were rolled back with it.
             self._roster = None
             raise
 
     async def _offer_batch_in(
-        self, queue: QueueRow, now: datetime, roster: dict[str, Agent]
-    ) -> tuple[int, bool]:
+        self, queues: list[QueueRow], now: datetime, roster: dict[str, Agent]
+    ) -> tuple[int, set[str]]:
+        by_id = {q.id: q for q in queues}
         async with self.engine.begin() as conn:
-            waiting = (await conn.execute(_WAITING, {"q": queue.id, "n": _WAITING_WINDOW})).all()
-            if not waiting:
-                return 0, False
+            rows = (
+                await conn.execute(_WAITING, {"queues": list(by_id), "n": _WAITING_WINDOW})
+            ).all()
+            if not rows:
+                return 0, set()
+            waiting: dict[str, list[Any]] = {}
+            for row in rows:
+                waiting.setdefault(row.queue_id, []).append(row)
             plans: list[tuple[Any, Decision]] = []
-            rr_cursor = queue.rr_cursor
-            # Status, skills and channels do not change within the batch, only loads: who
-            # could take a ticket on a channel is worked out once per channel.
-            splits: dict[str, tuple[list[str], tuple[Candidate, ...]]] = {}
-            for n, ticket in enumerate(waiting, 1):
-                if n % _YIELD_EVERY == 0:
-                    # Deciding is CPU (every agent scored per ticket): let the consumer, the
-                    # relay and API calls in between, or they wait for the whole batch.
-                    await asyncio.sleep(0)
-                split = splits.get(ticket.channel)
-                if split is None:
-                    agents = list(roster.values())
-                    split = split_roster(agents, ticket.channel, queue.required_skills)
-                    splits[ticket.channel] = split
-                decision = _decide(
-                    queue, rr_cursor, ticket, roster, set(ticket.declined), now, split
-                )
-                if decision is None:
-                    continue
-                agent_id = decision.chosen_agent_id or ""
-                _book(roster, agent_id, ticket.channel, now)
-                plans.append((ticket, decision))
-                if decision.strategy == "round_robin":
-                    rr_cursor = agent_id
+            decided = 0
+            for queue_id, tickets in waiting.items():
+                queue = by_id[queue_id]
+                tickets.sort(key=_urgency)
+                rr_cursor = queue.rr_cursor
+                # Status, skills and channels do not change within the batch, only loads: who
+                # could take a ticket on a channel is worked out once per channel and queue.
+                splits: dict[str, tuple[list[str], tuple[Candidate, ...]]] = {}
+                for ticket in tickets:
+                    decided += 1
+                    if decided % _YIELD_EVERY == 0:
+                        # Deciding is CPU (every agent scored per ticket): let the consumer,
+                        # the relay and API calls in between, or they wait for the batch.
+                        await asyncio.sleep(0)
+                    split = splits.get(ticket.channel)
+                    if split is None:
+                        agents = list(roster.values())
+                        split = split_roster(agents, ticket.channel, queue.required_skills)
+                        splits[ticket.channel] = split
+                    decision = _decide(
+                        queue, rr_cursor, ticket, roster, set(ticket.declined), now, split
+                    )
+                    if decision is None:
+                        continue
+                    agent_id = decision.chosen_agent_id or ""
+                    _book(roster, agent_id, ticket.channel, now)
+                    plans.append((ticket, decision))
+                    if decision.strategy == "round_robin":
+                        rr_cursor = agent_id
             if not plans:
-                return 0, False
+                return 0, set()
             kept = await _confirm(conn, plans, roster, now)
             if kept:
-                await self._write_offers(conn, queue, kept, now)
-            # Another batch may offer more if this one saw a full window of waiting tickets,
-            # or if it corrected its view of an agent (an offer dropped under the lock).
-            return len(kept), len(waiting) == _WAITING_WINDOW or len(kept) < len(plans)
+                await self._write_offers(conn, by_id, kept, now)
+            # Another batch may offer more in a queue where this one saw a full window of
+            # waiting tickets, or corrected its view of an agent (an offer dropped under the
+            # lock).
+            planned: dict[str, int] = {}
+            for ticket, _ in plans:
+                planned[ticket.queue_id] = planned.get(ticket.queue_id, 0) + 1
+            for ticket, _ in kept:
+                planned[ticket.queue_id] -= 1
+            progressing = {
+                queue_id
+                for queue_id, tickets in waiting.items()
+                if len(tickets) == _WAITING_WINDOW or planned.get(queue_id, 0) > 0
+            }
+            return len(kept), progressing
 
     async def _write_offers(
         self,
         conn: AsyncConnection,
-        queue: QueueRow,
+        queues: dict[str, QueueRow],
         plans: list[tuple[Any, Decision]],
         now: datetime,
     ) -> None:
@@ -468,12 +515,16 @@ class Assigner:
         history: list[tuple[Any, ...]] = []
         events: list[Envelope] = []
         per_agent: dict[str, int] = {}
-        expires = now + timedelta(seconds=queue.offer_timeout_s)
+        rr_cursors: dict[str, str] = {}
         cid = correlation_id.get()
         for ticket, decision in plans:
+            queue = queues[ticket.queue_id]
+            expires = now + timedelta(seconds=queue.offer_timeout_s)
             agent_id = decision.chosen_agent_id
             assert agent_id is not None
             per_agent[agent_id] = per_agent.get(agent_id, 0) + 1
+            if decision.strategy == "round_robin":
+                rr_cursors[queue.id] = agent_id  # the queue's last offer, in decision order
             decision_id, offer_id = uuid7(), uuid7()
             candidates = [
                 {"agent_id": agent, "score": score, "passed_over": passed_over}
@@ -536,8 +587,6 @@ class Assigner:
                     correlation_id=cid,
                 )
             )
-        last = plans[-1][1]
-        rr_cursor = last.chosen_agent_id if last.strategy == "round_robin" else None
         await conn.execute(
             _WRITE_OFFERS,
             {
@@ -549,14 +598,13 @@ class Assigner:
                 "now": now,
                 "a_ids": list(per_agent),
                 "a_ns": list(per_agent.values()),
-                "queue": queue.id,
-                "rr_cursor": rr_cursor,
+                "rr_queues": list(rr_cursors),
+                "rr_cursors": list(rr_cursors.values()),
                 **array_params(HISTORY_COLUMNS, history, prefix="h_"),
                 **array_params(OUTBOX_COLUMNS, outbox_tuples(events), prefix="e_"),
             },
         )
-        if rr_cursor is not None:
-            self._rr_cursor[queue.id] = rr_cursor
+        self._rr_cursor.update(rr_cursors)
 
     async def expire_offers(self, now: datetime) -> int:
         async with self.engine.begin() as conn:
