@@ -585,6 +585,18 @@ async def change_status(
         text(f"UPDATE tickets SET {assignments}, updated_at = now() WHERE id = :id"),  # noqa: S608
         {**sets, "id": ticket.id},
     )
+    if ticket.status == "assigned" and action != "accept":
+        # The ticket was on offer and leaves that state some other way (closed, transferred,
+        # moved by an escalation...): the offer is void, not something its agent can still
+        # accept or see among their pending offers. (A decline or timeout has already
+        # answered the offer, so nothing is pending then.)
+        await conn.execute(
+            text(
+                "UPDATE offers SET status = 'rescinded', responded_at = :now, reason = :reason "
+                "WHERE ticket_id = :id AND status = 'pending'"
+            ),
+            {"id": ticket.id, "now": now, "reason": f"{action} by {actor}"},
+        )
     await add_history(
         conn,
         ticket.id,

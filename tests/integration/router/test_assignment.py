@@ -310,3 +310,98 @@ async def test_ticket_changes_do_not_wait_for_an_offer_round_holding_their_agent
         )
         assert accepted.status_code == 200, accepted.text
         await round_.rollback()
+
+
+async def test_one_round_offers_the_waiting_tickets_of_every_queue(router: Router) -> None:
+    """A round takes every queue's waiting tickets in one batch: each offer with its own
+    queue's decision and offer timeout, and a round-robin cursor kept per queue."""
+    for name in ("r1", "r2", "r3"):
+        await router.agent(name, skills={"technical": 3, "billing": 3})
+    await router.sql(
+        "UPDATE queues SET strategy = 'round_robin', offer_timeout_s = "
+        "CASE id WHEN 'technical' THEN 60 ELSE 120 END WHERE id IN ('technical', 'billing')"
+    )
+    technical = [
+        await router.receive(contact(uuid.uuid4(), text_="the app is down, 故障, cannot log in"))
+        for _ in range(2)
+    ]
+    billing = [
+        await router.receive(contact(uuid.uuid4(), text_="I was charged twice, 我要退款"))
+        for _ in range(3)
+    ]
+    for ticket_id in technical:
+        assert (await router.ticket(ticket_id))["queue_id"] == "technical"
+    for ticket_id in billing:
+        assert (await router.ticket(ticket_id))["queue_id"] == "billing"
+
+    assert await router.assigner.tick() == 5  # one round, both queues
+
+    rows = await router.sql(
+        "SELECT d.queue_id, o.agent_id, "
+        "  EXTRACT(EPOCH FROM o.expires_at - o.offered_at)::int AS timeout_s "
+        "FROM offers o JOIN routing_decisions d ON d.id = o.decision_id "
+        "JOIN tickets t ON t.id = o.ticket_id ORDER BY t.queued_at"
+    )
+    assert [(r.queue_id, r.agent_id, r.timeout_s) for r in rows] == [
+        ("technical", "r1", 60),
+        ("technical", "r2", 60),
+        ("billing", "r1", 120),
+        ("billing", "r2", 120),
+        ("billing", "r3", 120),
+    ]
+    cursors = await router.sql(
+        "SELECT id, rr_cursor FROM queues WHERE id IN ('technical', 'billing') ORDER BY id"
+    )
+    assert [(c.id, c.rr_cursor) for c in cursors] == [("billing", "r3"), ("technical", "r2")]
+
+
+async def test_the_most_urgent_waiting_ticket_is_offered_first(router: Router) -> None:
+    """Priority, then the nearest SLA deadline (none: last), then the longest wait."""
+    await router.agent("solo", capacity={"chat": 1, "phone": 0, "email": 0, "social": 0})
+    tickets = [
+        await router.receive(contact(uuid.uuid4(), channel="chat", text_="hello")) for _ in range(4)
+    ]
+    # (priority rank, SLA deadline in minutes or none, queued minutes ago)
+    setups = [(2, None, 30), (1, None, 20), (1, 50, 5), (1, 40, 1)]
+    for ticket_id, (rank, deadline, ago) in zip(tickets, setups, strict=True):
+        await router.sql(
+            "UPDATE tickets SET priority_rank = :rank, queued_at = now() - make_interval("
+            "mins => :ago), sla_deadline = now() + make_interval(mins => :deadline) WHERE id = :t",
+            rank=rank,
+            ago=ago,
+            deadline=deadline,
+            t=ticket_id,
+        )
+    offered = []
+    for _ in range(4):
+        await router.assigner.tick()
+        (offer,) = await router.offers("solo")
+        offered.append(uuid.UUID(offer["ticket_id"]))
+        closed = await router.client.post(
+            f"/v1/tickets/{offer['ticket_id']}/close", json={"reason": "done"}
+        )
+        assert closed.status_code == 200, closed.text  # frees the agent's one chat
+    # The nearest deadline first, then the other with one, then the one without, and the
+    # lower priority last, however long each has waited.
+    assert offered == [tickets[3], tickets[2], tickets[1], tickets[0]]
+
+
+async def test_an_offer_is_rescinded_when_its_ticket_moves_on(router: Router) -> None:
+    """A transfer (or a close, an escalation...) of an offered ticket voids the offer: its
+    agent no longer sees it, and accepting it cannot take the ticket back."""
+    await router.agent("ana")
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="hello"))
+    offer = await _offer_of(router, "ana")
+    await router.agent("ben")
+    moved = await router.client.post(
+        f"/v1/tickets/{ticket_id}/transfer", json={"to_agent_id": "ben", "reason": "language"}
+    )
+    assert moved.status_code == 200, moved.text
+    assert await router.offers("ana") == []
+    stale = await router.client.post(f"/v1/offers/{offer['id']}/accept", headers=as_agent("ana"))
+    assert stale.status_code == 409
+    assert stale.json()["offer_status"] == "rescinded"
+    (row,) = await router.sql("SELECT status, reason FROM offers WHERE id = :id", id=offer["id"])
+    assert row.status == "rescinded"
+    assert "transfer" in row.reason
+    assert (await router.ticket(ticket_id))["assignee_agent_id"] == "ben"

@@ -304,6 +304,14 @@ async def accept_offer(offer_id: uuid.UUID, request: Request, user: Principal = 
     async with _engine(request).begin() as conn:
         offer = await _pending_offer(conn, offer_id, user)
         ticket = await get_ticket(conn, offer.ticket_id, lock=True)
+        if ticket.status != "assigned" or ticket.assignee_agent_id != offer.agent_id:
+            # Defence in depth: every way off an offered ticket rescinds its offers, but an
+            # offer must never take back a ticket that has moved on.
+            raise Conflict(
+                f"Offer {offer_id} no longer holds ticket {ticket.id} ({ticket.status}).",
+                slug="offer-not-pending",
+                extra={"offer_status": offer.status, "ticket_status": ticket.status},
+            )
         await conn.execute(
             text("UPDATE offers SET status = 'accepted', responded_at = now() WHERE id = :id"),
             {"id": offer_id},
