@@ -77,7 +77,10 @@ class OfferOut(BaseModel):
     id: uuid.UUID
     ticket_id: uuid.UUID
     agent_id: str
-    status: str
+    status: str = Field(
+        description="pending, accepted, declined, timed_out, or rescinded (the ticket moved on "
+        "while the offer was pending: closed, transferred, or moved by an escalation)"
+    )
     offered_at: datetime
     expires_at: datetime
     responded_at: datetime | None = None
