@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.consumer import BatchHandler, Handler
+from ccshared.consumer import BatchHandler, Handler, each_event
 from ccshared.events import Envelope
 from ccshared.events.payloads import (
     ContactReceived,
@@ -204,6 +204,9 @@ ESCALATIONS = ConsumerSpec(
     name="escalations",
     topics=["sla.events"],
     handler=apply_escalations,
+    # A fetch in one transaction, as for contacts: escalations come in bursts (every ticket
+    # that an SLA policy level catches at once), one commit each fell behind them.
+    batch_handler=lambda runtime: each_event(apply_escalations(runtime)),
     event_types=frozenset({"sla.escalated"}),
     after_commit=_nudge_agents_changed,  # a ticket moved to the escalation queue frees its agent
 )
@@ -211,6 +214,7 @@ FOLLOW_UPS = ConsumerSpec(
     name="follow-ups",
     topics=["feedback.events"],
     handler=open_follow_ups,
+    batch_handler=lambda runtime: each_event(open_follow_ups(runtime)),
     event_types=frozenset({"followup.requested"}),
     after_commit=_nudge,
 )
