@@ -586,17 +586,7 @@ async def change_status(
         {**sets, "id": ticket.id},
     )
     if ticket.status == "assigned" and action != "accept":
-        # The ticket was on offer and leaves that state some other way (closed, transferred,
-        # moved by an escalation...): the offer is void, not something its agent can still
-        # accept or see among their pending offers. (A decline or timeout has already
-        # answered the offer, so nothing is pending then.)
-        await conn.execute(
-            text(
-                "UPDATE offers SET status = 'rescinded', responded_at = :now, reason = :reason "
-                "WHERE ticket_id = :id AND status = 'pending'"
-            ),
-            {"id": ticket.id, "now": now, "reason": f"{action} by {actor}"},
-        )
+        await _settle_pending_offers(conn, ticket, action, actor, new_status, sets, now)
     await add_history(
         conn,
         ticket.id,
@@ -626,6 +616,42 @@ async def change_status(
     for column, value in sets.items():
         setattr(ticket, column, value)
     return new_status
+
+
+async def _settle_pending_offers(
+    conn: AsyncConnection,
+    ticket: Ticket,
+    action: str,
+    actor: str,
+    new_status: str,
+    sets: dict[str, Any],
+    now: datetime,
+) -> None:
+    """An offered ticket changes by something other than the offer's acceptance. If its agent
+    answered it (a reply starts the work), the offer counts as accepted; if it leaves the
+    offered state or goes to someone else (closed, transferred, moved by an escalation), the
+    offer is void: rescinded, no longer shown to its agent nor acceptable. A decline or a
+    timeout has answered the offer already, so nothing is pending then.
+
+    The ticket is locked here and offers are locked after it, the reverse of accept, decline
+    and expiry: SKIP LOCKED leaves an offer that one of those holds to them (they then find
+    the ticket changed: a 409, or an expiry that leaves the ticket alone) instead of waiting
+    on it, which could deadlock."""
+    assignee = ticket.assignee_agent_id
+    if action == "reply" and new_status == "in_progress":
+        status, reason, agent = "accepted", "the agent answered the ticket", assignee
+    elif new_status == "assigned" and sets.get("assignee_agent_id", assignee) == assignee:
+        return  # still on offer to the same agent
+    else:
+        status, reason, agent = "rescinded", f"{action} by {actor}", None
+    await conn.execute(
+        text(
+            "UPDATE offers SET status = :status, responded_at = :now, reason = :reason "
+            "WHERE id IN (SELECT id FROM offers WHERE ticket_id = :id AND status = 'pending' "
+            "AND (CAST(:agent AS text) IS NULL OR agent_id = :agent) FOR UPDATE SKIP LOCKED)"
+        ),
+        {"id": ticket.id, "now": now, "reason": reason, "status": status, "agent": agent},
+    )
 
 
 async def _owner_available(conn: AsyncConnection, ticket: Ticket) -> bool:

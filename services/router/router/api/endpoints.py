@@ -304,30 +304,44 @@ async def accept_offer(offer_id: uuid.UUID, request: Request, user: Principal = 
     async with _engine(request).begin() as conn:
         offer = await _pending_offer(conn, offer_id, user)
         ticket = await get_ticket(conn, offer.ticket_id, lock=True)
-        if ticket.status != "assigned" or ticket.assignee_agent_id != offer.agent_id:
-            # Defence in depth: every way off an offered ticket rescinds its offers, but an
-            # offer must never take back a ticket that has moved on.
-            raise Conflict(
-                f"Offer {offer_id} no longer holds ticket {ticket.id} ({ticket.status}).",
-                slug="offer-not-pending",
-                extra={"offer_status": offer.status, "ticket_status": ticket.status},
+        stale = ticket.status != "assigned" or ticket.assignee_agent_id != offer.agent_id
+        if stale:
+            # The ticket moved on while this accept waited for it (its change left this offer,
+            # which the accept held, to it): the offer is void, not a claim on the ticket.
+            await conn.execute(
+                text(
+                    "UPDATE offers SET status = 'rescinded', responded_at = now(), "
+                    "reason = 'the ticket moved on' WHERE id = :id"
+                ),
+                {"id": offer_id},
             )
-        await conn.execute(
-            text("UPDATE offers SET status = 'accepted', responded_at = now() WHERE id = :id"),
-            {"id": offer_id},
-        )
-        await change_status(
-            conn,
-            ticket,
-            "accept",
-            actor=f"agent:{offer.agent_id}",
-            reason="offer accepted",
-            extra={
-                "owner_agent_id": ticket.owner_agent_id or offer.agent_id,
-                "assignee_agent_id": offer.agent_id,
-            },
+        else:
+            await _accept(conn, offer, ticket)
+    if stale:
+        raise Conflict(
+            f"Offer {offer_id} no longer holds ticket {ticket.id} ({ticket.status}).",
+            slug="offer-not-pending",
+            extra={"offer_status": "rescinded", "ticket_status": ticket.status},
         )
     return TicketOut(**ticket.__dict__)
+
+
+async def _accept(conn: AsyncConnection, offer: Any, ticket: Ticket) -> None:
+    await conn.execute(
+        text("UPDATE offers SET status = 'accepted', responded_at = now() WHERE id = :id"),
+        {"id": offer.id},
+    )
+    await change_status(
+        conn,
+        ticket,
+        "accept",
+        actor=f"agent:{offer.agent_id}",
+        reason="offer accepted",
+        extra={
+            "owner_agent_id": ticket.owner_agent_id or offer.agent_id,
+            "assignee_agent_id": offer.agent_id,
+        },
+    )
 
 
 @router.post(
