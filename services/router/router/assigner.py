@@ -104,31 +104,40 @@ async def agent_loads(
     return loads
 
 
-# The most urgent waiting tickets of every queue given, up to :n per queue, locked (SKIP
-# LOCKED: another replica's round takes others). One statement for all queues: a round used to
-# take a transaction per queue, and with several queues a new ticket waited for the others'.
+# The most urgent waiting tickets of every (queue, channel) given, up to :n each, locked (SKIP
+# LOCKED: another replica's round takes others). One statement for all: a round used to take a
+# transaction per queue, and a new ticket waited for the other queues' batches. A window per
+# channel, and only for channels someone could take now: with one window per queue, tickets on
+# a channel nobody had room for filled it and hid the others behind them.
 _WAITING = text(
-    "SELECT w.* FROM unnest(CAST(:queues AS text[])) AS q(id) CROSS JOIN LATERAL ("
+    "SELECT w.* FROM unnest(CAST(:queues AS text[]), CAST(:channels AS text[])) "
+    "  AS q(id, channel) CROSS JOIN LATERAL ("
     "  SELECT t.id, t.queue_id, t.channel, t.status, t.priority, t.priority_rank, "
     "    t.sla_deadline, t.queued_at, t.policy_version, t.policy_step, t.owner_agent_id, "
     "    ARRAY(SELECT o.agent_id FROM offers o WHERE o.ticket_id = t.id "
     "      AND o.status IN ('declined', 'timed_out')) AS declined "
-    "  FROM tickets t WHERE t.queue_id = q.id AND t.status = 'queued' "
+    "  FROM tickets t WHERE t.queue_id = q.id AND t.channel = q.channel "
+    "    AND t.status = 'queued' "
     "  ORDER BY t.priority_rank, t.sla_deadline NULLS LAST, t.queued_at, t.id "
     "  LIMIT :n FOR UPDATE OF t SKIP LOCKED) AS w"
 )
 
 
 def _urgency(ticket: Any) -> tuple[Any, ...]:
-    """_WAITING's order within a queue (priority, SLA deadline with none last, age, id)."""
-    deadline = ticket.sla_deadline
+    """_WAITING's order within a queue: priority, SLA deadline (none last), age, id. (NULLs
+    sort last there; here they must not reach a comparison with a datetime.)"""
+    deadline, queued_at = ticket.sla_deadline, ticket.queued_at
     return (
         ticket.priority_rank,
         deadline is None,
-        deadline or ticket.queued_at,
-        ticket.queued_at,
+        deadline or _LATEST,
+        queued_at is None,
+        queued_at or _LATEST,
         ticket.id,
     )
+
+
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 # NO KEY UPDATE: it serializes rounds of every replica (and status changes, and transfers to
@@ -211,13 +220,13 @@ async def _roster(conn: AsyncConnection) -> dict[str, Agent]:
     return {r.id: agent_from_row(r, loads.get(r.id, {})) for r in rows}
 
 
-def _anyone_free(queue: QueueRow, roster: dict[str, Agent]) -> bool:
-    return any(
-        agent.status == "available"
-        and queue.required_skills <= agent.skills.keys()
-        and any(n > agent.load.get(channel, 0) for channel, n in agent.capacity.items())
-        for agent in roster.values()
-    )
+def _servable(queue: QueueRow, roster: dict[str, Agent]) -> list[str]:
+    """The channels on which some available agent with the queue's skills has room now."""
+    channels: set[str] = set()
+    for agent in roster.values():
+        if agent.status == "available" and queue.required_skills <= agent.skills.keys():
+            channels.update(c for c, n in agent.capacity.items() if n > agent.load.get(c, 0))
+    return sorted(channels)
 
 
 def _decide(
@@ -326,7 +335,6 @@ class Assigner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.offers_made = 0
-        self._rr_cursor: dict[str, str | None] = {}
         # The agents as the last round left them (its own offers booked). Read again when
         # something may have changed them that the rounds do not see: an API call (status,
         # an answered offer, a resolved ticket), an expired offer, or at the latest after
@@ -380,17 +388,18 @@ class Assigner:
         if not queues:
             return 0
         roster = await self._current_roster()
-        # Queues nobody could take anything from are skipped without scanning their tickets.
-        active = [q for q in queues if _anyone_free(q, roster)]
+        # (queue, channel) pairs nobody could take anything from now are skipped without
+        # scanning their tickets.
+        active = [(q, channel) for q in queues for channel in _servable(q, roster)]
         for _ in range(_MAX_BATCHES_PER_ROUND):
             if not active:
                 break
-            offered, progressing = await self._offer_batch(active, now, roster)
+            offered, progressing, cursors = await self._offer_batch(active, now, roster)
             made += offered
             active = [
-                dataclasses.replace(q, rr_cursor=self._rr_cursor.get(q.id, q.rr_cursor))
-                for q in active
-                if q.id in progressing
+                (dataclasses.replace(q, rr_cursor=cursors[q.id]) if q.id in cursors else q, c)
+                for q, c in active
+                if (q.id, c) in progressing
             ]
         self.offers_made += made
         return made
@@ -413,7 +422,7 @@ class Assigner:
                 text(
                     "SELECT q.id, q.required_skills, q.strategy, q.offer_timeout_s, q.rr_cursor "
                     "FROM queues q WHERE EXISTS (SELECT 1 FROM tickets t "
-                    "WHERE t.queue_id = q.id AND t.status = 'queued')"
+                    "WHERE t.queue_id = q.id AND t.status = 'queued') ORDER BY q.id"
                 )
             )
             return [
@@ -424,30 +433,38 @@ class Assigner:
             ]
 
     async def _offer_batch(
-        self, queues: list[QueueRow], now: datetime, roster: dict[str, Agent]
-    ) -> tuple[int, set[str]]:
-        """Offer what can be offered of each queue's most urgent waiting tickets, in one
-        transaction. Returns how many offers it made, and the queues where another batch may
-        make more (a full window of waiting tickets was seen, or this round's view of some
-        agent was corrected)."""
+        self, pairs: list[tuple[QueueRow, str]], now: datetime, roster: dict[str, Agent]
+    ) -> tuple[int, set[tuple[str, str]], dict[str, str]]:
+        """Offer what can be offered of the most urgent waiting tickets of each (queue,
+        channel), in one transaction. Returns how many offers it made, the pairs where another
+        batch may make more (it planned offers there and saw a full window of waiting tickets,
+        or had to drop some under the agents' lock), and the round-robin cursors it wrote."""
         now = max(now, datetime.now(UTC))  # the offers' own time, not the round's start
         try:
-            return await self._offer_batch_in(queues, now, roster)
+            return await self._offer_batch_in(pairs, now, roster)
         except BaseException:
             # The batch's bookings in the round's view of the agents were rolled back with it.
             self._roster = None
             raise
 
     async def _offer_batch_in(
-        self, queues: list[QueueRow], now: datetime, roster: dict[str, Agent]
-    ) -> tuple[int, set[str]]:
-        by_id = {q.id: q for q in queues}
+        self, pairs: list[tuple[QueueRow, str]], now: datetime, roster: dict[str, Agent]
+    ) -> tuple[int, set[tuple[str, str]], dict[str, str]]:
+        by_id = {q.id: q for q, _ in pairs}
+        cursors: dict[str, str] = {}
         async with self.engine.begin() as conn:
             rows = (
-                await conn.execute(_WAITING, {"queues": list(by_id), "n": _WAITING_WINDOW})
+                await conn.execute(
+                    _WAITING,
+                    {
+                        "queues": [q.id for q, _ in pairs],
+                        "channels": [c for _, c in pairs],
+                        "n": _WAITING_WINDOW,
+                    },
+                )
             ).all()
             if not rows:
-                return 0, set()
+                return 0, set(), {}
             waiting: dict[str, list[Any]] = {}
             for row in rows:
                 waiting.setdefault(row.queue_id, []).append(row)
@@ -482,24 +499,30 @@ class Assigner:
                     if decision.strategy == "round_robin":
                         rr_cursor = agent_id
             if not plans:
-                return 0, set()
+                return 0, set(), {}
             kept = await _confirm(conn, plans, roster, now)
             if kept:
-                await self._write_offers(conn, by_id, kept, now)
-            # Another batch may offer more in a queue where this one saw a full window of
-            # waiting tickets, or corrected its view of an agent (an offer dropped under the
-            # lock).
-            planned: dict[str, int] = {}
-            for ticket, _ in plans:
-                planned[ticket.queue_id] = planned.get(ticket.queue_id, 0) + 1
-            for ticket, _ in kept:
-                planned[ticket.queue_id] -= 1
-            progressing = {
-                queue_id
-                for queue_id, tickets in waiting.items()
-                if len(tickets) == _WAITING_WINDOW or planned.get(queue_id, 0) > 0
-            }
-            return len(kept), progressing
+                cursors = await self._write_offers(conn, by_id, kept, now)
+        # Another batch may offer more on a (queue, channel) where this one planned offers and
+        # saw a full window of waiting tickets, or dropped some under the agents' lock (its
+        # view of an agent was corrected). One it planned nothing for is done for this round.
+        seen: dict[tuple[str, str], int] = {}
+        for row in rows:
+            seen[(row.queue_id, row.channel)] = seen.get((row.queue_id, row.channel), 0) + 1
+        planned: dict[tuple[str, str], int] = {}
+        dropped: dict[tuple[str, str], int] = {}
+        for ticket, _ in plans:
+            pair = (ticket.queue_id, ticket.channel)
+            planned[pair] = planned.get(pair, 0) + 1
+            dropped[pair] = dropped.get(pair, 0) + 1
+        for ticket, _ in kept:
+            dropped[(ticket.queue_id, ticket.channel)] -= 1
+        progressing = {
+            pair
+            for pair, n in planned.items()
+            if n > 0 and (seen[pair] == _WAITING_WINDOW or dropped[pair] > 0)
+        }
+        return len(kept), progressing, cursors
 
     async def _write_offers(
         self,
@@ -507,9 +530,10 @@ class Assigner:
         queues: dict[str, QueueRow],
         plans: list[tuple[Any, Decision]],
         now: datetime,
-    ) -> None:
+    ) -> dict[str, str]:
         """The offers, their routing decisions, the tickets' new status and history, and the
-        events, for a whole batch: one statement per table."""
+        events, for a whole batch: one statement per table. Returns the round-robin cursors
+        written (queue → the last agent offered)."""
         decisions: list[tuple[Any, ...]] = []
         offers: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
@@ -598,13 +622,14 @@ class Assigner:
                 "now": now,
                 "a_ids": list(per_agent),
                 "a_ns": list(per_agent.values()),
-                "rr_queues": list(rr_cursors),
-                "rr_cursors": list(rr_cursors.values()),
+                # In queue id order, as every replica locks queue rows.
+                "rr_queues": sorted(rr_cursors),
+                "rr_cursors": [rr_cursors[q] for q in sorted(rr_cursors)],
                 **array_params(HISTORY_COLUMNS, history, prefix="h_"),
                 **array_params(OUTBOX_COLUMNS, outbox_tuples(events), prefix="e_"),
             },
         )
-        self._rr_cursor.update(rr_cursors)
+        return rr_cursors
 
     async def expire_offers(self, now: datetime) -> int:
         async with self.engine.begin() as conn:

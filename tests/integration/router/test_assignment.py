@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from typing import Any
 
 from sqlalchemy import text
 
@@ -405,3 +406,58 @@ async def test_an_offer_is_rescinded_when_its_ticket_moves_on(router: Router) ->
     assert row.status == "rescinded"
     assert "transfer" in row.reason
     assert (await router.ticket(ticket_id))["assignee_agent_id"] == "ben"
+
+
+async def test_replying_to_an_offered_ticket_accepts_its_offer(router: Router) -> None:
+    """Answering is starting work: the offer is accepted, not rescinded or left to time out
+    (which would count as the agent's decline)."""
+    await router.agent("ria")
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="hello"))
+    offer = await _offer_of(router, "ria")
+    reply = await router.client.post(f"/v1/tickets/{ticket_id}/reply", json={"agent_id": "ria"})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["status"] == "in_progress"
+    (row,) = await router.sql("SELECT status FROM offers WHERE id = :id", id=offer["id"])
+    assert row.status == "accepted"
+    assert await router.offers("ria") == []
+
+
+async def test_an_offer_whose_ticket_moved_on_unnoticed_is_refused_and_voided(
+    router: Router,
+) -> None:
+    """Accept checks the ticket is still on offer to this agent, and voids the offer if not
+    (here the ticket is moved behind the router's back, as a change racing the accept would)."""
+    await router.agent("uma")
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="hello"))
+    offer = await _offer_of(router, "uma")
+    await router.sql(
+        "UPDATE tickets SET status = 'queued', assignee_agent_id = NULL WHERE id = :t", t=ticket_id
+    )
+    stale = await router.client.post(f"/v1/offers/{offer['id']}/accept", headers=as_agent("uma"))
+    assert stale.status_code == 409
+    assert stale.json()["ticket_status"] == "queued"
+    (row,) = await router.sql("SELECT status FROM offers WHERE id = :id", id=offer["id"])
+    assert row.status == "rescinded"
+    assert (await router.ticket(ticket_id))["assignee_agent_id"] is None
+
+
+async def test_waiting_tickets_nobody_can_take_do_not_hide_the_others(router: Router) -> None:
+    """51 phone tickets at the head of a queue and no free phone capacity: the chats behind
+    them are still offered (a window per queue and channel), and the phones are not scanned
+    again and again within the round."""
+    await router.agent("chat-only", capacity={"chat": 60, "phone": 0, "email": 0, "social": 0})
+    for _ in range(51):
+        await router.receive(contact(uuid.uuid4(), channel="phone", text_="hello"))
+    for _ in range(51):  # a full window of chats, then one more: a second batch is due
+        await router.receive(contact(uuid.uuid4(), channel="chat", text_="hello"))
+    batches: list[int] = []
+    real = router.assigner._offer_batch
+
+    async def counting(queues: Any, now: Any, roster: Any) -> Any:
+        batches.append(len(queues))
+        return await real(queues, now, roster)
+
+    router.assigner._offer_batch = counting  # type: ignore[method-assign]
+    offered = await router.assigner.tick()
+    assert offered == 51
+    assert len(batches) <= 3
