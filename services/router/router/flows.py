@@ -574,6 +574,15 @@ async def change_status(
         ) from None
     now = datetime.now(UTC)
     sets = {"status": new_status, **(extra or {})}
+    if (
+        ticket.status == "assigned"
+        and action == "reply"
+        and new_status == "in_progress"
+        and ticket.owner_agent_id is None
+    ):
+        # Answering an offered ticket takes it, as accepting the offer does: the first agent
+        # to take a ticket owns it (first-contact ownership).
+        sets.setdefault("owner_agent_id", ticket.assignee_agent_id)
     if new_status == "queued" and ticket.status != "queued":
         sets.update(queued_at=now, assignee_agent_id=None)
     if action == "reopen":

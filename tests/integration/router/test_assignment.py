@@ -420,6 +420,7 @@ async def test_replying_to_an_offered_ticket_accepts_its_offer(router: Router) -
     (row,) = await router.sql("SELECT status FROM offers WHERE id = :id", id=offer["id"])
     assert row.status == "accepted"
     assert await router.offers("ria") == []
+    assert reply.json()["owner_agent_id"] == "ria"  # the first to take it owns it
 
 
 async def test_an_offer_whose_ticket_moved_on_unnoticed_is_refused_and_voided(
