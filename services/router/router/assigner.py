@@ -52,7 +52,7 @@ from router.flows import ROUTER, change_status, publish
 log = logging.getLogger(__name__)
 
 HELD = ("assigned", "in_progress", "pending_customer")  # statuses that occupy an agent
-_WAITING_WINDOW = 50  # tickets looked at per queue and offer transaction
+_WAITING_WINDOW = 50  # waiting tickets looked at per queue and channel in one batch
 _MAX_BATCHES_PER_ROUND = 100  # so deep queues cannot keep one round going for ever
 # The best candidates an assignment event carries; the stored decision lists every agent.
 EVENT_CANDIDATES = 10

@@ -574,14 +574,12 @@ async def change_status(
         ) from None
     now = datetime.now(UTC)
     sets = {"status": new_status, **(extra or {})}
-    if (
-        ticket.status == "assigned"
-        and action == "reply"
-        and new_status == "in_progress"
-        and ticket.owner_agent_id is None
-    ):
-        # Answering an offered ticket takes it, as accepting the offer does: the first agent
-        # to take a ticket owns it (first-contact ownership).
+    # Answering an offered ticket takes it, as accepting the offer does: the offer counts as
+    # accepted and the first agent to take a ticket owns it (first-contact ownership).
+    taken_by_reply = (
+        ticket.status == "assigned" and action == "reply" and new_status == "in_progress"
+    )
+    if taken_by_reply and ticket.owner_agent_id is None:
         sets.setdefault("owner_agent_id", ticket.assignee_agent_id)
     if new_status == "queued" and ticket.status != "queued":
         sets.update(queued_at=now, assignee_agent_id=None)
@@ -595,7 +593,7 @@ async def change_status(
         {**sets, "id": ticket.id},
     )
     if ticket.status == "assigned" and action != "accept":
-        await _settle_pending_offers(conn, ticket, action, actor, new_status, sets, now)
+        await _settle_pending_offers(conn, ticket, action, actor, taken_by_reply, sets, now)
     await add_history(
         conn,
         ticket.id,
@@ -632,7 +630,7 @@ async def _settle_pending_offers(
     ticket: Ticket,
     action: str,
     actor: str,
-    new_status: str,
+    taken_by_reply: bool,
     sets: dict[str, Any],
     now: datetime,
 ) -> None:
@@ -647,9 +645,9 @@ async def _settle_pending_offers(
     the ticket changed: a 409, or an expiry that leaves the ticket alone) instead of waiting
     on it, which could deadlock."""
     assignee = ticket.assignee_agent_id
-    if action == "reply" and new_status == "in_progress":
+    if taken_by_reply:
         status, reason, agent = "accepted", "the agent answered the ticket", assignee
-    elif new_status == "assigned" and sets.get("assignee_agent_id", assignee) == assignee:
+    elif sets["status"] == "assigned" and sets.get("assignee_agent_id", assignee) == assignee:
         return  # still on offer to the same agent
     else:
         status, reason, agent = "rescinded", f"{action} by {actor}", None
