@@ -7,8 +7,11 @@ a crash or `stop()` never commits past unprocessed work. A handler that keeps fa
 with backoff, then its message goes to the topic's dead-letter twin with the error attached and
 the partition moves on. Infrastructure failures (database or Kafka unreachable) are not the
 message's fault: those are retried until they pass or the consumer stops, never dead-lettered.
-On a rebalance the listener waits for the batch in flight to finish and commit before the
-partitions are handed over.
+Offsets are committed in the background, so the next fetch is not held up by the broker's round
+trip: the newest offset of each partition is committed by one task, one commit at a time (a
+commit lost in a crash only means redeliveries, which are deduped). On a rebalance the listener
+waits for the batch in flight to finish and its offsets to be committed before the partitions
+are handed over; `stop()` commits what is pending before leaving the group.
 """
 
 from __future__ import annotations
@@ -175,6 +178,10 @@ class IdempotentConsumer:
         self.stats = ConsumerStats()
         self._consumer: AIOKafkaConsumer | None = None
         self._inflight = asyncio.Lock()
+        # Offsets processed but not yet committed, newest per partition, and the task
+        # committing them (`_commit_later`).
+        self._to_commit: dict[TopicPartition, int] = {}
+        self._committer: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -207,6 +214,7 @@ class IdempotentConsumer:
         self._stopping.set()
         await finish_or_cancel(self._task, grace_s)
         if self._consumer is not None:
+            await self.flush_commits()
             await self._consumer.stop()
         if self._dlq_producer is not None:
             with contextlib.suppress(Exception):
@@ -270,8 +278,7 @@ class IdempotentConsumer:
             return not live
         if not await self._apply_bulk([r for records in live.values() for r in records]):
             return False
-        offsets = {tp: records[-1].offset + 1 for tp, records in live.items()}
-        await asyncio.shield(self._commit_many(offsets))
+        self._commit_later({tp: records[-1].offset + 1 for tp, records in live.items()})
         return True
 
     async def _process_partition_batch(
@@ -514,7 +521,33 @@ class IdempotentConsumer:
         return True
 
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
-        await self._commit_many({tp: next_offset})
+        """Commit up to `next_offset` now (after what is pending, in order)."""
+        self._commit_later({tp: next_offset})
+        await self.flush_commits()
+
+    def _commit_later(self, offsets: dict[TopicPartition, int]) -> None:
+        """Have `offsets` committed in the background, after anything pending."""
+        for tp, offset in offsets.items():
+            if offset > self._to_commit.get(tp, -1):
+                self._to_commit[tp] = offset
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(
+                self._commit_pending(), name=f"commit:{self.group_id}"
+            )
+
+    async def _commit_pending(self) -> None:
+        while self._to_commit:
+            offsets, self._to_commit = self._to_commit, {}
+            try:
+                await self._commit_many(offsets)
+            except Exception:  # the loop goes on; redeliveries are deduped
+                log.exception("offset commit for %s failed", sorted(offsets))
+
+    async def flush_commits(self) -> None:
+        """Return once every offset handed to `_commit_later` so far has been committed (or
+        its commit failed and was logged)."""
+        while self._committer is not None and not self._committer.done():
+            await asyncio.shield(self._committer)
 
     async def _commit_many(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
@@ -538,11 +571,12 @@ class _FinishInFlight(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Holding the lock means the batch in flight has been processed and committed.
+        # Holding the lock means the batch in flight has been processed; then its offsets
+        # (and any others pending) are committed before the partitions go.
         try:
             async with asyncio.timeout(60):
                 async with self.owner._inflight:
-                    pass
+                    await self.owner.flush_commits()
         except TimeoutError:
             log.warning("batch still in flight at rebalance; it will be redelivered and deduped")
 

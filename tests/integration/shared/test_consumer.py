@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -323,6 +323,52 @@ async def test_batch_handler_gets_each_first_time_event_once_in_order(
     await wait_until(lambda: _handled(consumer, 7))
     assert await labels(effects) == ["b1", "b2", "b3"]
     assert [label for batch in seen for label in batch] == ["b1", "b2", "b3"]
+
+
+async def _committed(kafka_bootstrap: str, group_id: str, tp: TopicPartition) -> int | None:
+    probe = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group_id)
+    await probe.start()
+    try:
+        return await probe.committed(tp)
+    finally:
+        await probe.stop()
+
+
+async def test_offsets_are_committed_in_the_background_and_what_is_pending_on_stop(
+    make_consumer,
+    producer: AIOKafkaProducer,
+    topic: str,
+    effects: AsyncEngine,
+    kafka_bootstrap: str,
+) -> None:
+    ticket = uuid.uuid4()  # one partition
+
+    async def produce(labels_: list[str]) -> tuple[TopicPartition, int]:
+        for label in labels_:
+            e = event(label, ticket)
+            metadata = await producer.send_and_wait(topic, value=e.to_bytes(), key=e.key.encode())
+        return TopicPartition(topic, metadata.partition), metadata.offset
+
+    tp, last = await produce(["c1", "c2", "c3"])
+    consumer = make_consumer(batch_handler=record_effects)
+    await consumer.start()
+    try:
+        await wait_until(lambda: _handled(consumer, 3))
+        # Committed while the consumer goes on: the next fetch does not wait for it.
+        await wait_until(
+            lambda: _equals(_committed(kafka_bootstrap, consumer.group_id, tp), last + 1)
+        )
+        tp, last = await produce(["c4", "c5"])
+        await wait_until(lambda: _handled(consumer, 5))
+    finally:
+        await consumer.stop()
+    # Stopping right after the batch commits its offsets before leaving the group.
+    assert await _committed(kafka_bootstrap, consumer.group_id, tp) == last + 1
+    assert await labels(effects) == ["c1", "c2", "c3", "c4", "c5"]
+
+
+async def _equals(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
 
 
 async def test_failing_batch_is_rolled_back_and_taken_event_by_event(
