@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.db import insert_many
+from ccshared.db import array_params, insert_from_arrays, insert_many
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import (
     ContactReceived,
@@ -26,7 +26,7 @@ from ccshared.events.payloads import (
 )
 from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
-from ccshared.outbox import enqueue
+from ccshared.outbox import OUTBOX_COLUMNS, enqueue, outbox_tuples
 from ccshared.problems import Conflict
 from router.db.rules import DEFAULT_RULE_SET, RuleSet
 from router.db.tickets import HISTORY_COLUMNS, Ticket, add_history, add_thread_keys, get_ticket
@@ -290,20 +290,19 @@ class TicketWrites:
     events: list[Envelope] = dataclasses.field(default_factory=list)
 
     async def flush(self, conn: AsyncConnection) -> None:
-        """Write what was gathered (tickets first: the other rows refer to them), then start
-        over."""
-        await insert_many(conn, "tickets", _TICKET_COLUMNS, self.tickets)
-        known = "ON CONFLICT DO NOTHING"
-        await insert_many(conn, "ticket_contacts", _CONTACT_COLUMNS, self.contacts, suffix=known)
-        await insert_many(conn, "ticket_history", HISTORY_COLUMNS, self.history)
-        await insert_many(
-            conn,
-            "thread_keys",
-            _THREAD_KEY_COLUMNS,
-            self.thread_keys,
-            suffix="ON CONFLICT DO NOTHING",
+        """Write what was gathered in one statement (one round trip), then start over."""
+        if not (self.tickets or self.contacts or self.history or self.thread_keys or self.events):
+            return
+        await conn.execute(
+            _WRITE_TICKETS,
+            {
+                **array_params(_TICKET_COLUMNS, self.tickets, prefix="t_"),
+                **array_params(_CONTACT_COLUMNS, self.contacts, prefix="c_"),
+                **array_params(HISTORY_COLUMNS, self.history, prefix="h_"),
+                **array_params(_THREAD_KEY_COLUMNS, self.thread_keys, prefix="k_"),
+                **array_params(OUTBOX_COLUMNS, outbox_tuples(self.events), prefix="e_"),
+            },
         )
-        await enqueue(conn, *self.events)
         self.tickets, self.contacts, self.history, self.thread_keys, self.events = (
             [],
             [],
@@ -311,6 +310,27 @@ class TicketWrites:
             [],
             [],
         )
+
+
+# Every table of `TicketWrites` as data-modifying CTEs of one statement. Foreign keys are
+# checked at the end of the statement, so contacts, history and keys may name tickets written
+# in it. A contact or thread key already stored (a redelivery) is left as it is.
+_KNOWN = "ON CONFLICT DO NOTHING"
+_INSERTS = (
+    ("tickets", insert_from_arrays("tickets", _TICKET_COLUMNS, prefix="t_")),
+    (
+        "contacts",
+        insert_from_arrays("ticket_contacts", _CONTACT_COLUMNS, prefix="c_", suffix=_KNOWN),
+    ),
+    ("history", insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")),
+    ("keys", insert_from_arrays("thread_keys", _THREAD_KEY_COLUMNS, prefix="k_", suffix=_KNOWN)),
+)
+_WRITE_TICKETS = text(
+    "WITH "
+    + ", ".join(f"{name} AS ({sql})" for name, sql in _INSERTS)
+    + " "
+    + insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")
+)
 
 
 def _history_row(
