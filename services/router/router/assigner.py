@@ -39,6 +39,7 @@ from router.domain.assignment import (
     Agent,
     Candidate,
     Decision,
+    Standings,
     TicketToAssign,
     choose_agent,
     ineligibility,
@@ -56,6 +57,7 @@ _WAITING_WINDOW = 50  # waiting tickets looked at per queue and channel in one b
 _MAX_BATCHES_PER_ROUND = 100  # so deep queues cannot keep one round going for ever
 # The best candidates an assignment event carries; the stored decision lists every agent.
 EVENT_CANDIDATES = 10
+_CANDIDATE_JSON_CACHE = 50_000  # encoded candidates kept for reuse (`_candidates_json`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,6 +346,7 @@ class Assigner:
         self._roster_read_at = 0.0
         self._agent_changes = 0
         self._housekeeping_at = 0.0
+        self._candidate_json: dict[Candidate, str] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="assigner")
@@ -469,32 +472,52 @@ class Assigner:
             for row in rows:
                 waiting.setdefault(row.queue_id, []).append(row)
             plans: list[tuple[Any, Decision]] = []
+            standings: dict[tuple[str, str], Standings] = {}
             decided = 0
             for queue_id, tickets in waiting.items():
                 queue = by_id[queue_id]
                 tickets.sort(key=_urgency)
                 rr_cursor = queue.rr_cursor
                 # Status, skills and channels do not change within the batch, only loads: who
-                # could take a ticket on a channel is worked out once per channel and queue.
+                # could take a ticket on a channel is worked out once per channel and queue,
+                # and they stay ranked as offers are booked (Standings).
                 splits: dict[str, tuple[list[str], tuple[Candidate, ...]]] = {}
                 for ticket in tickets:
                     decided += 1
                     if decided % _YIELD_EVERY == 0:
-                        # Deciding is CPU (every agent scored per ticket): let the consumer,
-                        # the relay and API calls in between, or they wait for the batch.
+                        # Deciding is CPU: let the consumer, the relay and API calls in
+                        # between, or they wait for the batch.
                         await asyncio.sleep(0)
                     split = splits.get(ticket.channel)
                     if split is None:
                         agents = list(roster.values())
                         split = split_roster(agents, ticket.channel, queue.required_skills)
                         splits[ticket.channel] = split
-                    decision = _decide(
-                        queue, rr_cursor, ticket, roster, set(ticket.declined), now, split
-                    )
+                    if ticket.declined:
+                        decision = _decide(
+                            queue, rr_cursor, ticket, roster, set(ticket.declined), now, split
+                        )
+                    else:
+                        ranked = standings.get((queue_id, ticket.channel))
+                        if ranked is None:
+                            ranked = Standings(
+                                [roster[a] for a in split[0]],
+                                split[1],
+                                ticket.channel,
+                                queue.required_skills,
+                                queue.strategy,
+                                now,
+                            )
+                            standings[(queue_id, ticket.channel)] = ranked
+                        decision = ranked.decide(rr_cursor)
+                        if decision.chosen_agent_id is None:
+                            decision = None
                     if decision is None:
                         continue
                     agent_id = decision.chosen_agent_id or ""
                     _book(roster, agent_id, ticket.channel, now)
+                    for other in standings.values():
+                        other.update(roster[agent_id])
                     plans.append((ticket, decision))
                     if decision.strategy == "round_robin":
                         rr_cursor = agent_id
@@ -550,10 +573,6 @@ class Assigner:
             if decision.strategy == "round_robin":
                 rr_cursors[queue.id] = agent_id  # the queue's last offer, in decision order
             decision_id, offer_id = uuid7(), uuid7()
-            candidates = [
-                {"agent_id": agent, "score": score, "passed_over": passed_over}
-                for agent, score, passed_over in decision.candidates
-            ]
             decisions.append(
                 (
                     decision_id,
@@ -564,7 +583,7 @@ class Assigner:
                     queue.id,
                     decision.strategy,
                     agent_id,
-                    orjson.dumps(candidates).decode(),
+                    self._candidates_json(decision.candidates),
                     decision.tie_breaker,
                 )
             )
@@ -600,10 +619,12 @@ class Assigner:
                         policy_step=ticket.policy_step,
                         strategy=decision.strategy,
                         candidates=[
-                            RoutingCandidate.model_construct(**c)
-                            for c in candidates[:EVENT_CANDIDATES]
+                            RoutingCandidate.model_construct(
+                                agent_id=c.agent_id, score=c.score, passed_over=c.passed_over
+                            )
+                            for c in decision.candidates[:EVENT_CANDIDATES]
                         ],
-                        candidates_considered=len(candidates),
+                        candidates_considered=len(decision.candidates),
                         tie_breaker=decision.tie_breaker,
                         at=now,
                     ),
@@ -630,6 +651,23 @@ class Assigner:
             },
         )
         return rr_cursors
+
+    def _candidates_json(self, candidates: tuple[Candidate, ...]) -> str:
+        """A decision's candidates as the JSON list of objects stored with it. Each candidate
+        is encoded once and its text reused: a batch lists the same agents, mostly with the
+        same scores, in decision after decision."""
+        cache = self._candidate_json
+        if len(cache) > _CANDIDATE_JSON_CACHE:
+            cache.clear()
+        parts = []
+        for c in candidates:
+            part = cache.get(c)
+            if part is None:
+                part = cache[c] = orjson.dumps(
+                    {"agent_id": c.agent_id, "score": c.score, "passed_over": c.passed_over}
+                ).decode()
+            parts.append(part)
+        return f"[{','.join(parts)}]"
 
     async def expire_offers(self, now: datetime) -> int:
         async with self.engine.begin() as conn:

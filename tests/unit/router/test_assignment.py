@@ -13,6 +13,7 @@ from router.domain.assignment import (
     Agent,
     AgentStatus,
     Candidate,
+    Standings,
     Strategy,
     TicketToAssign,
     WaitingTicket,
@@ -409,3 +410,53 @@ def test_a_split_roster_decides_exactly_as_the_whole_roster(seed: int) -> None:
                     passed_over=passed_over,
                 )
                 assert split == whole
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_standings_decide_a_run_of_tickets_exactly_as_choose_agent(seed: int) -> None:
+    """The assigner decides a batch of one queue's tickets on a channel with `Standings`, which
+    re-ranks only the agents that offers went to: every decision of the run, candidates and
+    scores and tie-breaker included, must be choose_agent's over the roster as it is then.
+    Offers of other queues (other channels, agents outside this queue) change the roster too."""
+    rng = random.Random(seed)
+    channels: list[Channel] = ["phone", "chat", "email", "social"]
+    roster = {
+        f"a{n:02d}": agent(
+            f"a{n:02d}",
+            skills={s: rng.randint(1, 3) for s in rng.sample(["billing", "vip", "tech"], 2)},
+            status=rng.choice(["available", "available", "available", "busy", "offline"]),
+            load={c: rng.randint(0, 2) for c in channels},
+            capacity={c: rng.randint(0, 4) for c in rng.sample(channels, 3)},
+            idle_for_s=rng.choice([None, 10, 60, 60, 600]),
+        )
+        for n in range(rng.randint(1, 40))
+    }
+    channel = rng.choice(channels)
+    required = rng.choice([frozenset(), frozenset({"billing"}), frozenset({"billing", "vip"})])
+    strategy = rng.choice(STRATEGIES)
+    now = NOW + timedelta(seconds=rng.choice([0, 30]))
+    members, passed_over = split_roster(list(roster.values()), channel, required)
+    standings = Standings(
+        [roster[m] for m in members], passed_over, channel, required, strategy, now
+    )
+    cursor = rng.choice([None, "a05", "a99"])
+    ticket = TicketToAssign(channel, required, "normal")
+    for _ in range(60):
+        expected = choose_agent(
+            ticket, [roster[m] for m in members], strategy, now, cursor, passed_over=passed_over
+        )
+        assert standings.decide(cursor) == expected
+        # The offer goes to the chosen agent, or (another queue's) to anyone on any channel.
+        if expected.chosen_agent_id is not None and rng.random() < 0.7:
+            booked, on = expected.chosen_agent_id, channel
+        else:
+            booked, on = rng.choice(sorted(roster)), rng.choice(channels)
+        before = roster[booked]
+        roster[booked] = dataclasses.replace(
+            before,
+            load={**before.load, on: before.load.get(on, 0) + 1},
+            last_assigned_at=now,
+            assignments_total=before.assignments_total + 1,
+        )
+        standings.update(roster[booked])
+        cursor = expected.rr_cursor

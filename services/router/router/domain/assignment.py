@@ -4,10 +4,11 @@ with free capacity takes next."""
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 from ccshared.events.payloads import Channel, Priority
 from router.domain.classification import PRIORITY_RANK
@@ -177,6 +178,128 @@ def choose_agent(
     )
 
 
+class Standings:
+    """`choose_agent` for a run of tickets of one queue and channel, kept up to date as offers
+    are booked: the agents who could take such a ticket stay ranked by the queue's strategy,
+    and an offer re-ranks only the agent it went to (`update`), so a decision costs what
+    changed rather than a scoring of the whole roster. Decides exactly as `choose_agent` does
+    for a ticket nobody declined (a declined one goes through `choose_agent`, the decliners
+    left out).
+
+    `agents`: the members of `split_roster` for the channel and skills, as they are now;
+    `passed_over`: its others."""
+
+    __slots__ = (
+        "_at_capacity",
+        "_cands",
+        "_channel",
+        "_ids",
+        "_key",
+        "_keys",
+        "_members",
+        "_now",
+        "_others",
+        "_passed_over",
+        "_required",
+        "_strategy",
+    )
+
+    def __init__(
+        self,
+        agents: Sequence[Agent],
+        passed_over: Sequence[Candidate],
+        channel: Channel,
+        required_skills: frozenset[str],
+        strategy: Strategy,
+        now: datetime,
+    ) -> None:
+        self._channel = channel
+        self._required = required_skills
+        self._strategy = strategy
+        self._now = now
+        self._passed_over = tuple(passed_over)
+        self._members = {a.id for a in agents}
+        self._at_capacity = {a.id for a in agents if not self._has_room(a)}
+        self._others: tuple[Candidate, ...] | None = None
+        # The agents with room, best first, as three parallel lists (rank keys, ids, and the
+        # candidate each is listed as when passed over), and each one's key.
+        ranked = sorted(self._entry(a) for a in agents if a.id not in self._at_capacity)
+        self._keys = [key for key, _ in ranked]
+        self._ids = [candidate.agent_id for _, candidate in ranked]
+        self._cands = [candidate for _, candidate in ranked]
+        self._key = {candidate.agent_id: key for key, candidate in ranked}
+
+    def _has_room(self, agent: Agent) -> bool:
+        return agent.capacity.get(self._channel, 0) > agent.load.get(self._channel, 0)
+
+    def _entry(self, agent: Agent) -> tuple[tuple[Any, ...], Candidate]:
+        # choose_agent's order: score (higher first), longest idle, agent id. Round robin
+        # ranks by id (from the cursor on; scores are positions, worked out per decision).
+        if self._strategy == "round_robin":
+            return (agent.id,), Candidate(agent.id, 0.0, "outranked")
+        score = _score(self._strategy, agent, self._required, self._now)
+        return (-score, agent.idle_reference(), agent.id), Candidate(agent.id, score, "outranked")
+
+    def update(self, agent: Agent) -> None:
+        """The agent changed (say, an offer was booked to it): rank it again."""
+        if agent.id not in self._members:
+            return
+        if agent.id in self._at_capacity:
+            self._at_capacity.discard(agent.id)
+            self._others = None
+        else:
+            i = bisect_left(self._keys, self._key.pop(agent.id))
+            del self._keys[i], self._ids[i], self._cands[i]
+        if not self._has_room(agent):
+            self._at_capacity.add(agent.id)
+            self._others = None
+            return
+        key, candidate = self._entry(agent)
+        i = bisect_left(self._keys, key)
+        self._keys.insert(i, key)
+        self._ids.insert(i, agent.id)
+        self._cands.insert(i, candidate)
+        self._key[agent.id] = key
+
+    def decide(self, rr_cursor: str | None = None) -> Decision:
+        """What `choose_agent` decides for a ticket of this queue and channel now."""
+        others = self._others_by_id()
+        if not self._ids:
+            return Decision(None, self._strategy, others, "no eligible agent", rr_cursor)
+        if self._strategy == "round_robin":
+            ids = self._ids
+            start = bisect_right(ids, rr_cursor) if rr_cursor is not None else 0
+            order = ids[start:] + ids[:start] if start < len(ids) else ids
+            n = len(order)
+            ranked = [Candidate(a, float(n - p), "outranked") for p, a in enumerate(order)]
+            ranked[0] = Candidate(order[0], float(n), None)
+            return Decision(order[0], self._strategy, (*ranked, *others), _ROUND_ROBIN, order[0])
+        best = self._cands[0]
+        return Decision(
+            best.agent_id,
+            self._strategy,
+            (Candidate(best.agent_id, best.score, None), *self._cands[1:], *others),
+            self._tie_breaker(),
+            rr_cursor,
+        )
+
+    def _tie_breaker(self) -> str:
+        best = self._keys[0][0]
+        tied = bisect_right(self._keys, best, key=lambda k: k[0])
+        if tied == 1:
+            return f"highest {self._strategy} score"
+        rule = f"{tied} agents with equal {self._strategy} score; longest idle first, then agent id"
+        if self._keys[0][1] == self._keys[1][1]:
+            return f"{rule}: equally idle, lowest agent id"
+        return f"{rule}: longest idle"
+
+    def _others_by_id(self) -> tuple[Candidate, ...]:
+        if self._others is None:
+            full = [Candidate(a, None, "at_capacity") for a in self._at_capacity]
+            self._others = tuple(sorted((*self._passed_over, *full), key=lambda c: c.agent_id))
+        return self._others
+
+
 def split_roster(
     agents: Sequence[Agent], channel: Channel, required_skills: frozenset[str]
 ) -> tuple[list[str], tuple[Candidate, ...]]:
@@ -195,6 +318,16 @@ def split_roster(
     return members, tuple(others)
 
 
+def _score(strategy: Strategy, agent: Agent, required: frozenset[str], now: datetime) -> float:
+    """An agent's score under a strategy other than round robin (higher is better)."""
+    if strategy == "longest_idle":
+        return round((now - agent.idle_reference()).total_seconds(), 3)
+    if strategy == "least_loaded":
+        return round(1.0 - agent.utilization(), 6)
+    # best_skill_match
+    return round(sum(agent.skills[s] for s in required) / len(required), 6) if required else 0.0
+
+
 def _scores(
     strategy: Strategy,
     agents: Sequence[Agent],
@@ -203,16 +336,8 @@ def _scores(
     rr_cursor: str | None,
     idle: Mapping[str, datetime],
 ) -> dict[str, float]:
-    if strategy == "longest_idle":
-        return {a.id: round((now - idle[a.id]).total_seconds(), 3) for a in agents}
-    if strategy == "least_loaded":
-        return {a.id: round(1.0 - a.utilization(), 6) for a in agents}
-    if strategy == "best_skill_match":
-        required = ticket.required_skills
-        return {
-            a.id: round(sum(a.skills[s] for s in required) / len(required), 6) if required else 0.0
-            for a in agents
-        }
+    if strategy != "round_robin":
+        return {a.id: _score(strategy, a, ticket.required_skills, now) for a in agents}
     # round_robin: the first id after the cursor scores highest, wrapping around.
     ids = sorted(a.id for a in agents)
     after = [i for i, agent_id in enumerate(ids) if rr_cursor is None or agent_id > rr_cursor]
@@ -221,9 +346,12 @@ def _scores(
     return {agent_id: float(len(order) - position) for position, agent_id in enumerate(order)}
 
 
+_ROUND_ROBIN: Final = "round robin: next agent id after the last one chosen, wrapping around"
+
+
 def _tie_breaker(strategy: Strategy, ranked: Sequence[Agent], scores: Mapping[str, float]) -> str:
     if strategy == "round_robin":
-        return "round robin: next agent id after the last one chosen, wrapping around"
+        return _ROUND_ROBIN
     best = scores[ranked[0].id]
     tied = [a for a in ranked if scores[a.id] == best]
     if len(tied) == 1:
