@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 from aiokafka import AIOKafkaConsumer
 
 from bench.harness import (
@@ -90,12 +91,14 @@ class Tail:
         # ticket opened (router consumer) and offer made (assigner), per ticket.
         self.opened_wall: dict[str, float] = {}
         self.offered_wall: dict[str, float] = {}
+        # contact → when intake's relay handed it to Kafka (the record's CreateTime).
+        self.published_wall: dict[str, float] = {}
         self.consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.consumer.start()
-        tps = await topic_partitions(self.consumer, ["router.tickets"])
+        tps = await topic_partitions(self.consumer, ["router.tickets", "intake.contacts"])
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
         for tp in tps:
@@ -109,6 +112,10 @@ class Tail:
             for records in batch.values():
                 for record in records:
                     kind = dict(record.headers or ()).get("event_type")
+                    if kind == b"contact.received":
+                        contact_id = orjson.loads(record.value)["payload"]["contact_id"]
+                        self.published_wall[contact_id] = record.timestamp / 1000
+                        continue
                     if kind not in (b"ticket.opened", b"ticket.assigned"):
                         continue  # the tail's CPU is the machine's: decode only what it needs
                     envelope, payload = decode_event(record.value)
@@ -382,10 +389,12 @@ def _pct(values: list[float], p: float) -> float:
 
 def _stages(sent: dict[str, float], tail: Tail) -> dict[str, dict[str, float]]:
     """p50/p99 of each leg, on the wall clock the services stamp events with: POST sent →
-    ticket opened (intake, its relay, Kafka, the router's consumer) → offer made (the
-    assigner) → the assignment event read here (the router's relay and Kafka)."""
+    contact on Kafka (intake and its relay) → ticket opened (the router's consumer) → offer
+    made (the assigner) → the assignment event read here (the router's relay and Kafka)."""
     offset = time.time() - time.perf_counter()
     legs: dict[str, list[float]] = {
+        "post_to_kafka": [],
+        "kafka_to_opened": [],
         "post_to_opened": [],
         "opened_to_offer": [],
         "offer_to_event": [],
@@ -396,6 +405,10 @@ def _stages(sent: dict[str, float], tail: Tail) -> dict[str, dict[str, float]]:
             continue
         opened = tail.opened_wall[ticket]
         legs["post_to_opened"].append((opened - (started + offset)) * 1000)
+        published = tail.published_wall.get(contact_id)
+        if published is not None:
+            legs["post_to_kafka"].append((published - (started + offset)) * 1000)
+            legs["kafka_to_opened"].append((opened - published) * 1000)
         if ticket not in tail.offered_wall or ticket not in tail.assigned_at:
             continue
         offered = tail.offered_wall[ticket]
