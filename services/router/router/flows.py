@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.db import array_params, insert_from_arrays, insert_many
+from ccshared.db import array_params, insert_from_arrays
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import (
     ContactReceived,
@@ -29,7 +31,7 @@ from ccshared.logging import correlation_id
 from ccshared.outbox import OUTBOX_COLUMNS, enqueue, outbox_tuples
 from ccshared.problems import Conflict
 from router.db.rules import DEFAULT_RULE_SET, RuleSet
-from router.db.tickets import HISTORY_COLUMNS, Ticket, add_history, add_thread_keys, get_ticket
+from router.db.tickets import HISTORY_COLUMNS, Ticket, get_ticket
 from router.domain.classification import (
     PRIORITY_RANK,
     Classification,
@@ -164,8 +166,9 @@ async def _join(
 ) -> uuid.UUID:
     assert decision.ticket_id is not None
     ticket_id = uuid.UUID(decision.ticket_id)
-    await add_contact(conn, ticket_id, contact, decision, expect_status=expect_status)
-    await add_thread_keys(conn, ticket_id, thread_keys(thread))
+    await add_contact(
+        conn, ticket_id, contact, decision, expect_status=expect_status, keys=thread_keys(thread)
+    )
     return ticket_id
 
 
@@ -177,9 +180,9 @@ async def receive_contacts(
 ) -> None:
     """`receive_contact` for many contacts in order, as if one after the other (each given
     with the correlation id its events carry on): one query finds every customer's candidate
-    tickets, new tickets are gathered and written together, and a contact that joins or
-    reopens a ticket goes the one-contact way (after what came before it is written), after
-    which its customer's candidates are read again."""
+    tickets, and the batch's view of them is kept up to date as contacts are decided. New
+    tickets, and contacts joining a ticket opened earlier in the batch, are gathered and
+    written together; a contact joining a stored ticket locks it and is written at once."""
     threads = [contact_thread(c) for _, c in contacts]
     keys = list(dict.fromkeys(k for t in threads for k in lookup_keys(t)))
     # Not locked: a contact that opens a ticket does not depend on anything an agent could
@@ -195,6 +198,7 @@ async def receive_contacts(
         try:
             mine = pool.setdefault(thread.customer_id, {})
             decision = decide_thread(thread, list(mine.values()))
+            added = frozenset(thread_keys(thread))
             if decision.action == "open_new":
                 ticket_id = _plan_threaded_ticket(writes, contact, thread, decision, policy, rules)
                 mine[str(ticket_id)] = OpenTicketCandidate(
@@ -203,17 +207,36 @@ async def receive_contacts(
                     channel=contact.channel,
                     status="queued",
                     last_contact_at=contact.received_at,
-                    matched_keys=frozenset(thread_keys(thread)),
+                    matched_keys=added,
                 )
                 continue
-            await writes.flush(conn)
-            seen = mine[decision.ticket_id or ""].status
-            try:
-                await _join(conn, contact, thread, decision, expect_status=seen)
-            except StaleThreadDecision:
-                await receive_contact(conn, contact, policy, rules)  # decide again, locked
-            again = await _candidates(conn, [contact.customer_id], keys, lock=False)
-            pool[thread.customer_id] = again.get(thread.customer_id, {})
+            target = mine[decision.ticket_id or ""]
+            if writes.plans(target.ticket_id):
+                # A ticket this batch opened (queued, so joined, never reopened): rows only.
+                writes.join(uuid.UUID(target.ticket_id), contact, decision, added)
+                status = target.status
+            else:
+                try:
+                    status = await add_contact(
+                        conn,
+                        uuid.UUID(target.ticket_id),
+                        contact,
+                        decision,
+                        expect_status=target.status,
+                        keys=sorted(added),
+                    )
+                except StaleThreadDecision:
+                    await writes.flush(conn)  # it may now join a ticket of this batch
+                    await receive_contact(conn, contact, policy, rules)  # decide again, locked
+                    again = await _candidates(conn, [contact.customer_id], keys, lock=False)
+                    pool[thread.customer_id] = again.get(thread.customer_id, {})
+                    continue
+            mine[target.ticket_id] = dataclasses.replace(
+                target,
+                status=status,
+                last_contact_at=max(target.last_contact_at, contact.received_at),
+                matched_keys=target.matched_keys | added,
+            )
         finally:
             correlation_id.reset(token)
     await writes.flush(conn)
@@ -221,16 +244,6 @@ async def receive_contacts(
 
 def _contact_row(ticket_id: uuid.UUID, c: ContactReceived) -> tuple[Any, ...]:
     return (c.contact_id, ticket_id, c.channel, c.received_at, c.subject, c.text)
-
-
-async def _insert_contact(conn: AsyncConnection, ticket_id: uuid.UUID, c: ContactReceived) -> None:
-    await insert_many(
-        conn,
-        "ticket_contacts",
-        _CONTACT_COLUMNS,
-        [_contact_row(ticket_id, c)],
-        suffix="ON CONFLICT DO NOTHING",
-    )
 
 
 def classification_document(result: Classification, rules_version: int) -> dict[str, Any]:
@@ -276,6 +289,7 @@ _CONTACT_COLUMNS = (
     ("text", "text"),
 )
 _THREAD_KEY_COLUMNS = (("key", "text"), ("ticket_id", "uuid"))
+_LAST_CONTACT = [name for name, _ in _TICKET_COLUMNS].index("last_contact_at")
 
 
 @dataclasses.dataclass
@@ -288,6 +302,36 @@ class TicketWrites:
     history: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     thread_keys: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     events: list[Envelope] = dataclasses.field(default_factory=list)
+    # ticket id → its row's index in `tickets`
+    planned: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def plans(self, ticket_id: str) -> bool:
+        """Whether the ticket is one of those gathered here, not yet written."""
+        return ticket_id in self.planned
+
+    def join(
+        self,
+        ticket_id: uuid.UUID,
+        contact: ContactReceived,
+        decision: ThreadDecision,
+        keys: Iterable[str],
+    ) -> None:
+        """The contact joins a ticket gathered here (queued, so no status changes): the rows
+        and the event `add_contact` would write, in the order it would write them."""
+        i = self.planned[str(ticket_id)]
+        row = self.tickets[i]
+        last = max(row[_LAST_CONTACT], contact.received_at)
+        self.tickets[i] = (*row[:_LAST_CONTACT], last, *row[_LAST_CONTACT + 1 :])
+        self.contacts.append(_contact_row(ticket_id, contact))
+        self.history.append(_contact_history(ticket_id, contact, decision, datetime.now(UTC)))
+        self.thread_keys.extend((key, ticket_id) for key in keys)
+        self.events.append(
+            new_event(
+                _contact_added(ticket_id, contact),
+                producer=ROUTER,
+                correlation_id=correlation_id.get(),
+            )
+        )
 
     async def flush(self, conn: AsyncConnection) -> None:
         """Write what was gathered in one statement (one round trip), then start over."""
@@ -310,6 +354,7 @@ class TicketWrites:
             [],
             [],
         )
+        self.planned = {}
 
 
 # Every table of `TicketWrites` as data-modifying CTEs of one statement. Foreign keys are
@@ -331,6 +376,20 @@ _WRITE_TICKETS = text(
     + " "
     + insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")
 )
+# A contact joining a stored ticket: its row, the ticket's last contact, history, thread keys
+# and events, in one statement.
+_TOUCH = (
+    "UPDATE tickets SET last_contact_at = greatest(last_contact_at, :at), updated_at = now() "
+    "WHERE id = :id"
+)
+_ADD_CONTACT = text(
+    "WITH "
+    + ", ".join(
+        f"{name} AS ({sql})" for name, sql in (_INSERTS[1], ("ticket", _TOUCH), *_INSERTS[2:])
+    )
+    + " "
+    + insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")
+)
 
 
 def _history_row(
@@ -342,11 +401,12 @@ def _history_row(
     to_status: str | None = None,
     reason: str | None = None,
     data: dict[str, Any],
+    actor: str = ROUTER,
 ) -> tuple[Any, ...]:
     return (
         ticket_id,
         at,
-        ROUTER,
+        actor,
         action,
         from_status,
         to_status,
@@ -407,6 +467,7 @@ def plan_ticket(
         )
     priority = step.priority_override or result.priority
     ticket_id = ticket_id or uuid7()
+    writes.planned[str(ticket_id)] = len(writes.tickets)
     writes.tickets.append(
         (
             ticket_id,
@@ -517,6 +578,29 @@ def _timeout_at(now: datetime, step: StepMatch) -> datetime | None:
     return now + timedelta(seconds=step.timeout_s) if step.timeout_s else None
 
 
+def _contact_history(
+    ticket_id: uuid.UUID, contact: ContactReceived, decision: ThreadDecision, at: datetime
+) -> tuple[Any, ...]:
+    return _history_row(
+        ticket_id,
+        at,
+        "contact",
+        reason=decision.reason,
+        data={"contact_id": str(contact.contact_id)},
+        actor=f"customer:{contact.customer_id}",
+    )
+
+
+def _contact_added(ticket_id: uuid.UUID, contact: ContactReceived) -> TicketContactAdded:
+    return TicketContactAdded(
+        ticket_id=ticket_id,
+        customer_id=contact.customer_id,
+        contact_id=contact.contact_id,
+        channel=contact.channel,
+        received_at=contact.received_at,
+    )
+
+
 async def add_contact(
     conn: AsyncConnection,
     ticket_id: uuid.UUID,
@@ -524,46 +608,44 @@ async def add_contact(
     decision: ThreadDecision,
     *,
     expect_status: str | None = None,
-) -> None:
-    """`expect_status`: the status the decision was made on without a lock; if the locked
+    keys: Sequence[str] = (),
+) -> str:
+    """Add the contact (and its thread `keys`) to the ticket, reopening it if the decision
+    says so, or taking it out of pending-customer; returns the ticket's status after.
+    `expect_status`: the status the decision was made on without a lock; if the locked
     ticket has another, nothing is written and StaleThreadDecision is raised."""
     ticket = await get_ticket(conn, ticket_id, lock=True)
     if expect_status is not None and ticket.status != expect_status:
         raise StaleThreadDecision(f"ticket {ticket_id} is {ticket.status}, not {expect_status}")
-    await _insert_contact(conn, ticket_id, contact)
-    await conn.execute(
-        text(
-            "UPDATE tickets SET last_contact_at = greatest(last_contact_at, :at), "
-            "updated_at = now() WHERE id = :id"
-        ),
-        {"at": contact.received_at, "id": ticket_id},
-    )
-    now = datetime.now(UTC)
-    await add_history(
-        conn,
-        ticket_id,
-        at=now,
-        actor=f"customer:{contact.customer_id}",
-        action="contact",
-        reason=decision.reason,
-        data={"contact_id": str(contact.contact_id)},
-    )
+    added = _contact_added(ticket_id, contact)
     if decision.action == "reopen":
-        await change_status(conn, ticket, "reopen", actor=ROUTER, reason=decision.reason)
+        change: tuple[Action, str | None] | None = ("reopen", decision.reason)
     elif ticket.status == "pending_customer":
-        await change_status(
-            conn, ticket, "customer_replied", actor=ROUTER, reason="the customer answered"
-        )
-    await publish(
-        conn,
-        TicketContactAdded(
-            ticket_id=ticket_id,
-            customer_id=contact.customer_id,
-            contact_id=contact.contact_id,
-            channel=contact.channel,
-            received_at=contact.received_at,
-        ),
+        change = ("customer_replied", "the customer answered")
+    else:
+        change = None
+    # Its event follows the status change's, if any (written with them, below).
+    cid = correlation_id.get()
+    events = [] if change else [new_event(added, producer=ROUTER, correlation_id=cid)]
+    await conn.execute(
+        _ADD_CONTACT,
+        {
+            **array_params(_CONTACT_COLUMNS, [_contact_row(ticket_id, contact)], prefix="c_"),
+            "id": ticket_id,
+            "at": contact.received_at,
+            **array_params(
+                HISTORY_COLUMNS,
+                [_contact_history(ticket_id, contact, decision, datetime.now(UTC))],
+                prefix="h_",
+            ),
+            **array_params(_THREAD_KEY_COLUMNS, [(k, ticket_id) for k in keys], prefix="k_"),
+            **array_params(OUTBOX_COLUMNS, outbox_tuples(events), prefix="e_"),
+        },
     )
+    if change:
+        action, reason = change
+        await change_status(conn, ticket, action, actor=ROUTER, reason=reason, also=[added])
+    return ticket.status
 
 
 async def change_status(
@@ -575,9 +657,11 @@ async def change_status(
     reason: str | None = None,
     to_agent: bool = False,
     extra: dict[str, Any] | None = None,
+    also: Sequence[BaseModel] = (),
 ) -> str:
     """Apply a lifecycle action to a locked ticket: new status, history, events. Invalid
-    transitions raise a 409 problem with the domain's explanation."""
+    transitions raise a 409 problem with the domain's explanation. `also`: events of the
+    caller's, published after the change's own, written with them."""
     try:
         owner_available = await _owner_available(conn, ticket) if action == "reopen" else False
         new_status = transition(
@@ -607,23 +691,8 @@ async def change_status(
         sets.update(resolved_at=None, closed_at=None)
         if new_status == "in_progress":
             sets["assignee_agent_id"] = ticket.owner_agent_id
-    assignments = ", ".join(f"{column} = :{column}" for column in sets)
-    await conn.execute(
-        text(f"UPDATE tickets SET {assignments}, updated_at = now() WHERE id = :id"),  # noqa: S608
-        {**sets, "id": ticket.id},
-    )
     if ticket.status == "assigned" and action != "accept":
         await _settle_pending_offers(conn, ticket, action, actor, taken_by_reply, sets, now)
-    await add_history(
-        conn,
-        ticket.id,
-        at=now,
-        actor=actor,
-        action=action,
-        from_status=ticket.status,
-        to_status=new_status,
-        reason=reason,
-    )
     events: list[BaseModel] = []
     if action == "reopen":
         events.append(TicketReopened(ticket_id=ticket.id, actor=actor, reason=reason, at=now))
@@ -638,11 +707,39 @@ async def change_status(
                 at=now,
             )
         )
-    await publish(conn, *events)
+    events.extend(also)
+    # The ticket's new values, its history row and its events: one statement, one round trip.
+    cid = correlation_id.get()
+    envelopes = [new_event(p, producer=ROUTER, correlation_id=cid) for p in events]
+    history = [(ticket.id, now, actor, action, ticket.status, new_status, reason, "{}")]
+    await conn.execute(
+        _status_change_sql(tuple(sets)),
+        {
+            **{f"s_{column}": value for column, value in sets.items()},
+            "id": ticket.id,
+            **array_params(HISTORY_COLUMNS, history, prefix="h_"),
+            **array_params(OUTBOX_COLUMNS, outbox_tuples(envelopes), prefix="e_"),
+        },
+    )
     ticket.status = new_status
     for column, value in sets.items():
         setattr(ticket, column, value)
     return new_status
+
+
+@lru_cache(maxsize=64)
+def _status_change_sql(columns: tuple[str, ...]) -> TextClause:
+    """UPDATE of the ticket's `columns`, its history row and its events, in one statement
+    (data-modifying CTEs). Column names are change_status's own, never input."""
+    assignments = ", ".join(f"{column} = :s_{column}" for column in columns)
+    return text(
+        f"WITH ticket AS (UPDATE tickets SET {assignments}, updated_at = now() WHERE id = :id), "  # noqa: S608
+        f"history AS ({_HISTORY_INSERT}) {_OUTBOX_INSERT}"
+    )
+
+
+_HISTORY_INSERT = insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")
+_OUTBOX_INSERT = insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")
 
 
 async def _settle_pending_offers(

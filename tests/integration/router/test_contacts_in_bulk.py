@@ -245,6 +245,65 @@ async def test_a_batch_writes_one_statement_per_table_not_per_contact(router: Ro
     assert counts[1] <= 8
 
 
+async def _statements(router: Router, batch: list[ContactReceived]) -> int:
+    handler = contacts_to_tickets_in_bulk(router.runtime)
+    statements = 0
+
+    def count(*_: Any) -> None:
+        nonlocal statements
+        statements += 1
+
+    async with router.runtime.engine.begin() as conn:
+        sync = conn.sync_connection
+        assert sync is not None
+        sa_event.listen(sync, "before_cursor_execute", count)
+        await handler(conn, [(_envelope(c), c) for c in batch])
+        sa_event.remove(sync, "before_cursor_execute", count)
+    return statements
+
+
+async def test_contacts_joining_tickets_the_batch_opened_cost_no_statements_of_their_own(
+    router: Router,
+) -> None:
+    """A chat session's messages arriving back to back land in one fetch: the first opens the
+    ticket, the others join it in memory. Only contacts joining a stored ticket go to the
+    database one at a time."""
+    start = datetime.now(UTC)
+    lone = [contact(uuid.uuid4(), channel="chat", text_="hi") for _ in range(10)]
+    sessions = []
+    for _ in range(10):
+        customer, session = uuid.uuid4(), {"chat_session_id": f"s-{uuid.uuid4()}"}
+        sessions += [
+            contact(customer, text_=f"message {m}", thread=session, at=start + timedelta(seconds=m))
+            for m in range(3)
+        ]
+    assert await _statements(router, sessions) == await _statements(router, lone)
+    rows = await router.sql(
+        "SELECT c.ticket_id, count(*) AS n, max(c.received_at) AS last, "
+        "  max(t.last_contact_at) AS ticket_last "
+        "FROM ticket_contacts c JOIN tickets t ON t.id = c.ticket_id "
+        "WHERE c.contact_id = ANY(:ids) GROUP BY c.ticket_id",
+        ids=[c.contact_id for c in sessions],
+    )
+    assert sorted(r.n for r in rows) == [3] * 10  # each session one ticket of three contacts
+    assert all(r.ticket_last == r.last for r in rows)
+
+    # The next message of a session joins the stored ticket: that one costs statements.
+    later = contact(
+        sessions[0].customer_id,
+        text_="still there?",
+        thread={"chat_session_id": sessions[0].thread.chat_session_id},
+        at=start + timedelta(minutes=1),
+    )
+    new = contact(uuid.uuid4(), channel="chat", text_="hi")
+    assert await _statements(router, [later]) > await _statements(router, [new])
+    joined = await router.sql(
+        "SELECT ticket_id FROM ticket_contacts WHERE contact_id = ANY(:ids)",
+        ids=[later.contact_id, sessions[0].contact_id],
+    )
+    assert len({r.ticket_id for r in joined}) == 1
+
+
 async def test_a_ticket_resolved_while_the_batch_decided_is_reopened_not_joined(
     router: Router,
 ) -> None:

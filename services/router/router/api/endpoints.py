@@ -515,7 +515,13 @@ async def reply(
     now = datetime.now(UTC)
     async with _engine(request).begin() as conn:
         ticket = await _ticket_for(conn, ticket_id, user)
-        first = ticket.first_response_at is None
+        replied = TicketReplied(
+            ticket_id=ticket_id,
+            agent_id=body.agent_id,
+            channel=body.channel or ticket.channel,  # type: ignore[arg-type]
+            first_response=ticket.first_response_at is None,
+            at=now,
+        )
         await change_status(
             conn,
             ticket,
@@ -523,16 +529,7 @@ async def reply(
             actor=f"agent:{body.agent_id}",
             reason="replied",
             extra={"first_response_at": ticket.first_response_at or now},
-        )
-        await publish(
-            conn,
-            TicketReplied(
-                ticket_id=ticket_id,
-                agent_id=body.agent_id,
-                channel=body.channel or ticket.channel,  # type: ignore[arg-type]
-                first_response=first,
-                at=now,
-            ),
+            also=[replied],
         )
     return TicketOut(**ticket.__dict__)
 
@@ -566,6 +563,22 @@ async def resolve(
     now = datetime.now(UTC)
     async with _engine(request).begin() as conn:
         ticket = await _ticket_for(conn, ticket_id, user)
+        # Resolving changes none of the fields the event carries but the ones given here.
+        resolved = TicketResolved(
+            ticket_id=ticket.id,
+            customer_id=ticket.customer_id,
+            agent_id=ticket.assignee_agent_id,
+            owner_agent_id=ticket.owner_agent_id,
+            channel=ticket.channel,  # type: ignore[arg-type]
+            queue_id=ticket.queue_id,
+            category=ticket.category,
+            priority=ticket.priority,  # type: ignore[arg-type]
+            language=ticket.language,
+            resolution_code=body.resolution_code,
+            first_contact_resolution=body.first_contact_resolution,
+            opened_at=ticket.opened_at,
+            resolved_at=now,
+        )
         await change_status(
             conn,
             ticket,
@@ -577,24 +590,7 @@ async def resolve(
                 "resolution_code": body.resolution_code,
                 "first_contact_resolution": body.first_contact_resolution,
             },
-        )
-        await publish(
-            conn,
-            TicketResolved(
-                ticket_id=ticket.id,
-                customer_id=ticket.customer_id,
-                agent_id=ticket.assignee_agent_id,
-                owner_agent_id=ticket.owner_agent_id,
-                channel=ticket.channel,  # type: ignore[arg-type]
-                queue_id=ticket.queue_id,
-                category=ticket.category,
-                priority=ticket.priority,  # type: ignore[arg-type]
-                language=ticket.language,
-                resolution_code=body.resolution_code,
-                first_contact_resolution=body.first_contact_resolution,
-                opened_at=ticket.opened_at,
-                resolved_at=now,
-            ),
+            also=[resolved],
         )
     _assigner(request).nudge()  # the agent has capacity again
     return TicketOut(**ticket.__dict__)
