@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from ccshared.events import new_event
 from ccshared.events.payloads import FollowUpRequested, SlaEscalated
-from router.consumers.events import apply_escalations, open_follow_ups
+from router.consumers.events import apply_escalations, apply_escalations_in_bulk, open_follow_ups
 from tests.helpers import as_agent
 from tests.integration.router.conftest import Router, contact
 
@@ -39,6 +39,64 @@ async def test_escalation_raises_priority_and_moves_to_escalations_once(router: 
     assert actions.count("escalate") == 1
     assert actions.count("raise_priority") == 1
     assert "notify_supervisor" in actions
+
+
+async def test_a_fetch_of_escalations_is_applied_in_order_as_one_by_one(router: Router) -> None:
+    """The consumer hands a whole fetch to the batch handler: tickets locked at once, changes
+    written together. Each escalation must still act as alone and in order: two levels of
+    one ticket, the second taking it back from the agent it was offered to; an unknown and a
+    closed ticket left alone."""
+    await router.agent("eve")
+    held = await router.receive(contact(uuid.uuid4(), text_="会员积分怎么兑换？"))
+    await router.assigner.tick()
+    assert (await router.ticket(held))["status"] == "assigned"
+    queued = await router.receive(contact(uuid.uuid4(), text_="where is my parcel?"))
+    closed = await router.receive(contact(uuid.uuid4()))
+    await router.client.post(f"/v1/tickets/{closed}/close", json={"reason": "spam"})
+
+    def escalation(ticket: uuid.UUID, level: int, actions: list[str]) -> SlaEscalated:
+        return SlaEscalated(
+            ticket_id=ticket,
+            metric="first_response",
+            level=level,
+            actions=actions,  # type: ignore[arg-type]
+            raise_priority_to="high" if level == 1 else "urgent",
+            at=datetime.now(UTC),
+        )
+
+    batch = [
+        escalation(held, 1, ["raise_priority"]),
+        escalation(queued, 1, ["raise_priority", "notify_supervisor"]),
+        escalation(uuid.uuid4(), 1, ["raise_priority"]),
+        escalation(closed, 1, ["raise_priority"]),
+        escalation(held, 2, ["raise_priority", "move_to_escalation_queue", "notify_manager"]),
+    ]
+    handler = apply_escalations_in_bulk(router.runtime)
+    async with router.runtime.engine.begin() as conn:
+        await handler(conn, [(new_event(p, producer="test"), p) for p in batch])
+
+    first = await router.ticket(held)
+    assert (first["priority"], first["queue_id"], first["status"]) == (
+        "urgent",
+        "escalations",
+        "queued",
+    )
+    assert first["assignee_agent_id"] is None
+    assert [(h["action"], h["reason"]) for h in first["history"] if h["actor"] == "sla"] == [
+        ("raise_priority", "SLA first_response escalation level 1"),
+        ("raise_priority", "SLA first_response escalation level 2"),
+        ("transfer", "SLA first_response escalation level 2"),
+        ("escalate", "SLA first_response escalation level 2"),
+        ("notify_manager", "SLA first_response escalation level 2"),
+    ]
+    assert [o["status"] for o in await router.offers("eve")] == []  # the offer was rescinded
+    second = await router.ticket(queued)
+    assert second["priority"] == "high"
+    assert [h["action"] for h in second["history"] if h["actor"] == "sla"] == [
+        "raise_priority",
+        "notify_supervisor",
+    ]
+    assert (await router.ticket(closed))["priority"] == "normal"
 
 
 async def test_escalation_of_an_unknown_or_closed_ticket_changes_nothing(router: Router) -> None:

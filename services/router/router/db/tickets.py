@@ -89,6 +89,19 @@ async def get_ticket(conn: AsyncConnection, ticket_id: uuid.UUID, *, lock: bool 
     return Ticket.from_row(row)
 
 
+async def get_tickets(
+    conn: AsyncConnection, ticket_ids: list[uuid.UUID], *, lock: bool = False
+) -> dict[uuid.UUID, Ticket]:
+    """The tickets of those ids that exist, by id; locked in id order if `lock` (so that two
+    transactions locking overlapping sets this way never wait on each other in a cycle)."""
+    suffix = " ORDER BY id FOR UPDATE" if lock else ""
+    rows = await conn.execute(
+        text(f"SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ANY(:ids){suffix}"),  # noqa: S608
+        {"ids": ticket_ids},
+    )
+    return {row.id: Ticket.from_row(row) for row in rows}
+
+
 async def add_history(
     conn: AsyncConnection,
     ticket_id: uuid.UUID,
