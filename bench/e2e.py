@@ -97,6 +97,7 @@ SLA_POLICY = {
 REPLY_THINK_S = (0.5, 3.0)
 RESOLVE_THINK_S = (1.0, 5.0)
 ANSWER_THINK_S = (0.5, 3.0)
+ANSWERS_IN_FLIGHT = 64
 
 
 def _pct(values: list[float], share: float) -> float | None:
@@ -298,6 +299,10 @@ class People:
         self.counts: dict[str, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.answered: set[str] = set()
+        # Survey answers in flight at once. Unbounded, a slow feedback service left thousands
+        # of requests queued in the client's connection pool, whose bookkeeping then cost this
+        # process more CPU than the services (a minute-long stall of its event loop).
+        self.answering = asyncio.Semaphore(ANSWERS_IN_FLIGHT)
 
     def _count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -374,7 +379,8 @@ class People:
             answer |= {"solved_first_contact": False, "comment": "Still broken. 还是不行"}
             kind = "detractor"
         try:
-            response = await c.post(url, json=answer, headers={"Accept": "application/json"})
+            async with self.answering:
+                response = await c.post(url, json=answer, headers={"Accept": "application/json"})
         except httpx.HTTPError as error:
             self._count(f"answer_{type(error).__name__}")
             return
