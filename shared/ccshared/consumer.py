@@ -214,8 +214,14 @@ class IdempotentConsumer:
         self._stopping.set()
         await finish_or_cancel(self._task, grace_s)
         if self._consumer is not None:
-            await self.flush_commits()
-            await self._consumer.stop()
+            try:
+                # Bounded: with the broker unreachable a commit retries until the client
+                # closes, and only `stop()` below closes it.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(grace_s):
+                        await self.flush_commits()
+            finally:
+                await self._consumer.stop()
         if self._dlq_producer is not None:
             with contextlib.suppress(Exception):
                 await self._dlq_producer.stop()
@@ -536,8 +542,15 @@ class IdempotentConsumer:
             )
 
     async def _commit_pending(self) -> None:
+        assert self._consumer is not None
         while self._to_commit:
             offsets, self._to_commit = self._to_commit, {}
+            # Only partitions still ours: the client refuses a commit naming any other, which
+            # would lose the others' offsets with it.
+            held = self._consumer.assignment()
+            offsets = {tp: offset for tp, offset in offsets.items() if tp in held}
+            if not offsets:
+                continue
             try:
                 await self._commit_many(offsets)
             except Exception:  # the loop goes on; redeliveries are deduped
@@ -579,6 +592,11 @@ class _FinishInFlight(ConsumerRebalanceListener):  # type: ignore[misc]
                     await self.owner.flush_commits()
         except TimeoutError:
             log.warning("batch still in flight at rebalance; it will be redelivered and deduped")
+        finally:
+            # What could not be committed in time is the new owner's to redo, never a commit
+            # of ours later (it could move the group's offset back).
+            for tp in revoked:
+                self.owner._to_commit.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.owner.stats.assigned = bool(assigned)

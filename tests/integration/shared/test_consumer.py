@@ -367,6 +367,30 @@ async def test_offsets_are_committed_in_the_background_and_what_is_pending_on_st
     assert await labels(effects) == ["c1", "c2", "c3", "c4", "c5"]
 
 
+async def test_stop_is_bounded_when_a_commit_never_finishes(
+    make_consumer, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine
+) -> None:
+    """With the broker unreachable, aiokafka retries a commit until its client is closed,
+    which only stop() does: stop() must not wait for the pending commit for ever."""
+    ticket = uuid.uuid4()
+    e = event("s1", ticket)
+    await send(producer, topic, e.to_bytes(), e.key)
+    consumer = make_consumer(batch_handler=record_effects)
+    hung = asyncio.Event()
+
+    async def never_returns(offsets: dict[TopicPartition, int]) -> None:
+        hung.set()
+        await asyncio.Event().wait()
+
+    consumer._commit_many = never_returns  # type: ignore[method-assign]
+    await consumer.start()
+    await asyncio.wait_for(hung.wait(), 20)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(consumer.stop(grace_s=0.5), 10)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert await labels(effects) == ["s1"]
+
+
 async def _equals(value: Awaitable[object], expected: object) -> bool:
     return await value == expected
 
