@@ -69,6 +69,18 @@ def insert_from_arrays(table: str, columns: Columns, *, prefix: str = "", suffix
     ).rstrip()
 
 
+def one_statement(*parts: tuple[str, str]) -> str:
+    """Several data-modifying statements as one (one round trip): each part but the last is a
+    CTE named by its first element, the last is the main statement. Foreign keys are checked
+    at the end of the whole statement, so rows may refer to rows inserted in another part.
+    Leave out a part that has nothing to write where writing nothing still costs (an empty
+    INSERT still fires statement triggers, such as the outbox's NOTIFY)."""
+    *ctes, (_, main) = parts
+    if not ctes:
+        return main
+    return "WITH " + ", ".join(f"{name} AS ({sql})" for name, sql in ctes) + " " + main
+
+
 def array_params(
     columns: Columns, rows: Sequence[Sequence[Any]], *, prefix: str = ""
 ) -> dict[str, list[Any]]:

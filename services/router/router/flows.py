@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.db import array_params, insert_from_arrays
+from ccshared.db import array_params, insert_from_arrays, one_statement
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import (
     ContactReceived,
@@ -361,35 +361,38 @@ class TicketWrites:
 # checked at the end of the statement, so contacts, history and keys may name tickets written
 # in it. A contact or thread key already stored (a redelivery) is left as it is.
 _KNOWN = "ON CONFLICT DO NOTHING"
-_INSERTS = (
-    ("tickets", insert_from_arrays("tickets", _TICKET_COLUMNS, prefix="t_")),
-    (
-        "contacts",
-        insert_from_arrays("ticket_contacts", _CONTACT_COLUMNS, prefix="c_", suffix=_KNOWN),
-    ),
-    ("history", insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")),
-    ("keys", insert_from_arrays("thread_keys", _THREAD_KEY_COLUMNS, prefix="k_", suffix=_KNOWN)),
+_INSERT_TICKETS = insert_from_arrays("tickets", _TICKET_COLUMNS, prefix="t_")
+_INSERT_CONTACTS = insert_from_arrays(
+    "ticket_contacts", _CONTACT_COLUMNS, prefix="c_", suffix=_KNOWN
 )
+_INSERT_HISTORY = insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")
+_INSERT_KEYS = insert_from_arrays("thread_keys", _THREAD_KEY_COLUMNS, prefix="k_", suffix=_KNOWN)
+_INSERT_EVENTS = insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")
 _WRITE_TICKETS = text(
-    "WITH "
-    + ", ".join(f"{name} AS ({sql})" for name, sql in _INSERTS)
-    + " "
-    + insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")
+    one_statement(
+        ("tickets", _INSERT_TICKETS),
+        ("contacts", _INSERT_CONTACTS),
+        ("history", _INSERT_HISTORY),
+        ("keys", _INSERT_KEYS),
+        ("events", _INSERT_EVENTS),
+    )
 )
 # A contact joining a stored ticket: its row, the ticket's last contact, history, thread keys
-# and events, in one statement.
+# and (unless a status change writes it after its own) its event, in one statement.
 _TOUCH = (
     "UPDATE tickets SET last_contact_at = greatest(last_contact_at, :at), updated_at = now() "
     "WHERE id = :id"
 )
-_ADD_CONTACT = text(
-    "WITH "
-    + ", ".join(
-        f"{name} AS ({sql})" for name, sql in (_INSERTS[1], ("ticket", _TOUCH), *_INSERTS[2:])
-    )
-    + " "
-    + insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")
+_ADD_CONTACT_PARTS = (
+    ("contact", _INSERT_CONTACTS),
+    ("ticket", _TOUCH),
+    ("keys", _INSERT_KEYS),
+    ("history", _INSERT_HISTORY),
 )
+_ADD_CONTACT = {
+    True: text(one_statement(*_ADD_CONTACT_PARTS, ("events", _INSERT_EVENTS))),
+    False: text(one_statement(*_ADD_CONTACT_PARTS)),
+}
 
 
 def _history_row(
@@ -628,7 +631,7 @@ async def add_contact(
     cid = correlation_id.get()
     events = [] if change else [new_event(added, producer=ROUTER, correlation_id=cid)]
     await conn.execute(
-        _ADD_CONTACT,
+        _ADD_CONTACT[bool(events)],
         {
             **array_params(_CONTACT_COLUMNS, [_contact_row(ticket_id, contact)], prefix="c_"),
             "id": ticket_id,
@@ -713,7 +716,7 @@ async def change_status(
     envelopes = [new_event(p, producer=ROUTER, correlation_id=cid) for p in events]
     history = [(ticket.id, now, actor, action, ticket.status, new_status, reason, "{}")]
     await conn.execute(
-        _status_change_sql(tuple(sets)),
+        _status_change_sql(tuple(sets), bool(envelopes)),
         {
             **{f"s_{column}": value for column, value in sets.items()},
             "id": ticket.id,
@@ -728,18 +731,15 @@ async def change_status(
 
 
 @lru_cache(maxsize=64)
-def _status_change_sql(columns: tuple[str, ...]) -> TextClause:
-    """UPDATE of the ticket's `columns`, its history row and its events, in one statement
-    (data-modifying CTEs). Column names are change_status's own, never input."""
+def _status_change_sql(columns: tuple[str, ...], events: bool) -> TextClause:
+    """UPDATE of the ticket's `columns`, its history row and (if `events`) its events, in one
+    statement. Column names are change_status's own, never input."""
     assignments = ", ".join(f"{column} = :s_{column}" for column in columns)
-    return text(
-        f"WITH ticket AS (UPDATE tickets SET {assignments}, updated_at = now() WHERE id = :id), "  # noqa: S608
-        f"history AS ({_HISTORY_INSERT}) {_OUTBOX_INSERT}"
-    )
-
-
-_HISTORY_INSERT = insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")
-_OUTBOX_INSERT = insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")
+    update = f"UPDATE tickets SET {assignments}, updated_at = now() WHERE id = :id"  # noqa: S608
+    parts = [("ticket", update), ("history", _INSERT_HISTORY)]
+    if events:
+        parts.append(("events", _INSERT_EVENTS))
+    return text(one_statement(*parts))
 
 
 async def _settle_pending_offers(

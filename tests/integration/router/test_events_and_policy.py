@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
+
+from ccshared.db import asyncpg_dsn
 from ccshared.events import new_event
 from ccshared.events.payloads import FollowUpRequested, SlaEscalated
+from ccshared.outbox import NOTIFY_CHANNEL
 from router.consumers.events import apply_escalations, apply_escalations_in_bulk, open_follow_ups
-from tests.helpers import as_agent
+from tests.helpers import as_agent, wait_until
 from tests.integration.router.conftest import Router, contact
 
 
@@ -97,6 +102,42 @@ async def test_a_fetch_of_escalations_is_applied_in_order_as_one_by_one(router: 
         "notify_supervisor",
     ]
     assert (await router.ticket(closed))["priority"] == "normal"
+
+
+async def test_escalations_that_publish_nothing_do_not_wake_the_relay(router: Router) -> None:
+    """The outbox's NOTIFY fires per INSERT statement, even one inserting no rows: writes with
+    no events must leave the outbox out, or every priority raise wakes every relay."""
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="会员积分怎么兑换？"))
+    listener = await asyncpg.connect(asyncpg_dsn(router.runtime.engine.url))
+    woken: list[str] = []
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *args: woken.append(str(args[-1])))
+    try:
+
+        def escalation(actions: list[str]) -> SlaEscalated:
+            return SlaEscalated(
+                ticket_id=ticket_id,
+                metric="resolution",
+                level=1,
+                actions=actions,  # type: ignore[arg-type]
+                raise_priority_to="high",
+                at=datetime.now(UTC),
+            )
+
+        await _deliver(router, apply_escalations, escalation(["raise_priority"]))
+        await _deliver(router, apply_escalations, escalation(["notify_supervisor"]))
+        await asyncio.sleep(0.3)  # a notification would have arrived by now
+        assert woken == []
+        history = [h["action"] for h in (await router.ticket(ticket_id))["history"]]
+        assert history[-2:] == ["raise_priority", "notify_supervisor"]
+
+        await _deliver(router, apply_escalations, escalation(["move_to_escalation_queue"]))
+        await wait_until(lambda: _true(bool(woken)))  # TicketRouted: the relay is woken
+    finally:
+        await listener.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_escalation_of_an_unknown_or_closed_ticket_changes_nothing(router: Router) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.consumer import BatchHandler, Handler, each_event
-from ccshared.db import array_params, insert_from_arrays
+from ccshared.db import array_params, insert_from_arrays, one_statement
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import (
     ContactReceived,
@@ -177,7 +177,7 @@ class _EscalationWrites:
             return
         updates = list(self._updates.items())
         await conn.execute(
-            _WRITE_ESCALATIONS,
+            _WRITE_ESCALATIONS[bool(self._events)],
             {
                 "u_ids": [ticket_id for ticket_id, _ in updates],
                 "u_priorities": [u.get("priority") for _, u in updates],
@@ -202,18 +202,19 @@ _UPDATE_ESCALATED = (
     "CAST(:u_ranks AS int[]), CAST(:u_queues AS text[]), CAST(:u_clear_timeouts AS bool[])) "
     "AS u(id, priority, priority_rank, queue_id, clear_timeout) WHERE t.id = u.id"
 )
-_WRITE_ESCALATIONS = text(
-    "WITH "
-    + ", ".join(
-        f"{name} AS ({sql})"
-        for name, sql in (
-            ("changed", _UPDATE_ESCALATED),
-            ("history", insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")),
-        )
-    )
-    + " "
-    + insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")
+_ESCALATION_PARTS = (
+    ("changed", _UPDATE_ESCALATED),
+    ("history", insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")),
 )
+_WRITE_ESCALATIONS = {
+    True: text(
+        one_statement(
+            *_ESCALATION_PARTS,
+            ("events", insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")),
+        )
+    ),
+    False: text(one_statement(*_ESCALATION_PARTS)),  # no empty outbox INSERT: no NOTIFY
+}
 
 
 def open_follow_ups(runtime: Runtime) -> Handler:
