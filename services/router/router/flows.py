@@ -179,10 +179,12 @@ async def receive_contacts(
     rules: RuleSet = DEFAULT_RULE_SET,
 ) -> None:
     """`receive_contact` for many contacts in order, as if one after the other (each given
-    with the correlation id its events carry on): one query finds every customer's candidate
-    tickets, and the batch's view of them is kept up to date as contacts are decided. New
-    tickets, and contacts joining a ticket opened earlier in the batch, are gathered and
-    written together; a contact joining a stored ticket locks it and is written at once."""
+    with the correlation id its events carry on): the same threading, and each ticket's rows
+    and events in the same order (across tickets the order may differ: events are keyed by
+    ticket). One query finds every customer's candidate tickets, and the batch's view of them
+    is kept up to date as contacts are decided. New tickets, and contacts joining a ticket
+    opened earlier in the batch, are gathered and written together; a contact joining a
+    stored ticket locks it and is written at once."""
     threads = [contact_thread(c) for _, c in contacts]
     keys = list(dict.fromkeys(k for t in threads for k in lookup_keys(t)))
     # Not locked: a contact that opens a ticket does not depend on anything an agent could
