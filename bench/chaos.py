@@ -42,6 +42,7 @@ import httpx
 
 from bench.harness import (
     ROOT,
+    TOPIC_PREFIX,
     start_groups_at_end,
     supervisor_headers,
     user_headers,
@@ -462,6 +463,8 @@ def stack_env() -> dict[str, str]:
             if sep:
                 env[key] = value
     env |= SERVICE_ENV
+    # Topics of the benchmarks' own (as start_groups_at_end expects), apart from `make run`'s.
+    env |= {f"{svc.upper()}_KAFKA_TOPIC_PREFIX": TOPIC_PREFIX for svc in SERVICES}
     # Databases of its own, fresh each run: nothing left over from an earlier run (queued
     # tickets, busy agents) competes with this run's tickets.
     for svc in SERVICES:

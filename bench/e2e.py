@@ -60,6 +60,7 @@ from bench.harness import (
     socket_database_url,
     start_groups_at_end,
     start_uvicorn,
+    topic,
     user_headers,
     write_result,
 )
@@ -82,7 +83,7 @@ PORTS = {
     "ceiling": int(os.environ.get("BENCH_CEILING_PORT", "18300")),
 }
 SERVICES = ("intake", "router", "sla", "feedback")
-TOPICS = ["intake.contacts", "router.tickets", "sla.events", "feedback.events"]
+TOPICS = [topic(t) for t in ("intake.contacts", "router.tickets", "sla.events", "feedback.events")]
 SKILLS = ["complaints", "technical", "billing", "vip", "escalations"]
 # Targets of seconds: with the agents' think times below, some are met and some breached.
 SLA_POLICY = {
@@ -641,7 +642,7 @@ async def _drive(servers: dict[str, Server], key: str, seconds: int, run: str) -
 
 async def _noop_consumer(start_offsets: dict[TopicPartition, int]) -> dict[str, float]:
     """Reads this run's messages of intake.contacts and does nothing with them."""
-    tps = {tp: o for tp, o in start_offsets.items() if tp.topic == "intake.contacts"}
+    tps = {tp: o for tp, o in start_offsets.items() if tp.topic == topic("intake.contacts")}
     consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
     await consumer.start()
     try:

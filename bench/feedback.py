@@ -45,10 +45,12 @@ import orjson
 
 from bench.harness import (
     KAFKA,
+    TOPIC_PREFIX,
     database_url,
     recreate_database,
     start_uvicorn,
     supervisor_headers,
+    topic,
     write_result,
 )
 from ccshared.kafka import commit_group_at_end, ensure_topics
@@ -523,16 +525,19 @@ CONSUMED = {
 }
 
 
-def _private(topic: str) -> str:
-    return f"bench.feedback.{topic}"
+def _private(name: str) -> str:
+    """The service's setting (the benchmark's topic prefix goes before it on Kafka)."""
+    return f"feedback.{name}"
 
 
 async def _prepare() -> None:
-    await ensure_topics(KAFKA)
-    private = [_private(topic) for topic, _ in CONSUMED.values()]
-    await ensure_topics(KAFKA, [n for t in private for n in (t, t + ".dlq")], partitions=1)
-    for name, (topic, _) in CONSUMED.items():
-        await commit_group_at_end(KAFKA, f"{SERVICE_NAME}.{name}", [_private(topic)])
+    await ensure_topics(KAFKA, prefix=TOPIC_PREFIX)
+    private = [_private(name) for name, _ in CONSUMED.values()]
+    await ensure_topics(
+        KAFKA, [n for t in private for n in (t, t + ".dlq")], partitions=1, prefix=TOPIC_PREFIX
+    )
+    for group, (name, _) in CONSUMED.items():
+        await commit_group_at_end(KAFKA, f"{SERVICE_NAME}.{group}", [topic(_private(name))])
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -564,7 +569,7 @@ def main(duration: int | None = None) -> None:
         "FEEDBACK_KAFKA_BOOTSTRAP": KAFKA,
         "FEEDBACK_SERVICE_NAME": SERVICE_NAME,
         "FEEDBACK_LOG_LEVEL": "WARNING",
-        **{variable: _private(topic) for topic, variable in CONSUMED.values()},
+        **{variable: _private(name) for name, variable in CONSUMED.values()},
     }
     server = start_uvicorn("feedback", "feedback.app:create_app", PORT, 1, env, "/readyz")
     try:

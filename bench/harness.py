@@ -26,6 +26,15 @@ PG_ADMIN = "postgresql://{u}:{p}@127.0.0.1:{port}/postgres".format(
 KAFKA = os.environ.get(
     "CC_KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('CC_KAFKA_PORT', '19092')}"
 )
+# Benchmarks publish and consume under this prefix on the shared broker (every service they
+# start gets it as <SERVICE>_KAFKA_TOPIC_PREFIX): their contacts and events never reach the
+# services of `make run`, which would otherwise work through every benchmark's backlog.
+TOPIC_PREFIX = os.environ.get("BENCH_TOPIC_PREFIX", "bench.")
+
+
+def topic(name: str) -> str:
+    """A catalog topic's name on Kafka, as the benchmark's services use it."""
+    return TOPIC_PREFIX + name
 
 
 def database_url(name: str) -> str:
@@ -79,10 +88,12 @@ async def start_groups_at_end(suffix: str) -> None:
     from now on (not the topics' history), and a restarted one resumes where it stopped."""
     from ccshared.kafka import commit_group_at_end, ensure_topics
 
-    await ensure_topics(KAFKA)
+    await ensure_topics(KAFKA, prefix=TOPIC_PREFIX)
     for service, groups in consumer_groups().items():
         for name, topics in groups.items():
-            await commit_group_at_end(KAFKA, f"{service}.{name}{suffix}", topics)
+            await commit_group_at_end(
+                KAFKA, f"{service}.{name}{suffix}", [topic(t) for t in topics]
+            )
 
 
 def user_headers(subject: str, role: str) -> dict[str, str]:
@@ -209,6 +220,16 @@ class Server:
         return total
 
 
+def _with_topic_prefix(env: dict[str, str]) -> dict[str, str]:
+    """`env` plus the benchmark's topic prefix for each service it configures (by its
+    <SERVICE>_KAFKA_BOOTSTRAP), unless it sets one itself."""
+    extra = {}
+    for key in env:
+        if key.endswith("_KAFKA_BOOTSTRAP"):
+            extra[key.removesuffix("BOOTSTRAP") + "TOPIC_PREFIX"] = TOPIC_PREFIX
+    return extra | env
+
+
 def start_uvicorn(
     name: str, factory: str, port: int, workers: int, env: dict[str, str], ready_path: str
 ) -> Server:
@@ -239,7 +260,7 @@ def start_uvicorn(
             "--log-level",
             "warning",
         ],
-        env={**os.environ, **env},
+        env={**os.environ, **_with_topic_prefix(env)},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -276,7 +297,7 @@ def wrk(
             str(script),
             url,
         ],
-        env={**os.environ, **env},
+        env={**os.environ, **_with_topic_prefix(env)},
         capture_output=True,
         text=True,
         check=True,

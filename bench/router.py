@@ -31,6 +31,7 @@ from bench.harness import (
     start_groups_at_end,
     start_uvicorn,
     supervisor_headers,
+    topic,
     write_result,
 )
 from bench.loadgen import RawHttpClient, open_loop
@@ -98,7 +99,9 @@ class Tail:
 
     async def start(self) -> None:
         await self.consumer.start()
-        tps = await topic_partitions(self.consumer, ["router.tickets", "intake.contacts"])
+        tps = await topic_partitions(
+            self.consumer, [topic("router.tickets"), topic("intake.contacts")]
+        )
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
         for tp in tps:
@@ -201,7 +204,7 @@ def _router_env(router_db: str, suffix: str) -> dict[str, str]:
 async def _drain_rate(router_db: str, intake_url: str, key: str, suffix: str) -> dict[str, float]:
     """Router throughput on a backlog, and a no-op consumer's on the same messages."""
     await start_groups_at_end(suffix)  # every router group, not only contacts: no replays
-    await commit_group_at_end(KAFKA, f"noop{suffix}", ["intake.contacts"])
+    await commit_group_at_end(KAFKA, f"noop{suffix}", [topic("intake.contacts")])
     run = uuid.uuid4().hex[:6]
     async with httpx.AsyncClient(
         base_url=intake_url, timeout=60, headers={"Authorization": f"Bearer {key}"}
@@ -212,7 +215,7 @@ async def _drain_rate(router_db: str, intake_url: str, key: str, suffix: str) ->
             assert response.status_code == 200, response.text
     # Wait until every contact is on Kafka.
     noop = AIOKafkaConsumer(
-        "intake.contacts",
+        topic("intake.contacts"),
         bootstrap_servers=KAFKA,
         group_id=f"noop{suffix}",
         enable_auto_commit=False,

@@ -25,7 +25,15 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.harness import KAFKA, database_url, recreate_database, start_uvicorn, write_result
+from bench.harness import (
+    KAFKA,
+    TOPIC_PREFIX,
+    database_url,
+    recreate_database,
+    start_uvicorn,
+    topic,
+    write_result,
+)
 from ccshared.kafka import commit_group_at_end, ensure_topics
 
 DB = "bench_sla"
@@ -67,8 +75,8 @@ class Tail:
         await self.consumer.start()
         await self.consumer._client.force_metadata_update()
         tps = [
-            TopicPartition("sla.events", p)
-            for p in self.consumer.partitions_for_topic("sla.events") or ()
+            TopicPartition(topic("sla.events"), p)
+            for p in self.consumer.partitions_for_topic(topic("sla.events")) or ()
         ]
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
@@ -165,8 +173,8 @@ async def _run(server_rss: Any) -> dict[str, Any]:
 
 
 async def _prepare(service_name: str) -> None:
-    await ensure_topics(KAFKA)
-    await commit_group_at_end(KAFKA, f"{service_name}.ticket-clocks", ["router.tickets"])
+    await ensure_topics(KAFKA, prefix=TOPIC_PREFIX)
+    await commit_group_at_end(KAFKA, f"{service_name}.ticket-clocks", [topic("router.tickets")])
 
 
 def main(duration: int | None = None) -> None:

@@ -38,9 +38,11 @@ async def ensure_topics(
     *,
     partitions: int = 6,
     client_id: str = "topic-provisioner",
+    prefix: str = "",
 ) -> list[str]:
-    """Create missing topics (the catalog's and their dead-letter twins by default)."""
-    wanted = list(names) if names is not None else CATALOG.all_topic_names()
+    """Create missing topics (the catalog's and their dead-letter twins by default), each name
+    with `prefix` before it."""
+    wanted = [prefix + n for n in (names if names is not None else CATALOG.all_topic_names())]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
     await admin.start()
     try:

@@ -134,8 +134,11 @@ def partition_for(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> None:
-    """Publish outbox rows, in order per partition, and wait until Kafka has them all.
+async def publish_rows(
+    producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record], *, topic_prefix: str = ""
+) -> None:
+    """Publish outbox rows, in order per partition, and wait until Kafka has them all; each
+    to its topic with `topic_prefix` before the name.
 
     Rows are packed into one record batch per partition (`send_batch`) instead of going through
     `send` one by one: that costs about half the CPU per event, and the relay is on the hot
@@ -144,7 +147,7 @@ async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record
     partitions: dict[str, int] = {}
     futures = []
     for row in rows:
-        topic = row["topic"]
+        topic = topic_prefix + row["topic"]
         count = partitions.get(topic)
         if count is None:
             count = partitions[topic] = len(await producer.partitions_for(topic))
@@ -194,8 +197,10 @@ class OutboxRelay:
         max_backoff_s: float = 10.0,
         linger_s: float = 0.0,
         vacuum_every: int = 0,
+        topic_prefix: str = "",
     ) -> None:
         self._dsn = dsn
+        self.topic_prefix = topic_prefix
         self._producer_factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
         self.name = name
@@ -286,7 +291,7 @@ class OutboxRelay:
             return 0
         producer = await self._ensure_producer()
         try:
-            await publish_rows(producer, rows)
+            await publish_rows(producer, rows, topic_prefix=self.topic_prefix)
         except Exception:
             # Whatever state the producer is in (e.g. OutOfOrderSequenceNumber) is not trusted.
             await self._close_producer()

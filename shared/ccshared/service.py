@@ -115,6 +115,7 @@ def create_service_app(
             poll_interval_s=settings.outbox_poll_interval_s,
             linger_s=settings.outbox_linger_s,
             vacuum_every=settings.outbox_vacuum_every,
+            topic_prefix=settings.kafka_topic_prefix,
         )
         readiness: Readiness = app.state.readiness
         runtime = Runtime(settings, engine, relay, readiness)
@@ -128,7 +129,9 @@ def create_service_app(
             await _retry_until(
                 "topic provisioning",
                 lambda: ensure_topics(
-                    settings.kafka_bootstrap, partitions=settings.topic_partitions
+                    settings.kafka_bootstrap,
+                    partitions=settings.topic_partitions,
+                    prefix=settings.kafka_topic_prefix,
                 ),
                 None,
             )
@@ -137,7 +140,7 @@ def create_service_app(
                     engine=engine,
                     bootstrap=settings.kafka_bootstrap,
                     group_id=f"{settings.service_name}.{spec.name}{settings.consumer_group_suffix}",
-                    topics=spec.topics,
+                    topics=[settings.kafka_topic_prefix + t for t in spec.topics],
                     handler=spec.handler(runtime),
                     producer_factory=producer,
                     client_id=f"{settings.client_id}.{spec.name}",

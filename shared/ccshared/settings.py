@@ -25,6 +25,9 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = LOCAL_KAFKA
     kafka_client_id: str | None = None
     topic_partitions: int = Field(default=6, ge=1, le=1024)
+    # Put before every topic name on Kafka (not in the outbox or the catalog): deployments or
+    # benchmarks sharing one cluster keep their events apart, e.g. "bench." or "staging.".
+    kafka_topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     # How long the outbox relay sleeps without a NOTIFY before looking anyway.

@@ -37,14 +37,14 @@ def create_app(settings: SLASettings | None = None) -> FastAPI:
             reset=_keep_session,  # the scanner never changes session state
         )
 
+        clock_topics = [settings.kafka_topic_prefix + t for t in TICKET_CLOCKS.topics]
+
         def owned_shards() -> list[int] | None:
-            consumer = next(
-                (c for c in runtime.consumers if c.topics == list(TICKET_CLOCKS.topics)), None
-            )
+            consumer = next((c for c in runtime.consumers if c.topics == clock_topics), None)
             assignment = consumer.assignment() if consumer is not None else None
             if consumer is None or assignment is None:
                 return None
-            topic = TICKET_CLOCKS.topics[0]
+            topic = clock_topics[0]
             if consumer.partition_count(topic) != settings.topic_partitions:
                 # Timers are sharded by SLA_TOPIC_PARTITIONS; if the topic has another count,
                 # partitions and shards do not line up: fire everything (still exactly once).

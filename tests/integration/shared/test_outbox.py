@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ccshared.db import asyncpg_dsn
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import TicketReopened
-from ccshared.kafka import make_producer
+from ccshared.kafka import ensure_topics, make_producer
 from ccshared.outbox import OutboxRelay, outbox_row, pending_count
 from tests.helpers import wait_until
 from tests.integration.shared.conftest import read_all
@@ -69,6 +69,27 @@ async def test_committed_events_reach_kafka_in_key_order(
     assert seen == written
     async with engine.connect() as conn:
         assert await pending_count(conn) == 0
+
+
+async def test_a_topic_prefix_goes_before_every_topic_on_kafka_not_in_the_outbox(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    """Deployments (or benchmarks) sharing a cluster: the outbox and the catalog keep the
+    plain names, the relay publishes under the prefix, and topic provisioning creates them."""
+    prefix, plain = topic.split(".", 1)
+    prefix += "."
+    created = await ensure_topics(kafka_bootstrap, [plain], prefix=prefix)
+    assert created == []  # `topic` is exactly the prefixed name: nothing else to create
+    e = event(uuid.uuid4(), "prefixed")
+    async with engine.begin() as conn:
+        await write(conn, plain, e)
+    relay = relay_for(fresh_database, kafka_bootstrap, topic_prefix=prefix)
+    relay.start()
+    try:
+        records = await read_all(kafka_bootstrap, topic, expected=1)
+    finally:
+        await relay.stop()
+    assert [Envelope.model_validate_json(r.value).event_id for r in records] == [e.event_id]
 
 
 async def test_rolled_back_event_never_reaches_kafka(
