@@ -32,7 +32,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.db import insert_many
+from ccshared.db import array_params, insert_from_arrays, insert_many
 from ccshared.events.envelope import Envelope
 from ccshared.tasks import finish_or_cancel
 
@@ -106,6 +106,17 @@ async def enqueue(conn: AsyncConnection, *events: Envelope) -> None:
             OUTBOX_COLUMNS,
             outbox_tuples(events),
         )
+
+
+# The outbox rows of a statement of one's own making (`ccshared.db.one_statement`), with
+# `outbox_params` for its parameters: events written in the same round trip as the change
+# they announce. Leave the part out when there are no events: an empty INSERT still fires
+# the NOTIFY trigger and wakes every relay.
+OUTBOX_PART = ("events", insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_"))
+
+
+def outbox_params(events: Sequence[Envelope]) -> dict[str, list[Any]]:
+    return array_params(OUTBOX_COLUMNS, outbox_tuples(events), prefix="e_")
 
 
 def outbox_tuples(events: Sequence[Envelope]) -> list[tuple[Any, ...]]:

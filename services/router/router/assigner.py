@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ccshared.db import array_params, insert_from_arrays
+from ccshared.db import array_params, insert_from_arrays, one_statement
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import (
     RoutingCandidate,
@@ -32,7 +32,7 @@ from ccshared.events.payloads import (
 )
 from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
-from ccshared.outbox import OUTBOX_COLUMNS, outbox_tuples
+from ccshared.outbox import OUTBOX_PART, outbox_params
 from router.db.policies import PolicyCache
 from router.db.tickets import HISTORY_COLUMNS, add_history, get_ticket
 from router.domain.assignment import (
@@ -189,22 +189,32 @@ _OFFER_COLUMNS = (
 # new status, the agents' counters, the history and the events, as data-modifying CTEs.
 # Foreign keys are checked at the end of the statement, so offers may name decisions and
 # tickets written in it.
-_DECISIONS_SQL = insert_from_arrays("routing_decisions", _DECISION_COLUMNS, prefix="d_")
 _WRITE_OFFERS = text(
-    f"WITH decisions AS ({_DECISIONS_SQL}), "  # noqa: S608 - our constants only
-    f"offers AS ({insert_from_arrays('offers', _OFFER_COLUMNS, prefix='o_')}), "
-    "tickets AS (UPDATE tickets t SET status = u.status, assignee_agent_id = u.agent, "
-    "  updated_at = now() FROM unnest(CAST(:t_ids AS uuid[]), CAST(:t_agents AS text[]), "
-    "  CAST(:t_statuses AS text[])) AS u(id, agent, status) WHERE t.id = u.id), "
-    "agents AS (UPDATE agents a SET last_assigned_at = :now, "
-    "  assignments_total = a.assignments_total + u.n, updated_at = now() "
-    "  FROM unnest(CAST(:a_ids AS text[]), CAST(:a_ns AS int[])) AS u(id, n) "
-    "  WHERE a.id = u.id), "
-    "queues AS (UPDATE queues q SET rr_cursor = u.cursor "
-    "  FROM unnest(CAST(:rr_queues AS text[]), CAST(:rr_cursors AS text[])) AS u(id, cursor) "
-    "  WHERE q.id = u.id), "
-    f"history AS ({insert_from_arrays('ticket_history', HISTORY_COLUMNS, prefix='h_')}) "
-    f"{insert_from_arrays('outbox', OUTBOX_COLUMNS, prefix='e_')}"
+    one_statement(
+        ("decisions", insert_from_arrays("routing_decisions", _DECISION_COLUMNS, prefix="d_")),
+        ("offers", insert_from_arrays("offers", _OFFER_COLUMNS, prefix="o_")),
+        (
+            "tickets",
+            "UPDATE tickets t SET status = u.status, assignee_agent_id = u.agent, "
+            "updated_at = now() FROM unnest(CAST(:t_ids AS uuid[]), CAST(:t_agents AS text[]), "
+            "CAST(:t_statuses AS text[])) AS u(id, agent, status) WHERE t.id = u.id",
+        ),
+        (
+            "agents",
+            "UPDATE agents a SET last_assigned_at = :now, "
+            "assignments_total = a.assignments_total + u.n, updated_at = now() "
+            "FROM unnest(CAST(:a_ids AS text[]), CAST(:a_ns AS int[])) AS u(id, n) "
+            "WHERE a.id = u.id",
+        ),
+        (
+            "queues",
+            "UPDATE queues q SET rr_cursor = u.cursor "
+            "FROM unnest(CAST(:rr_queues AS text[]), CAST(:rr_cursors AS text[])) "
+            "AS u(id, cursor) WHERE q.id = u.id",
+        ),
+        ("history", insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")),
+        OUTBOX_PART,
+    )
 )
 
 
@@ -647,7 +657,7 @@ class Assigner:
                 "rr_queues": sorted(rr_cursors),
                 "rr_cursors": [rr_cursors[q] for q in sorted(rr_cursors)],
                 **array_params(HISTORY_COLUMNS, history, prefix="h_"),
-                **array_params(OUTBOX_COLUMNS, outbox_tuples(events), prefix="e_"),
+                **outbox_params(events),
             },
         )
         return rr_cursors

@@ -28,7 +28,7 @@ from ccshared.events.payloads import (
 )
 from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
-from ccshared.outbox import OUTBOX_COLUMNS, enqueue, outbox_tuples
+from ccshared.outbox import OUTBOX_PART, enqueue, outbox_params
 from ccshared.problems import Conflict
 from router.db.rules import DEFAULT_RULE_SET, RuleSet
 from router.db.tickets import HISTORY_COLUMNS, Ticket, get_ticket
@@ -346,7 +346,7 @@ class TicketWrites:
                 **array_params(_CONTACT_COLUMNS, self.contacts, prefix="c_"),
                 **array_params(HISTORY_COLUMNS, self.history, prefix="h_"),
                 **array_params(_THREAD_KEY_COLUMNS, self.thread_keys, prefix="k_"),
-                **array_params(OUTBOX_COLUMNS, outbox_tuples(self.events), prefix="e_"),
+                **outbox_params(self.events),
             },
         )
         self.tickets, self.contacts, self.history, self.thread_keys, self.events = (
@@ -369,14 +369,13 @@ _INSERT_CONTACTS = insert_from_arrays(
 )
 _INSERT_HISTORY = insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")
 _INSERT_KEYS = insert_from_arrays("thread_keys", _THREAD_KEY_COLUMNS, prefix="k_", suffix=_KNOWN)
-_INSERT_EVENTS = insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")
 _WRITE_TICKETS = text(
     one_statement(
         ("tickets", _INSERT_TICKETS),
         ("contacts", _INSERT_CONTACTS),
         ("history", _INSERT_HISTORY),
         ("keys", _INSERT_KEYS),
-        ("events", _INSERT_EVENTS),
+        OUTBOX_PART,
     )
 )
 # A contact joining a stored ticket: its row, the ticket's last contact, history, thread keys
@@ -392,7 +391,7 @@ _ADD_CONTACT_PARTS = (
     ("history", _INSERT_HISTORY),
 )
 _ADD_CONTACT = {
-    True: text(one_statement(*_ADD_CONTACT_PARTS, ("events", _INSERT_EVENTS))),
+    True: text(one_statement(*_ADD_CONTACT_PARTS, OUTBOX_PART)),
     False: text(one_statement(*_ADD_CONTACT_PARTS)),
 }
 
@@ -644,7 +643,7 @@ async def add_contact(
                 prefix="h_",
             ),
             **array_params(_THREAD_KEY_COLUMNS, [(k, ticket_id) for k in keys], prefix="k_"),
-            **array_params(OUTBOX_COLUMNS, outbox_tuples(events), prefix="e_"),
+            **outbox_params(events),
         },
     )
     if change:
@@ -723,7 +722,7 @@ async def change_status(
             **{f"s_{column}": value for column, value in sets.items()},
             "id": ticket.id,
             **array_params(HISTORY_COLUMNS, history, prefix="h_"),
-            **array_params(OUTBOX_COLUMNS, outbox_tuples(envelopes), prefix="e_"),
+            **outbox_params(envelopes),
         },
     )
     ticket.status = new_status
@@ -740,7 +739,7 @@ def _status_change_sql(columns: tuple[str, ...], events: bool) -> TextClause:
     update = f"UPDATE tickets SET {assignments}, updated_at = now() WHERE id = :id"  # noqa: S608
     parts = [("ticket", update), ("history", _INSERT_HISTORY)]
     if events:
-        parts.append(("events", _INSERT_EVENTS))
+        parts.append(OUTBOX_PART)
     return text(one_statement(*parts))
 
 

@@ -234,12 +234,7 @@ async def test_stop_never_commits_an_unprocessed_offset(
 
     metadata = await producer.send_and_wait(topic, value=b"probe", key=str(ticket).encode())
     tp = TopicPartition(topic, metadata.partition)
-    probe = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=first.group_id)
-    await probe.start()
-    try:
-        committed = await probe.committed(tp)
-    finally:
-        await probe.stop()
+    committed = await _committed(kafka_bootstrap, first.group_id, tp)
     # Never past what was processed: either the first event's effect committed with its offset,
     # or (its batch was still open when the consumer stopped) neither did.
     done = await labels(effects)

@@ -24,7 +24,7 @@ from ccshared.events.payloads import (
     TicketRouted,
 )
 from ccshared.logging import correlation_id
-from ccshared.outbox import OUTBOX_COLUMNS, outbox_tuples
+from ccshared.outbox import OUTBOX_PART, outbox_params
 from ccshared.service import ConsumerSpec, Runtime
 from router.assigner import Assigner
 from router.db.policies import PolicyCache
@@ -185,7 +185,7 @@ class _EscalationWrites:
                 "u_queues": [u.get("queue_id") for _, u in updates],
                 "u_clear_timeouts": ["step_timeout_at" in u for _, u in updates],
                 **array_params(HISTORY_COLUMNS, self._history, prefix="h_"),
-                **array_params(OUTBOX_COLUMNS, outbox_tuples(self._events), prefix="e_"),
+                **outbox_params(self._events),
             },
         )
         self._updates, self._history, self._events = {}, [], []
@@ -207,12 +207,7 @@ _ESCALATION_PARTS = (
     ("history", insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")),
 )
 _WRITE_ESCALATIONS = {
-    True: text(
-        one_statement(
-            *_ESCALATION_PARTS,
-            ("events", insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_")),
-        )
-    ),
+    True: text(one_statement(*_ESCALATION_PARTS, OUTBOX_PART)),
     False: text(one_statement(*_ESCALATION_PARTS)),  # no empty outbox INSERT: no NOTIFY
 }
 

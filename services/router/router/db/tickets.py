@@ -131,14 +131,3 @@ async def add_history(
             "data": orjson.dumps(data or {}).decode(),
         },
     )
-
-
-async def add_thread_keys(conn: AsyncConnection, ticket_id: uuid.UUID, keys: list[str]) -> None:
-    if keys:
-        await conn.execute(
-            text(
-                "INSERT INTO thread_keys (key, ticket_id) "
-                "SELECT k, :t FROM unnest(CAST(:keys AS text[])) AS k ON CONFLICT DO NOTHING"
-            ),
-            {"t": ticket_id, "keys": keys},
-        )
