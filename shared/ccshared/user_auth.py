@@ -1,5 +1,6 @@
 """FastAPI dependencies for the contact-center UI's APIs (router, SLA, feedback management):
-the caller's token (`ccshared.auth`), checked with the service's `auth_secret`.
+the caller's token (`ccshared.auth`), checked with the service's `auth_public_key` and
+`auth_issuer` (`ccshared.settings.UserTokenSettings`).
 
 Every route behind `principal` needs a valid token; `supervisor` also needs the role;
 `reads_open_writes_supervised` lets any user read (GET) and only supervisors change things.
@@ -16,8 +17,9 @@ from ccshared.problems import Problem
 _BEARER = HTTPBearer(
     auto_error=False,
     scheme_name="UserToken",
-    description="The UI user's signed token (JWT, HS256) with `sub` and `role` "
-    "(`agent` or `supervisor`); `make token SUB=… ROLE=…` makes one for development.",
+    description="The UI user's signed token (JWT, EdDSA) with `iss`, `sub`, `role`, `iat` and "
+    "`exp` (at most 12 hours after `iat`); `role` is `agent` or `supervisor`. "
+    "`make token SUB=… ROLE=…` makes one for development.",
 )
 AUTH_RESPONSES: dict[int | str, dict[str, str]] = {
     401: {"description": "No user token, or a forged, malformed or expired one"},
@@ -48,7 +50,9 @@ async def principal(
             settings.service_name,
         )
     try:
-        return read_token(settings.auth_secret.get_secret_value().encode(), credentials.credentials)
+        return read_token(
+            settings.token_public_key, credentials.credentials, issuer=settings.auth_issuer
+        )
     except InvalidCredentials as exc:
         raise Unauthorized(f"The user token was refused: {exc}.", settings.service_name) from None
 
