@@ -13,6 +13,8 @@ and a known role. The token itself never reaches a log.
 from __future__ import annotations
 
 import hashlib
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -132,6 +134,11 @@ def issue_token(
 
 
 def read_token(public_key: Ed25519PublicKey, token: str, *, issuer: str) -> Principal:
+    return _verify(public_key, token, issuer)[0]
+
+
+def _verify(public_key: Ed25519PublicKey, token: str, issuer: str) -> tuple[Principal, float]:
+    """The token's principal and expiry (unix seconds); InvalidCredentials otherwise."""
     try:
         claims = jwt.decode(
             token,
@@ -147,7 +154,7 @@ def read_token(public_key: Ed25519PublicKey, token: str, *, issuer: str) -> Prin
     except jwt.PyJWTError:
         raise InvalidCredentials("the token is not valid") from None
     try:
-        lifetime = float(claims["exp"]) - float(claims["iat"])
+        expires, lifetime = float(claims["exp"]), float(claims["exp"]) - float(claims["iat"])
     except (TypeError, ValueError):
         raise InvalidCredentials("the token is not valid") from None
     if lifetime > MAX_LIFETIME.total_seconds():
@@ -157,4 +164,36 @@ def read_token(public_key: Ed25519PublicKey, token: str, *, issuer: str) -> Prin
         raise InvalidCredentials("the token has no known role")
     if not isinstance(subject, str) or not subject or len(subject) > _SUBJECT_MAX:
         raise InvalidCredentials("the token names no user")
-    return Principal(subject=subject, role=cast(Role, role))
+    return Principal(subject=subject, role=cast(Role, role)), expires
+
+
+class TokenVerifier:
+    """`read_token` that remembers the tokens it accepted until they expire. A user's UI sends
+    the same token with every call, and checking an Ed25519 signature costs ~0.1 ms of CPU
+    (four times HS256's): the same bytes verified once give the same answer until `exp`.
+    Refused tokens are not remembered, so garbage cannot crowd the accepted ones out."""
+
+    def __init__(self, public_key: Ed25519PublicKey, issuer: str, *, size: int = 4096) -> None:
+        self._key, self._issuer, self._size = public_key, issuer, size
+        self._accepted: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    def read(self, token: str, now: float | None = None) -> Principal:
+        remembered = self._accepted.get(token)
+        if remembered is None:
+            principal, expires = _verify(self._key, token, self._issuer)
+            self._accepted[token] = (principal, expires)
+            if len(self._accepted) > self._size:
+                self._accepted.popitem(last=False)
+            return principal
+        principal, expires = remembered
+        if (time.time() if now is None else now) > expires + LEEWAY_S:
+            del self._accepted[token]
+            raise InvalidCredentials("the token has expired")
+        self._accepted.move_to_end(token)
+        return principal
+
+
+@lru_cache(maxsize=16)
+def verifier_for(public_key_pem_or_path: str, issuer: str) -> TokenVerifier:
+    """One verifier (and so one memory) per configured key and issuer in this process."""
+    return TokenVerifier(load_public_key(public_key_pem_or_path), issuer)

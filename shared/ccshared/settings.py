@@ -5,11 +5,17 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field, PostgresDsn, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ccshared.auth import DEFAULT_ISSUER, DEV_KEY_FINGERPRINT, DEV_PUBLIC_KEY_PEM, load_public_key
+from ccshared.auth import (
+    DEFAULT_ISSUER,
+    DEV_KEY_FINGERPRINT,
+    DEV_PUBLIC_KEY_PEM,
+    TokenVerifier,
+    load_public_key,
+    verifier_for,
+)
 from ccshared.auth import fingerprint as key_fingerprint
 
 LOCAL_PG = "postgresql+asyncpg://contactcenter:contactcenter@127.0.0.1:55432"
@@ -121,8 +127,8 @@ class UserTokenSettings(ServiceSettings):
         return value
 
     @property
-    def token_public_key(self) -> Ed25519PublicKey:
-        return load_public_key(self.auth_public_key)
+    def token_verifier(self) -> TokenVerifier:
+        return verifier_for(self.auth_public_key, self.auth_issuer)
 
 
 def env_name(settings: type[BaseSettings], info: ValidationInfo) -> str:

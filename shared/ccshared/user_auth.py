@@ -11,8 +11,9 @@ from __future__ import annotations
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ccshared.auth import InvalidCredentials, Principal, read_token
+from ccshared.auth import InvalidCredentials, Principal
 from ccshared.problems import Problem
+from ccshared.settings import UserTokenSettings
 
 _BEARER = HTTPBearer(
     auto_error=False,
@@ -43,16 +44,14 @@ class Forbidden(Problem):
 async def principal(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_BEARER)
 ) -> Principal:
-    settings = request.app.state.runtime.settings
+    settings: UserTokenSettings = request.app.state.runtime.settings
     if credentials is None or not credentials.credentials:
         raise Unauthorized(
             "A user token is required: send `Authorization: Bearer <token>`.",
             settings.service_name,
         )
     try:
-        return read_token(
-            settings.token_public_key, credentials.credentials, issuer=settings.auth_issuer
-        )
+        return settings.token_verifier.read(credentials.credentials)
     except InvalidCredentials as exc:
         raise Unauthorized(f"The user token was refused: {exc}.", settings.service_name) from None
 

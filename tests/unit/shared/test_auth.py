@@ -17,6 +17,7 @@ from ccshared.auth import (
     LEEWAY_S,
     InvalidCredentials,
     Principal,
+    TokenVerifier,
     fingerprint,
     issue_token,
     load_public_key,
@@ -137,3 +138,28 @@ def test_the_committed_development_key_pair_matches_the_fingerprint_the_services
     assert fingerprint(dev_private_key().public_key()) == DEV_KEY_FINGERPRINT
     pub_file = DEV_PRIVATE_KEY_FILE.with_name("dev-token-key.DEV-ONLY.pub.pem")
     assert fingerprint(load_public_key(str(pub_file))) == DEV_KEY_FINGERPRINT
+
+
+def test_the_verifier_remembers_an_accepted_token_only_until_it_expires() -> None:
+    verifier = TokenVerifier(PUBLIC, ISSUER, size=2)
+    now = datetime.now(UTC).replace(microsecond=0)
+    token = issue_token(KEY, "amy", "agent", ttl=timedelta(minutes=5), now=now)
+    expires = now.timestamp() + 300
+    assert verifier.read(token) == Principal("amy", "agent")
+    assert verifier.read(token, now=expires + LEEWAY_S) == Principal("amy", "agent")
+    with pytest.raises(InvalidCredentials, match="expired"):
+        verifier.read(token, now=expires + LEEWAY_S + 1)
+    assert token not in verifier._accepted  # forgotten: the next read checks it in full
+
+
+def test_the_verifier_refuses_what_read_token_refuses_and_remembers_only_so_many() -> None:
+    verifier = TokenVerifier(PUBLIC, ISSUER, size=2)
+    forger = Ed25519PrivateKey.generate()
+    other_key = issue_token(forger, "amy", "supervisor", ttl=timedelta(hours=1))
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            verifier.read(other_key)
+    tokens = [issue_token(KEY, f"a{i}", "agent", ttl=timedelta(hours=1)) for i in range(3)]
+    for token in tokens:
+        verifier.read(token)
+    assert list(verifier._accepted) == tokens[1:]
