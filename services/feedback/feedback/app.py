@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 from fastapi import FastAPI
 
 from ccshared.service import Runtime, create_service_app
@@ -15,6 +14,7 @@ from feedback.consumers.sla import sla_consumer
 from feedback.consumers.tickets import tickets_consumer
 from feedback.settings import FeedbackSettings
 from feedback.tasks.scheduler import FeedbackScheduler
+from feedback.webhook_transport import webhook_client
 
 
 def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
@@ -22,8 +22,9 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
 
     async def on_start(runtime: Runtime) -> None:
         # Redirects are not followed: a webhook URL answering 3xx is misconfigured, and
-        # following it would send signed survey links somewhere nobody registered.
-        http = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": "cc-feedback/1"})
+        # following it would send signed survey links somewhere nobody registered. Nor does
+        # the client connect to any address the rules refuse (see webhook_transport).
+        http = webhook_client(settings.webhook_address_rules())
         scheduler = FeedbackScheduler(runtime.engine, settings, http)
         scheduler.start()
         runtime.extras.update(http=http, scheduler=scheduler)

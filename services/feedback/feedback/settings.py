@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from ccshared.settings import LOCAL_PG, UserTokenSettings, env_name, require_random_secret
 from feedback.domain.surveys import SurveyPolicy
+from feedback.domain.webhooks import WebhookAddressRules
 
 
 class FeedbackSettings(UserTokenSettings):
@@ -51,6 +52,19 @@ class FeedbackSettings(UserTokenSettings):
     webhook_retry_base_s: float = Field(default=30.0, gt=0)
     webhook_retry_cap_s: float = Field(default=6 * 3_600, gt=0)
     webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    # Webhooks never go to loopback, private, link-local (metadata), CGNAT, multicast or
+    # reserved addresses. Development only: these comma-separated names, addresses or CIDR
+    # networks are allowed anyway (a local receiver), e.g. "127.0.0.1,localhost".
+    webhook_allow_hosts: str = ""
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _valid_allow_list(cls, value: str) -> str:
+        WebhookAddressRules.parse(value)
+        return value
+
+    def webhook_address_rules(self) -> WebhookAddressRules:
+        return WebhookAddressRules.parse(self.webhook_allow_hosts)
 
     @field_validator("token_secret")
     @classmethod

@@ -131,6 +131,8 @@ async def feedback_factory(
             "webhook_retry_base_s": 0.05,
             "webhook_retry_cap_s": 0.2,
             "webhook_timeout_s": 2,
+            # The receiver below listens on loopback, which webhooks may not reach otherwise.
+            "webhook_allow_hosts": "127.0.0.1",
             **overrides,
         }
         settings = FeedbackSettings(**values)
