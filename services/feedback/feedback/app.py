@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from ccshared.service import Runtime, create_service_app
 from feedback.api.key_accounts import router as key_accounts_router
 from feedback.api.kpis import router as kpis_router
+from feedback.api.pages import SurveyPageHeaders
 from feedback.api.surveys import router as surveys_router
 from feedback.api.webhooks import router as webhooks_router
 from feedback.consumers.contacts import contacts_consumer
@@ -33,7 +34,7 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         await runtime.extras["scheduler"].stop(settings.shutdown_grace_s)
         await runtime.extras["http"].aclose()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Contact center — Feedback",
         description=(
@@ -47,3 +48,5 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         on_start=on_start,
         on_stop=on_stop,
     )
+    app.add_middleware(SurveyPageHeaders)
+    return app
