@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 
 import httpcore
@@ -35,8 +36,11 @@ async def vetted_addresses(
     """The addresses to connect to for `host`; raises AddressRefused if the name or any of its
     addresses is not allowed, and OSError / TimeoutError if it does not resolve."""
     rules.check_host(host)
-    # Looked up at call time, so a test can replace the module's resolve_host.
-    addresses = await asyncio.wait_for(resolve_host(host.strip("[]"), port), timeout_s)
+    try:
+        # Looked up at call time, so a test can replace the module's resolve_host.
+        addresses = await asyncio.wait_for(resolve_host(host.strip("[]"), port), timeout_s)
+    except UnicodeError as exc:  # a name IDNA cannot encode cannot be looked up either
+        raise OSError(f"{host} is not a name DNS can look up") from exc
     if not addresses:
         raise OSError(f"{host} resolves to no address")
     for address in addresses:
@@ -48,9 +52,14 @@ async def check_webhook_url(url: str, rules: WebhookAddressRules, timeout_s: flo
     """At registration: refuses a URL whose host is, or resolves to, an address that is not
     allowed (raises AddressRefused). A name that does not resolve now is accepted: every
     delivery checks again."""
-    parsed = httpx.URL(url)
+    try:
+        parsed = httpx.URL(url)
+        parsed.host  # noqa: B018 - decoding the name is what fails for some IDNA names
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise AddressRefused(f"{url} is not a URL webhooks can be delivered to") from exc
+    host, port = parsed.raw_host.decode("ascii"), parsed.port or _default_port(parsed)
     with contextlib.suppress(OSError, TimeoutError):
-        await vetted_addresses(parsed.host, parsed.port or _default_port(parsed), rules, timeout_s)
+        await vetted_addresses(host, port, rules, timeout_s)
 
 
 def _default_port(url: httpx.URL) -> int:
@@ -99,14 +108,17 @@ class _VettingBackend(httpcore.AsyncNetworkBackend):
         await self._network.sleep(seconds)
 
 
-def webhook_client(rules: WebhookAddressRules) -> httpx.AsyncClient:
-    """An httpx client that connects only to vetted addresses (AddressRefused otherwise)."""
+def webhook_client(
+    rules: WebhookAddressRules, ssl_context: ssl.SSLContext | None = None
+) -> httpx.AsyncClient:
+    """An httpx client that connects only to vetted addresses (AddressRefused otherwise).
+    `ssl_context` defaults to the system's trusted certificates (tests pass their own CA)."""
     transport = httpx.AsyncHTTPTransport(trust_env=False)
     # httpx has no public way to give its pool a network backend; the pool is built here as
     # httpx builds it, with the vetting backend (tests/unit/feedback/test_webhook_transport.py
     # fails if a new httpx stops using it).
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=ssl_context or httpx.create_ssl_context(),
         max_connections=100,
         max_keepalive_connections=20,
         keepalive_expiry=5.0,

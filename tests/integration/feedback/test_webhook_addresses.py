@@ -51,6 +51,12 @@ async def test_internal_webhook_urls_are_refused_at_registration_naming_the_fiel
         [error] = response.json()["errors"]
         assert error["field"] == "body.url"
         assert "not allowed" in error["message"], url
+    # A name httpx cannot decode would fail every delivery: refused as well.
+    undeliverable = await feedback.client.post(
+        "/v1/webhooks", json={"channel": "email", "url": "http://\u2603.net/"}
+    )
+    assert undeliverable.status_code == 422
+    assert undeliverable.json()["errors"][0]["field"] == "body.url"
     assert (await feedback.client.get("/v1/webhooks")).json() == []
 
 

@@ -4,7 +4,18 @@ a rebinding DNS server could answer differently)."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from feedback import webhook_transport
 from feedback.domain.webhooks import AddressRefused, WebhookAddressRules
@@ -71,3 +82,76 @@ async def test_allow_listed_local_name_is_delivered_through_the_real_resolver(
         response = await client.post(f"http://localhost:{_port(receiver)}/x", content=b"{}")
     assert response.status_code == 200
     assert len(receiver.received) == 1
+
+
+def _tls_pair(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for `name` signed by a fresh CA, and a client
+    context trusting only that CA."""
+    now = datetime.now(UTC)
+
+    def issue(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer: Any,
+              ca: bool) -> x509.Certificate:  # fmt: skip
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = issue("test CA", ca_key, "test CA", ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = issue(name, key, "test CA", ca_key, ca=False)
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    client = ssl.create_default_context(
+        cadata=ca_cert.public_bytes(serialization.Encoding.PEM).decode()
+    )
+    return server, client
+
+
+@pytest.mark.parametrize(
+    ("certificate_for", "verifies"), [("hooks.test", True), ("evil.test", False)]
+)
+async def test_tls_goes_to_the_vetted_address_with_the_name_as_sni_and_certificate_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, certificate_for: str, verifies: bool
+) -> None:
+    server_context, client_context = _tls_pair(tmp_path, certificate_for)
+    server_names: list[str | None] = []
+    server_context.sni_callback = lambda sock, name, ctx: server_names.append(name)
+    receiver = WebhookReceiver()
+    receiver.server = await asyncio.start_server(
+        receiver._handle, "127.0.0.1", 0, ssl=server_context
+    )
+    monkeypatch.setattr(webhook_transport, "resolve_host", RebindingResolver(["127.0.0.1"], []))
+    try:
+        async with webhook_client(WebhookAddressRules.parse("127.0.0.1"), client_context) as client:
+            url = f"https://hooks.test:{_port(receiver)}/x"
+            if verifies:
+                assert (await client.post(url, content=b"{}")).status_code == 200
+                assert receiver.received[0].headers["host"] == f"hooks.test:{_port(receiver)}"
+            else:  # the certificate is checked against the name, not the address
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                    await client.post(url, content=b"{}")
+                assert receiver.received == []
+    finally:
+        receiver.server.close()
+        await receiver.server.wait_closed()
+    assert server_names[:1] == ["hooks.test"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from router.domain.expressions import (
     ExpressionError,
     KeywordMatcher,
     compile_expression,
+    contains_cjk,
 )
 
 ATTRS: dict[str, Any] = {
@@ -408,3 +410,27 @@ def test_typical_policy_condition_evaluates_well_under_100_microseconds() -> Non
         expression.evaluate(attrs)
     per_eval_us = (time.perf_counter() - started) / runs * 1e6
     assert per_eval_us < 100
+
+
+def _python_first_match(keywords: list[str], text: str) -> str | None:
+    """The matcher as it was on Python's engine (lookaround boundaries), for comparison."""
+    word = r"[0-9A-Za-z\u00c0-\u024f_]"
+    latin = [k for k in keywords if not contains_cjk(k)]
+    for cjk in (k.casefold() for k in keywords if contains_cjk(k)):
+        if cjk in text.casefold():
+            return cjk
+    alternatives = "|".join(
+        r"\s+".join(map(re.escape, k.split())) for k in sorted(latin, key=len, reverse=True)
+    )
+    found = re.search(rf"(?<!{word})(?:{alternatives})(?!{word})", text, re.I) if latin else None
+    return found.group(0) if found else None
+
+
+_FRAGMENTS = ["log", "in", "down", "DOWN", " ", "\u3000", "\n", "é", "_", "x", "!", "退款", "我",
+              "7", "-"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=20).map("".join))
+def test_keyword_matcher_on_re2_finds_what_the_python_engine_found(text: str) -> None:
+    keywords = ["log in", "log", "down", "退款", "x-7"]
+    assert KeywordMatcher.of(keywords).first_match(text) == _python_first_match(keywords, text)

@@ -344,6 +344,8 @@ class FeedbackScheduler:
                     error = f"{type(exc).__name__}: {exc}"[:500]
                 except AddressRefused as exc:
                     error, refused = f"address refused: {exc}"[:500], True
+                except (httpx.InvalidURL, UnicodeError) as exc:  # never deliverable
+                    error, refused = f"invalid URL: {type(exc).__name__}: {exc}"[:500], True
         self.stats.deliveries_attempted += 1
         duration_ms = round((time.perf_counter() - started) * 1000)
         next_attempt_at: datetime | None = None
