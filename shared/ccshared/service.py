@@ -1,8 +1,9 @@
 """Builds a service's FastAPI app and runs its background parts for the app's lifetime.
 
-Start-up: logging, database engine, migrations (shared + the service's), Kafka topics, the outbox
-relay, the consumers. Shut-down, in reverse: stop taking new work, let consumers and the relay
-finish what is in flight, close the pool.
+Start-up: logging, database engine, migrations (shared + the service's; or, with
+`<SERVICE>_MIGRATE_ON_START=false`, a check that a migrate Job applied them), Kafka topics, the
+outbox relay, the consumers. Shut-down, in reverse: stop taking new work, let consumers and the
+relay finish what is in flight, close the pool.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.consumer import BatchHandler, Handler, IdempotentConsumer
-from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
+from ccshared.db import asyncpg_dsn, make_engine
 from ccshared.events import Envelope
 from ccshared.gc import freeze_startup_objects, tune_gc
 from ccshared.health import Readiness, database_check, health_router, kafka_check
 from ccshared.http import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from ccshared.kafka import ensure_topics, make_producer
 from ccshared.logging import configure_logging
+from ccshared.migrate import apply_migrations, require_migrated, service_migrations
 from ccshared.outbox import OutboxRelay
 from ccshared.problems import ProblemDetails, install_problem_handlers
 from ccshared.settings import ServiceSettings
@@ -110,8 +112,19 @@ def create_service_app(
         engine = make_engine(
             url, pool_size=settings.database_pool_size, app_name=settings.service_name
         )
-        migrations = shared_migrations() + load_migrations(settings.service_name, package)
-        await _retry_until("migrations", lambda: migrate(engine, migrations), startup_deadline_s)
+        migrations = service_migrations(settings, package)
+        if settings.migrate_on_start:
+            await _retry_until(
+                "migrations",
+                lambda: apply_migrations(engine, settings, migrations),
+                startup_deadline_s,
+            )
+        else:  # a migrate Job applies them: wait for it (within the start-up deadline)
+            await _retry_until(
+                "schema check",
+                lambda: require_migrated(engine, migrations, f"python -m {package}.migrate"),
+                startup_deadline_s,
+            )
 
         def producer() -> Any:
             return make_producer(settings.kafka_bootstrap, settings.client_id)
