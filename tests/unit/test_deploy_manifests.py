@@ -1,9 +1,11 @@
 """The Kubernetes manifests agree with the code: every variable they set is a setting of that
 service, every secret and config key they read exists, the example secret passes the settings'
-own validation, the probes hit real routes and the ports line up."""
+own validation, the probes hit real routes and the ports line up, and each service's migrate Job
+runs a command that exists on the Deployment's image and database."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,12 @@ def _one(name: str, kind: str) -> dict[str, Any]:
     return doc
 
 
-def _container(service: str) -> dict[str, Any]:
-    [container] = _one(f"{service}.yaml", "Deployment")["spec"]["template"]["spec"]["containers"]
+def _container(service: str, kind: str = "Deployment") -> dict[str, Any]:
+    [container] = _one(f"{service}.yaml", kind)["spec"]["template"]["spec"]["containers"]
     return container
+
+
+KINDS = ["Deployment", "Job"]  # the service, and its migrate Job
 
 
 def test_kustomization_lists_files_that_exist() -> None:
@@ -44,13 +49,14 @@ def test_kustomization_lists_files_that_exist() -> None:
         assert (K8S / resource).is_file(), resource
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("service", list(SETTINGS))
-def test_every_variable_is_a_setting_and_every_reference_resolves(service: str) -> None:
+def test_every_variable_is_a_setting_and_every_reference_resolves(service: str, kind: str) -> None:
     prefix = f"{service.upper()}_"
     fields = set(SETTINGS[service].model_fields)
     config = _one("config.yaml", "ConfigMap")["data"]
     secret = _one("secret.example.yaml", "Secret")["stringData"]
-    env = _container(service)["env"]
+    env = _container(service, kind)["env"]
     for var in env:
         name = var["name"]
         if name in IMAGE_VARIABLES:
@@ -64,15 +70,16 @@ def test_every_variable_is_a_setting_and_every_reference_resolves(service: str) 
             assert source["secretKeyRef"]["key"] in secret, name
     names = {v["name"] for v in env}
     assert f"{prefix}DATABASE_URL" in names
-    assert f"{prefix}KAFKA_BOOTSTRAP" in names
+    if kind == "Deployment":
+        assert f"{prefix}KAFKA_BOOTSTRAP" in names
 
 
-@pytest.mark.parametrize("service", list(SETTINGS))
-def test_the_example_values_pass_the_services_validation(service: str) -> None:
+def _settings_of(service: str, kind: str) -> Any:
+    """The service's settings as the container's environment makes them."""
     config = _one("config.yaml", "ConfigMap")["data"]
     secret = _one("secret.example.yaml", "Secret")["stringData"]
     values: dict[str, Any] = {}
-    for var in _container(service)["env"]:
+    for var in _container(service, kind)["env"]:
         if var["name"] in IMAGE_VARIABLES:
             continue
         field = var["name"].removeprefix(f"{service.upper()}_").lower()
@@ -83,7 +90,13 @@ def test_the_example_values_pass_the_services_validation(service: str) -> None:
             values[field] = secret[source["secretKeyRef"]["key"]]
         else:
             values[field] = var["value"]
-    settings = SETTINGS[service](**values)
+    return SETTINGS[service](**values)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("service", list(SETTINGS))
+def test_the_example_values_pass_the_services_validation(service: str, kind: str) -> None:
+    settings = _settings_of(service, kind)
     assert settings.database_url.get_secret_value().endswith(f"/{service}")
 
 
@@ -111,3 +124,32 @@ def test_probes_hit_real_routes_and_ports_line_up(service: str) -> None:
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     shutdown = next(v for v in container["env"] if v["name"].endswith("_SHUTDOWN_GRACE_S"))
     assert float(shutdown["value"]) < grace  # the service finishes before the kubelet kills it
+
+
+@pytest.mark.parametrize("service", list(SETTINGS))
+def test_a_migrate_job_migrates_the_services_database_and_the_service_waits_for_it(
+    service: str,
+) -> None:
+    job = _one(f"{service}.yaml", "Job")
+    container = _container(service, "Job")
+    deployment = _container(service)
+    assert container["command"] == ["python", "-m", f"{service}.migrate"]
+    assert importlib.util.find_spec(f"{service}.migrate") is not None
+    assert container["image"] == deployment["image"]
+
+    def database(c: dict[str, Any]) -> Any:
+        [var] = [v for v in c["env"] if v["name"] == f"{service.upper()}_DATABASE_URL"]
+        return var["valueFrom"]
+
+    assert database(container) == database(deployment)
+    assert _settings_of(service, "Job").migrate_on_start  # the Job itself migrates ...
+    assert not _settings_of(service, "Deployment").migrate_on_start  # ... the service does not
+    pod = job["spec"]["template"]
+    assert pod["spec"]["restartPolicy"] in ("Never", "OnFailure")
+    assert job["spec"]["backoffLimit"] >= 1  # a lock timeout is tried again later
+    # A statement may run its full timeout, retries and all, within the Job's deadline.
+    settings = _settings_of(service, "Job")
+    assert job["spec"]["activeDeadlineSeconds"] > settings.migration_statement_timeout_s
+    # The Job's pod is never taken for one of the service's (Service, PDB, HPA selectors).
+    selector = _one(f"{service}.yaml", "Deployment")["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= pod["metadata"]["labels"].items()
