@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.db import (
@@ -60,8 +61,26 @@ async def require_migrated(engine: AsyncEngine, migrations: Sequence[Migration],
         )
 
 
+def migration_settings(settings_class: type[ServiceSettings]) -> ServiceSettings:
+    """The service's shared settings only (database URL, logging, migration timeouts), read
+    from its environment: a migrate Job needs none of its keys or secrets, and the service's own
+    validation of those (refused outside development) must not stop it."""
+    fields = settings_class.model_fields
+
+    class MigrationSettings(ServiceSettings):
+        model_config = SettingsConfigDict(
+            env_prefix=settings_class.model_config.get("env_prefix") or "",
+            extra="ignore",
+            frozen=True,
+        )
+        service_name: str = fields["service_name"].default
+        database_url: SecretStr = fields["database_url"].default
+
+    return MigrationSettings()
+
+
 def main(
-    settings_class: Callable[[], ServiceSettings], package: str, argv: Sequence[str] | None = None
+    settings_class: type[ServiceSettings], package: str, argv: Sequence[str] | None = None
 ) -> int:
     """The command line of `python -m <package>.migrate`; returns the exit status."""
     cmd = f"python -m {package}.migrate"
@@ -77,7 +96,7 @@ def main(
     )
     args = parser.parse_args(argv)
     try:
-        settings = settings_class()
+        settings = migration_settings(settings_class)
     except ValidationError as exc:
         print(f"{cmd}: invalid settings: {exc}", file=sys.stderr)
         return 2
