@@ -79,9 +79,9 @@ reset: ## stop everything and delete local data (keeps downloaded jars and the v
 lock: ## re-resolve requirements.lock from requirements.in
 	$(VENV)/bin/uv pip compile requirements.in -o requirements.lock --python-version 3.11
 
-token: $(VENV)/.installed ## print a UI user token for the router: make token SUB=amy ROLE=agent|supervisor
+token: $(VENV)/.installed ## print a UI user token (dev key, or CC_TOKEN_PRIVATE_KEY_FILE): make token SUB=amy ROLE=agent|supervisor
 	@test -n "$(SUB)" -a -n "$(ROLE)" || { echo "usage: make token SUB=<agent or user id> ROLE=agent|supervisor"; exit 2; }
-	@$(PY) -m router.tokens issue --sub "$(SUB)" --role "$(ROLE)"
+	@CC_DEVELOPMENT="$${CC_DEVELOPMENT:-1}" $(PY) -m router.tokens issue --sub "$(SUB)" --role "$(ROLE)"
 
 key: $(VENV)/.installed ## create an intake API key: make key NAME=telephony CHANNELS=phone,email
 	@test -n "$(NAME)" -a -n "$(CHANNELS)" || { echo "usage: make key NAME=<integration> CHANNELS=phone,email,chat,social"; exit 2; }

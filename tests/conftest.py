@@ -17,6 +17,10 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
+# The suite runs on a development machine: the services it builds, and every process it
+# spawns (they inherit the environment), accept the development keys and secrets.
+os.environ["CC_DEVELOPMENT"] = "1"
+
 PG_HOST = os.environ.get("CC_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("CC_PG_PORT", "55432"))
 PG_USER = os.environ.get("CC_PG_USER", "contactcenter")

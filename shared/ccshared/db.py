@@ -46,6 +46,9 @@ def make_engine(database_url: str, *, pool_size: int = 10, app_name: str = "") -
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # Errors carry the statement but not its parameters: these are customer text, API-key
+        # hashes and webhook secrets, and errors end up in logs and dead-letter headers.
+        hide_parameters=True,
         connect_args={"server_settings": {"application_name": app_name}} if app_name else {},
     )
 

@@ -61,7 +61,7 @@ async def require_migrated(engine: AsyncEngine, migrations: Sequence[Migration],
         )
 
 
-def migration_settings(settings_class: type[ServiceSettings]) -> ServiceSettings:
+def migration_settings(settings_class: type[ServiceSettings]) -> type[ServiceSettings]:
     """The service's shared settings only (database URL, logging, migration timeouts), read
     from its environment: a migrate Job needs none of its keys or secrets, and the service's own
     validation of those (refused outside development) must not stop it."""
@@ -76,7 +76,7 @@ def migration_settings(settings_class: type[ServiceSettings]) -> ServiceSettings
         service_name: str = fields["service_name"].default
         database_url: SecretStr = fields["database_url"].default
 
-    return MigrationSettings()
+    return MigrationSettings
 
 
 def main(
@@ -96,7 +96,7 @@ def main(
     )
     args = parser.parse_args(argv)
     try:
-        settings = migration_settings(settings_class)
+        settings = migration_settings(settings_class)()
     except ValidationError as exc:
         print(f"{cmd}: invalid settings: {exc}", file=sys.stderr)
         return 2

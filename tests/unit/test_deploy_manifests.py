@@ -1,17 +1,23 @@
 """The Kubernetes manifests agree with the code: every variable they set is a setting of that
-service, every secret and config key they read exists, the example secret passes the settings'
-own validation, the probes hit real routes and the ports line up, and each service's migrate Job
-runs a command that exists on the Deployment's image and database."""
+service, every secret and config key they read exists, the example values pass the settings' own
+validation (but for the example Secret's placeholders, which are refused), the probes hit real
+routes and the ports line up, and each service's migrate Job runs a command that exists on the
+Deployment's image and database."""
 
 from __future__ import annotations
 
 import importlib.util
+import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import ValidationError
 
+from ccshared.migrate import migration_settings
 from feedback.settings import FeedbackSettings
 from intake.settings import IntakeSettings
 from router.settings import RouterSettings
@@ -74,10 +80,20 @@ def test_every_variable_is_a_setting_and_every_reference_resolves(service: str, 
         assert f"{prefix}KAFKA_BOOTSTRAP" in names
 
 
-def _settings_of(service: str, kind: str) -> Any:
+def _real_secret() -> dict[str, str]:
+    """The example Secret with values of the right shape in place of its placeholders (which
+    the services refuse: see the test below)."""
+    public_key = Ed25519PrivateKey.generate().public_key()
+    pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    stand_ins = {"auth-public-key": pem, "survey-token-secret": secrets.token_urlsafe(48)}
+    example: dict[str, str] = _one("secret.example.yaml", "Secret")["stringData"]
+    return {**example, **{k: v for k, v in stand_ins.items() if k in example}}
+
+
+def _settings_of(service: str, kind: str, secret: dict[str, str] | None = None) -> Any:
     """The service's settings as the container's environment makes them."""
     config = _one("config.yaml", "ConfigMap")["data"]
-    secret = _one("secret.example.yaml", "Secret")["stringData"]
+    secret = secret if secret is not None else _real_secret()
     values: dict[str, Any] = {}
     for var in _container(service, kind)["env"]:
         if var["name"] in IMAGE_VARIABLES:
@@ -90,14 +106,34 @@ def _settings_of(service: str, kind: str) -> Any:
             values[field] = secret[source["secretKeyRef"]["key"]]
         else:
             values[field] = var["value"]
+    if kind == "Job":  # python -m <service>.migrate reads the shared settings only
+        return migration_settings(SETTINGS[service])(**values)
     return SETTINGS[service](**values)
 
 
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a deployment: not a development machine."""
+    monkeypatch.delenv("CC_DEVELOPMENT", raising=False)
+
+
+@pytest.mark.usefixtures("deployed")
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("service", list(SETTINGS))
 def test_the_example_values_pass_the_services_validation(service: str, kind: str) -> None:
     settings = _settings_of(service, kind)
     assert settings.database_url.get_secret_value().endswith(f"/{service}")
+
+
+@pytest.mark.usefixtures("deployed")
+@pytest.mark.parametrize("service", ["router", "sla", "feedback"])
+def test_the_example_secrets_placeholders_are_refused(service: str) -> None:
+    example = _one("secret.example.yaml", "Secret")["stringData"]
+    with pytest.raises(ValidationError) as refused:
+        _settings_of(service, "Deployment", example)
+    fields = {str(e["loc"][0]) for e in refused.value.errors()}
+    assert fields <= {"auth_public_key", "token_secret"}
+    assert "auth_public_key" in fields
 
 
 @pytest.mark.parametrize("service", list(SETTINGS))
