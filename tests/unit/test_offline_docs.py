@@ -95,3 +95,15 @@ async def test_the_docs_assets_are_not_part_of_the_api_description(
 ) -> None:
     schema: dict[str, Any] = (await client.get("/openapi.json")).json()
     assert not [p for p in schema["paths"] if p.startswith(("/docs", "/redoc", "/static"))]
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_the_survey_pages_load_nothing_from_elsewhere(language: str) -> None:
+    from feedback.api.pages import survey_page, thanks_page
+    from feedback.domain.texts import texts_for
+
+    texts = texts_for(language)
+    for html in (survey_page(texts, None), survey_page(texts, None, reminder=True)):
+        assert assets_of(html) == []  # styles inline, no script: works offline and without JS
+        assert "://" not in html
+    assert "://" not in thanks_page(texts, updated=False)
