@@ -75,6 +75,37 @@ async def test_migration_waiting_on_a_lock_gives_up_and_names_the_blocking_sessi
     assert [m.name for m in await pending_migrations(engine, [TABLE, REWRITE])] == [REWRITE.name]
 
 
+async def test_queries_queued_behind_a_waiting_migration_run_when_it_gives_up(
+    engine: AsyncEngine, reader: asyncpg.Connection, fresh_database: str
+) -> None:
+    """The outage the lock timeout prevents: a migration waiting for its exclusive lock makes
+    every later query on the table wait behind it, for as long as the long transaction lasts."""
+    other = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        async with reader.transaction():
+            await reader.fetch("SELECT * FROM things")
+            migration = asyncio.create_task(
+                migrate(engine, [TABLE, REWRITE], lock_retries=0, lock_timeout_s=1.0)
+            )
+
+            async def migration_waits() -> bool:
+                return bool(
+                    await other.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE 'ALTER TABLE things%'"
+                    )
+                )
+
+            await wait_until(migration_waits, timeout=10)
+            # Queued behind the migration's lock request; answered once it gives up, while the
+            # long transaction is still open.
+            assert await asyncio.wait_for(other.fetchval("SELECT count(*) FROM things"), 10) == 0
+            with pytest.raises(MigrationTimeout):
+                await migration
+    finally:
+        await other.close()
+
+
 async def test_lock_timeout_is_retried_and_the_migration_applies_once_the_lock_is_free(
     engine: AsyncEngine, reader: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
