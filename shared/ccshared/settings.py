@@ -72,6 +72,17 @@ class ServiceSettings(BaseSettings):
     # Young-generation collection threshold (ccshared.gc); 0 keeps CPython's default of 700.
     gc_gen0_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
 
+    # Migrations (ccshared.db.migrate). false: the service does not migrate at start but waits
+    # (up to its start-up deadline) until `python -m <service>.migrate`, e.g. a deployment's
+    # Job, has applied every migration it knows.
+    migrate_on_start: bool = True
+    # How long a migration waits for each lock before giving up, so the queries queued behind
+    # its lock run again; retried `migration_lock_retries` times with backoff, then it fails.
+    migration_lock_timeout_s: float = Field(default=5.0, gt=0, le=3_600)
+    migration_lock_retries: int = Field(default=3, ge=0, le=100)
+    # Longest a migration's statement may run (a table rewrite belongs in a maintenance window).
+    migration_statement_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr) -> SecretStr:
