@@ -132,6 +132,8 @@ def create_service_app(
                     settings.kafka_bootstrap,
                     partitions=settings.topic_partitions,
                     prefix=settings.kafka_topic_prefix,
+                    replication_factor=settings.topic_replication_factor,
+                    min_insync_replicas=settings.topic_min_insync_replicas,
                 ),
                 None,
             )
