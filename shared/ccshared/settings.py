@@ -34,6 +34,9 @@ class ServiceSettings(BaseSettings):
     # 0 is refused by the broker when the topics are created.
     topic_replication_factor: int = Field(default=-1, ge=-1, le=32)
     topic_min_insync_replicas: int | None = Field(default=None, ge=1, le=32)
+    # How often a service counts the dead letters waiting in the twins of the topics it
+    # consumes, and logs them at WARNING while there are any.
+    dlq_check_interval_s: float = Field(default=60.0, gt=0, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     # How long the outbox relay sleeps without a NOTIFY before looking anyway.
