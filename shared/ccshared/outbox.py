@@ -193,6 +193,8 @@ ROW_REFUSALS: tuple[type[Exception], ...] = (
     PolicyViolationError,
 )
 
+_TOPIC_REFUSALS = (InvalidTopicError, TopicAuthorizationFailedError)
+
 # Kafka's rule for topic names. A row for any other name is refused by us: the producer would
 # wait out its metadata timeout on it and fail with a retriable error, every time.
 _LEGAL_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -480,12 +482,18 @@ class OutboxRelay:
             len(suspects),
         )
         refused: dict[int, str] = {}
+        refused_topics: dict[str, str] = {}  # refusals of the topic, not of one record
         for row in suspects:
+            if row["topic"] in refused_topics:
+                refused[row["id"]] = refused_topics[row["topic"]]
+                continue
             producer = await self._ensure_producer()
             try:
                 await publish_rows(producer, [row], topic_prefix=self.topic_prefix)
             except RefusedByKafka as exc:
                 refused[row["id"]] = describe_error(exc.error)
+                if isinstance(exc.error, _TOPIC_REFUSALS):
+                    refused_topics[row["topic"]] = refused[row["id"]]
                 await self._close_producer()
         return refused
 

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import RequestTimedOutError
+from aiokafka.errors import RequestTimedOutError, TopicAuthorizationFailedError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -247,3 +247,53 @@ async def test_a_failure_that_may_pass_parks_nothing_and_the_batch_is_tried_agai
     assert {Envelope.model_validate_json(r.value).event_id for r in records} == {
         e.event_id for e in events
     }
+
+
+class _UnauthorizedTopicProducer(_TimingOutProducer):
+    """The broker answers every batch for `denied` with TopicAuthorizationFailed."""
+
+    def __init__(self, real: AIOKafkaProducer, denied: str) -> None:
+        super().__init__(real)
+        self.denied = denied
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> object:
+        if topic != self.denied:
+            return await self.real.send_batch(batch, topic, partition=partition)
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        future.set_exception(TopicAuthorizationFailedError(topic))
+        return future
+
+
+async def test_rows_for_a_topic_the_service_may_not_write_are_parked_without_one_try_each(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    denied = topic + ".dlq"  # exists, so only authorization stands in the way
+    made: list[object] = []
+
+    def factory() -> object:
+        made.append(_UnauthorizedTopicProducer(make_producer(kafka_bootstrap, "relay"), denied))
+        return made[-1]
+
+    allowed = [event(uuid.uuid4(), f"ok {i}") for i in range(10)]
+    refused = [event(uuid.uuid4(), f"denied {i}") for i in range(10)]
+    async with engine.begin() as conn:
+        for ok, no in zip(allowed, refused, strict=True):
+            await conn.execute(_INSERT, [outbox_row(ok, topic=topic), outbox_row(no, topic=denied)])
+    relay = OutboxRelay(asyncpg_dsn(fresh_database), factory, poll_interval_s=0.2)  # type: ignore[arg-type]
+    relay.start()
+    try:
+        records = await read_all(kafka_bootstrap, topic, expected=10)
+        await wait_until(lambda: _parked(relay, 10))
+    finally:
+        await relay.stop()
+    assert {Envelope.model_validate_json(r.value).event_id for r in records} == {
+        e.event_id for e in allowed
+    }
+    parked = await parked_rows(engine)
+    assert {p.event_id for p in parked} == {e.event_id for e in refused}
+    assert all(p.error.startswith("TopicAuthorizationFailedError") for p in parked)
+    assert len(made) <= 3  # the first refusal names the topic: the other rows are not tried
+
+
+async def _parked(relay: OutboxRelay, n: int) -> bool:
+    return relay.stats.parked >= n
