@@ -30,7 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.consumer import BatchHandler, Handler, IdempotentConsumer
 from ccshared.db import asyncpg_dsn, make_engine
+from ccshared.dlq import HANDLED_GROUP, DeadLetterWatch
 from ccshared.events import Envelope
+from ccshared.events.catalog import DLQ_SUFFIX
 from ccshared.gc import freeze_startup_objects, tune_gc
 from ccshared.health import Readiness, database_check, health_router, kafka_check
 from ccshared.http import BodySizeLimitMiddleware, CorrelationIdMiddleware
@@ -68,6 +70,7 @@ class Runtime:
     consumers: list[IdempotentConsumer] = field(default_factory=list)
     kafka_connected: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    dead_letters: DeadLetterWatch | None = None
 
 
 async def _retry_until(
@@ -154,6 +157,8 @@ def create_service_app(
                     settings.kafka_bootstrap,
                     partitions=settings.topic_partitions,
                     prefix=settings.kafka_topic_prefix,
+                    replication_factor=settings.topic_replication_factor,
+                    min_insync_replicas=settings.topic_min_insync_replicas,
                 ),
                 None,
             )
@@ -176,6 +181,15 @@ def create_service_app(
                 )
                 await _retry_until(f"consumer {spec.name}", consumer.start, None)
                 runtime.consumers.append(consumer)
+            if consumers:
+                prefix = settings.kafka_topic_prefix
+                runtime.dead_letters = DeadLetterWatch(
+                    settings.kafka_bootstrap,
+                    sorted({prefix + t + DLQ_SUFFIX for spec in consumers for t in spec.topics}),
+                    interval_s=settings.dlq_check_interval_s,
+                    group=prefix + HANDLED_GROUP,
+                )
+                runtime.dead_letters.start()
             runtime.kafka_connected = True
             log.info(
                 "%s connected to Kafka with %d consumer(s)", settings.service_name, len(consumers)
@@ -200,6 +214,8 @@ def create_service_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await kafka_task
             await asyncio.gather(*(c.stop(grace) for c in runtime.consumers))
+            if runtime.dead_letters is not None:
+                await runtime.dead_letters.stop()
             if on_stop is not None:
                 await on_stop(runtime)
             await relay.stop(grace)

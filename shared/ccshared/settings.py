@@ -43,6 +43,15 @@ class ServiceSettings(BaseSettings):
     # Put before every topic name on Kafka (not in the outbox or the catalog): deployments or
     # benchmarks sharing one cluster keep their events apart, e.g. "bench." or "staging.".
     kafka_topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=64)
+    # Replication of the topics a service creates: -1 and None take the broker's defaults
+    # (default.replication.factor, min.insync.replicas). Production on three brokers: 3 and 2,
+    # so that losing one broker loses no acknowledged event (the producers use acks=all).
+    # 0 is refused by the broker when the topics are created.
+    topic_replication_factor: int = Field(default=-1, ge=-1, le=32)
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1, le=32)
+    # How often a service counts the dead letters waiting in the twins of the topics it
+    # consumes, and logs them at WARNING while there are any.
+    dlq_check_interval_s: float = Field(default=60.0, gt=0, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     # How long the outbox relay sleeps without a NOTIFY before looking anyway.
