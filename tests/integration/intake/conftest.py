@@ -47,10 +47,22 @@ class Intake:
     database_url: str
 
     async def new_key(
-        self, channels: list[str] | None = None, *, rate: float = 10_000, burst: int = 10_000
+        self,
+        channels: list[str] | None = None,
+        *,
+        rate: float = 10_000,
+        burst: int = 10_000,
+        name: str = "test",
+        **options: Any,
     ) -> str:
+        """A key of integration `name` (keys with the same name are one integration)."""
         _, plaintext = await create_key(
-            self.db, name="test", channels=channels or ALL_CHANNELS, rate_per_s=rate, burst=burst
+            self.db,
+            name=name,
+            channels=channels or ALL_CHANNELS,
+            rate_per_s=rate,
+            burst=burst,
+            **options,
         )
         return plaintext
 

@@ -157,6 +157,7 @@ def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> 
         channel=contact.channel,
         external_id=contact.external_id,
         api_key_id=key.id,
+        integration_id=key.integration_id,
         idempotency_key=idempotency_key,
         request_hash=request_hash(document, canonical),
         received_at=contact.received_at,
@@ -273,10 +274,21 @@ async def accept_contact(
         "half-stored."
     ),
     responses=_PROBLEMS,
-    openapi_extra={"security": SECURITY},
+    openapi_extra={
+        "security": SECURITY,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ContactBatch"}}
+            },
+        },
+    },
 )
-async def post_contact_batch(batch: ContactBatch, request: Request) -> ContactBatchResult:
+async def post_contact_batch(request: Request) -> ContactBatchResult:
+    # The key is checked before the body is read: a caller without a valid key gets its 401
+    # without intake receiving or parsing what it sent (the body is not a parameter for that).
     key = await authenticate(request)
+    batch = ContactBatch.model_validate_json(await request.body())
     settings = _settings(request)
     if len(batch.items) > settings.batch_max_items:
         raise Problem(
@@ -350,11 +362,13 @@ async def get_contact(contact_id: uuid.UUID, request: Request) -> StoredContactV
     pool: asyncpg.Pool = request.app.state.runtime.extras["pool"]
     row = await pool.fetchrow(
         "SELECT id, customer_id, channel, external_id, received_at, accepted_at, ticket_id, body "
-        "FROM contacts WHERE id = $1",
+        "FROM contacts WHERE id = $1 AND integration_id = $2",
         contact_id,
+        key.integration_id,
     )
+    # Another integration's contact is not found, exactly like one that does not exist.
     if row is None or row["channel"] not in key.channels:
-        raise NotFound(f"No contact {contact_id} on the channels this key may read.")
+        raise NotFound(f"No contact {contact_id} of this integration on this key's channels.")
     return StoredContactView(
         id=row["id"],
         customer_id=row["customer_id"],
@@ -380,6 +394,7 @@ def document_contact_schema(app: FastAPI) -> None:
         components = spec["components"].setdefault("schemas", {})
         components.update(schema.pop("$defs", {}))
         components["Contact"] = schema
+        components["ContactBatch"] = ContactBatch.model_json_schema()
         app.openapi_schema = spec
         return spec
 

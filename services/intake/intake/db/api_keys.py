@@ -16,6 +16,9 @@ from intake.domain.api_keys import TokenBucket, issue_key, secret_matches, split
 class ApiKey:
     id: uuid.UUID
     name: str
+    # The integration the key belongs to: its first key's id, shared by every key created
+    # under the same name. Contacts are read and deduplicated per integration.
+    integration_id: uuid.UUID
     prefix: str
     channels: frozenset[str]
     rate_per_s: float
@@ -29,6 +32,7 @@ def _from_row(row: asyncpg.Record) -> ApiKey:
     return ApiKey(
         id=row["id"],
         name=row["name"],
+        integration_id=row["integration_id"],
         prefix=row["prefix"],
         channels=frozenset(row["channels"]),
         rate_per_s=row["rate_per_s"],
@@ -47,12 +51,17 @@ async def create_key(
     rate_per_s: float,
     burst: int,
 ) -> tuple[ApiKey, str]:
-    """Store a new key; returns it and its plaintext, which is never shown again."""
+    """Store a new key; returns it and its plaintext, which is never shown again. A key named
+    like an existing one (active or revoked) joins that one's integration: that is how a key is
+    rotated without losing its contacts."""
     issued = issue_key()
+    key_id = uuid.uuid4()
     row = await conn.fetchrow(
-        "INSERT INTO api_keys (id, name, prefix, secret_hash, channels, rate_per_s, burst) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
-        uuid.uuid4(),
+        "INSERT INTO api_keys (id, name, prefix, secret_hash, channels, rate_per_s, burst, "
+        "integration_id) VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce("
+        "(SELECT integration_id FROM api_keys WHERE name = $2 ORDER BY created_at LIMIT 1), $1)"
+        ") RETURNING *",
+        key_id,
         name,
         issued.prefix,
         issued.secret_hash,
