@@ -83,9 +83,9 @@ token: $(VENV)/.installed ## print a UI user token (dev key, or CC_TOKEN_PRIVATE
 	@test -n "$(SUB)" -a -n "$(ROLE)" || { echo "usage: make token SUB=<agent or user id> ROLE=agent|supervisor"; exit 2; }
 	@CC_DEVELOPMENT="$${CC_DEVELOPMENT:-1}" $(PY) -m router.tokens issue --sub "$(SUB)" --role "$(ROLE)"
 
-key: $(VENV)/.installed ## create an intake API key: make key NAME=telephony CHANNELS=phone,email
-	@test -n "$(NAME)" -a -n "$(CHANNELS)" || { echo "usage: make key NAME=<integration> CHANNELS=phone,email,chat,social"; exit 2; }
-	$(PY) -m intake.keys create --name "$(NAME)" --channels "$(CHANNELS)"
+key: $(VENV)/.installed ## create an intake API key: make key NAME=telephony CHANNELS=phone,email [REGION=US]
+	@test -n "$(NAME)" -a -n "$(CHANNELS)" || { echo "usage: make key NAME=<integration> CHANNELS=phone,email,chat,social [REGION=US]"; exit 2; }
+	$(PY) -m intake.keys create --name "$(NAME)" --channels "$(CHANNELS)"$(if $(REGION), --region "$(REGION)")
 
 # A service's database and Kafka: its own <SERVICE>_DATABASE_URL / <SERVICE>_KAFKA_BOOTSTRAP /
 # <SERVICE>_KAFKA_TOPIC_PREFIX when set, else the local stack's (one database per service).

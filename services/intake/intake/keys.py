@@ -1,6 +1,7 @@
 """Create, list and revoke integration API keys.
 
     python -m intake.keys create --name telephony --channels phone [--rate 50 --burst 100]
+                                 [--region US]
     python -m intake.keys list
     python -m intake.keys revoke <prefix>
 
@@ -20,6 +21,7 @@ import asyncpg
 from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
 from intake.api.schemas import Channel
 from intake.db.api_keys import create_key, list_keys, revoke_key
+from intake.domain.normalize import UnknownPhoneRegion, phone_region_code
 from intake.settings import IntakeSettings
 
 CHANNELS = get_args(Channel)
@@ -36,6 +38,13 @@ def _channels(value: str) -> list[str]:
     return channels
 
 
+def _region(value: str) -> str:
+    try:
+        return phone_region_code(value)
+    except UnknownPhoneRegion as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m intake.keys", description=__doc__.split("\n")[0]
@@ -46,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--channels", required=True, type=_channels, help="e.g. phone,email")
     create.add_argument("--rate", type=float, default=200.0, help="requests per second")
     create.add_argument("--burst", type=int, default=400, help="requests allowed at once")
+    create.add_argument(
+        "--region",
+        type=_region,
+        default=None,
+        help="ISO 3166 alpha-2 region of this integration's phone numbers written without a "
+        "country code, e.g. US (default: INTAKE_DEFAULT_PHONE_REGION)",
+    )
     sub.add_parser("list", help="list keys (never their secrets)")
     revoke = sub.add_parser("revoke", help="revoke a key by its prefix")
     revoke.add_argument("prefix")
@@ -71,11 +87,13 @@ async def _main(args: argparse.Namespace) -> int:
                 channels=args.channels,
                 rate_per_s=args.rate,
                 burst=args.burst,
+                phone_region=args.region,
             )
             print(plaintext)
             print(
                 f"created key {key.prefix} for {key.name!r}: channels "
-                f"{','.join(sorted(key.channels))}, {key.rate_per_s:g}/s (burst {key.burst}). "
+                f"{','.join(sorted(key.channels))}, {key.rate_per_s:g}/s (burst {key.burst}), "
+                f"phone region {key.phone_region or 'the default'}. "
                 "Store it now: it is not shown again.",
                 file=sys.stderr,
             )
@@ -84,7 +102,7 @@ async def _main(args: argparse.Namespace) -> int:
                 state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
                 print(
                     f"{key.prefix}  {key.name:<24} {','.join(sorted(key.channels)):<24} "
-                    f"{key.rate_per_s:g}/s  {state}"
+                    f"{key.rate_per_s:g}/s  {key.phone_region or '--'}  {state}"
                 )
         elif args.command == "revoke":
             if not await revoke_key(conn, args.prefix):

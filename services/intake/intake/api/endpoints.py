@@ -28,6 +28,7 @@ from intake.api.auth import (
 from intake.api.schemas import (
     CONTACT_ADAPTER,
     CONTEXT_DEFAULT_REGION,
+    CONTEXT_INTEGRATION_REGION,
     CONTEXT_MAX_FUTURE_SKEW_S,
     BatchItemResult,
     Contact,
@@ -94,14 +95,17 @@ def _writer(request: Request) -> ContactWriter:
     return writer
 
 
-def _context(settings: IntakeSettings) -> dict[str, Any]:
+def _context(settings: IntakeSettings, key: ApiKey | None = None) -> dict[str, Any]:
     return {
         CONTEXT_DEFAULT_REGION: settings.default_phone_region,
+        CONTEXT_INTEGRATION_REGION: key.phone_region if key is not None else None,
         CONTEXT_MAX_FUTURE_SKEW_S: settings.max_future_skew_s,
     }
 
 
-def _parse_body(raw: bytes, content_type: str, settings: IntakeSettings) -> Contact:
+def _parse_body(
+    raw: bytes, content_type: str, settings: IntakeSettings, key: ApiKey | None = None
+) -> Contact:
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == RFC822:
         try:
@@ -113,9 +117,9 @@ def _parse_body(raw: bytes, content_type: str, settings: IntakeSettings) -> Cont
                 slug="validation-error",
                 errors=[FieldError(field="body", message=str(exc), type="rfc822_invalid")],
             ) from None
-        return parse_contact(fields, context=_context(settings))
+        return parse_contact(fields, context=_context(settings, key))
     if media_type in ("application/json", "") or media_type.endswith("+json"):
-        return parse_contact_json(raw, context=_context(settings))
+        return parse_contact_json(raw, context=_context(settings, key))
     raise Problem(
         f"Send the contact as application/json (or a raw e-mail as {RFC822}), not {media_type}.",
         status=415,
@@ -247,7 +251,7 @@ async def accept_contact(
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     key = await authenticate_headers(headers, runtime.extras["verifier"])
     idempotency_key = _idempotency_key(headers)
-    contact = _parse_body(raw, headers.get("content-type", ""), settings)
+    contact = _parse_body(raw, headers.get("content-type", ""), settings, key)
     require_channel(key, contact.channel)
     stored = await _store(runtime.extras["writer"], _new_contact(contact, key, idempotency_key))
     contact_id = str(stored.contact_id)
@@ -301,7 +305,7 @@ async def post_contact_batch(request: Request) -> ContactBatchResult:
     queued: list[tuple[int, NewContact]] = []
     for index, item in enumerate(batch.items):
         try:
-            contact = parse_contact(item, context=_context(settings))
+            contact = parse_contact(item, context=_context(settings, key))
         except ValidationError as exc:
             results[index] = BatchItemResult.invalid(index, exc)
             continue

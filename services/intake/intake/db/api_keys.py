@@ -10,6 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from intake.domain.api_keys import TokenBucket, issue_key, secret_matches, split_key
+from intake.domain.normalize import phone_region_code
 
 
 @dataclass
@@ -26,6 +27,9 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
     secret_hash: bytes = field(repr=False)
+    # Where the integration's phone numbers without a country code are read (None: the
+    # service's default region).
+    phone_region: str | None = None
 
 
 def _from_row(row: asyncpg.Record) -> ApiKey:
@@ -40,6 +44,7 @@ def _from_row(row: asyncpg.Record) -> ApiKey:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
         secret_hash=bytes(row["secret_hash"]),
+        phone_region=row["phone_region"],
     )
 
 
@@ -50,17 +55,21 @@ async def create_key(
     channels: list[str],
     rate_per_s: float,
     burst: int,
+    phone_region: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a new key; returns it and its plaintext, which is never shown again. A key named
     like an existing one (active or revoked) joins that one's integration: that is how a key is
-    rotated without losing its contacts."""
+    rotated without losing its contacts. `phone_region` must be a region code with phone
+    numbers (`phone_region_code`)."""
+    if phone_region is not None:
+        phone_region = phone_region_code(phone_region)
     issued = issue_key()
     key_id = uuid.uuid4()
     row = await conn.fetchrow(
         "INSERT INTO api_keys (id, name, prefix, secret_hash, channels, rate_per_s, burst, "
-        "integration_id) VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce("
+        "integration_id, phone_region) VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce("
         "(SELECT integration_id FROM api_keys WHERE name = $2 ORDER BY created_at LIMIT 1), $1)"
-        ") RETURNING *",
+        ", $8) RETURNING *",
         key_id,
         name,
         issued.prefix,
@@ -68,6 +77,7 @@ async def create_key(
         sorted(set(channels)),
         rate_per_s,
         burst,
+        phone_region,
     )
     assert row is not None
     return _from_row(row), issued.plaintext
