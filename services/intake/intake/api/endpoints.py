@@ -237,19 +237,22 @@ async def post_contact(request: Request, response: Response) -> ContactAccepted:
     # Served by `ContactFastPath` (intake.api.fast) in the running app; this route documents
     # the operation and answers when the fast path is turned off.
     body, headers = await accept_contact(
-        request.app.state.runtime, request.headers, await request.body()
+        request.app.state.runtime,
+        request.headers,
+        await request.body(),
+        request.client.host if request.client else None,
     )
     response.headers.update(headers)
     return ContactAccepted.model_validate(body)
 
 
 async def accept_contact(
-    runtime: Runtime, headers: Mapping[str, str], raw: bytes
+    runtime: Runtime, headers: Mapping[str, str], raw: bytes, client: str | None = None
 ) -> tuple[dict[str, str], dict[str, str]]:
     """POST /v1/contacts, whichever way it arrives: the 202's JSON body and its headers.
-    Raises `Problem` for every refusal."""
+    `client` is the caller's address. Raises `Problem` for every refusal."""
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
-    key = await authenticate_headers(headers, runtime.extras["verifier"])
+    key = await authenticate_headers(headers, runtime.extras["verifier"], client)
     idempotency_key = _idempotency_key(headers)
     contact = _parse_body(raw, headers.get("content-type", ""), settings, key)
     require_channel(key, contact.channel)
