@@ -4,6 +4,7 @@ its ids (external id, Idempotency-Key) never collide with another's nor reveal a
 from __future__ import annotations
 
 import copy
+from collections.abc import AsyncIterator
 
 from tests.integration.intake.conftest import Intake, samples
 
@@ -141,3 +142,24 @@ async def test_batch_checks_the_key_before_reading_the_body(intake: Intake) -> N
     assert no_key.status_code == 401
     assert wrong_shape.status_code == 401
     assert not_json.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_batch_without_a_valid_key_is_refused_before_its_body_is_read(
+    intake: Intake,
+) -> None:
+    pulled = 0
+
+    async def ten_megabytes() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for _ in range(10):
+            pulled += 1
+            yield b"[" * 1_048_576
+
+    response = await intake.client.post(
+        "/v1/contacts:batch",
+        content=ten_megabytes(),  # streamed, no Content-Length: only reading can tell its size
+        headers={"Authorization": "Bearer cck_000000000000_forged"},
+    )
+
+    assert response.status_code == 401
+    assert pulled <= 1  # before: read until the body limit (413) or parsed (422)
