@@ -337,3 +337,21 @@ def test_junk_is_refused_not_normalised(junk: str) -> None:
 )
 def test_common_ways_of_writing_a_number_are_still_accepted(raw: str, expected: str) -> None:
     assert normalize_phone(raw, "CN") == expected
+
+
+def test_customer_phone_of_a_non_phone_contact_is_read_in_the_keys_region() -> None:
+    body = {
+        "channel": "chat",
+        "external_id": "chat-1",
+        "received_at": "2026-11-25T08:00:00Z",
+        "customer": {"phone": "(201) 555-0123"},
+        "chat": {"session_id": "s-1"},
+    }
+    context = {"now": NOW, "default_region": "CN"}
+    in_us = parse_contact(body, context={**context, "integration_region": "US"})
+    by_default = parse_contact(body, context=context)
+    assert in_us.customer.phone == "+12015550123"
+    assert by_default.customer.phone == "+862015550123"
+    with pytest.raises(ValidationError) as raised:
+        parse_contact(body, context={**context, "integration_region": "FR"})
+    assert [e["loc"] for e in raised.value.errors()] == [("customer", "phone")]
