@@ -4,7 +4,11 @@ its ids (external id, Idempotency-Key) never collide with another's nor reveal a
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
 
 from tests.integration.intake.conftest import Intake, samples
 
@@ -163,3 +167,49 @@ async def test_batch_without_a_valid_key_is_refused_before_its_body_is_read(
 
     assert response.status_code == 401
     assert pulled <= 1  # before: read until the body limit (413) or parsed (422)
+
+
+async def test_upgrading_gives_stored_contacts_their_keys_integration(fresh_database: str) -> None:
+    from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
+
+    migrations = shared_migrations() + load_migrations("intake", "intake")
+    engine = make_engine(fresh_database, pool_size=1)
+    conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        await migrate(engine, [m for m in migrations if m.component != "intake" or m.version == 1])
+        keys = {name: uuid.uuid4() for name in ("old-a", "new-a", "b")}
+        for name, key_id in keys.items():
+            await conn.execute(
+                "INSERT INTO api_keys (id, name, prefix, secret_hash, channels, rate_per_s, "
+                "burst, created_at) VALUES ($1, $2, $3, '', '{phone}', 1, 1, $4)",
+                key_id,
+                name.removeprefix("old-").removeprefix("new-"),
+                name,
+                datetime(2026, 1, 1, tzinfo=UTC) if name.startswith("old") else datetime.now(UTC),
+            )
+        customer = uuid.uuid4()
+        await conn.execute("INSERT INTO customers (id) VALUES ($1)", customer)
+        for name, key_id in keys.items():
+            await conn.execute(
+                "INSERT INTO contacts (id, customer_id, channel, external_id, api_key_id, "
+                "request_hash, received_at, body) VALUES ($1, $2, 'phone', $3, $4, '', now(), "
+                "'{}')",
+                uuid.uuid4(),
+                customer,
+                f"call-{name}",
+                key_id,
+            )
+
+        await migrate(engine, migrations)
+
+        integrations = dict(await conn.fetch("SELECT prefix, integration_id FROM api_keys"))
+        by_contact = dict(await conn.fetch("SELECT external_id, integration_id FROM contacts"))
+    finally:
+        await conn.close()
+        await engine.dispose()
+    assert integrations == {"old-a": keys["old-a"], "new-a": keys["old-a"], "b": keys["b"]}
+    assert by_contact == {
+        "call-old-a": keys["old-a"],
+        "call-new-a": keys["old-a"],
+        "call-b": keys["b"],
+    }
