@@ -1,8 +1,9 @@
-"""Create, list and revoke integration API keys.
+"""Create, list and revoke integration API keys, and set their phone region.
 
     python -m intake.keys create --name telephony --channels phone [--rate 50 --burst 100]
                                  [--region US]
     python -m intake.keys list
+    python -m intake.keys region <prefix> US        # or `-` for the service's default
     python -m intake.keys revoke <prefix>
 
 Reads INTAKE_DATABASE_URL like the service. The key is printed once, on creation; only a hash of
@@ -20,7 +21,7 @@ import asyncpg
 
 from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
 from intake.api.schemas import Channel
-from intake.db.api_keys import create_key, list_keys, revoke_key
+from intake.db.api_keys import create_key, list_keys, revoke_key, set_phone_region
 from intake.domain.normalize import UnknownPhoneRegion, phone_region_code
 from intake.settings import IntakeSettings
 
@@ -63,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         "country code, e.g. US (default: INTAKE_DEFAULT_PHONE_REGION)",
     )
     sub.add_parser("list", help="list keys (never their secrets)")
+    region = sub.add_parser(
+        "region", help="set the region of a key's national phone numbers ('-': the default)"
+    )
+    region.add_argument("prefix")
+    region.add_argument("region", type=lambda v: None if v == "-" else _region(v))
     revoke = sub.add_parser("revoke", help="revoke a key by its prefix")
     revoke.add_argument("prefix")
     return parser
@@ -104,6 +110,15 @@ async def _main(args: argparse.Namespace) -> int:
                     f"{key.prefix}  {key.name:<24} {','.join(sorted(key.channels)):<24} "
                     f"{key.rate_per_s:g}/s  {key.phone_region or '--'}  {state}"
                 )
+        elif args.command == "region":
+            if not await set_phone_region(conn, args.prefix, args.region):
+                print(f"no key with prefix {args.prefix}", file=sys.stderr)
+                return 1
+            print(
+                f"key {args.prefix}: phone region {args.region or 'the default'} "
+                "(in effect within INTAKE_API_KEY_CACHE_S)",
+                file=sys.stderr,
+            )
         elif args.command == "revoke":
             if not await revoke_key(conn, args.prefix):
                 print(f"no active key with prefix {args.prefix}", file=sys.stderr)

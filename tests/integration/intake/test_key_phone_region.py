@@ -115,3 +115,17 @@ async def test_keys_cli_sets_and_checks_the_region(intake: Intake) -> None:
     assert "XX" in refused_out
     assert await intake.db.fetchval("SELECT phone_region FROM api_keys WHERE name = 'us'") == "US"
     assert await intake.db.fetchval("SELECT count(*) FROM api_keys WHERE name = 'xx'") == 0
+
+    prefix = await intake.db.fetchval("SELECT prefix FROM api_keys WHERE name = 'us'")
+    changed, _ = await keys("region", prefix, "gb")
+    assert changed == 0
+    assert await intake.db.fetchval("SELECT phone_region FROM api_keys WHERE name = 'us'") == "GB"
+    listed, listing = await keys("list")
+    assert listed == 0
+    assert f"{prefix}  us" in listing
+    assert " GB " in listing
+    cleared, _ = await keys("region", prefix, "-")
+    unknown, _ = await keys("region", "000000000000", "US")
+    assert cleared == 0
+    assert unknown == 1
+    assert await intake.db.fetchval("SELECT phone_region FROM api_keys WHERE name = 'us'") is None

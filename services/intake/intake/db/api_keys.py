@@ -101,6 +101,18 @@ async def revoke_key(conn: asyncpg.Connection | asyncpg.Pool, prefix: str) -> bo
     return bool(status.endswith(" 1"))
 
 
+async def set_phone_region(
+    conn: asyncpg.Connection | asyncpg.Pool, prefix: str, phone_region: str | None
+) -> bool:
+    """Set (None: clear) the region of a key's national phone numbers; False if no such key."""
+    if phone_region is not None:
+        phone_region = phone_region_code(phone_region)
+    status = await conn.execute(
+        "UPDATE api_keys SET phone_region = $2 WHERE prefix = $1", prefix, phone_region
+    )
+    return bool(status.endswith(" 1"))
+
+
 async def list_keys(conn: asyncpg.Connection | asyncpg.Pool) -> list[ApiKey]:
     return [_from_row(r) for r in await conn.fetch("SELECT * FROM api_keys ORDER BY created_at")]
 
