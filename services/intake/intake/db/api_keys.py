@@ -178,7 +178,6 @@ class SharedRateLimiter:
         self.lease_s = lease_s
         self._leased: dict[uuid.UUID, LeasedTokens] = {}
         self._leasing: dict[uuid.UUID, asyncio.Future[None]] = {}
-        self.leases = 0
 
     def try_take(self, key: ApiKey) -> bool:
         """Spend a token already leased (no I/O): the hot path's usual answer."""
@@ -208,7 +207,6 @@ class SharedRateLimiter:
         row = await self.pool.fetchrow(
             "SELECT granted, remaining, rate FROM lease_api_key_tokens($1, $2)", key.id, block
         )
-        self.leases += 1
         if row is None or row["granted"] is None:
             leased.granted(0, 0.0, key.rate_per_s, time.monotonic())
         else:
