@@ -166,7 +166,7 @@ class SharedRateLimiter:
     """Each key's rate limit, shared by every process through its bucket in PostgreSQL.
 
     A process leases tokens a block at a time (`lease_block`: the key's rate over `lease_s`)
-    with one call of `lease_api_key_tokens` (migration 0004) and spends them locally, so the
+    with one call of `lease_api_key_tokens` (migration 0005) and spends them locally, so the
     hot path asks the database once per block, not per request; only one lease per key is in
     flight at a time. When the shared bucket is empty, the process answers 429 without asking
     again until a token can have been refilled. N processes together let in at most the key's
