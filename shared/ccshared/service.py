@@ -69,7 +69,11 @@ class Runtime:
     readiness: Readiness
     consumers: list[IdempotentConsumer] = field(default_factory=list)
     kafka_connected: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
+    # The service's own parts (its caches, pools, writers, background tasks), one typed object
+    # that the service's bootstrap (`on_start`) builds; the service reads it back through its
+    # `api/deps.py`, narrowed to its own class, never as untyped lookups.
+    parts: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)  # being replaced by `parts`
     dead_letters: DeadLetterWatch | None = None
 
 
