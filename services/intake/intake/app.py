@@ -40,6 +40,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             concurrency=settings.writer_concurrency,
             identity_cache_size=settings.identity_cache_size,
             linger_s=settings.writer_linger_s,
+            max_event_bytes=settings.max_contact_bytes,
         )
         writer.start()
         runtime.extras.update(

@@ -15,6 +15,10 @@ class IntakeSettings(ServiceSettings):
     database_url: SecretStr = SecretStr(f"{LOCAL_PG}/intake")
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # The largest contact.received event (which carries the whole stored contact) intake
+    # accepts; larger is a 413. Comfortably below the producer's and broker's 1 MiB message
+    # limit, which also counts the record batch around it.
+    max_contact_bytes: int = Field(default=524_288, ge=16_384, le=1_000_000)
     batch_max_items: int = Field(default=100, ge=1, le=500)
     default_phone_region: str = Field(default="CN", pattern=r"^[A-Z]{2}$")
     max_future_skew_s: int = Field(default=300, ge=0, le=86_400)

@@ -39,12 +39,19 @@ from intake.api.schemas import (
     parse_contact_json,
 )
 from intake.db.api_keys import ApiKey
-from intake.db.writer import ContactWriter, IdempotencyConflict, NewContact, StoredContact
+from intake.db.writer import (
+    ContactTooLarge,
+    ContactWriter,
+    IdempotencyConflict,
+    NewContact,
+    StoredContact,
+)
 from intake.domain.contacts import (
     canonical_json,
     contact_document,
     contact_received_event,
     customer_identities,
+    largest_fields,
     request_hash,
 )
 from intake.domain.rfc822 import InvalidRawEmail, parse_rfc822
@@ -59,7 +66,7 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         401: "No API key, or an unknown or revoked one",
         403: "The key may not post this channel",
         409: "The idempotency key or the channel's id was used for a different contact",
-        413: "The body is larger than the limit",
+        413: "The body, or the contact it makes once normalized, is larger than the limit",
         415: "Neither application/json nor message/rfc822",
         422: "Invalid contact; `errors` names each field at fault",
         429: "The key's rate limit is exhausted; see Retry-After",
@@ -174,9 +181,31 @@ def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> 
     )
 
 
+def _too_large_fields(new: NewContact, prefix: str = "") -> list[FieldError]:
+    return [
+        FieldError(
+            field=prefix + path,
+            message=f"{size} bytes once normalized",
+            type="contact_too_large",
+        )
+        for path, size in largest_fields(orjson.loads(new.body_json))
+    ]
+
+
 async def _store(writer: ContactWriter, new: NewContact) -> StoredContact:
     try:
         return await writer.submit(new)
+    except ContactTooLarge as exc:
+        errors = _too_large_fields(new, "body.")
+        raise Problem(
+            f"The contact would be {exc.size} bytes once normalized and published, over the "
+            f"limit of {exc.limit} bytes; the largest fields: "
+            + ", ".join(f"{e.field} ({e.message})" for e in errors),
+            status=413,
+            slug="contact-too-large",
+            errors=errors,
+            extra={"max_bytes": exc.limit},
+        ) from None
     except IdempotencyConflict as exc:
         what = (
             "This Idempotency-Key was used"
@@ -309,8 +338,12 @@ async def post_contact_batch(batch: ContactBatch, request: Request) -> ContactBa
     outcomes = await asyncio.gather(
         *(writer.submit(new) for _, new in queued), return_exceptions=True
     )
-    for (index, _), outcome in zip(queued, outcomes, strict=True):
-        if isinstance(outcome, IdempotencyConflict):
+    for (index, new), outcome in zip(queued, outcomes, strict=True):
+        if isinstance(outcome, ContactTooLarge):
+            results[index] = BatchItemResult(
+                index=index, status="invalid", errors=_too_large_fields(new)
+            )
+        elif isinstance(outcome, IdempotencyConflict):
             results[index] = BatchItemResult(
                 index=index,
                 status="conflict",
