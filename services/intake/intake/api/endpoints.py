@@ -25,6 +25,7 @@ from intake.api.auth import (
     authenticate_headers,
     require_channel,
 )
+from intake.api.raw_email import RawEmailParser
 from intake.api.schemas import (
     CONTACT_ADAPTER,
     CONTEXT_DEFAULT_REGION,
@@ -54,7 +55,6 @@ from intake.domain.contacts import (
     largest_fields,
     request_hash,
 )
-from intake.domain.rfc822 import InvalidRawEmail, parse_rfc822
 from intake.settings import IntakeSettings
 
 router = APIRouter(prefix="/v1", tags=["contacts"])
@@ -108,19 +108,7 @@ def _context(settings: IntakeSettings) -> dict[str, Any]:
     }
 
 
-def _parse_body(raw: bytes, content_type: str, settings: IntakeSettings) -> Contact:
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type == RFC822:
-        try:
-            fields = parse_rfc822(raw)
-        except InvalidRawEmail as exc:
-            raise Problem(
-                str(exc),
-                status=422,
-                slug="validation-error",
-                errors=[FieldError(field="body", message=str(exc), type="rfc822_invalid")],
-            ) from None
-        return parse_contact(fields, context=_context(settings))
+def _parse_json(raw: bytes, media_type: str, settings: IntakeSettings) -> Contact:
     if media_type in ("application/json", "") or media_type.endswith("+json"):
         return parse_contact_json(raw, context=_context(settings))
     raise Problem(
@@ -153,9 +141,21 @@ def _idempotency_key(headers: Mapping[str, str]) -> str | None:
     return value
 
 
-def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> NewContact:
+def _new_contact(
+    contact: Contact,
+    key: ApiKey,
+    idempotency_key: str | None,
+    *,
+    received_at_is_request_time: bool = False,
+) -> NewContact:
     document = contact_document(contact)
     canonical = canonical_json(document)  # serialized once: the stored body and its hash
+    if received_at_is_request_time:
+        # A raw e-mail that says nothing of when it arrived: its retry gets another time, and
+        # must still be recognized as the same contact.
+        fingerprint = request_hash({**document, "received_at": None})
+    else:
+        fingerprint = request_hash(document, canonical)
     hints = derive_customer_hints(contact)
     contact_id = uuid7()
     cid = correlation_id.get()
@@ -165,7 +165,7 @@ def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> 
         external_id=contact.external_id,
         api_key_id=key.id,
         idempotency_key=idempotency_key,
-        request_hash=request_hash(document, canonical),
+        request_hash=fingerprint,
         received_at=contact.received_at,
         body_json=canonical.decode(),
         identities=customer_identities(contact, hints),
@@ -275,9 +275,17 @@ async def accept_contact(
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     key = await authenticate_headers(headers, runtime.extras["verifier"])
     idempotency_key = _idempotency_key(headers)
-    contact = _parse_body(raw, headers.get("content-type", ""), settings)
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    request_time = False
+    if media_type == RFC822:
+        require_channel(key, "email")  # before spending a worker on it
+        parser: RawEmailParser = runtime.extras["raw_email"]
+        contact, request_time = await parser.contact(raw, _context(settings))
+    else:
+        contact = _parse_json(raw, media_type, settings)
     require_channel(key, contact.channel)
-    stored = await _store(runtime.extras["writer"], _new_contact(contact, key, idempotency_key))
+    new = _new_contact(contact, key, idempotency_key, received_at_is_request_time=request_time)
+    stored = await _store(runtime.extras["writer"], new)
     contact_id = str(stored.contact_id)
     response_headers = {"Location": f"/v1/contacts/{contact_id}"}
     if stored.status == "duplicate":
