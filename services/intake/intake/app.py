@@ -9,7 +9,7 @@ from ccshared.db import asyncpg_dsn
 from ccshared.service import Runtime, create_service_app
 from intake.api.endpoints import document_contact_schema, router
 from intake.api.fast import IntakeApp
-from intake.api.raw_email import RawEmailParser
+from intake.api.parse_pool import ParsePool
 from intake.consumers.tickets import TICKET_LINKS
 from intake.db.api_keys import ApiKeyVerifier
 from intake.db.writer import ContactWriter
@@ -44,21 +44,21 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             max_event_bytes=settings.max_contact_bytes,
         )
         writer.start()
-        raw_email = RawEmailParser(
-            workers=settings.raw_email_workers,
-            budget_s=settings.raw_email_budget_s,
-            max_pending=settings.raw_email_max_pending,
+        parse_pool = ParsePool(
+            workers=settings.parse_workers,
+            budget_s=settings.parse_budget_s,
+            max_pending=settings.parse_max_pending,
         )
-        raw_email.start()
+        parse_pool.start()
         runtime.extras.update(
             pool=pool,
             writer=writer,
-            raw_email=raw_email,
+            parse_pool=parse_pool,
             verifier=ApiKeyVerifier(pool, ttl_s=settings.api_key_cache_s, workers=settings.workers),
         )
 
     async def on_stop(runtime: Runtime) -> None:
-        runtime.extras["raw_email"].close()
+        runtime.extras["parse_pool"].close()
         await runtime.extras["writer"].close()
         await runtime.extras["pool"].close()
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from intake.api.raw_email import InvalidEmailContact, email_contact
+from intake.api.parse_pool import InvalidContact, email_contact
 from intake.api.schemas import (
     CONTEXT_DEFAULT_REGION,
     CONTEXT_MAX_FUTURE_SKEW_S,
@@ -81,7 +81,7 @@ def test_corpus_is_large_enough() -> None:
 def test_real_world_message_becomes_the_expected_contact_or_a_named_refusal(name: str) -> None:
     expected = EXPECTED[name]
     if expected["status"] != 202:
-        with pytest.raises((InvalidRawEmail, InvalidEmailContact)) as refused:
+        with pytest.raises((InvalidRawEmail, InvalidContact)) as refused:
             email_contact(raw(name), CONTEXT)
         assert isinstance(refused.value, InvalidRawEmail)
         assert refused.value.field == expected["field"]

@@ -25,7 +25,7 @@ from intake.api.auth import (
     authenticate_headers,
     require_channel,
 )
-from intake.api.raw_email import RawEmailParser
+from intake.api.parse_pool import ParsePool
 from intake.api.schemas import (
     CONTACT_ADAPTER,
     CONTEXT_DEFAULT_REGION,
@@ -108,8 +108,12 @@ def _context(settings: IntakeSettings) -> dict[str, Any]:
     }
 
 
+def _is_json(media_type: str) -> bool:
+    return media_type in ("application/json", "") or media_type.endswith("+json")
+
+
 def _parse_json(raw: bytes, media_type: str, settings: IntakeSettings) -> Contact:
-    if media_type in ("application/json", "") or media_type.endswith("+json"):
+    if _is_json(media_type):
         return parse_contact_json(raw, context=_context(settings))
     raise Problem(
         f"Send the contact as application/json (or a raw e-mail as {RFC822}), not {media_type}.",
@@ -279,8 +283,10 @@ async def accept_contact(
     request_time = False
     if media_type == RFC822:
         require_channel(key, "email")  # before spending a worker on it
-        parser: RawEmailParser = runtime.extras["raw_email"]
-        contact, request_time = await parser.contact(raw, _context(settings))
+        pool: ParsePool = runtime.extras["parse_pool"]
+        contact, request_time = await pool.email_contact(raw, _context(settings))
+    elif len(raw) > settings.parse_inline_max_bytes and _is_json(media_type):
+        contact = await runtime.extras["parse_pool"].json_contact(raw, _context(settings))
     else:
         contact = _parse_json(raw, media_type, settings)
     require_channel(key, contact.channel)
