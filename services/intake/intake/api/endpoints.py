@@ -68,9 +68,9 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         409: "The idempotency key or the channel's id was used for a different contact",
         413: "The body, or the contact it makes once normalized, is larger than the limit",
         415: "Neither application/json nor message/rfc822",
-        422: "Invalid contact; `errors` names each field at fault",
+        422: "Invalid contact, or a raw e-mail over a limit; `errors` names each field at fault",
         429: "The key's rate limit is exhausted; see Retry-After",
-        503: "The contact could not be stored; nothing was kept, retry",
+        503: "The contact could not be stored, or the parser is busy; nothing was kept, retry",
     }.items()
 }
 
