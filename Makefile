@@ -10,7 +10,7 @@ SERVICES := deploy/local/services.sh
 PACKAGES := shared services/intake services/router services/sla services/feedback
 PYTEST_ARGS ?=
 
-.PHONY: help install run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token
+.PHONY: help install run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token outbox dlq
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,10 +79,25 @@ reset: ## stop everything and delete local data (keeps downloaded jars and the v
 lock: ## re-resolve requirements.lock from requirements.in
 	$(VENV)/bin/uv pip compile requirements.in -o requirements.lock --python-version 3.11
 
-token: $(VENV)/.installed ## print a UI user token for the router: make token SUB=amy ROLE=agent|supervisor
+token: $(VENV)/.installed ## print a UI user token (dev key, or CC_TOKEN_PRIVATE_KEY_FILE): make token SUB=amy ROLE=agent|supervisor
 	@test -n "$(SUB)" -a -n "$(ROLE)" || { echo "usage: make token SUB=<agent or user id> ROLE=agent|supervisor"; exit 2; }
-	@$(PY) -m router.tokens issue --sub "$(SUB)" --role "$(ROLE)"
+	@CC_DEVELOPMENT="$${CC_DEVELOPMENT:-1}" $(PY) -m router.tokens issue --sub "$(SUB)" --role "$(ROLE)"
 
-key: $(VENV)/.installed ## create an intake API key: make key NAME=telephony CHANNELS=phone,email
-	@test -n "$(NAME)" -a -n "$(CHANNELS)" || { echo "usage: make key NAME=<integration> CHANNELS=phone,email,chat,social"; exit 2; }
-	$(PY) -m intake.keys create --name "$(NAME)" --channels "$(CHANNELS)"
+key: $(VENV)/.installed ## create an intake API key: make key NAME=telephony CHANNELS=phone,email [REGION=US]
+	@test -n "$(NAME)" -a -n "$(CHANNELS)" || { echo "usage: make key NAME=<integration> CHANNELS=phone,email,chat,social [REGION=US]"; exit 2; }
+	$(PY) -m intake.keys create --name "$(NAME)" --channels "$(CHANNELS)"$(if $(REGION), --region "$(REGION)")
+
+# A service's database and Kafka: its own <SERVICE>_DATABASE_URL / <SERVICE>_KAFKA_BOOTSTRAP /
+# <SERVICE>_KAFKA_TOPIC_PREFIX when set, else the local stack's (one database per service).
+SERVICE_ENV = $(shell echo '$(SERVICE)' | tr a-z A-Z)
+SERVICE_DB = $${$(SERVICE_ENV)_DATABASE_URL:-postgresql://contactcenter:contactcenter@127.0.0.1:$${CC_PG_PORT:-55432}/$(SERVICE)}
+SERVICE_KAFKA = --bootstrap "$${$(SERVICE_ENV)_KAFKA_BOOTSTRAP:-127.0.0.1:$${CC_KAFKA_PORT:-19092}}" --topic-prefix "$${$(SERVICE_ENV)_KAFKA_TOPIC_PREFIX:-}"
+CHECK_SERVICE = case "$(SERVICE)" in intake|router|sla|feedback) ;; *) echo "usage: make $@ SERVICE=intake|router|sla|feedback ARGS=\"...\""; exit 2 ;; esac
+
+outbox: $(VENV)/.installed ## parked outbox rows: make outbox SERVICE=intake ARGS="list | show ID [--value] | republish ID.../--all | discard ID.../--all"
+	@$(CHECK_SERVICE)
+	@$(PY) -m ccshared.outbox_admin --database-url "$(SERVICE_DB)" $(if $(ARGS),$(ARGS),list)
+
+dlq: $(VENV)/.installed ## dead letters: make dlq SERVICE=router ARGS="list | show TOPIC [P:O...] [--value] | replay TOPIC P:O.../--all | discard TOPIC P:O.../--all"
+	@$(CHECK_SERVICE)
+	@$(PY) -m ccshared.dlq $(SERVICE_KAFKA) --service $(SERVICE) $(if $(ARGS),$(ARGS),list)

@@ -74,6 +74,8 @@ SERVICE_ENV = {
     "FEEDBACK_SCHEDULER_INTERVAL_S": "0.5",
     "FEEDBACK_WEBHOOK_RETRY_BASE_S": "1",
     "FEEDBACK_WEBHOOK_TIMEOUT_S": "3",
+    # The run's webhook receiver listens on loopback, which webhooks may not reach otherwise.
+    "FEEDBACK_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
     **{f"FEEDBACK_SURVEY_DELAY_{c.upper()}_S": "1" for c in CHANNELS},
 }
 

@@ -404,7 +404,7 @@ async def _prepare(run: str) -> str:
 def _start_services(suffix: str) -> dict[str, Server]:
     common = {"KAFKA_BOOTSTRAP": KAFKA, "CONSUMER_GROUP_SUFFIX": suffix, "LOG_LEVEL": "WARNING"}
     extra = {
-        "intake": {"WORKERS": str(INTAKE_WORKERS)},
+        "intake": {},  # its rate limits are shared across workers (no INTAKE_WORKERS)
         "router": {},
         "sla": {},
         "feedback": {

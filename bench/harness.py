@@ -97,15 +97,15 @@ async def start_groups_at_end(suffix: str) -> None:
 
 
 def user_headers(subject: str, role: str) -> dict[str, str]:
-    """A UI user's token, signed with the secret the services use (the default, or
-    ROUTER_AUTH_SECRET from the environment: set the same value for SLA_ and FEEDBACK_)."""
+    """A UI user's token, signed with the issuer's key from the environment
+    (CC_TOKEN_PRIVATE_KEY_FILE), else the development key the benchmarks' services accept."""
     from datetime import timedelta
 
     from ccshared.auth import issue_token
-    from router.settings import RouterSettings
+    from router.tokens import signing_key_from_environment
 
-    secret = RouterSettings().auth_secret.get_secret_value().encode()
-    token = issue_token(secret, subject, role, ttl=timedelta(hours=2))  # type: ignore[arg-type]
+    key = signing_key_from_environment()
+    token = issue_token(key, subject, role, ttl=timedelta(hours=2))  # type: ignore[arg-type]
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -1,7 +1,10 @@
 """Fixtures for tests against the real local stack (`make test` starts it first).
 
 Each test that needs a database gets a fresh one, so tests neither see nor break each other's
-data; each Kafka test uses topics of its own for the same reason.
+data; each Kafka test uses topics of its own for the same reason. The suite shares the broker
+and PostgreSQL with `make run`'s services but none of their data: its services use `test.`
+topics (TOPIC_PREFIX) and scratch databases `t_<random>`, never the stack's `intake`, `router`,
+`sla` and `feedback`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
+# The suite runs on a development machine: the services it builds, and every process it
+# spawns (they inherit the environment), accept the development keys and secrets.
+os.environ["CC_DEVELOPMENT"] = "1"
+
 PG_HOST = os.environ.get("CC_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("CC_PG_PORT", "55432"))
 PG_USER = os.environ.get("CC_PG_USER", "contactcenter")
@@ -21,6 +28,21 @@ PG_PASSWORD = os.environ.get("CC_PG_PASSWORD", "contactcenter")
 KAFKA_BOOTSTRAP = os.environ.get(
     "CC_KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('CC_KAFKA_PORT', '19092')}"
 )
+
+# The suite's own topics: every service a test starts, in-process or as a subprocess, reads and
+# writes `test.<catalog name>` (its <SERVICE>_KAFKA_TOPIC_PREFIX, set here for the whole run),
+# so `make run`'s services on the same broker never get a test's contact (they used to ticket
+# them by the thousand) and no test gets theirs. A test naming a catalog topic itself (a tail,
+# a fake producer, a consumer group) uses topic(name).
+TOPIC_PREFIX = os.environ.get("CC_TEST_TOPIC_PREFIX", "test.")
+SERVICES = ("intake", "router", "sla", "feedback")
+for _service in SERVICES:
+    os.environ[f"{_service.upper()}_KAFKA_TOPIC_PREFIX"] = TOPIC_PREFIX
+
+
+def topic(name: str) -> str:
+    """A catalog topic as the suite's services have it on Kafka."""
+    return TOPIC_PREFIX + name
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,6 +52,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for marker in ("unit", "integration", "e2e"):
             if f"/tests/{marker}/" in path:
                 item.add_marker(getattr(pytest.mark, marker))
+    # A test that stops and starts the shared broker runs after every other, so no test is
+    # cut off by it (and `make run`'s services lose Kafka only at the very end, for seconds).
+    items.sort(key=lambda item: item.get_closest_marker("restarts_broker") is not None)
 
 
 def pg_url(database: str, driver: str = "postgresql+asyncpg") -> str:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
 async def wait_until(
@@ -24,8 +29,18 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
-# The router's default development secret (RouterSettings.auth_secret): tests sign with it.
-DEV_AUTH_SECRET = b"local-dev-router-auth-secret-change-me"
+# The development key pair's private half: the services under test use its public half (their
+# default, accepted because tests run with CC_DEVELOPMENT=1).
+DEV_PRIVATE_KEY_FILE = (
+    Path(__file__).resolve().parents[1] / "deploy/local/dev-token-key.DEV-ONLY.pem"
+)
+
+
+@lru_cache(maxsize=1)
+def dev_private_key() -> Ed25519PrivateKey:
+    from ccshared.auth import load_private_key
+
+    return load_private_key(str(DEV_PRIVATE_KEY_FILE))
 
 
 def as_user(subject: str, role: str = "agent", *, ttl_s: float = 3600) -> dict[str, str]:
@@ -34,7 +49,7 @@ def as_user(subject: str, role: str = "agent", *, ttl_s: float = 3600) -> dict[s
 
     from ccshared.auth import issue_token
 
-    token = issue_token(DEV_AUTH_SECRET, subject, role, ttl=timedelta(seconds=ttl_s))  # type: ignore[arg-type]
+    token = issue_token(dev_private_key(), subject, role, ttl=timedelta(seconds=ttl_s))  # type: ignore[arg-type]
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -10,6 +10,9 @@ RUN="$LOCAL/run"
 LOGS="$LOCAL/logs"
 PY="${CC_PYTHON:-$ROOT/.venv/bin/python}"
 WORKERS="${CC_WORKERS:-1}"
+# A development machine: the services accept the development token key and survey secret
+# (deploy/local/dev-token-key.DEV-ONLY.*), which they refuse anywhere CC_DEVELOPMENT is not 1.
+export CC_DEVELOPMENT="${CC_DEVELOPMENT:-1}"
 ALL=(intake router sla feedback)
 
 port_of() {

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ccshared.conflicts import is_transient_conflict
 from ccshared.events.catalog import DLQ_SUFFIX
 from ccshared.events.envelope import Envelope, EventDecodeError, decode_event
-from ccshared.logging import correlation_id
+from ccshared.logging import correlation_id, redact
 from ccshared.tasks import finish_or_cancel
 
 log = logging.getLogger(__name__)
@@ -487,8 +487,10 @@ class IdempotentConsumer:
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException, attempts: int) -> bool:
         headers = [
             *(record.headers or ()),
-            ("dlq.error", _short(f"{type(exc).__name__}: {exc}").encode()),
-            ("dlq.trace", _short("".join(traceback.format_exception(exc)), 4000).encode()),
+            # Redacted before cut short (a cut could leave half a secret unrecognised): the
+            # headers outlive the event's own retention and anyone with topic access reads them.
+            ("dlq.error", _short(redact(f"{type(exc).__name__}: {exc}")).encode()),
+            ("dlq.trace", _short(redact("".join(traceback.format_exception(exc))), 4000).encode()),
             ("dlq.attempts", str(attempts).encode()),
             ("dlq.consumer", self.group_id.encode()),
             ("dlq.topic", record.topic.encode()),

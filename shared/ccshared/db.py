@@ -2,11 +2,23 @@
 
 Migrations are plain `NNNN_name.sql` files applied in order, each in its own transaction, recorded
 in `schema_migrations`. An advisory lock serializes replicas that start together.
+
+A migration waits at most `lock_timeout_s` for each lock: an `ALTER TABLE` queued behind a long
+transaction would otherwise block every query on that table behind it for as long as it waits.
+It gives up, the queries run again, and it is retried a few times with backoff; then the runner
+fails naming the sessions whose open transactions are the likely holders. `statement_timeout_s`
+bounds each statement (a table rewrite on a big table belongs in a maintenance window, not a
+start-up). A file with the line `-- migrate: no-transaction` runs statement by statement outside a
+transaction, for what PostgreSQL refuses inside one (`CREATE INDEX CONCURRENTLY`); it is recorded
+only once every statement has run, so each statement must be safe to run again (`DROP INDEX
+CONCURRENTLY IF EXISTS` before `CREATE INDEX CONCURRENTLY`: a failed build leaves an invalid index).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -23,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _MIGRATION_LOCK = 0x6363_6D69  # "ccmi"
+_NO_TRANSACTION = re.compile(r"^--\s*migrate:\s*no-transaction\s*$", re.MULTILINE)
 
 
 def make_engine(database_url: str, *, pool_size: int = 10, app_name: str = "") -> AsyncEngine:
@@ -32,6 +46,9 @@ def make_engine(database_url: str, *, pool_size: int = 10, app_name: str = "") -
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # Errors carry the statement but not its parameters: these are customer text, API-key
+        # hashes and webhook secrets, and errors end up in logs and dead-letter headers.
+        hide_parameters=True,
         connect_args={"server_settings": {"application_name": app_name}} if app_name else {},
     )
 
@@ -115,12 +132,21 @@ class MigrationMismatch(RuntimeError):
     """The database's migration history disagrees with the migration files."""
 
 
+class MigrationTimeout(RuntimeError):
+    """A migration gave up waiting for a lock, or ran past the statement timeout."""
+
+
 @dataclass(frozen=True)
 class Migration:
     component: str
     version: int
     name: str
     sql: str
+
+    @property
+    def transactional(self) -> bool:
+        """False for a file marked `-- migrate: no-transaction` (on a line of its own)."""
+        return _NO_TRANSACTION.search(self.sql) is None
 
 
 def load_migrations(component: str, package: str) -> list[Migration]:
@@ -141,38 +167,67 @@ def load_migrations(component: str, package: str) -> list[Migration]:
     return found
 
 
-async def migrate(engine: AsyncEngine, migrations: Sequence[Migration]) -> list[str]:
-    """Apply what is not yet applied; returns the names applied now."""
+_CREATE_HISTORY = text(
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " component text NOT NULL, version int NOT NULL, name text NOT NULL,"
+    " applied_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (component, version))"
+)
+
+
+async def migrate(
+    engine: AsyncEngine,
+    migrations: Sequence[Migration],
+    *,
+    lock_timeout_s: float = 5.0,
+    statement_timeout_s: float = 300.0,
+    lock_retries: int = 3,
+    retry_base_s: float = 1.0,
+) -> list[str]:
+    """Apply what is not yet applied; returns the names applied now. A migration that times
+    out waiting for a lock is retried `lock_retries` times, backing off from `retry_base_s`."""
     applied_now: list[str] = []
     async with engine.connect() as conn:
         await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
         try:
-            await conn.execute(
-                text(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                    " component text NOT NULL, version int NOT NULL, name text NOT NULL,"
-                    " applied_at timestamptz NOT NULL DEFAULT now(),"
-                    " PRIMARY KEY (component, version))"
-                )
-            )
+            await conn.execute(_CREATE_HISTORY)
             await conn.commit()
-            rows = await conn.execute(
-                text("SELECT component, version, name FROM schema_migrations")
-            )
-            done = {(r.component, r.version): r.name for r in rows}
-            await conn.commit()
-            for migration in migrations:
-                applied_as = done.get((migration.component, migration.version))
-                if applied_as is not None and applied_as != migration.name:
-                    raise MigrationMismatch(
-                        f"{migration.component} migration {migration.version:04d} was applied as "
-                        f"{applied_as!r} but the file is now {migration.name!r}: applied "
-                        "migrations never change; add a new one (or, on a development machine, "
-                        "start from an empty database: make reset)"
-                    )
-                if applied_as is not None:
-                    continue
-                await _apply(conn, migration)
+            for migration in await _pending(conn, migrations):
+                for attempt in range(lock_retries + 1):
+                    try:
+                        await _apply(conn, migration, lock_timeout_s, statement_timeout_s)
+                        break
+                    except asyncpg.LockNotAvailableError:
+                        if attempt == lock_retries:
+                            holders = await _open_transactions(conn)
+                            raise MigrationTimeout(
+                                f"migration {migration.component}/{migration.name} gave up "
+                                f"waiting for a lock after {attempt + 1} attempts of "
+                                f"{lock_timeout_s:g}s each (lock timeout): another session holds "
+                                "a lock on a table it changes. Open transactions on this "
+                                f"database, oldest first: {holders or 'none now'}. Let them end "
+                                "(or end them), then migrate again; <SERVICE>_MIGRATION_LOCK_"
+                                "TIMEOUT_S sets the wait"
+                            ) from None
+                        delay = retry_base_s * 2**attempt * random.uniform(0.8, 1.2)
+                        log.warning(
+                            "migration %s/%s timed out waiting for a lock (attempt %d of %d), "
+                            "retrying in %.1fs",
+                            migration.component,
+                            migration.name,
+                            attempt + 1,
+                            lock_retries + 1,
+                            delay,
+                        )
+                        await asyncio.sleep(delay)
+                    except asyncpg.QueryCanceledError as exc:
+                        raise MigrationTimeout(
+                            f"migration {migration.component}/{migration.name} ran past the "
+                            f"statement timeout ({statement_timeout_s:g}s) and was "
+                            f"{'rolled back' if migration.transactional else 'stopped'} ({exc}); "
+                            "run a long migration in a maintenance window with a longer "
+                            "<SERVICE>_MIGRATION_STATEMENT_TIMEOUT_S"
+                        ) from None
                 applied_now.append(f"{migration.component}/{migration.name}")
                 log.info("applied migration %s/%s", migration.component, migration.name)
         finally:
@@ -181,19 +236,138 @@ async def migrate(engine: AsyncEngine, migrations: Sequence[Migration]) -> list[
     return applied_now
 
 
-async def _apply(conn: AsyncConnection, migration: Migration) -> None:
+async def pending_migrations(
+    engine: AsyncEngine, migrations: Sequence[Migration]
+) -> list[Migration]:
+    """What `migrate` would apply now (all of them on an empty database)."""
+    async with engine.connect() as conn:
+        exists = await conn.scalar(text("SELECT to_regclass('schema_migrations') IS NOT NULL"))
+        return await _pending(conn, migrations) if exists else list(migrations)
+
+
+async def _pending(conn: AsyncConnection, migrations: Sequence[Migration]) -> list[Migration]:
+    rows = await conn.execute(text("SELECT component, version, name FROM schema_migrations"))
+    done = {(r.component, r.version): r.name for r in rows}
+    await conn.commit()
+    pending = []
+    for migration in migrations:
+        applied_as = done.get((migration.component, migration.version))
+        if applied_as is not None and applied_as != migration.name:
+            raise MigrationMismatch(
+                f"{migration.component} migration {migration.version:04d} was applied as "
+                f"{applied_as!r} but the file is now {migration.name!r}: applied "
+                "migrations never change; add a new one (or, on a development machine, "
+                "start from an empty database: make reset)"
+            )
+        if applied_as is None:
+            pending.append(migration)
+    return pending
+
+
+async def _apply(
+    conn: AsyncConnection, migration: Migration, lock_timeout_s: float, statement_timeout_s: float
+) -> None:
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    # asyncpg runs a multi-statement script as one simple query; wrap it so it is atomic.
-    async with driver.transaction():
-        await driver.execute(migration.sql)
-        await driver.execute(
-            "INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)",
-            migration.component,
-            migration.version,
-            migration.name,
-        )
+    timeouts = (f"{round(lock_timeout_s * 1000)}ms", f"{round(statement_timeout_s * 1000)}ms")
+    record = (
+        "INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)",
+        migration.component,
+        migration.version,
+        migration.name,
+    )
+    if migration.transactional:
+        # asyncpg runs a multi-statement script as one simple query; wrap it so it is atomic.
+        # SET LOCAL: the timeouts end with the transaction, not on the pooled connection.
+        async with driver.transaction():
+            await driver.execute(_SET_TIMEOUTS.format(*timeouts, scope="LOCAL"))
+            await driver.execute(migration.sql)
+            await driver.execute(*record)
+        return
+    assert not driver.is_in_transaction()
+    await driver.execute(_SET_TIMEOUTS.format(*timeouts, scope="SESSION"))
+    try:
+        for statement in split_statements(migration.sql):
+            await driver.execute(statement)  # alone: its own implicit transaction
+        await driver.execute(*record)
+    finally:
+        await driver.execute("RESET lock_timeout; RESET statement_timeout")
+
+
+_SET_TIMEOUTS = "SET {scope} lock_timeout = '{}'; SET {scope} statement_timeout = '{}'"
+
+
+async def _open_transactions(conn: AsyncConnection, limit: int = 5) -> str:
+    """The oldest open transactions of other sessions on this database, described for a
+    person (no query text: it may carry customer data)."""
+    await conn.rollback()
+    rows = await conn.execute(
+        text(
+            "SELECT pid, application_name, state,"
+            " round(extract(epoch FROM now() - xact_start))::int AS age_s"
+            " FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND xact_start IS NOT NULL ORDER BY xact_start LIMIT :limit"
+        ),
+        {"limit": limit},
+    )
+    described = [
+        f"pid {r.pid} ({r.application_name or 'no application name'}, {r.state}, "
+        f"transaction open {r.age_s}s)"
+        for r in rows
+    ]
+    await conn.commit()
+    return "; ".join(described)
+
+
+def split_statements(sql: str) -> list[str]:
+    """A script's statements, split at the semicolons outside string literals, quoted names,
+    comments and dollar-quoted bodies; comment-only pieces are dropped."""
+    statements: list[str] = []
+    start = i = 0
+    code = False  # the current piece has more than whitespace and comments
+    n = len(sql)
+    while i < n:
+        c = sql[i]
+        if sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+            continue
+        if sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        if c in "'\"":
+            end = i + 1
+            while True:  # a doubled quote is the quote itself
+                end = sql.find(c, end)
+                if end < 0 or not sql.startswith(c, end + 1):
+                    break
+                end += 2
+            i = n if end < 0 else end + 1
+            code = True
+            continue
+        if c == "$":
+            tag = _DOLLAR_TAG.match(sql, i)
+            if tag:
+                end = sql.find(tag.group(0), tag.end())
+                i = n if end < 0 else end + len(tag.group(0))
+                code = True
+                continue
+        if c == ";":
+            if code:
+                statements.append(sql[start:i].strip())
+            start, code = i + 1, False
+        elif not c.isspace():
+            code = True
+        i += 1
+    if code:
+        statements.append(sql[start:].strip())
+    return statements
+
+
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 
 
 def shared_migrations() -> list[Migration]:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from ccshared.events.catalog import CATALOG
+from ccshared.events.catalog import CATALOG, DLQ_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,42 @@ def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     )
 
 
+# Dead letters wait for an operator (`make dlq`): their topics never delete them by age.
+DLQ_RETENTION_MS = "-1"
+
+
+def new_topics(
+    names: Iterable[str],
+    *,
+    partitions: int,
+    replication_factor: int = -1,
+    min_insync_replicas: int | None = None,
+) -> list[NewTopic]:
+    """The topics `ensure_topics` asks the cluster to create. A replication factor of -1 and no
+    min.insync.replicas take the broker's defaults (`default.replication.factor`,
+    `min.insync.replicas`), so a three-broker cluster configured for 3 and 2 gets 3 and 2;
+    dead-letter twins keep their records for ever."""
+    topics = []
+    for name in names:
+        configs: dict[str, str] = {}
+        if min_insync_replicas is not None:
+            configs["min.insync.replicas"] = str(min_insync_replicas)
+        if name.endswith(DLQ_SUFFIX):
+            configs["retention.ms"] = DLQ_RETENTION_MS
+        # aiokafka's NewTopic takes -1 only beside a replica assignment; an empty one is
+        # sent as none, and the broker then applies its default.
+        topics.append(
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                replica_assignments={} if replication_factor == -1 else None,
+                topic_configs=configs,
+            )
+        )
+    return topics
+
+
 async def ensure_topics(
     bootstrap: str,
     names: Iterable[str] | None = None,
@@ -39,9 +75,12 @@ async def ensure_topics(
     partitions: int = 6,
     client_id: str = "topic-provisioner",
     prefix: str = "",
+    replication_factor: int = -1,
+    min_insync_replicas: int | None = None,
 ) -> list[str]:
     """Create missing topics (the catalog's and their dead-letter twins by default), each name
-    with `prefix` before it."""
+    with `prefix` before it; dead-letter twins made before they were kept for ever are
+    changed to keep them for ever. Raises if the cluster refuses to create one."""
     wanted = [prefix + n for n in (names if names is not None else CATALOG.all_topic_names())]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
     await admin.start()
@@ -49,14 +88,58 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [n for n in wanted if n not in existing]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another replica won the race
-                await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
+            response = await admin.create_topics(
+                new_topics(
+                    missing,
+                    partitions=partitions,
+                    replication_factor=replication_factor,
+                    min_insync_replicas=min_insync_replicas,
                 )
+            )
+            refused = [
+                f"{topic}: {(message or [code])[0]}"
+                for topic, code, *message in response.topic_errors
+                if code not in (0, TopicAlreadyExistsError.errno)  # another replica won the race
+            ]
+            if refused:
+                raise KafkaError(f"topics not created: {'; '.join(refused)}")
             log.info("created topics %s", missing)
+        await _keep_dead_letters(admin, [n for n in wanted if n in existing])
         return missing
     finally:
         await admin.close()
+
+
+async def _keep_dead_letters(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Set retention.ms=-1 on existing dead-letter topics that lack it. AlterConfigs replaces
+    a topic's whole set of overrides, so the ones it has are sent again with it."""
+    dlqs = [n for n in names if n.endswith(DLQ_SUFFIX)]
+    if not dlqs:
+        return
+    described = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n) for n in dlqs]
+    )
+    changes = []
+    for response in described:
+        for _code, _message, _type, name, entries in response.resources:
+            overrides = {e[0]: e[1] for e in entries if _is_topic_override(e)}
+            if overrides.get("retention.ms") != DLQ_RETENTION_MS:
+                overrides["retention.ms"] = DLQ_RETENTION_MS
+                changes.append(ConfigResource(ConfigResourceType.TOPIC, name, overrides))
+    if changes:
+        await admin.alter_configs(changes)
+        log.info(
+            "dead-letter topics now keep their records for ever: %s", [c.name for c in changes]
+        )
+
+
+_DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config_source of a topic's own override
+
+
+def _is_topic_override(entry: tuple[object, ...]) -> bool:
+    # (name, value, read_only, config_source, is_sensitive, synonyms) from v1 on; v0 has
+    # is_default in the fourth place instead.
+    return entry[3] == _DYNAMIC_TOPIC_CONFIG if len(entry) >= 6 else entry[3] is False
 
 
 async def topic_partitions(

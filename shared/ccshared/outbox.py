@@ -10,6 +10,15 @@ The trap this avoids: ids from a sequence become visible out of commit order. A 
 here reads only rows whose transaction id is below the xmin of the current snapshot, i.e. rows of
 transactions that every snapshot now sees as settled. It also never passes a committed row that is
 still above that horizon, so rows of one key go out in the order they were written.
+
+Nothing one row carries may stop the others: a row Kafka refuses for good (larger than the
+producer's or the broker's limit, an invalid topic name, a topic this service may not write) is
+moved to `outbox_parked` with the error, logged and counted, and the rows after it are
+published. Rows of the same key after a parked row still go: holding a key's later events
+behind a row that can never be published would hold them for ever, and the operator who
+re-publishes the parked row (`python -m ccshared.outbox_admin`, `make outbox`) decides what its
+late arrival means. Failures that may pass (the broker down, a timeout, a leader moving) keep
+the batch in the outbox and it is tried again, whole.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import contextlib
 import functools
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,8 +37,20 @@ from typing import Any
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTimestampError,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    PolicyViolationError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnsupportedForMessageFormatError,
+)
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -68,6 +90,17 @@ LIMIT $1
 # entry; EXISTS would scan the heap from the start, through every row deleted since the last
 # vacuum.
 _ANY_LEFT = "SELECT min(id) IS NOT NULL FROM outbox"
+
+# Rows Kafka refuses for good leave the outbox for outbox_parked, with the error, in one step.
+_PARK = """
+WITH moved AS (
+    DELETE FROM outbox WHERE id = ANY($1::bigint[])
+    RETURNING id, topic, key, event_id, event_type, value, headers, created_at
+)
+INSERT INTO outbox_parked (id, topic, key, event_id, event_type, value, headers, created_at, error)
+SELECT m.id, m.topic, m.key, m.event_id, m.event_type, m.value, m.headers, m.created_at, e.error
+FROM moved m JOIN unnest($1::bigint[], $2::text[]) AS e(id, error) ON e.id = m.id
+"""
 
 
 def outbox_row(
@@ -145,6 +178,78 @@ def partition_for(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+# Errors about a record or its topic, not about the producer or the cluster: the same row sent
+# again gets the same answer, so it is parked instead of retried. Producer-wide refusals
+# (ClusterAuthorizationFailed, UnsupportedVersion, ...) are not here: parking would empty the
+# whole outbox into the parked table, one row at a time.
+ROW_REFUSALS: tuple[type[Exception], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+    TopicAuthorizationFailedError,
+    InvalidTimestampError,
+    UnsupportedForMessageFormatError,
+    PolicyViolationError,
+)
+
+_TOPIC_REFUSALS = (InvalidTopicError, TopicAuthorizationFailedError)
+
+# Kafka's rule for topic names. A row for any other name is refused by us: the producer would
+# wait out its metadata timeout on it and fail with a retriable error, every time.
+_LEGAL_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_DEFAULT_MAX_REQUEST_SIZE = 1_048_576  # aiokafka's default max_request_size
+
+
+class RefusedByKafka(Exception):
+    """Kafka refused one or more records of `rows` for good (`error`), and every other failure
+    among them followed from that one (an idempotent producer's sequence numbers for a
+    partition are spent once a batch of it is refused). Which rows were at fault is found by
+    sending them one by one."""
+
+    def __init__(self, rows: Sequence[asyncpg.Record], error: BaseException) -> None:
+        super().__init__(f"{len(rows)} row(s) refused by Kafka: {describe_error(error)}")
+        self.rows = list(rows)
+        self.error = error
+
+
+def describe_error(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def refusal_before_sending(row: asyncpg.Record, *, topic: str, max_request_size: int) -> str | None:
+    """Why Kafka would refuse the row for good, when that can be known without sending it.
+    On the relay's hot path: the exact size is worked out only for a row that might be near
+    the limit (4 bytes a character bounds the UTF-8 of key and headers; 1 KiB the framing)."""
+    if _illegal_topic(topic):
+        return f"InvalidTopicError: {topic!r} is not a valid Kafka topic name"
+    extra = row["headers"]
+    extra_chars = len(extra) if isinstance(extra, str) else len(orjson.dumps(extra or {}))
+    text_chars = len(row["key"]) + len(row["event_type"]) + extra_chars + 64
+    if len(row["value"]) + 4 * text_chars + 1024 <= max_request_size:
+        return None
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+        row["key"].encode(), bytes(row["value"]), kafka_headers(row)
+    )
+    if size > max_request_size:
+        return (
+            f"MessageSizeTooLargeError: the record is {size} bytes, over the producer's "
+            f"max_request_size of {max_request_size}"
+        )
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _illegal_topic(topic: str) -> bool:
+    return not _LEGAL_TOPIC.match(topic) or topic in {".", ".."}
+
+
+def max_request_size(producer: AIOKafkaProducer) -> int:
+    """The producer's largest request, which is also its largest record (aiokafka checks it in
+    `send`, not in `send_batch`)."""
+    return int(getattr(producer, "_max_request_size", _DEFAULT_MAX_REQUEST_SIZE))
+
+
 async def publish_rows(
     producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record], *, topic_prefix: str = ""
 ) -> None:
@@ -153,15 +258,29 @@ async def publish_rows(
 
     Rows are packed into one record batch per partition (`send_batch`) instead of going through
     `send` one by one: that costs about half the CPU per event, and the relay is on the hot
-    path of every service. Keys are partitioned as `send` would partition them."""
+    path of every service. Keys are partitioned as `send` would partition them.
+
+    Raises `RefusedByKafka` with the rows of the record batches that Kafka refused for good
+    (the caller finds the culprits among them), anything else as it came."""
     open_batches: dict[tuple[str, int], BatchBuilder] = {}
+    members: dict[tuple[str, int], list[asyncpg.Record]] = {}  # the rows of each open batch
     partitions: dict[str, int] = {}
-    futures = []
+    refused_topics: dict[str, BaseException] = {}
+    refused: list[asyncpg.Record] = []
+    sent: list[tuple[list[asyncpg.Record], asyncio.Future[Any]]] = []
     for row in rows:
         topic = topic_prefix + row["topic"]
+        if topic in refused_topics:
+            refused.append(row)
+            continue
         count = partitions.get(topic)
         if count is None:
-            count = partitions[topic] = len(await producer.partitions_for(topic))
+            try:
+                count = partitions[topic] = len(await producer.partitions_for(topic))
+            except ROW_REFUSALS as exc:  # e.g. not authorized to describe the topic
+                refused_topics[topic] = exc
+                refused.append(row)
+                continue
         key = row["key"].encode()
         where = (topic, partition_for(key, count))
         batch = open_batches.get(where)
@@ -170,18 +289,39 @@ async def publish_rows(
         record = {"key": key, "value": bytes(row["value"]), "headers": kafka_headers(row)}
         if batch.append(timestamp=None, **record) is None:  # full: send it, start another
             batch.close()
-            futures.append(await producer.send_batch(batch, topic, partition=where[1]))
+            future = await producer.send_batch(batch, topic, partition=where[1])
+            sent.append((members.pop(where), future))
             batch = open_batches[where] = producer.create_batch()
             batch.append(timestamp=None, **record)  # a batch's first record always fits
-    for (topic, partition), batch in open_batches.items():
+        members.setdefault(where, []).append(row)
+    for where, batch in open_batches.items():
         # Closed: complete, so the producer sends it at once instead of holding it open for
         # `linger_ms` in case more records come (the relay's batches are whole already).
         batch.close()
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
-    # Every delivery is awaited (none left unretrieved), then the first failure raised.
-    for outcome in await asyncio.gather(*futures, return_exceptions=True):
-        if isinstance(outcome, BaseException):
-            raise outcome
+        future = await producer.send_batch(batch, where[0], partition=where[1])
+        sent.append((members.pop(where), future))
+    # Every delivery is awaited (none left unretrieved), then the failures sorted out.
+    outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+    first_refusal = next(iter(refused_topics.values()), None)
+    knock_on: BaseException | None = None
+    failure: BaseException | None = None
+    for (batch_rows, _), outcome in zip(sent, outcomes, strict=True):
+        if isinstance(outcome, ROW_REFUSALS):
+            first_refusal = first_refusal or outcome
+            refused.extend(batch_rows)
+        elif isinstance(outcome, OutOfOrderSequenceNumber):
+            # After a refused batch, an idempotent producer's next batches of that partition
+            # fail this way: their rows are suspects with the refused ones.
+            knock_on = knock_on or outcome
+            refused.extend(batch_rows)
+        elif isinstance(outcome, BaseException):
+            failure = failure or outcome
+    if failure is not None:
+        raise failure  # may pass: the whole batch is tried again
+    if first_refusal is not None:
+        raise RefusedByKafka(sorted(refused, key=lambda r: int(r["id"])), first_refusal)
+    if knock_on is not None:
+        raise knock_on
 
 
 @dataclass
@@ -189,6 +329,7 @@ class RelayStats:
     published: int = 0
     batches: int = 0
     failures: int = 0
+    parked: int = 0  # rows Kafka refused for good, moved to outbox_parked
     vacuums: int = 0
     is_leader: bool = False
     last_publish_at: float | None = None
@@ -296,27 +437,94 @@ class OutboxRelay:
                 await asyncio.sleep(self.linger_s)
 
     async def drain_once(self, conn: asyncpg.Connection) -> int:
-        """Publish one batch of settled rows; returns how many were published."""
+        """Publish one batch of settled rows, parking those Kafka refuses for good; returns how
+        many rows left the outbox (published or parked)."""
         rows = await conn.fetch(_FETCH_SETTLED, self.batch_size)
         if not rows:
             return 0
         producer = await self._ensure_producer()
+        limit = max_request_size(producer)
+        refused: dict[int, str] = {}
+        sendable = []
+        for row in rows:
+            why = refusal_before_sending(
+                row, topic=self.topic_prefix + row["topic"], max_request_size=limit
+            )
+            if why is None:
+                sendable.append(row)
+            else:
+                refused[row["id"]] = why
         try:
-            await publish_rows(producer, rows, topic_prefix=self.topic_prefix)
+            try:
+                await publish_rows(producer, sendable, topic_prefix=self.topic_prefix)
+            except RefusedByKafka as exc:
+                # The producer's sequence numbers for those partitions are spent: a new one
+                # sends the suspects one by one to find the rows at fault.
+                await self._close_producer()
+                refused.update(await self._find_refused(exc.rows, exc.error))
         except Exception:
             # Whatever state the producer is in (e.g. OutOfOrderSequenceNumber) is not trusted.
             await self._close_producer()
+            await self._park(conn, rows, refused)  # known for good; the rest is tried again
             raise
-        await conn.execute(
-            "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-        )
-        self.stats.published += len(rows)
+        await self._park(conn, rows, refused)
+        published = [r["id"] for r in rows if r["id"] not in refused]
+        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", published)
+        self.stats.published += len(published)
         self.stats.batches += 1
         self.stats.last_publish_at = time.time()
         self._deleted_since_vacuum += len(rows)
         if self.vacuum_every and self._deleted_since_vacuum >= self.vacuum_every:
             await self._vacuum(conn)
         return len(rows)
+
+    async def _find_refused(
+        self, suspects: Sequence[asyncpg.Record], error: BaseException
+    ) -> dict[int, str]:
+        """Send the rows one at a time, in order; the errors of those Kafka refuses. A refusal
+        spends the producer (see `RefusedByKafka`): the next row gets a new one."""
+        log.warning(
+            "Kafka refused a record batch (%s); sending its %d row(s) one by one",
+            describe_error(error),
+            len(suspects),
+        )
+        refused: dict[int, str] = {}
+        refused_topics: dict[str, str] = {}  # refusals of the topic, not of one record
+        for row in suspects:
+            if row["topic"] in refused_topics:
+                refused[row["id"]] = refused_topics[row["topic"]]
+                continue
+            producer = await self._ensure_producer()
+            try:
+                await publish_rows(producer, [row], topic_prefix=self.topic_prefix)
+            except RefusedByKafka as exc:
+                refused[row["id"]] = describe_error(exc.error)
+                if isinstance(exc.error, _TOPIC_REFUSALS):
+                    refused_topics[row["topic"]] = refused[row["id"]]
+                await self._close_producer()
+        return refused
+
+    async def _park(
+        self, conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], refused: dict[int, str]
+    ) -> None:
+        if not refused:
+            return
+        ids = list(refused)
+        await conn.execute(_PARK, ids, [refused[i] for i in ids])
+        self.stats.parked += len(ids)
+        for row in rows:
+            if row["id"] in refused:
+                log.error(
+                    "outbox row parked, Kafka refuses it for good: id=%d event_id=%s "
+                    "event_type=%s topic=%s key=%s size=%d: %s",
+                    row["id"],
+                    row["event_id"],
+                    row["event_type"],
+                    row["topic"],
+                    row["key"],
+                    len(row["value"]),
+                    refused[row["id"]],
+                )
 
     async def _vacuum(self, conn: asyncpg.Connection) -> None:
         """A plain VACUUM: inserts and deletes go on; SKIP_LOCKED returns at once if autovacuum

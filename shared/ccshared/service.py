@@ -1,8 +1,9 @@
 """Builds a service's FastAPI app and runs its background parts for the app's lifetime.
 
-Start-up: logging, database engine, migrations (shared + the service's), Kafka topics, the outbox
-relay, the consumers. Shut-down, in reverse: stop taking new work, let consumers and the relay
-finish what is in flight, close the pool.
+Start-up: logging, database engine, migrations (shared + the service's; or, with
+`<SERVICE>_MIGRATE_ON_START=false`, a check that a migrate Job applied them), Kafka topics, the
+outbox relay, the consumers. Shut-down, in reverse: stop taking new work, let consumers and the
+relay finish what is in flight, close the pool.
 """
 
 from __future__ import annotations
@@ -13,19 +14,31 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+import fastapi_offline
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.consumer import BatchHandler, Handler, IdempotentConsumer
-from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
+from ccshared.db import asyncpg_dsn, make_engine
+from ccshared.dlq import HANDLED_GROUP, DeadLetterWatch
 from ccshared.events import Envelope
+from ccshared.events.catalog import DLQ_SUFFIX
 from ccshared.gc import freeze_startup_objects, tune_gc
 from ccshared.health import Readiness, database_check, health_router, kafka_check
 from ccshared.http import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from ccshared.kafka import ensure_topics, make_producer
 from ccshared.logging import configure_logging
+from ccshared.migrate import apply_migrations, require_migrated, service_migrations
 from ccshared.outbox import OutboxRelay
 from ccshared.problems import ProblemDetails, install_problem_handlers
 from ccshared.settings import ServiceSettings
@@ -57,6 +70,7 @@ class Runtime:
     consumers: list[IdempotentConsumer] = field(default_factory=list)
     kafka_connected: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    dead_letters: DeadLetterWatch | None = None
 
 
 async def _retry_until(
@@ -101,8 +115,19 @@ def create_service_app(
         engine = make_engine(
             url, pool_size=settings.database_pool_size, app_name=settings.service_name
         )
-        migrations = shared_migrations() + load_migrations(settings.service_name, package)
-        await _retry_until("migrations", lambda: migrate(engine, migrations), startup_deadline_s)
+        migrations = service_migrations(settings, package)
+        if settings.migrate_on_start:
+            await _retry_until(
+                "migrations",
+                lambda: apply_migrations(engine, settings, migrations),
+                startup_deadline_s,
+            )
+        else:  # a migrate Job applies them: wait for it (within the start-up deadline)
+            await _retry_until(
+                "schema check",
+                lambda: require_migrated(engine, migrations, f"python -m {package}.migrate"),
+                startup_deadline_s,
+            )
 
         def producer() -> Any:
             return make_producer(settings.kafka_bootstrap, settings.client_id)
@@ -132,6 +157,8 @@ def create_service_app(
                     settings.kafka_bootstrap,
                     partitions=settings.topic_partitions,
                     prefix=settings.kafka_topic_prefix,
+                    replication_factor=settings.topic_replication_factor,
+                    min_insync_replicas=settings.topic_min_insync_replicas,
                 ),
                 None,
             )
@@ -154,6 +181,15 @@ def create_service_app(
                 )
                 await _retry_until(f"consumer {spec.name}", consumer.start, None)
                 runtime.consumers.append(consumer)
+            if consumers:
+                prefix = settings.kafka_topic_prefix
+                runtime.dead_letters = DeadLetterWatch(
+                    settings.kafka_bootstrap,
+                    sorted({prefix + t + DLQ_SUFFIX for spec in consumers for t in spec.topics}),
+                    interval_s=settings.dlq_check_interval_s,
+                    group=prefix + HANDLED_GROUP,
+                )
+                runtime.dead_letters.start()
             runtime.kafka_connected = True
             log.info(
                 "%s connected to Kafka with %d consumer(s)", settings.service_name, len(consumers)
@@ -178,6 +214,8 @@ def create_service_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await kafka_task
             await asyncio.gather(*(c.stop(grace) for c in runtime.consumers))
+            if runtime.dead_letters is not None:
+                await runtime.dead_letters.stop()
             if on_stop is not None:
                 await on_stop(runtime)
             await relay.stop(grace)
@@ -189,6 +227,9 @@ def create_service_app(
         description=description,
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served from packaged assets below, not a CDN
+        redoc_url=None,
+        swagger_ui_parameters={"persistAuthorization": True},
         responses={
             "4XX": {"model": ProblemDetails, "content": {"application/problem+json": {}}},
             "5XX": {"model": ProblemDetails, "content": {"application/problem+json": {}}},
@@ -198,12 +239,58 @@ def create_service_app(
     app.state.readiness = Readiness({})
     app.state.readiness.checks["started"] = _started(app)
     install_problem_handlers(app)
+    _serve_docs_offline(app)
     app.include_router(health_router(app.state.readiness, settings.service_name))
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
     return app
+
+
+# Swagger UI's and ReDoc's JavaScript, CSS and icon as packaged by fastapi-offline: FastAPI's
+# own pages load them from a CDN, so /docs was blank on a machine without internet.
+_DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+DOCS_ASSETS_URL = "/static-docs"
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """/docs (with its OAuth2 redirect page, for the Authorize button) and /redoc, every asset
+    served by the service itself under DOCS_ASSETS_URL; relative to the root path, so they
+    also work behind a proxy that mounts the service under a prefix."""
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=_DOCS_ASSETS), name="static-docs")
+    openapi_url = app.openapi_url or "/openapi.json"
+    redirect_url = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    def assets(request: Request) -> str:
+        return f"{request.scope.get('root_path', '')}{DOCS_ASSETS_URL}"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}{redirect_url}",
+            swagger_js_url=f"{assets(request)}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets(request)}/swagger-ui.css",
+            swagger_favicon_url=f"{assets(request)}/favicon.png",
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    @app.get(redirect_url, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=f"{request.scope.get('root_path', '')}{openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{assets(request)}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets(request)}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 async def _true_if(value: bool) -> bool:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, PostgresDsn, SecretStr, field_validator
+from pydantic import Field, PostgresDsn, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ccshared.auth import (
+    DEFAULT_ISSUER,
+    DEV_KEY_FINGERPRINT,
+    DEV_PUBLIC_KEY_PEM,
+    TokenVerifier,
+    load_public_key,
+    verifier_for,
+)
+from ccshared.auth import fingerprint as key_fingerprint
 
 LOCAL_PG = "postgresql+asyncpg://contactcenter:contactcenter@127.0.0.1:55432"
 LOCAL_KAFKA = "127.0.0.1:19092"
@@ -19,6 +30,10 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
+    # The one development switch of the whole system, CC_DEVELOPMENT=1 (no service prefix):
+    # only with it on do the services accept the shipped development keys and secrets.
+    # `make run`, `make test` and the benchmarks set it; a deployment never does.
+    development: bool = Field(default=False, validation_alias="CC_DEVELOPMENT")
     service_name: str
     database_url: SecretStr = SecretStr(f"{LOCAL_PG}/postgres")
     database_pool_size: int = Field(default=10, ge=1, le=200)
@@ -28,6 +43,15 @@ class ServiceSettings(BaseSettings):
     # Put before every topic name on Kafka (not in the outbox or the catalog): deployments or
     # benchmarks sharing one cluster keep their events apart, e.g. "bench." or "staging.".
     kafka_topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=64)
+    # Replication of the topics a service creates: -1 and None take the broker's defaults
+    # (default.replication.factor, min.insync.replicas). Production on three brokers: 3 and 2,
+    # so that losing one broker loses no acknowledged event (the producers use acks=all).
+    # 0 is refused by the broker when the topics are created.
+    topic_replication_factor: int = Field(default=-1, ge=-1, le=32)
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1, le=32)
+    # How often a service counts the dead letters waiting in the twins of the topics it
+    # consumes, and logs them at WARNING while there are any.
+    dlq_check_interval_s: float = Field(default=60.0, gt=0, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     # How long the outbox relay sleeps without a NOTIFY before looking anyway.
@@ -54,12 +78,19 @@ class ServiceSettings(BaseSettings):
     consumer_max_batch: int = Field(default=200, ge=1, le=5_000)
     consumer_retry_base_s: float = Field(default=0.2, gt=0, le=60)
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=300)
-    # Signs and checks the UI users' tokens (ccshared.auth) on the router's, SLA's and
-    # feedback's APIs; the same value everywhere, shared with the identity provider that issues
-    # them. Set a long random one in production: this default is for development only.
-    auth_secret: SecretStr = SecretStr("local-dev-router-auth-secret-change-me")
     # Young-generation collection threshold (ccshared.gc); 0 keeps CPython's default of 700.
     gc_gen0_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
+
+    # Migrations (ccshared.db.migrate). false: the service does not migrate at start but waits
+    # (up to its start-up deadline) until `python -m <service>.migrate`, e.g. a deployment's
+    # Job, has applied every migration it knows.
+    migrate_on_start: bool = True
+    # How long a migration waits for each lock before giving up, so the queries queued behind
+    # its lock run again; retried `migration_lock_retries` times with backoff, then it fails.
+    migration_lock_timeout_s: float = Field(default=5.0, gt=0, le=3_600)
+    migration_lock_retries: int = Field(default=3, ge=0, le=100)
+    # Longest a migration's statement may run (a table rewrite belongs in a maintenance window).
+    migration_statement_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
 
     @field_validator("database_url")
     @classmethod
@@ -74,13 +105,6 @@ class ServiceSettings(BaseSettings):
             raise ValueError(
                 "must use the asyncpg driver: postgresql+asyncpg://user:pass@host:port/db"
             )
-        return value
-
-    @field_validator("auth_secret")
-    @classmethod
-    def _secret_long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 32:
-            raise ValueError("must be at least 32 characters (HS256 wants a 256-bit key)")
         return value
 
     @field_validator("kafka_bootstrap")
@@ -98,3 +122,58 @@ class ServiceSettings(BaseSettings):
     @property
     def client_id(self) -> str:
         return self.kafka_client_id or self.service_name
+
+
+class UserTokenSettings(ServiceSettings):
+    """A service whose API the UI's users call with a token (ccshared.auth, ccshared.user_auth):
+    it holds the token issuer's public key only, so it can check tokens but never mint one."""
+
+    # The issuer's Ed25519 public key: PEM text, or the path of a PEM file. The default is the
+    # development key, refused unless CC_DEVELOPMENT=1.
+    auth_public_key: str = DEV_PUBLIC_KEY_PEM
+    # The `iss` every token must carry: the identity provider's name for itself.
+    auth_issuer: str = Field(default=DEFAULT_ISSUER, min_length=1, max_length=200)
+
+    @field_validator("auth_public_key")
+    @classmethod
+    def _real_public_key(cls, value: str, info: ValidationInfo) -> str:
+        key = load_public_key(value)  # ValueError names what is wrong with it
+        if key_fingerprint(key) == DEV_KEY_FINGERPRINT and not info.data.get("development"):
+            raise ValueError(
+                f"{env_name(cls, info)} is the development key, whose private half is public "
+                "(deploy/local/): configure your token issuer's public key, or set "
+                "CC_DEVELOPMENT=1 on a development machine"
+            )
+        return value
+
+    @property
+    def token_verifier(self) -> TokenVerifier:
+        return verifier_for(self.auth_public_key, self.auth_issuer)
+
+
+def env_name(settings: type[BaseSettings], info: ValidationInfo) -> str:
+    """The environment variable of the field being validated, e.g. ROUTER_AUTH_PUBLIC_KEY."""
+    prefix = settings.model_config.get("env_prefix") or ""
+    return f"{prefix}{info.field_name}".upper()
+
+
+# Shapes of a value nobody generated at random: the shipped defaults and the placeholders of
+# examples and tutorials.
+_PLACEHOLDER = re.compile(
+    r"change.?me|changeit|placeholder|example|replace|dev.?only|local.?dev|insecure|"
+    r"secret|password|default|xxx|\.\.\.|<|>",
+    re.IGNORECASE,
+)
+SECRET_MIN_LENGTH = 32
+
+
+def require_random_secret(value: str, name: str, development: bool) -> None:
+    """ValueError unless `value` looks generated at random (long, varied, no placeholder
+    words); anything goes with CC_DEVELOPMENT=1."""
+    if development:
+        return
+    hint = "generate one with `openssl rand -base64 48`, or set CC_DEVELOPMENT=1 in development"
+    if len(value) < SECRET_MIN_LENGTH:
+        raise ValueError(f"{name} must be at least {SECRET_MIN_LENGTH} characters: {hint}")
+    if _PLACEHOLDER.search(value) or len(set(value)) < 12:
+        raise ValueError(f"{name} is a default or placeholder, not a random secret: {hint}")

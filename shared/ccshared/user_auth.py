@@ -1,5 +1,6 @@
 """FastAPI dependencies for the contact-center UI's APIs (router, SLA, feedback management):
-the caller's token (`ccshared.auth`), checked with the service's `auth_secret`.
+the caller's token (`ccshared.auth`), checked with the service's `auth_public_key` and
+`auth_issuer` (`ccshared.settings.UserTokenSettings`).
 
 Every route behind `principal` needs a valid token; `supervisor` also needs the role;
 `reads_open_writes_supervised` lets any user read (GET) and only supervisors change things.
@@ -10,14 +11,16 @@ from __future__ import annotations
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ccshared.auth import InvalidCredentials, Principal, read_token
+from ccshared.auth import InvalidCredentials, Principal
 from ccshared.problems import Problem
+from ccshared.settings import UserTokenSettings
 
 _BEARER = HTTPBearer(
     auto_error=False,
     scheme_name="UserToken",
-    description="The UI user's signed token (JWT, HS256) with `sub` and `role` "
-    "(`agent` or `supervisor`); `make token SUB=… ROLE=…` makes one for development.",
+    description="The UI user's signed token (JWT, EdDSA) with `iss`, `sub`, `role`, `iat` and "
+    "`exp` (at most 12 hours after `iat`); `role` is `agent` or `supervisor`. "
+    "`make token SUB=… ROLE=…` makes one for development.",
 )
 AUTH_RESPONSES: dict[int | str, dict[str, str]] = {
     401: {"description": "No user token, or a forged, malformed or expired one"},
@@ -41,14 +44,14 @@ class Forbidden(Problem):
 async def principal(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_BEARER)
 ) -> Principal:
-    settings = request.app.state.runtime.settings
+    settings: UserTokenSettings = request.app.state.runtime.settings
     if credentials is None or not credentials.credentials:
         raise Unauthorized(
             "A user token is required: send `Authorization: Bearer <token>`.",
             settings.service_name,
         )
     try:
-        return read_token(settings.auth_secret.get_secret_value().encode(), credentials.credentials)
+        return settings.token_verifier.read(credentials.credentials)
     except InvalidCredentials as exc:
         raise Unauthorized(f"The user token was refused: {exc}.", settings.service_name) from None
 

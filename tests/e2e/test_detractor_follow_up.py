@@ -18,6 +18,7 @@ from feedback.domain.tokens import issue_token
 from feedback.settings import FeedbackSettings
 from router.app import create_app as create_router
 from router.settings import RouterSettings
+from tests.conftest import topic
 from tests.e2e.conftest import start_group_at_end
 from tests.helpers import as_agent, as_supervisor, wait_until
 
@@ -28,19 +29,19 @@ async def test_unhappy_answer_opens_a_follow_up_ticket_for_the_first_agent(
     fresh_database: str, second_database: str, kafka_bootstrap: str
 ) -> None:
     suffix = f".e2e-{uuid.uuid4().hex[:8]}"
-    for group, topic in (
+    for group, catalog in (
         (f"router.contacts{suffix}", "intake.contacts"),
         (f"router.escalations{suffix}", "sla.events"),
         (f"router.follow-ups{suffix}", "feedback.events"),
     ):
-        await start_group_at_end(kafka_bootstrap, group, [topic])
+        await start_group_at_end(kafka_bootstrap, group, [catalog])
     feedback_name = f"feedback-e2e{uuid.uuid4().hex[:8]}"
-    for name, topic in (
+    for name, catalog in (
         ("tickets", "router.tickets"),
         ("sla", "sla.events"),
         ("contacts", "intake.contacts"),
     ):
-        await start_group_at_end(kafka_bootstrap, f"{feedback_name}.{name}", [topic])
+        await start_group_at_end(kafka_bootstrap, f"{feedback_name}.{name}", [catalog])
 
     router_app = create_router(
         RouterSettings(
@@ -97,7 +98,7 @@ async def test_unhappy_answer_opens_a_follow_up_ticket_for_the_first_agent(
         await producer.start()
         try:
             await producer.send_and_wait(
-                "intake.contacts",
+                topic("intake.contacts"),
                 event.to_bytes(),
                 key=event.key.encode(),
                 headers=[("event_type", b"contact.received")],

@@ -1,15 +1,23 @@
 """The Kubernetes manifests agree with the code: every variable they set is a setting of that
-service, every secret and config key they read exists, the example secret passes the settings'
-own validation, the probes hit real routes and the ports line up."""
+service, every secret and config key they read exists, the example values pass the settings' own
+validation (but for the example Secret's placeholders, which are refused), the probes hit real
+routes and the ports line up, and each service's migrate Job runs a command that exists on the
+Deployment's image and database."""
 
 from __future__ import annotations
 
+import importlib.util
+import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import ValidationError
 
+from ccshared.migrate import migration_settings
 from feedback.settings import FeedbackSettings
 from intake.settings import IntakeSettings
 from router.settings import RouterSettings
@@ -34,9 +42,12 @@ def _one(name: str, kind: str) -> dict[str, Any]:
     return doc
 
 
-def _container(service: str) -> dict[str, Any]:
-    [container] = _one(f"{service}.yaml", "Deployment")["spec"]["template"]["spec"]["containers"]
+def _container(service: str, kind: str = "Deployment") -> dict[str, Any]:
+    [container] = _one(f"{service}.yaml", kind)["spec"]["template"]["spec"]["containers"]
     return container
+
+
+KINDS = ["Deployment", "Job"]  # the service, and its migrate Job
 
 
 def test_kustomization_lists_files_that_exist() -> None:
@@ -44,13 +55,14 @@ def test_kustomization_lists_files_that_exist() -> None:
         assert (K8S / resource).is_file(), resource
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("service", list(SETTINGS))
-def test_every_variable_is_a_setting_and_every_reference_resolves(service: str) -> None:
+def test_every_variable_is_a_setting_and_every_reference_resolves(service: str, kind: str) -> None:
     prefix = f"{service.upper()}_"
     fields = set(SETTINGS[service].model_fields)
     config = _one("config.yaml", "ConfigMap")["data"]
     secret = _one("secret.example.yaml", "Secret")["stringData"]
-    env = _container(service)["env"]
+    env = _container(service, kind)["env"]
     for var in env:
         name = var["name"]
         if name in IMAGE_VARIABLES:
@@ -64,15 +76,26 @@ def test_every_variable_is_a_setting_and_every_reference_resolves(service: str) 
             assert source["secretKeyRef"]["key"] in secret, name
     names = {v["name"] for v in env}
     assert f"{prefix}DATABASE_URL" in names
-    assert f"{prefix}KAFKA_BOOTSTRAP" in names
+    if kind == "Deployment":
+        assert f"{prefix}KAFKA_BOOTSTRAP" in names
 
 
-@pytest.mark.parametrize("service", list(SETTINGS))
-def test_the_example_values_pass_the_services_validation(service: str) -> None:
+def _real_secret() -> dict[str, str]:
+    """The example Secret with values of the right shape in place of its placeholders (which
+    the services refuse: see the test below)."""
+    public_key = Ed25519PrivateKey.generate().public_key()
+    pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    stand_ins = {"auth-public-key": pem, "survey-token-secret": secrets.token_urlsafe(48)}
+    example: dict[str, str] = _one("secret.example.yaml", "Secret")["stringData"]
+    return {**example, **{k: v for k, v in stand_ins.items() if k in example}}
+
+
+def _settings_of(service: str, kind: str, secret: dict[str, str] | None = None) -> Any:
+    """The service's settings as the container's environment makes them."""
     config = _one("config.yaml", "ConfigMap")["data"]
-    secret = _one("secret.example.yaml", "Secret")["stringData"]
+    secret = secret if secret is not None else _real_secret()
     values: dict[str, Any] = {}
-    for var in _container(service)["env"]:
+    for var in _container(service, kind)["env"]:
         if var["name"] in IMAGE_VARIABLES:
             continue
         field = var["name"].removeprefix(f"{service.upper()}_").lower()
@@ -83,8 +106,34 @@ def test_the_example_values_pass_the_services_validation(service: str) -> None:
             values[field] = secret[source["secretKeyRef"]["key"]]
         else:
             values[field] = var["value"]
-    settings = SETTINGS[service](**values)
+    if kind == "Job":  # python -m <service>.migrate reads the shared settings only
+        return migration_settings(SETTINGS[service])(**values)
+    return SETTINGS[service](**values)
+
+
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a deployment: not a development machine."""
+    monkeypatch.delenv("CC_DEVELOPMENT", raising=False)
+
+
+@pytest.mark.usefixtures("deployed")
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("service", list(SETTINGS))
+def test_the_example_values_pass_the_services_validation(service: str, kind: str) -> None:
+    settings = _settings_of(service, kind)
     assert settings.database_url.get_secret_value().endswith(f"/{service}")
+
+
+@pytest.mark.usefixtures("deployed")
+@pytest.mark.parametrize("service", ["router", "sla", "feedback"])
+def test_the_example_secrets_placeholders_are_refused(service: str) -> None:
+    example = _one("secret.example.yaml", "Secret")["stringData"]
+    with pytest.raises(ValidationError) as refused:
+        _settings_of(service, "Deployment", example)
+    fields = {str(e["loc"][0]) for e in refused.value.errors()}
+    assert fields <= {"auth_public_key", "token_secret"}
+    assert "auth_public_key" in fields
 
 
 @pytest.mark.parametrize("service", list(SETTINGS))
@@ -111,3 +160,32 @@ def test_probes_hit_real_routes_and_ports_line_up(service: str) -> None:
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     shutdown = next(v for v in container["env"] if v["name"].endswith("_SHUTDOWN_GRACE_S"))
     assert float(shutdown["value"]) < grace  # the service finishes before the kubelet kills it
+
+
+@pytest.mark.parametrize("service", list(SETTINGS))
+def test_a_migrate_job_migrates_the_services_database_and_the_service_waits_for_it(
+    service: str,
+) -> None:
+    job = _one(f"{service}.yaml", "Job")
+    container = _container(service, "Job")
+    deployment = _container(service)
+    assert container["command"] == ["python", "-m", f"{service}.migrate"]
+    assert importlib.util.find_spec(f"{service}.migrate") is not None
+    assert container["image"] == deployment["image"]
+
+    def database(c: dict[str, Any]) -> Any:
+        [var] = [v for v in c["env"] if v["name"] == f"{service.upper()}_DATABASE_URL"]
+        return var["valueFrom"]
+
+    assert database(container) == database(deployment)
+    assert _settings_of(service, "Job").migrate_on_start  # the Job itself migrates ...
+    assert not _settings_of(service, "Deployment").migrate_on_start  # ... the service does not
+    pod = job["spec"]["template"]
+    assert pod["spec"]["restartPolicy"] in ("Never", "OnFailure")
+    assert job["spec"]["backoffLimit"] >= 1  # a lock timeout is tried again later
+    # A statement may run its full timeout, retries and all, within the Job's deadline.
+    settings = _settings_of(service, "Job")
+    assert job["spec"]["activeDeadlineSeconds"] > settings.migration_statement_timeout_s
+    # The Job's pod is never taken for one of the service's (Service, PDB, HPA selectors).
+    selector = _one(f"{service}.yaml", "Deployment")["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= pod["metadata"]["labels"].items()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import httpx
 from fastapi import FastAPI
 
 from ccshared.service import Runtime, create_service_app
 from feedback.api.key_accounts import router as key_accounts_router
 from feedback.api.kpis import router as kpis_router
+from feedback.api.pages import SurveyPageHeaders
 from feedback.api.surveys import router as surveys_router
 from feedback.api.webhooks import router as webhooks_router
 from feedback.consumers.contacts import contacts_consumer
@@ -15,6 +15,7 @@ from feedback.consumers.sla import sla_consumer
 from feedback.consumers.tickets import tickets_consumer
 from feedback.settings import FeedbackSettings
 from feedback.tasks.scheduler import FeedbackScheduler
+from feedback.webhook_transport import webhook_client
 
 
 def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
@@ -22,8 +23,9 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
 
     async def on_start(runtime: Runtime) -> None:
         # Redirects are not followed: a webhook URL answering 3xx is misconfigured, and
-        # following it would send signed survey links somewhere nobody registered.
-        http = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": "cc-feedback/1"})
+        # following it would send signed survey links somewhere nobody registered. Nor does
+        # the client connect to any address the rules refuse (see webhook_transport).
+        http = webhook_client(settings.webhook_address_rules())
         scheduler = FeedbackScheduler(runtime.engine, settings, http)
         scheduler.start()
         runtime.extras.update(http=http, scheduler=scheduler)
@@ -32,7 +34,7 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         await runtime.extras["scheduler"].stop(settings.shutdown_grace_s)
         await runtime.extras["http"].aclose()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Contact center — Feedback",
         description=(
@@ -46,3 +48,5 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         on_start=on_start,
         on_stop=on_stop,
     )
+    app.add_middleware(SurveyPageHeaders)
+    return app

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from ccshared.settings import LOCAL_PG, ServiceSettings
+from ccshared.settings import LOCAL_PG, UserTokenSettings, env_name, require_random_secret
 from feedback.domain.surveys import SurveyPolicy
+from feedback.domain.webhooks import WebhookAddressRules
 
 
-class FeedbackSettings(ServiceSettings):
+class FeedbackSettings(UserTokenSettings):
     model_config = SettingsConfigDict(env_prefix="FEEDBACK_", extra="ignore", frozen=True)
 
     service_name: str = "feedback"
     database_url: SecretStr = SecretStr(f"{LOCAL_PG}/feedback")
 
-    # Survey links: where the survey page is served, and the key its tokens are signed with.
+    # Survey links: where the survey page is served, and the key its tokens are signed with
+    # (HMAC-SHA256: 32+ random characters). The default is for development only and is refused
+    # unless CC_DEVELOPMENT=1: with it anyone could mint a link to any survey.
     public_base_url: str = "http://127.0.0.1:8004"
     token_secret: SecretStr = SecretStr("local-dev-survey-token-secret-change-me")
     survey_link_ttl_s: float = Field(default=14 * 86_400, gt=0)
@@ -49,6 +52,27 @@ class FeedbackSettings(ServiceSettings):
     webhook_retry_base_s: float = Field(default=30.0, gt=0)
     webhook_retry_cap_s: float = Field(default=6 * 3_600, gt=0)
     webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    # Webhooks never go to loopback, private, link-local (metadata), CGNAT, multicast or
+    # reserved addresses. Development only: these comma-separated names, addresses or CIDR
+    # networks are allowed anyway (a local receiver), e.g. "127.0.0.1,localhost".
+    webhook_allow_hosts: str = ""
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _valid_allow_list(cls, value: str) -> str:
+        WebhookAddressRules.parse(value)
+        return value
+
+    def webhook_address_rules(self) -> WebhookAddressRules:
+        return WebhookAddressRules.parse(self.webhook_allow_hosts)
+
+    @field_validator("token_secret")
+    @classmethod
+    def _random_token_secret(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        require_random_secret(
+            value.get_secret_value(), env_name(cls, info), bool(info.data.get("development"))
+        )
+        return value
 
     def survey_policy(self) -> SurveyPolicy:
         return SurveyPolicy(

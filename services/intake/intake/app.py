@@ -54,7 +54,13 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             pool=pool,
             writer=writer,
             parse_pool=parse_pool,
-            verifier=ApiKeyVerifier(pool, ttl_s=settings.api_key_cache_s, workers=settings.workers),
+            verifier=ApiKeyVerifier(
+                pool,
+                ttl_s=settings.api_key_cache_s,
+                lease_s=settings.rate_lease_s,
+                failure_limit=settings.auth_failure_limit,
+                failure_window_s=settings.auth_failure_window_s,
+            ),
         )
 
     async def on_stop(runtime: Runtime) -> None:

@@ -1,7 +1,9 @@
-"""Create, list and revoke integration API keys.
+"""Create, list and revoke integration API keys, and set their phone region.
 
     python -m intake.keys create --name telephony --channels phone [--rate 50 --burst 100]
+                                 [--region US]
     python -m intake.keys list
+    python -m intake.keys region <prefix> US        # or `-` for the service's default
     python -m intake.keys revoke <prefix>
 
 Reads INTAKE_DATABASE_URL like the service. The key is printed once, on creation; only a hash of
@@ -19,7 +21,8 @@ import asyncpg
 
 from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
 from intake.api.schemas import Channel
-from intake.db.api_keys import create_key, list_keys, revoke_key
+from intake.db.api_keys import create_key, list_keys, revoke_key, set_phone_region
+from intake.domain.normalize import UnknownPhoneRegion, phone_region_code
 from intake.settings import IntakeSettings
 
 CHANNELS = get_args(Channel)
@@ -36,6 +39,13 @@ def _channels(value: str) -> list[str]:
     return channels
 
 
+def _region(value: str) -> str:
+    try:
+        return phone_region_code(value)
+    except UnknownPhoneRegion as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m intake.keys", description=__doc__.split("\n")[0]
@@ -46,7 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--channels", required=True, type=_channels, help="e.g. phone,email")
     create.add_argument("--rate", type=float, default=200.0, help="requests per second")
     create.add_argument("--burst", type=int, default=400, help="requests allowed at once")
+    create.add_argument(
+        "--region",
+        type=_region,
+        default=None,
+        help="ISO 3166 alpha-2 region of this integration's phone numbers written without a "
+        "country code, e.g. US (default: INTAKE_DEFAULT_PHONE_REGION)",
+    )
     sub.add_parser("list", help="list keys (never their secrets)")
+    region = sub.add_parser(
+        "region", help="set the region of a key's national phone numbers ('-': the default)"
+    )
+    region.add_argument("prefix")
+    region.add_argument("region", type=lambda v: None if v == "-" else _region(v))
     revoke = sub.add_parser("revoke", help="revoke a key by its prefix")
     revoke.add_argument("prefix")
     return parser
@@ -71,11 +93,13 @@ async def _main(args: argparse.Namespace) -> int:
                 channels=args.channels,
                 rate_per_s=args.rate,
                 burst=args.burst,
+                phone_region=args.region,
             )
             print(plaintext)
             print(
                 f"created key {key.prefix} for {key.name!r}: channels "
-                f"{','.join(sorted(key.channels))}, {key.rate_per_s:g}/s (burst {key.burst}). "
+                f"{','.join(sorted(key.channels))}, {key.rate_per_s:g}/s (burst {key.burst}), "
+                f"phone region {key.phone_region or 'the default'}. "
                 "Store it now: it is not shown again.",
                 file=sys.stderr,
             )
@@ -84,8 +108,17 @@ async def _main(args: argparse.Namespace) -> int:
                 state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
                 print(
                     f"{key.prefix}  {key.name:<24} {','.join(sorted(key.channels)):<24} "
-                    f"{key.rate_per_s:g}/s  {state}"
+                    f"{key.rate_per_s:g}/s  {key.phone_region or '--'}  {state}"
                 )
+        elif args.command == "region":
+            if not await set_phone_region(conn, args.prefix, args.region):
+                print(f"no key with prefix {args.prefix}", file=sys.stderr)
+                return 1
+            print(
+                f"key {args.prefix}: phone region {args.region or 'the default'} "
+                "(in effect within INTAKE_API_KEY_CACHE_S)",
+                file=sys.stderr,
+            )
         elif args.command == "revoke":
             if not await revoke_key(conn, args.prefix):
                 print(f"no active key with prefix {args.prefix}", file=sys.stderr)

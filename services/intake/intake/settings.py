@@ -44,6 +44,12 @@ class IntakeSettings(ServiceSettings):
 
     # API keys: verified keys are cached this long (a revocation takes effect within it).
     api_key_cache_s: float = Field(default=10.0, ge=0, le=600)
-    # Rate limits are enforced per process; a key's configured rate is split across workers.
-    workers: int = Field(default=1, ge=1, le=64)
+    # A key's rate limit is one bucket in PostgreSQL shared by every process; each process
+    # leases the key's rate over this many seconds at a time (one query per lease), so the
+    # processes together exceed the limit by at most that much each.
+    rate_lease_s: float = Field(default=0.1, gt=0, le=10)
+    # This many requests with a missing or invalid key from one client address within the
+    # window shut the address out (429) until the window ends.
+    auth_failure_limit: int = Field(default=20, ge=1, le=100_000)
+    auth_failure_window_s: int = Field(default=60, ge=1, le=86_400)
     identity_cache_size: int = Field(default=200_000, ge=0)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from ccshared.settings import LOCAL_PG, ServiceSettings
+from ccshared.settings import LOCAL_PG, UserTokenSettings
 
 
-class RouterSettings(ServiceSettings):
+class RouterSettings(UserTokenSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore", frozen=True)
 
     service_name: str = "router"

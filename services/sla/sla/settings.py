@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from ccshared.settings import LOCAL_PG, ServiceSettings
+from ccshared.settings import LOCAL_PG, UserTokenSettings
 
 
-class SLASettings(ServiceSettings):
+class SLASettings(UserTokenSettings):
     model_config = SettingsConfigDict(env_prefix="SLA_", extra="ignore", frozen=True)
 
     service_name: str = "sla"

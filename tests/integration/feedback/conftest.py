@@ -26,6 +26,7 @@ from feedback.app import create_app
 from feedback.domain.tokens import issue_token
 from feedback.settings import FeedbackSettings
 from feedback.tasks.scheduler import FeedbackScheduler
+from tests.conftest import TOPIC_PREFIX, topic
 from tests.helpers import as_supervisor, wait_until
 from tests.integration.intake.conftest import TopicTail
 
@@ -41,11 +42,12 @@ class Feedback:
     settings: FeedbackSettings
     producer: AIOKafkaProducer
     scheduler: FeedbackScheduler
-    # Catalog topic -> the topic this instance actually reads it from.
+    # Catalog topic -> the topic this instance actually reads it from (before TOPIC_PREFIX).
     topics: dict[str, str] = field(default_factory=dict)
 
     def topic_of(self, catalog_topic: str) -> str:
-        return self.topics.get(catalog_topic, catalog_topic)
+        """Where on Kafka this instance reads a catalog topic."""
+        return topic(self.topics.get(catalog_topic, catalog_topic))
 
     async def publish(self, *payloads: BaseModel, producer: str = "router") -> list[Envelope]:
         events = [new_event(p, producer=producer) for p in payloads]
@@ -96,22 +98,24 @@ async def feedback_factory(
 ) -> AsyncIterator[Callable[..., Awaitable[Feedback]]]:
     started: list[tuple[Any, httpx.AsyncClient, asyncpg.Pool, AIOKafkaProducer]] = []
     private: list[str] = []
-    await ensure_topics(kafka_bootstrap)
+    await ensure_topics(kafka_bootstrap, prefix=TOPIC_PREFIX)
 
     async def start(*, private_topics: bool = True, **overrides: Any) -> Feedback:
         """By default the app reads this test's own copies of the consumed topics, so events
         other tests (or running services) publish meanwhile neither reach its webhooks nor its
         KPIs; private_topics=False reads the catalog's topics themselves."""
         service_name = f"feedback-t{uuid.uuid4().hex[:10]}"
-        topics = {t: f"test.{service_name}.{t}" if private_topics else t for t in CONSUMED}
+        topics = {t: f"{service_name}.{t}" if private_topics else t for t in CONSUMED}
         if private_topics:
-            names = [n for t in topics.values() for n in (t, t + ".dlq")]
+            names = [topic(n) for t in topics.values() for n in (t, t + ".dlq")]
             await ensure_topics(kafka_bootstrap, names, partitions=3)
             private.extend(names)
         # Fresh consumer groups start at the topics' ends: this app reads only what is
         # published from now on, not every event other tests ever published.
-        for name, topic in zip(CONSUMER_NAMES, CONSUMED, strict=True):
-            await commit_group_at_end(kafka_bootstrap, f"{service_name}.{name}", [topics[topic]])
+        for name, catalog in zip(CONSUMER_NAMES, CONSUMED, strict=True):
+            await commit_group_at_end(
+                kafka_bootstrap, f"{service_name}.{name}", [topic(topics[catalog])]
+            )
         values: dict[str, Any] = {
             "tickets_topic": topics["router.tickets"],
             "sla_topic": topics["sla.events"],
@@ -131,6 +135,8 @@ async def feedback_factory(
             "webhook_retry_base_s": 0.05,
             "webhook_retry_cap_s": 0.2,
             "webhook_timeout_s": 2,
+            # The receiver below listens on loopback, which webhooks may not reach otherwise.
+            "webhook_allow_hosts": "127.0.0.1",
             **overrides,
         }
         settings = FeedbackSettings(**values)
@@ -176,7 +182,7 @@ async def _ready(client: httpx.AsyncClient) -> bool:
 
 @pytest.fixture
 async def feedback_events(kafka_bootstrap: str) -> AsyncIterator[FeedbackEvents]:
-    async with FeedbackEvents(kafka_bootstrap, "feedback.events") as tail:
+    async with FeedbackEvents(kafka_bootstrap, topic("feedback.events")) as tail:
         yield tail
 
 

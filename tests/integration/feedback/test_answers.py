@@ -3,6 +3,8 @@ answering twice, and the events that close the loop."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -220,3 +222,33 @@ async def test_forged_and_expired_tokens_leave_no_answer_and_no_event(
     await feedback_events.wait_event("followup.requested", ticket_id=ticket)
     assert all(b"forged" not in record.value for record in feedback_events.records)
     assert len(feedback_events.events("followup.requested")) == 1
+
+
+async def test_survey_page_sends_csp_no_referrer_and_nosniff_on_get_and_post(
+    feedback: Feedback,
+) -> None:
+    _, _, token = await _sent_survey(feedback)
+    page = await feedback.client.get(f"/v1/surveys/{token}", headers={"Accept": "text/html"})
+    thanks = await feedback.client.post(
+        f"/v1/surveys/{token}",
+        content=b"csat=5&nps=9&solved_first_contact=yes&comment=",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    refused = await feedback.client.post(f"/v1/surveys/{token}x", json={"csat": 5})
+    assert (page.status_code, thanks.status_code, refused.status_code) == (200, 200, 403)
+    for response in (page, thanks, refused):
+        csp = {
+            d.strip().split(" ", 1)[0]: d.strip().split(" ", 1)[1:]
+            for d in response.headers["content-security-policy"].split(";")
+        }
+        assert csp["default-src"] == ["'none'"]
+        assert csp["frame-ancestors"] == ["'none'"]
+        assert csp["form-action"] == ["'self'"]
+        assert "script-src" not in csp  # no script at all: default-src 'none' applies
+        assert csp["style-src"][0].startswith("'sha256-")  # the inline style, by its hash
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    # The hash is the page's own <style>: the page renders styled under its own policy.
+    style = page.text.split("<style>", 1)[1].split("</style>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in page.headers["content-security-policy"]

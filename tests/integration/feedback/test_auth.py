@@ -21,10 +21,12 @@ async def test_management_is_for_supervisors_and_surveys_need_only_their_link(
     refused = await feedback.client.post("/v1/webhooks", json=hook, headers=as_agent("amy"))
     assert refused.status_code == 403
     assert await feedback.db.fetchval("SELECT count(*) FROM webhook_subscriptions") == 0
-    # The ticket's survey is readable by any UI user, not by a stranger.
+    # The ticket's survey is the resolving agent's (a1) and supervisors', not a stranger's,
+    # and to another agent there is none (test_read_access.py walks every route).
     survey_path = f"/v1/tickets/{ticket}/survey"
     assert (await feedback.client.get(survey_path, headers=nobody)).status_code == 401
-    assert (await feedback.client.get(survey_path, headers=as_agent("amy"))).status_code == 200
+    assert (await feedback.client.get(survey_path, headers=as_agent("amy"))).status_code == 404
+    assert (await feedback.client.get(survey_path, headers=as_agent("a1"))).status_code == 200
     # The customer needs nothing but the link.
     page = await feedback.client.get(f"/v1/surveys/{token}", headers=nobody)
     assert page.status_code == 200

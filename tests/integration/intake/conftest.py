@@ -23,6 +23,7 @@ from intake.app import create_app
 from intake.consumers.tickets import TICKET_LINKS
 from intake.db.api_keys import create_key
 from intake.settings import IntakeSettings
+from tests.conftest import TOPIC_PREFIX, topic
 from tests.helpers import wait_until
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -46,10 +47,22 @@ class Intake:
     database_url: str
 
     async def new_key(
-        self, channels: list[str] | None = None, *, rate: float = 10_000, burst: int = 10_000
+        self,
+        channels: list[str] | None = None,
+        *,
+        rate: float = 10_000,
+        burst: int = 10_000,
+        name: str = "test",
+        **options: Any,
     ) -> str:
+        """A key of integration `name` (keys with the same name are one integration)."""
         _, plaintext = await create_key(
-            self.db, name="test", channels=channels or ALL_CHANNELS, rate_per_s=rate, burst=burst
+            self.db,
+            name=name,
+            channels=channels or ALL_CHANNELS,
+            rate_per_s=rate,
+            burst=burst,
+            **options,
         )
         return plaintext
 
@@ -79,9 +92,11 @@ async def intake_factory(
         # intake shares no partitions with another test's (or this test's other) intake, and
         # reads only the ticket events published from now on, whenever its group join ends.
         suffix = f".test-{uuid.uuid4().hex[:8]}"
-        await ensure_topics(kafka_bootstrap, TICKET_LINKS.topics)
+        await ensure_topics(kafka_bootstrap, TICKET_LINKS.topics, prefix=TOPIC_PREFIX)
         await commit_group_at_end(
-            kafka_bootstrap, f"intake.{TICKET_LINKS.name}{suffix}", TICKET_LINKS.topics
+            kafka_bootstrap,
+            f"intake.{TICKET_LINKS.name}{suffix}",
+            [topic(t) for t in TICKET_LINKS.topics],
         )
         settings = IntakeSettings(
             database_url=SecretStr(url),

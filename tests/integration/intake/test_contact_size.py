@@ -12,6 +12,7 @@ from typing import Any
 from intake.api.schemas import parse_contact
 from intake.domain.contacts import contact_document, contact_received_event
 from intake.settings import IntakeSettings
+from tests.conftest import topic
 from tests.integration.intake.conftest import Intake, TopicTail
 
 LIMIT = IntakeSettings().max_contact_bytes
@@ -103,7 +104,7 @@ async def test_json_contact_just_under_the_limit_is_accepted_and_just_over_is_41
     assert {e["field"] for e in refused.json()["errors"]} == {"body.text", "body.email.html"}
     assert await _counts(intake) == dict.fromkeys(TABLES, 0)
 
-    async with TopicTail(kafka_bootstrap, "intake.contacts") as tail:
+    async with TopicTail(kafka_bootstrap, topic("intake.contacts")) as tail:
         accepted = await intake.post(under, key)
         assert accepted.status_code == 202, accepted.text
         contact_id = accepted.json()["id"].encode()

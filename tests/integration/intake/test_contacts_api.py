@@ -11,6 +11,7 @@ import pytest
 
 from ccshared.events import decode_event
 from ccshared.events.payloads import ContactReceived
+from tests.conftest import topic
 from tests.helpers import wait_until
 from tests.integration.intake.conftest import FIXTURES, Intake, TopicTail, bad_samples, samples
 
@@ -29,7 +30,7 @@ async def test_every_channel_sample_is_accepted_published_and_keyed_by_customer(
     intake: Intake, kafka_bootstrap: str
 ) -> None:
     key = await intake.new_key()
-    async with TopicTail(kafka_bootstrap, "intake.contacts") as tail:
+    async with TopicTail(kafka_bootstrap, topic("intake.contacts")) as tail:
         accepted = []
         for sample in samples():
             response = await intake.post(sample, key)
@@ -75,7 +76,7 @@ async def test_threading_fields_are_carried_to_the_event(
 ) -> None:
     key = await intake.new_key()
     reply, chat = samples()[2], samples()[4]
-    async with TopicTail(kafka_bootstrap, "intake.contacts") as tail:
+    async with TopicTail(kafka_bootstrap, topic("intake.contacts")) as tail:
         ids = {
             (await intake.post(reply, key)).json()["id"],
             (await intake.post(chat, key)).json()["id"],
@@ -336,13 +337,13 @@ async def test_get_shows_the_ticket_once_the_router_placed_the_contact(
     await producer.start()
     try:
         await producer.send_and_wait(
-            "router.tickets",
+            topic("router.tickets"),
             opened.to_bytes(),
             key=opened.key.encode(),
             headers=[("event_type", b"ticket.opened")],
         )
         await producer.send_and_wait(  # redelivered: still one effect
-            "router.tickets",
+            topic("router.tickets"),
             opened.to_bytes(),
             key=opened.key.encode(),
             headers=[("event_type", b"ticket.opened")],

@@ -83,9 +83,15 @@ async def test_fast_path_202_matches_the_documented_model(intake: Intake) -> Non
     assert stored["customer_id"] == accepted.customer_id
 
 
+class _NoThrottle:
+    def retry_after(self, _: object) -> float:
+        return 0.0
+
+
 class _FailingVerifier:
     def __init__(self, error: Exception) -> None:
         self.error = error
+        self.failures = _NoThrottle()
 
     async def verify(self, *_: Any, **__: Any) -> Any:
         raise self.error

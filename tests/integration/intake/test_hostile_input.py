@@ -13,6 +13,7 @@ from typing import Any
 
 from ccshared.events import decode_event
 from ccshared.events.payloads import ContactReceived
+from tests.conftest import topic
 from tests.integration.intake.conftest import Intake, TopicTail, samples
 
 INJECTIONS = [
@@ -72,7 +73,7 @@ async def test_injection_in_every_text_field_is_refused_cleanly_or_kept_verbatim
     accepted: dict[str, tuple[tuple[Any, ...], str]] = {}
     refused = 0
     n = 0
-    async with TopicTail(kafka_bootstrap, "intake.contacts") as tail:
+    async with TopicTail(kafka_bootstrap, topic("intake.contacts")) as tail:
         for sample in samples()[:6]:
             for path in list(_string_paths(sample)):
                 if path in {("channel",)}:
@@ -163,7 +164,7 @@ async def test_broken_requests_of_every_kind_leave_no_trace(
         ("bad raw e-mail", {**bearer, "Content-Type": "message/rfc822"}, b"\x00\x01", 422),
         ("idempotency key", {**bearer, **json_type, "Idempotency-Key": "é".encode() * 3}, raw, 422),
     ]
-    async with TopicTail(kafka_bootstrap, "intake.contacts") as tail:
+    async with TopicTail(kafka_bootstrap, topic("intake.contacts")) as tail:
         for name, headers, body, status in cases:
             response = await intake.client.post("/v1/contacts", content=body, headers=headers)
             assert response.status_code == status, (name, response.text)

@@ -1,4 +1,10 @@
-"""A contact accepted while Kafka is down is published, with the right key, once Kafka is back."""
+"""A contact accepted while Kafka is down is published, with the right key, once Kafka is back.
+
+This test stops and starts the shared broker (deploy/local/stack.sh): marked `restarts_broker`,
+it runs after every other test of the run (tests/conftest.py), and `make run`'s services, if
+up, lose Kafka for the seconds it takes (they reconnect; their outboxes hold what they accept).
+Leave it out with `-m "not restarts_broker"`.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,15 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
 from ccshared.events import decode_event
 from ccshared.events.payloads import ContactReceived
+from tests.conftest import topic
 from tests.helpers import wait_until
 from tests.integration.intake.conftest import Intake, TopicTail, samples
+
+pytestmark = pytest.mark.restarts_broker
 
 STACK = Path(__file__).resolve().parents[3] / "deploy" / "local" / "stack.sh"
 
@@ -40,7 +51,7 @@ async def test_contact_accepted_while_kafka_is_down_is_published_when_it_is_back
     intake: Intake, kafka_bootstrap: str
 ) -> None:
     key = await intake.new_key()
-    async with TopicTail(kafka_bootstrap, "intake.contacts") as tail:
+    async with TopicTail(kafka_bootstrap, topic("intake.contacts")) as tail:
         await stack("stop", "kafka")
         try:
             response = await intake.post(samples()[6], key)

@@ -10,37 +10,52 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ccshared.auth import issue_token
-from tests.helpers import DEV_AUTH_SECRET, as_agent, as_supervisor, as_user
+from tests.helpers import as_agent, as_supervisor, as_user, dev_private_key
 from tests.integration.router.conftest import Router, contact, eventually
+
+OLD_HS256_DEFAULT = b"local-dev-router-auth-secret-change-me"
 
 
 def _forged_tokens() -> dict[str, str]:
     now = datetime.now(UTC)
-    good = {"sub": "amy", "role": "supervisor", "aud": "contact-center"}
-    exp = int((now + timedelta(hours=1)).timestamp())
+    iat = int(now.timestamp())
+    good = {"iss": "contact-center", "sub": "amy", "role": "supervisor", "aud": "contact-center"}
+    good_times = {**good, "iat": iat, "exp": iat + 3600}
     header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
-    body = base64.urlsafe_b64encode(json.dumps({**good, "exp": exp}).encode()).rstrip(b"=")
-    valid = issue_token(DEV_AUTH_SECRET, "amy", "supervisor", ttl=timedelta(hours=1))
+    body = base64.urlsafe_b64encode(json.dumps(good_times).encode()).rstrip(b"=")
+    key = dev_private_key()
+    valid = issue_token(key, "amy", "supervisor", ttl=timedelta(hours=1))
     head, payload, signature = valid.split(".")
     tampered = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     tampered["sub"] = "mallory"
     tampered_payload = base64.urlsafe_b64encode(json.dumps(tampered).encode()).rstrip(b"=")
     return {
-        "other secret": issue_token(b"x" * 32, "amy", "supervisor", ttl=timedelta(hours=1)),
+        "another Ed25519 key": issue_token(
+            Ed25519PrivateKey.generate(), "amy", "supervisor", ttl=timedelta(hours=1)
+        ),
+        # The HS256 secret every service shipped with, which anyone could read in the source.
+        "old shared HS256 secret": jwt.encode(good_times, OLD_HS256_DEFAULT, algorithm="HS256"),
         "expired": issue_token(
-            DEV_AUTH_SECRET,
-            "amy",
-            "supervisor",
-            ttl=timedelta(minutes=5),
-            now=now - timedelta(hours=1),
+            key, "amy", "supervisor", ttl=timedelta(minutes=5), now=now - timedelta(hours=1)
         ),
         "alg none": f"{header}.{body.decode()}.",
         "tampered claims": f"{head}.{tampered_payload.decode()}.{signature}",
-        "wrong audience": jwt.encode({**good, "aud": "elsewhere", "exp": exp}, DEV_AUTH_SECRET),
-        "unknown role": jwt.encode({**good, "role": "admin", "exp": exp}, DEV_AUTH_SECRET),
-        "no expiry": jwt.encode(good, DEV_AUTH_SECRET),
+        "wrong audience": jwt.encode({**good_times, "aud": "elsewhere"}, key, algorithm="EdDSA"),
+        "wrong issuer": jwt.encode({**good_times, "iss": "mallory-idp"}, key, algorithm="EdDSA"),
+        "no issuer": jwt.encode(
+            {k: v for k, v in good_times.items() if k != "iss"}, key, algorithm="EdDSA"
+        ),
+        "lives 10 years": jwt.encode(
+            {**good_times, "exp": iat + 10 * 365 * 86_400}, key, algorithm="EdDSA"
+        ),
+        "lives 12 h 1 min": jwt.encode(
+            {**good_times, "exp": iat + 12 * 3600 + 60}, key, algorithm="EdDSA"
+        ),
+        "unknown role": jwt.encode({**good_times, "role": "admin"}, key, algorithm="EdDSA"),
+        "no expiry": jwt.encode({**good, "iat": iat}, key, algorithm="EdDSA"),
         "garbage": "not.a.token",
     }
 
@@ -104,10 +119,10 @@ async def test_an_agent_acts_on_their_own_tickets_only_and_answers_only_their_of
 
     offer = (await eventually(amys_offer))[0]
     assert (await router.client.get("/v1/agents/amy/offers", headers=as_agent("amy"))).json()
-    # Neither bob nor a supervisor may answer amy's offer.
-    for headers in (as_agent("bob"), as_supervisor()):
+    # Neither bob nor a supervisor may answer amy's offer; to bob it does not exist.
+    for headers, status in ((as_agent("bob"), 404), (as_supervisor(), 403)):
         refused = await router.client.post(f"/v1/offers/{offer['id']}/accept", headers=headers)
-        assert refused.status_code == 403
+        assert refused.status_code == status
     accepted = await router.client.post(f"/v1/offers/{offer['id']}/accept", headers=as_agent("amy"))
     assert accepted.status_code == 200
 
@@ -122,7 +137,7 @@ async def test_an_agent_acts_on_their_own_tickets_only_and_answers_only_their_of
         refused = await router.client.post(
             f"/v1/tickets/{ticket_id}/{path}", json=body, headers=as_agent("bob")
         )
-        assert refused.status_code == 403, (path, refused.text)
+        assert refused.status_code == 404, (path, refused.text)  # bob may not even read it
     impersonation = await router.client.post(
         f"/v1/tickets/{ticket_id}/reply", json={"agent_id": "bob"}, headers=as_agent("amy")
     )

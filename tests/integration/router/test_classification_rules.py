@@ -66,3 +66,13 @@ async def test_bad_rules_are_422_naming_the_field_and_change_nothing(router: Rou
     )
     assert as_agent_amy.status_code == 403
     assert (await router.client.get("/v1/classification-rules")).json()["version"] == 1
+
+
+async def test_rule_regex_re2_cannot_run_is_422_naming_the_condition(router: Router) -> None:
+    lookbehind = {**WARRANTY, "condition": 'matches(text, "(?<!no )warranty")'}
+    response = await router.client.put("/v1/classification-rules", json={"rules": [lookbehind]})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "body.rules.0.condition"
+    assert "no backreferences or lookaround" in error["message"]
+    assert (await router.client.get("/v1/classification-rules")).json()["version"] == 1

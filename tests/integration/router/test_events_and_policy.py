@@ -221,6 +221,24 @@ async def test_invalid_policy_is_422_naming_the_step_and_changes_nothing(router:
     assert (await router.client.get("/v1/routing-policy")).json()["version"] == 1
 
 
+async def test_policy_regex_re2_cannot_run_is_422_naming_the_condition(router: Router) -> None:
+    for pattern in (r"(a)\\1", r"(?<!not )refund", r"refund(?=now)"):
+        steps = [
+            {"id": "s1", "condition": f'matches(text, "{pattern}")', "queue_id": "billing"},
+            {"id": "s2", "condition": "true", "queue_id": "frontline"},
+        ]
+        response = await router.client.put("/v1/routing-policy", json={"steps": steps})
+        assert response.status_code == 422, pattern
+        body = response.json()
+        assert body["errors"][0]["field"] == "body.steps.0.condition"
+        assert "invalid regular expression" in body["errors"][0]["message"]
+        assert "no backreferences or lookaround" in body["errors"][0]["message"]
+    nested = [{"id": "s1", "condition": 'matches(text, "(a+)+$")', "queue_id": "frontline"}]
+    response = await router.client.put("/v1/routing-policy", json={"steps": nested})
+    assert response.status_code == 200  # linear under RE2, so no longer refused
+    assert (await router.client.get("/v1/routing-policy")).json()["version"] == 2
+
+
 async def test_queues_report_depth_and_bad_input_is_422(router: Router) -> None:
     for _ in range(3):
         await router.receive(contact(uuid.uuid4(), text_="发票开错了"))

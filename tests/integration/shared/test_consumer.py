@@ -425,3 +425,33 @@ async def test_failing_batch_is_rolled_back_and_taken_event_by_event(
     assert consumer.stats.dead_lettered == 1
     dead = await read_all(kafka_bootstrap, topic + ".dlq", expected=1)
     assert b"poisoned" in dict(dead[0].headers)["dlq.error"]
+
+
+async def test_dead_letter_headers_carry_no_secret_nor_sql_parameter(
+    running, producer: AIOKafkaProducer, topic: str, kafka_bootstrap: str
+) -> None:
+    api_key = "cck_0123456789ab_" + "S" * 43
+    webhook_secret = "whsec_" + "W" * 43
+    customer_text = "my card is 4111 1111 1111 1111"
+
+    async def leaky(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        assert isinstance(payload, TicketReopened)
+        if payload.actor == "sql":  # the database quotes a parameter it cannot take
+            await conn.execute(text("SELECT CAST(:v AS int)"), {"v": customer_text})
+        raise PermanentError(f"integration key {api_key} refused; webhook {webhook_secret}")
+
+    for label in ("key", "sql"):
+        e = event(label)
+        await send(producer, topic, e.to_bytes(), e.key)
+    consumer = await running(handler=leaky, max_attempts=1)
+    await wait_until(lambda: _handled(consumer, 2))
+    dead = await read_all(kafka_bootstrap, topic + ".dlq", expected=2)
+    assert len(dead) == 2
+    for record in dead:
+        headers = dict(record.headers)
+        for name in ("dlq.error", "dlq.trace"):
+            for secret in (api_key, "S" * 43, webhook_secret, customer_text, "4111"):
+                assert secret.encode() not in headers[name], (name, secret)
+    errors = sorted(dict(r.headers)["dlq.error"] for r in dead)
+    assert b"cck_0123456789ab_***" in errors[0] + errors[1]  # the key's prefix stays: it names it
+    assert any(b"query argument $1: ***" in dict(r.headers)["dlq.trace"] for r in dead)

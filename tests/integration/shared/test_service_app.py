@@ -6,6 +6,7 @@ import asyncpg
 import httpx
 from pydantic import SecretStr
 
+from ccshared.dlq import service_dead_letter_topics
 from router.app import create_app
 from router.settings import RouterSettings
 from tests.conftest import pg_url
@@ -37,6 +38,12 @@ async def test_service_migrates_provisions_and_reports_ready(
             }
             openapi = (await client.get("/openapi.json")).json()
             assert "/readyz" in openapi["paths"]
+            # Dead letters of what it consumes are counted (and warned about) once a minute.
+            watch = app.state.runtime.dead_letters
+            assert sorted(watch.topics) == sorted(
+                service_dead_letter_topics("router", settings.kafka_topic_prefix)
+            )
+            assert watch.interval_s == settings.dlq_check_interval_s
 
     name = fresh_database.rsplit("/", 1)[1]
     conn = await asyncpg.connect(pg_url(name, "postgresql"))
@@ -49,8 +56,9 @@ async def test_service_migrates_provisions_and_reports_ready(
     finally:
         await conn.close()
     assert ("ccshared", 1) in applied
+    assert ("ccshared", 2) in applied
     assert ("router", 1) in applied
-    assert {"outbox", "processed_events"} <= tables
+    assert {"outbox", "outbox_parked", "processed_events"} <= tables
 
 
 async def _ready(client: httpx.AsyncClient) -> httpx.Response | None:

@@ -25,6 +25,7 @@ from ccshared.events import Envelope, new_event
 from ccshared.kafka import commit_group_at_end, ensure_topics, make_producer
 from sla.app import create_app
 from sla.settings import SLASettings
+from tests.conftest import TOPIC_PREFIX, topic
 from tests.helpers import as_supervisor, wait_until
 from tests.integration.intake.conftest import TopicTail
 
@@ -94,7 +95,7 @@ class Router:
         try:
             for e in envelopes:
                 await producer.send_and_wait(
-                    TICKETS,
+                    topic(TICKETS),
                     e.to_bytes(),
                     key=e.key.encode(),
                     headers=[("event_type", e.event_type.encode())],
@@ -146,8 +147,8 @@ class SlaFactory:
 @pytest.fixture
 async def sla_factory(fresh_database: str, kafka_bootstrap: str) -> AsyncIterator[SlaFactory]:
     service_name = f"sla-t{uuid.uuid4().hex[:10]}"
-    await ensure_topics(kafka_bootstrap)
-    await commit_group_at_end(kafka_bootstrap, f"{service_name}.ticket-clocks", [TICKETS])
+    await ensure_topics(kafka_bootstrap, prefix=TOPIC_PREFIX)
+    await commit_group_at_end(kafka_bootstrap, f"{service_name}.ticket-clocks", [topic(TICKETS)])
     factory = SlaFactory(fresh_database, kafka_bootstrap, service_name)
     yield factory
     for sla in reversed(factory.running):
@@ -166,7 +167,7 @@ def router(kafka_bootstrap: str) -> Router:
 
 @pytest.fixture
 async def sla_events(kafka_bootstrap: str) -> AsyncIterator[SlaEvents]:
-    async with TopicTail(kafka_bootstrap, SLA_EVENTS) as tail:
+    async with TopicTail(kafka_bootstrap, topic(SLA_EVENTS)) as tail:
         yield SlaEvents(tail)
 
 

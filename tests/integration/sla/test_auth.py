@@ -17,7 +17,7 @@ async def test_agents_read_supervisors_change(sla: Sla) -> None:
     expired = as_user("amy", "agent", ttl_s=-120)
     assert (await sla.client.get("/v1/policies", headers=expired)).status_code == 401
     before = (await sla.client.get("/v1/policies", headers=as_agent("amy"))).json()
-    assert (await sla.client.get("/v1/at-risk", headers=as_agent("amy"))).status_code == 200
+    assert (await sla.client.get("/v1/at-risk", headers=as_agent("amy"))).status_code == 403
     refused = await sla.client.post("/v1/policies", json=POLICY, headers=as_agent("amy"))
     assert refused.status_code == 403
     calendar = await sla.client.put("/v1/calendars/cn", json={"name": "x"}, headers=as_agent("amy"))

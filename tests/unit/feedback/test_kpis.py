@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from feedback.api.kpis import _csv
+from feedback.api.schemas import KpiFigures, KpiGroup, KpiReport
 from feedback.domain.kpis import (
     BUCKET_BOUNDS_S,
+    KPI_FIELDS,
     KpiSums,
     TicketFacts,
     bucket_of,
@@ -17,6 +22,7 @@ from feedback.domain.kpis import (
     nearest_rank_percentile,
     nps,
     rollup_delta,
+    spreadsheet_text,
     total,
 )
 
@@ -146,3 +152,35 @@ def test_sums_are_additive_so_any_split_of_the_range_agrees(
     parts = [contribution(t) for t in tickets]
     half = len(parts) // 2
     assert total(parts[:half]) + total(parts[half:]) == total(parts)
+
+
+# --- CSV cells ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
+     "\t=1+1", "\r=1+1"],
+)  # fmt: skip
+def test_text_cells_starting_a_formula_get_a_leading_quote(text: str) -> None:
+    assert spreadsheet_text(text) == "'" + text
+
+
+@pytest.mark.parametrize("text", ["billing", "退款", "a=b", "", "'=already quoted", " =1"])
+def test_other_text_cells_are_unchanged(text: str) -> None:
+    assert spreadsheet_text(text) == text
+
+
+def test_kpi_csv_quotes_hostile_group_keys_but_not_negative_figures() -> None:
+    figures = {name: None for name in KPI_FIELDS} | {
+        "tickets": 1, "surveys_sent": 1, "answers": 1, "praise_count": 0, "nps": -100.0
+    }  # fmt: skip
+    groups = [KpiGroup(key=key, **figures) for key in ("=1+1", "-5", "@x", "\tq", "\rq", "vip")]
+    report = KpiReport(first="2026-11-01", last="2026-11-30", group_by="queue", groups=groups,
+                       total=KpiFigures(**figures))  # fmt: skip
+    rows = list(csv.reader(io.StringIO(bytes(_csv(report).body).decode())))
+    assert [row[0] for row in rows] == [
+        "queue", "'=1+1", "'-5", "'@x", "'\tq", "'\rq", "vip", "total"
+    ]  # fmt: skip
+    nps = rows[0].index("nps")
+    assert {row[nps] for row in rows[1:]} == {"-100.0"}  # a number, never quoted

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import ipaddress
 import random
 from datetime import timedelta
 
 import pytest
 
 from feedback.domain.webhooks import (
+    AddressRefused,
     SignatureError,
+    WebhookAddressRules,
+    ip_literal,
     is_retryable_status,
     retry_delay,
     retry_schedule,
@@ -77,3 +81,94 @@ def test_server_errors_and_rate_limits_are_retried_client_errors_are_not(
     status: int, retry: bool
 ) -> None:
     assert is_retryable_status(status) is retry
+
+
+# --- where a webhook may point ---------------------------------------------------------------
+
+INTERNAL_HOSTS = [
+    ("127.0.0.1", "loopback"),
+    ("[::1]", "loopback"),
+    ("169.254.169.254", "link-local"),  # AWS, GCP, Azure metadata
+    ("[fe80::1]", "link-local"),
+    ("0x7f000001", "loopback"),
+    ("2130706433", "loopback"),
+    ("017700000001", "loopback"),
+    ("127.1", "loopback"),
+    ("0177.0.0.01", "loopback"),
+    ("10.0.0.5", "private"),
+    ("172.16.3.4", "private"),
+    ("192.168.1.10", "private"),
+    ("[fd00::1]", "private"),
+    ("[fd00:ec2::254]", "private"),  # AWS metadata over IPv6
+    ("100.64.0.1", "carrier-grade NAT"),
+    ("100.100.100.200", "carrier-grade NAT"),  # Alibaba metadata
+    ("224.0.0.1", "multicast"),
+    ("[ff02::1]", "multicast"),
+    ("0.0.0.0", "unspecified"),  # noqa: S104
+    ("0", "unspecified"),
+    ("[::]", "unspecified"),
+    ("240.0.0.1", "reserved"),
+    ("255.255.255.255", "reserved"),
+    ("[::ffff:127.0.0.1]", "loopback"),  # IPv4-mapped
+    ("[::ffff:a9fe:a9fe]", "link-local"),  # IPv4-mapped 169.254.169.254
+    ("[::ffff:10.0.0.1]", "private"),
+    ("[64:ff9b::a9fe:a9fe]", "link-local"),  # NAT64 of the metadata address
+    ("[2002:7f00:1::]", "loopback"),  # 6to4 of 127.0.0.1
+    ("localhost", "local name"),
+    ("LOCALHOST.", "local name"),
+    ("anything.localhost", "local name"),
+    ("metadata.google.internal", "local name"),
+]
+
+
+@pytest.mark.parametrize(("host", "reason"), INTERNAL_HOSTS)
+def test_internal_hosts_are_refused_in_every_spelling(host: str, reason: str) -> None:
+    with pytest.raises(AddressRefused, match=reason):
+        WebhookAddressRules().check_host(host)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["8.8.8.8", "[2606:4700:4700::1111]", "hooks.example.com", "1.2.3.com", "[::ffff:8.8.8.8]"],
+)
+def test_public_addresses_and_names_pass_the_check_before_resolving(host: str) -> None:
+    WebhookAddressRules().check_host(host)
+
+
+def test_a_name_resolving_to_an_internal_address_is_refused_naming_both() -> None:
+    rules = WebhookAddressRules()
+    rules.check_address("hooks.example.com", ipaddress.ip_address("93.184.216.34"))
+    with pytest.raises(AddressRefused, match=r"hooks.example.com resolves to 10.1.2.3.*private"):
+        rules.check_address("hooks.example.com", ipaddress.ip_address("10.1.2.3"))
+
+
+def test_allow_list_admits_named_hosts_addresses_and_networks_only() -> None:
+    rules = WebhookAddressRules.parse(" 127.0.0.1, localhost ,10.8.0.0/16,[::1]")
+    rules.check_host("localhost")
+    rules.check_address("localhost", ipaddress.ip_address("127.0.0.1"))
+    rules.check_host("127.0.0.1")
+    rules.check_host("[::1]")
+    rules.check_address("receiver.test", ipaddress.ip_address("10.8.1.2"))
+    with pytest.raises(AddressRefused):
+        rules.check_address("receiver.test", ipaddress.ip_address("10.9.1.2"))
+    with pytest.raises(AddressRefused):
+        rules.check_host("127.0.0.2")
+    with pytest.raises(AddressRefused):
+        rules.check_host("169.254.169.254")
+    assert WebhookAddressRules.parse("") == WebhookAddressRules()
+
+
+@pytest.mark.parametrize("entry", ["http://localhost", "10.0.0.0/33", "a b", "*.example"])
+def test_allow_list_entry_that_is_no_host_address_or_network_is_an_error(entry: str) -> None:
+    with pytest.raises(ValueError, match="is not a host name, an address or a CIDR network"):
+        WebhookAddressRules.parse(entry)
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [("2130706433", "127.0.0.1"), ("0x7f000001", "127.0.0.1"), ("017700000001", "127.0.0.1"),
+     ("127.1", "127.0.0.1"), ("10.1", "10.0.0.1"), ("192.168.257", "192.168.1.1"),
+     ("[::1]", "::1"), ("hooks.example", None), ("1.2.3.4.5", None), ("08.1.1.1", None)],
+)  # fmt: skip
+def test_ip_literal_reads_every_form_a_resolver_accepts(host: str, address: str | None) -> None:
+    assert ip_literal(host) == (ipaddress.ip_address(address) if address else None)

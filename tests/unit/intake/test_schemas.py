@@ -147,6 +147,7 @@ def test_national_customer_phone_is_read_in_the_callers_country() -> None:
 def test_default_region_comes_from_validation_context() -> None:
     body = _sample("phone", 1)
     body["phone"]["caller"] = body["customer"]["phone"] = "(415) 555-0132"
+    del body["phone"]["called"]  # the called number's country would be a stronger hint
     in_us = parse_contact(body, context={**CONTEXT, "default_region": "US"})
     assert isinstance(in_us, PhoneContact)
     assert in_us.phone.caller == "+14155550132"
@@ -158,6 +159,7 @@ def test_default_region_comes_from_validation_context() -> None:
 def test_unknown_default_region_is_a_server_error_not_a_validation_error() -> None:
     body = _sample("phone")
     body["phone"]["called"] = "400 820 8820"
+    body["phone"]["caller"] = body["customer"]["phone"] = "138 0013 8000"  # no other hint
     with pytest.raises(LookupError):
         parse_contact(body, context={**CONTEXT, "default_region": "XX"})
 

@@ -1,9 +1,19 @@
 import logging
+import secrets
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 
-from ccshared.logging import JsonFormatter, correlation_id, redact
+from ccshared.logging import (
+    JsonFormatter,
+    RedactingFilter,
+    configure_logging,
+    correlation_id,
+    redact,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,3 +56,112 @@ def test_json_log_carries_correlation_id_and_redacts_extras() -> None:
     assert entry["service"] == "intake"
     assert "pw1" not in entry["msg"]
     assert "pw2" not in entry["dsn"]
+
+
+# --- Every secret shape through the handlers' filter: message, arguments, exception text -----
+
+
+def _secrets() -> dict[str, tuple[str, str]]:
+    """Each kind of secret as this system really makes it: (the text, the part that is secret)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ccshared.auth import issue_token as issue_user_token
+    from feedback.domain.tokens import issue_token as issue_survey_token
+    from intake.domain.api_keys import issue_key
+
+    key = Ed25519PrivateKey.generate()
+    api_key = issue_key().plaintext
+    jwt = issue_user_token(key, "amy", "supervisor", ttl=timedelta(hours=1))
+    survey = issue_survey_token(uuid.uuid4(), datetime.now(UTC) + timedelta(days=14), b"k" * 32)
+    webhook = "whsec_" + secrets.token_urlsafe(32)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return {
+        "intake API key": (api_key, api_key.rsplit("_", 1)[1]),
+        "user token (JWT)": (jwt, jwt.split(".", 1)[1]),
+        "survey token": (survey, survey),
+        "webhook secret": (webhook, webhook[6:]),
+        "PEM private key": (pem, pem.splitlines()[1]),
+        "bearer of another shape": ("Bearer opaque-4f9a8b7c6d5e", "opaque-4f9a8b7c6d5e"),
+    }
+
+
+SECRETS = _secrets()
+
+
+@pytest.fixture
+def capture() -> Iterator[tuple[logging.Logger, list[str]]]:
+    """A logger whose handler carries the filter, as configure_logging sets its own up."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger(f"test.redaction.{uuid.uuid4().hex}")
+    logger.addHandler(handler)
+    logger.propagate = False
+    yield logger, lines
+    logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize("where", ["message", "args", "exception"])
+@pytest.mark.parametrize("shape", list(SECRETS))
+def test_each_secret_shape_is_redacted_from_log_lines(
+    capture: tuple[logging.Logger, list[str]], shape: str, where: str
+) -> None:
+    log, lines = capture
+    text, secret_part = SECRETS[shape]
+    if where == "message":
+        log.warning(f"the caller sent {text} in a field")
+    elif where == "args":
+        log.warning("the caller sent %s in a field", text)
+    else:
+        try:
+            raise ValueError(f"cannot use {text}")
+        except ValueError:
+            log.exception("handling failed")
+    assert len(lines) == 1
+    assert secret_part not in lines[0]
+    assert "***" in lines[0]
+
+
+def test_the_api_keys_prefix_stays_to_tell_which_key_it_was() -> None:
+    key = "cck_0123456789ab_" + "kQ3-zT_8pX2vL9mN4bR7cY1wE6aH0sD5fG2jK8uI3oP"
+    assert redact(f"key {key} refused") == "key cck_0123456789ab_*** refused"
+
+
+def test_customer_text_quoted_by_pydantic_or_asyncpg_is_redacted() -> None:
+    pydantic_error = (
+        "1 validation error for Contact\nbody\n  String should have at most 10 characters "
+        "[type=string_too_long, input_value='my card is 4111 1111 1111 1111', input_type=str]"
+    )
+    asyncpg_error = (
+        "invalid input for query argument $2: 'my card is 4111 1111 1...' (expected int)"
+    )
+    for line in (pydantic_error, asyncpg_error):
+        assert "4111" not in redact(line)
+
+
+def test_configure_logging_puts_the_filter_on_its_handler(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    api_key, secret = SECRETS["intake API key"]
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("intake", "INFO", json=True)
+        logging.getLogger("intake.api").warning("refused %s", api_key)
+        entry = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    assert secret not in entry["msg"]
+    assert entry["msg"].startswith("refused cck_")

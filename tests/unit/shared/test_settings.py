@@ -1,7 +1,17 @@
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import ValidationError
 
-from ccshared.settings import ServiceSettings
+from ccshared.settings import ServiceSettings, UserTokenSettings
 
 
 def _field_of(exc: ValidationError) -> list[str]:
@@ -60,3 +70,141 @@ def test_a_unix_socket_url_is_accepted_and_reaches_asyncpg_as_such() -> None:
     dsn = asyncpg_dsn(settings.database_url.get_secret_value())
     assert dsn.startswith("postgresql://u:p@/intake?")
     assert "host=%2Frun%2Fpostgresql" in dsn
+
+
+# --- Secrets and keys: the shipped development ones only with CC_DEVELOPMENT=1 ---------------
+
+ROOT = Path(__file__).resolve().parents[3]
+DEV_PUBLIC_KEY_FILE = ROOT / "deploy/local/dev-token-key.DEV-ONLY.pub.pem"
+
+
+def _user_token_settings() -> list[type[UserTokenSettings]]:
+    from feedback.settings import FeedbackSettings
+    from router.settings import RouterSettings
+    from sla.settings import SLASettings
+
+    return [RouterSettings, SLASettings, FeedbackSettings]
+
+
+@pytest.fixture
+def production(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CC_DEVELOPMENT unset (the test suite sets it for everything else)."""
+    monkeypatch.delenv("CC_DEVELOPMENT")
+
+
+def _real_public_key_pem() -> str:
+    public = Ed25519PrivateKey.generate().public_key()
+    return public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+@pytest.mark.parametrize("index", range(3), ids=["router", "sla", "feedback"])
+@pytest.mark.usefixtures("production")
+def test_a_service_with_the_development_public_key_refuses_to_start_outside_development(
+    index: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cls = _user_token_settings()[index]
+    prefix = cls.model_config["env_prefix"]
+    monkeypatch.setenv(f"{prefix}TOKEN_SECRET", "k" + secrets.token_urlsafe(40))
+    for dev_key in (None, str(DEV_PUBLIC_KEY_FILE), DEV_PUBLIC_KEY_FILE.read_text()):
+        if dev_key is not None:
+            monkeypatch.setenv(f"{prefix}AUTH_PUBLIC_KEY", dev_key)
+        with pytest.raises(ValidationError) as info:
+            cls()
+        assert "auth_public_key" in _field_of(info.value)
+        assert f"{prefix}AUTH_PUBLIC_KEY is the development key" in str(info.value)
+    monkeypatch.setenv(f"{prefix}AUTH_PUBLIC_KEY", _real_public_key_pem())
+    assert not cls().development
+
+
+def test_the_development_switch_is_one_unprefixed_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from router.settings import RouterSettings
+
+    monkeypatch.delenv("CC_DEVELOPMENT")
+    monkeypatch.setenv("ROUTER_DEVELOPMENT", "1")  # not a thing: no per-service switch
+    with pytest.raises(ValidationError):
+        RouterSettings()
+    monkeypatch.setenv("CC_DEVELOPMENT", "1")
+    assert RouterSettings().development
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not-a-key-and-no-such-file",
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+        # An RSA or EC key is not what tokens are signed with.
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        .decode(),
+    ],
+    ids=["placeholder", "garbage PEM", "EC key"],
+)
+def test_a_public_key_that_is_not_ed25519_is_refused_even_in_development(value: str) -> None:
+    from router.settings import RouterSettings
+
+    with pytest.raises(ValidationError) as info:
+        RouterSettings(auth_public_key=value)
+    assert _field_of(info.value) == ["auth_public_key"]
+
+
+@pytest.mark.usefixtures("production")
+@pytest.mark.parametrize(
+    "secret",
+    [
+        None,  # the shipped default
+        "local-dev-survey-token-secret-change-me",
+        "change-me-to-32-or-more-random-characters-too",
+        "short-but-random-9f8e7d",
+        "a" * 64,
+        "0123456789" * 4,
+    ],
+)
+def test_feedback_with_a_default_placeholder_or_short_survey_secret_refuses_to_start(
+    secret: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feedback.settings import FeedbackSettings
+
+    monkeypatch.setenv("FEEDBACK_AUTH_PUBLIC_KEY", _real_public_key_pem())
+    if secret is not None:
+        monkeypatch.setenv("FEEDBACK_TOKEN_SECRET", secret)
+    with pytest.raises(ValidationError) as info:
+        FeedbackSettings()
+    assert _field_of(info.value) == ["token_secret"]
+    assert "FEEDBACK_TOKEN_SECRET" in str(info.value)
+    monkeypatch.setenv("FEEDBACK_TOKEN_SECRET", secrets.token_urlsafe(36))
+    assert FeedbackSettings().token_secret
+
+
+def test_development_accepts_the_shipped_defaults() -> None:
+    for cls in _user_token_settings():
+        assert cls().development
+
+
+@pytest.mark.usefixtures("production")
+def test_the_kubernetes_example_secret_ships_nothing_that_passes() -> None:
+    from feedback.settings import FeedbackSettings
+
+    values = yaml.safe_load((ROOT / "deploy/k8s/secret.example.yaml").read_text())["stringData"]
+    with pytest.raises(ValidationError) as info:
+        FeedbackSettings(
+            auth_public_key=values["auth-public-key"], token_secret=values["survey-token-secret"]
+        )
+    assert sorted(_field_of(info.value)) == ["auth_public_key", "token_secret"]
+
+
+@pytest.mark.usefixtures("production")
+def test_the_router_process_exits_at_start_naming_the_setting() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CC_DEVELOPMENT"}
+    env["ROUTER_PORT"] = "1"  # never reached
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "--factory", "router.app:create_app", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "ROUTER_AUTH_PUBLIC_KEY is the development key" in result.stdout + result.stderr

@@ -15,7 +15,7 @@ from ccshared.user_auth import AUTH_RESPONSES, supervisor
 from feedback.api.deps import engine_of, wants
 from feedback.api.schemas import KpiFigures, KpiGroup, KpiReport, problems
 from feedback.db.kpis import exact_p90s, kpi_sums
-from feedback.domain.kpis import KPI_FIELDS, kpis_of, total
+from feedback.domain.kpis import KPI_FIELDS, kpis_of, spreadsheet_text, total
 
 router = APIRouter(
     prefix="/v1",
@@ -76,6 +76,8 @@ async def _report(
 
 
 def _csv(report: KpiReport) -> Response:
+    """Group keys (queue, agent, category names: anyone's text) are neutralised against formula
+    injection; figures are numbers and written as such."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([report.group_by, *KPI_FIELDS])
@@ -83,7 +85,7 @@ def _csv(report: KpiReport) -> Response:
     rows.append(("total", report.total))
     for key, figures in rows:
         values = [getattr(figures, name) for name in KPI_FIELDS]
-        writer.writerow([key, *("" if v is None else v for v in values)])
+        writer.writerow([spreadsheet_text(key), *("" if v is None else v for v in values)])
     filename = f"kpis_{report.group_by}_{report.first}_{report.last}.csv"
     return Response(
         out.getvalue(),

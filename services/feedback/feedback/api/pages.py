@@ -1,10 +1,16 @@
 """The survey's HTML pages: small, accessible (lang attribute, labels, fieldsets, keyboard and
-screen-reader friendly) and working without JavaScript — a plain form posting back to the link."""
+screen-reader friendly) and working without JavaScript — a plain form posting back to the link —
+and the security headers every response on the survey link carries."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from html import escape
-from typing import Any
+from typing import Any, Final
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback.domain.texts import SurveyTexts
 
@@ -15,6 +21,42 @@ _STYLE = (
     "label{cursor:pointer}button{font-size:1rem;padding:.5rem 1.5rem}"
     ".hint{font-size:.875rem;color:#444}textarea{width:100%}"
 )
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+
+SURVEY_PATH_PREFIX: Final = "/v1/surveys/"
+SECURITY_HEADERS: Final = {
+    # Nothing loads but the page's own inline style (by its hash); no script at all; the form
+    # posts only back to the link; no site may frame the page (clickjacking an answer).
+    "Content-Security-Policy": (
+        f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    # The link's token is the customer's credential: never sent on as a Referer.
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class SurveyPageHeaders:
+    """ASGI middleware: adds SECURITY_HEADERS to every response under the survey link (pages,
+    JSON and problems alike)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(SURVEY_PATH_PREFIX):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _page(texts: SurveyTexts, body: str) -> str:

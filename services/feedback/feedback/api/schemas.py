@@ -109,7 +109,9 @@ class TicketSurveyView(BaseModel):
     expires_at: datetime | None
     reminded_at: datetime | None
     answer: AnswerView | None
-    deliveries: list[DeliveryView]
+    deliveries: list[DeliveryView] | None = Field(
+        description="Webhook deliveries with every attempt; null for an agent (supervisors only)"
+    )
 
 
 class WebhookIn(RequestBody):

@@ -1,4 +1,10 @@
-"""Survey links (the page a customer opens and answers) and the survey of a ticket."""
+"""Survey links (the page a customer opens and answers) and the survey of a ticket.
+
+A ticket's survey (customer, answer, comment) is a supervisor's, and the agent's the survey
+credits (the ticket's assignee at resolution, or its owner if it had none); to any other agent
+it is a 404, as if there were none. Webhook delivery logs (their errors name hosts and ports
+inside the network) are shown to supervisors only.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ccshared.auth import Principal
 from ccshared.conflicts import in_transaction
 from ccshared.problems import FieldError, NotFound, Problem
 from ccshared.user_auth import AUTH_RESPONSES, principal
@@ -257,20 +264,27 @@ async def answer_survey(request: Request, token: Token) -> Response:
 
 @router.get(
     "/tickets/{ticket_id}/survey",
-    summary="The survey of a ticket: status, answer and webhook deliveries (UI users)",
+    summary="The survey of a ticket: status, answer and webhook deliveries (supervisors; "
+    "an agent, the surveys of the tickets they resolved, without deliveries)",
     response_model=TicketSurveyView,
-    responses=problems({404: "The ticket has no survey (not resolved yet, or unknown)"})
+    responses=problems(
+        {
+            404: "The ticket has no survey (not resolved yet, or unknown), or the caller is an "
+            "agent the survey does not credit"
+        }
+    )
     | AUTH_RESPONSES,
-    dependencies=[Depends(principal)],
 )
-async def ticket_survey(request: Request, ticket_id: uuid.UUID) -> TicketSurveyView:
+async def ticket_survey(
+    request: Request, ticket_id: uuid.UUID, user: Principal = Depends(principal)
+) -> TicketSurveyView:
     async with engine_of(request).connect() as conn:
         found = await conn.execute(_SURVEY_OF_TICKET, {"ticket_id": ticket_id})
         survey_id = found.scalar()
         survey = None if survey_id is None else await survey_with_answer(conn, survey_id)
-        if survey is None:
-            raise NotFound("This ticket has no survey.")
-        deliveries = await deliveries_of_survey(conn, survey["id"])
+        if survey is None or not (user.is_supervisor or survey["agent_id"] == user.subject):
+            raise NotFound("This ticket has no survey.")  # the same for one not theirs
+        deliveries = await deliveries_of_survey(conn, survey["id"]) if user.is_supervisor else None
     return TicketSurveyView(
         survey_id=survey["id"],
         ticket_id=survey["ticket_id"],
@@ -284,5 +298,7 @@ async def ticket_survey(request: Request, ticket_id: uuid.UUID) -> TicketSurveyV
         expires_at=survey["expires_at"],
         reminded_at=survey["reminded_at"],
         answer=_answer_view(survey),
-        deliveries=[DeliveryView.model_validate(d) for d in deliveries],
+        deliveries=None
+        if deliveries is None
+        else [DeliveryView.model_validate(d) for d in deliveries],
     )

@@ -11,9 +11,9 @@ import uuid
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from ccshared.problems import NotFound
+from ccshared.problems import FieldError, NotFound, Problem
 from ccshared.user_auth import AUTH_RESPONSES, supervisor
-from feedback.api.deps import engine_of
+from feedback.api.deps import engine_of, settings_of
 from feedback.api.schemas import (
     Channel,
     WebhookCreated,
@@ -23,6 +23,8 @@ from feedback.api.schemas import (
     problems,
 )
 from feedback.db import webhooks as db
+from feedback.domain.webhooks import AddressRefused
+from feedback.webhook_transport import check_webhook_url
 
 router = APIRouter(
     prefix="/v1/webhooks",
@@ -42,11 +44,14 @@ _NOT_FOUND = problems({404: "No such subscription"})
         "Each due survey (and its reminder) of the channel is POSTed as JSON with "
         "`X-Feedback-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<body>'>`; "
         "non-2xx answers and timeouts are retried with exponential backoff; 4xx other than "
-        "408/425/429 are final."
+        "408/425/429 are final. The URL may not point at loopback, private, link-local "
+        "(cloud metadata), carrier-grade NAT, multicast or reserved addresses, by address or "
+        "by what its name resolves to; every delivery checks again."
     ),
     responses=problems({422: "Invalid subscription; `errors` names each field at fault"}),
 )
 async def create_webhook(request: Request, body: WebhookIn) -> WebhookCreated:
+    await _refuse_internal_url(request, str(body.url))
     secret = body.secret or "whsec_" + secrets.token_urlsafe(32)
     async with engine_of(request).begin() as conn:
         row = await db.create_subscription(
@@ -87,6 +92,8 @@ async def update_webhook(
     request: Request, webhook_id: uuid.UUID, body: WebhookPatch
 ) -> WebhookView:
     changes = body.model_dump(exclude_unset=True, mode="json")
+    if changes.get("url") is not None:
+        await _refuse_internal_url(request, changes["url"])
     async with engine_of(request).begin() as conn:
         row = await db.update_subscription(conn, webhook_id, changes)
     if row is None:
@@ -105,3 +112,15 @@ async def delete_webhook(request: Request, webhook_id: uuid.UUID) -> Response:
         if not await db.delete_subscription(conn, webhook_id):
             raise NotFound("No such webhook subscription.")
     return Response(status_code=204)
+
+
+async def _refuse_internal_url(request: Request, url: str) -> None:
+    try:
+        await check_webhook_url(url, settings_of(request).webhook_address_rules())
+    except AddressRefused as exc:
+        raise Problem(
+            f"The webhook URL is not allowed: {exc}.",
+            status=422,
+            slug="validation-error",
+            errors=[FieldError(field="body.url", message=str(exc), type="address_refused")],
+        ) from None

@@ -18,7 +18,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Final
 
 
 def _bucket_bounds_s() -> tuple[int, ...]:
@@ -314,3 +314,15 @@ def rollup_delta(before: TicketFacts | None, after: TicketFacts) -> dict[RollupK
             current = delta.get(key, KpiSums())
             delta[key] = current + part if sign > 0 else current - part
     return {k: v for k, v in delta.items() if not v.is_zero}
+
+
+# Characters that make a spreadsheet read a cell as a formula (or, for tab and carriage return,
+# shift it so that the next character does): OWASP's list for CSV injection.
+FORMULA_TRIGGERS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(text: str) -> str:
+    """A text cell no spreadsheet runs as a formula: one starting with a trigger character gets
+    a leading single quote (OWASP's advice; shown, but not evaluated). Only for text: a number
+    written as a number, even negative, is never a formula and stays as it is."""
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text

@@ -35,6 +35,7 @@ from feedback.domain.texts import texts_for
 from feedback.domain.tokens import issue_token
 from feedback.domain.webhooks import (
     SIGNATURE_HEADER,
+    AddressRefused,
     is_retryable_status,
     retry_delay,
     signature_header,
@@ -316,6 +317,7 @@ class FeedbackScheduler:
         attempt: int = delivery["attempts"]
         status_code: int | None = None
         error: str | None = None
+        refused = False
         started = time.perf_counter()
         at = datetime.now(UTC)
         if not delivery["active"]:
@@ -340,6 +342,10 @@ class FeedbackScheduler:
                     status_code = response.status_code
                 except httpx.HTTPError as exc:
                     error = f"{type(exc).__name__}: {exc}"[:500]
+                except AddressRefused as exc:
+                    error, refused = f"address refused: {exc}"[:500], True
+                except (httpx.InvalidURL, UnicodeError) as exc:  # never deliverable
+                    error, refused = f"invalid URL: {type(exc).__name__}: {exc}"[:500], True
         self.stats.deliveries_attempted += 1
         duration_ms = round((time.perf_counter() - started) * 1000)
         next_attempt_at: datetime | None = None
@@ -348,6 +354,7 @@ class FeedbackScheduler:
             self.stats.deliveries_succeeded += 1
         elif (
             delivery["active"]
+            and not refused  # pointing at an internal address is not a passing fault
             and (status_code is None or is_retryable_status(status_code))
             and attempt < self.settings.webhook_max_attempts
         ):

@@ -1,4 +1,5 @@
-"""Who is calling: the integration's API key, its channel scope and its rate limit."""
+"""Who is calling: the integration's API key, its channel scope and its rate limit, and the
+throttling of client addresses that keep presenting bad keys."""
 
 from __future__ import annotations
 
@@ -44,12 +45,23 @@ def verifier_of(request: Request) -> ApiKeyVerifier:
 
 async def authenticate(request: Request) -> ApiKey:
     """The caller's active key, within its rate limit."""
-    return await authenticate_headers(request.headers, verifier_of(request))
+    client = request.client.host if request.client else None
+    return await authenticate_headers(request.headers, verifier_of(request), client)
 
 
-async def authenticate_headers(headers: Mapping[str, str], verifier: ApiKeyVerifier) -> ApiKey:
+async def authenticate_headers(
+    headers: Mapping[str, str], verifier: ApiKeyVerifier, client: str | None = None
+) -> ApiKey:
     """Read by hand rather than through FastAPI's security dependencies: this runs on every
-    request of the hot path."""
+    request of the hot path. `client` is the caller's address (None: not throttled)."""
+    shut_out = verifier.failures.retry_after(client)
+    if shut_out > 0:
+        # Before the key is looked at: a guesser learns nothing, and costs no query.
+        raise RateLimited(
+            "Too many requests with a missing or invalid API key from this address; "
+            "retry after the time given.",
+            headers={"Retry-After": str(max(1, math.ceil(shut_out)))},
+        )
     presented = None
     authorization = headers.get("authorization")
     if authorization:
@@ -59,9 +71,14 @@ async def authenticate_headers(headers: Mapping[str, str], verifier: ApiKeyVerif
     else:
         presented = headers.get("x-api-key")
     if not presented:
+        await verifier.failures.record(client)
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
     try:
         key = await verifier.verify(presented)
+        if key is None or verifier.rates.try_take(key):
+            wait = 0.0
+        else:  # this process's leased tokens are spent: lease more, or wait
+            wait = await verifier.rates.retry_after(key)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # Found by `make chaos`: with PostgreSQL down, a key whose cache entry had expired made
         # POST /v1/contacts answer 500.
@@ -70,8 +87,8 @@ async def authenticate_headers(headers: Mapping[str, str], verifier: ApiKeyVerif
             headers={"Retry-After": "1"},
         ) from exc
     if key is None:
+        await verifier.failures.record(client)
         raise Unauthorized("The API key is unknown, malformed or revoked.")
-    wait = verifier.retry_after(key)
     if wait > 0:
         seconds = max(1, math.ceil(wait))
         raise RateLimited(

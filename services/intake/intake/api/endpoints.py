@@ -29,6 +29,7 @@ from intake.api.parse_pool import ParsePool
 from intake.api.schemas import (
     CONTACT_ADAPTER,
     CONTEXT_DEFAULT_REGION,
+    CONTEXT_INTEGRATION_REGION,
     CONTEXT_MAX_FUTURE_SKEW_S,
     BatchItemResult,
     Contact,
@@ -101,9 +102,10 @@ def _writer(request: Request) -> ContactWriter:
     return writer
 
 
-def _context(settings: IntakeSettings) -> dict[str, Any]:
+def _context(settings: IntakeSettings, key: ApiKey | None = None) -> dict[str, Any]:
     return {
         CONTEXT_DEFAULT_REGION: settings.default_phone_region,
+        CONTEXT_INTEGRATION_REGION: key.phone_region if key is not None else None,
         CONTEXT_MAX_FUTURE_SKEW_S: settings.max_future_skew_s,
     }
 
@@ -112,9 +114,11 @@ def _is_json(media_type: str) -> bool:
     return media_type in ("application/json", "") or media_type.endswith("+json")
 
 
-def _parse_json(raw: bytes, media_type: str, settings: IntakeSettings) -> Contact:
+def _parse_json(
+    raw: bytes, media_type: str, settings: IntakeSettings, key: ApiKey | None = None
+) -> Contact:
     if _is_json(media_type):
-        return parse_contact_json(raw, context=_context(settings))
+        return parse_contact_json(raw, context=_context(settings, key))
     raise Problem(
         f"Send the contact as application/json (or a raw e-mail as {RFC822}), not {media_type}.",
         status=415,
@@ -168,6 +172,7 @@ def _new_contact(
         channel=contact.channel,
         external_id=contact.external_id,
         api_key_id=key.id,
+        integration_id=key.integration_id,
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
         received_at=contact.received_at,
@@ -265,30 +270,33 @@ async def post_contact(request: Request, response: Response) -> ContactAccepted:
     # Served by `ContactFastPath` (intake.api.fast) in the running app; this route documents
     # the operation and answers when the fast path is turned off.
     body, headers = await accept_contact(
-        request.app.state.runtime, request.headers, await request.body()
+        request.app.state.runtime,
+        request.headers,
+        await request.body(),
+        request.client.host if request.client else None,
     )
     response.headers.update(headers)
     return ContactAccepted.model_validate(body)
 
 
 async def accept_contact(
-    runtime: Runtime, headers: Mapping[str, str], raw: bytes
+    runtime: Runtime, headers: Mapping[str, str], raw: bytes, client: str | None = None
 ) -> tuple[dict[str, str], dict[str, str]]:
     """POST /v1/contacts, whichever way it arrives: the 202's JSON body and its headers.
-    Raises `Problem` for every refusal."""
+    `client` is the caller's address. Raises `Problem` for every refusal."""
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
-    key = await authenticate_headers(headers, runtime.extras["verifier"])
+    key = await authenticate_headers(headers, runtime.extras["verifier"], client)
     idempotency_key = _idempotency_key(headers)
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     request_time = False
     if media_type == RFC822:
         require_channel(key, "email")  # before spending a worker on it
         pool: ParsePool = runtime.extras["parse_pool"]
-        contact, request_time = await pool.email_contact(raw, _context(settings))
+        contact, request_time = await pool.email_contact(raw, _context(settings, key))
     elif len(raw) > settings.parse_inline_max_bytes and _is_json(media_type):
-        contact = await runtime.extras["parse_pool"].json_contact(raw, _context(settings))
+        contact = await runtime.extras["parse_pool"].json_contact(raw, _context(settings, key))
     else:
-        contact = _parse_json(raw, media_type, settings)
+        contact = _parse_json(raw, media_type, settings, key)
     require_channel(key, contact.channel)
     new = _new_contact(contact, key, idempotency_key, received_at_is_request_time=request_time)
     stored = await _store(runtime.extras["writer"], new)
@@ -316,10 +324,21 @@ async def accept_contact(
         "half-stored."
     ),
     responses=_PROBLEMS,
-    openapi_extra={"security": SECURITY},
+    openapi_extra={
+        "security": SECURITY,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ContactBatch"}}
+            },
+        },
+    },
 )
-async def post_contact_batch(batch: ContactBatch, request: Request) -> ContactBatchResult:
+async def post_contact_batch(request: Request) -> ContactBatchResult:
+    # The key is checked before the body is read: a caller without a valid key gets its 401
+    # without intake receiving or parsing what it sent (the body is not a parameter for that).
     key = await authenticate(request)
+    batch = ContactBatch.model_validate_json(await request.body())
     settings = _settings(request)
     if len(batch.items) > settings.batch_max_items:
         raise Problem(
@@ -332,7 +351,7 @@ async def post_contact_batch(batch: ContactBatch, request: Request) -> ContactBa
     queued: list[tuple[int, NewContact]] = []
     for index, item in enumerate(batch.items):
         try:
-            contact = parse_contact(item, context=_context(settings))
+            contact = parse_contact(item, context=_context(settings, key))
         except ValidationError as exc:
             results[index] = BatchItemResult.invalid(index, exc)
             continue
@@ -397,11 +416,13 @@ async def get_contact(contact_id: uuid.UUID, request: Request) -> StoredContactV
     pool: asyncpg.Pool = request.app.state.runtime.extras["pool"]
     row = await pool.fetchrow(
         "SELECT id, customer_id, channel, external_id, received_at, accepted_at, ticket_id, body "
-        "FROM contacts WHERE id = $1",
+        "FROM contacts WHERE id = $1 AND integration_id = $2",
         contact_id,
+        key.integration_id,
     )
+    # Another integration's contact is not found, exactly like one that does not exist.
     if row is None or row["channel"] not in key.channels:
-        raise NotFound(f"No contact {contact_id} on the channels this key may read.")
+        raise NotFound(f"No contact {contact_id} of this integration on this key's channels.")
     return StoredContactView(
         id=row["id"],
         customer_id=row["customer_id"],
@@ -427,6 +448,7 @@ def document_contact_schema(app: FastAPI) -> None:
         components = spec["components"].setdefault("schemas", {})
         components.update(schema.pop("$defs", {}))
         components["Contact"] = schema
+        components["ContactBatch"] = ContactBatch.model_json_schema()
         app.openapi_schema = spec
         return spec
 

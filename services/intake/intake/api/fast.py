@@ -87,7 +87,10 @@ async def _post_contact(runtime: Runtime, scope: Scope, receive: Receive, send: 
                 break
         try:
             raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            body, headers = await accept_contact(runtime, Headers(raw=raw_headers), raw)
+            client = scope.get("client")
+            body, headers = await accept_contact(
+                runtime, Headers(raw=raw_headers), raw, client[0] if client else None
+            )
         except Problem as exc:
             await response_for_problem(exc, PATH)(scope, receive, send_with_id)
             return

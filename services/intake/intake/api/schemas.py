@@ -3,12 +3,14 @@ integration may send, validated and normalized at the edge.
 
 Validation context keys (pass with `parse_contact(data, context={...})`):
 - `default_region`: region for phone numbers written without "+", default `DEFAULT_PHONE_REGION`.
+- `integration_region`: the API key's region for them, before the default (None: no hint).
 - `max_future_skew_s`: how far in the future a timestamp may lie, default 300 s.
 - `now`: aware datetime used as "now" by that check (tests, replays); default the clock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import unicodedata
@@ -42,15 +44,23 @@ from intake.domain.normalize import (
     InvalidEmailAddress,
     InvalidHandle,
     InvalidPhoneNumber,
+    RegionHint,
+    UnknownPhoneRegion,
+    choose_phone_region,
     html_to_text,
+    is_international,
     normalize_email,
     normalize_handle,
     normalize_phone,
-    phone_region,
+    phone_region_code,
     sanitize_html,
 )
 
 CONTEXT_DEFAULT_REGION = "default_region"
+CONTEXT_INTEGRATION_REGION = "integration_region"
+# Set by PhoneContact for the validation of its own numbers (a scratch entry of the per-call
+# copy of the context that `parse_contact` makes): field name -> the region hints of the call.
+_CONTEXT_CALL_REGIONS = "_call_regions"
 CONTEXT_MAX_FUTURE_SKEW_S = "max_future_skew_s"
 CONTEXT_NOW = "now"
 DEFAULT_MAX_FUTURE_SKEW_S = 300
@@ -131,13 +141,37 @@ def _utc_not_far_in_future(value: datetime, info: ValidationInfo) -> datetime:
     return value
 
 
+def _region_for(info: ValidationInfo) -> RegionHint:
+    """Where a national-format number of this field is read: the hints of its call (set by
+    PhoneContact), else the key's region, else the default region."""
+    call: dict[str, RegionHint] = _context_value(info, _CONTEXT_CALL_REGIONS, {})
+    hint = call.get(info.field_name or "")
+    if hint is not None:
+        return hint
+    return choose_phone_region(
+        integration=_context_value(info, CONTEXT_INTEGRATION_REGION, None),
+        default=_context_value(info, CONTEXT_DEFAULT_REGION, DEFAULT_PHONE_REGION),
+    )
+
+
 def _phone_number(value: str, info: ValidationInfo) -> str:
-    region = _context_value(info, CONTEXT_DEFAULT_REGION, DEFAULT_PHONE_REGION)
+    hint = None if is_international(value) else _region_for(info)
     try:
-        return normalize_phone(value, region)
+        return normalize_phone(value, hint.region if hint else DEFAULT_PHONE_REGION)
     except InvalidPhoneNumber as exc:
+        reason = f"{exc} (the region comes from {hint.source})" if hint else str(exc)
         raise PydanticCustomError(
-            "phone_number_invalid", "Invalid phone number: {reason}", {"reason": str(exc)}
+            "phone_number_invalid", "Invalid phone number: {reason}", {"reason": reason}
+        ) from exc
+
+
+def _phone_region(value: str) -> str:
+    try:
+        return phone_region_code(value)
+    except UnknownPhoneRegion as exc:
+        raise PydanticCustomError(
+            "phone_region_invalid",
+            "Input should be an ISO 3166 alpha-2 region with phone numbers, e.g. 'US' or 'CN'",
         ) from exc
 
 
@@ -247,6 +281,7 @@ Timestamp = Annotated[
     AwareDatetime, BeforeValidator(_parse_timestamp), AfterValidator(_utc_not_far_in_future)
 ]
 PhoneNumber = Annotated[str, _stripped(64), AfterValidator(_phone_number)]
+PhoneRegion = Annotated[str, _stripped(2, 2), AfterValidator(_phone_region)]
 EmailAddress = Annotated[str, _stripped(320), AfterValidator(_email_address)]
 SocialHandle = Annotated[str, _stripped(MAX_NAME_CHARS), AfterValidator(_social_handle)]
 HttpUrl = Annotated[str, _stripped(MAX_URL_CHARS), AfterValidator(_http_url)]
@@ -288,8 +323,14 @@ class CustomerHints(BaseModel):
 
 
 class PhoneDetails(BaseModel):
+    """Numbers without a country code are read in, first hint first: `region`, the country of
+    the call's other number (when that one has its country code), the API key's region, the
+    service's default region. A number not valid there is refused, never read elsewhere."""
+
     model_config = _CLOSED
 
+    region: Annotated[PhoneRegion | None, BeforeValidator(_blank_to_none)] = None
+    """ISO 3166 alpha-2 region of the numbers written without a country code, e.g. "US"."""
     caller: PhoneNumber
     called: OptionalPhoneNumber = None
     call_id: Identifier
@@ -418,27 +459,44 @@ class PhoneContact(ContactBase):
 
     @model_validator(mode="before")
     @classmethod
-    def _read_customer_phone_in_partys_country(cls, data: Any) -> Any:
-        """A national-format customer.phone ("(415) 555-0132") is read in the country of the
-        customer's side of the call when that number is international ("+1 415 555 0132"),
-        before falling back to the default region: the same person is on both."""
-        if not isinstance(data, dict):
+    def _choose_regions_of_national_numbers(cls, data: Any, info: ValidationInfo) -> Any:
+        """The region each national-format number of the call is read in (see PhoneDetails):
+        the caller's in the called number's country, the called number's in the caller's;
+        a national-format customer.phone in the country of the customer's side of the call
+        first (the same person is on both), then the other side's. Computed only when a number
+        lacks its country code; the field validators read it from the context."""
+        context = info.context
+        if not isinstance(data, dict) or not isinstance(context, dict):
             return data
-        customer, phone = data.get("customer"), data.get("phone")
-        if not isinstance(customer, dict) or not isinstance(phone, dict):
+        phone, customer = data.get("phone"), data.get("customer")
+        if not isinstance(phone, dict):
             return data
-        hint = customer.get("phone")
-        party = phone.get("caller") if phone.get("direction") == "inbound" else phone.get("called")
-        if not isinstance(hint, str) or hint.strip().startswith("+") or not isinstance(party, str):
+        caller, called = _text_or_none(phone.get("caller")), _text_or_none(phone.get("called"))
+        hint = _text_or_none(customer.get("phone")) if isinstance(customer, dict) else None
+        if all(n is None or is_international(n) for n in (caller, called, hint)):
             return data
-        region = phone_region(party)
-        if region is None:
-            return data
-        try:
-            normalized = normalize_phone(hint, region)
-        except InvalidPhoneNumber:
-            return data  # validation reports it against the default region
-        return {**data, "customer": {**customer, "phone": normalized}}
+        region = phone.get("region")
+        if not isinstance(region, str) or not region.strip():
+            region = None
+        caller_side = ("the caller's number", caller)
+        called_side = ("the called number", called)
+        customer_first = phone.get("direction") == "inbound"
+        sides = {
+            "caller": [called_side],
+            "called": [caller_side],
+            "phone": [caller_side, called_side] if customer_first else [called_side, caller_side],
+        }
+        with contextlib.suppress(UnknownPhoneRegion):  # phone.region's validator reports it
+            context[_CONTEXT_CALL_REGIONS] = {
+                field: choose_phone_region(
+                    explicit=region,
+                    call_numbers=others,
+                    integration=context.get(CONTEXT_INTEGRATION_REGION),
+                    default=context.get(CONTEXT_DEFAULT_REGION) or DEFAULT_PHONE_REGION,
+                )
+                for field, others in sides.items()
+            }
+        return data
 
 
 class EmailContact(ContactBase):
@@ -492,11 +550,15 @@ def derive_customer_hints(contact: ContactBase) -> CustomerHints:
     return explicit.model_copy(update=missing) if missing else explicit
 
 
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def parse_contact(data: object, *, context: Mapping[str, Any] | None = None) -> Contact:
     """Validate a decoded request body. Raises `ValidationError` whose `loc`s name fields as
     the client wrote them: ("customer", "email"), ("channel",), never the union's tag."""
     try:
-        return CONTACT_ADAPTER.validate_python(data, context=context)
+        return CONTACT_ADAPTER.validate_python(data, context=dict(context or {}))
     except ValidationError as exc:
         raise _with_client_locations(exc) from None
 
@@ -504,7 +566,7 @@ def parse_contact(data: object, *, context: Mapping[str, Any] | None = None) -> 
 def parse_contact_json(raw: str | bytes, *, context: Mapping[str, Any] | None = None) -> Contact:
     """Like `parse_contact`, straight from the JSON text (faster: one pass)."""
     try:
-        return CONTACT_ADAPTER.validate_json(raw, context=context)
+        return CONTACT_ADAPTER.validate_json(raw, context=dict(context or {}))
     except ValidationError as exc:
         raise _with_client_locations(exc) from None
 

@@ -38,6 +38,8 @@ class NewContact:
     channel: str
     external_id: str
     api_key_id: uuid.UUID | None
+    # Whose contact it is: the channel id and Idempotency-Key are unique per integration.
+    integration_id: uuid.UUID
     idempotency_key: str | None
     request_hash: bytes
     received_at: datetime
@@ -112,15 +114,16 @@ class IdentityCache:
 # over the whole table, planned while it was small and kept in the prepared statement (the
 # benchmark saw two sequential scans of `contacts` per batch).
 _EXISTING = """
-SELECT c.id, c.customer_id, c.channel, c.external_id, c.api_key_id, c.idempotency_key,
+SELECT c.id, c.customer_id, c.channel, c.external_id, c.integration_id, c.idempotency_key,
        c.request_hash
 FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
-    AS k(channel, external_id, api_key_id, idempotency_key)
+    AS k(channel, external_id, integration_id, idempotency_key)
 CROSS JOIN LATERAL (
-    SELECT * FROM contacts c WHERE c.api_key_id = k.api_key_id
+    SELECT * FROM contacts c WHERE c.integration_id = k.integration_id
         AND c.idempotency_key = k.idempotency_key
     UNION ALL
-    SELECT * FROM contacts c WHERE c.channel = k.channel AND c.external_id = k.external_id
+    SELECT * FROM contacts c WHERE c.integration_id = k.integration_id
+        AND c.channel = k.channel AND c.external_id = k.external_id
 ) AS c
 """
 
@@ -132,21 +135,22 @@ CROSS JOIN LATERAL (
 # claim of a new customer) belongs to another customer already (`blocked`: the rows come back
 # so the writer learns them and retries the contact) or was claimed by a concurrent batch after
 # this statement's snapshot or went to another customer of the batch (`lost`). Contacts whose
-# channel id or idempotency key is already stored (`taken`) claim nothing; the writer settles
-# them as retries or conflicts.
+# channel id or idempotency key is already stored for their integration (`taken`) claim
+# nothing; the writer settles them as retries or conflicts.
 _WRITE_BATCH = """
 WITH input AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::bytea[],
-        $8::timestamptz[], $9::text[], $10::uuid[], $11::bytea[]
+        $8::timestamptz[], $9::text[], $10::uuid[], $11::bytea[], $19::uuid[]
     ) WITH ORDINALITY AS t(id, customer_id, channel, external_id, api_key_id, idempotency_key,
-                           request_hash, received_at, body, event_id, event, ord)
+                           request_hash, received_at, body, event_id, event, integration_id, ord)
 ), taken AS (
     SELECT i.ord FROM input i CROSS JOIN LATERAL (
-        SELECT 1 FROM contacts c WHERE c.channel = i.channel AND c.external_id = i.external_id
+        SELECT 1 FROM contacts c WHERE c.integration_id = i.integration_id
+            AND c.channel = i.channel AND c.external_id = i.external_id
         UNION ALL
         SELECT 1 FROM contacts c
-        WHERE c.api_key_id = i.api_key_id AND c.idempotency_key = i.idempotency_key
+        WHERE c.integration_id = i.integration_id AND c.idempotency_key = i.idempotency_key
         LIMIT 1
     ) AS hit
 ), claim AS (
@@ -187,10 +191,10 @@ WITH input AS (
     SELECT n.id, n.name FROM unnest($17::uuid[], $18::text[]) AS n(id, name)
     WHERE n.id IN (SELECT customer_id FROM storing UNION SELECT customer_id FROM claimed)
 ), inserted AS (
-    INSERT INTO contacts (id, customer_id, channel, external_id, api_key_id, idempotency_key,
-                          request_hash, received_at, body)
-    SELECT id, customer_id, channel, external_id, api_key_id, idempotency_key, request_hash,
-           received_at, body::json
+    INSERT INTO contacts (id, customer_id, channel, external_id, api_key_id, integration_id,
+                          idempotency_key, request_hash, received_at, body)
+    SELECT id, customer_id, channel, external_id, api_key_id, integration_id, idempotency_key,
+           request_hash, received_at, body::json
     FROM storing
     ON CONFLICT DO NOTHING
     RETURNING id
@@ -283,8 +287,8 @@ class ContactWriter:
         keys: set[tuple[object, ...]] = set()
         for pending in self._queue:
             c = pending.contact
-            natural = ("n", c.channel, c.external_id)
-            keyed = ("k", c.api_key_id, c.idempotency_key) if c.idempotency_key else None
+            natural = ("n", c.integration_id, c.channel, c.external_id)
+            keyed = ("k", c.integration_id, c.idempotency_key) if c.idempotency_key else None
             if len(batch) >= self.max_batch or natural in keys or keyed in keys:
                 rest.append(pending)
                 continue
@@ -404,6 +408,7 @@ class ContactWriter:
                 [decisive for _, _, decisive in claims],
                 list(new_customers),
                 list(new_customers.values()),
+                [c.integration_id for c in contacts],
             )
             inserted: set[uuid.UUID] = set()
             held: set[int] = set()
@@ -481,20 +486,23 @@ class ContactWriter:
             _EXISTING,
             [c.channel for c in contacts],
             [c.external_id for c in contacts],
-            [c.api_key_id for c in contacts],
+            [c.integration_id for c in contacts],
             [c.idempotency_key for c in contacts],
         )
         if not rows:
             return
-        by_natural = {(r["channel"], r["external_id"]): r for r in rows}
-        by_key = {(r["api_key_id"], r["idempotency_key"]): r for r in rows if r["idempotency_key"]}
+        by_natural = {(r["integration_id"], r["channel"], r["external_id"]): r for r in rows}
+        by_key = {
+            (r["integration_id"], r["idempotency_key"]): r for r in rows if r["idempotency_key"]
+        }
         for i, c in enumerate(contacts):
             existing, by = None, "external_id"
             if c.idempotency_key is not None:
-                existing = by_key.get((c.api_key_id, c.idempotency_key))
+                existing = by_key.get((c.integration_id, c.idempotency_key))
                 by = "idempotency_key"
             if existing is None:
-                existing, by = by_natural.get((c.channel, c.external_id)), "external_id"
+                existing = by_natural.get((c.integration_id, c.channel, c.external_id))
+                by = "external_id"
             if existing is None:
                 continue
             if bytes(existing["request_hash"]) == c.request_hash and (

@@ -1,4 +1,5 @@
-"""Integration API keys and their rate limits: pure logic, no storage.
+"""Integration API keys, their rate limits and the throttling of failed attempts: pure logic,
+no storage.
 
 A key reads `cck_<prefix>_<secret>`. The prefix identifies the key (it is shown in listings and
 logs); only a SHA-256 of the secret is stored. The secret is 32 random bytes, so a fast hash is
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 KEY_SCHEME = "cck"
 _PREFIX_BYTES = 6
@@ -59,25 +60,88 @@ def secret_matches(secret: str, stored_hash: bytes) -> bool:
     return hmac.compare_digest(hash_secret(secret), stored_hash)
 
 
+MAX_LEASE_BLOCK = 1_000_000
+
+
+def lease_block(rate_per_s: float, burst: int, lease_s: float) -> int:
+    """How many tokens a process leases from a key's shared bucket at a time: the key's rate
+    over `lease_s` (one lease per `lease_s` at full rate), at least one, at most the burst
+    (and `MAX_LEASE_BLOCK`). Each process may hold one unused block, so replicas together
+    exceed the key's limit by at most one block each."""
+    return max(1, min(burst, MAX_LEASE_BLOCK, math.ceil(rate_per_s * lease_s)))
+
+
 @dataclass
-class TokenBucket:
-    """`rate` tokens per second up to `burst`; each request takes one."""
+class LeasedTokens:
+    """A process's share of a key's bucket: tokens leased and not used yet, and, when the
+    shared bucket was found empty, when it is worth asking again."""
 
-    rate: float
-    burst: float
-    tokens: float = field(default=-1.0)
-    updated: float = field(default_factory=time.monotonic)
+    tokens: int = 0
+    denied_until: float = 0.0
 
-    def __post_init__(self) -> None:
-        if self.tokens < 0:
-            self.tokens = self.burst
+    def take(self) -> bool:
+        if self.tokens > 0:
+            self.tokens -= 1
+            return True
+        return False
 
-    def take(self, now: float | None = None) -> float:
-        """0.0 when the request may pass, else the seconds to wait before retrying."""
-        now = time.monotonic() if now is None else now
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+    def granted(self, tokens: int, remaining: float, rate_per_s: float, now: float) -> None:
+        """Record a lease: `tokens` granted, `remaining` left in the shared bucket."""
+        self.tokens += tokens
+        if tokens == 0:
+            wait = (1.0 - remaining) / rate_per_s if rate_per_s > 0 else 60.0
+            self.denied_until = now + max(wait, 0.001)
+
+
+class FailedAttempts:
+    """Failed key attempts per client address, counted in windows of `window_s` that begin
+    with an address's first failure; `limit` failures in a window shut the address out (every
+    request, valid key or not) until the window ends. Memory is bounded: past windows are
+    forgotten; beyond `max_addresses` the counts start over and the older half of the blocks
+    is dropped (the shared count in PostgreSQL blocks such an address again on its next
+    failure)."""
+
+    def __init__(self, limit: int, window_s: float, max_addresses: int = 100_000) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_addresses = max_addresses
+        self._counts: dict[str, tuple[float, int]] = {}  # address -> (window end, failures)
+        self._blocked: dict[str, float] = {}  # address -> until
+
+    @property
+    def any_blocked(self) -> bool:
+        return bool(self._blocked)
+
+    def retry_after(self, address: str, now: float) -> float:
+        """0.0 when the address may try now, else the seconds until it may."""
+        until = self._blocked.get(address)
+        if until is None:
             return 0.0
-        return (1.0 - self.tokens) / self.rate if self.rate > 0 else float("inf")
+        if now >= until:
+            del self._blocked[address]
+            return 0.0
+        return until - now
+
+    def record(self, address: str, now: float) -> None:
+        end, failures = self._counts.get(address, (0.0, 0))
+        if now >= end:
+            end, failures = now + self.window_s, 0
+        failures += 1
+        if len(self._counts) >= self.max_addresses and address not in self._counts:
+            self._forget_past(now)
+        self._counts[address] = (end, failures)
+        if failures >= self.limit:
+            self.block(address, end, now)
+
+    def block(self, address: str, until: float, now: float) -> None:
+        if len(self._blocked) >= self.max_addresses and address not in self._blocked:
+            self._blocked = {a: u for a, u in self._blocked.items() if u > now}
+            if len(self._blocked) >= self.max_addresses:  # keep the newer half
+                newest = list(self._blocked.items())[len(self._blocked) // 2 :]
+                self._blocked = dict(newest)
+        self._blocked[address] = max(until, self._blocked.get(address, 0.0))
+
+    def _forget_past(self, now: float) -> None:
+        self._counts = {a: c for a, c in self._counts.items() if c[0] > now}
+        if len(self._counts) >= self.max_addresses:
+            self._counts.clear()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
 from html.parser import HTMLParser
 
 import nh3
@@ -15,6 +17,16 @@ DEFAULT_PHONE_REGION = "CN"
 """Region assumed for numbers written without a leading + (national format)."""
 
 _MAX_PHONE_INPUT_CHARS = 64
+# What a written phone number may look like: one leading "+" at most, digits (any script: the
+# library reads full-width and other decimal digits), the usual separators, and an extension.
+# phonenumbers itself is lenient: it skips leading junk ("++86...", "tel:"), reads letters as
+# keypad digits ("1-800-FLOWERS") and takes the first number of "+1 ... or +86 ...": here
+# anything but the shape above is refused rather than guessed at.
+_PHONE_SHAPE = re.compile(
+    r"[+\uff0b]?[\s(]*\d[\d\s().\-/\u2010-\u2015\u00a0\u3000]*"
+    r"(?:(?:ext\.?|x|#|;ext=)\s*\d{1,10})?",
+    re.IGNORECASE,
+)
 _MAX_HANDLE_CHARS = 256
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _WHITESPACE_RUN = re.compile(r"\s+")
@@ -22,6 +34,61 @@ _WHITESPACE_RUN = re.compile(r"\s+")
 
 class InvalidPhoneNumber(ValueError):
     """The text is not a valid, dialable phone number."""
+
+
+class UnknownPhoneRegion(ValueError):
+    """The text is not an ISO 3166 alpha-2 region that has phone numbers."""
+
+
+@dataclass(frozen=True)
+class RegionHint:
+    """The region a national-format number is read in, and where that choice came from."""
+
+    region: str
+    source: str  # e.g. "phone.region", "the called number", "the API key", "the default"
+
+
+def phone_region_code(raw: str) -> str:
+    """An ISO 3166 alpha-2 region with a numbering plan, upper-cased ("us" -> "US")."""
+    region = raw.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise UnknownPhoneRegion(f"{raw!r} is not an ISO 3166 alpha-2 region with phone numbers")
+    return region
+
+
+def is_international(raw: str) -> bool:
+    """Written with its country code ("+1 201 ..."), so no region is needed to read it."""
+    return raw.lstrip().startswith(("+", "\uff0b"))
+
+
+def choose_phone_region(
+    *,
+    explicit: str | None = None,
+    call_numbers: Iterable[tuple[str, str | None]] = (),
+    integration: str | None = None,
+    default: str = DEFAULT_PHONE_REGION,
+) -> RegionHint:
+    """The region to read a national-format number in: the first hint there is, in order.
+
+    1. `explicit`: the region the channel gave for this contact (`phone.region`);
+    2. the country of the call: the first of `call_numbers` ((source, raw text) pairs, e.g.
+       ("the called number", "+1 800 555 0100")) that is a valid international number;
+    3. `integration`: the default region of the integration's API key;
+    4. `default`: the service's default region.
+
+    Only the first hint is used: a number that is not valid there is refused by
+    `normalize_phone`, never tried in another region.
+    """
+    if explicit:
+        return RegionHint(phone_region_code(explicit), "phone.region")
+    for source, raw in call_numbers:
+        if raw and is_international(raw):
+            region = phone_region(raw)
+            if region is not None and region != "001":  # 001: non-geographic (+800, +882...)
+                return RegionHint(region, source)
+    if integration:
+        return RegionHint(integration.upper(), "the API key's region")
+    return RegionHint(default.upper(), "the default region")
 
 
 class InvalidEmailAddress(ValueError):
@@ -40,8 +107,10 @@ def normalize_phone(raw: str, default_region: str = DEFAULT_PHONE_REGION) -> str
     """Return the E.164 form ("+8613800138000") of a phone number.
 
     A number without a leading + is read in the national format of `default_region`
-    (ISO 3166 alpha-2). Extensions are dropped: E.164 has none, and customers are matched
-    on the line, not the extension.
+    (ISO 3166 alpha-2; see `choose_phone_region` for picking it) and must be valid there.
+    Extensions are dropped: E.164 has none, and customers are matched on the line, not the
+    extension. Anything not shaped like a written phone number (letters, a second "+", text
+    around the number) is refused, not cleaned up.
     """
     region = default_region.upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
@@ -53,12 +122,21 @@ def normalize_phone(raw: str, default_region: str = DEFAULT_PHONE_REGION) -> str
         raise InvalidPhoneNumber("phone number is empty")
     if len(text) > _MAX_PHONE_INPUT_CHARS:
         raise InvalidPhoneNumber(f"phone number is longer than {_MAX_PHONE_INPUT_CHARS} characters")
+    if not _PHONE_SHAPE.fullmatch(text):
+        raise InvalidPhoneNumber(
+            "not a phone number: only digits, spaces, ()-./, one leading + and an extension"
+        )
+    international = is_international(text)
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhoneNumber(f"not a phone number: {exc}") from exc
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhoneNumber("not a valid phone number for its country")
+        if international:
+            raise InvalidPhoneNumber("not a valid phone number for its country")
+        raise InvalidPhoneNumber(
+            f"not a valid phone number in {region}; write it with its country code (+...)"
+        )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

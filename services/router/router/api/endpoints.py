@@ -59,7 +59,15 @@ from router.db.policies import (
     step_document,
 )
 from router.db.rules import RulesCache, load_rules, save_rules
-from router.db.tickets import TICKET_COLUMNS, Ticket, add_history, get_ticket
+from router.db.tickets import (
+    READABLE_BY_AGENT,
+    TICKET_COLUMNS,
+    Ticket,
+    TicketNotFound,
+    add_history,
+    agent_may_read,
+    get_ticket,
+)
 from router.domain.classification import InvalidRule, rule_document, rules_from_documents
 from router.domain.policy import InvalidPolicy
 from router.flows import change_status, publish
@@ -284,6 +292,8 @@ async def _pending_offer(conn: AsyncConnection, offer_id: uuid.UUID, user: Princ
     if offer is None:
         raise NotFound(f"No offer {offer_id}.")
     if user.subject != offer.agent_id:  # supervisors too: only the agent answers an offer
+        if not user.is_supervisor:  # another agent's offer is none of this agent's business
+            raise NotFound(f"No offer {offer_id}.")
         raise Forbidden(f"Offer {offer_id} was made to {offer.agent_id}, not {user.subject}.")
     if offer.status != "pending":
         raise Conflict(
@@ -380,10 +390,21 @@ async def decline_offer(
 # --- tickets ------------------------------------------------------------------------------
 
 
+async def _readable_ticket(
+    conn: AsyncConnection, ticket_id: uuid.UUID, user: Principal, *, lock: bool = False
+) -> Ticket:
+    """The ticket if this user may read it: a ticket an agent may not read is a 404, as if it
+    did not exist, so its existence does not leak either (`router.db.tickets.READABLE_BY_AGENT`)."""
+    ticket = await get_ticket(conn, ticket_id, lock=lock)
+    if not user.is_supervisor and not await agent_may_read(conn, ticket, user.subject):
+        raise TicketNotFound(f"No ticket {ticket_id}.")
+    return ticket
+
+
 async def _ticket_for(conn: AsyncConnection, ticket_id: uuid.UUID, user: Principal) -> Ticket:
     """The ticket, locked for a change this user may make (404 before 403: an agent learns
-    nothing about tickets that do not exist)."""
-    ticket = await get_ticket(conn, ticket_id, lock=True)
+    nothing about tickets that do not exist or that they may not read)."""
+    ticket = await _readable_ticket(conn, ticket_id, user, lock=True)
     require_on_ticket(user, ticket.assignee_agent_id, ticket.owner_agent_id)
     return ticket
 
@@ -412,9 +433,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     response_model=TicketPage,
     tags=["tickets"],
     summary="Tickets, newest first, filtered; page with `cursor`",
+    description="A supervisor sees every ticket; an agent only those they may read: assigned "
+    "to or owned by them, or waiting in a queue they serve.",
 )
 async def list_tickets(
     request: Request,
+    user: Principal = User,
     status: str | None = Query(default=None, pattern="^[a-z_]+(,[a-z_]+)*$"),
     queue_id: str | None = None,
     agent_id: str | None = Query(default=None, description="assignee or owner"),
@@ -423,6 +447,9 @@ async def list_tickets(
     cursor: str | None = None,
 ) -> TicketPage:
     where, params = ["true"], {"limit": limit + 1}
+    if not user.is_supervisor:
+        where.append(READABLE_BY_AGENT)  # in the query, so every page is full and in order
+        params["reader"] = user.subject  # type: ignore[assignment]
     if status:
         where.append("status = ANY(:statuses)")
         params["statuses"] = status.split(",")  # type: ignore[assignment]
@@ -461,10 +488,14 @@ async def list_tickets(
     response_model=TicketDetail,
     tags=["tickets"],
     summary="One ticket with its contacts, history and why it went to whom",
+    description="A ticket an agent may not read (not assigned to or owned by them, not waiting "
+    "in a queue they serve) is a 404, like one that does not exist.",
 )
-async def get_ticket_detail(ticket_id: uuid.UUID, request: Request) -> TicketDetail:
+async def get_ticket_detail(
+    ticket_id: uuid.UUID, request: Request, user: Principal = User
+) -> TicketDetail:
     async with _engine(request).connect() as conn:
-        ticket = await get_ticket(conn, ticket_id)
+        ticket = await _readable_ticket(conn, ticket_id, user)
         contacts = await conn.execute(
             text(
                 "SELECT contact_id, channel, received_at, subject, text FROM ticket_contacts "

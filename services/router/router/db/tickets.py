@@ -89,6 +89,31 @@ async def get_ticket(conn: AsyncConnection, ticket_id: uuid.UUID, *, lock: bool 
     return Ticket.from_row(row)
 
 
+# Who may read a ticket (the same rule as `agent_may_read`, in SQL, for lists that must filter
+# before their LIMIT): its assignee, its owner, and, while it waits in a queue, the agents who
+# serve that queue (whose skills cover the queue's required skills, as the assigner decides).
+# Columns are qualified: the subquery's agents have a `status` too.
+READABLE_BY_AGENT = (
+    "(tickets.assignee_agent_id = :reader OR tickets.owner_agent_id = :reader "
+    " OR (tickets.status = 'queued' AND tickets.queue_id IN (SELECT q.id FROM queues q "
+    "   JOIN agents a ON a.id = :reader AND a.skills ?& q.required_skills)))"
+)
+_SERVES_QUEUE = text(
+    "SELECT 1 FROM queues q JOIN agents a ON a.id = :agent AND a.skills ?& q.required_skills "
+    "WHERE q.id = :queue"
+)
+
+
+async def agent_may_read(conn: AsyncConnection, ticket: Ticket, agent_id: str) -> bool:
+    """Whether the agent may read the ticket (see `READABLE_BY_AGENT`)."""
+    if agent_id in (ticket.assignee_agent_id, ticket.owner_agent_id):
+        return True
+    if ticket.status != "queued" or ticket.queue_id is None:
+        return False
+    found = await conn.execute(_SERVES_QUEUE, {"agent": agent_id, "queue": ticket.queue_id})
+    return found.first() is not None
+
+
 async def get_tickets(
     conn: AsyncConnection, ticket_ids: list[uuid.UUID], *, lock: bool = False
 ) -> dict[uuid.UUID, Ticket]:

@@ -11,8 +11,10 @@ from typing import Any, Final, Protocol
 from ccshared.events.payloads import Channel, Priority
 from router.domain.expressions import (
     CompiledExpression,
+    ExpressionError,
     KeywordMatcher,
     compile_expression,
+    seen_text,
 )
 
 DEFAULT_CATEGORY: Final = "inquiry"
@@ -179,6 +181,8 @@ def _priority(match: RuleMatch) -> Priority:
     return match.priority
 
 
+# Python's engine on purpose: a single character class and a single repeat cannot backtrack
+# (linear whatever the text), and findall is faster here than RE2's Python binding.
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
 
@@ -186,7 +190,9 @@ _LATIN_WORD = re.compile(r"[A-Za-z]+")
 def detect_language(text: str) -> str:
     """ "zh" when Chinese characters outnumber Latin words, else "en". Crude on purpose: it is
     only the fallback when the contact names no language, and these are the two supported.
-    Counting words against characters keeps "Refund for 王伟" English and "我要refund" Chinese."""
+    Counting words against characters keeps "Refund for 王伟" English and "我要refund" Chinese.
+    Reads what conditions read: the first `MAX_TEXT_CHARS` characters."""
+    text = seen_text(text)
     han = len(_HAN.findall(text))
     return "zh" if han > 0 and han > len(_LATIN_WORD.findall(text)) else "en"
 
@@ -311,7 +317,10 @@ def rules_from_documents(documents: Sequence[Mapping[str, Any]]) -> tuple[Classi
             words = [w for w in group if isinstance(w, str) and w.strip()]
             if not words:
                 raise InvalidRule(index, "keywords", "a keyword group may not be empty")
-            parts.append(Keywords(KeywordMatcher.of(words)))
+            try:
+                parts.append(Keywords(KeywordMatcher.of(words)))
+            except ExpressionError as exc:
+                raise InvalidRule(index, "keywords", exc.message) from None
         if doc.get("condition"):
             try:
                 parts.append(Expression.of(doc["condition"]))

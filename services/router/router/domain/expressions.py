@@ -9,6 +9,11 @@ reachable). A missing name is null; comparisons involving null are false, except
 and `x != null`, which test presence. Only the boolean `true` counts as true. The text
 functions (contains, contains_any, startsWith, endsWith) ignore case; `has_keyword` matches
 whole words (Chinese as substrings); `matches` takes a regex literal, compiled once.
+
+Every regex that runs on customer text (`matches` and the keyword matcher) runs on RE2, whose
+time is linear in the text whatever the pattern, so no policy can stall the router; patterns RE2
+cannot run (backreferences, lookaround) are compile errors. And every string a condition reads
+is cut to its first `MAX_TEXT_CHARS` characters, so no condition costs more than that much text.
 """
 
 from __future__ import annotations
@@ -18,9 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import re2
+
 MAX_SOURCE_CHARS: Final = 4000
 MAX_NESTING: Final = 48
 MAX_REGEX_CHARS: Final = 200
+MAX_TEXT_CHARS: Final = 20_000
+"""Conditions see only the first this-many characters of a string (the ticket's text, a
+metadata value): about ten pages, far more than any routing decision needs to read."""
 
 Evaluator = Callable[[Mapping[str, Any]], Any]
 
@@ -72,49 +82,82 @@ def compile_expression(src: str, *, names: Sequence[str] | None = None) -> Compi
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 
 
-# Word characters of Latin-script keywords; CJK characters next to a Latin keyword are a
-# boundary ("我要refund" holds the keyword "refund").
-_WORD_CHAR = r"[0-9A-Za-z\u00c0-\u024f_]"
+# Word characters of Latin-script keywords (an RE2 class body); CJK characters next to a Latin
+# keyword are a boundary ("我要refund" holds the keyword "refund").
+_WORD_CHAR = r"0-9A-Za-z\x{c0}-\x{24f}_"
+# Python's \s for text: exactly the characters str.isspace() accepts (RE2's \s is ASCII only).
+_SPACE_CHARS: Final = (
+    r"\t-\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}"
+    r"\x{205f}\x{3000}"
+)
 
 
 def contains_cjk(text: str) -> bool:
     return _CJK.search(text) is not None
 
 
+def seen_text(text: str) -> str:
+    """The part of `text` a condition reads: its first `MAX_TEXT_CHARS` characters."""
+    return text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS]
+
+
+def _utf8(text: str) -> bytes:
+    # RE2 reads UTF-8; a lone surrogate (possible in a Python str) becomes bytes RE2 treats as
+    # invalid UTF-8, matched by nothing, instead of an exception in the middle of routing.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _re2_options(*, capture: bool) -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is the caller's error, not a log line
+    options.never_capture = not capture
+    return options
+
+
 @dataclass(frozen=True, slots=True)
 class KeywordMatcher:
     """Finds whole keywords in text: Chinese (and other CJK) keywords as plain substrings, since
     the script has no word boundaries; others case-insensitively at word boundaries, so "down"
-    matches "is down!" but not "download"."""
+    matches "is down!" but not "download". Reads the first `MAX_TEXT_CHARS` characters."""
 
     keywords: tuple[str, ...]
-    _pattern: re.Pattern[str] | None
+    _pattern: Any  # a compiled RE2 pattern, or None
     _cjk: tuple[str, ...]
 
     @classmethod
     def of(cls, keywords: Sequence[str]) -> KeywordMatcher:
+        """Raises ExpressionError when the keywords are too many for RE2's memory budget."""
         words = tuple(k.strip() for k in keywords if k.strip())
         cjk = tuple(k.casefold() for k in words if contains_cjk(k))
         latin = [k for k in words if not contains_cjk(k)]
-        # Longest first, so "log in" wins over "log" when both are keywords.
-        alternatives = "|".join(
-            r"\s+".join(map(re.escape, k.split())) for k in sorted(latin, key=len, reverse=True)
-        )
-        pattern = (
-            re.compile(rf"(?<!{_WORD_CHAR})(?:{alternatives})(?!{_WORD_CHAR})", re.I)
-            if latin
-            else None
-        )
+        pattern = None
+        if latin:
+            try:
+                # Longest first, so "log in" wins over "log" when both are keywords.
+                alternatives = "|".join(
+                    f"[{_SPACE_CHARS}]+".join(map(re2.escape, k.split()))
+                    for k in sorted(latin, key=len, reverse=True)
+                )
+                # RE2 has no lookaround: the characters around the keyword are matched and the
+                # keyword captured. Leftmost-first, so it finds the match (?<!w)…(?!w) found.
+                pattern = re2.compile(
+                    f"(?i)(?:^|[^{_WORD_CHAR}])({alternatives})(?:[^{_WORD_CHAR}]|$)",
+                    _re2_options(capture=True),
+                )
+            except (re2.error, UnicodeEncodeError) as exc:
+                message = f"keywords cannot be compiled: {_re2_message(exc)}"
+                raise ExpressionError(message, 0) from None
         return cls(words, pattern, cjk)
 
     def first_match(self, text: str) -> str | None:
         """The first keyword found (CJK ones first), as written in the text; None if none."""
+        text = seen_text(text)
         folded = text.casefold()
         for word in self._cjk:
             if word in folded:
                 return word
-        if self._pattern is not None and (found := self._pattern.search(text)):
-            return found.group(0)
+        if self._pattern is not None and (found := self._pattern.search(_utf8(text))):
+            return str(found.group(1).decode("utf-8", "surrogatepass"))
         return None
 
 
@@ -138,6 +181,7 @@ _MISTAKES: Final = {
     "|": "use || (or 'or')",
 }
 _ESCAPES: Final = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "/": "/"}
+# The tokenizer reads policy sources (at most MAX_SOURCE_CHARS), never customer text.
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -248,8 +292,6 @@ class _Name(_Node):
 
     def compile(self) -> Evaluator:
         head, *rest = self.path
-        if not rest:
-            return lambda attrs: attrs.get(head)
 
         def lookup(attrs: Mapping[str, Any]) -> Any:
             value = attrs.get(head)
@@ -257,7 +299,8 @@ class _Name(_Node):
                 if not isinstance(value, Mapping):
                     return None
                 value = value.get(key)
-            return value
+            # The one place a condition reads a value: every string it sees is cut here.
+            return seen_text(value) if isinstance(value, str) else value
 
         return lookup
 
@@ -446,7 +489,7 @@ def _build_matches(call: _Call) -> Evaluator:
 
     def apply(attrs: Mapping[str, Any]) -> bool:
         a = text(attrs)
-        return isinstance(a, str) and pattern.search(a) is not None
+        return isinstance(a, str) and pattern.search(_utf8(a)) is not None
 
     return apply
 
@@ -482,62 +525,86 @@ _FUNCTIONS: Final[dict[str, _Function]] = {
 }
 
 
-def _compile_regex(pattern: str, pos: int) -> re.Pattern[str]:
+def _compile_regex(pattern: str, pos: int) -> Any:
+    r"""`pattern` compiled by RE2 (time linear in the text, whatever the pattern), with Python's
+    meaning of \w \d \s (Unicode, so \w matches 退 as before) kept by `_python_classes`."""
     if len(pattern) > MAX_REGEX_CHARS:
         raise ExpressionError(
             f"regular expression is longer than {MAX_REGEX_CHARS} characters", pos
         )
-    _reject_catastrophic_regex(pattern, pos)
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ExpressionError(f"invalid regular expression: {exc.msg}", pos) from exc
+        return re2.compile(_python_classes(pattern, pos), _re2_options(capture=False))
+    except (re2.error, UnicodeEncodeError) as exc:
+        raise ExpressionError(
+            f"invalid regular expression: {_re2_message(exc)} "
+            "(RE2 syntax: no backreferences or lookaround)",
+            pos,
+        ) from None
 
 
-def _reject_catastrophic_regex(pattern: str, pos: int) -> None:
-    """Python's regex engine backtracks, so `(a+)+$` can take exponential time on a crafted
-    ticket. Reject the shapes that cause it: a repeated group holding a repetition or an
-    alternation, and backreferences. Conservative by design; routing patterns are short."""
-    if re.search(r"\\[1-9]|\(\?P=", pattern):
-        raise ExpressionError("backreferences are not allowed in matches()", pos)
-    groups: list[bool] = []  # per open group: does it hold a repetition or alternation?
+def _re2_message(exc: Exception) -> str:
+    if isinstance(exc, UnicodeEncodeError):
+        return "it holds a lone surrogate character"
+    message = exc.args[0] if exc.args else str(exc)
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+
+
+# Python's Unicode classes in RE2 terms: (outside a [...] set, inside one). RE2's own \w \d \s
+# are ASCII only; these equal Python's for every character assigned in Python's Unicode tables.
+_PYTHON_CLASSES: Final[dict[str, tuple[str, str | None]]] = {
+    "w": (r"[\p{L}\p{N}_]", r"\p{L}\p{N}_"),
+    "W": (r"[^\p{L}\p{N}_]", None),
+    "d": (r"\p{Nd}", r"\p{Nd}"),
+    "D": (r"\P{Nd}", r"\P{Nd}"),
+    "s": (f"[{_SPACE_CHARS}]", _SPACE_CHARS),
+    "S": (f"[^{_SPACE_CHARS}]", None),
+    "Z": (r"\z", None),  # Python's end of text; RE2 spells it \z
+}
+
+
+def _python_classes(pattern: str, pos: int) -> str:
+    r"""Rewrite \w \W \d \D \s \S \Z to their Python meaning in RE2 syntax; everything else is
+    left for RE2 to accept or refuse. \b stays RE2's ASCII word boundary (see the README)."""
+    out: list[str] = []
+    in_set = False
+    set_start = 0
     i = 0
     while i < len(pattern):
         ch = pattern[i]
-        if ch == "\\":
+        if ch == "\\" and i + 1 < len(pattern):
+            letter = pattern[i + 1]
+            outside, inside = _PYTHON_CLASSES.get(letter, (None, None))
+            if not in_set and outside is not None:
+                out.append(outside)
+            elif in_set and inside is not None:
+                out.append(inside)
+            elif in_set and letter in "WSZ":
+                raise ExpressionError(
+                    f"\\{letter} is not supported inside [...]; write [^...] instead", pos
+                )
+            else:
+                out.append(pattern[i : i + 2])
             i += 2
             continue
-        if ch == "[":
-            i = _skip_character_class(pattern, i)
-            continue
-        if ch == "(":
-            groups.append(False)
-        elif ch in "*+{|" or (ch == "?" and i > 0 and pattern[i - 1] != "("):
-            if groups:
-                groups[-1] = True
-        elif ch == ")" and groups:
-            risky = groups.pop()
-            repeated = i + 1 < len(pattern) and pattern[i + 1] in "*+{"
-            if risky and repeated:
-                raise ExpressionError(
-                    "a repeated group may not contain a repetition or alternation "
-                    "(it can take exponential time)",
-                    pos,
-                )
-            if risky and groups:
-                groups[-1] = True
+        if not in_set and ch == "[":
+            in_set, set_start = True, i
+            out.append(ch)
+            # A ']' right after '[' or '[^' is a literal member, as in Python.
+            if pattern.startswith("^", i + 1):
+                out.append("^")
+                i += 1
+            if pattern.startswith("]", i + 1):
+                out.append(r"\]")
+                i += 1
+        elif in_set and ch == "]" and i > set_start:
+            in_set = False
+            out.append(ch)
+        elif in_set and ch == "[":
+            out.append(r"\[")  # Python reads '[' in a set as itself; RE2 might read [:alpha:]
+        else:
+            out.append(ch)
         i += 1
-
-
-def _skip_character_class(pattern: str, start: int) -> int:
-    i = start + 1
-    if i < len(pattern) and pattern[i] == "^":
-        i += 1
-    if i < len(pattern) and pattern[i] == "]":
-        i += 1
-    while i < len(pattern) and pattern[i] != "]":
-        i += 2 if pattern[i] == "\\" else 1
-    return i + 1
+    return "".join(out)
 
 
 # --- parser -------------------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""A ticket's deadlines and timeline, the at-risk list and attainment."""
+"""A ticket's deadlines and timeline, the at-risk list and attainment.
+
+Who reads what: this service does not know who holds a ticket (router.tickets does not say on
+every change, and an agent's queues are the router's), so a ticket's clocks and the at-risk
+list are a supervisor's; to an agent a ticket's SLA is a 404, as if it were not tracked, and the
+at-risk list a 403. Attainment (counts per queue, channel or priority) names no ticket.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import text
 
+from ccshared.auth import Principal
 from ccshared.problems import NotFound
 from ccshared.service import runtime_of
-from ccshared.user_auth import AUTH_RESPONSES, reads_open_writes_supervised
+from ccshared.user_auth import (
+    AUTH_RESPONSES,
+    principal,
+    reads_open_writes_supervised,
+    supervisor,
+)
 from sla.api.errors import configs, problems, unprocessable
 from sla.api.schemas import (
     AtRiskClock,
@@ -72,14 +84,21 @@ def _metric_view(clock: SlaClock, now: datetime) -> MetricView:
 @router.get(
     "/tickets/{ticket_id}/sla",
     response_model=TicketSlaView,
-    summary="A ticket's deadlines, remaining business time and per-metric timeline",
-    responses=problems({404: "The SLA service has not seen this ticket"}),
+    summary="A ticket's deadlines, remaining business time and per-metric timeline (supervisor)",
+    responses=problems(
+        {404: "The SLA service has not seen this ticket, or the caller is an agent"}
+    ),
 )
-async def ticket_sla(ticket_id: uuid.UUID, request: Request) -> TicketSlaView:
+async def ticket_sla(
+    ticket_id: uuid.UUID, request: Request, user: Principal = Depends(principal)
+) -> TicketSlaView:
+    untracked = NotFound(f"No SLA is tracked for ticket {ticket_id}.")
+    if not user.is_supervisor:
+        raise untracked  # the same answer as for a ticket never seen: existence does not leak
     async with runtime_of(request.app).engine.connect() as conn:
         row = await get_ticket(conn, ticket_id)
         if row is None:
-            raise NotFound(f"No SLA is tracked for ticket {ticket_id}.")
+            raise untracked
         config = await configs(request).get(conn)
     ticket = clocks_from_json(row.ticket_id, row.clocks, row.agent_replied, config.calendar)
     now = datetime.now(UTC)
@@ -102,7 +121,8 @@ async def ticket_sla(ticket_id: uuid.UUID, request: Request) -> TicketSlaView:
 @router.get(
     "/at-risk",
     response_model=AtRiskList,
-    summary="Running clocks of open tickets, the least time left first",
+    summary="Running clocks of open tickets, the least time left first (supervisor)",
+    dependencies=[Depends(supervisor)],
 )
 async def at_risk(
     request: Request,
