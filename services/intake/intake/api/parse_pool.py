@@ -112,10 +112,12 @@ def _ready() -> bool:
     return True
 
 
-def _lower_priority() -> None:
+def _init_worker() -> None:
     # Parsing yields the CPU to the service's request-serving processes: on a small machine
     # a busy worker otherwise delays the event loop's wake-ups by tens of milliseconds.
     os.nice(10)
+    # Ctrl-C reaches the whole process group; the service stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class ParsePool:
@@ -137,9 +139,12 @@ class ParsePool:
         # Workers are forked from a server that has imported the parser once already.
         context.set_forkserver_preload([__name__])
         self._executor = ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_lower_priority
+            self.workers, mp_context=context, initializer=_init_worker
         )
-        self._executor.submit(_ready)  # start the worker now, not on the first e-mail
+        try:
+            self._executor.submit(_ready)  # start the worker now, not on the first e-mail
+        except (OSError, EOFError, BrokenProcessPool) as exc:  # it is tried again on first use
+            log.warning("the parser's worker process did not start: %r", exc)
 
     def close(self) -> None:
         if self._executor is not None:
