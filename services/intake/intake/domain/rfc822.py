@@ -318,8 +318,8 @@ def _contact_body(
     email: dict[str, Any] = {
         "message_id": message_id,
         "from": sender,
-        "to": _valid_only(headers.mailboxes("To"))[:MAX_LIST_ITEMS],
-        "cc": _valid_only(headers.mailboxes("Cc"))[:MAX_LIST_ITEMS],
+        "to": _valid_only(headers.mailboxes("To")),
+        "cc": _valid_only(headers.mailboxes("Cc")),
         "in_reply_to": _first_message_id(headers.raw("In-Reply-To")),
         "references": [
             ref
@@ -401,8 +401,12 @@ def _sender(headers: _Headers) -> _Mailbox:
 
 
 def _valid_only(mailboxes: list[_Mailbox]) -> list[_Mailbox]:
-    valid = []
+    """The first `MAX_LIST_ITEMS` mailboxes whose address is valid (the rest are not kept,
+    so not checked either)."""
+    valid: list[_Mailbox] = []
     for mailbox in mailboxes:
+        if len(valid) == MAX_LIST_ITEMS:
+            break
         try:
             normalize_email(mailbox["address"] or "")
         except InvalidEmailAddress:
