@@ -151,7 +151,7 @@ def read_rfc822(
     try:
         message = message_from_bytes(raw)
         parts = _walk(message, limits)
-        return _contact_body(message, parts, fallback_received_at, max_future_skew_s, limits)
+        return _contact_body(message, parts, fallback_received_at, max_future_skew_s)
     except InvalidRawEmail:
         raise
     except RecursionError:
@@ -283,7 +283,6 @@ def _contact_body(
     parts: list[_Part],
     fallback_received_at: datetime | None,
     max_future_skew_s: float,
-    limits: RawEmailLimits,
 ) -> ParsedEmail:
     charset = _declared_charset(parts)
     headers = _Headers(message, charset)
@@ -312,6 +311,7 @@ def _contact_body(
         message_id = derived_message_id(
             sender["address"] or "", date_header, subject, text, html, attachments
         )
+    in_reply_to = _first_message_id(headers.raw("In-Reply-To"))
     received_at, from_request = _received_at(
         date_header, headers.raw("Received"), fallback_received_at, max_future_skew_s
     )
@@ -320,7 +320,7 @@ def _contact_body(
         "from": sender,
         "to": _valid_only(headers.mailboxes("To")),
         "cc": _valid_only(headers.mailboxes("Cc")),
-        "in_reply_to": _first_message_id(headers.raw("In-Reply-To")),
+        "in_reply_to": in_reply_to if in_reply_to and len(in_reply_to) <= MAX_ID_CHARS else None,
         "references": [
             ref
             for ref in _MESSAGE_ID.findall(headers.raw("References") or "")
