@@ -9,6 +9,7 @@ from ccshared.db import asyncpg_dsn
 from ccshared.service import Runtime, create_service_app
 from intake.api.endpoints import document_contact_schema, router
 from intake.api.fast import IntakeApp
+from intake.api.parse_pool import ParsePool
 from intake.consumers.tickets import TICKET_LINKS
 from intake.db.api_keys import ApiKeyVerifier
 from intake.db.writer import ContactWriter
@@ -40,11 +41,19 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             concurrency=settings.writer_concurrency,
             identity_cache_size=settings.identity_cache_size,
             linger_s=settings.writer_linger_s,
+            max_event_bytes=settings.max_contact_bytes,
         )
         writer.start()
+        parse_pool = ParsePool(
+            workers=settings.parse_workers,
+            budget_s=settings.parse_budget_s,
+            max_pending=settings.parse_max_pending,
+        )
+        parse_pool.start()
         runtime.extras.update(
             pool=pool,
             writer=writer,
+            parse_pool=parse_pool,
             verifier=ApiKeyVerifier(
                 pool,
                 ttl_s=settings.api_key_cache_s,
@@ -55,6 +64,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         )
 
     async def on_stop(runtime: Runtime) -> None:
+        runtime.extras["parse_pool"].close()
         await runtime.extras["writer"].close()
         await runtime.extras["pool"].close()
 

@@ -15,6 +15,18 @@ class IntakeSettings(ServiceSettings):
     database_url: SecretStr = SecretStr(f"{LOCAL_PG}/intake")
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # The largest contact.received event (which carries the whole stored contact) intake
+    # accepts; larger is a 413. Comfortably below the producer's and broker's 1 MiB message
+    # limit, which also counts the record batch around it.
+    max_contact_bytes: int = Field(default=524_288, ge=16_384, le=1_000_000)
+    # Raw e-mails (message/rfc822), and JSON bodies over `parse_inline_max_bytes`, are parsed
+    # in worker processes (intake.api.parse_pool), each within a time budget; 0 workers parses
+    # in a thread of the service's process instead (no budget, and the GIL is shared with the
+    # event loop). Beyond `parse_max_pending` waiting bodies per process, the next is a 503.
+    parse_workers: int = Field(default=1, ge=0, le=16)
+    parse_budget_s: float = Field(default=5.0, gt=0, le=60)
+    parse_max_pending: int = Field(default=16, ge=1, le=1_000)
+    parse_inline_max_bytes: int = Field(default=65_536, ge=0)
     batch_max_items: int = Field(default=100, ge=1, le=500)
     default_phone_region: str = Field(default="CN", pattern=r"^[A-Z]{2}$")
     max_future_skew_s: int = Field(default=300, ge=0, le=86_400)

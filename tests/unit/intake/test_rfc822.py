@@ -162,9 +162,27 @@ def test_message_without_from_is_refused() -> None:
         parse_rfc822(_message(From="").as_bytes())
 
 
-def test_message_without_message_id_is_refused() -> None:
-    with pytest.raises(InvalidRawEmail, match="Message-ID"):
-        parse_rfc822(_message(**{"Message-ID": ""}).as_bytes())
+def test_message_without_message_id_gets_a_stable_id_derived_from_its_content() -> None:
+    raw = _message(**{"Message-ID": ""}).as_bytes()
+    body = parse_rfc822(raw)
+    assert body["external_id"] == body["email"]["message_id"]
+    assert body["external_id"].endswith("@derived.intake.invalid>")
+    assert parse_rfc822(raw)["external_id"] == body["external_id"]
+    relayed = b"Received: from mx2.example by mx.shop.example; Wed, 25 Nov 2026 10:01:00 +0800\n"
+    relayed += raw.replace(b"\r\n", b"\n")  # another hop, other line ends: the same message
+    assert parse_rfc822(relayed)["external_id"] == body["external_id"]
+    other = _message(**{"Message-ID": "", "Subject": "积分兑换 2"}).as_bytes()
+    assert parse_rfc822(other)["external_id"] != body["external_id"]
+    assert parse_contact(body, context=NOW).external_id == body["external_id"]
+
+
+def test_message_id_of_a_forwarded_message_is_not_taken_for_the_forward() -> None:
+    forward = _message(**{"Message-ID": ""})
+    forward.add_attachment(_message(**{"Message-ID": "<original@x.example>"}))
+    body = parse_rfc822(forward.as_bytes())
+    assert body["external_id"] != "<original@x.example>"
+    assert body["external_id"].endswith("@derived.intake.invalid>")
+    assert [a["content_type"] for a in body["email"]["attachments"]] == ["message/rfc822"]
 
 
 @pytest.mark.parametrize("raw", [b"", b"   \r\n", b"\xff\xfe\x00garbage", b"just some text"])

@@ -25,6 +25,7 @@ from intake.api.auth import (
     authenticate_headers,
     require_channel,
 )
+from intake.api.parse_pool import ParsePool
 from intake.api.schemas import (
     CONTACT_ADAPTER,
     CONTEXT_DEFAULT_REGION,
@@ -40,15 +41,21 @@ from intake.api.schemas import (
     parse_contact_json,
 )
 from intake.db.api_keys import ApiKey
-from intake.db.writer import ContactWriter, IdempotencyConflict, NewContact, StoredContact
+from intake.db.writer import (
+    ContactTooLarge,
+    ContactWriter,
+    IdempotencyConflict,
+    NewContact,
+    StoredContact,
+)
 from intake.domain.contacts import (
     canonical_json,
     contact_document,
     contact_received_event,
     customer_identities,
+    largest_fields,
     request_hash,
 )
-from intake.domain.rfc822 import InvalidRawEmail, parse_rfc822
 from intake.settings import IntakeSettings
 
 router = APIRouter(prefix="/v1", tags=["contacts"])
@@ -60,11 +67,11 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         401: "No API key, or an unknown or revoked one",
         403: "The key may not post this channel",
         409: "The idempotency key or the channel's id was used for a different contact",
-        413: "The body is larger than the limit",
+        413: "The body, or the contact it makes once normalized, is larger than the limit",
         415: "Neither application/json nor message/rfc822",
-        422: "Invalid contact; `errors` names each field at fault",
+        422: "Invalid contact, or a raw e-mail over a limit; `errors` names each field at fault",
         429: "The key's rate limit is exhausted; see Retry-After",
-        503: "The contact could not be stored; nothing was kept, retry",
+        503: "The contact could not be stored, or the parser is busy; nothing was kept, retry",
     }.items()
 }
 
@@ -103,22 +110,14 @@ def _context(settings: IntakeSettings, key: ApiKey | None = None) -> dict[str, A
     }
 
 
-def _parse_body(
-    raw: bytes, content_type: str, settings: IntakeSettings, key: ApiKey | None = None
+def _is_json(media_type: str) -> bool:
+    return media_type in ("application/json", "") or media_type.endswith("+json")
+
+
+def _parse_json(
+    raw: bytes, media_type: str, settings: IntakeSettings, key: ApiKey | None = None
 ) -> Contact:
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type == RFC822:
-        try:
-            fields = parse_rfc822(raw)
-        except InvalidRawEmail as exc:
-            raise Problem(
-                str(exc),
-                status=422,
-                slug="validation-error",
-                errors=[FieldError(field="body", message=str(exc), type="rfc822_invalid")],
-            ) from None
-        return parse_contact(fields, context=_context(settings, key))
-    if media_type in ("application/json", "") or media_type.endswith("+json"):
+    if _is_json(media_type):
         return parse_contact_json(raw, context=_context(settings, key))
     raise Problem(
         f"Send the contact as application/json (or a raw e-mail as {RFC822}), not {media_type}.",
@@ -150,9 +149,21 @@ def _idempotency_key(headers: Mapping[str, str]) -> str | None:
     return value
 
 
-def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> NewContact:
+def _new_contact(
+    contact: Contact,
+    key: ApiKey,
+    idempotency_key: str | None,
+    *,
+    received_at_is_request_time: bool = False,
+) -> NewContact:
     document = contact_document(contact)
     canonical = canonical_json(document)  # serialized once: the stored body and its hash
+    if received_at_is_request_time:
+        # A raw e-mail that says nothing of when it arrived: its retry gets another time, and
+        # must still be recognized as the same contact.
+        fingerprint = request_hash({**document, "received_at": None})
+    else:
+        fingerprint = request_hash(document, canonical)
     hints = derive_customer_hints(contact)
     contact_id = uuid7()
     cid = correlation_id.get()
@@ -163,7 +174,7 @@ def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> 
         api_key_id=key.id,
         integration_id=key.integration_id,
         idempotency_key=idempotency_key,
-        request_hash=request_hash(document, canonical),
+        request_hash=fingerprint,
         received_at=contact.received_at,
         body_json=canonical.decode(),
         identities=customer_identities(contact, hints),
@@ -179,9 +190,31 @@ def _new_contact(contact: Contact, key: ApiKey, idempotency_key: str | None) -> 
     )
 
 
+def _too_large_fields(new: NewContact, prefix: str = "") -> list[FieldError]:
+    return [
+        FieldError(
+            field=prefix + path,
+            message=f"{size} bytes once normalized",
+            type="contact_too_large",
+        )
+        for path, size in largest_fields(orjson.loads(new.body_json))
+    ]
+
+
 async def _store(writer: ContactWriter, new: NewContact) -> StoredContact:
     try:
         return await writer.submit(new)
+    except ContactTooLarge as exc:
+        errors = _too_large_fields(new, "body.")
+        raise Problem(
+            f"The contact would be {exc.size} bytes once normalized and published, over the "
+            f"limit of {exc.limit} bytes; the largest fields: "
+            + ", ".join(f"{e.field} ({e.message})" for e in errors),
+            status=413,
+            slug="contact-too-large",
+            errors=errors,
+            extra={"max_bytes": exc.limit},
+        ) from None
     except IdempotencyConflict as exc:
         what = (
             "This Idempotency-Key was used"
@@ -254,9 +287,19 @@ async def accept_contact(
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     key = await authenticate_headers(headers, runtime.extras["verifier"], client)
     idempotency_key = _idempotency_key(headers)
-    contact = _parse_body(raw, headers.get("content-type", ""), settings, key)
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    request_time = False
+    if media_type == RFC822:
+        require_channel(key, "email")  # before spending a worker on it
+        pool: ParsePool = runtime.extras["parse_pool"]
+        contact, request_time = await pool.email_contact(raw, _context(settings, key))
+    elif len(raw) > settings.parse_inline_max_bytes and _is_json(media_type):
+        contact = await runtime.extras["parse_pool"].json_contact(raw, _context(settings, key))
+    else:
+        contact = _parse_json(raw, media_type, settings, key)
     require_channel(key, contact.channel)
-    stored = await _store(runtime.extras["writer"], _new_contact(contact, key, idempotency_key))
+    new = _new_contact(contact, key, idempotency_key, received_at_is_request_time=request_time)
+    stored = await _store(runtime.extras["writer"], new)
     contact_id = str(stored.contact_id)
     response_headers = {"Location": f"/v1/contacts/{contact_id}"}
     if stored.status == "duplicate":
@@ -328,8 +371,12 @@ async def post_contact_batch(request: Request) -> ContactBatchResult:
     outcomes = await asyncio.gather(
         *(writer.submit(new) for _, new in queued), return_exceptions=True
     )
-    for (index, _), outcome in zip(queued, outcomes, strict=True):
-        if isinstance(outcome, IdempotencyConflict):
+    for (index, new), outcome in zip(queued, outcomes, strict=True):
+        if isinstance(outcome, ContactTooLarge):
+            results[index] = BatchItemResult(
+                index=index, status="invalid", errors=_too_large_fields(new)
+            )
+        elif isinstance(outcome, IdempotencyConflict):
             results[index] = BatchItemResult(
                 index=index,
                 status="conflict",

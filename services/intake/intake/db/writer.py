@@ -66,6 +66,15 @@ class IdempotencyConflict(Exception):
         super().__init__(f"{by} already used by contact {existing_id} with a different body")
 
 
+class ContactTooLarge(Exception):
+    """The contact's event would be larger than Kafka takes (`max_event_bytes`)."""
+
+    def __init__(self, size: int, limit: int):
+        self.size = size
+        self.limit = limit
+        super().__init__(f"the contact.received event would be {size} bytes (limit {limit})")
+
+
 @dataclass
 class _Pending:
     contact: NewContact
@@ -222,8 +231,12 @@ class ContactWriter:
         concurrency: int = 2,
         identity_cache_size: int = 200_000,
         linger_s: float = 0.0,
+        max_event_bytes: int = 524_288,
     ) -> None:
         self.pool = pool
+        # The outbox relay cannot publish an event larger than Kafka's message limit, so none
+        # is ever written: it is refused here, where its bytes exist anyway.
+        self.max_event_bytes = max_event_bytes
         self.max_batch = max_batch
         self.concurrency = concurrency
         self.identities = IdentityCache(identity_cache_size)
@@ -363,6 +376,17 @@ class ContactWriter:
         it was held back and should be written again."""
         owners, new_customers, claims = self._choose_customers(contacts)
         events = [c.make_event(owner) for c, owner in zip(contacts, owners, strict=True)]
+        limit = self.max_event_bytes
+        too_large = {i: len(value) for i, (_, value) in enumerate(events) if len(value) > limit}
+        if too_large:  # rare: write the others as a batch of their own
+            rest = [c for i, c in enumerate(contacts) if i not in too_large]
+            written = iter(await self._write(rest) if rest else [])
+            return [
+                ContactTooLarge(too_large[i], self.max_event_bytes)
+                if i in too_large
+                else next(written)
+                for i in range(len(contacts))
+            ]
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 _WRITE_BATCH,

@@ -41,6 +41,21 @@ def request_hash(document: dict[str, Any], canonical: bytes | None = None) -> by
     return hashlib.sha256(canonical or canonical_json(document)).digest()
 
 
+def largest_fields(document: dict[str, Any], share: float = 0.125) -> list[tuple[str, int]]:
+    """The fields that make a contact large, largest first, as (dotted path, JSON bytes): each
+    field taking at least `share` of the whole, and always the largest one. The channel's part
+    is looked into ("email.html"), other objects are counted whole. Only run on refusals."""
+    sizes: list[tuple[str, int]] = []
+    for name, value in document.items():
+        if isinstance(value, dict) and name == document.get("channel"):
+            sizes += [(f"{name}.{key}", len(orjson.dumps(item))) for key, item in value.items()]
+        else:
+            sizes.append((name, len(orjson.dumps(value))))
+    sizes.sort(key=lambda field: field[1], reverse=True)
+    total = sum(size for _, size in sizes)
+    return sizes[:1] + [field for field in sizes[1:] if field[1] >= share * total]
+
+
 def customer_identities(contact: Contact, hints: HintsModel | None = None) -> list[Identity]:
     """The hints a customer is matched on, strongest first."""
     hints = hints or derive_customer_hints(contact)

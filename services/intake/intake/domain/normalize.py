@@ -99,6 +99,10 @@ class InvalidHandle(ValueError):
     """The text cannot be a social-media handle."""
 
 
+class InvalidHtml(ValueError):
+    """The HTML is nested too deeply to sanitize in reasonable time."""
+
+
 def normalize_phone(raw: str, default_region: str = DEFAULT_PHONE_REGION) -> str:
     """Return the E.164 form ("+8613800138000") of a phone number.
 
@@ -180,9 +184,47 @@ def normalize_handle(raw: str) -> str:
     return handle
 
 
+MAX_HTML_DEPTH = 1_000
+"""How deeply elements may nest. The sanitizer's HTML parser looks through the open elements
+for every block tag, so its time grows with depth times tags: 20,000 nested <div>s took 1 s
+(100,000: 25 s, holding the GIL), 1,000 deep with 100,000 tags 0.2 s. Real mail nests a few
+dozen deep."""
+
+_VOID_OR_SELF_CLOSING = frozenset(
+    {
+        "area", "base", "basefont", "bgsound", "br", "col", "embed", "frame", "hr", "image",
+        "img", "input", "keygen", "link", "meta", "param", "source", "track", "wbr",
+        # closed implicitly by the next one of their kind, as parsers do
+        "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "rb", "rt", "rp",
+        "tbody", "thead", "tfoot", "colgroup",
+    }
+)  # fmt: skip
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)")
+
+
+def html_depth(html: str) -> int:
+    """An upper bound of how deeply the elements of `html` nest (unclosed tags count)."""
+    if html.count("<") <= MAX_HTML_DEPTH:
+        return 0  # cannot be deeper than it has tags; skip the scan
+    depth = deepest = 0
+    for closing, name in _TAG.findall(html):
+        if name.lower() in _VOID_OR_SELF_CLOSING:
+            continue
+        if closing:
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
+
+
 def sanitize_html(raw: str) -> str:
     """Return HTML safe to show in the agent console: no script, style, event handlers or
-    javascript: links. Script and style elements are dropped with their content."""
+    javascript: links. Script and style elements are dropped with their content. Raises
+    `InvalidHtml` for HTML nested deeper than `MAX_HTML_DEPTH`."""
+    depth = html_depth(raw)
+    if depth > MAX_HTML_DEPTH:
+        raise InvalidHtml(f"HTML elements are nested {depth} deep (limit {MAX_HTML_DEPTH})")
     return nh3.clean(raw, clean_content_tags={"script", "style"})
 
 
