@@ -8,12 +8,13 @@ PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 SERVICES := deploy/local/services.sh
 PACKAGES := shared services/intake services/router services/sla services/feedback
+PACKAGES_PATH := $(shell echo $(PACKAGES) | tr ' ' :)
 PYTEST_ARGS ?=
 
-.PHONY: help install run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token outbox dlq
+.PHONY: help install run stop logs status test test-unit lint lint-types-all fmt bench bench-e2e chaos reset lock stack-start stack-stop key token outbox dlq
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,10 +53,19 @@ test: stack-start ## the whole suite against the real Kafka and PostgreSQL
 test-unit: $(VENV)/.installed ## pure-logic tests only (no Kafka, no PostgreSQL)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed ## ruff (lint + format check) and mypy --strict on shared/ and domain code
+# lint-imports reads the checked-out sources (not whatever the venv's editable installs point at);
+# the layering contracts and why are in pyproject.toml, [tool.importlinter].
+# mypy reports on the paths it is given; the service modules it follows from them (api/, db/) are
+# checked silently here and reported by `make lint-types-all`, which replaces this line once
+# services/ is clean (issue 16).
+lint: $(VENV)/.installed ## ruff, the layering rules (import-linter), mypy --strict on shared/, domain code and bench/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared/ccshared services/*/*/domain
+	PYTHONPATH=$(PACKAGES_PATH) $(VENV)/bin/lint-imports --no-logo --no-cache
+	$(VENV)/bin/mypy --follow-imports=silent shared/ccshared services/*/*/domain bench
+
+lint-types-all: $(VENV)/.installed ## mypy --strict over all of shared/, services/ and bench/
+	$(VENV)/bin/mypy shared/ccshared services bench
 
 fmt: $(VENV)/.installed ## format and auto-fix
 	$(VENV)/bin/ruff format .

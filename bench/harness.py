@@ -14,7 +14,10 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ccshared.auth import Role
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -96,7 +99,7 @@ async def start_groups_at_end(suffix: str) -> None:
             )
 
 
-def user_headers(subject: str, role: str) -> dict[str, str]:
+def user_headers(subject: str, role: Role) -> dict[str, str]:
     """A UI user's token, signed with the issuer's key from the environment
     (CC_TOKEN_PRIVATE_KEY_FILE), else the development key the benchmarks' services accept."""
     from datetime import timedelta
@@ -105,7 +108,7 @@ def user_headers(subject: str, role: str) -> dict[str, str]:
     from router.tokens import signing_key_from_environment
 
     key = signing_key_from_environment()
-    token = issue_token(key, subject, role, ttl=timedelta(hours=2))  # type: ignore[arg-type]
+    token = issue_token(key, subject, role, ttl=timedelta(hours=2))
     return {"Authorization": f"Bearer {token}"}
 
 

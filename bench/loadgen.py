@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -24,7 +25,7 @@ class Response:
     status: int
     body: bytes
 
-    def json(self) -> object:
+    def json(self) -> Any:
         return orjson.loads(self.body)
 
 
@@ -104,13 +105,13 @@ class RawHttpClient:
 
 
 async def open_loop(
-    rate: float, count: int, send: Callable[[int, float], Awaitable[None]]
+    rate: float, count: int, send: Callable[[int, float], Coroutine[Any, Any, None]]
 ) -> float:
     """Start `send(n, started)` for n in 0..count-1 at `rate` per second whatever the answers
     take (open loop: a slow server gets more concurrent requests, not fewer); `started` is the
     request's scheduled start on `time.perf_counter()`. Returns how far behind schedule the
     last start was, in seconds (0: the generator kept up)."""
-    tasks = []
+    tasks: list[asyncio.Task[None]] = []
     t0 = time.perf_counter()
     lag = 0.0
     for n in range(count):

@@ -14,7 +14,7 @@ import uvicorn.main
 def main() -> None:
     out = sys.argv[1]
     sys.argv = ["uvicorn", *sys.argv[2:]]
-    signal.raise_signal = lambda _signal: None  # type: ignore[assignment]
+    signal.raise_signal = lambda _signal: None
     profile = cProfile.Profile()
     profile.enable()
     try:

@@ -178,7 +178,7 @@ async def _steady_load(intake_url: str, key: str, seconds: int, run: str) -> dic
                 errors += 1
                 return
             if response.status == 202:
-                sent[response.json()["id"]] = started  # type: ignore[index]
+                sent[response.json()["id"]] = started
             else:
                 errors += 1
 
