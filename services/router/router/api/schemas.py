@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator
 
 from ccshared.events.payloads import Channel, Priority
 from ccshared.inputs import RequestBody
+from router.domain.tickets import Ticket
 
 Strategy = Literal["longest_idle", "least_loaded", "round_robin", "best_skill_match"]
 AgentStatus = Literal["available", "busy", "away", "offline"]
@@ -134,6 +135,10 @@ class TicketOut(BaseModel):
     first_response_at: datetime | None
     resolved_at: datetime | None
     closed_at: datetime | None
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> Self:
+        return cls(**ticket.__dict__)
 
 
 class TicketPage(BaseModel):

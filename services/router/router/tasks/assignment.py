@@ -19,22 +19,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ccshared.db import array_params, insert_from_arrays, one_statement
 from ccshared.events import Envelope, new_event
-from ccshared.events.payloads import (
-    RoutingCandidate,
-    TicketAssigned,
-    TicketRouted,
-    TicketStatusChanged,
-)
+from ccshared.events.payloads import RoutingCandidate, TicketAssigned, TicketStatusChanged
 from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
-from ccshared.outbox import OUTBOX_PART, outbox_params
+from router.db import agents as agents_db
+from router.db import offers as offers_db
+from router.db import queues as queues_db
 from router.db.policies import PolicyCache
-from router.db.tickets import HISTORY_COLUMNS, add_history, get_ticket
+from router.db.queues import QueueRow
+from router.db.tickets import get_ticket, write_change
+from router.domain import tickets
 from router.domain.assignment import (
     Agent,
     Candidate,
@@ -45,84 +42,16 @@ from router.domain.assignment import (
     ineligibility,
     split_roster,
 )
-from router.domain.classification import PRIORITY_RANK, TicketFacts
 from router.domain.lifecycle import transition
-from router.domain.policy import UnknownStep, next_step_after_timeout
-from router.flows import ROUTER, change_status, publish
+from router.domain.tickets import ROUTER, overflow_change
 
 log = logging.getLogger(__name__)
 
-HELD = ("assigned", "in_progress", "pending_customer")  # statuses that occupy an agent
 _WAITING_WINDOW = 50  # waiting tickets looked at per queue and channel in one batch
 _MAX_BATCHES_PER_ROUND = 100  # so deep queues cannot keep one round going for ever
 # The best candidates an assignment event carries; the stored decision lists every agent.
 EVENT_CANDIDATES = 10
 _CANDIDATE_JSON_CACHE = 50_000  # encoded candidates kept for reuse (`_candidates_json`)
-
-
-@dataclasses.dataclass(frozen=True)
-class QueueRow:
-    id: str
-    required_skills: frozenset[str]
-    strategy: Any
-    offer_timeout_s: int
-    rr_cursor: str | None
-
-
-def agent_from_row(row: Any, load: dict[str, int]) -> Agent:
-    return Agent(
-        id=row.id,
-        skills=_obj(row.skills),
-        status=row.status,
-        capacity=_obj(row.capacity),
-        load=load,
-        last_assigned_at=row.last_assigned_at,
-        idle_since=row.idle_since,
-        assignments_total=row.assignments_total,
-    )
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return orjson.loads(value) if isinstance(value, str | bytes) else dict(value or {})
-
-
-async def agent_loads(
-    conn: AsyncConnection, agent_ids: str | list[str] | None = None
-) -> dict[str, dict[str, int]]:
-    """agent → channel → tickets it holds now; of every agent, or of the ones given."""
-    ids = [agent_ids] if isinstance(agent_ids, str) else agent_ids
-    rows = await conn.execute(
-        text(
-            "SELECT assignee_agent_id AS agent, channel, count(*) AS n FROM tickets "
-            "WHERE assignee_agent_id IS NOT NULL AND status = ANY(:held) "
-            "AND (CAST(:ids AS text[]) IS NULL OR assignee_agent_id = ANY(CAST(:ids AS text[]))) "
-            "GROUP BY 1, 2"
-        ),
-        {"held": list(HELD), "ids": ids},
-    )
-    loads: dict[str, dict[str, int]] = {}
-    for r in rows:
-        loads.setdefault(r.agent, {})[r.channel] = r.n
-    return loads
-
-
-# The most urgent waiting tickets of every (queue, channel) given, up to :n each, locked (SKIP
-# LOCKED: another replica's round takes others). One statement for all: a round used to take a
-# transaction per queue, and a new ticket waited for the other queues' batches. A window per
-# channel, and only for channels someone could take now: with one window per queue, tickets on
-# a channel nobody had room for filled it and hid the others behind them.
-_WAITING = text(
-    "SELECT w.* FROM unnest(CAST(:queues AS text[]), CAST(:channels AS text[])) "
-    "  AS q(id, channel) CROSS JOIN LATERAL ("
-    "  SELECT t.id, t.queue_id, t.channel, t.status, t.priority, t.priority_rank, "
-    "    t.sla_deadline, t.queued_at, t.policy_version, t.policy_step, t.owner_agent_id, "
-    "    ARRAY(SELECT o.agent_id FROM offers o WHERE o.ticket_id = t.id "
-    "      AND o.status IN ('declined', 'timed_out')) AS declined "
-    "  FROM tickets t WHERE t.queue_id = q.id AND t.channel = q.channel "
-    "    AND t.status = 'queued' "
-    "  ORDER BY t.priority_rank, t.sla_deadline NULLS LAST, t.queued_at, t.id "
-    "  LIMIT :n FOR UPDATE OF t SKIP LOCKED) AS w"
-)
 
 
 def _urgency(ticket: Any) -> tuple[Any, ...]:
@@ -142,94 +71,7 @@ def _urgency(ticket: Any) -> tuple[Any, ...]:
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
 
-# NO KEY UPDATE: it serializes rounds of every replica (and status changes, and transfers to
-# an agent) on the agent, but not the many ticket updates that merely reference the agent
-# (accept, reply, resolve take KEY SHARE on it through the foreign keys); FOR UPDATE made each
-# of those wait for a whole offer batch, and the batch for them.
-_LOCK_AGENTS = text(
-    "SELECT id, skills, capacity, status, idle_since, last_assigned_at, assignments_total "
-    "FROM agents WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR NO KEY UPDATE"
-)
-_LOADS_AND_DECLINES = text(
-    "SELECT 'load' AS kind, assignee_agent_id AS agent, channel, count(*) AS n, "
-    "  NULL::uuid AS ticket_id FROM tickets "
-    "WHERE assignee_agent_id = ANY(CAST(:ids AS text[])) AND status = ANY(:held) "
-    "GROUP BY assignee_agent_id, channel "
-    "UNION ALL "
-    "SELECT 'declined', o.agent_id, NULL, NULL, o.ticket_id FROM offers o "
-    "JOIN unnest(CAST(:tickets AS uuid[]), CAST(:agents AS text[])) AS p(ticket_id, agent_id) "
-    "  ON o.ticket_id = p.ticket_id AND o.agent_id = p.agent_id "
-    "WHERE o.status IN ('declined', 'timed_out')"
-)
 _YIELD_EVERY = 10
-_DECISION_COLUMNS = (
-    ("id", "uuid"),
-    ("ticket_id", "uuid"),
-    ("at", "timestamptz"),
-    ("policy_version", "int"),
-    ("policy_step", "text"),
-    ("queue_id", "text"),
-    ("strategy", "text"),
-    ("chosen_agent_id", "text"),
-    ("candidates", "json"),
-    ("tie_breaker", "text"),
-)
-_OFFER_COLUMNS = (
-    ("id", "uuid"),
-    ("ticket_id", "uuid"),
-    ("agent_id", "text"),
-    ("status", "text"),
-    ("offered_at", "timestamptz"),
-    ("expires_at", "timestamptz"),
-    ("decision_id", "uuid"),
-)
-
-
-# A batch's offers in one statement (one round trip): the decisions, the offers, the tickets'
-# new status, the agents' counters, the history and the events, as data-modifying CTEs.
-# Foreign keys are checked at the end of the statement, so offers may name decisions and
-# tickets written in it.
-_WRITE_OFFERS = text(
-    one_statement(
-        ("decisions", insert_from_arrays("routing_decisions", _DECISION_COLUMNS, prefix="d_")),
-        ("offers", insert_from_arrays("offers", _OFFER_COLUMNS, prefix="o_")),
-        (
-            "tickets",
-            "UPDATE tickets t SET status = u.status, assignee_agent_id = u.agent, "
-            "updated_at = now() FROM unnest(CAST(:t_ids AS uuid[]), CAST(:t_agents AS text[]), "
-            "CAST(:t_statuses AS text[])) AS u(id, agent, status) WHERE t.id = u.id",
-        ),
-        (
-            "agents",
-            "UPDATE agents a SET last_assigned_at = :now, "
-            "assignments_total = a.assignments_total + u.n, updated_at = now() "
-            "FROM unnest(CAST(:a_ids AS text[]), CAST(:a_ns AS int[])) AS u(id, n) "
-            "WHERE a.id = u.id",
-        ),
-        (
-            "queues",
-            "UPDATE queues q SET rr_cursor = u.cursor "
-            "FROM unnest(CAST(:rr_queues AS text[]), CAST(:rr_cursors AS text[])) "
-            "AS u(id, cursor) WHERE q.id = u.id",
-        ),
-        ("history", insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")),
-        OUTBOX_PART,
-    )
-)
-
-
-async def _roster(conn: AsyncConnection) -> dict[str, Agent]:
-    """Every agent as an assignment round sees it, by id in id order; each agent's `load` is
-    a dict of its own that the round updates as it books offers."""
-    result = await conn.execute(
-        text(
-            "SELECT id, skills, capacity, status, idle_since, last_assigned_at, "
-            "assignments_total FROM agents ORDER BY id"
-        )
-    )
-    rows = result.all()
-    loads = await agent_loads(conn)
-    return {r.id: agent_from_row(r, loads.get(r.id, {})) for r in rows}
 
 
 def _servable(queue: QueueRow, roster: dict[str, Agent]) -> list[str]:
@@ -294,29 +136,10 @@ async def _confirm(
     in order, the offers each agent still has room for; the round's view of those agents
     becomes the locked truth plus the kept offers."""
     ids = sorted({d.chosen_agent_id for _, d in plans if d.chosen_agent_id})
-    rows = (await conn.execute(_LOCK_AGENTS, {"ids": ids})).all()
-    # A new statement, so a new snapshot: loads, and declines, committed by others up to the
-    # moment the locks were granted. (The waiting-ticket query's snapshot is older: a ticket
-    # offered and declined by another replica since then must not go back to that agent.)
-    loads: dict[str, dict[str, int]] = {}
-    declined: set[tuple[Any, str]] = set()
-    found = await conn.execute(
-        _LOADS_AND_DECLINES,
-        {
-            "held": list(HELD),
-            "ids": ids,
-            "tickets": [t.id for t, _ in plans],
-            "agents": [d.chosen_agent_id for _, d in plans],
-        },
-    )
-    for r in found:
-        if r.kind == "load":
-            loads.setdefault(r.agent, {})[r.channel] = r.n
-        else:
-            declined.add((r.ticket_id, r.agent))
-    for row in rows:
-        roster[row.id] = agent_from_row(row, loads.get(row.id, {}))
-    for agent_id in set(ids) - {r.id for r in rows}:
+    offers = [(t.id, d.chosen_agent_id or "") for t, d in plans]
+    locked, declined = await agents_db.lock_agents(conn, ids, offers)
+    roster.update(locked)
+    for agent_id in set(ids) - locked.keys():
         roster.pop(agent_id, None)  # deleted meanwhile
     kept = []
     for ticket, decision in plans:
@@ -421,7 +244,7 @@ class Assigner:
         if self._roster is None or time.monotonic() - self._roster_read_at >= self.interval_s:
             read_at, changes = time.monotonic(), self._agent_changes
             async with self.engine.connect() as conn:
-                roster = await _roster(conn)
+                roster = await agents_db.roster(conn)
             # A change announced while this was being read may not be in it: use it for this
             # round, but read again for the next.
             fresh = changes == self._agent_changes
@@ -431,19 +254,7 @@ class Assigner:
 
     async def _queues(self) -> list[QueueRow]:
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    "SELECT q.id, q.required_skills, q.strategy, q.offer_timeout_s, q.rr_cursor "
-                    "FROM queues q WHERE EXISTS (SELECT 1 FROM tickets t "
-                    "WHERE t.queue_id = q.id AND t.status = 'queued') ORDER BY q.id"
-                )
-            )
-            return [
-                QueueRow(
-                    r.id, frozenset(r.required_skills), r.strategy, r.offer_timeout_s, r.rr_cursor
-                )
-                for r in rows
-            ]
+            return await queues_db.queues_with_waiting(conn)
 
     async def _offer_batch(
         self, pairs: list[tuple[QueueRow, str]], now: datetime, roster: dict[str, Agent]
@@ -466,16 +277,9 @@ class Assigner:
         by_id = {q.id: q for q, _ in pairs}
         cursors: dict[str, str] = {}
         async with self.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    _WAITING,
-                    {
-                        "queues": [q.id for q, _ in pairs],
-                        "channels": [c for _, c in pairs],
-                        "n": _WAITING_WINDOW,
-                    },
-                )
-            ).all()
+            rows = await queues_db.waiting_tickets(
+                conn, [(q.id, c) for q, c in pairs], _WAITING_WINDOW
+            )
             if not rows:
                 return 0, set(), {}
             waiting: dict[str, list[Any]] = {}
@@ -642,23 +446,18 @@ class Assigner:
                     correlation_id=cid,
                 )
             )
-        await conn.execute(
-            _WRITE_OFFERS,
-            {
-                **array_params(_DECISION_COLUMNS, decisions, prefix="d_"),
-                **array_params(_OFFER_COLUMNS, offers, prefix="o_"),
-                "t_ids": [t.id for t, _ in plans],
-                "t_agents": [d.chosen_agent_id for _, d in plans],
-                "t_statuses": [transition(t.status, "offer") for t, _ in plans],
-                "now": now,
-                "a_ids": list(per_agent),
-                "a_ns": list(per_agent.values()),
-                # In queue id order, as every replica locks queue rows.
-                "rr_queues": sorted(rr_cursors),
-                "rr_cursors": [rr_cursors[q] for q in sorted(rr_cursors)],
-                **array_params(HISTORY_COLUMNS, history, prefix="h_"),
-                **outbox_params(events),
-            },
+        await offers_db.write_offers(
+            conn,
+            now=now,
+            decisions=decisions,
+            offers=offers,
+            tickets=[
+                (t.id, d.chosen_agent_id or "", transition(t.status, "offer")) for t, d in plans
+            ],
+            per_agent=per_agent,
+            rr_cursors=rr_cursors,
+            history=history,
+            events=events,
         )
         return rr_cursors
 
@@ -681,111 +480,26 @@ class Assigner:
 
     async def expire_offers(self, now: datetime) -> int:
         async with self.engine.begin() as conn:
-            expired = (
-                await conn.execute(
-                    text(
-                        "UPDATE offers SET status = 'timed_out', responded_at = :now "
-                        "WHERE id IN (SELECT id FROM offers WHERE status = 'pending' "
-                        "AND expires_at <= :now ORDER BY expires_at LIMIT 100 "
-                        "FOR UPDATE SKIP LOCKED) RETURNING ticket_id, agent_id"
-                    ),
-                    {"now": now},
-                )
-            ).all()
+            expired = await offers_db.expire_offers(conn, now)
             for row in expired:
                 ticket = await get_ticket(conn, row.ticket_id, lock=True)
                 if ticket.status == "assigned" and ticket.assignee_agent_id == row.agent_id:
-                    await change_status(
-                        conn,
-                        ticket,
-                        "queue",
-                        actor=ROUTER,
-                        reason=f"offer to {row.agent_id} timed out",
-                    )
+                    reason = f"offer to {row.agent_id} timed out"
+                    change = tickets.change(ticket, "queue", actor=ROUTER, at=now, reason=reason)
+                    await write_change(conn, change)
         return len(expired)
 
     async def overflow(self, now: datetime) -> int:
+        """Waiting tickets whose routing step timed out move to the policy's next step."""
         policy = await self.policies.current()
         moved = 0
         async with self.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        "SELECT id FROM tickets WHERE status = 'queued' "
-                        "AND step_timeout_at <= :now ORDER BY step_timeout_at LIMIT 100 "
-                        "FOR UPDATE SKIP LOCKED"
-                    ),
-                    {"now": now},
-                )
-            ).all()
-            for row in rows:
-                ticket = await get_ticket(conn, row.id)
-                facts = TicketFacts(
-                    channel=ticket.channel,  # type: ignore[arg-type]
-                    language=ticket.language,
-                    segment=ticket.segment,
-                )
-                attrs = facts.attributes(
-                    category=ticket.category,
-                    priority=ticket.priority,
-                    language=ticket.language,
-                    queue_hint=ticket.classification.get("queue_hint"),
-                )
-                try:
-                    step = (
-                        next_step_after_timeout(policy, ticket.policy_step or "", attrs)
-                        if ticket.policy_version == policy.version
-                        else None
-                    )
-                except UnknownStep:
-                    step = None
-                if step is None:
-                    await conn.execute(
-                        text("UPDATE tickets SET step_timeout_at = NULL WHERE id = :id"),
-                        {"id": ticket.id},
-                    )
+            for ticket_id in await queues_db.overflow_due(conn, now):
+                ticket = await get_ticket(conn, ticket_id)
+                change = overflow_change(ticket, policy, now)
+                if change is None:
+                    await queues_db.clear_step_timeout(conn, ticket.id)
                     continue
-                priority = step.priority_override or ticket.priority
-                await conn.execute(
-                    text(
-                        "UPDATE tickets SET queue_id = :q, policy_step = :s, priority = :p, "
-                        "priority_rank = :r, step_timeout_at = :timeout, updated_at = now() "
-                        "WHERE id = :id"
-                    ),
-                    {
-                        "q": step.queue_id,
-                        "s": step.step_id,
-                        "p": priority,
-                        "r": PRIORITY_RANK[priority],  # type: ignore[index]
-                        "timeout": now + timedelta(seconds=step.timeout_s)
-                        if step.timeout_s
-                        else None,
-                        "id": ticket.id,
-                    },
-                )
-                await add_history(
-                    conn,
-                    ticket.id,
-                    at=now,
-                    actor=ROUTER,
-                    action="overflow",
-                    reason=step.reason,
-                    data={"from_queue": ticket.queue_id, "to_queue": step.queue_id},
-                )
-                await publish(
-                    conn,
-                    TicketRouted(
-                        ticket_id=ticket.id,
-                        queue_id=step.queue_id,
-                        priority=priority,  # type: ignore[arg-type]
-                        category=ticket.category,
-                        channel=ticket.channel,  # type: ignore[arg-type]
-                        segment=ticket.segment,
-                        policy_version=step.policy_version,
-                        policy_step=step.step_id,
-                        reason=step.reason,
-                        at=now,
-                    ),
-                )
+                await write_change(conn, change)
                 moved += 1
         return moved
