@@ -35,12 +35,16 @@ class QueueOut(QueueIn):
     agents_available: int = 0
 
 
+def _default_capacity() -> dict[Channel, int]:
+    return {"phone": 1, "chat": 3, "email": 5, "social": 5}
+
+
 class AgentIn(_In):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["agent", "supervisor"] = "agent"
     skills: dict[str, int] = Field(default_factory=dict, description="skill -> level 1..5")
     capacity: dict[Channel, int] = Field(
-        default_factory=lambda: {"phone": 1, "chat": 3, "email": 5, "social": 5},
+        default_factory=_default_capacity,
         description="how many tickets of each channel at once",
     )
 

@@ -5,12 +5,13 @@ tickets they declined)."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ccshared.events.payloads import Channel
 from router.domain.assignment import Agent
 
 HELD = ("assigned", "in_progress", "pending_customer")  # statuses that occupy an agent
@@ -26,8 +27,8 @@ def agent_from_row(row: Any, load: dict[str, int]) -> Agent:
         id=row.id,
         skills=_obj(row.skills),
         status=row.status,
-        capacity=_obj(row.capacity),
-        load=load,  # type: ignore[arg-type]
+        capacity=cast("dict[Channel, int]", _obj(row.capacity)),
+        load=cast("dict[Channel, int]", load),
         last_assigned_at=row.last_assigned_at,
         idle_since=row.idle_since,
         assignments_total=row.assignments_total,

@@ -68,16 +68,14 @@ async def mark_accepted(conn: AsyncConnection, offer_id: uuid.UUID) -> None:
     )
 
 
+_DECLINE = text(
+    "UPDATE offers SET status = 'declined', responded_at = now(), reason = :r WHERE id = :id "  # noqa: S608
+    f"RETURNING {OFFER_FIELDS}"
+)
+
+
 async def mark_declined(conn: AsyncConnection, offer_id: uuid.UUID, reason: str) -> dict[str, Any]:
-    row = (
-        await conn.execute(
-            text(
-                "UPDATE offers SET status = 'declined', responded_at = now(), reason = :r "
-                f"WHERE id = :id RETURNING {OFFER_FIELDS}"
-            ),
-            {"id": offer_id, "r": reason},
-        )
-    ).one()
+    row = (await conn.execute(_DECLINE, {"id": offer_id, "r": reason})).one()
     return dict(row._mapping)
 
 

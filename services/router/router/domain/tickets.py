@@ -358,7 +358,7 @@ def overflow_change(ticket: Ticket, policy: RoutingPolicy, now: datetime) -> Tic
     if step is None:
         return None
     priority = step.priority_override or ticket.priority
-    sets = {
+    sets: dict[str, Any] = {
         "queue_id": step.queue_id,
         "policy_step": step.step_id,
         "priority": priority,
@@ -404,7 +404,7 @@ def escalate(ticket: Ticket, escalated: SlaEscalated, at: datetime) -> list[Tick
         entry = HistoryEntry(
             "raise_priority", SLA, at, reason=why, data={"from": ticket.priority, "to": new}
         )
-        sets = {"priority": new, "priority_rank": PRIORITY_RANK[new]}
+        sets: dict[str, Any] = {"priority": new, "priority_rank": PRIORITY_RANK[new]}
         record(TicketChange(ticket.id, at, sets, [entry], []))
     queue = escalated.escalation_queue_id or ESCALATION_QUEUE
     if "move_to_escalation_queue" in escalated.actions and ticket.queue_id != queue:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.events.payloads import ContactReceived
+from ccshared.events.payloads import ContactReceived, TicketStatus
 from ccshared.logging import correlation_id
 from ccshared.problems import Conflict
 from router.db.contacts import TicketWrites, add_contact_rows, candidates
@@ -176,7 +176,7 @@ async def add_contact(
     *,
     expect_status: str | None = None,
     keys: Sequence[str] = (),
-) -> str:
+) -> TicketStatus:
     """Add the contact (and its thread `keys`) to the ticket, reopening it if the decision
     says so, or taking it out of pending-customer; returns the ticket's status after.
     `expect_status`: the status the decision was made on without a lock; if the locked

@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ccshared.events import Envelope, new_event
-from ccshared.events.payloads import RoutingCandidate, TicketAssigned, TicketStatusChanged
+from ccshared.events.payloads import Channel, RoutingCandidate, TicketAssigned, TicketStatusChanged
 from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
 from router.db import agents as agents_db
@@ -115,11 +115,11 @@ def _decide(
     return decision
 
 
-def _book(roster: dict[str, Agent], agent_id: str, channel: str, now: datetime) -> None:
+def _book(roster: dict[str, Agent], agent_id: str, channel: Channel, now: datetime) -> None:
     """The round's view after an offer to the agent: one more ticket on the channel."""
     agent = roster[agent_id]
     load = dict(agent.load)
-    load[channel] = load.get(channel, 0) + 1  # type: ignore[index]
+    load[channel] = load.get(channel, 0) + 1
     roster[agent_id] = dataclasses.replace(
         agent, load=load, last_assigned_at=now, assignments_total=agent.assignments_total + 1
     )
