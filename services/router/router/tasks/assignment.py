@@ -15,8 +15,11 @@ import contextlib
 import dataclasses
 import logging
 import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -127,10 +130,10 @@ def _book(roster: dict[str, Agent], agent_id: str, channel: Channel, now: dateti
 
 async def _confirm(
     conn: AsyncConnection,
-    plans: list[tuple[Any, Decision]],
+    plans: list[Planned],
     roster: dict[str, Agent],
     now: datetime,
-) -> list[tuple[Any, Decision]]:
+) -> list[Planned]:
     """Lock the chosen agents (in id order) and re-read them and their load under the lock:
     what another replica or an API call changed since the round began is seen here. Keeps,
     in order, the offers each agent still has room for; the round's view of those agents
@@ -141,7 +144,7 @@ async def _confirm(
     roster.update(locked)
     for agent_id in set(ids) - locked.keys():
         roster.pop(agent_id, None)  # deleted meanwhile
-    kept = []
+    kept: list[Planned] = []
     for ticket, decision in plans:
         agent = roster.get(decision.chosen_agent_id or "")
         if agent is None or ineligibility(agent, ticket.channel, frozenset()) is not None:
@@ -149,8 +152,197 @@ async def _confirm(
         if (ticket.id, agent.id) in declined:
             continue
         _book(roster, agent.id, ticket.channel, now)
-        kept.append((ticket, decision))
+        kept.append(Planned(ticket, decision))
     return kept
+
+
+class Planned(NamedTuple):
+    """A waiting ticket (a `queues_db.waiting_tickets` row) and the agent chosen for it."""
+
+    ticket: Any
+    decision: Decision
+
+
+_Split = tuple[list[str], tuple[Candidate, ...]]
+
+
+class _QueueBatch:
+    """One queue's part of a batch: its round-robin cursor as offers are planned, who could
+    take its tickets on each channel (`split_roster`, worked out once per channel: status,
+    skills and channels do not change within the batch, only loads), and those agents kept
+    ranked as offers are booked (`Standings`, shared across queues to update on every offer)."""
+
+    def __init__(
+        self,
+        queue: QueueRow,
+        roster: dict[str, Agent],
+        standings: dict[tuple[str, str], Standings],
+        now: datetime,
+    ) -> None:
+        self.queue = queue
+        self.rr_cursor = queue.rr_cursor
+        self._roster = roster
+        self._standings = standings
+        self._now = now
+        self._splits: dict[str, _Split] = {}
+
+    def _split(self, channel: Channel) -> _Split:
+        split = self._splits.get(channel)
+        if split is None:
+            agents = list(self._roster.values())
+            split = self._splits[channel] = split_roster(
+                agents, channel, self.queue.required_skills
+            )
+        return split
+
+    def _ranked(self, channel: Channel, split: _Split) -> Standings:
+        key = (self.queue.id, channel)
+        ranked = self._standings.get(key)
+        if ranked is None:
+            members, passed_over = split
+            ranked = self._standings[key] = Standings(
+                [self._roster[a] for a in members],
+                passed_over,
+                channel,
+                self.queue.required_skills,
+                self.queue.strategy,
+                self._now,
+            )
+        return ranked
+
+    def decide(self, ticket: Any) -> Decision | None:
+        """The best agent for the ticket now; None if nobody can take it."""
+        split = self._split(ticket.channel)
+        if ticket.declined:
+            declined = set(ticket.declined)
+            return _decide(
+                self.queue, self.rr_cursor, ticket, self._roster, declined, self._now, split
+            )
+        decision = self._ranked(ticket.channel, split).decide(self.rr_cursor)
+        return decision if decision.chosen_agent_id is not None else None
+
+    def book(self, ticket: Any, decision: Decision) -> None:
+        """The round's view after the offer: the agent's new load, re-ranked everywhere."""
+        agent_id = decision.chosen_agent_id or ""
+        _book(self._roster, agent_id, ticket.channel, self._now)
+        for ranked in self._standings.values():
+            ranked.update(self._roster[agent_id])
+        if decision.strategy == "round_robin":
+            self.rr_cursor = agent_id
+
+
+async def _plan_offers(
+    rows: list[Any], queues: dict[str, QueueRow], roster: dict[str, Agent], now: datetime
+) -> list[Planned]:
+    """Decide the batch's waiting tickets in memory, queue by queue, most urgent first,
+    booking each offer into the round's view of the agents."""
+    waiting: dict[str, list[Any]] = {}
+    for row in rows:
+        waiting.setdefault(row.queue_id, []).append(row)
+    plans: list[Planned] = []
+    standings: dict[tuple[str, str], Standings] = {}
+    decided = 0
+    for queue_id, tickets_ in waiting.items():
+        batch = _QueueBatch(queues[queue_id], roster, standings, now)
+        for ticket in sorted(tickets_, key=_urgency):
+            decided += 1
+            if decided % _YIELD_EVERY == 0:
+                # Deciding is CPU: let the consumer, the relay and API calls in between, or
+                # they wait for the batch.
+                await asyncio.sleep(0)
+            decision = batch.decide(ticket)
+            if decision is not None:
+                batch.book(ticket, decision)
+                plans.append(Planned(ticket, decision))
+    return plans
+
+
+def _progressing(
+    rows: list[Any], plans: list[Planned], kept: list[Planned]
+) -> set[tuple[str, str]]:
+    """The (queue, channel) pairs where another batch may offer more: this one planned offers
+    there and saw a full window of waiting tickets, or dropped some under the agents' lock
+    (its view of an agent was corrected). One it planned nothing for is done for this round."""
+    seen = Counter((row.queue_id, row.channel) for row in rows)
+    planned = Counter((t.queue_id, t.channel) for t, _ in plans)
+    dropped = planned - Counter((t.queue_id, t.channel) for t, _ in kept)
+    return {pair for pair in planned if seen[pair] == _WAITING_WINDOW or dropped[pair] > 0}
+
+
+@dataclasses.dataclass
+class _OfferRows:
+    """A batch's rows for `offers_db.write_offers`, gathered offer by offer."""
+
+    now: datetime
+    correlation_id: str | None
+    candidates_json: Callable[[tuple[Candidate, ...]], str]
+    decisions: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    offers: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    tickets: list[tuple[uuid.UUID, str, str]] = dataclasses.field(default_factory=list)
+    history: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    events: list[Envelope] = dataclasses.field(default_factory=list)
+    per_agent: dict[str, int] = dataclasses.field(default_factory=dict)
+    rr_cursors: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def add(self, queue: QueueRow, ticket: Any, decision: Decision) -> None:
+        now, agent_id = self.now, decision.chosen_agent_id
+        assert agent_id is not None
+        self.per_agent[agent_id] = self.per_agent.get(agent_id, 0) + 1
+        if decision.strategy == "round_robin":
+            self.rr_cursors[queue.id] = agent_id  # the queue's last offer, in decision order
+        decision_id, offer_id = uuid7(), uuid7()
+        self.decisions.append(
+            (
+                decision_id,
+                ticket.id,
+                now,
+                ticket.policy_version,
+                ticket.policy_step,
+                queue.id,
+                decision.strategy,
+                agent_id,
+                self.candidates_json(decision.candidates),
+                decision.tie_breaker,
+            )
+        )
+        expires = now + timedelta(seconds=queue.offer_timeout_s)
+        self.offers.append((offer_id, ticket.id, agent_id, "pending", now, expires, decision_id))
+        new_status = transition(ticket.status, "offer")
+        self.tickets.append((ticket.id, agent_id, new_status))
+        reason = f"offered to {agent_id}"
+        self.history.append(
+            (ticket.id, now, ROUTER, "offer", ticket.status, new_status, reason, "{}")
+        )
+        changed = TicketStatusChanged(
+            ticket_id=ticket.id,
+            from_status=ticket.status,
+            to_status=new_status,
+            actor=ROUTER,
+            reason=reason,
+            at=now,
+        )
+        assigned = TicketAssigned(
+            ticket_id=ticket.id,
+            agent_id=agent_id,
+            owner_agent_id=ticket.owner_agent_id or agent_id,
+            queue_id=queue.id,
+            decision_id=decision_id,
+            policy_version=ticket.policy_version,
+            policy_step=ticket.policy_step,
+            strategy=decision.strategy,
+            candidates=[
+                RoutingCandidate.model_construct(
+                    agent_id=c.agent_id, score=c.score, passed_over=c.passed_over
+                )
+                for c in decision.candidates[:EVENT_CANDIDATES]
+            ],
+            candidates_considered=len(decision.candidates),
+            tie_breaker=decision.tie_breaker,
+            at=now,
+        )
+        cid = self.correlation_id
+        self.events.append(new_event(changed, producer=ROUTER, correlation_id=cid))
+        self.events.append(new_event(assigned, producer=ROUTER, correlation_id=cid))
 
 
 class Assigner:
@@ -274,192 +466,41 @@ class Assigner:
     async def _offer_batch_in(
         self, pairs: list[tuple[QueueRow, str]], now: datetime, roster: dict[str, Agent]
     ) -> tuple[int, set[tuple[str, str]], dict[str, str]]:
-        by_id = {q.id: q for q, _ in pairs}
-        cursors: dict[str, str] = {}
+        queues = {q.id: q for q, _ in pairs}
         async with self.engine.begin() as conn:
             rows = await queues_db.waiting_tickets(
                 conn, [(q.id, c) for q, c in pairs], _WAITING_WINDOW
             )
-            if not rows:
-                return 0, set(), {}
-            waiting: dict[str, list[Any]] = {}
-            for row in rows:
-                waiting.setdefault(row.queue_id, []).append(row)
-            plans: list[tuple[Any, Decision]] = []
-            standings: dict[tuple[str, str], Standings] = {}
-            decided = 0
-            for queue_id, tickets in waiting.items():
-                queue = by_id[queue_id]
-                tickets.sort(key=_urgency)
-                rr_cursor = queue.rr_cursor
-                # Status, skills and channels do not change within the batch, only loads: who
-                # could take a ticket on a channel is worked out once per channel and queue,
-                # and they stay ranked as offers are booked (Standings).
-                splits: dict[str, tuple[list[str], tuple[Candidate, ...]]] = {}
-                for ticket in tickets:
-                    decided += 1
-                    if decided % _YIELD_EVERY == 0:
-                        # Deciding is CPU: let the consumer, the relay and API calls in
-                        # between, or they wait for the batch.
-                        await asyncio.sleep(0)
-                    split = splits.get(ticket.channel)
-                    if split is None:
-                        agents = list(roster.values())
-                        split = split_roster(agents, ticket.channel, queue.required_skills)
-                        splits[ticket.channel] = split
-                    if ticket.declined:
-                        decision = _decide(
-                            queue, rr_cursor, ticket, roster, set(ticket.declined), now, split
-                        )
-                    else:
-                        ranked = standings.get((queue_id, ticket.channel))
-                        if ranked is None:
-                            ranked = Standings(
-                                [roster[a] for a in split[0]],
-                                split[1],
-                                ticket.channel,
-                                queue.required_skills,
-                                queue.strategy,
-                                now,
-                            )
-                            standings[(queue_id, ticket.channel)] = ranked
-                        decision = ranked.decide(rr_cursor)
-                        if decision.chosen_agent_id is None:
-                            decision = None
-                    if decision is None:
-                        continue
-                    agent_id = decision.chosen_agent_id or ""
-                    _book(roster, agent_id, ticket.channel, now)
-                    for other in standings.values():
-                        other.update(roster[agent_id])
-                    plans.append((ticket, decision))
-                    if decision.strategy == "round_robin":
-                        rr_cursor = agent_id
-            if not plans:
-                return 0, set(), {}
-            kept = await _confirm(conn, plans, roster, now)
-            if kept:
-                cursors = await self._write_offers(conn, by_id, kept, now)
-        # Another batch may offer more on a (queue, channel) where this one planned offers and
-        # saw a full window of waiting tickets, or dropped some under the agents' lock (its
-        # view of an agent was corrected). One it planned nothing for is done for this round.
-        seen: dict[tuple[str, str], int] = {}
-        for row in rows:
-            seen[(row.queue_id, row.channel)] = seen.get((row.queue_id, row.channel), 0) + 1
-        planned: dict[tuple[str, str], int] = {}
-        dropped: dict[tuple[str, str], int] = {}
-        for ticket, _ in plans:
-            pair = (ticket.queue_id, ticket.channel)
-            planned[pair] = planned.get(pair, 0) + 1
-            dropped[pair] = dropped.get(pair, 0) + 1
-        for ticket, _ in kept:
-            dropped[(ticket.queue_id, ticket.channel)] -= 1
-        progressing = {
-            pair
-            for pair, n in planned.items()
-            if n > 0 and (seen[pair] == _WAITING_WINDOW or dropped[pair] > 0)
-        }
-        return len(kept), progressing, cursors
+            plans = await _plan_offers(rows, queues, roster, now)
+            kept = await _confirm(conn, plans, roster, now) if plans else []
+            cursors = await self._write_offers(conn, queues, kept, now) if kept else {}
+        return len(kept), _progressing(rows, plans, kept), cursors
 
     async def _write_offers(
         self,
         conn: AsyncConnection,
         queues: dict[str, QueueRow],
-        plans: list[tuple[Any, Decision]],
+        plans: list[Planned],
         now: datetime,
     ) -> dict[str, str]:
         """The offers, their routing decisions, the tickets' new status and history, and the
-        events, for a whole batch: one statement per table. Returns the round-robin cursors
-        written (queue → the last agent offered)."""
-        decisions: list[tuple[Any, ...]] = []
-        offers: list[tuple[Any, ...]] = []
-        history: list[tuple[Any, ...]] = []
-        events: list[Envelope] = []
-        per_agent: dict[str, int] = {}
-        rr_cursors: dict[str, str] = {}
-        cid = correlation_id.get()
+        events, for a whole batch, in one statement. Returns the round-robin cursors written
+        (queue → the last agent offered)."""
+        batch = _OfferRows(now, correlation_id.get(), self._candidates_json)
         for ticket, decision in plans:
-            queue = queues[ticket.queue_id]
-            expires = now + timedelta(seconds=queue.offer_timeout_s)
-            agent_id = decision.chosen_agent_id
-            assert agent_id is not None
-            per_agent[agent_id] = per_agent.get(agent_id, 0) + 1
-            if decision.strategy == "round_robin":
-                rr_cursors[queue.id] = agent_id  # the queue's last offer, in decision order
-            decision_id, offer_id = uuid7(), uuid7()
-            decisions.append(
-                (
-                    decision_id,
-                    ticket.id,
-                    now,
-                    ticket.policy_version,
-                    ticket.policy_step,
-                    queue.id,
-                    decision.strategy,
-                    agent_id,
-                    self._candidates_json(decision.candidates),
-                    decision.tie_breaker,
-                )
-            )
-            offers.append((offer_id, ticket.id, agent_id, "pending", now, expires, decision_id))
-            new_status = transition(ticket.status, "offer")
-            reason = f"offered to {agent_id}"
-            history.append(
-                (ticket.id, now, ROUTER, "offer", ticket.status, new_status, reason, "{}")
-            )
-            events.append(
-                new_event(
-                    TicketStatusChanged(
-                        ticket_id=ticket.id,
-                        from_status=ticket.status,
-                        to_status=new_status,
-                        actor=ROUTER,
-                        reason=reason,
-                        at=now,
-                    ),
-                    producer=ROUTER,
-                    correlation_id=cid,
-                )
-            )
-            events.append(
-                new_event(
-                    TicketAssigned(
-                        ticket_id=ticket.id,
-                        agent_id=agent_id,
-                        owner_agent_id=ticket.owner_agent_id or agent_id,
-                        queue_id=queue.id,
-                        decision_id=decision_id,
-                        policy_version=ticket.policy_version,
-                        policy_step=ticket.policy_step,
-                        strategy=decision.strategy,
-                        candidates=[
-                            RoutingCandidate.model_construct(
-                                agent_id=c.agent_id, score=c.score, passed_over=c.passed_over
-                            )
-                            for c in decision.candidates[:EVENT_CANDIDATES]
-                        ],
-                        candidates_considered=len(decision.candidates),
-                        tie_breaker=decision.tie_breaker,
-                        at=now,
-                    ),
-                    producer=ROUTER,
-                    correlation_id=cid,
-                )
-            )
+            batch.add(queues[ticket.queue_id], ticket, decision)
         await offers_db.write_offers(
             conn,
             now=now,
-            decisions=decisions,
-            offers=offers,
-            tickets=[
-                (t.id, d.chosen_agent_id or "", transition(t.status, "offer")) for t, d in plans
-            ],
-            per_agent=per_agent,
-            rr_cursors=rr_cursors,
-            history=history,
-            events=events,
+            decisions=batch.decisions,
+            offers=batch.offers,
+            tickets=batch.tickets,
+            per_agent=batch.per_agent,
+            rr_cursors=batch.rr_cursors,
+            history=batch.history,
+            events=batch.events,
         )
-        return rr_cursors
+        return batch.rr_cursors
 
     def _candidates_json(self, candidates: tuple[Candidate, ...]) -> str:
         """A decision's candidates as the JSON list of objects stored with it. Each candidate
