@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol
@@ -15,8 +15,9 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.auth import Principal
+from ccshared.events.payloads import Channel
 from ccshared.problems import Conflict, FieldError, NotFound, Problem
-from ccshared.user_auth import require_on_ticket
+from ccshared.user_auth import require_on_ticket, require_self_or_supervisor
 from router.db import offers as offers_db
 from router.db import tickets as db
 from router.db.tickets import Ticket, TicketNotFound
@@ -85,44 +86,66 @@ def decided(
         ) from None
 
 
+Decide = Callable[[TicketsUnitOfWork, Ticket], Awaitable[tickets.TicketChange]]
+
+
 async def act(
     uow: TicketsUnitOfWork,
     ticket_id: uuid.UUID,
     user: Principal,
     action: str,
-    decide: Callable[[Ticket], tickets.TicketChange],
+    decide: Decide,
+    nudge: Callable[[], None] | None = None,
 ) -> Ticket:
-    """The one path of a user's ticket action: lock, check, decide, write; the ticket after."""
+    """The one path of every user's ticket action: in one transaction, the ticket locked for
+    a user who may change it, the domain's change (`decide`, which may read what it depends
+    on first), written with its history and events; then `nudge` (the assignment loop), and
+    the ticket as the change left it. An invalid change is a 409 and writes nothing."""
     async with uow:
         ticket = await ticket_for_change(uow, ticket_id, user)
-        change = decided(ticket, lambda: decide(ticket), action)
+        try:
+            change = await decide(uow, ticket)
+        except InvalidTransition as exc:
+            raise Conflict(
+                str(exc),
+                slug="invalid-transition",
+                extra={"ticket_status": ticket.status, "action": action},
+            ) from None
         await uow.write(change)
         tickets.apply(ticket, change)
+    if nudge is not None:
+        nudge()
     return ticket
 
 
 async def reply(
-    uow: TicketsUnitOfWork, ticket_id: uuid.UUID, user: Principal, agent_id: str, channel: Any
+    uow: TicketsUnitOfWork,
+    ticket_id: uuid.UUID,
+    user: Principal,
+    agent_id: str,
+    channel: Channel | None,
 ) -> Ticket:
+    """An agent's answer, in their own name (a supervisor's in any agent's)."""
+    require_self_or_supervisor(user, agent_id)
     now = datetime.now(UTC)
-    return await act(
-        uow, ticket_id, user, "reply", lambda t: tickets.reply(t, agent_id, channel, now)
-    )
+
+    async def decide(_: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        return tickets.reply(ticket, agent_id, channel, now)
+
+    return await act(uow, ticket_id, user, "reply", decide)
 
 
 async def set_pending(
     uow: TicketsUnitOfWork, ticket_id: uuid.UUID, user: Principal, reason: str | None
 ) -> Ticket:
     now = datetime.now(UTC)
-    return await act(
-        uow,
-        ticket_id,
-        user,
-        "set_pending_customer",
-        lambda t: tickets.change(
-            t, "set_pending_customer", actor=user.actor, at=now, reason=reason
-        ),
-    )
+
+    async def decide(_: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        return tickets.change(
+            ticket, "set_pending_customer", actor=user.actor, at=now, reason=reason
+        )
+
+    return await act(uow, ticket_id, user, "set_pending_customer", decide)
 
 
 async def resolve(
@@ -131,18 +154,15 @@ async def resolve(
     user: Principal,
     code: str,
     first_contact_resolution: bool,
-    nudge: Callable[[], None] = lambda: None,
+    nudge: Callable[[], None] | None = None,
 ) -> Ticket:
+    """Resolved: the agent has capacity again (`nudge`)."""
     now = datetime.now(UTC)
-    ticket = await act(
-        uow,
-        ticket_id,
-        user,
-        "resolve",
-        lambda t: tickets.resolve(t, user.actor, code, first_contact_resolution, now),
-    )
-    nudge()  # the agent has capacity again
-    return ticket
+
+    async def decide(_: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        return tickets.resolve(ticket, user.actor, code, first_contact_resolution, now)
+
+    return await act(uow, ticket_id, user, "resolve", decide, nudge)
 
 
 async def reopen(
@@ -150,28 +170,23 @@ async def reopen(
     ticket_id: uuid.UUID,
     user: Principal,
     reason: str | None,
-    nudge: Callable[[], None] = lambda: None,
+    nudge: Callable[[], None] | None = None,
 ) -> Ticket:
+    """A resolved ticket goes back to its owner if available, else to the queue."""
     now = datetime.now(UTC)
-    async with uow:
-        ticket = await ticket_for_change(uow, ticket_id, user)
+
+    async def decide(uow: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
         owner_available = await uow.agent_available(ticket.owner_agent_id)
-        change = decided(
+        return tickets.change(
             ticket,
-            lambda: tickets.change(
-                ticket,
-                "reopen",
-                actor=user.actor,
-                at=now,
-                reason=reason,
-                owner_available=owner_available,
-            ),
             "reopen",
+            actor=user.actor,
+            at=now,
+            reason=reason,
+            owner_available=owner_available,
         )
-        await uow.write(change)
-        tickets.apply(ticket, change)
-    nudge()
-    return ticket
+
+    return await act(uow, ticket_id, user, "reopen", decide, nudge)
 
 
 async def close(
@@ -179,14 +194,14 @@ async def close(
     ticket_id: uuid.UUID,
     user: Principal,
     reason: str | None,
-    nudge: Callable[[], None] = lambda: None,
+    nudge: Callable[[], None] | None = None,
 ) -> Ticket:
     now = datetime.now(UTC)
-    ticket = await act(
-        uow, ticket_id, user, "close", lambda t: tickets.close(t, user.actor, reason, now)
-    )
-    nudge()
-    return ticket
+
+    async def decide(_: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        return tickets.close(ticket, user.actor, reason, now)
+
+    return await act(uow, ticket_id, user, "close", decide, nudge)
 
 
 async def transfer(
@@ -197,7 +212,7 @@ async def transfer(
     *,
     to_queue_id: str | None,
     to_agent_id: str | None,
-    nudge: Callable[[], None] = lambda: None,
+    nudge: Callable[[], None] | None = None,
 ) -> Ticket:
     """To another queue or to an agent (exactly one); the owner stays the owner."""
     if (to_queue_id is None) == (to_agent_id is None):
@@ -214,23 +229,17 @@ async def transfer(
             ],
         )
     now = datetime.now(UTC)
-    async with uow:
-        ticket = await ticket_for_change(uow, ticket_id, user)
+
+    async def decide(uow: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
         if to_queue_id is not None and not await uow.queue_exists(to_queue_id):
             raise NotFound(f"No queue {to_queue_id}.")
         if to_agent_id is not None and not await uow.lock_agent(to_agent_id):
             raise NotFound(f"No agent {to_agent_id}.")
-        change = decided(
-            ticket,
-            lambda: tickets.transfer(
-                ticket, user.actor, reason, now, to_queue_id=to_queue_id, to_agent_id=to_agent_id
-            ),
-            "transfer",
+        return tickets.transfer(
+            ticket, user.actor, reason, now, to_queue_id=to_queue_id, to_agent_id=to_agent_id
         )
-        await uow.write(change)
-        tickets.apply(ticket, change)
-    nudge()
-    return ticket
+
+    return await act(uow, ticket_id, user, "transfer", decide, nudge)
 
 
 # --- reading ------------------------------------------------------------------------------
