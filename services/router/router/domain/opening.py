@@ -49,13 +49,14 @@ class Placement:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x, per ticket
 class NewTicket:
-    """A new ticket, queued, with its first contact, history rows and events in order."""
+    """A new ticket, queued, with its first contact; `history` and `events` in order."""
 
     id: uuid.UUID
     contact: ContactReceived
     category: str
+    category_rule: str | None  # the rule that decided the category (None: the default)
     priority: Priority
     language: str
     segment: str | None
@@ -64,11 +65,77 @@ class NewTicket:
     policy_version: int
     policy_step: str
     step_timeout_at: datetime | None
+    routing_reason: str
     follow_up_of: uuid.UUID | None
     opened_at: datetime
     owner_agent_id: str | None
-    history: tuple[HistoryEntry, ...]
-    events: tuple[BaseModel, ...]
+    open_reason: str | None  # why a new ticket: the threading decision's reason
+
+    @property
+    def history(self) -> tuple[HistoryEntry, HistoryEntry]:
+        """Opened (new), then queued by the policy's step."""
+        opened = HistoryEntry(
+            "open",
+            ROUTER,
+            self.opened_at,
+            to_status="new",
+            reason=self.open_reason,
+            data={"contact_id": str(self.contact.contact_id), "classification": self.category_rule},
+        )
+        queued = HistoryEntry(
+            "queue",
+            ROUTER,
+            self.opened_at,
+            from_status="new",
+            to_status="queued",
+            reason=self.routing_reason,
+            data={
+                "queue_id": self.queue_id,
+                "policy_version": self.policy_version,
+                "policy_step": self.policy_step,
+            },
+        )
+        return opened, queued
+
+    @property
+    def events(self) -> tuple[BaseModel, ...]:
+        """Opened, its status change to queued, routed."""
+        return (
+            TicketOpened(
+                ticket_id=self.id,
+                customer_id=self.contact.customer_id,
+                contact_id=self.contact.contact_id,
+                channel=self.contact.channel,
+                category=self.category,
+                priority=self.priority,
+                language=self.language,
+                segment=self.segment,
+                queue_id=self.queue_id,
+                classification_rule=self.category_rule,
+                follow_up_of=self.follow_up_of,
+                opened_at=self.opened_at,
+            ),
+            TicketStatusChanged(
+                ticket_id=self.id,
+                from_status="new",
+                to_status="queued",
+                actor=ROUTER,
+                reason=self.routing_reason,
+                at=self.opened_at,
+            ),
+            routed(
+                self.id,
+                queue_id=self.queue_id,
+                priority=self.priority,
+                category=self.category,
+                channel=self.contact.channel,
+                segment=self.segment,
+                policy_version=self.policy_version,
+                policy_step=self.policy_step,
+                reason=self.routing_reason,
+                at=self.opened_at,
+            ),
+        )
 
 
 def segment_of(contact: ContactReceived) -> str | None:
@@ -160,68 +227,11 @@ def new_ticket(
     result = classify_contact(facts, rules, placement.category)
     step = route(policy, facts, result, placement.queue_id)
     priority = step.priority_override or result.priority
-    ticket_id = placement.ticket_id or uuid7()
-    opened = HistoryEntry(
-        "open",
-        ROUTER,
-        now,
-        to_status="new",
-        reason=placement.reason,
-        data={"contact_id": str(contact.contact_id), "classification": result.category_rule},
-    )
-    queued = HistoryEntry(
-        "queue",
-        ROUTER,
-        now,
-        from_status="new",
-        to_status="queued",
-        reason=step.reason,
-        data={
-            "queue_id": step.queue_id,
-            "policy_version": step.policy_version,
-            "policy_step": step.step_id,
-        },
-    )
-    events = (
-        TicketOpened(
-            ticket_id=ticket_id,
-            customer_id=contact.customer_id,
-            contact_id=contact.contact_id,
-            channel=contact.channel,
-            category=result.category,
-            priority=priority,
-            language=result.language,
-            segment=facts.segment,
-            queue_id=step.queue_id,
-            classification_rule=result.category_rule,
-            follow_up_of=placement.follow_up_of,
-            opened_at=now,
-        ),
-        TicketStatusChanged(
-            ticket_id=ticket_id,
-            from_status="new",
-            to_status="queued",
-            actor=ROUTER,
-            reason=step.reason,
-            at=now,
-        ),
-        routed(
-            ticket_id,
-            queue_id=step.queue_id,
-            priority=priority,
-            category=result.category,
-            channel=contact.channel,
-            segment=facts.segment,
-            policy_version=step.policy_version,
-            policy_step=step.step_id,
-            reason=step.reason,
-            at=now,
-        ),
-    )
     return NewTicket(
-        id=ticket_id,
+        id=placement.ticket_id or uuid7(),
         contact=contact,
         category=result.category,
+        category_rule=result.category_rule,
         priority=priority,
         language=result.language,
         segment=facts.segment,
@@ -230,11 +240,11 @@ def new_ticket(
         policy_version=step.policy_version,
         policy_step=step.step_id,
         step_timeout_at=timeout_at(now, step),
+        routing_reason=step.reason,
         follow_up_of=placement.follow_up_of,
         opened_at=now,
         owner_agent_id=placement.owner_agent_id,
-        history=(opened, queued),
-        events=events,
+        open_reason=placement.reason,
     )
 
 
