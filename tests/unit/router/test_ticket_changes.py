@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ccshared.events.payloads import (
     SlaEscalated,
     TicketClosed,
+    TicketContactAdded,
     TicketReopened,
     TicketReplied,
     TicketRouted,
@@ -254,3 +255,37 @@ def test_an_overflowing_ticket_moves_to_the_next_step_of_its_policy() -> None:
 def test_a_ticket_routed_by_an_older_policy_does_not_overflow() -> None:
     old = ticket("queued", queue_id="vip", policy_step="vip-care", policy_version=0)
     assert tickets.overflow_change(old, DEFAULT_POLICY, LATER) is None
+
+
+def _added(t: Ticket) -> TicketContactAdded:
+    return TicketContactAdded(
+        ticket_id=t.id,
+        customer_id=t.customer_id,
+        contact_id=uuid.uuid4(),
+        channel="chat",
+        received_at=LATER,
+    )
+
+
+def test_a_customer_answer_takes_a_ticket_out_of_waiting_and_publishes_the_contact_last() -> None:
+    waiting = ticket("pending_customer", assignee_agent_id="amy")
+    change = tickets.customer_contact(waiting, _added(waiting), "same chat", LATER, reopens=False)
+    assert change is not None
+    assert change.sets == {"status": "in_progress"}
+    assert change.history[0].reason == "the customer answered"
+    assert kinds(change) == [TicketStatusChanged, TicketContactAdded]
+
+
+def test_a_customer_contact_on_a_ticket_in_progress_changes_no_status() -> None:
+    held = ticket("in_progress", assignee_agent_id="amy")
+    assert tickets.customer_contact(held, _added(held), "same chat", LATER, reopens=False) is None
+
+
+def test_a_customer_reply_to_a_resolved_ticket_reopens_it_for_its_available_owner() -> None:
+    resolved = ticket("resolved", owner_agent_id="amy", resolved_at=T0)
+    change = tickets.customer_contact(
+        resolved, _added(resolved), "reply to ticket", LATER, reopens=True, owner_available=True
+    )
+    assert change is not None
+    assert (change.sets["status"], change.sets["assignee_agent_id"]) == ("in_progress", "amy")
+    assert kinds(change) == [TicketReopened, TicketStatusChanged, TicketContactAdded]

@@ -181,6 +181,36 @@ def apply(ticket: Ticket, change: TicketChange) -> None:
         setattr(ticket, column, value)
 
 
+def customer_contact(
+    ticket: Ticket,
+    added: BaseModel,
+    reason: str,
+    at: datetime,
+    *,
+    reopens: bool,
+    owner_available: bool = False,
+) -> TicketChange | None:
+    """A customer's contact joining a stored ticket: it reopens a resolved one (as threading
+    decided), takes one out of waiting for the customer, or changes no status (None; the
+    contact's event `added` is then the caller's to write). A status change publishes `added`
+    after its own events."""
+    if reopens:
+        action: Action = "reopen"
+    elif ticket.status == "pending_customer":
+        action, reason = "customer_replied", "the customer answered"
+    else:
+        return None
+    return change(
+        ticket,
+        action,
+        actor=ROUTER,
+        at=at,
+        reason=reason,
+        owner_available=owner_available,
+        also=[added],
+    )
+
+
 # --- the actions of agents and supervisors ------------------------------------------------
 
 

@@ -9,17 +9,14 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events.payloads import ContactReceived, TicketStatus
 from ccshared.logging import correlation_id
-from ccshared.problems import Conflict
 from router.db.contacts import TicketWrites, add_contact_rows, candidates
 from router.db.rules import DEFAULT_RULE_SET, RuleSet
 from router.db.tickets import agent_available, get_ticket, write_change
 from router.domain import tickets
-from router.domain.lifecycle import Action, InvalidTransition
 from router.domain.opening import (
     Placement,
     contact_added,
@@ -36,7 +33,7 @@ from router.domain.threading import (
     lookup_keys,
     thread_keys,
 )
-from router.domain.tickets import ROUTER
+from router.handlers.tickets import decided
 
 
 class StaleThreadDecision(Exception):
@@ -186,14 +183,15 @@ async def add_contact(
         raise StaleThreadDecision(f"ticket {ticket_id} is {ticket.status}, not {expect_status}")
     added = contact_added(ticket_id, contact)
     now = datetime.now(UTC)
-    change = None
-    if decision.action == "reopen":
-        owner_available = await agent_available(conn, ticket.owner_agent_id)
-        change = _change(
-            ticket, "reopen", decision.reason, now, added, owner_available=owner_available
-        )
-    elif ticket.status == "pending_customer":
-        change = _change(ticket, "customer_replied", "the customer answered", now, added)
+    reopens = decision.action == "reopen"
+    owner_available = reopens and await agent_available(conn, ticket.owner_agent_id)
+    change = decided(
+        ticket,
+        lambda: tickets.customer_contact(
+            ticket, added, decision.reason, now, reopens=reopens, owner_available=owner_available
+        ),
+        "reopen" if reopens else "customer_replied",
+    )
     # The contact's event follows the status change's, if any (written with it, below).
     history = contact_history(contact, decision.reason, now)
     await add_contact_rows(conn, ticket_id, contact, history, keys, [] if change else [added])
@@ -201,30 +199,3 @@ async def add_contact(
         await write_change(conn, change)
         tickets.apply(ticket, change)
     return ticket.status
-
-
-def _change(
-    ticket: tickets.Ticket,
-    action: Action,
-    reason: str,
-    at: datetime,
-    added: BaseModel,
-    *,
-    owner_available: bool = False,
-) -> tickets.TicketChange:
-    try:
-        return tickets.change(
-            ticket,
-            action,
-            actor=ROUTER,
-            at=at,
-            reason=reason,
-            owner_available=owner_available,
-            also=[added],
-        )
-    except InvalidTransition as exc:
-        raise Conflict(
-            str(exc),
-            slug="invalid-transition",
-            extra={"ticket_status": ticket.status, "action": action},
-        ) from None

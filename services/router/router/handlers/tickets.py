@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,6 +23,8 @@ from router.db import tickets as db
 from router.db.tickets import Ticket, TicketNotFound
 from router.domain import tickets
 from router.domain.lifecycle import InvalidTransition
+
+T = TypeVar("T")
 
 
 class TicketsUnitOfWork(Protocol):
@@ -72,9 +74,7 @@ async def ticket_for_change(
     return ticket
 
 
-def decided(
-    ticket: Ticket, decide: Callable[[], tickets.TicketChange], action: str
-) -> tickets.TicketChange:
+def decided(ticket: Ticket, decide: Callable[[], T], action: str) -> T:
     """The domain's change, or a 409 problem with its explanation."""
     try:
         return decide()
