@@ -74,16 +74,21 @@ async def ticket_for_change(
     return ticket
 
 
+def invalid(ticket: Ticket, action: str, exc: InvalidTransition) -> Conflict:
+    """The 409 problem of an action the lifecycle refuses, with the domain's explanation."""
+    return Conflict(
+        str(exc),
+        slug="invalid-transition",
+        extra={"ticket_status": ticket.status, "action": action},
+    )
+
+
 def decided(ticket: Ticket, decide: Callable[[], T], action: str) -> T:
-    """The domain's change, or a 409 problem with its explanation."""
+    """The domain's decision, or the 409 problem of an invalid transition."""
     try:
         return decide()
     except InvalidTransition as exc:
-        raise Conflict(
-            str(exc),
-            slug="invalid-transition",
-            extra={"ticket_status": ticket.status, "action": action},
-        ) from None
+        raise invalid(ticket, action, exc) from None
 
 
 Decide = Callable[[TicketsUnitOfWork, Ticket], Awaitable[tickets.TicketChange]]
@@ -106,11 +111,7 @@ async def act(
         try:
             change = await decide(uow, ticket)
         except InvalidTransition as exc:
-            raise Conflict(
-                str(exc),
-                slug="invalid-transition",
-                extra={"ticket_status": ticket.status, "action": action},
-            ) from None
+            raise invalid(ticket, action, exc) from None
         await uow.write(change)
         tickets.apply(ticket, change)
     if nudge is not None:
