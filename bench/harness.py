@@ -68,7 +68,7 @@ def consumer_groups() -> dict[str, dict[str, list[str]]]:
     from feedback.consumers.tickets import tickets_consumer
     from feedback.settings import FeedbackSettings
     from intake.consumers.tickets import TICKET_LINKS
-    from router.consumers.events import CONTACTS, ESCALATIONS, FOLLOW_UPS
+    from router.consumers import CONTACTS, ESCALATIONS, FOLLOW_UPS
     from sla.consumers.tickets import TICKET_CLOCKS
 
     feedback = FeedbackSettings()

@@ -5,11 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from ccshared.service import Runtime, create_service_app
-from router.api.endpoints import router
-from router.assigner import Assigner
-from router.consumers.events import CONTACTS, ESCALATIONS, FOLLOW_UPS
-from router.db.policies import PolicyCache, ensure_default_policy
-from router.db.rules import RulesCache, ensure_default_rules
+from router import bootstrap
+from router.api import ROUTERS
+from router.consumers import CONSUMERS
 from router.settings import RouterSettings
 
 
@@ -17,18 +15,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     settings = settings or RouterSettings()
 
     async def on_start(runtime: Runtime) -> None:
-        async with runtime.engine.begin() as conn:
-            await ensure_default_policy(conn)
-            await ensure_default_rules(conn)
-        policies = PolicyCache(runtime.engine, settings.policy_cache_s)
-        rules = RulesCache(runtime.engine, settings.policy_cache_s)
-        assigner = Assigner(runtime.engine, policies, interval_s=settings.assign_interval_s)
-        if settings.assign_in_background:
-            assigner.start()
-        runtime.extras.update(policies=policies, rules=rules, assigner=assigner)
-
-    async def on_stop(runtime: Runtime) -> None:
-        await runtime.extras["assigner"].stop()
+        await bootstrap.start(runtime, settings)
 
     return create_service_app(
         settings,
@@ -40,8 +27,8 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             "was passed over."
         ),
         package="router",
-        routers=[router],
-        consumers=[CONTACTS, ESCALATIONS, FOLLOW_UPS],
+        routers=ROUTERS,
+        consumers=CONSUMERS,
         on_start=on_start,
-        on_stop=on_stop,
+        on_stop=bootstrap.stop,
     )

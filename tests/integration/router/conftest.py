@@ -22,9 +22,10 @@ from ccshared.events import new_event
 from ccshared.events.payloads import ContactReceived, CustomerHints, ThreadRefs
 from ccshared.service import Runtime, runtime_of
 from router.app import create_app
-from router.assigner import Assigner
-from router.consumers.events import contacts_to_tickets
+from router.bootstrap import router_parts
+from router.consumers.contacts import contacts_to_tickets
 from router.settings import RouterSettings
+from router.tasks.assignment import Assigner
 from tests.helpers import as_supervisor, wait_until
 
 
@@ -65,8 +66,7 @@ class Router:
 
     @property
     def assigner(self) -> Assigner:
-        assigner: Assigner = self.runtime.extras["assigner"]
-        return assigner
+        return router_parts(self.runtime).assigner
 
     async def receive(self, payload: ContactReceived) -> uuid.UUID:
         """Deliver a contact as the consumer would; returns the ticket it landed on."""

@@ -265,8 +265,9 @@ async def test_a_decline_committed_after_the_round_read_its_tickets_still_counts
     declines again and drops that offer instead of making it a second time."""
     from types import SimpleNamespace
 
-    from router.assigner import _confirm, _roster
+    from router.db.agents import roster as _roster
     from router.domain.assignment import Decision
+    from router.tasks.assignment import _confirm
 
     await router.agent("ann")
     ticket_id = await router.receive(contact(uuid.uuid4(), text_="hello"))
@@ -297,7 +298,7 @@ async def test_ticket_changes_do_not_wait_for_an_offer_round_holding_their_agent
     """An offer round locks its chosen agents while it writes. Accepting, replying, resolving
     a ticket of such an agent references the agent (foreign keys): it must not queue behind
     the round (nor the round behind it): the round's lock is NO KEY UPDATE, not UPDATE."""
-    from router.assigner import _LOCK_AGENTS
+    from router.db.agents import LOCK_AGENTS as _LOCK_AGENTS
 
     await router.agent("ann")
     await router.receive(contact(uuid.uuid4(), text_="hello"))

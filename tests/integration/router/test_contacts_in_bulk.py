@@ -15,7 +15,7 @@ from sqlalchemy import text as sa_text
 
 from ccshared.events import Envelope, decode_event, new_event
 from ccshared.events.payloads import ContactReceived
-from router.consumers.events import contacts_to_tickets_in_bulk
+from router.consumers.contacts import contacts_to_tickets_in_bulk
 from tests.integration.router.conftest import Router, contact
 
 

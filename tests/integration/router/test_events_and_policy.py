@@ -12,7 +12,8 @@ from ccshared.db import asyncpg_dsn
 from ccshared.events import new_event
 from ccshared.events.payloads import FollowUpRequested, SlaEscalated
 from ccshared.outbox import NOTIFY_CHANNEL
-from router.consumers.events import apply_escalations, apply_escalations_in_bulk, open_follow_ups
+from router.consumers.feedback import open_follow_ups
+from router.consumers.sla import apply_escalations, apply_escalations_in_bulk
 from tests.helpers import as_agent, wait_until
 from tests.integration.router.conftest import Router, contact
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator
 
 from ccshared.events.payloads import Channel, Priority
 from ccshared.inputs import RequestBody
+from router.domain.tickets import Ticket
 
 Strategy = Literal["longest_idle", "least_loaded", "round_robin", "best_skill_match"]
 AgentStatus = Literal["available", "busy", "away", "offline"]
@@ -34,12 +35,16 @@ class QueueOut(QueueIn):
     agents_available: int = 0
 
 
+def _default_capacity() -> dict[Channel, int]:
+    return {"phone": 1, "chat": 3, "email": 5, "social": 5}
+
+
 class AgentIn(_In):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["agent", "supervisor"] = "agent"
     skills: dict[str, int] = Field(default_factory=dict, description="skill -> level 1..5")
     capacity: dict[Channel, int] = Field(
-        default_factory=lambda: {"phone": 1, "chat": 3, "email": 5, "social": 5},
+        default_factory=_default_capacity,
         description="how many tickets of each channel at once",
     )
 
@@ -134,6 +139,10 @@ class TicketOut(BaseModel):
     first_response_at: datetime | None
     resolved_at: datetime | None
     closed_at: datetime | None
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> Self:
+        return cls(**ticket.__dict__)
 
 
 class TicketPage(BaseModel):

@@ -1,17 +1,27 @@
-"""Ticket rows: reading one (locked for a change), history, contacts, thread keys."""
+"""Ticket rows: reading them (one locked for a change, a page, one with its contacts, history,
+decisions and offers), who may read them, and writing a ticket's change with its history and
+events in one statement (`SqlTicketsUnitOfWork`)."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from types import TracebackType
 from typing import Any
 
 import orjson
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import TextClause, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ccshared.db import array_params, insert_from_arrays, one_statement
+from ccshared.events import Envelope, new_event
+from ccshared.logging import correlation_id
+from ccshared.outbox import OUTBOX_PART, outbox_params
 from ccshared.problems import NotFound
+from router.domain.tickets import ROUTER, HistoryEntry, Ticket, TicketChange
+
+__all__ = ["SqlTicketsUnitOfWork", "Ticket", "TicketNotFound"]
 
 TICKET_COLUMNS = (
     "id, customer_id, channel, status, category, priority, language, segment, queue_id, "
@@ -21,41 +31,11 @@ TICKET_COLUMNS = (
 )
 
 
-@dataclass
-class Ticket:
-    id: uuid.UUID
-    customer_id: uuid.UUID
-    channel: str
-    status: str
-    category: str
-    priority: str
-    language: str | None
-    segment: str | None
-    queue_id: str | None
-    owner_agent_id: str | None
-    assignee_agent_id: str | None
-    classification: dict[str, Any]
-    policy_version: int | None
-    policy_step: str | None
-    step_timeout_at: datetime | None
-    sla_deadline: datetime | None
-    follow_up_of: uuid.UUID | None
-    resolution_code: str | None
-    first_contact_resolution: bool | None
-    opened_at: datetime
-    queued_at: datetime | None
-    last_contact_at: datetime
-    first_response_at: datetime | None
-    resolved_at: datetime | None
-    closed_at: datetime | None
-    updated_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Any) -> Ticket:
-        values = dict(row._mapping)
-        if isinstance(values["classification"], str):
-            values["classification"] = orjson.loads(values["classification"])
-        return cls(**values)
+def ticket_from_row(row: Any) -> Ticket:
+    values = dict(row._mapping)
+    if isinstance(values["classification"], str):
+        values["classification"] = orjson.loads(values["classification"])
+    return Ticket(**values)
 
 
 # ticket_history's columns with their SQL types, for writing many rows at once
@@ -86,7 +66,12 @@ async def get_ticket(conn: AsyncConnection, ticket_id: uuid.UUID, *, lock: bool 
     ).first()
     if row is None:
         raise TicketNotFound(f"No ticket {ticket_id}.")
-    return Ticket.from_row(row)
+    return ticket_from_row(row)
+
+
+async def ticket_exists(conn: AsyncConnection, ticket_id: uuid.UUID) -> bool:
+    found = await conn.execute(text("SELECT 1 FROM tickets WHERE id = :id"), {"id": ticket_id})
+    return found.first() is not None
 
 
 # Who may read a ticket (the same rule as `agent_may_read`, in SQL, for lists that must filter
@@ -124,35 +109,304 @@ async def get_tickets(
         text(f"SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ANY(:ids){suffix}"),  # noqa: S608
         {"ids": ticket_ids},
     )
-    return {row.id: Ticket.from_row(row) for row in rows}
+    return {row.id: ticket_from_row(row) for row in rows}
 
 
-async def add_history(
-    conn: AsyncConnection,
-    ticket_id: uuid.UUID,
-    *,
-    at: datetime,
-    actor: str,
-    action: str,
-    from_status: str | None = None,
-    to_status: str | None = None,
-    reason: str | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
+INSERT_HISTORY = insert_from_arrays("ticket_history", HISTORY_COLUMNS, prefix="h_")
+
+
+def history_row(ticket_id: uuid.UUID, entry: HistoryEntry) -> tuple[Any, ...]:
+    data = orjson.dumps(entry.data).decode() if entry.data else "{}"
+    return (
+        ticket_id,
+        entry.at,
+        entry.actor,
+        entry.action,
+        entry.from_status,
+        entry.to_status,
+        entry.reason,
+        data,
+    )
+
+
+@lru_cache(maxsize=64)
+def _change_sql(columns: tuple[str, ...], events: bool) -> TextClause:
+    """UPDATE of the ticket's `columns`, its history rows and (if `events`) its events, in one
+    statement. Column names are the domain's own, never input."""
+    assignments = ", ".join(f"{column} = :s_{column}" for column in columns)
+    update = f"UPDATE tickets SET {assignments}, updated_at = now() WHERE id = :id"  # noqa: S608
+    parts = [("ticket", update), ("history", INSERT_HISTORY)]
+    if events:
+        parts.append(OUTBOX_PART)
+    return text(one_statement(*parts))
+
+
+# The ticket is locked before its offers here, the reverse of accept, decline and expiry:
+# SKIP LOCKED leaves an offer that one of those holds to them (they then find the ticket
+# changed: a 409, or an expiry that leaves the ticket alone) instead of waiting on it, which
+# could deadlock.
+_SETTLE_OFFERS = text(
+    "UPDATE offers SET status = :status, responded_at = :now, reason = :reason "
+    "WHERE id IN (SELECT id FROM offers WHERE ticket_id = :id AND status = 'pending' "
+    "AND (CAST(:agent AS text) IS NULL OR agent_id = :agent) FOR UPDATE SKIP LOCKED)"
+)
+
+
+async def write_change(conn: AsyncConnection, change: TicketChange) -> None:
+    """A ticket's change: its pending offers settled (if the change says so), then its new
+    values, history rows and events in one statement."""
+    if change.offers is not None:
+        settled = change.offers
+        await conn.execute(
+            _SETTLE_OFFERS,
+            {
+                "id": change.ticket_id,
+                "now": change.at,
+                "reason": settled.reason,
+                "status": settled.status,
+                "agent": settled.agent_id,
+            },
+        )
+    cid = correlation_id.get()
+    envelopes = [new_event(p, producer=ROUTER, correlation_id=cid) for p in change.events]
+    history = [history_row(change.ticket_id, entry) for entry in change.history]
     await conn.execute(
-        text(
-            "INSERT INTO ticket_history (ticket_id, at, actor, action, from_status, to_status, "
-            "reason, data) VALUES (:t, :at, :actor, :action, :f, :to, :reason, "
-            "CAST(:data AS jsonb))"
-        ),
+        _change_sql(tuple(change.sets), bool(envelopes)),
         {
-            "t": ticket_id,
-            "at": at,
-            "actor": actor,
-            "action": action,
-            "f": from_status,
-            "to": to_status,
-            "reason": reason,
-            "data": orjson.dumps(data or {}).decode(),
+            **{f"s_{column}": value for column, value in change.sets.items()},
+            "id": change.ticket_id,
+            **array_params(HISTORY_COLUMNS, history, prefix="h_"),
+            **outbox_params(envelopes),
         },
     )
+
+
+async def agent_available(conn: AsyncConnection, agent_id: str | None) -> bool:
+    if agent_id is None:
+        return False
+    status = (
+        await conn.execute(text("SELECT status FROM agents WHERE id = :id"), {"id": agent_id})
+    ).scalar()
+    return status == "available"
+
+
+async def queue_exists(conn: AsyncConnection, queue_id: str) -> bool:
+    found = await conn.execute(text("SELECT 1 FROM queues WHERE id = :q"), {"q": queue_id})
+    return found.first() is not None
+
+
+async def lock_agent(conn: AsyncConnection, agent_id: str) -> bool:
+    """Lock the agent as the assigner locks it (a round counting this agent's load waits for
+    the change, and counts it); whether it exists."""
+    found = await conn.execute(
+        text("SELECT 1 FROM agents WHERE id = :a FOR NO KEY UPDATE"), {"a": agent_id}
+    )
+    return found.first() is not None
+
+
+# What `TicketBatch` gathers across tickets into one UPDATE; a change of anything else (a
+# status change, which may settle offers) is written at once, after what came before it.
+_BATCHED = frozenset({"priority", "priority_rank", "queue_id", "step_timeout_at"})
+# The batch's changes in one statement: a NULL leaves a column as it is.
+_UPDATE_BATCH = (
+    "UPDATE tickets t SET priority = coalesce(u.priority, t.priority), "
+    "priority_rank = coalesce(u.priority_rank, t.priority_rank), "
+    "queue_id = coalesce(u.queue_id, t.queue_id), "
+    "step_timeout_at = CASE WHEN u.clear_timeout THEN NULL ELSE t.step_timeout_at END, "
+    "updated_at = now() "
+    "FROM unnest(CAST(:u_ids AS uuid[]), CAST(:u_priorities AS text[]), "
+    "CAST(:u_ranks AS int[]), CAST(:u_queues AS text[]), CAST(:u_clear_timeouts AS bool[])) "
+    "AS u(id, priority, priority_rank, queue_id, clear_timeout) WHERE t.id = u.id"
+)
+_BATCH_PARTS = (("changed", _UPDATE_BATCH), ("history", INSERT_HISTORY))
+_WRITE_BATCH = {
+    True: text(one_statement(*_BATCH_PARTS, OUTBOX_PART)),
+    False: text(one_statement(*_BATCH_PARTS)),  # no empty outbox INSERT: no NOTIFY
+}
+
+
+class TicketBatch:
+    """Changes of many tickets (priority, queue, a cleared step timeout), their history rows
+    and events, gathered in order and written in one statement (`flush`). A change of other
+    columns is written at once (`write_change`), after what was gathered before it, so each
+    ticket's history and events keep their order. Events take the correlation id in force
+    when they are added."""
+
+    def __init__(self) -> None:
+        self._updates: dict[uuid.UUID, dict[str, Any]] = {}
+        self._history: list[tuple[Any, ...]] = []
+        self._events: list[Envelope] = []
+
+    async def add(self, conn: AsyncConnection, change: TicketChange) -> None:
+        batched = (
+            change.offers is None
+            and change.sets.keys() <= _BATCHED
+            and change.sets.get("step_timeout_at") is None
+        )
+        if not batched:
+            await self.flush(conn)
+            await write_change(conn, change)
+            return
+        if change.sets:
+            self._updates.setdefault(change.ticket_id, {}).update(change.sets)
+        self._history.extend(history_row(change.ticket_id, entry) for entry in change.history)
+        cid = correlation_id.get()
+        self._events.extend(
+            new_event(p, producer=ROUTER, correlation_id=cid) for p in change.events
+        )
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        if not (self._updates or self._history or self._events):
+            return
+        updates = list(self._updates.items())
+        await conn.execute(
+            _WRITE_BATCH[bool(self._events)],
+            {
+                "u_ids": [ticket_id for ticket_id, _ in updates],
+                "u_priorities": [u.get("priority") for _, u in updates],
+                "u_ranks": [u.get("priority_rank") for _, u in updates],
+                "u_queues": [u.get("queue_id") for _, u in updates],
+                "u_clear_timeouts": ["step_timeout_at" in u for _, u in updates],
+                **array_params(HISTORY_COLUMNS, self._history, prefix="h_"),
+                **outbox_params(self._events),
+            },
+        )
+        self._updates, self._history, self._events = {}, [], []
+
+
+class SqlTicketsUnitOfWork:
+    """One transaction of ticket changes: reads what a change depends on, writes changes
+    (`write_change`). A fake with the same methods stands in for it in handler tests."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._conn: AsyncConnection | None = None
+
+    @classmethod
+    def on(cls, conn: AsyncConnection) -> SqlTicketsUnitOfWork:
+        """Reads (and writes) on a connection the caller holds, outside `async with`."""
+        uow = cls(conn.engine)
+        uow._conn = conn
+        return uow
+
+    @property
+    def conn(self) -> AsyncConnection:
+        assert self._conn is not None, "use the unit of work inside `async with`"
+        return self._conn
+
+    async def __aenter__(self) -> SqlTicketsUnitOfWork:
+        self._conn = await self.engine.connect()
+        await self._conn.begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self.conn, None
+        try:
+            if exc_type is None:
+                await conn.commit()
+            else:
+                await conn.rollback()
+        finally:
+            await conn.close()
+
+    async def ticket(self, ticket_id: uuid.UUID, *, lock: bool = False) -> Ticket:
+        return await get_ticket(self.conn, ticket_id, lock=lock)
+
+    async def agent_may_read(self, ticket: Ticket, agent_id: str) -> bool:
+        return await agent_may_read(self.conn, ticket, agent_id)
+
+    async def agent_available(self, agent_id: str | None) -> bool:
+        return await agent_available(self.conn, agent_id)
+
+    async def queue_exists(self, queue_id: str) -> bool:
+        return await queue_exists(self.conn, queue_id)
+
+    async def lock_agent(self, agent_id: str) -> bool:
+        return await lock_agent(self.conn, agent_id)
+
+    async def write(self, change: TicketChange) -> None:
+        await write_change(self.conn, change)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+async def page_of_tickets(
+    conn: AsyncConnection,
+    *,
+    limit: int,
+    reader: str | None = None,
+    statuses: list[str] | None = None,
+    queue_id: str | None = None,
+    agent_id: str | None = None,
+    customer_id: uuid.UUID | None = None,
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> list[Ticket]:
+    """Newest first, up to `limit`, filtered; `reader`: an agent who sees only the tickets
+    they may read (filtered in the query, so every page is full and in order)."""
+    where = ["true"]
+    params: dict[str, Any] = {"limit": limit}
+    filters: dict[str, tuple[str, Any]] = {
+        "reader": (READABLE_BY_AGENT, reader),
+        "statuses": ("status = ANY(:statuses)", statuses),
+        "queue": ("queue_id = :queue", queue_id),
+        "agent": ("(assignee_agent_id = :agent OR owner_agent_id = :agent)", agent_id),
+        "customer": ("customer_id = :customer", customer_id),
+    }
+    for name, (condition, value) in filters.items():
+        if value:
+            where.append(condition)
+            params[name] = value
+    if before is not None:
+        where.append("(opened_at, id) < (:at, :last)")
+        params.update(at=before[0], last=before[1])
+    rows = await conn.execute(
+        text(
+            f"SELECT {TICKET_COLUMNS} FROM tickets WHERE {' AND '.join(where)} "  # noqa: S608
+            "ORDER BY opened_at DESC, id DESC LIMIT :limit"
+        ),
+        params,
+    )
+    return [ticket_from_row(r) for r in rows]
+
+
+def _obj(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+async def ticket_contacts(conn: AsyncConnection, ticket_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text(
+            "SELECT contact_id, channel, received_at, subject, text FROM ticket_contacts "
+            "WHERE ticket_id = :t ORDER BY received_at"
+        ),
+        {"t": ticket_id},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def ticket_history(conn: AsyncConnection, ticket_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text(
+            "SELECT at, actor, action, from_status, to_status, reason, data "
+            "FROM ticket_history WHERE ticket_id = :t ORDER BY id"
+        ),
+        {"t": ticket_id},
+    )
+    return [{**r._mapping, "data": _obj(r.data)} for r in rows]
+
+
+async def routing_decisions(conn: AsyncConnection, ticket_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text(
+            "SELECT id, at, policy_version, policy_step, queue_id, strategy, chosen_agent_id, "
+            "candidates, tie_breaker FROM routing_decisions WHERE ticket_id = :t ORDER BY at"
+        ),
+        {"t": ticket_id},
+    )
+    return [{**r._mapping, "candidates": _obj(r.candidates)} for r in rows]

@@ -1,0 +1,39 @@
+"""What endpoints reach on the running service, as FastAPI dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ccshared.user_auth import principal, supervisor
+from router.bootstrap import RouterParts, router_parts
+from router.db.tickets import SqlTicketsUnitOfWork
+
+User = Depends(principal)
+Supervisor = Depends(supervisor)
+
+
+def engine_of(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.runtime.engine
+    return engine
+
+
+def parts_of(request: Request) -> RouterParts:
+    return router_parts(request.app.state.runtime)
+
+
+def nudge_of(request: Request) -> Callable[[], None]:
+    """Wakes the assignment loop: something changed that may allow an offer."""
+    return parts_of(request).assigner.nudge
+
+
+def tickets_uow(request: Request) -> SqlTicketsUnitOfWork:
+    return SqlTicketsUnitOfWork(engine_of(request))
+
+
+Engine = Depends(engine_of)
+Parts = Depends(parts_of)
+Nudge = Depends(nudge_of)
+TicketsUow = Depends(tickets_uow)

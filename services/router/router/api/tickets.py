@@ -1,0 +1,164 @@
+"""Tickets: reading them (an agent only those they may read) and their lifecycle actions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ccshared.auth import Principal
+from ccshared.user_auth import AUTH_RESPONSES, principal
+from router.api.deps import Engine, Nudge, TicketsUow, User
+from router.api.schemas import (
+    ReasonIn,
+    ReplyIn,
+    ResolveIn,
+    TicketDetail,
+    TicketOut,
+    TicketPage,
+    TransferIn,
+)
+from router.db.tickets import SqlTicketsUnitOfWork
+from router.handlers import tickets
+
+router = APIRouter(
+    prefix="/v1", dependencies=[Depends(principal)], responses=AUTH_RESPONSES, tags=["tickets"]
+)
+Uow = SqlTicketsUnitOfWork
+
+
+@router.get(
+    "/tickets",
+    response_model=TicketPage,
+    summary="Tickets, newest first, filtered; page with `cursor`",
+    description="A supervisor sees every ticket; an agent only those they may read: assigned "
+    "to or owned by them, or waiting in a queue they serve.",
+)
+async def list_tickets(
+    user: Principal = User,
+    engine: AsyncEngine = Engine,
+    status: str | None = Query(default=None, pattern="^[a-z_]+(,[a-z_]+)*$"),
+    queue_id: str | None = None,
+    agent_id: str | None = Query(default=None, description="assignee or owner"),
+    customer_id: uuid.UUID | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: str | None = None,
+) -> TicketPage:
+    page, next_cursor = await tickets.page_of_tickets(
+        engine,
+        user,
+        limit=limit,
+        status=status,
+        queue_id=queue_id,
+        agent_id=agent_id,
+        customer_id=customer_id,
+        cursor=cursor,
+    )
+    return TicketPage(items=[TicketOut.of(t) for t in page], next_cursor=next_cursor)
+
+
+@router.get(
+    "/tickets/{ticket_id}",
+    response_model=TicketDetail,
+    summary="One ticket with its contacts, history and why it went to whom",
+    description="A ticket an agent may not read (not assigned to or owned by them, not waiting "
+    "in a queue they serve) is a 404, like one that does not exist.",
+)
+async def get_ticket_detail(
+    ticket_id: uuid.UUID, user: Principal = User, engine: AsyncEngine = Engine
+) -> TicketDetail:
+    ticket, details = await tickets.ticket_detail(engine, ticket_id, user)
+    return TicketDetail(**ticket.__dict__, **details)
+
+
+@router.post(
+    "/tickets/{ticket_id}/reply",
+    response_model=TicketOut,
+    summary="An agent answered the customer (the first answer is the first response)",
+)
+async def reply(
+    ticket_id: uuid.UUID, body: ReplyIn, user: Principal = User, uow: Uow = TicketsUow
+) -> TicketOut:
+    return TicketOut.of(await tickets.reply(uow, ticket_id, user, body.agent_id, body.channel))
+
+
+@router.post(
+    "/tickets/{ticket_id}/pending",
+    response_model=TicketOut,
+    summary="Wait for the customer (pauses the resolution clock)",
+)
+async def set_pending(
+    ticket_id: uuid.UUID, body: ReasonIn, user: Principal = User, uow: Uow = TicketsUow
+) -> TicketOut:
+    return TicketOut.of(await tickets.set_pending(uow, ticket_id, user, body.reason))
+
+
+@router.post(
+    "/tickets/{ticket_id}/resolve",
+    response_model=TicketOut,
+    summary="Resolve with a resolution code and whether it was solved on first contact",
+)
+async def resolve(
+    ticket_id: uuid.UUID,
+    body: ResolveIn,
+    user: Principal = User,
+    uow: Uow = TicketsUow,
+    nudge: Callable[[], None] = Nudge,
+) -> TicketOut:
+    return TicketOut.of(
+        await tickets.resolve(
+            uow, ticket_id, user, body.resolution_code, body.first_contact_resolution, nudge
+        )
+    )
+
+
+@router.post("/tickets/{ticket_id}/reopen", response_model=TicketOut)
+async def reopen(
+    ticket_id: uuid.UUID,
+    body: ReasonIn,
+    user: Principal = User,
+    uow: Uow = TicketsUow,
+    nudge: Callable[[], None] = Nudge,
+) -> TicketOut:
+    return TicketOut.of(await tickets.reopen(uow, ticket_id, user, body.reason, nudge))
+
+
+@router.post(
+    "/tickets/{ticket_id}/close",
+    response_model=TicketOut,
+    summary="Close (e.g. solved, spam, duplicate)",
+)
+async def close(
+    ticket_id: uuid.UUID,
+    body: ReasonIn,
+    user: Principal = User,
+    uow: Uow = TicketsUow,
+    nudge: Callable[[], None] = Nudge,
+) -> TicketOut:
+    return TicketOut.of(await tickets.close(uow, ticket_id, user, body.reason, nudge))
+
+
+@router.post(
+    "/tickets/{ticket_id}/transfer",
+    response_model=TicketOut,
+    summary="Transfer to another queue (or agent); the owner stays the owner",
+)
+async def transfer(
+    ticket_id: uuid.UUID,
+    body: TransferIn,
+    user: Principal = User,
+    uow: Uow = TicketsUow,
+    nudge: Callable[[], None] = Nudge,
+) -> TicketOut:
+    changed = await tickets.transfer(
+        uow,
+        ticket_id,
+        user,
+        body.reason,
+        to_queue_id=body.to_queue_id,
+        to_agent_id=body.to_agent_id,
+        nudge=nudge,
+    )
+    return TicketOut.of(changed)

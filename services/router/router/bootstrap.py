@@ -1,0 +1,43 @@
+"""The router's running parts, built once at start-up (`start`) and read back, typed, through
+`router_parts` by the API's dependencies and the consumers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ccshared.service import Runtime
+from router.db.policies import PolicyCache, ensure_default_policy
+from router.db.rules import RulesCache, ensure_default_rules
+from router.settings import RouterSettings
+from router.tasks.assignment import Assigner
+
+
+@dataclass(frozen=True)
+class RouterParts:
+    policies: PolicyCache
+    rules: RulesCache
+    assigner: Assigner
+
+
+def router_parts(runtime: Runtime) -> RouterParts:
+    parts = runtime.parts
+    if not isinstance(parts, RouterParts):
+        raise RuntimeError("the router's parts are not built yet (before start-up?)")
+    return parts
+
+
+async def start(runtime: Runtime, settings: RouterSettings) -> None:
+    """The shipped policy and rules if there are none yet, the caches, the assignment loop."""
+    async with runtime.engine.begin() as conn:
+        await ensure_default_policy(conn)
+        await ensure_default_rules(conn)
+    policies = PolicyCache(runtime.engine, settings.policy_cache_s)
+    rules = RulesCache(runtime.engine, settings.policy_cache_s)
+    assigner = Assigner(runtime.engine, policies, interval_s=settings.assign_interval_s)
+    if settings.assign_in_background:
+        assigner.start()
+    runtime.parts = RouterParts(policies=policies, rules=rules, assigner=assigner)
+
+
+async def stop(runtime: Runtime) -> None:
+    await router_parts(runtime).assigner.stop()

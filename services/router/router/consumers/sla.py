@@ -1,0 +1,54 @@
+"""`sla.escalated` from SLA: escalations raise a ticket's priority or move it to the
+escalation queue (`router.handlers.escalations`), a fetch in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ccshared.consumer import BatchHandler, Handler
+from ccshared.events import Envelope
+from ccshared.events.payloads import SlaEscalated
+from ccshared.service import ConsumerSpec, Runtime
+from router.bootstrap import router_parts
+from router.handlers.escalations import apply_escalations as apply
+
+
+def nudge_for_freed_agents(runtime: Runtime) -> Callable[[Envelope], None]:
+    assigner = router_parts(runtime).assigner
+    return lambda _event: assigner.nudge(agents_changed=True)
+
+
+def apply_escalations(runtime: Runtime) -> Handler:
+    bulk = apply_escalations_in_bulk(runtime)
+
+    async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        await bulk(conn, [(envelope, payload)])
+
+    return handle
+
+
+def apply_escalations_in_bulk(runtime: Runtime) -> BatchHandler:
+    async def handle(conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]) -> None:
+        escalations: list[tuple[str | None, SlaEscalated]] = []
+        for envelope, payload in events:
+            assert isinstance(payload, SlaEscalated)
+            escalations.append((envelope.correlation_id or str(envelope.event_id), payload))
+        await apply(conn, escalations)
+
+    return handle
+
+
+ESCALATIONS = ConsumerSpec(
+    name="escalations",
+    topics=["sla.events"],
+    handler=apply_escalations,
+    # A fetch in one transaction, as for contacts: escalations come in bursts (every ticket
+    # that an SLA policy level catches at once), one commit each fell behind them; and its
+    # tickets locked and its changes written together.
+    batch_handler=apply_escalations_in_bulk,
+    event_types=frozenset({"sla.escalated"}),
+    after_commit=nudge_for_freed_agents,  # a ticket moved to the escalation queue frees its agent
+)

@@ -1,0 +1,186 @@
+"""Offer rows: an agent's pending offers, answering one, expiring them, and writing a batch
+of offers with their routing decisions, the tickets' new status, the agents' counters,
+history and events in one statement."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ccshared.db import array_params, insert_from_arrays, one_statement
+from ccshared.events import Envelope
+from ccshared.outbox import OUTBOX_PART, outbox_params
+from router.db.tickets import HISTORY_COLUMNS, INSERT_HISTORY
+
+OFFER_FIELDS = "id, ticket_id, agent_id, status, offered_at, expires_at, responded_at, reason"
+
+
+async def pending_offers_of(conn: AsyncConnection, agent_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text(
+            f"SELECT {OFFER_FIELDS} FROM offers "  # noqa: S608
+            "WHERE agent_id = :a AND status = 'pending' ORDER BY offered_at"
+        ),
+        {"a": agent_id},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def offers_of_ticket(conn: AsyncConnection, ticket_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text(
+            f"SELECT {OFFER_FIELDS} FROM offers WHERE ticket_id = :t "  # noqa: S608
+            "ORDER BY offered_at"
+        ),
+        {"t": ticket_id},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def lock_offer(conn: AsyncConnection, offer_id: uuid.UUID) -> Row[Any] | None:
+    """The offer's id, ticket, agent and status, locked (an answer to it waits for another)."""
+    return (
+        await conn.execute(
+            text("SELECT id, ticket_id, agent_id, status FROM offers WHERE id = :id FOR UPDATE"),
+            {"id": offer_id},
+        )
+    ).first()
+
+
+async def rescind_offer(conn: AsyncConnection, offer_id: uuid.UUID, reason: str) -> None:
+    await conn.execute(
+        text(
+            "UPDATE offers SET status = 'rescinded', responded_at = now(), reason = :r "
+            "WHERE id = :id"
+        ),
+        {"id": offer_id, "r": reason},
+    )
+
+
+async def mark_accepted(conn: AsyncConnection, offer_id: uuid.UUID) -> None:
+    await conn.execute(
+        text("UPDATE offers SET status = 'accepted', responded_at = now() WHERE id = :id"),
+        {"id": offer_id},
+    )
+
+
+_DECLINE = text(
+    "UPDATE offers SET status = 'declined', responded_at = now(), reason = :r WHERE id = :id "  # noqa: S608
+    f"RETURNING {OFFER_FIELDS}"
+)
+
+
+async def mark_declined(conn: AsyncConnection, offer_id: uuid.UUID, reason: str) -> dict[str, Any]:
+    row = (await conn.execute(_DECLINE, {"id": offer_id, "r": reason})).one()
+    return dict(row._mapping)
+
+
+async def expire_offers(conn: AsyncConnection, now: datetime, limit: int = 100) -> list[Any]:
+    """Pending offers past their time, up to `limit`, marked timed out: (ticket_id, agent_id)
+    rows. SKIP LOCKED: one being answered is left to its answer."""
+    return list(
+        (
+            await conn.execute(
+                text(
+                    "UPDATE offers SET status = 'timed_out', responded_at = :now "
+                    "WHERE id IN (SELECT id FROM offers WHERE status = 'pending' "
+                    "AND expires_at <= :now ORDER BY expires_at LIMIT :n "
+                    "FOR UPDATE SKIP LOCKED) RETURNING ticket_id, agent_id"
+                ),
+                {"now": now, "n": limit},
+            )
+        ).all()
+    )
+
+
+DECISION_COLUMNS = (
+    ("id", "uuid"),
+    ("ticket_id", "uuid"),
+    ("at", "timestamptz"),
+    ("policy_version", "int"),
+    ("policy_step", "text"),
+    ("queue_id", "text"),
+    ("strategy", "text"),
+    ("chosen_agent_id", "text"),
+    ("candidates", "json"),
+    ("tie_breaker", "text"),
+)
+OFFER_COLUMNS = (
+    ("id", "uuid"),
+    ("ticket_id", "uuid"),
+    ("agent_id", "text"),
+    ("status", "text"),
+    ("offered_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("decision_id", "uuid"),
+)
+
+# A batch's offers in one statement (one round trip): the decisions, the offers, the tickets'
+# new status, the agents' counters, the history and the events, as data-modifying CTEs.
+# Foreign keys are checked at the end of the statement, so offers may name decisions and
+# tickets written in it.
+_WRITE_OFFERS = text(
+    one_statement(
+        ("decisions", insert_from_arrays("routing_decisions", DECISION_COLUMNS, prefix="d_")),
+        ("offers", insert_from_arrays("offers", OFFER_COLUMNS, prefix="o_")),
+        (
+            "tickets",
+            "UPDATE tickets t SET status = u.status, assignee_agent_id = u.agent, "
+            "updated_at = now() FROM unnest(CAST(:t_ids AS uuid[]), CAST(:t_agents AS text[]), "
+            "CAST(:t_statuses AS text[])) AS u(id, agent, status) WHERE t.id = u.id",
+        ),
+        (
+            "agents",
+            "UPDATE agents a SET last_assigned_at = :now, "
+            "assignments_total = a.assignments_total + u.n, updated_at = now() "
+            "FROM unnest(CAST(:a_ids AS text[]), CAST(:a_ns AS int[])) AS u(id, n) "
+            "WHERE a.id = u.id",
+        ),
+        (
+            "queues",
+            "UPDATE queues q SET rr_cursor = u.cursor "
+            "FROM unnest(CAST(:rr_queues AS text[]), CAST(:rr_cursors AS text[])) "
+            "AS u(id, cursor) WHERE q.id = u.id",
+        ),
+        ("history", INSERT_HISTORY),
+        OUTBOX_PART,
+    )
+)
+
+
+async def write_offers(
+    conn: AsyncConnection,
+    *,
+    now: datetime,
+    decisions: list[tuple[Any, ...]],
+    offers: list[tuple[Any, ...]],
+    tickets: list[tuple[uuid.UUID, str, str]],
+    per_agent: dict[str, int],
+    rr_cursors: dict[str, str],
+    history: list[tuple[Any, ...]],
+    events: list[Envelope],
+) -> None:
+    """`tickets`: (id, agent, new status); `per_agent`: offers made to each agent;
+    `rr_cursors`: queue → the last agent offered (round robin)."""
+    queues = sorted(rr_cursors)  # in queue id order, as every replica locks queue rows
+    await conn.execute(
+        _WRITE_OFFERS,
+        {
+            **array_params(DECISION_COLUMNS, decisions, prefix="d_"),
+            **array_params(OFFER_COLUMNS, offers, prefix="o_"),
+            "t_ids": [t[0] for t in tickets],
+            "t_agents": [t[1] for t in tickets],
+            "t_statuses": [t[2] for t in tickets],
+            "now": now,
+            "a_ids": list(per_agent),
+            "a_ns": list(per_agent.values()),
+            "rr_queues": queues,
+            "rr_cursors": [rr_cursors[q] for q in queues],
+            **array_params(HISTORY_COLUMNS, history, prefix="h_"),
+            **outbox_params(events),
+        },
+    )

@@ -1,0 +1,61 @@
+"""Agents: reading them with their load, creating and changing them, their status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ccshared.auth import Principal
+from ccshared.problems import NotFound
+from ccshared.user_auth import require_self_or_supervisor
+from router.db import agents as db
+
+
+async def _view(conn: AsyncConnection, agent_id: str) -> dict[str, Any]:
+    found = await db.agent_view(conn, agent_id)
+    if found is None:
+        raise NotFound(f"No agent {agent_id}.")
+    return found
+
+
+async def list_agents(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        return [await _view(conn, agent_id) for agent_id in await db.agent_ids(conn)]
+
+
+async def get_agent(engine: AsyncEngine, agent_id: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        return await _view(conn, agent_id)
+
+
+async def put_agent(
+    engine: AsyncEngine,
+    agent_id: str,
+    *,
+    name: str,
+    role: str | None,
+    skills: dict[str, int],
+    capacity: dict[str, int],
+    nudge: Callable[[], None],
+) -> dict[str, Any]:
+    async with engine.begin() as conn:
+        await db.upsert_agent(
+            conn, agent_id, name=name, role=role, skills=skills, capacity=capacity
+        )
+        view = await _view(conn, agent_id)
+    nudge()
+    return view
+
+
+async def set_status(
+    engine: AsyncEngine, agent_id: str, status: str, user: Principal, nudge: Callable[[], None]
+) -> dict[str, Any]:
+    require_self_or_supervisor(user, agent_id)
+    async with engine.begin() as conn:
+        if not await db.set_status(conn, agent_id, status):
+            raise NotFound(f"No agent {agent_id}.")
+        view = await _view(conn, agent_id)
+    nudge()
+    return view

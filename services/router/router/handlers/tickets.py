@@ -1,0 +1,309 @@
+"""Ticket actions of agents and supervisors, and reading tickets: each action is one unit of
+work (the ticket locked for a user who may change it, the domain's change, written with its
+history and events), so every action takes the same path."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ccshared.auth import Principal
+from ccshared.events.payloads import Channel
+from ccshared.problems import Conflict, FieldError, NotFound, Problem
+from ccshared.user_auth import require_on_ticket, require_self_or_supervisor
+from router.db import offers as offers_db
+from router.db import tickets as db
+from router.db.tickets import Ticket, TicketNotFound
+from router.domain import tickets
+from router.domain.lifecycle import InvalidTransition
+
+T = TypeVar("T")
+
+
+class TicketsUnitOfWork(Protocol):
+    """What a ticket action reads and writes, in one transaction (`async with`):
+    `router.db.tickets.SqlTicketsUnitOfWork`, or an in-memory fake in tests."""
+
+    async def __aenter__(self) -> TicketsUnitOfWork: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def ticket(self, ticket_id: uuid.UUID, *, lock: bool = False) -> Ticket: ...
+
+    async def agent_may_read(self, ticket: Ticket, agent_id: str) -> bool: ...
+
+    async def agent_available(self, agent_id: str | None) -> bool: ...
+
+    async def queue_exists(self, queue_id: str) -> bool: ...
+
+    async def lock_agent(self, agent_id: str) -> bool: ...
+
+    async def write(self, change: tickets.TicketChange) -> None: ...
+
+
+async def readable_ticket(
+    uow: TicketsUnitOfWork, ticket_id: uuid.UUID, user: Principal, *, lock: bool = False
+) -> Ticket:
+    """The ticket if this user may read it: a ticket an agent may not read is a 404, as if it
+    did not exist, so its existence does not leak either (`router.db.tickets.READABLE_BY_AGENT`)."""
+    ticket = await uow.ticket(ticket_id, lock=lock)
+    if not user.is_supervisor and not await uow.agent_may_read(ticket, user.subject):
+        raise TicketNotFound(f"No ticket {ticket_id}.")
+    return ticket
+
+
+async def ticket_for_change(
+    uow: TicketsUnitOfWork, ticket_id: uuid.UUID, user: Principal
+) -> Ticket:
+    """The ticket, locked for a change this user may make (404 before 403: an agent learns
+    nothing about tickets that do not exist or that they may not read)."""
+    ticket = await readable_ticket(uow, ticket_id, user, lock=True)
+    require_on_ticket(user, ticket.assignee_agent_id, ticket.owner_agent_id)
+    return ticket
+
+
+def invalid(ticket: Ticket, action: str, exc: InvalidTransition) -> Conflict:
+    """The 409 problem of an action the lifecycle refuses, with the domain's explanation."""
+    return Conflict(
+        str(exc),
+        slug="invalid-transition",
+        extra={"ticket_status": ticket.status, "action": action},
+    )
+
+
+def decided(ticket: Ticket, decide: Callable[[], T], action: str) -> T:
+    """The domain's decision, or the 409 problem of an invalid transition."""
+    try:
+        return decide()
+    except InvalidTransition as exc:
+        raise invalid(ticket, action, exc) from None
+
+
+Decide = Callable[[TicketsUnitOfWork, Ticket], Awaitable[tickets.TicketChange]]
+
+
+async def act(
+    uow: TicketsUnitOfWork,
+    ticket_id: uuid.UUID,
+    user: Principal,
+    action: str,
+    decide: Decide,
+    nudge: Callable[[], None] | None = None,
+) -> Ticket:
+    """The one path of every user's ticket action: in one transaction, the ticket locked for
+    a user who may change it, the domain's change (`decide`, which may read what it depends
+    on first), written with its history and events; then `nudge` (the assignment loop), and
+    the ticket as the change left it. An invalid change is a 409 and writes nothing."""
+    async with uow:
+        ticket = await ticket_for_change(uow, ticket_id, user)
+        try:
+            change = await decide(uow, ticket)
+        except InvalidTransition as exc:
+            raise invalid(ticket, action, exc) from None
+        await uow.write(change)
+        tickets.apply(ticket, change)
+    if nudge is not None:
+        nudge()
+    return ticket
+
+
+async def reply(
+    uow: TicketsUnitOfWork,
+    ticket_id: uuid.UUID,
+    user: Principal,
+    agent_id: str,
+    channel: Channel | None,
+) -> Ticket:
+    """An agent's answer, in their own name (a supervisor's in any agent's)."""
+    require_self_or_supervisor(user, agent_id)
+    now = datetime.now(UTC)
+
+    async def decide(_: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        return tickets.reply(ticket, agent_id, channel, now)
+
+    return await act(uow, ticket_id, user, "reply", decide)
+
+
+async def set_pending(
+    uow: TicketsUnitOfWork, ticket_id: uuid.UUID, user: Principal, reason: str | None
+) -> Ticket:
+    now = datetime.now(UTC)
+
+    async def decide(_: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        return tickets.change(
+            ticket, "set_pending_customer", actor=user.actor, at=now, reason=reason
+        )
+
+    return await act(uow, ticket_id, user, "set_pending_customer", decide)
+
+
+async def resolve(
+    uow: TicketsUnitOfWork,
+    ticket_id: uuid.UUID,
+    user: Principal,
+    code: str,
+    first_contact_resolution: bool,
+    nudge: Callable[[], None] | None = None,
+) -> Ticket:
+    """Resolved: the agent has capacity again (`nudge`)."""
+    now = datetime.now(UTC)
+
+    async def decide(_: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        return tickets.resolve(ticket, user.actor, code, first_contact_resolution, now)
+
+    return await act(uow, ticket_id, user, "resolve", decide, nudge)
+
+
+async def reopen(
+    uow: TicketsUnitOfWork,
+    ticket_id: uuid.UUID,
+    user: Principal,
+    reason: str | None,
+    nudge: Callable[[], None] | None = None,
+) -> Ticket:
+    """A resolved ticket goes back to its owner if available, else to the queue."""
+    now = datetime.now(UTC)
+
+    async def decide(uow: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        owner_available = await uow.agent_available(ticket.owner_agent_id)
+        return tickets.change(
+            ticket,
+            "reopen",
+            actor=user.actor,
+            at=now,
+            reason=reason,
+            owner_available=owner_available,
+        )
+
+    return await act(uow, ticket_id, user, "reopen", decide, nudge)
+
+
+async def close(
+    uow: TicketsUnitOfWork,
+    ticket_id: uuid.UUID,
+    user: Principal,
+    reason: str | None,
+    nudge: Callable[[], None] | None = None,
+) -> Ticket:
+    now = datetime.now(UTC)
+
+    async def decide(_: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        return tickets.close(ticket, user.actor, reason, now)
+
+    return await act(uow, ticket_id, user, "close", decide, nudge)
+
+
+async def transfer(
+    uow: TicketsUnitOfWork,
+    ticket_id: uuid.UUID,
+    user: Principal,
+    reason: str,
+    *,
+    to_queue_id: str | None,
+    to_agent_id: str | None,
+    nudge: Callable[[], None] | None = None,
+) -> Ticket:
+    """To another queue or to an agent (exactly one); the owner stays the owner."""
+    if (to_queue_id is None) == (to_agent_id is None):
+        raise Problem(
+            "Give exactly one of to_queue_id and to_agent_id.",
+            status=422,
+            slug="validation-error",
+            errors=[
+                FieldError(
+                    field="body.to_queue_id",
+                    message="one of to_queue_id, to_agent_id",
+                    type="value_error",
+                )
+            ],
+        )
+    now = datetime.now(UTC)
+
+    async def decide(uow: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        if to_queue_id is not None and not await uow.queue_exists(to_queue_id):
+            raise NotFound(f"No queue {to_queue_id}.")
+        if to_agent_id is not None and not await uow.lock_agent(to_agent_id):
+            raise NotFound(f"No agent {to_agent_id}.")
+        return tickets.transfer(
+            ticket, user.actor, reason, now, to_queue_id=to_queue_id, to_agent_id=to_agent_id
+        )
+
+    return await act(uow, ticket_id, user, "transfer", decide, nudge)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def cursor_of(ticket: Ticket) -> str:
+    raw = orjson.dumps([ticket.opened_at.isoformat(), str(ticket.id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, ticket_id = orjson.loads(raw)
+        return datetime.fromisoformat(at), uuid.UUID(ticket_id)
+    except (ValueError, TypeError) as exc:
+        raise Problem(
+            "The cursor is not one this API gave out.",
+            status=422,
+            slug="validation-error",
+            errors=[FieldError(field="query.cursor", message="invalid cursor", type="value_error")],
+        ) from exc
+
+
+async def page_of_tickets(
+    engine: AsyncEngine,
+    user: Principal,
+    *,
+    limit: int,
+    status: str | None,
+    queue_id: str | None,
+    agent_id: str | None,
+    customer_id: uuid.UUID | None,
+    cursor: str | None,
+) -> tuple[list[Ticket], str | None]:
+    """Newest first: a page and the cursor of the next (None: the last page). An agent gets
+    only the tickets they may read."""
+    before = _decode_cursor(cursor) if cursor else None
+    async with engine.connect() as conn:
+        found = await db.page_of_tickets(
+            conn,
+            limit=limit + 1,
+            reader=None if user.is_supervisor else user.subject,
+            statuses=status.split(",") if status else None,
+            queue_id=queue_id,
+            agent_id=agent_id,
+            customer_id=customer_id,
+            before=before,
+        )
+    page = found[:limit]
+    return page, cursor_of(page[-1]) if len(found) > limit else None
+
+
+async def ticket_detail(
+    engine: AsyncEngine, ticket_id: uuid.UUID, user: Principal
+) -> tuple[Ticket, dict[str, list[dict[str, Any]]]]:
+    """The ticket with its contacts, history, routing decisions and offers."""
+    async with engine.connect() as conn:
+        uow = db.SqlTicketsUnitOfWork.on(conn)
+        ticket = await readable_ticket(uow, ticket_id, user)
+        return ticket, {
+            "contacts": await db.ticket_contacts(conn, ticket_id),
+            "history": await db.ticket_history(conn, ticket_id),
+            "routing_decisions": await db.routing_decisions(conn, ticket_id),
+            "offers": await offers_db.offers_of_ticket(conn, ticket_id),
+        }

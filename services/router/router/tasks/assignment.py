@@ -1,0 +1,546 @@
+"""The assignment loop: offers waiting tickets to agents with free capacity, expires offers
+nobody accepted, and moves tickets whose routing step timed out to the next step (overflow).
+
+A round takes the most urgent waiting tickets of every queue in one short transaction that
+locks them (SKIP LOCKED, so several router replicas share the work), decides them in memory,
+then locks the chosen agents in id order and re-counts their load under the lock: no ticket is
+offered twice and no agent goes over capacity, whatever the replicas do. The offers, decisions,
+status changes, history and events of the whole batch are written in one statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ccshared.events import Envelope, new_event
+from ccshared.events.payloads import Channel, RoutingCandidate, TicketAssigned, TicketStatusChanged
+from ccshared.ids import uuid7
+from ccshared.logging import correlation_id
+from router.db import agents as agents_db
+from router.db import offers as offers_db
+from router.db import queues as queues_db
+from router.db.policies import PolicyCache
+from router.db.queues import QueueRow
+from router.db.tickets import get_ticket, write_change
+from router.domain import tickets
+from router.domain.assignment import (
+    Agent,
+    Candidate,
+    Decision,
+    Standings,
+    TicketToAssign,
+    choose_agent,
+    ineligibility,
+    split_roster,
+)
+from router.domain.lifecycle import transition
+from router.domain.tickets import ROUTER, overflow_change
+
+log = logging.getLogger(__name__)
+
+_WAITING_WINDOW = 50  # waiting tickets looked at per queue and channel in one batch
+_MAX_BATCHES_PER_ROUND = 100  # so deep queues cannot keep one round going for ever
+# The best candidates an assignment event carries; the stored decision lists every agent.
+EVENT_CANDIDATES = 10
+_CANDIDATE_JSON_CACHE = 50_000  # encoded candidates kept for reuse (`_candidates_json`)
+
+
+def _urgency(ticket: Any) -> tuple[Any, ...]:
+    """_WAITING's order within a queue: priority, SLA deadline (none last), age, id. (NULLs
+    sort last there; here they must not reach a comparison with a datetime.)"""
+    deadline, queued_at = ticket.sla_deadline, ticket.queued_at
+    return (
+        ticket.priority_rank,
+        deadline is None,
+        deadline or _LATEST,
+        queued_at is None,
+        queued_at or _LATEST,
+        ticket.id,
+    )
+
+
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+_YIELD_EVERY = 10
+
+
+def _servable(queue: QueueRow, roster: dict[str, Agent]) -> list[str]:
+    """The channels on which some available agent with the queue's skills has room now."""
+    channels: set[str] = set()
+    for agent in roster.values():
+        if agent.status == "available" and queue.required_skills <= agent.skills.keys():
+            channels.update(c for c, n in agent.capacity.items() if n > agent.load.get(c, 0))
+    return sorted(channels)
+
+
+def _decide(
+    queue: QueueRow,
+    rr_cursor: str | None,
+    ticket: Any,
+    roster: dict[str, Agent],
+    declined: set[str],
+    now: datetime,
+    split: tuple[list[str], tuple[Candidate, ...]],
+) -> Decision | None:
+    """The best agent for the ticket as the round sees the agents; None if nobody can take
+    it now. Agents who declined it (or let its offer time out) are listed, not considered.
+    `split`: the roster split for the ticket's channel (`split_roster`)."""
+    members, passed_over = split
+    agents = [roster[a] for a in members if a not in declined]
+    decision = choose_agent(
+        TicketToAssign(ticket.channel, queue.required_skills, ticket.priority),
+        agents,
+        queue.strategy,
+        now,
+        rr_cursor,
+        passed_over=[c for c in passed_over if c.agent_id not in declined]
+        if declined
+        else passed_over,
+    )
+    if decision.chosen_agent_id is None:
+        return None
+    if declined:
+        passed = tuple(Candidate(a, None, "declined_before") for a in sorted(declined))
+        decision = dataclasses.replace(decision, candidates=decision.candidates + passed)
+    return decision
+
+
+def _book(roster: dict[str, Agent], agent_id: str, channel: Channel, now: datetime) -> None:
+    """The round's view after an offer to the agent: one more ticket on the channel."""
+    agent = roster[agent_id]
+    load = dict(agent.load)
+    load[channel] = load.get(channel, 0) + 1
+    roster[agent_id] = dataclasses.replace(
+        agent, load=load, last_assigned_at=now, assignments_total=agent.assignments_total + 1
+    )
+
+
+async def _confirm(
+    conn: AsyncConnection,
+    plans: list[Planned],
+    roster: dict[str, Agent],
+    now: datetime,
+) -> list[Planned]:
+    """Lock the chosen agents (in id order) and re-read them and their load under the lock:
+    what another replica or an API call changed since the round began is seen here. Keeps,
+    in order, the offers each agent still has room for; the round's view of those agents
+    becomes the locked truth plus the kept offers."""
+    ids = sorted({d.chosen_agent_id for _, d in plans if d.chosen_agent_id})
+    offers = [(t.id, d.chosen_agent_id or "") for t, d in plans]
+    locked, declined = await agents_db.lock_agents(conn, ids, offers)
+    roster.update(locked)
+    for agent_id in set(ids) - locked.keys():
+        roster.pop(agent_id, None)  # deleted meanwhile
+    kept: list[Planned] = []
+    for ticket, decision in plans:
+        agent = roster.get(decision.chosen_agent_id or "")
+        if agent is None or ineligibility(agent, ticket.channel, frozenset()) is not None:
+            continue
+        if (ticket.id, agent.id) in declined:
+            continue
+        _book(roster, agent.id, ticket.channel, now)
+        kept.append(Planned(ticket, decision))
+    return kept
+
+
+class Planned(NamedTuple):
+    """A waiting ticket (a `queues_db.waiting_tickets` row) and the agent chosen for it."""
+
+    ticket: Any
+    decision: Decision
+
+
+_Split = tuple[list[str], tuple[Candidate, ...]]
+
+
+class _QueueBatch:
+    """One queue's part of a batch: its round-robin cursor as offers are planned, who could
+    take its tickets on each channel (`split_roster`, worked out once per channel: status,
+    skills and channels do not change within the batch, only loads), and those agents kept
+    ranked as offers are booked (`Standings`, shared across queues to update on every offer)."""
+
+    def __init__(
+        self,
+        queue: QueueRow,
+        roster: dict[str, Agent],
+        standings: dict[tuple[str, str], Standings],
+        now: datetime,
+    ) -> None:
+        self.queue = queue
+        self.rr_cursor = queue.rr_cursor
+        self._roster = roster
+        self._standings = standings
+        self._now = now
+        self._splits: dict[str, _Split] = {}
+
+    def _split(self, channel: Channel) -> _Split:
+        split = self._splits.get(channel)
+        if split is None:
+            agents = list(self._roster.values())
+            split = self._splits[channel] = split_roster(
+                agents, channel, self.queue.required_skills
+            )
+        return split
+
+    def _ranked(self, channel: Channel, split: _Split) -> Standings:
+        key = (self.queue.id, channel)
+        ranked = self._standings.get(key)
+        if ranked is None:
+            members, passed_over = split
+            ranked = self._standings[key] = Standings(
+                [self._roster[a] for a in members],
+                passed_over,
+                channel,
+                self.queue.required_skills,
+                self.queue.strategy,
+                self._now,
+            )
+        return ranked
+
+    def decide(self, ticket: Any) -> Decision | None:
+        """The best agent for the ticket now; None if nobody can take it."""
+        split = self._split(ticket.channel)
+        if ticket.declined:
+            declined = set(ticket.declined)
+            return _decide(
+                self.queue, self.rr_cursor, ticket, self._roster, declined, self._now, split
+            )
+        decision = self._ranked(ticket.channel, split).decide(self.rr_cursor)
+        return decision if decision.chosen_agent_id is not None else None
+
+    def book(self, ticket: Any, decision: Decision) -> None:
+        """The round's view after the offer: the agent's new load, re-ranked everywhere."""
+        agent_id = decision.chosen_agent_id or ""
+        _book(self._roster, agent_id, ticket.channel, self._now)
+        for ranked in self._standings.values():
+            ranked.update(self._roster[agent_id])
+        if decision.strategy == "round_robin":
+            self.rr_cursor = agent_id
+
+
+async def _plan_offers(
+    rows: list[Any], queues: dict[str, QueueRow], roster: dict[str, Agent], now: datetime
+) -> list[Planned]:
+    """Decide the batch's waiting tickets in memory, queue by queue, most urgent first,
+    booking each offer into the round's view of the agents."""
+    waiting: dict[str, list[Any]] = {}
+    for row in rows:
+        waiting.setdefault(row.queue_id, []).append(row)
+    plans: list[Planned] = []
+    standings: dict[tuple[str, str], Standings] = {}
+    decided = 0
+    for queue_id, tickets_ in waiting.items():
+        batch = _QueueBatch(queues[queue_id], roster, standings, now)
+        for ticket in sorted(tickets_, key=_urgency):
+            decided += 1
+            if decided % _YIELD_EVERY == 0:
+                # Deciding is CPU: let the consumer, the relay and API calls in between, or
+                # they wait for the batch.
+                await asyncio.sleep(0)
+            decision = batch.decide(ticket)
+            if decision is not None:
+                batch.book(ticket, decision)
+                plans.append(Planned(ticket, decision))
+    return plans
+
+
+def _progressing(
+    rows: list[Any], plans: list[Planned], kept: list[Planned]
+) -> set[tuple[str, str]]:
+    """The (queue, channel) pairs where another batch may offer more: this one planned offers
+    there and saw a full window of waiting tickets, or dropped some under the agents' lock
+    (its view of an agent was corrected). One it planned nothing for is done for this round."""
+    seen = Counter((row.queue_id, row.channel) for row in rows)
+    planned = Counter((t.queue_id, t.channel) for t, _ in plans)
+    dropped = planned - Counter((t.queue_id, t.channel) for t, _ in kept)
+    return {pair for pair in planned if seen[pair] == _WAITING_WINDOW or dropped[pair] > 0}
+
+
+@dataclasses.dataclass
+class _OfferRows:
+    """A batch's rows for `offers_db.write_offers`, gathered offer by offer."""
+
+    now: datetime
+    correlation_id: str | None
+    candidates_json: Callable[[tuple[Candidate, ...]], str]
+    decisions: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    offers: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    tickets: list[tuple[uuid.UUID, str, str]] = dataclasses.field(default_factory=list)
+    history: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    events: list[Envelope] = dataclasses.field(default_factory=list)
+    per_agent: dict[str, int] = dataclasses.field(default_factory=dict)
+    rr_cursors: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def add(self, queue: QueueRow, ticket: Any, decision: Decision) -> None:
+        now, agent_id = self.now, decision.chosen_agent_id
+        assert agent_id is not None
+        self.per_agent[agent_id] = self.per_agent.get(agent_id, 0) + 1
+        if decision.strategy == "round_robin":
+            self.rr_cursors[queue.id] = agent_id  # the queue's last offer, in decision order
+        decision_id, offer_id = uuid7(), uuid7()
+        self.decisions.append(
+            (
+                decision_id,
+                ticket.id,
+                now,
+                ticket.policy_version,
+                ticket.policy_step,
+                queue.id,
+                decision.strategy,
+                agent_id,
+                self.candidates_json(decision.candidates),
+                decision.tie_breaker,
+            )
+        )
+        expires = now + timedelta(seconds=queue.offer_timeout_s)
+        self.offers.append((offer_id, ticket.id, agent_id, "pending", now, expires, decision_id))
+        new_status = transition(ticket.status, "offer")
+        self.tickets.append((ticket.id, agent_id, new_status))
+        reason = f"offered to {agent_id}"
+        self.history.append(
+            (ticket.id, now, ROUTER, "offer", ticket.status, new_status, reason, "{}")
+        )
+        changed = TicketStatusChanged(
+            ticket_id=ticket.id,
+            from_status=ticket.status,
+            to_status=new_status,
+            actor=ROUTER,
+            reason=reason,
+            at=now,
+        )
+        assigned = TicketAssigned(
+            ticket_id=ticket.id,
+            agent_id=agent_id,
+            owner_agent_id=ticket.owner_agent_id or agent_id,
+            queue_id=queue.id,
+            decision_id=decision_id,
+            policy_version=ticket.policy_version,
+            policy_step=ticket.policy_step,
+            strategy=decision.strategy,
+            candidates=[
+                RoutingCandidate.model_construct(
+                    agent_id=c.agent_id, score=c.score, passed_over=c.passed_over
+                )
+                for c in decision.candidates[:EVENT_CANDIDATES]
+            ],
+            candidates_considered=len(decision.candidates),
+            tie_breaker=decision.tie_breaker,
+            at=now,
+        )
+        cid = self.correlation_id
+        self.events.append(new_event(changed, producer=ROUTER, correlation_id=cid))
+        self.events.append(new_event(assigned, producer=ROUTER, correlation_id=cid))
+
+
+class Assigner:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        policies: PolicyCache,
+        *,
+        interval_s: float,
+        min_gap_s: float = 0.005,
+    ) -> None:
+        self.engine = engine
+        self.policies = policies
+        self.interval_s = interval_s
+        # Nudges arrive per committed event; rounds closer together than this gain nothing.
+        self.min_gap_s = min_gap_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.offers_made = 0
+        # The agents as the last round left them (its own offers booked). Read again when
+        # something may have changed them that the rounds do not see: an API call (status,
+        # an answered offer, a resolved ticket), an expired offer, or at the latest after
+        # `interval_s` (another replica's offers; its rounds re-check every chosen agent
+        # under its lock anyway, so a stale view can cost a better choice, never capacity).
+        self._roster: dict[str, Agent] | None = None
+        self._roster_read_at = 0.0
+        self._agent_changes = 0
+        self._housekeeping_at = 0.0
+        self._candidate_json: dict[Candidate, str] = {}
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="assigner")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def nudge(self, *, agents_changed: bool = True) -> None:
+        """Something changed that may allow an offer: run the loop now. `agents_changed`:
+        an agent's status or load may have changed (not so for a new or moved ticket)."""
+        if agents_changed:
+            self._roster = None
+            self._agent_changes += 1
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
+            self._wake.clear()
+            try:
+                # Offer timeouts and overflow steps are checked every interval, not on every
+                # nudge: a round right after each committed contact would mostly repeat them.
+                due = time.monotonic() - self._housekeeping_at >= self.interval_s
+                await self.tick(housekeeping=due)
+            except Exception:  # the loop must outlive a bad round
+                log.exception("assignment round failed")
+            await asyncio.sleep(self.min_gap_s)
+
+    async def tick(self, now: datetime | None = None, *, housekeeping: bool = True) -> int:
+        now = now or datetime.now(UTC)
+        if housekeeping:
+            self._housekeeping_at = time.monotonic()
+            if await self.expire_offers(now):
+                self._roster = None  # those agents hold less now
+            await self.overflow(now)
+        made = 0
+        queues = await self._queues()
+        if not queues:
+            return 0
+        roster = await self._current_roster()
+        # (queue, channel) pairs nobody could take anything from now are skipped without
+        # scanning their tickets.
+        active = [(q, channel) for q in queues for channel in _servable(q, roster)]
+        for _ in range(_MAX_BATCHES_PER_ROUND):
+            if not active:
+                break
+            offered, progressing, cursors = await self._offer_batch(active, now, roster)
+            made += offered
+            active = [
+                (dataclasses.replace(q, rr_cursor=cursors[q.id]) if q.id in cursors else q, c)
+                for q, c in active
+                if (q.id, c) in progressing
+            ]
+        self.offers_made += made
+        return made
+
+    async def _current_roster(self) -> dict[str, Agent]:
+        if self._roster is None or time.monotonic() - self._roster_read_at >= self.interval_s:
+            read_at, changes = time.monotonic(), self._agent_changes
+            async with self.engine.connect() as conn:
+                roster = await agents_db.roster(conn)
+            # A change announced while this was being read may not be in it: use it for this
+            # round, but read again for the next.
+            fresh = changes == self._agent_changes
+            self._roster, self._roster_read_at = (roster if fresh else None), read_at
+            return roster
+        return self._roster
+
+    async def _queues(self) -> list[QueueRow]:
+        async with self.engine.connect() as conn:
+            return await queues_db.queues_with_waiting(conn)
+
+    async def _offer_batch(
+        self, pairs: list[tuple[QueueRow, str]], now: datetime, roster: dict[str, Agent]
+    ) -> tuple[int, set[tuple[str, str]], dict[str, str]]:
+        """Offer what can be offered of the most urgent waiting tickets of each (queue,
+        channel), in one transaction. Returns how many offers it made, the pairs where another
+        batch may make more (it planned offers there and saw a full window of waiting tickets,
+        or had to drop some under the agents' lock), and the round-robin cursors it wrote."""
+        now = max(now, datetime.now(UTC))  # the offers' own time, not the round's start
+        try:
+            return await self._offer_batch_in(pairs, now, roster)
+        except BaseException:
+            # The batch's bookings in the round's view of the agents were rolled back with it.
+            self._roster = None
+            raise
+
+    async def _offer_batch_in(
+        self, pairs: list[tuple[QueueRow, str]], now: datetime, roster: dict[str, Agent]
+    ) -> tuple[int, set[tuple[str, str]], dict[str, str]]:
+        queues = {q.id: q for q, _ in pairs}
+        async with self.engine.begin() as conn:
+            rows = await queues_db.waiting_tickets(
+                conn, [(q.id, c) for q, c in pairs], _WAITING_WINDOW
+            )
+            plans = await _plan_offers(rows, queues, roster, now)
+            kept = await _confirm(conn, plans, roster, now) if plans else []
+            cursors = await self._write_offers(conn, queues, kept, now) if kept else {}
+        return len(kept), _progressing(rows, plans, kept), cursors
+
+    async def _write_offers(
+        self,
+        conn: AsyncConnection,
+        queues: dict[str, QueueRow],
+        plans: list[Planned],
+        now: datetime,
+    ) -> dict[str, str]:
+        """The offers, their routing decisions, the tickets' new status and history, and the
+        events, for a whole batch, in one statement. Returns the round-robin cursors written
+        (queue → the last agent offered)."""
+        batch = _OfferRows(now, correlation_id.get(), self._candidates_json)
+        for ticket, decision in plans:
+            batch.add(queues[ticket.queue_id], ticket, decision)
+        await offers_db.write_offers(
+            conn,
+            now=now,
+            decisions=batch.decisions,
+            offers=batch.offers,
+            tickets=batch.tickets,
+            per_agent=batch.per_agent,
+            rr_cursors=batch.rr_cursors,
+            history=batch.history,
+            events=batch.events,
+        )
+        return batch.rr_cursors
+
+    def _candidates_json(self, candidates: tuple[Candidate, ...]) -> str:
+        """A decision's candidates as the JSON list of objects stored with it. Each candidate
+        is encoded once and its text reused: a batch lists the same agents, mostly with the
+        same scores, in decision after decision."""
+        cache = self._candidate_json
+        if len(cache) > _CANDIDATE_JSON_CACHE:
+            cache.clear()
+        parts = []
+        for c in candidates:
+            part = cache.get(c)
+            if part is None:
+                part = cache[c] = orjson.dumps(
+                    {"agent_id": c.agent_id, "score": c.score, "passed_over": c.passed_over}
+                ).decode()
+            parts.append(part)
+        return f"[{','.join(parts)}]"
+
+    async def expire_offers(self, now: datetime) -> int:
+        async with self.engine.begin() as conn:
+            expired = await offers_db.expire_offers(conn, now)
+            for row in expired:
+                ticket = await get_ticket(conn, row.ticket_id, lock=True)
+                if ticket.status == "assigned" and ticket.assignee_agent_id == row.agent_id:
+                    reason = f"offer to {row.agent_id} timed out"
+                    change = tickets.change(ticket, "queue", actor=ROUTER, at=now, reason=reason)
+                    await write_change(conn, change)
+        return len(expired)
+
+    async def overflow(self, now: datetime) -> int:
+        """Waiting tickets whose routing step timed out move to the policy's next step."""
+        policy = await self.policies.current()
+        moved = 0
+        async with self.engine.begin() as conn:
+            for ticket_id in await queues_db.overflow_due(conn, now):
+                ticket = await get_ticket(conn, ticket_id)
+                change = overflow_change(ticket, policy, now)
+                if change is None:
+                    await queues_db.clear_step_timeout(conn, ticket.id)
+                    continue
+                await write_change(conn, change)
+                moved += 1
+        return moved

@@ -1,0 +1,146 @@
+"""Ticket handlers (`router.handlers.tickets`) against an in-memory unit of work: who may do
+what, which change is written, and that nothing is written when the action is refused."""
+
+from __future__ import annotations
+
+import uuid
+from types import TracebackType
+from typing import Any
+
+import pytest
+
+from ccshared.auth import Principal
+from ccshared.events.payloads import TicketTransferred
+from ccshared.problems import Conflict, NotFound
+from ccshared.user_auth import Forbidden
+from router.db.tickets import TicketNotFound
+from router.domain.tickets import Ticket, TicketChange
+from router.handlers import tickets as handlers
+from tests.unit.router.test_ticket_changes import ticket
+
+
+class FakeTicketsUnitOfWork:
+    """Tickets, agents and queues in dicts; changes are kept when the block commits."""
+
+    def __init__(self, *stored: Ticket, agents: dict[str, str] | None = None) -> None:
+        self.tickets = {t.id: t for t in stored}
+        self.agents = agents or {}  # id → status
+        self.queues = {"frontline", "billing"}
+        self.readers: dict[uuid.UUID, set[str]] = {}  # ticket → agents serving its queue
+        self.committed: list[TicketChange] = []
+        self._pending: list[TicketChange] = []
+
+    async def __aenter__(self) -> FakeTicketsUnitOfWork:
+        self._pending = []
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.committed.extend(self._pending)
+        self._pending = []
+
+    async def ticket(self, ticket_id: uuid.UUID, *, lock: bool = False) -> Ticket:
+        if ticket_id not in self.tickets:
+            raise TicketNotFound(f"No ticket {ticket_id}.")
+        return self.tickets[ticket_id]
+
+    async def agent_may_read(self, ticket: Ticket, agent_id: str) -> bool:
+        return agent_id in (ticket.assignee_agent_id, ticket.owner_agent_id) or (
+            ticket.status == "queued" and agent_id in self.readers.get(ticket.id, set())
+        )
+
+    async def agent_available(self, agent_id: str | None) -> bool:
+        return agent_id is not None and self.agents.get(agent_id) == "available"
+
+    async def queue_exists(self, queue_id: str) -> bool:
+        return queue_id in self.queues
+
+    async def lock_agent(self, agent_id: str) -> bool:
+        return agent_id in self.agents
+
+    async def write(self, change: TicketChange) -> None:
+        self._pending.append(change)
+
+
+SUPERVISOR = Principal(subject="lin", role="supervisor")
+
+
+def agent(name: str) -> Principal:
+    return Principal(subject=name, role="agent")
+
+
+async def test_a_reply_is_written_as_one_change_and_returns_the_ticket_after_it() -> None:
+    offered = ticket("assigned", assignee_agent_id="amy")
+    uow = FakeTicketsUnitOfWork(offered)
+    after = await handlers.reply(uow, offered.id, agent("amy"), "amy", None)
+    assert after.status == "in_progress"
+    assert after.owner_agent_id == "amy"
+    [change] = uow.committed
+    assert change.ticket_id == offered.id
+    assert change.offers is not None
+
+
+async def test_an_agent_cannot_touch_a_ticket_they_may_not_read_and_learns_nothing() -> None:
+    others = ticket("in_progress", assignee_agent_id="bob")
+    uow = FakeTicketsUnitOfWork(others)
+    with pytest.raises(TicketNotFound):
+        await handlers.close(uow, others.id, agent("amy"), "spam")
+    assert uow.committed == []
+
+
+async def test_an_agent_may_read_but_not_change_a_ticket_waiting_in_their_queue() -> None:
+    waiting = ticket("queued")
+    uow = FakeTicketsUnitOfWork(waiting)
+    uow.readers[waiting.id] = {"amy"}
+    with pytest.raises(Forbidden):
+        await handlers.close(uow, waiting.id, agent("amy"), "spam")
+    assert uow.committed == []
+
+
+async def test_an_invalid_action_is_a_conflict_and_writes_nothing() -> None:
+    waiting = ticket("queued")
+    uow = FakeTicketsUnitOfWork(waiting)
+    with pytest.raises(Conflict) as refused:
+        await handlers.resolve(uow, waiting.id, SUPERVISOR, "answered", True)
+    assert refused.value.extra == {"ticket_status": "queued", "action": "resolve"}
+    assert uow.committed == []
+    assert waiting.status == "queued"
+
+
+async def test_reopening_gives_the_ticket_to_its_owner_when_available_and_nudges() -> None:
+    resolved = ticket("resolved", owner_agent_id="amy", assignee_agent_id="amy")
+    uow = FakeTicketsUnitOfWork(resolved, agents={"amy": "available"})
+    nudged: list[bool] = []
+    after = await handlers.reopen(uow, resolved.id, SUPERVISOR, None, lambda: nudged.append(True))
+    assert (after.status, after.assignee_agent_id) == ("in_progress", "amy")
+    assert nudged == [True]
+
+
+async def test_a_transfer_to_an_unknown_queue_or_agent_is_a_404_and_writes_nothing() -> None:
+    held = ticket("in_progress", assignee_agent_id="amy")
+    uow = FakeTicketsUnitOfWork(held, agents={"amy": "available"})
+    with pytest.raises(NotFound, match="No queue nowhere"):
+        await handlers.transfer(
+            uow, held.id, SUPERVISOR, "x", to_queue_id="nowhere", to_agent_id=None
+        )
+    with pytest.raises(NotFound, match="No agent zed"):
+        await handlers.transfer(uow, held.id, SUPERVISOR, "x", to_queue_id=None, to_agent_id="zed")
+    assert uow.committed == []
+
+
+async def test_a_transfer_publishes_its_event_with_the_status_change() -> None:
+    held = ticket("in_progress", assignee_agent_id="amy", owner_agent_id="amy")
+    uow = FakeTicketsUnitOfWork(held)
+    after = await handlers.transfer(
+        uow, held.id, agent("amy"), "billing question", to_queue_id="billing", to_agent_id=None
+    )
+    assert (after.status, after.queue_id, after.owner_agent_id) == ("queued", "billing", "amy")
+    [change] = uow.committed
+    transferred: Any = change.events[-1]
+    assert isinstance(transferred, TicketTransferred)
+    assert transferred.from_agent_id == "amy"
