@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,8 +24,10 @@ import asyncpg
 import orjson
 from pydantic import BaseModel
 
-from ccshared.events import new_event
+from ccshared.db import one_statement
+from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import SlaBreached, SlaEscalated, SlaWarning
+from ccshared.outbox import outbox_arrays, outbox_part, outbox_tuples
 from ccshared.tasks import finish_or_cancel
 from sla.tracking import PRODUCER
 
@@ -58,34 +59,34 @@ _NEXT_DUE_IN = (
 
 # One statement: drop the rows, remember their keys, enqueue the events (in firing order), and
 # record breaches for attainment.
-_FIRE = """
-WITH gone AS (
-    DELETE FROM sla_timers WHERE key = ANY($1::text[])
-    RETURNING key, ticket_id, kind, level, due_at
-), fired AS (
-    INSERT INTO fired_timers (key, ticket_id, kind, level, due_at, event_id)
+_FIRE = one_statement(
+    (
+        "gone",
+        "DELETE FROM sla_timers WHERE key = ANY($1::text[]) "
+        "RETURNING key, ticket_id, kind, level, due_at",
+    ),
+    (
+        "fired",
+        """INSERT INTO fired_timers (key, ticket_id, kind, level, due_at, event_id)
     SELECT g.key, g.ticket_id, g.kind, g.level, g.due_at, f.event_id
-    FROM gone g JOIN unnest($1::text[], $2::uuid[]) AS f(key, event_id) USING (key)
-), published AS (
-    INSERT INTO outbox (topic, key, event_id, event_type, value)
-    SELECT o.topic, o.key, o.event_id, o.event_type, o.value
-    FROM unnest($3::text[], $4::text[], $2::uuid[], $5::text[], $6::bytea[])
-         WITH ORDINALITY AS o(topic, key, event_id, event_type, value, n)
-    ORDER BY o.n
-), breached AS (
-    INSERT INTO sla_outcomes (ticket_id, metric, cycle, outcome, deadline, settled_at,
+    FROM gone g JOIN unnest($1::text[], $2::uuid[]) AS f(key, event_id) USING (key)""",
+    ),
+    outbox_part(first_param=3),  # $3 .. $8
+    (
+        "breached",
+        """INSERT INTO sla_outcomes (ticket_id, metric, cycle, outcome, deadline, settled_at,
                               queue_id, channel, priority, policy_id)
     SELECT b.ticket_id, b.metric, b.cycle, 'breached', b.deadline, b.deadline,
            t.queue_id, t.channel, t.priority, b.policy_id
-    FROM unnest($7::uuid[], $8::text[], $9::int[], $10::timestamptz[], $11::text[])
+    FROM unnest($9::uuid[], $10::text[], $11::int[], $12::timestamptz[], $13::text[])
          AS b(ticket_id, metric, cycle, deadline, policy_id)
     JOIN sla_tickets t USING (ticket_id)
     ON CONFLICT (ticket_id, metric, cycle) DO UPDATE
         SET outcome = 'breached', settled_at = EXCLUDED.settled_at
-        WHERE sla_outcomes.outcome = 'met'
+        WHERE sla_outcomes.outcome = 'met'""",
+    ),
+    ("", "SELECT count(*) FROM gone"),
 )
-SELECT count(*) FROM gone
-"""
 
 
 @dataclass
@@ -177,11 +178,7 @@ class TimerScanner:
 
 def _fire_arguments(rows: list[asyncpg.Record], now: datetime) -> list[list[Any]]:
     keys: list[str] = []
-    event_ids: list[uuid.UUID] = []
-    topics: list[str] = []
-    kafka_keys: list[str] = []
-    types: list[str] = []
-    values: list[bytes] = []
+    events: list[Envelope] = []
     breaches: list[list[Any]] = [[], [], [], [], []]
     for row in rows:
         payload = orjson.loads(row["payload"])
@@ -192,11 +189,7 @@ def _fire_arguments(rows: list[asyncpg.Record], now: datetime) -> list[list[Any]
             occurred_at=now,
         )
         keys.append(row["key"])
-        event_ids.append(event.event_id)
-        topics.append(event.topic)
-        kafka_keys.append(event.key)
-        types.append(event.event_type)
-        values.append(event.to_bytes())
+        events.append(event)
         if row["kind"] == "breach":
             for column, value in zip(
                 breaches,
@@ -210,4 +203,5 @@ def _fire_arguments(rows: list[asyncpg.Record], now: datetime) -> list[list[Any]
                 strict=True,
             ):
                 column.append(value)
-    return [keys, event_ids, topics, kafka_keys, types, values, *breaches]
+    event_ids: list[Any] = [e.event_id for e in events]
+    return [keys, event_ids, *outbox_arrays(outbox_tuples(events)), *breaches]

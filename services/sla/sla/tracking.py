@@ -9,7 +9,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from aiokafka.partitioner import murmur2
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,7 +29,7 @@ from ccshared.events.payloads import (
     TicketStatusChanged,
     TicketTransferred,
 )
-from ccshared.outbox import enqueue
+from ccshared.outbox import enqueue, partition_for
 from sla.db.clocks import clocks_from_json, clocks_to_json, next_deadline
 from sla.db.config import ConfigCache, SlaConfig
 from sla.db.tickets import (
@@ -63,12 +62,6 @@ TICKET_EVENT_TYPES = frozenset(
         "ticket.closed",
     }
 )
-
-
-def shard_of(ticket_id: uuid.UUID, partitions: int) -> int:
-    """The Kafka partition the router's ticket events land on (the default partitioner)."""
-    hashed: int = murmur2(str(ticket_id).encode())
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def attributes(row: TicketRow) -> TicketAttributes:
@@ -330,7 +323,7 @@ class TicketTracker:
         await save_ticket(conn, row, next_deadline(ticket))
         policy = config.policy(row.policy_id, row.policy_version)
         if rescheduled:
-            shard = shard_of(row.ticket_id, self.partitions)
+            shard = partition_for(str(row.ticket_id).encode(), self.partitions)
             await replace_timers(
                 conn, row.ticket_id, timer_rows(ticket, policy, row.priority, shard)
             )

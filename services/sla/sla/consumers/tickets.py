@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ccshared.consumer import Handler, each_event
+from ccshared.events.catalog import ROUTER_TICKETS
 from ccshared.service import ConsumerSpec, Runtime
 from sla.tracking import TICKET_EVENT_TYPES, TicketTracker
 
@@ -14,7 +15,7 @@ def track_ticket_clocks(runtime: Runtime) -> Handler:
 
 TICKET_CLOCKS = ConsumerSpec(
     name="ticket-clocks",
-    topics=["router.tickets"],
+    topics=[ROUTER_TICKETS],
     handler=track_ticket_clocks,
     # Everything one fetch brings in one transaction (one commit, one offset commit) instead
     # of one each: the router publishes several events per ticket, and one commit per event
