@@ -32,7 +32,8 @@ from ccshared.http import (
     payload_too_large,
 )
 from ccshared.logging import correlation_id
-from ccshared.problems import Problem, response_for_invalid_body, response_for_problem
+from ccshared.problem_handlers import response_for_invalid_body, response_for_problem
+from ccshared.problems import Problem
 from ccshared.service import Runtime
 from intake.api.endpoints import accept_contact
 
