@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -150,6 +150,27 @@ async def insert_many(
     if not rows:
         return
     await conn.execute(_insert_many_sql(table, tuple(columns), suffix), array_params(columns, rows))
+
+
+async def update_row(
+    conn: AsyncConnection,
+    table: str,
+    key: tuple[str, Any],
+    changes: Mapping[str, Any],
+    *,
+    updatable: Collection[str],
+    returning: str,
+) -> dict[str, Any] | None:
+    """`UPDATE table SET <changed columns>, updated_at = now() WHERE <key column> = <key>
+    RETURNING <returning>`: a PATCH's partial change. Only the `updatable` columns of `changes`
+    are written (others are ignored); returns the row after the change, or None when no row
+    has the key. Table and column names are the caller's constants, never input."""
+    column, value = key
+    written = {k: v for k, v in changes.items() if k in updatable}
+    sets = ", ".join([*(f"{k} = :{k}" for k in written), "updated_at = now()"])
+    sql = f"UPDATE {table} SET {sets} WHERE {column} = :_key RETURNING {returning}"  # noqa: S608
+    found = (await conn.execute(text(sql), {**written, "_key": value})).mappings().first()
+    return None if found is None else dict(found)
 
 
 class MigrationMismatch(RuntimeError):

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Request, Response
 
 from ccshared.problem_handlers import problem_responses
-from ccshared.problems import Conflict, NotFound
+from ccshared.problems import Conflict, NotFound, found_or_404
 from ccshared.user_auth import AUTH_RESPONSES, supervisor
 from feedback.api.deps import engine_of
 from feedback.api.schemas import (
@@ -65,9 +65,9 @@ async def list_key_accounts(request: Request) -> list[KeyAccountView]:
 )
 async def get_key_account(request: Request, customer_id: uuid.UUID) -> KeyAccountView:
     async with engine_of(request).connect() as conn:
-        row = await db.get_key_account(conn, customer_id)
-        if row is None:
-            raise NotFound("This customer is not a key account.")
+        row = found_or_404(
+            await db.get_key_account(conn, customer_id), "This customer is not a key account."
+        )
         callbacks = await db.callbacks_of(conn, customer_id)
     return KeyAccountView(**row, callbacks=[CallbackView(**c) for c in callbacks])
 
@@ -87,9 +87,10 @@ async def update_key_account(
             changes["relationship_started_at"], datetime.now(UTC)
         )
     async with engine_of(request).begin() as conn:
-        row = await db.update_key_account(conn, customer_id, changes)
-    if row is None:
-        raise NotFound("This customer is not a key account.")
+        row = found_or_404(
+            await db.update_key_account(conn, customer_id, changes),
+            "This customer is not a key account.",
+        )
     return KeyAccountView(**row)
 
 

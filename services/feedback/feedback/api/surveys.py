@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ccshared.auth import Principal
 from ccshared.conflicts import in_transaction
 from ccshared.problem_handlers import problem_responses
-from ccshared.problems import FieldError, NotFound, Problem
+from ccshared.problems import FieldError, NotFound, Problem, found_or_404
 from ccshared.user_auth import AUTH_RESPONSES, principal
 from feedback.api.deps import engine_of, settings_of, wants
 from feedback.api.pages import survey_page, thanks_page
@@ -116,9 +116,7 @@ def _may_answer(survey: dict[str, Any], window: timedelta, now: datetime) -> boo
 async def get_survey(request: Request, token: Token) -> Response:
     survey_id = _survey_id(request, token)
     async with engine_of(request).connect() as conn:
-        survey = await survey_with_answer(conn, survey_id)
-    if survey is None:
-        raise NotFound("No such survey.")
+        survey = found_or_404(await survey_with_answer(conn, survey_id), "No such survey.")
     texts = texts_for(survey["language"])
     if wants(request, "application/json"):
         view = SurveyView(

@@ -12,7 +12,7 @@ import uuid
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ccshared.problem_handlers import problem_responses
-from ccshared.problems import FieldError, NotFound, Problem
+from ccshared.problems import FieldError, NotFound, Problem, found_or_404
 from ccshared.user_auth import AUTH_RESPONSES, supervisor
 from feedback.api.deps import engine_of, settings_of
 from feedback.api.schemas import (
@@ -76,9 +76,9 @@ async def list_webhooks(
 @router.get("/{webhook_id}", response_model=WebhookView, responses=_NOT_FOUND)
 async def get_webhook(request: Request, webhook_id: uuid.UUID) -> WebhookView:
     async with engine_of(request).connect() as conn:
-        row = await db.get_subscription(conn, webhook_id)
-    if row is None:
-        raise NotFound("No such webhook subscription.")
+        row = found_or_404(
+            await db.get_subscription(conn, webhook_id), "No such webhook subscription."
+        )
     return WebhookView(**row)
 
 
@@ -95,9 +95,9 @@ async def update_webhook(
     if changes.get("url") is not None:
         await _refuse_internal_url(request, changes["url"])
     async with engine_of(request).begin() as conn:
-        row = await db.update_subscription(conn, webhook_id, changes)
-    if row is None:
-        raise NotFound("No such webhook subscription.")
+        row = found_or_404(
+            await db.update_subscription(conn, webhook_id, changes), "No such webhook subscription."
+        )
     return WebhookView(**row)
 
 

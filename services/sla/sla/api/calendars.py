@@ -10,7 +10,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from ccshared.problem_handlers import problem_responses
-from ccshared.problems import Conflict, NotFound, Problem
+from ccshared.problems import Conflict, NotFound, Problem, found_or_404
 from ccshared.user_auth import AUTH_RESPONSES, reads_open_writes_supervised
 from sla.api.deps import configs, engine_of
 from sla.api.errors import invalid
@@ -94,9 +94,9 @@ async def create_calendar(body: CalendarCreate, request: Request) -> CalendarVie
 @router.get("/{calendar_id}", response_model=CalendarView, responses=_ERRORS)
 async def get_calendar(calendar_id: CalendarId, request: Request) -> CalendarView:
     async with engine_of(request).connect() as conn:
-        row = (await conn.execute(_ONE, {"id": calendar_id})).first()
-    if row is None:
-        raise NotFound(f"No calendar {calendar_id!r}.")
+        row = found_or_404(
+            (await conn.execute(_ONE, {"id": calendar_id})).first(), f"No calendar {calendar_id!r}."
+        )
     return _view(row)
 
 
@@ -147,9 +147,10 @@ async def import_holidays(calendar_id: CalendarId, request: Request) -> HolidayI
         )
     raw = await request.body()
     async with engine_of(request).begin() as conn:
-        row = (await conn.execute(_LOCK, {"id": calendar_id})).first()
-        if row is None:
-            raise NotFound(f"No calendar {calendar_id!r}.")
+        row = found_or_404(
+            (await conn.execute(_LOCK, {"id": calendar_id})).first(),
+            f"No calendar {calendar_id!r}.",
+        )
         doc = CalendarDoc.model_validate(row.body)
         try:
             imported = holidays_from_ical(raw, doc.timezone)

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.problem_handlers import problem_responses
-from ccshared.problems import Conflict, NotFound
+from ccshared.problems import Conflict, NotFound, found_or_404
 from ccshared.user_auth import AUTH_RESPONSES, reads_open_writes_supervised
 from sla.api.deps import configs, engine_of, tracker
 from sla.api.errors import invalid, unprocessable
@@ -130,9 +130,9 @@ async def create_policy(body: PolicyCreate, request: Request) -> PolicyView:
 @router.get("/{policy_id}", response_model=PolicyView, responses=_ERRORS)
 async def get_policy(policy_id: PolicyId, request: Request) -> PolicyView:
     async with engine_of(request).connect() as conn:
-        row = (await conn.execute(_LATEST_OF, {"id": policy_id})).first()
-    if row is None:
-        raise NotFound(f"No policy {policy_id!r}.")
+        row = found_or_404(
+            (await conn.execute(_LATEST_OF, {"id": policy_id})).first(), f"No policy {policy_id!r}."
+        )
     return _view(row)
 
 
@@ -150,9 +150,10 @@ async def get_version(
     policy_id: PolicyId, version: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request
 ) -> PolicyView:
     async with engine_of(request).connect() as conn:
-        row = (await conn.execute(_VERSION, {"id": policy_id, "version": version})).first()
-    if row is None:
-        raise NotFound(f"No version {version} of policy {policy_id!r}.")
+        row = found_or_404(
+            (await conn.execute(_VERSION, {"id": policy_id, "version": version})).first(),
+            f"No version {version} of policy {policy_id!r}.",
+        )
     return _view(row)
 
 
@@ -175,9 +176,10 @@ async def change_policy(
     apply_to_open: Literal["keep", "recompute"] = "keep",
 ) -> PolicyView:
     async with engine_of(request).begin() as conn:
-        latest = (await conn.execute(_LATEST_OF, {"id": policy_id})).first()
-        if latest is None:
-            raise NotFound(f"No policy {policy_id!r}; create it with POST /v1/policies.")
+        latest = found_or_404(
+            (await conn.execute(_LATEST_OF, {"id": policy_id})).first(),
+            f"No policy {policy_id!r}; create it with POST /v1/policies.",
+        )
         version = latest.version + 1
         await _validated(conn, policy_id, version, body)
         row = await _insert(conn, policy_id, version, body, active=latest.active)
