@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from intake.api.parse_pool import InvalidContact, email_contact
-from intake.api.schemas import (
+from intake.domain.contact_models import (
     CONTEXT_DEFAULT_REGION,
     CONTEXT_MAX_FUTURE_SKEW_S,
     CONTEXT_NOW,

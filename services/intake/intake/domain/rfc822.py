@@ -44,7 +44,7 @@ from intake.domain.normalize import (
     sanitize_html,
 )
 
-# As the API's contact model takes them (intake.api.schemas); longer values are cut here, not
+# As the contact model takes them (intake.domain.contact_models); longer values are cut here, not
 # refused: a long subject or text does not make a message less of a contact.
 MAX_ID_CHARS = 512
 MAX_NAME_CHARS = 256
