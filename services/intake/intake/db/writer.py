@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 
@@ -410,12 +410,7 @@ class ContactWriter:
                 list(new_customers),
                 list(new_customers.values()),
                 [c.integration_id for c in contacts],
-                *outbox_arrays(
-                    [
-                        outbox_tuple(CONTACT_RECEIVED, str(owner), event_id, value)
-                        for owner, (event_id, value) in zip(owners, events, strict=True)
-                    ]
-                ),
+                *_outbox_arrays(owners, events),
             )
             inserted: set[uuid.UUID] = set()
             held: set[int] = set()
@@ -520,6 +515,19 @@ class ContactWriter:
                 results[i] = StoredContact(existing["id"], existing["customer_id"], "duplicate")
             else:
                 results[i] = IdempotencyConflict(existing["id"], by)
+
+
+def _outbox_arrays(
+    owners: list[uuid.UUID], events: list[tuple[uuid.UUID, bytes]]
+) -> list[list[Any]]:
+    """The outbox part's parameters: each contact's contact.received event, keyed by its
+    customer (the statement keeps those of the contacts it stores)."""
+    return outbox_arrays(
+        [
+            outbox_tuple(CONTACT_RECEIVED, str(owner), event_id, value)
+            for owner, (event_id, value) in zip(owners, events, strict=True)
+        ]
+    )
 
 
 async def wait_closed(writer: ContactWriter, timeout_s: float) -> None:
