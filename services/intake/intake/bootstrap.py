@@ -10,10 +10,10 @@ import asyncpg
 
 from ccshared.db import asyncpg_dsn
 from ccshared.service import Runtime
-from intake.api.parse_pool import ParsePool
 from intake.db.api_keys import ApiKeyVerifier
 from intake.db.writer import ContactWriter
 from intake.settings import IntakeSettings
+from intake.tasks.parse_pool import ParsePool
 
 
 @dataclass
