@@ -95,7 +95,7 @@ token: $(VENV)/.installed ## print a UI user token (dev key, or CC_TOKEN_PRIVATE
 
 key: $(VENV)/.installed ## create an intake API key: make key NAME=telephony CHANNELS=phone,email [REGION=US]
 	@test -n "$(NAME)" -a -n "$(CHANNELS)" || { echo "usage: make key NAME=<integration> CHANNELS=phone,email,chat,social [REGION=US]"; exit 2; }
-	$(PY) -m intake.keys create --name "$(NAME)" --channels "$(CHANNELS)"$(if $(REGION), --region "$(REGION)")
+	$(PY) -m intake.cli keys create --name "$(NAME)" --channels "$(CHANNELS)"$(if $(REGION), --region "$(REGION)")
 
 # A service's database and Kafka: its own <SERVICE>_DATABASE_URL / <SERVICE>_KAFKA_BOOTSTRAP /
 # <SERVICE>_KAFKA_TOPIC_PREFIX when set, else the local stack's (one database per service).

@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from ccshared.gc import freeze_startup_objects, tune_gc
-from ccshared.problems import install_problem_handlers
-from intake.api.schemas import parse_contact_json
+from ccshared.problem_handlers import install_problem_handlers
+from intake.domain.contact_models import parse_contact_json
 
 
 @asynccontextmanager

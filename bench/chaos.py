@@ -537,7 +537,8 @@ async def _setup(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "intake.keys",
+        "intake.cli",
+        "keys",
         "create",
         "--name",
         f"chaos-{run}",
@@ -552,7 +553,7 @@ async def _setup(
     )
     out, _ = await process.communicate()
     if process.returncode != 0:
-        raise RuntimeError("python -m intake.keys create failed")
+        raise RuntimeError("python -m intake.cli keys create failed")
     key = out.decode().split()[0]
     agents = [f"chaos-{run}-{i}" for i in range(AGENTS)]
     skills = {s: 3 for s in ("complaints", "technical", "billing", "vip", "escalations")}

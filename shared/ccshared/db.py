@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -66,24 +66,43 @@ _CAST_FROM_TEXT = frozenset({"jsonb", "json"})
 Columns = Sequence[tuple[str, str]]
 
 
-def insert_from_arrays(table: str, columns: Columns, *, prefix: str = "", suffix: str = "") -> str:
+def insert_from_arrays(
+    table: str,
+    columns: Columns,
+    *,
+    prefix: str = "",
+    suffix: str = "",
+    first_param: int | None = None,
+    where: str = "",
+) -> str:
     """`INSERT INTO table (...) SELECT ... FROM unnest(:<prefix><column>, ...)`: many rows
     from one array per column (parameters from `array_params` with the same prefix), in the
     order given. A statement of its own, or one of several data-modifying CTEs of one
-    statement. Table and column names are the caller's constants, never input."""
+    statement. With `first_param`, the arrays are asyncpg's numbered parameters
+    `$<first_param>`, `$<first_param + 1>`, ... in column order instead (values from
+    `array_columns`). `where` keeps only some of the rows; it may name the array rows as `u`
+    and their 1-based position as `u.ord`. Table and column names are the caller's
+    constants, never input."""
     names = ", ".join(name for name, _ in columns)
     arrays = ", ".join(
-        f"CAST(:{prefix}{name} AS {'text' if kind in _CAST_FROM_TEXT else kind}[])"
-        for name, kind in columns
+        f"CAST({_placeholder(i, name, prefix, first_param)} AS "
+        f"{'text' if kind in _CAST_FROM_TEXT else kind}[])"
+        for i, (name, kind) in enumerate(columns)
     )
     values = ", ".join(
         f"CAST(u.{name} AS {kind})" if kind in _CAST_FROM_TEXT else f"u.{name}"
         for name, kind in columns
     )
+    condition = f"WHERE {where} " if where else ""
     return (
         f"INSERT INTO {table} ({names}) SELECT {values} "  # noqa: S608 - names are ours
-        f"FROM unnest({arrays}) WITH ORDINALITY AS u({names}, ord) ORDER BY u.ord {suffix}"
+        f"FROM unnest({arrays}) WITH ORDINALITY AS u({names}, ord) {condition}"
+        f"ORDER BY u.ord {suffix}"
     ).rstrip()
+
+
+def _placeholder(index: int, name: str, prefix: str, first_param: int | None) -> str:
+    return f":{prefix}{name}" if first_param is None else f"${first_param + index}"
 
 
 def one_statement(*parts: tuple[str, str]) -> str:
@@ -103,6 +122,11 @@ def array_params(
 ) -> dict[str, list[Any]]:
     """The parameters of `insert_from_arrays`: rows (tuples in `columns` order) as columns."""
     return {f"{prefix}{name}": [row[i] for row in rows] for i, (name, _) in enumerate(columns)}
+
+
+def array_columns(columns: Columns, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """The numbered parameters of `insert_from_arrays(..., first_param=n)`, in order."""
+    return [[row[i] for row in rows] for i in range(len(columns))]
 
 
 @lru_cache(maxsize=64)
@@ -126,6 +150,27 @@ async def insert_many(
     if not rows:
         return
     await conn.execute(_insert_many_sql(table, tuple(columns), suffix), array_params(columns, rows))
+
+
+async def update_row(
+    conn: AsyncConnection,
+    table: str,
+    key: tuple[str, Any],
+    changes: Mapping[str, Any],
+    *,
+    updatable: Collection[str],
+    returning: str,
+) -> dict[str, Any] | None:
+    """`UPDATE table SET <changed columns>, updated_at = now() WHERE <key column> = <key>
+    RETURNING <returning>`: a PATCH's partial change. Only the `updatable` columns of `changes`
+    are written (others are ignored); returns the row after the change, or None when no row
+    has the key. Table and column names are the caller's constants, never input."""
+    column, value = key
+    written = {k: v for k, v in changes.items() if k in updatable}
+    sets = ", ".join([*(f"{k} = :{k}" for k in written), "updated_at = now()"])
+    sql = f"UPDATE {table} SET {sets} WHERE {column} = :_key RETURNING {returning}"  # noqa: S608
+    found = (await conn.execute(text(sql), {**written, "_key": value})).mappings().first()
+    return None if found is None else dict(found)
 
 
 class MigrationMismatch(RuntimeError):

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ccshared.consumer import is_transient
 from ccshared.logging import correlation_id
-from ccshared.problems import problem_response
+from ccshared.problem_handlers import problem_response
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ import logging
 import random
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.db import array_params, insert_from_arrays, insert_many
+from ccshared.db import array_columns, array_params, insert_from_arrays, insert_many
+from ccshared.events.catalog import EVENT_TYPES
 from ccshared.events.envelope import Envelope
 from ccshared.tasks import finish_or_cancel
 
@@ -141,21 +143,47 @@ async def enqueue(conn: AsyncConnection, *events: Envelope) -> None:
         )
 
 
-# The outbox rows of a statement of one's own making (`ccshared.db.one_statement`), with
-# `outbox_params` for its parameters: events written in the same round trip as the change
-# they announce. Leave the part out when there are no events: an empty INSERT still fires
-# the NOTIFY trigger and wakes every relay.
-OUTBOX_PART = ("events", insert_from_arrays("outbox", OUTBOX_COLUMNS, prefix="e_"))
+def outbox_part(*, first_param: int | None = None, where: str = "") -> tuple[str, str]:
+    """The outbox rows of a statement of one's own making (`ccshared.db.one_statement`):
+    events written in the same round trip as the change they announce. Its parameters come
+    from `outbox_params` (SQLAlchemy's named parameters) or, with `first_param`, from
+    `outbox_arrays` as asyncpg's numbered parameters `$first_param`... (six of them, in
+    OUTBOX_COLUMNS order). `where` keeps only the rows that qualify (see
+    `ccshared.db.insert_from_arrays`: `u.ord` is a row's 1-based position). Leave the part
+    out when there are no events: an empty INSERT still fires the NOTIFY trigger and wakes
+    every relay."""
+    sql = insert_from_arrays(
+        "outbox", OUTBOX_COLUMNS, prefix="e_", first_param=first_param, where=where
+    )
+    return ("events", sql)
+
+
+OUTBOX_PART = outbox_part()
+
+# One outbox row in OUTBOX_COLUMNS order: (topic, key, event_id, event_type, value, headers).
+OutboxTuple = tuple[str, str, uuid.UUID, str, bytes, str]
 
 
 def outbox_params(events: Sequence[Envelope]) -> dict[str, list[Any]]:
     return array_params(OUTBOX_COLUMNS, outbox_tuples(events), prefix="e_")
 
 
-def outbox_tuples(events: Sequence[Envelope]) -> list[tuple[Any, ...]]:
+def outbox_arrays(rows: Sequence[OutboxTuple]) -> list[list[Any]]:
+    """The numbered parameters of `outbox_part(first_param=...)`, for rows from
+    `outbox_tuples` or `outbox_tuple`."""
+    return array_columns(OUTBOX_COLUMNS, rows)
+
+
+def outbox_tuples(events: Sequence[Envelope]) -> list[OutboxTuple]:
     """Outbox rows in OUTBOX_COLUMNS order, for `insert_from_arrays` in a statement of one's
     own making."""
     return [(e.topic, e.key, e.event_id, e.event_type, e.to_bytes(), "{}") for e in events]
+
+
+def outbox_tuple(event_type: str, key: str, event_id: uuid.UUID, value: bytes) -> OutboxTuple:
+    """The outbox row of an event already serialised (a hot path that builds the envelope's
+    bytes itself); its topic is the catalog's for the event type."""
+    return (EVENT_TYPES[event_type].topic, key, event_id, event_type, value, "{}")
 
 
 def kafka_headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:

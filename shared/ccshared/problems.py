@@ -1,23 +1,15 @@
-"""RFC 9457 problem details for every 4xx/5xx a service answers.
+"""RFC 9457 problem details for every 4xx/5xx a service answers: the models, no web framework.
 
 Domain code raises `Problem` subclasses (or its own exceptions mapped at the edge); validation
-errors list every field at fault as `errors: [{field, message, type}]`.
+errors list every field at fault as `errors: [{field, message, type}]`. The FastAPI side (the
+exception handlers and the OpenAPI `responses=` helper) is `ccshared.problem_handlers`.
 """
 
 from __future__ import annotations
 
-from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy.exc import DBAPIError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from ccshared.conflicts import is_transient_conflict
-from ccshared.logging import correlation_id
+from pydantic import BaseModel, Field
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://contactcenter.dev/problems/"
@@ -76,6 +68,16 @@ class Conflict(Problem):
     slug = "conflict"
 
 
+T = TypeVar("T")
+
+
+def found_or_404(value: T | None, detail: str) -> T:
+    """The thing looked up, or a 404 saying what is missing: `found_or_404(row, "No such ...")`."""
+    if value is None:
+        raise NotFound(detail)
+    return value
+
+
 def field_errors(errors: list[Any], prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
     out = []
     for err in errors:
@@ -90,33 +92,7 @@ def field_errors(errors: list[Any], prefix: tuple[str | int, ...] = ()) -> list[
     return out
 
 
-def problem_response(
-    request: Request | None,
-    *,
-    status: int,
-    slug: str | None,
-    detail: str | None,
-    errors: list[FieldError] | None = None,
-    headers: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
-    instance: str | None = None,
-) -> JSONResponse:
-    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    body = ProblemDetails(
-        type=PROBLEM_BASE + slug if slug else "about:blank",
-        title=title,
-        status=status,
-        detail=detail,
-        instance=str(request.url.path) if request is not None else instance,
-        errors=errors,
-        correlation_id=correlation_id.get(),
-    ).model_dump(exclude_none=True)
-    if extra:
-        body.update(extra)
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
-
-
-_SLUGS = {
+SLUGS = {  # the type slug of each status a framework raises without one
     400: "bad-request",
     401: "unauthorized",
     403: "forbidden",
@@ -131,73 +107,3 @@ _SLUGS = {
     500: "internal-error",
     503: "unavailable",
 }
-
-
-def response_for_problem(exc: Problem, instance: str | None) -> JSONResponse:
-    return problem_response(
-        None,
-        status=exc.status,
-        slug=exc.slug,
-        detail=exc.detail,
-        errors=exc.errors,
-        headers=exc.headers,
-        extra=exc.extra,
-        instance=instance,
-    )
-
-
-def response_for_invalid_body(exc: ValidationError, instance: str | None) -> JSONResponse:
-    """A model validated by hand from the body failed: 422 naming each field under `body.`."""
-    errors = field_errors(list(exc.errors()), prefix=("body",))
-    return problem_response(
-        None,
-        status=422,
-        slug="validation-error",
-        detail="The request is invalid at: " + ", ".join(e.field for e in errors[:5]),
-        errors=errors,
-        instance=instance,
-    )
-
-
-def install_problem_handlers(app: FastAPI) -> None:
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return response_for_problem(exc, request.url.path)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = field_errors(list(exc.errors()))
-        fields = ", ".join(e.field for e in errors[:5])
-        return problem_response(
-            request,
-            status=422,
-            slug="validation-error",
-            detail=f"The request is invalid at: {fields}" if fields else "The request is invalid",
-            errors=errors,
-        )
-
-    @app.exception_handler(ValidationError)
-    async def _invalid_model(request: Request, exc: ValidationError) -> JSONResponse:
-        return response_for_invalid_body(exc, request.url.path)
-
-    @app.exception_handler(DBAPIError)
-    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
-        if not is_transient_conflict(exc):
-            raise exc  # the 500 of last resort (logged with the correlation id)
-        return problem_response(
-            request,
-            status=503,
-            slug="conflict-retry",
-            detail="A concurrent change got in the way and nothing was changed; retry.",
-            headers={"Retry-After": "1"},
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(
-            request,
-            status=exc.status_code,
-            slug=_SLUGS.get(exc.status_code),
-            detail=str(exc.detail) if exc.detail else None,
-            headers=dict(exc.headers) if exc.headers else None,
-        )

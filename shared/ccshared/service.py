@@ -40,7 +40,8 @@ from ccshared.kafka import ensure_topics, make_producer
 from ccshared.logging import configure_logging
 from ccshared.migrate import apply_migrations, require_migrated, service_migrations
 from ccshared.outbox import OutboxRelay
-from ccshared.problems import ProblemDetails, install_problem_handlers
+from ccshared.problem_handlers import install_problem_handlers
+from ccshared.problems import ProblemDetails
 from ccshared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)

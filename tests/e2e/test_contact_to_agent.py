@@ -63,7 +63,7 @@ async def test_posted_contacts_become_tickets_offered_to_agents(
             await r.put(f"/v1/agents/{name}", json={"name": name, "skills": skills})
             await r.put(f"/v1/agents/{name}/status", json={"status": "available"})
         _, key = await create_key(
-            intake_app.state.runtime.extras["pool"],
+            intake_app.state.runtime.parts.pool,
             name="e2e",
             channels=["phone", "email", "chat", "social"],
             rate_per_s=1000,

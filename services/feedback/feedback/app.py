@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from ccshared.service import Runtime, create_service_app
+from feedback import bootstrap
 from feedback.api.key_accounts import router as key_accounts_router
 from feedback.api.kpis import router as kpis_router
 from feedback.api.pages import SurveyPageHeaders
@@ -14,25 +15,16 @@ from feedback.consumers.contacts import contacts_consumer
 from feedback.consumers.sla import sla_consumer
 from feedback.consumers.tickets import tickets_consumer
 from feedback.settings import FeedbackSettings
-from feedback.tasks.scheduler import FeedbackScheduler
-from feedback.webhook_transport import webhook_client
 
 
 def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
     settings = settings or FeedbackSettings()
 
     async def on_start(runtime: Runtime) -> None:
-        # Redirects are not followed: a webhook URL answering 3xx is misconfigured, and
-        # following it would send signed survey links somewhere nobody registered. Nor does
-        # the client connect to any address the rules refuse (see webhook_transport).
-        http = webhook_client(settings.webhook_address_rules())
-        scheduler = FeedbackScheduler(runtime.engine, settings, http)
-        scheduler.start()
-        runtime.extras.update(http=http, scheduler=scheduler)
+        await bootstrap.start(runtime, settings)
 
     async def on_stop(runtime: Runtime) -> None:
-        await runtime.extras["scheduler"].stop(settings.shutdown_grace_s)
-        await runtime.extras["http"].aclose()
+        await bootstrap.stop(runtime, settings)
 
     app = create_service_app(
         settings,

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from ccshared.events.catalog import INTAKE_CONTACTS, ROUTER_TICKETS, SLA_EVENTS
 from ccshared.settings import LOCAL_PG, UserTokenSettings, env_name, require_random_secret
 from feedback.domain.surveys import SurveyPolicy
 from feedback.domain.webhooks import WebhookAddressRules
@@ -40,9 +41,9 @@ class FeedbackSettings(UserTokenSettings):
     observed_fcr_days: float = Field(default=7, gt=0)
 
     # Where the consumed events are read from (the catalog's topics; tests use private ones).
-    tickets_topic: str = "router.tickets"
-    sla_topic: str = "sla.events"
-    contacts_topic: str = "intake.contacts"
+    tickets_topic: str = ROUTER_TICKETS
+    sla_topic: str = SLA_EVENTS
+    contacts_topic: str = INTAKE_CONTACTS
 
     # Background work.
     scheduler_interval_s: float = Field(default=5.0, gt=0, le=3_600)

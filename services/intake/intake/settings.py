@@ -20,7 +20,7 @@ class IntakeSettings(ServiceSettings):
     # limit, which also counts the record batch around it.
     max_contact_bytes: int = Field(default=524_288, ge=16_384, le=1_000_000)
     # Raw e-mails (message/rfc822), and JSON bodies over `parse_inline_max_bytes`, are parsed
-    # in worker processes (intake.api.parse_pool), each within a time budget; 0 workers parses
+    # in worker processes (intake.tasks.parse_pool), each within a time budget; 0 workers parses
     # in a thread of the service's process instead (no budget, and the GIL is shared with the
     # event loop). Beyond `parse_max_pending` waiting bodies per process, the next is a 503.
     parse_workers: int = Field(default=1, ge=0, le=16)

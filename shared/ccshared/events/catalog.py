@@ -15,6 +15,12 @@ from ccshared.events import payloads as p
 
 DLQ_SUFFIX = ".dlq"
 
+# The topics by name: code names a topic by these constants, never by a string literal.
+INTAKE_CONTACTS = "intake.contacts"
+ROUTER_TICKETS = "router.tickets"
+SLA_EVENTS = "sla.events"
+FEEDBACK_EVENTS = "feedback.events"
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -43,7 +49,7 @@ class EventSpec:
 
 _topics = [
     TopicSpec(
-        "intake.contacts",
+        INTAKE_CONTACTS,
         "intake",
         ("router", "feedback"),
         "customer_id",
@@ -51,21 +57,21 @@ _topics = [
         "order (the router threads them onto tickets).",
     ),
     TopicSpec(
-        "router.tickets",
+        ROUTER_TICKETS,
         "router",
         ("sla", "feedback", "intake"),
         "ticket_id",
         "Ticket lifecycle: opened, contacts added, routed, assigned, replied, resolved, ...",
     ),
     TopicSpec(
-        "sla.events",
+        SLA_EVENTS,
         "sla",
         ("router", "feedback"),
         "ticket_id",
         "SLA warnings, breaches, escalations (the router applies their actions) and met targets.",
     ),
     TopicSpec(
-        "feedback.events",
+        FEEDBACK_EVENTS,
         "feedback",
         ("router",),
         "customer_id",
@@ -76,25 +82,25 @@ _topics = [
 TOPICS: dict[str, TopicSpec] = {t.name: t for t in _topics}
 
 _events = [
-    EventSpec("contact.received", "intake.contacts", p.ContactReceived),
-    EventSpec("ticket.opened", "router.tickets", p.TicketOpened),
-    EventSpec("ticket.contact_added", "router.tickets", p.TicketContactAdded),
-    EventSpec("ticket.status_changed", "router.tickets", p.TicketStatusChanged),
-    EventSpec("ticket.routed", "router.tickets", p.TicketRouted),
-    EventSpec("ticket.assigned", "router.tickets", p.TicketAssigned),
-    EventSpec("ticket.transferred", "router.tickets", p.TicketTransferred),
-    EventSpec("ticket.replied", "router.tickets", p.TicketReplied),
-    EventSpec("ticket.resolved", "router.tickets", p.TicketResolved),
-    EventSpec("ticket.reopened", "router.tickets", p.TicketReopened),
-    EventSpec("ticket.closed", "router.tickets", p.TicketClosed),
-    EventSpec("sla.warning", "sla.events", p.SlaWarning),
-    EventSpec("sla.breached", "sla.events", p.SlaBreached),
-    EventSpec("sla.escalated", "sla.events", p.SlaEscalated),
-    EventSpec("sla.met", "sla.events", p.SlaMet),
-    EventSpec("survey.requested", "feedback.events", p.SurveyRequested),
-    EventSpec("survey.answered", "feedback.events", p.SurveyAnswered),
-    EventSpec("followup.requested", "feedback.events", p.FollowUpRequested),
-    EventSpec("praise.recorded", "feedback.events", p.PraiseRecorded),
+    EventSpec("contact.received", INTAKE_CONTACTS, p.ContactReceived),
+    EventSpec("ticket.opened", ROUTER_TICKETS, p.TicketOpened),
+    EventSpec("ticket.contact_added", ROUTER_TICKETS, p.TicketContactAdded),
+    EventSpec("ticket.status_changed", ROUTER_TICKETS, p.TicketStatusChanged),
+    EventSpec("ticket.routed", ROUTER_TICKETS, p.TicketRouted),
+    EventSpec("ticket.assigned", ROUTER_TICKETS, p.TicketAssigned),
+    EventSpec("ticket.transferred", ROUTER_TICKETS, p.TicketTransferred),
+    EventSpec("ticket.replied", ROUTER_TICKETS, p.TicketReplied),
+    EventSpec("ticket.resolved", ROUTER_TICKETS, p.TicketResolved),
+    EventSpec("ticket.reopened", ROUTER_TICKETS, p.TicketReopened),
+    EventSpec("ticket.closed", ROUTER_TICKETS, p.TicketClosed),
+    EventSpec("sla.warning", SLA_EVENTS, p.SlaWarning),
+    EventSpec("sla.breached", SLA_EVENTS, p.SlaBreached),
+    EventSpec("sla.escalated", SLA_EVENTS, p.SlaEscalated),
+    EventSpec("sla.met", SLA_EVENTS, p.SlaMet),
+    EventSpec("survey.requested", FEEDBACK_EVENTS, p.SurveyRequested),
+    EventSpec("survey.answered", FEEDBACK_EVENTS, p.SurveyAnswered),
+    EventSpec("followup.requested", FEEDBACK_EVENTS, p.FollowUpRequested),
+    EventSpec("praise.recorded", FEEDBACK_EVENTS, p.PraiseRecorded),
 ]
 EVENT_TYPES: dict[str, EventSpec] = {e.event_type: e for e in _events}
 

@@ -153,7 +153,7 @@ async def feedback_factory(
         producer = make_producer(kafka_bootstrap, "fake-router")
         await producer.start()
         started.append((lifespan, client, db, producer))
-        scheduler = runtime_of(app).extras["scheduler"]
+        scheduler = runtime_of(app).parts.scheduler
         return Feedback(client, db, settings, producer, scheduler, topics)
 
     yield start

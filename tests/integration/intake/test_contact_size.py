@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from intake.api.schemas import parse_contact
+from intake.domain.contact_models import parse_contact
 from intake.domain.contacts import contact_document, contact_received_event
 from intake.settings import IntakeSettings
 from tests.conftest import topic

@@ -12,7 +12,7 @@ from tests.integration.intake.conftest import Intake
 
 
 def _writer(intake: Intake) -> ContactWriter:
-    writer: ContactWriter = runtime_of(intake.app).extras["writer"]
+    writer: ContactWriter = runtime_of(intake.app).parts.writer
     return writer
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from intake.api.schemas import EmailContact, parse_contact
+from intake.domain.contact_models import EmailContact, parse_contact
 from tests.integration.intake.conftest import Intake
 from tests.unit.intake.test_email_corpus import EXPECTED, check_contact, raw
 

@@ -102,10 +102,10 @@ async def test_fast_path_is_the_last_line_for_unexpected_errors(intake: Intake) 
     same way: a 500 that does not leak the error's text, a 503 for an unreachable dependency,
     both with the correlation id."""
     runtime = runtime_of(intake.app)
-    real = runtime.extras["verifier"]
+    real = runtime.parts.verifier
     body, auth = samples()[0], {"Authorization": "Bearer cck_whatever"}
     try:
-        runtime.extras["verifier"] = _FailingVerifier(ValueError("hunter2 in the error"))
+        runtime.parts.verifier = _FailingVerifier(ValueError("hunter2 in the error"))
         response = await intake.client.post(
             "/v1/contacts", json=body, headers={**auth, "X-Correlation-ID": "cid-500"}
         )
@@ -114,11 +114,11 @@ async def test_fast_path_is_the_last_line_for_unexpected_errors(intake: Intake) 
         assert response.json()["correlation_id"] == "cid-500"
         assert response.headers["x-correlation-id"] == "cid-500"
 
-        runtime.extras["verifier"] = _FailingVerifier(ConnectionRefusedError("db down"))
+        runtime.parts.verifier = _FailingVerifier(ConnectionRefusedError("db down"))
         response = await intake.client.post("/v1/contacts", json=body, headers=auth)
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"
         assert response.headers["x-correlation-id"]
     finally:
-        runtime.extras["verifier"] = real
+        runtime.parts.verifier = real
     assert await intake.count("contacts") == 0

@@ -96,7 +96,7 @@ async def test_keys_cli_sets_and_checks_the_region(intake: Intake) -> None:
 
     async def keys(*args: str) -> tuple[int, str]:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "intake.keys", *args, env=env,
+            sys.executable, "-m", "intake.cli", "keys", *args, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         out, _ = await process.communicate()

@@ -133,7 +133,7 @@ async def test_two_replicas_on_one_database_fire_each_timer_once(
 ) -> None:
     one = await sla_factory.start()
     two = await sla_factory.start()  # a second replica on the same database and group
-    scanners = [s.app.state.runtime.extras["scanner"] for s in (one, two)]
+    scanners = [s.app.state.runtime.parts.scanner for s in (one, two)]
 
     async def split() -> bool:
         owned = [s.owned_shards() for s in scanners]
@@ -169,7 +169,7 @@ async def test_reply_after_the_deadline_before_the_breach_fired_still_publishes_
 
     created = await sla.client.post("/v1/policies", json=fast_policy())
     assert created.status_code == 201, created.text
-    await sla.app.state.runtime.extras["scanner"].stop(0)  # no timer fires from here on
+    await sla.app.state.runtime.parts.scanner.stop(0)  # no timer fires from here on
     ticket = opened(opened_at=ago(5))  # its 1 s first-response target ran out long ago
     await router.publish(ticket)
     await router.publish(

@@ -11,7 +11,7 @@ import pytest
 
 from ccshared.events import decode_event
 from ccshared.events.payloads import ContactReceived, CustomerHints
-from intake.api.schemas import derive_customer_hints, parse_contact
+from intake.domain.contact_models import derive_customer_hints, parse_contact
 from intake.domain.contacts import (
     contact_document,
     contact_received_event,

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from intake.api.parse_pool import InvalidContact, email_contact
-from intake.api.schemas import (
+from intake.domain.contact_models import (
     CONTEXT_DEFAULT_REGION,
     CONTEXT_MAX_FUTURE_SKEW_S,
     CONTEXT_NOW,
     EmailContact,
 )
 from intake.domain.rfc822 import InvalidRawEmail
+from intake.tasks.parse_pool import InvalidContact, email_contact
 
 CORPUS = Path(__file__).parents[2] / "fixtures" / "email"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text())

@@ -12,8 +12,12 @@ from pathlib import Path
 import pytest
 
 from ccshared.problems import Problem
-from intake.api.parse_pool import ParsePool
-from intake.api.schemas import CONTEXT_DEFAULT_REGION, CONTEXT_MAX_FUTURE_SKEW_S, EmailContact
+from intake.domain.contact_models import (
+    CONTEXT_DEFAULT_REGION,
+    CONTEXT_MAX_FUTURE_SKEW_S,
+    EmailContact,
+)
+from intake.tasks.parse_pool import ParsePool
 from tests.unit.intake.hostile_email import HOSTILE
 
 MAIL = (Path(__file__).parents[2] / "fixtures" / "email" / "gb2312-base64.eml").read_bytes()

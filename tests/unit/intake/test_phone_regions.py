@@ -14,7 +14,7 @@ import phonenumbers
 import pytest
 from pydantic import ValidationError
 
-from intake.api.schemas import PhoneContact, parse_contact
+from intake.domain.contact_models import PhoneContact, parse_contact
 from intake.domain.normalize import (
     InvalidPhoneNumber,
     RegionHint,

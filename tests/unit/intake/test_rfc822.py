@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.api.schemas import EmailContact, derive_customer_hints, parse_contact
+from intake.domain.contact_models import EmailContact, derive_customer_hints, parse_contact
 from intake.domain.rfc822 import InvalidRawEmail, parse_rfc822
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"

@@ -12,15 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from intake.api.schemas import (
+from intake.api.schemas import BatchItemResult, ContactAccepted, ContactBatch, ContactBatchResult
+from intake.domain.contact_models import (
     CONTACT_ADAPTER,
     MAX_SUBJECT_CHARS,
     MAX_TEXT_CHARS,
-    BatchItemResult,
     ChatContact,
-    ContactAccepted,
-    ContactBatch,
-    ContactBatchResult,
     EmailContact,
     PhoneContact,
     SocialContact,

@@ -84,7 +84,7 @@ def test_an_endpoint_that_lost_a_race_answers_503_with_retry_after() -> None:
     from fastapi import FastAPI
 
     from ccshared.http import CorrelationIdMiddleware
-    from ccshared.problems import install_problem_handlers
+    from ccshared.problem_handlers import install_problem_handlers
 
     app = FastAPI()
     install_problem_handlers(app)

@@ -5,7 +5,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
 from ccshared.http import BodySizeLimitMiddleware, CorrelationIdMiddleware
-from ccshared.problems import Conflict, install_problem_handlers
+from ccshared.problem_handlers import install_problem_handlers
+from ccshared.problems import Conflict
 
 
 class Item(BaseModel):

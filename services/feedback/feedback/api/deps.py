@@ -5,16 +5,18 @@ from __future__ import annotations
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ccshared.service import runtime_of
 from feedback.settings import FeedbackSettings
 
 
 def engine_of(request: Request) -> AsyncEngine:
-    engine: AsyncEngine = request.app.state.runtime.engine
-    return engine
+    return runtime_of(request.app).engine
 
 
 def settings_of(request: Request) -> FeedbackSettings:
-    settings: FeedbackSettings = request.app.state.runtime.settings
+    settings = runtime_of(request.app).settings
+    if not isinstance(settings, FeedbackSettings):
+        raise TypeError("not the feedback service's settings")
     return settings
 
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ccshared.problems import Conflict, NotFound
+from ccshared.problem_handlers import problem_responses
+from ccshared.problems import Conflict, NotFound, found_or_404
 from ccshared.user_auth import AUTH_RESPONSES, supervisor
 from feedback.api.deps import engine_of
 from feedback.api.schemas import (
@@ -16,7 +17,6 @@ from feedback.api.schemas import (
     KeyAccountIn,
     KeyAccountPatch,
     KeyAccountView,
-    problems,
 )
 from feedback.db import key_accounts as db
 from feedback.domain.callbacks import next_callback_after
@@ -27,7 +27,7 @@ router = APIRouter(
     dependencies=[Depends(supervisor)],
     responses=AUTH_RESPONSES,
 )
-_NOT_FOUND = problems({404: "The customer is not a key account"})
+_NOT_FOUND = problem_responses({404: "The customer is not a key account"})
 
 
 @router.post(
@@ -35,7 +35,9 @@ _NOT_FOUND = problems({404: "The customer is not a key account"})
     status_code=201,
     response_model=KeyAccountView,
     summary="Make a customer a key account",
-    responses=problems({409: "The customer is a key account already", 422: "Invalid key account"}),
+    responses=problem_responses(
+        {409: "The customer is a key account already", 422: "Invalid key account"}
+    ),
 )
 async def create_key_account(request: Request, body: KeyAccountIn) -> KeyAccountView:
     values = body.model_dump(exclude={"first_callback_at"})
@@ -63,9 +65,9 @@ async def list_key_accounts(request: Request) -> list[KeyAccountView]:
 )
 async def get_key_account(request: Request, customer_id: uuid.UUID) -> KeyAccountView:
     async with engine_of(request).connect() as conn:
-        row = await db.get_key_account(conn, customer_id)
-        if row is None:
-            raise NotFound("This customer is not a key account.")
+        row = found_or_404(
+            await db.get_key_account(conn, customer_id), "This customer is not a key account."
+        )
         callbacks = await db.callbacks_of(conn, customer_id)
     return KeyAccountView(**row, callbacks=[CallbackView(**c) for c in callbacks])
 
@@ -74,7 +76,7 @@ async def get_key_account(request: Request, customer_id: uuid.UUID) -> KeyAccoun
     "/{customer_id}",
     response_model=KeyAccountView,
     summary="Change a key account (a new start date reschedules the next call-back)",
-    responses={**_NOT_FOUND, **problems({422: "Invalid change"})},
+    responses={**_NOT_FOUND, **problem_responses({422: "Invalid change"})},
 )
 async def update_key_account(
     request: Request, customer_id: uuid.UUID, body: KeyAccountPatch
@@ -85,9 +87,10 @@ async def update_key_account(
             changes["relationship_started_at"], datetime.now(UTC)
         )
     async with engine_of(request).begin() as conn:
-        row = await db.update_key_account(conn, customer_id, changes)
-    if row is None:
-        raise NotFound("This customer is not a key account.")
+        row = found_or_404(
+            await db.update_key_account(conn, customer_id, changes),
+            "This customer is not a key account.",
+        )
     return KeyAccountView(**row)
 
 

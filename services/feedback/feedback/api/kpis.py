@@ -10,10 +10,11 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from ccshared.problem_handlers import problem_responses
 from ccshared.problems import FieldError, Problem
 from ccshared.user_auth import AUTH_RESPONSES, supervisor
 from feedback.api.deps import engine_of, wants
-from feedback.api.schemas import KpiFigures, KpiGroup, KpiReport, problems
+from feedback.api.schemas import KpiFigures, KpiGroup, KpiReport
 from feedback.db.kpis import exact_p90s, kpi_sums
 from feedback.domain.kpis import KPI_FIELDS, kpis_of, spreadsheet_text, total
 
@@ -33,7 +34,7 @@ _DESCRIPTION = (
 )
 _RESPONSES = {
     200: {"content": {"text/csv": {}}, "description": "The figures (CSV on Accept: text/csv)"},
-    **problems({422: "Invalid range or grouping; `errors` names the parameter"}),
+    **problem_responses({422: "Invalid range or grouping; `errors` names the parameter"}),
 }
 
 

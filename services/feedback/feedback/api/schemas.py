@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field
 
 from ccshared.inputs import RequestBody
-from ccshared.problems import ProblemDetails
 
 Channel = Literal["phone", "email", "chat", "social"]
-
-
-def problems(codes: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    return {
-        code: {
-            "model": ProblemDetails,
-            "content": {"application/problem+json": {}},
-            "description": description,
-        }
-        for code, description in codes.items()
-    }
 
 
 class AnswerIn(RequestBody):

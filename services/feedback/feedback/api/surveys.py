@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.auth import Principal
 from ccshared.conflicts import in_transaction
-from ccshared.problems import FieldError, NotFound, Problem
+from ccshared.problem_handlers import problem_responses
+from ccshared.problems import FieldError, NotFound, Problem, found_or_404
 from ccshared.user_auth import AUTH_RESPONSES, principal
 from feedback.api.deps import engine_of, settings_of, wants
 from feedback.api.pages import survey_page, thanks_page
@@ -33,7 +34,6 @@ from feedback.api.schemas import (
     QuestionView,
     SurveyView,
     TicketSurveyView,
-    problems,
 )
 from feedback.db.answers import AnswerWindowClosed, StoredAnswer, store_answer
 from feedback.db.surveys import survey_with_answer
@@ -110,15 +110,13 @@ def _may_answer(survey: dict[str, Any], window: timedelta, now: datetime) -> boo
     response_model=SurveyView,
     responses={
         200: {"content": {"text/html": {}}, "description": "The page or the questions"},
-        **problems(_TOKEN_PROBLEMS),
+        **problem_responses(_TOKEN_PROBLEMS),
     },
 )
 async def get_survey(request: Request, token: Token) -> Response:
     survey_id = _survey_id(request, token)
     async with engine_of(request).connect() as conn:
-        survey = await survey_with_answer(conn, survey_id)
-    if survey is None:
-        raise NotFound("No such survey.")
+        survey = found_or_404(await survey_with_answer(conn, survey_id), "No such survey.")
     texts = texts_for(survey["language"])
     if wants(request, "application/json"):
         view = SurveyView(
@@ -201,7 +199,7 @@ async def _parse_answer(request: Request) -> tuple[AnswerIn, bool]:
     },
     responses={
         200: {"content": {"text/html": {}}, "description": "Stored (a thank-you page for forms)"},
-        **problems(
+        **problem_responses(
             {
                 **_TOKEN_PROBLEMS,
                 409: "Answered before, and the window for changing the answer has passed",
@@ -267,7 +265,7 @@ async def answer_survey(request: Request, token: Token) -> Response:
     summary="The survey of a ticket: status, answer and webhook deliveries (supervisors; "
     "an agent, the surveys of the tickets they resolved, without deliveries)",
     response_model=TicketSurveyView,
-    responses=problems(
+    responses=problem_responses(
         {
             404: "The ticket has no survey (not resolved yet, or unknown), or the caller is an "
             "agent the survey does not credit"

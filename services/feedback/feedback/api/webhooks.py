@@ -11,7 +11,8 @@ import uuid
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from ccshared.problems import FieldError, NotFound, Problem
+from ccshared.problem_handlers import problem_responses
+from ccshared.problems import FieldError, NotFound, Problem, found_or_404
 from ccshared.user_auth import AUTH_RESPONSES, supervisor
 from feedback.api.deps import engine_of, settings_of
 from feedback.api.schemas import (
@@ -20,7 +21,6 @@ from feedback.api.schemas import (
     WebhookIn,
     WebhookPatch,
     WebhookView,
-    problems,
 )
 from feedback.db import webhooks as db
 from feedback.domain.webhooks import AddressRefused
@@ -32,7 +32,7 @@ router = APIRouter(
     dependencies=[Depends(supervisor)],
     responses=AUTH_RESPONSES,
 )
-_NOT_FOUND = problems({404: "No such subscription"})
+_NOT_FOUND = problem_responses({404: "No such subscription"})
 
 
 @router.post(
@@ -48,7 +48,7 @@ _NOT_FOUND = problems({404: "No such subscription"})
         "(cloud metadata), carrier-grade NAT, multicast or reserved addresses, by address or "
         "by what its name resolves to; every delivery checks again."
     ),
-    responses=problems({422: "Invalid subscription; `errors` names each field at fault"}),
+    responses=problem_responses({422: "Invalid subscription; `errors` names each field at fault"}),
 )
 async def create_webhook(request: Request, body: WebhookIn) -> WebhookCreated:
     await _refuse_internal_url(request, str(body.url))
@@ -76,9 +76,9 @@ async def list_webhooks(
 @router.get("/{webhook_id}", response_model=WebhookView, responses=_NOT_FOUND)
 async def get_webhook(request: Request, webhook_id: uuid.UUID) -> WebhookView:
     async with engine_of(request).connect() as conn:
-        row = await db.get_subscription(conn, webhook_id)
-    if row is None:
-        raise NotFound("No such webhook subscription.")
+        row = found_or_404(
+            await db.get_subscription(conn, webhook_id), "No such webhook subscription."
+        )
     return WebhookView(**row)
 
 
@@ -86,7 +86,7 @@ async def get_webhook(request: Request, webhook_id: uuid.UUID) -> WebhookView:
     "/{webhook_id}",
     response_model=WebhookView,
     summary="Change the URL or secret, or (de)activate",
-    responses={**_NOT_FOUND, **problems({422: "Invalid change"})},
+    responses={**_NOT_FOUND, **problem_responses({422: "Invalid change"})},
 )
 async def update_webhook(
     request: Request, webhook_id: uuid.UUID, body: WebhookPatch
@@ -95,9 +95,9 @@ async def update_webhook(
     if changes.get("url") is not None:
         await _refuse_internal_url(request, changes["url"])
     async with engine_of(request).begin() as conn:
-        row = await db.update_subscription(conn, webhook_id, changes)
-    if row is None:
-        raise NotFound("No such webhook subscription.")
+        row = found_or_404(
+            await db.update_subscription(conn, webhook_id, changes), "No such webhook subscription."
+        )
     return WebhookView(**row)
 
 

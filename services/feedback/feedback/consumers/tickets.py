@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -30,9 +30,9 @@ _RECONTACTED = text(
 )
 
 
-def _earliest(*moments: object) -> object:
+def _earliest(*moments: datetime | None) -> datetime | None:
     present = [m for m in moments if m is not None]
-    return min(present) if present else None  # type: ignore[type-var]
+    return min(present) if present else None
 
 
 def ticket_events(runtime: Runtime) -> Handler:

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ccshared.db import update_row
+
 _COLUMNS = (
     "customer_id, name, relationship_started_at, channel, language, active, next_callback_at, "
     "created_at, updated_at"
@@ -57,11 +59,14 @@ async def list_key_accounts(conn: AsyncConnection) -> list[dict[str, Any]]:
 async def update_key_account(
     conn: AsyncConnection, customer_id: uuid.UUID, changes: dict[str, Any]
 ) -> dict[str, Any] | None:
-    changes = {k: v for k, v in changes.items() if k in _UPDATABLE}
-    sets = ", ".join([*(f"{k} = :{k}" for k in changes), "updated_at = now()"])
-    sql = "UPDATE key_accounts SET " + sets + " WHERE customer_id = :id" + _RETURNING  # noqa: S608 - fixed column names
-    found = (await conn.execute(text(sql), {**changes, "id": customer_id})).mappings().first()
-    return None if found is None else dict(found)
+    return await update_row(
+        conn,
+        "key_accounts",
+        ("customer_id", customer_id),
+        changes,
+        updatable=_UPDATABLE,
+        returning=_COLUMNS,
+    )
 
 
 async def delete_key_account(conn: AsyncConnection, customer_id: uuid.UUID) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -79,8 +80,8 @@ async def exact_p90s(
     return per_group, overall
 
 
-def _seconds(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
+def _seconds(value: Decimal | float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 async def kpi_sums(

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ccshared.db import update_row
 from ccshared.ids import uuid7
 
 SUBSCRIPTION_COLUMNS = "id, channel, url, description, active, created_at, updated_at"
@@ -162,17 +163,14 @@ _UPDATABLE = ("url", "secret", "description", "active")
 async def update_subscription(
     conn: AsyncConnection, sub_id: uuid.UUID, changes: dict[str, Any]
 ) -> dict[str, Any] | None:
-    changes = {k: v for k, v in changes.items() if k in _UPDATABLE}
-    sets = ", ".join([*(f"{k} = :{k}" for k in changes), "updated_at = now()"])
-    row = await conn.execute(
-        text(
-            f"UPDATE webhook_subscriptions SET {sets} WHERE id = :id "  # noqa: S608
-            f"RETURNING {SUBSCRIPTION_COLUMNS}"
-        ),
-        {**changes, "id": sub_id},
+    return await update_row(
+        conn,
+        "webhook_subscriptions",
+        ("id", sub_id),
+        changes,
+        updatable=_UPDATABLE,
+        returning=SUBSCRIPTION_COLUMNS,
     )
-    found = row.mappings().first()
-    return None if found is None else dict(found)
 
 
 async def delete_subscription(conn: AsyncConnection, sub_id: uuid.UUID) -> bool:

@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import Request
 
 from ccshared.problems import Problem
+from intake.api.deps import parts
 from intake.db.api_keys import ApiKey, ApiKeyVerifier
 
 
@@ -38,15 +39,10 @@ class RateLimited(Problem):
     slug = "rate-limited"
 
 
-def verifier_of(request: Request) -> ApiKeyVerifier:
-    verifier: ApiKeyVerifier = request.app.state.runtime.extras["verifier"]
-    return verifier
-
-
 async def authenticate(request: Request) -> ApiKey:
     """The caller's active key, within its rate limit."""
     client = request.client.host if request.client else None
-    return await authenticate_headers(request.headers, verifier_of(request), client)
+    return await authenticate_headers(request.headers, parts(request).verifier, client)
 
 
 async def authenticate_headers(
@@ -112,7 +108,7 @@ SECURITY_SCHEMES = {
         "description": "The same key in the X-API-Key header",
     },
 }
-SECURITY = [{"IntegrationKey": []}, {"IntegrationKeyHeader": []}]
+SECURITY: list[dict[str, list[str]]] = [{"IntegrationKey": []}, {"IntegrationKeyHeader": []}]
 
 
 def require_channel(key: ApiKey, channel: str) -> None:

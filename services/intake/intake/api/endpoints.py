@@ -16,8 +16,9 @@ from pydantic import BaseModel, ValidationError
 
 from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
-from ccshared.problems import Conflict, FieldError, NotFound, Problem, ProblemDetails
-from ccshared.service import Runtime
+from ccshared.problem_handlers import problem_responses
+from ccshared.problems import Conflict, FieldError, NotFound, Problem
+from ccshared.service import Runtime, runtime_of
 from intake.api.auth import (
     SECURITY,
     SECURITY_SCHEMES,
@@ -25,28 +26,27 @@ from intake.api.auth import (
     authenticate_headers,
     require_channel,
 )
-from intake.api.parse_pool import ParsePool
-from intake.api.schemas import (
-    CONTACT_ADAPTER,
-    CONTEXT_DEFAULT_REGION,
-    CONTEXT_INTEGRATION_REGION,
-    CONTEXT_MAX_FUTURE_SKEW_S,
-    BatchItemResult,
-    Contact,
-    ContactAccepted,
-    ContactBatch,
-    ContactBatchResult,
-    derive_customer_hints,
-    parse_contact,
-    parse_contact_json,
-)
+from intake.api.deps import parts
+from intake.api.schemas import BatchItemResult, ContactAccepted, ContactBatch, ContactBatchResult
+from intake.bootstrap import parts_of
 from intake.db.api_keys import ApiKey
+from intake.db.contacts import stored_contact
 from intake.db.writer import (
     ContactTooLarge,
     ContactWriter,
     IdempotencyConflict,
     NewContact,
     StoredContact,
+)
+from intake.domain.contact_models import (
+    CONTACT_ADAPTER,
+    CONTEXT_DEFAULT_REGION,
+    CONTEXT_INTEGRATION_REGION,
+    CONTEXT_MAX_FUTURE_SKEW_S,
+    Contact,
+    derive_customer_hints,
+    parse_contact,
+    parse_contact_json,
 )
 from intake.domain.contacts import (
     canonical_json,
@@ -61,19 +61,17 @@ from intake.settings import IntakeSettings
 router = APIRouter(prefix="/v1", tags=["contacts"])
 
 RFC822 = "message/rfc822"
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProblemDetails, "content": {"application/problem+json": {}}, "description": d}
-    for code, d in {
-        401: "No API key, or an unknown or revoked one",
-        403: "The key may not post this channel",
-        409: "The idempotency key or the channel's id was used for a different contact",
-        413: "The body, or the contact it makes once normalized, is larger than the limit",
-        415: "Neither application/json nor message/rfc822",
-        422: "Invalid contact, or a raw e-mail over a limit; `errors` names each field at fault",
-        429: "The key's rate limit is exhausted; see Retry-After",
-        503: "The contact could not be stored, or the parser is busy; nothing was kept, retry",
-    }.items()
+_PROBLEM_CODES = {
+    401: "No API key, or an unknown or revoked one",
+    403: "The key may not post this channel",
+    409: "The idempotency key or the channel's id was used for a different contact",
+    413: "The body, or the contact it makes once normalized, is larger than the limit",
+    415: "Neither application/json nor message/rfc822",
+    422: "Invalid contact, or a raw e-mail over a limit; `errors` names each field at fault",
+    429: "The key's rate limit is exhausted; see Retry-After",
+    503: "The contact could not be stored, or the parser is busy; nothing was kept, retry",
 }
+_PROBLEMS = problem_responses(_PROBLEM_CODES)
 
 
 class StoredContactView(BaseModel):
@@ -90,16 +88,6 @@ class StoredContactView(BaseModel):
 class Unavailable(Problem):
     status = 503
     slug = "unavailable"
-
-
-def _settings(request: Request) -> IntakeSettings:
-    settings: IntakeSettings = request.app.state.runtime.settings
-    return settings
-
-
-def _writer(request: Request) -> ContactWriter:
-    writer: ContactWriter = request.app.state.runtime.extras["writer"]
-    return writer
 
 
 def _context(settings: IntakeSettings, key: ApiKey | None = None) -> dict[str, Any]:
@@ -270,7 +258,7 @@ async def post_contact(request: Request, response: Response) -> ContactAccepted:
     # Served by `ContactFastPath` (intake.api.fast) in the running app; this route documents
     # the operation and answers when the fast path is turned off.
     body, headers = await accept_contact(
-        request.app.state.runtime,
+        runtime_of(request.app),
         request.headers,
         await request.body(),
         request.client.host if request.client else None,
@@ -284,22 +272,22 @@ async def accept_contact(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """POST /v1/contacts, whichever way it arrives: the 202's JSON body and its headers.
     `client` is the caller's address. Raises `Problem` for every refusal."""
-    settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
-    key = await authenticate_headers(headers, runtime.extras["verifier"], client)
+    parts = parts_of(runtime)
+    settings = parts.settings
+    key = await authenticate_headers(headers, parts.verifier, client)
     idempotency_key = _idempotency_key(headers)
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     request_time = False
     if media_type == RFC822:
         require_channel(key, "email")  # before spending a worker on it
-        pool: ParsePool = runtime.extras["parse_pool"]
-        contact, request_time = await pool.email_contact(raw, _context(settings, key))
+        contact, request_time = await parts.parse_pool.email_contact(raw, _context(settings, key))
     elif len(raw) > settings.parse_inline_max_bytes and _is_json(media_type):
-        contact = await runtime.extras["parse_pool"].json_contact(raw, _context(settings, key))
+        contact = await parts.parse_pool.json_contact(raw, _context(settings, key))
     else:
         contact = _parse_json(raw, media_type, settings, key)
     require_channel(key, contact.channel)
     new = _new_contact(contact, key, idempotency_key, received_at_is_request_time=request_time)
-    stored = await _store(runtime.extras["writer"], new)
+    stored = await _store(parts.writer, new)
     contact_id = str(stored.contact_id)
     response_headers = {"Location": f"/v1/contacts/{contact_id}"}
     if stored.status == "duplicate":
@@ -339,7 +327,7 @@ async def post_contact_batch(request: Request) -> ContactBatchResult:
     # without intake receiving or parsing what it sent (the body is not a parameter for that).
     key = await authenticate(request)
     batch = ContactBatch.model_validate_json(await request.body())
-    settings = _settings(request)
+    settings = parts(request).settings
     if len(batch.items) > settings.batch_max_items:
         raise Problem(
             f"A batch may hold at most {settings.batch_max_items} contacts.",
@@ -367,7 +355,7 @@ async def post_contact_batch(request: Request) -> ContactBatchResult:
             )
             continue
         queued.append((index, _new_contact(contact, key, None)))
-    writer = _writer(request)
+    writer = parts(request).writer
     outcomes = await asyncio.gather(
         *(writer.submit(new) for _, new in queued), return_exceptions=True
     )
@@ -407,19 +395,18 @@ async def post_contact_batch(request: Request) -> ContactBatchResult:
     "/contacts/{contact_id}",
     response_model=StoredContactView,
     summary="A contact as stored, and the ticket it became once the router has placed it",
-    responses={k: v for k, v in _PROBLEMS.items() if k in (401, 404, 429)}
-    | {404: {"model": ProblemDetails, "description": "No such contact visible to this key"}},
+    responses=problem_responses(
+        {
+            401: _PROBLEM_CODES[401],
+            404: "No such contact visible to this key",
+            429: _PROBLEM_CODES[429],
+        }
+    ),
     openapi_extra={"security": SECURITY},
 )
 async def get_contact(contact_id: uuid.UUID, request: Request) -> StoredContactView:
     key = await authenticate(request)
-    pool: asyncpg.Pool = request.app.state.runtime.extras["pool"]
-    row = await pool.fetchrow(
-        "SELECT id, customer_id, channel, external_id, received_at, accepted_at, ticket_id, body "
-        "FROM contacts WHERE id = $1 AND integration_id = $2",
-        contact_id,
-        key.integration_id,
-    )
+    row = await stored_contact(parts(request).pool, contact_id, key.integration_id)
     # Another integration's contact is not found, exactly like one that does not exist.
     if row is None or row["channel"] not in key.channels:
         raise NotFound(f"No contact {contact_id} of this integration on this key's channels.")

@@ -32,9 +32,11 @@ from ccshared.http import (
     payload_too_large,
 )
 from ccshared.logging import correlation_id
-from ccshared.problems import Problem, response_for_invalid_body, response_for_problem
+from ccshared.problem_handlers import response_for_invalid_body, response_for_problem
+from ccshared.problems import Problem
 from ccshared.service import Runtime
 from intake.api.endpoints import accept_contact
+from intake.bootstrap import parts_of
 
 PATH = "/v1/contacts"
 _JSON = (b"content-type", b"application/json")
@@ -46,7 +48,7 @@ class IntakeApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
             runtime: Runtime | None = getattr(self.state, "runtime", None)
-            if runtime is not None and runtime.settings.fast_path:
+            if runtime is not None and parts_of(runtime).settings.fast_path:
                 await _post_contact(runtime, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
@@ -67,7 +69,7 @@ async def _post_contact(runtime: Runtime, scope: Scope, receive: Receive, send: 
 
     token = correlation_id.set(cid)
     try:
-        max_bytes: int = runtime.settings.max_body_bytes  # type: ignore[attr-defined]
+        max_bytes = parts_of(runtime).settings.max_body_bytes
         if declared_length(raw_headers) > max_bytes:
             await payload_too_large(max_bytes)(scope, receive, send_with_id)
             return

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.consumer import BatchHandler, Handler
 from ccshared.events import Envelope
+from ccshared.events.catalog import ROUTER_TICKETS
 from ccshared.events.payloads import TicketContactAdded, TicketOpened
 from ccshared.service import ConsumerSpec, Runtime
 
@@ -47,7 +48,7 @@ def link_contacts_in_bulk(runtime: Runtime) -> BatchHandler:
 
 TICKET_LINKS = ConsumerSpec(
     name="ticket-links",
-    topics=["router.tickets"],
+    topics=[ROUTER_TICKETS],
     handler=link_contacts_to_tickets,
     event_types=frozenset({"ticket.opened", "ticket.contact_added"}),
     batch_handler=link_contacts_in_bulk,

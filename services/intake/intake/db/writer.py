@@ -18,11 +18,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 
 from ccshared.ids import uuid7
+from ccshared.outbox import outbox_arrays, outbox_part, outbox_tuple
+from intake.domain.contacts import CONTACT_RECEIVED
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,12 @@ CROSS JOIN LATERAL (
 ) AS c
 """
 
+# The events of the contacts stored (not held back, not already there), in submission order
+# (per-customer order within a batch): the outbox rows' arrays are $18 to $23, one per contact.
+_EVENTS = outbox_part(
+    first_param=18, where="u.ord IN (SELECT s.ord FROM storing s JOIN inserted USING (id))"
+)
+
 # A whole batch in one statement, so one round trip and one commit (autocommit). The writer
 # has already picked each contact's customer: the cached owner of its strongest known identity,
 # or a new customer (shared by contacts of the batch that share an identity). Identities the
@@ -137,13 +145,13 @@ CROSS JOIN LATERAL (
 # this statement's snapshot or went to another customer of the batch (`lost`). Contacts whose
 # channel id or idempotency key is already stored for their integration (`taken`) claim
 # nothing; the writer settles them as retries or conflicts.
-_WRITE_BATCH = """
+_WRITE_BATCH = f"""
 WITH input AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::bytea[],
-        $8::timestamptz[], $9::text[], $10::uuid[], $11::bytea[], $19::uuid[]
+        $8::timestamptz[], $9::text[], $17::uuid[]
     ) WITH ORDINALITY AS t(id, customer_id, channel, external_id, api_key_id, idempotency_key,
-                           request_hash, received_at, body, event_id, event, integration_id, ord)
+                           request_hash, received_at, body, integration_id, ord)
 ), taken AS (
     SELECT i.ord FROM input i CROSS JOIN LATERAL (
         SELECT 1 FROM contacts c WHERE c.integration_id = i.integration_id
@@ -154,7 +162,7 @@ WITH input AS (
         LIMIT 1
     ) AS hit
 ), claim AS (
-    SELECT * FROM unnest($12::text[], $13::text[], $14::uuid[], $15::bigint[], $16::bool[])
+    SELECT * FROM unnest($10::text[], $11::text[], $12::uuid[], $13::bigint[], $14::bool[])
         AS t(kind, value, customer_id, ord, decisive)
     WHERE ord NOT IN (SELECT ord FROM taken)
 ), existing AS (
@@ -188,7 +196,7 @@ WITH input AS (
       AND ord NOT IN (SELECT ord FROM lost)
 ), new_customers AS (
     INSERT INTO customers (id, name)
-    SELECT n.id, n.name FROM unnest($17::uuid[], $18::text[]) AS n(id, name)
+    SELECT n.id, n.name FROM unnest($15::uuid[], $16::text[]) AS n(id, name)
     WHERE n.id IN (SELECT customer_id FROM storing UNION SELECT customer_id FROM claimed)
 ), inserted AS (
     INSERT INTO contacts (id, customer_id, channel, external_id, api_key_id, integration_id,
@@ -198,12 +206,7 @@ WITH input AS (
     FROM storing
     ON CONFLICT DO NOTHING
     RETURNING id
-), published AS (
-    INSERT INTO outbox (topic, key, event_id, event_type, value)
-    SELECT 'intake.contacts', s.customer_id::text, s.event_id, 'contact.received', s.event
-    FROM storing s JOIN inserted USING (id)
-    ORDER BY s.ord  -- outbox ids in submission order: per-customer order within a batch
-)
+), {_EVENTS[0]} AS ({_EVENTS[1]})
 SELECT 'inserted' AS what, NULL::bigint AS ord, id, NULL AS kind, NULL AS value,
        NULL::uuid AS customer_id
 FROM inserted
@@ -215,7 +218,7 @@ UNION ALL
 SELECT 'held', ord, NULL, NULL, NULL, NULL FROM blocked
 UNION ALL
 SELECT 'held', ord, NULL, NULL, NULL, NULL FROM lost
-"""
+"""  # noqa: S608 - the only value put in is ccshared's outbox part
 
 # How many times a contact is held back (its customer turned out to be another) before its
 # request is answered 503. Each hold teaches the cache, so a second attempt normally succeeds.
@@ -399,8 +402,6 @@ class ContactWriter:
                 [c.request_hash for c in contacts],
                 [c.received_at for c in contacts],
                 [c.body_json for c in contacts],
-                [event_id for event_id, _ in events],
-                [value for _, value in events],
                 [identity[0] for identity, _, _ in claims],
                 [identity[1] for identity, _, _ in claims],
                 [owners[index] for _, index, _ in claims],
@@ -409,6 +410,7 @@ class ContactWriter:
                 list(new_customers),
                 list(new_customers.values()),
                 [c.integration_id for c in contacts],
+                *_outbox_arrays(owners, events),
             )
             inserted: set[uuid.UUID] = set()
             held: set[int] = set()
@@ -496,7 +498,8 @@ class ContactWriter:
             (r["integration_id"], r["idempotency_key"]): r for r in rows if r["idempotency_key"]
         }
         for i, c in enumerate(contacts):
-            existing, by = None, "external_id"
+            existing = None
+            by: Literal["idempotency_key", "external_id"] = "external_id"
             if c.idempotency_key is not None:
                 existing = by_key.get((c.integration_id, c.idempotency_key))
                 by = "idempotency_key"
@@ -511,7 +514,20 @@ class ContactWriter:
             ) == (c.channel, c.external_id):
                 results[i] = StoredContact(existing["id"], existing["customer_id"], "duplicate")
             else:
-                results[i] = IdempotencyConflict(existing["id"], by)  # type: ignore[arg-type]
+                results[i] = IdempotencyConflict(existing["id"], by)
+
+
+def _outbox_arrays(
+    owners: list[uuid.UUID], events: list[tuple[uuid.UUID, bytes]]
+) -> list[list[Any]]:
+    """The outbox part's parameters: each contact's contact.received event, keyed by its
+    customer (the statement keeps those of the contacts it stores)."""
+    return outbox_arrays(
+        [
+            outbox_tuple(CONTACT_RECEIVED, str(owner), event_id, value)
+            for owner, (event_id, value) in zip(owners, events, strict=True)
+        ]
+    )
 
 
 async def wait_closed(writer: ContactWriter, timeout_s: float) -> None:

@@ -13,17 +13,18 @@ import orjson
 from ccshared.events import EVENT_TYPES
 from ccshared.events.payloads import ThreadRefs
 from ccshared.ids import uuid7
-from intake.api.schemas import (
+from intake.domain.contact_models import (
     ChatContact,
     Contact,
     EmailContact,
     SocialContact,
     derive_customer_hints,
 )
-from intake.api.schemas import CustomerHints as HintsModel
+from intake.domain.contact_models import CustomerHints as HintsModel
 
 Identity = tuple[str, str]
-_CONTACT_RECEIVED = EVENT_TYPES["contact.received"]
+CONTACT_RECEIVED = "contact.received"  # the event type intake publishes
+_CONTACT_RECEIVED = EVENT_TYPES[CONTACT_RECEIVED]
 
 
 def contact_document(contact: Contact) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def contact_received_event(
     thread = thread_refs(contact)
     envelope = {
         "event_id": str(event_id),
-        "event_type": "contact.received",
+        "event_type": CONTACT_RECEIVED,
         "schema_version": _CONTACT_RECEIVED.version,
         "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "producer": "intake",

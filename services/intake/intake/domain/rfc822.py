@@ -12,7 +12,7 @@ while walking the tree, the tree is walked without recursion, and headers are de
 linear code (`email.utils.getaddresses`, an encoded-word decoder of our own) on the compat32
 parser's raw header values, never by `policy.default`. Worst case after the limits: well under
 a second of CPU (`tests/unit/intake/test_rfc822_limits.py`); the API runs this in a worker
-process with a time budget on top (`intake.api.parse_pool`).
+process with a time budget on top (`intake.tasks.parse_pool`).
 
 Real-world mail. Mail servers deliver messages without Message-ID or Date, with a sender only
 in Sender/Reply-To/Return-Path, with charsets that lie (GB2312 labels on GBK text) and raw 8-bit
@@ -44,7 +44,7 @@ from intake.domain.normalize import (
     sanitize_html,
 )
 
-# As the API's contact model takes them (intake.api.schemas); longer values are cut here, not
+# As the contact model takes them (intake.domain.contact_models); longer values are cut here, not
 # refused: a long subject or text does not make a message less of a contact.
 MAX_ID_CHARS = 512
 MAX_NAME_CHARS = 256

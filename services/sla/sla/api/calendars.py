@@ -9,14 +9,15 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
-from ccshared.problems import Conflict, NotFound, Problem
-from ccshared.service import runtime_of
+from ccshared.problem_handlers import problem_responses
+from ccshared.problems import Conflict, NotFound, Problem, found_or_404
 from ccshared.user_auth import AUTH_RESPONSES, reads_open_writes_supervised
-from sla.api.errors import configs, invalid, problems
+from sla.api.deps import configs, engine_of
+from sla.api.errors import invalid
 from sla.api.schemas import CalendarView, HolidayImport
 from sla.db.config import dump
-from sla.definitions import CalendarCreate, CalendarDoc, calendar_doc, calendar_from_doc
 from sla.domain.calendar import BusinessCalendar, InvalidCalendar
+from sla.domain.definitions import CalendarCreate, CalendarDoc, calendar_doc, calendar_from_doc
 from sla.domain.ical import holidays_from_ical
 
 router = APIRouter(
@@ -43,7 +44,7 @@ _UPDATE = text(
 _IN_USE = text("SELECT EXISTS (SELECT 1 FROM sla_policies WHERE body->>'calendar_id' = :id)")
 _DELETE = text("DELETE FROM sla_calendars WHERE id = :id")
 
-_ERRORS = problems(
+_ERRORS = problem_responses(
     {
         404: "No such calendar",
         409: "A calendar with this id exists, or a policy uses it",
@@ -71,7 +72,7 @@ def _validated(calendar_id: str, doc: CalendarDoc) -> BusinessCalendar:
 
 @router.get("", response_model=list[CalendarView], summary="Every calendar")
 async def list_calendars(request: Request) -> list[CalendarView]:
-    async with runtime_of(request.app).engine.connect() as conn:
+    async with engine_of(request).connect() as conn:
         return [_view(r) for r in await conn.execute(_ALL)]
 
 
@@ -80,7 +81,7 @@ async def create_calendar(body: CalendarCreate, request: Request) -> CalendarVie
     doc = CalendarDoc.model_validate(body.model_dump(exclude={"id"}))
     calendar = _validated(body.id, doc)
     try:
-        async with runtime_of(request.app).engine.begin() as conn:
+        async with engine_of(request).begin() as conn:
             row = (
                 await conn.execute(_INSERT, {"id": body.id, "body": dump(calendar_doc(calendar))})
             ).one()
@@ -92,10 +93,10 @@ async def create_calendar(body: CalendarCreate, request: Request) -> CalendarVie
 
 @router.get("/{calendar_id}", response_model=CalendarView, responses=_ERRORS)
 async def get_calendar(calendar_id: CalendarId, request: Request) -> CalendarView:
-    async with runtime_of(request.app).engine.connect() as conn:
-        row = (await conn.execute(_ONE, {"id": calendar_id})).first()
-    if row is None:
-        raise NotFound(f"No calendar {calendar_id!r}.")
+    async with engine_of(request).connect() as conn:
+        row = found_or_404(
+            (await conn.execute(_ONE, {"id": calendar_id})).first(), f"No calendar {calendar_id!r}."
+        )
     return _view(row)
 
 
@@ -110,7 +111,7 @@ async def replace_calendar(
     calendar_id: CalendarId, body: CalendarDoc, request: Request
 ) -> CalendarView:
     calendar = _validated(calendar_id, body)
-    async with runtime_of(request.app).engine.begin() as conn:
+    async with engine_of(request).begin() as conn:
         row = (
             await conn.execute(_UPDATE, {"id": calendar_id, "body": dump(calendar_doc(calendar))})
         ).first()
@@ -145,10 +146,11 @@ async def import_holidays(calendar_id: CalendarId, request: Request) -> HolidayI
             slug="unsupported-media-type",
         )
     raw = await request.body()
-    async with runtime_of(request.app).engine.begin() as conn:
-        row = (await conn.execute(_LOCK, {"id": calendar_id})).first()
-        if row is None:
-            raise NotFound(f"No calendar {calendar_id!r}.")
+    async with engine_of(request).begin() as conn:
+        row = found_or_404(
+            (await conn.execute(_LOCK, {"id": calendar_id})).first(),
+            f"No calendar {calendar_id!r}.",
+        )
         doc = CalendarDoc.model_validate(row.body)
         try:
             imported = holidays_from_ical(raw, doc.timezone)
@@ -168,7 +170,7 @@ async def import_holidays(calendar_id: CalendarId, request: Request) -> HolidayI
     "/{calendar_id}", status_code=204, summary="Delete a calendar no policy uses", responses=_ERRORS
 )
 async def delete_calendar(calendar_id: CalendarId, request: Request) -> Response:
-    async with runtime_of(request.app).engine.begin() as conn:
+    async with engine_of(request).begin() as conn:
         if (await conn.execute(_IN_USE, {"id": calendar_id})).scalar():
             raise Conflict(f"A policy (or one of its versions) uses calendar {calendar_id!r}.")
         if (await conn.execute(_DELETE, {"id": calendar_id})).rowcount == 0:

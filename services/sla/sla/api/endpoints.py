@@ -16,15 +16,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import text
 
 from ccshared.auth import Principal
+from ccshared.problem_handlers import problem_responses
 from ccshared.problems import NotFound
-from ccshared.service import runtime_of
 from ccshared.user_auth import (
     AUTH_RESPONSES,
     principal,
     reads_open_writes_supervised,
     supervisor,
 )
-from sla.api.errors import configs, problems, unprocessable
+from sla.api.deps import configs, engine_of
+from sla.api.errors import unprocessable
 from sla.api.schemas import (
     AtRiskClock,
     AtRiskList,
@@ -85,7 +86,7 @@ def _metric_view(clock: SlaClock, now: datetime) -> MetricView:
     "/tickets/{ticket_id}/sla",
     response_model=TicketSlaView,
     summary="A ticket's deadlines, remaining business time and per-metric timeline (supervisor)",
-    responses=problems(
+    responses=problem_responses(
         {404: "The SLA service has not seen this ticket, or the caller is an agent"}
     ),
 )
@@ -95,7 +96,7 @@ async def ticket_sla(
     untracked = NotFound(f"No SLA is tracked for ticket {ticket_id}.")
     if not user.is_supervisor:
         raise untracked  # the same answer as for a ticket never seen: existence does not leak
-    async with runtime_of(request.app).engine.connect() as conn:
+    async with engine_of(request).connect() as conn:
         row = await get_ticket(conn, ticket_id)
         if row is None:
             raise untracked
@@ -129,7 +130,7 @@ async def at_risk(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     queue_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> AtRiskList:
-    async with runtime_of(request.app).engine.connect() as conn:
+    async with engine_of(request).connect() as conn:
         rows = (await conn.execute(_AT_RISK, {"limit": limit, "queue_id": queue_id})).all()
         config = await configs(request).get(conn)
     now = datetime.now(UTC)
@@ -166,7 +167,7 @@ async def at_risk(
         "Counts each clock that settled in [from, to): met (fulfilled by its deadline) or "
         "breached (its deadline passed). Clocks cancelled without an outcome are not counted."
     ),
-    responses=problems({422: "Missing or invalid range; `errors` names the field"}),
+    responses=problem_responses({422: "Missing or invalid range; `errors` names the field"}),
 )
 async def attainment(
     request: Request,
@@ -186,7 +187,7 @@ async def attainment(
         "FROM sla_outcomes WHERE settled_at >= :from_ AND settled_at < :to "
         "GROUP BY 1, 2 ORDER BY 1 NULLS LAST, 2"
     )
-    async with runtime_of(request.app).engine.connect() as conn:
+    async with engine_of(request).connect() as conn:
         rows = (await conn.execute(query, {"from_": from_, "to": to})).all()
     return Attainment(
         from_=from_,

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from fastapi import Request
-
-from ccshared.problems import FieldError, Problem, ProblemDetails
-from sla.db.config import ConfigCache
+from ccshared.problems import FieldError, Problem
 from sla.domain.calendar import InvalidCalendar
 from sla.domain.policy import InvalidPolicy
-from sla.tracking import TicketTracker
 
 _INDEX = re.compile(r"\[(\d+)\]")
 
@@ -34,24 +29,3 @@ def unprocessable(field: str, message: str) -> Problem:
         slug="validation-error",
         errors=[FieldError(field=field, message=message, type="value_error")],
     )
-
-
-def problems(codes: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    return {
-        code: {
-            "model": ProblemDetails,
-            "content": {"application/problem+json": {}},
-            "description": text,
-        }
-        for code, text in codes.items()
-    }
-
-
-def configs(request: Request) -> ConfigCache:
-    cache: ConfigCache = request.app.state.runtime.extras["configs"]
-    return cache
-
-
-def tracker(request: Request) -> TicketTracker:
-    found: TicketTracker = request.app.state.runtime.extras["tracker"]
-    return found

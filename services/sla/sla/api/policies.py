@@ -11,14 +11,15 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.problems import Conflict, NotFound
-from ccshared.service import runtime_of
+from ccshared.problem_handlers import problem_responses
+from ccshared.problems import Conflict, NotFound, found_or_404
 from ccshared.user_auth import AUTH_RESPONSES, reads_open_writes_supervised
-from sla.api.errors import configs, invalid, problems, tracker, unprocessable
+from sla.api.deps import configs, engine_of, tracker
+from sla.api.errors import invalid, unprocessable
 from sla.api.schemas import PolicyView
 from sla.db.config import dump
 from sla.db.tickets import open_tickets_on_policy
-from sla.definitions import PolicyCreate, PolicyDoc, policy_from_doc
+from sla.domain.definitions import PolicyCreate, PolicyDoc, policy_from_doc
 from sla.domain.policy import InvalidPolicy, SlaPolicy
 
 router = APIRouter(
@@ -59,7 +60,7 @@ _DROP_ESCALATIONS = text(
     "(SELECT ticket_id FROM sla_tickets WHERE policy_id = :id AND status = 'open')"
 )
 
-_ERRORS = problems(
+_ERRORS = problem_responses(
     {
         404: "No such policy (or version)",
         409: "A policy with this id exists, or another change was saved at the same moment",
@@ -106,7 +107,7 @@ async def _insert(
 
 @router.get("", response_model=list[PolicyView], summary="The latest version of every policy")
 async def list_policies(request: Request) -> list[PolicyView]:
-    async with runtime_of(request.app).engine.connect() as conn:
+    async with engine_of(request).connect() as conn:
         return [_view(r) for r in await conn.execute(_LATEST)]
 
 
@@ -119,7 +120,7 @@ async def list_policies(request: Request) -> list[PolicyView]:
 )
 async def create_policy(body: PolicyCreate, request: Request) -> PolicyView:
     doc = PolicyDoc.model_validate(body.model_dump(exclude={"id"}))
-    async with runtime_of(request.app).engine.begin() as conn:
+    async with engine_of(request).begin() as conn:
         await _validated(conn, body.id, 1, doc)
         row = await _insert(conn, body.id, 1, doc, active=True)
     configs(request).invalidate()
@@ -128,16 +129,16 @@ async def create_policy(body: PolicyCreate, request: Request) -> PolicyView:
 
 @router.get("/{policy_id}", response_model=PolicyView, responses=_ERRORS)
 async def get_policy(policy_id: PolicyId, request: Request) -> PolicyView:
-    async with runtime_of(request.app).engine.connect() as conn:
-        row = (await conn.execute(_LATEST_OF, {"id": policy_id})).first()
-    if row is None:
-        raise NotFound(f"No policy {policy_id!r}.")
+    async with engine_of(request).connect() as conn:
+        row = found_or_404(
+            (await conn.execute(_LATEST_OF, {"id": policy_id})).first(), f"No policy {policy_id!r}."
+        )
     return _view(row)
 
 
 @router.get("/{policy_id}/versions", response_model=list[PolicyView], responses=_ERRORS)
 async def list_versions(policy_id: PolicyId, request: Request) -> list[PolicyView]:
-    async with runtime_of(request.app).engine.connect() as conn:
+    async with engine_of(request).connect() as conn:
         rows = (await conn.execute(_VERSIONS, {"id": policy_id})).all()
     if not rows:
         raise NotFound(f"No policy {policy_id!r}.")
@@ -148,10 +149,11 @@ async def list_versions(policy_id: PolicyId, request: Request) -> list[PolicyVie
 async def get_version(
     policy_id: PolicyId, version: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request
 ) -> PolicyView:
-    async with runtime_of(request.app).engine.connect() as conn:
-        row = (await conn.execute(_VERSION, {"id": policy_id, "version": version})).first()
-    if row is None:
-        raise NotFound(f"No version {version} of policy {policy_id!r}.")
+    async with engine_of(request).connect() as conn:
+        row = found_or_404(
+            (await conn.execute(_VERSION, {"id": policy_id, "version": version})).first(),
+            f"No version {version} of policy {policy_id!r}.",
+        )
     return _view(row)
 
 
@@ -173,10 +175,11 @@ async def change_policy(
     request: Request,
     apply_to_open: Literal["keep", "recompute"] = "keep",
 ) -> PolicyView:
-    async with runtime_of(request.app).engine.begin() as conn:
-        latest = (await conn.execute(_LATEST_OF, {"id": policy_id})).first()
-        if latest is None:
-            raise NotFound(f"No policy {policy_id!r}; create it with POST /v1/policies.")
+    async with engine_of(request).begin() as conn:
+        latest = found_or_404(
+            (await conn.execute(_LATEST_OF, {"id": policy_id})).first(),
+            f"No policy {policy_id!r}; create it with POST /v1/policies.",
+        )
         version = latest.version + 1
         await _validated(conn, policy_id, version, body)
         row = await _insert(conn, policy_id, version, body, active=latest.active)
@@ -207,7 +210,7 @@ async def _recompute_open(conn: AsyncConnection, request: Request, policy: SlaPo
     responses=_ERRORS,
 )
 async def deactivate_policy(policy_id: PolicyId, request: Request) -> PolicyView:
-    async with runtime_of(request.app).engine.begin() as conn:
+    async with engine_of(request).begin() as conn:
         if (await conn.execute(_DEACTIVATE, {"id": policy_id})).rowcount == 0:
             raise NotFound(f"No policy {policy_id!r}.")
         await conn.execute(_DROP_ESCALATIONS, {"id": policy_id})

@@ -1,4 +1,4 @@
-"""What the SLA API answers (request bodies are the documents in sla.definitions)."""
+"""What the SLA API answers (request bodies are the documents in sla.domain.definitions)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ccshared.events.payloads import SlaMetric
-from sla.definitions import CalendarDoc, PolicyDoc
 from sla.domain.clock import ClockState, ClockStatus, EntryKind
+from sla.domain.definitions import CalendarDoc, PolicyDoc
 
 
 class TimelineEntryView(BaseModel):

@@ -1,20 +1,21 @@
-"""Moves each ticket's SLA clocks with the router's ticket events (see sla.tracking)."""
+"""Moves each ticket's SLA clocks with the router's ticket events (see sla.db.tracking)."""
 
 from __future__ import annotations
 
 from ccshared.consumer import Handler, each_event
+from ccshared.events.catalog import ROUTER_TICKETS
 from ccshared.service import ConsumerSpec, Runtime
-from sla.tracking import TICKET_EVENT_TYPES, TicketTracker
+from sla.bootstrap import parts_of
+from sla.db.tracking import TICKET_EVENT_TYPES
 
 
 def track_ticket_clocks(runtime: Runtime) -> Handler:
-    tracker: TicketTracker = runtime.extras["tracker"]
-    return tracker.handle
+    return parts_of(runtime).tracker.handle
 
 
 TICKET_CLOCKS = ConsumerSpec(
     name="ticket-clocks",
-    topics=["router.tickets"],
+    topics=[ROUTER_TICKETS],
     handler=track_ticket_clocks,
     # Everything one fetch brings in one transaction (one commit, one offset commit) instead
     # of one each: the router publishes several events per ticket, and one commit per event

@@ -17,8 +17,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sla.definitions import calendar_doc, calendar_from_row, policy_doc, policy_from_row
 from sla.domain.calendar import DEFAULT_CALENDARS, BusinessCalendar
+from sla.domain.definitions import calendar_doc, calendar_from_row, policy_doc, policy_from_row
 from sla.domain.policy import DEFAULT_POLICIES, SlaPolicy, latest_versions
 
 _SEED_CALENDAR = text(

@@ -18,12 +18,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ccshared.events.payloads import Priority, SlaMetric
 from sla.domain.calendar import next_business_moment
-from sla.domain.clock import SlaClock
-from sla.domain.policy import EscalationAction, SlaPolicy
+from sla.domain.clock import SlaClock, TicketClocks
+from sla.domain.policy import EscalationAction, SlaPolicy, raised_priority
 
 TimerKind = Literal["warning", "breach", "escalation"]
 
@@ -94,3 +94,68 @@ def timers_for(clock: SlaClock, policy: SlaPolicy) -> list[SlaTimer]:
         timers.append(timer("escalation", due, level.level, level.actions, level.raise_priority_to))
     timers.sort(key=lambda t: t.due_at)
     return timers
+
+
+# The queue escalated tickets move to (the router's).
+ESCALATION_QUEUE_ID = "escalations"
+
+
+def timer_payload(
+    timer: SlaTimer, clock: SlaClock, policy: SlaPolicy, priority: Priority
+) -> dict[str, Any]:
+    """The event payload the timer will publish, all but `at` (stamped when it fires)."""
+    base: dict[str, Any] = {"ticket_id": str(timer.ticket_id), "metric": timer.metric}
+    if timer.kind == "escalation":
+        level = next(lv for lv in policy.escalation if lv.level == timer.level)
+        raise_to = raised_priority(priority, level) if "raise_priority" in level.actions else None
+        return {
+            **base,
+            "level": timer.level,
+            "actions": sorted(timer.actions),
+            "raise_priority_to": raise_to,
+            "escalation_queue_id": ESCALATION_QUEUE_ID
+            if "move_to_escalation_queue" in timer.actions
+            else None,
+            # Not part of the event: what the scanner needs to record the outcome.
+            "_cycle": timer.cycle,
+        }
+    base |= {
+        "policy_id": policy.id,
+        "policy_version": policy.version,
+        "deadline": timer.deadline.isoformat(),
+        "_cycle": timer.cycle,
+    }
+    if timer.kind == "warning":
+        base["share_elapsed"] = clock.warn_at_share
+    return base
+
+
+def timer_rows(
+    ticket: TicketClocks, policy: SlaPolicy | None, priority: Priority, shard: int
+) -> list[dict[str, Any]]:
+    """The pending timers of every running clock, with `seq` ordering those due together."""
+    if policy is None:
+        return []
+    timers: list[tuple[SlaTimer, SlaClock]] = []
+    for clock in ticket.clocks.values():
+        for timer in timers_for(clock, policy):
+            # A deactivated policy stops escalating; its warnings and breaches still count.
+            if timer.kind == "escalation" and not policy.active:
+                continue
+            timers.append((timer, clock))
+    timers.sort(key=lambda tc: tc[0].due_at)  # stable: warning, breach, levels at a tie
+    return [
+        {
+            "key": timer.key,
+            "ticket_id": timer.ticket_id,
+            "shard": shard,
+            "metric": timer.metric,
+            "cycle": timer.cycle,
+            "kind": timer.kind,
+            "level": timer.level,
+            "seq": seq,
+            "due_at": timer.due_at,
+            "payload": timer_payload(timer, clock, policy, priority),
+        }
+        for seq, (timer, clock) in enumerate(timers)
+    ]

@@ -1,10 +1,11 @@
-"""Create, list and revoke integration API keys, and set their phone region.
+"""Intake's command-line tools: create, list and revoke integration API keys, and set their
+phone region.
 
-    python -m intake.keys create --name telephony --channels phone [--rate 50 --burst 100]
-                                 [--region US]
-    python -m intake.keys list
-    python -m intake.keys region <prefix> US        # or `-` for the service's default
-    python -m intake.keys revoke <prefix>
+    python -m intake.cli keys create --name telephony --channels phone [--rate 50 --burst 100]
+                                     [--region US]
+    python -m intake.cli keys list
+    python -m intake.cli keys region <prefix> US        # or `-` for the service's default
+    python -m intake.cli keys revoke <prefix>
 
 Reads INTAKE_DATABASE_URL like the service. The key is printed once, on creation; only a hash of
 it is stored.
@@ -20,8 +21,8 @@ from typing import get_args
 import asyncpg
 
 from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
-from intake.api.schemas import Channel
 from intake.db.api_keys import create_key, list_keys, revoke_key, set_phone_region
+from intake.domain.contact_models import Channel
 from intake.domain.normalize import UnknownPhoneRegion, phone_region_code
 from intake.settings import IntakeSettings
 
@@ -47,10 +48,10 @@ def _region(value: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m intake.keys", description=__doc__.split("\n")[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="python -m intake.cli", description="Intake's tools")
+    tools = parser.add_subparsers(dest="tool", required=True)
+    keys = tools.add_parser("keys", help="integration API keys")
+    sub = keys.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True, help="the integration, e.g. 'telephony-eu'")
     create.add_argument("--channels", required=True, type=_channels, help="e.g. phone,email")

@@ -7,16 +7,13 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Any
 
-from aiokafka.partitioner import murmur2
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import (
-    Priority,
     SlaBreached,
     SlaMet,
     TicketAssigned,
@@ -30,7 +27,7 @@ from ccshared.events.payloads import (
     TicketStatusChanged,
     TicketTransferred,
 )
-from ccshared.outbox import enqueue
+from ccshared.outbox import enqueue, partition_for
 from sla.db.clocks import clocks_from_json, clocks_to_json, next_deadline
 from sla.db.config import ConfigCache, SlaConfig
 from sla.db.tickets import (
@@ -41,13 +38,12 @@ from sla.db.tickets import (
     save_ticket,
 )
 from sla.domain.clock import SlaClock, TicketClocks
-from sla.domain.policy import SlaPolicy, TicketAttributes, match_policy, raised_priority
-from sla.domain.timers import SlaTimer, timer_key, timers_for
+from sla.domain.policy import SlaPolicy, TicketAttributes, match_policy
+from sla.domain.timers import timer_key, timer_rows
 
 log = logging.getLogger(__name__)
 
 PRODUCER = "sla"
-ESCALATION_QUEUE_ID = "escalations"
 
 TICKET_EVENT_TYPES = frozenset(
     {
@@ -65,12 +61,6 @@ TICKET_EVENT_TYPES = frozenset(
 )
 
 
-def shard_of(ticket_id: uuid.UUID, partitions: int) -> int:
-    """The Kafka partition the router's ticket events land on (the default partitioner)."""
-    hashed: int = murmur2(str(ticket_id).encode())
-    return (hashed & 0x7FFFFFFF) % partitions
-
-
 def attributes(row: TicketRow) -> TicketAttributes:
     return TicketAttributes(
         priority=row.priority,
@@ -79,67 +69,6 @@ def attributes(row: TicketRow) -> TicketAttributes:
         queue=row.queue_id,
         segment=row.segment,
     )
-
-
-def timer_payload(
-    timer: SlaTimer, clock: SlaClock, policy: SlaPolicy, priority: Priority
-) -> dict[str, Any]:
-    """The event payload the timer will publish, all but `at` (stamped when it fires)."""
-    base: dict[str, Any] = {"ticket_id": str(timer.ticket_id), "metric": timer.metric}
-    if timer.kind == "escalation":
-        level = next(lv for lv in policy.escalation if lv.level == timer.level)
-        raise_to = raised_priority(priority, level) if "raise_priority" in level.actions else None
-        return {
-            **base,
-            "level": timer.level,
-            "actions": sorted(timer.actions),
-            "raise_priority_to": raise_to,
-            "escalation_queue_id": ESCALATION_QUEUE_ID
-            if "move_to_escalation_queue" in timer.actions
-            else None,
-            # Not part of the event: what the scanner needs to record the outcome.
-            "_cycle": timer.cycle,
-        }
-    base |= {
-        "policy_id": policy.id,
-        "policy_version": policy.version,
-        "deadline": timer.deadline.isoformat(),
-        "_cycle": timer.cycle,
-    }
-    if timer.kind == "warning":
-        base["share_elapsed"] = clock.warn_at_share
-    return base
-
-
-def timer_rows(
-    ticket: TicketClocks, policy: SlaPolicy | None, priority: Priority, shard: int
-) -> list[dict[str, Any]]:
-    """The pending timers of every running clock, with `seq` ordering those due together."""
-    if policy is None:
-        return []
-    timers: list[tuple[SlaTimer, SlaClock]] = []
-    for clock in ticket.clocks.values():
-        for timer in timers_for(clock, policy):
-            # A deactivated policy stops escalating; its warnings and breaches still count.
-            if timer.kind == "escalation" and not policy.active:
-                continue
-            timers.append((timer, clock))
-    timers.sort(key=lambda tc: tc[0].due_at)  # stable: warning, breach, levels at a tie
-    return [
-        {
-            "key": timer.key,
-            "ticket_id": timer.ticket_id,
-            "shard": shard,
-            "metric": timer.metric,
-            "cycle": timer.cycle,
-            "kind": timer.kind,
-            "level": timer.level,
-            "seq": seq,
-            "due_at": timer.due_at,
-            "payload": timer_payload(timer, clock, policy, priority),
-        }
-        for seq, (timer, clock) in enumerate(timers)
-    ]
 
 
 class TicketTracker:
@@ -330,7 +259,7 @@ class TicketTracker:
         await save_ticket(conn, row, next_deadline(ticket))
         policy = config.policy(row.policy_id, row.policy_version)
         if rescheduled:
-            shard = shard_of(row.ticket_id, self.partitions)
+            shard = partition_for(str(row.ticket_id).encode(), self.partitions)
             await replace_timers(
                 conn, row.ticket_id, timer_rows(ticket, policy, row.priority, shard)
             )

@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ccshared.problems import FieldError, Problem, field_errors
-from intake.api.schemas import (
+from intake.domain.contact_models import (
     CONTEXT_MAX_FUTURE_SKEW_S,
     CONTEXT_NOW,
     Contact,

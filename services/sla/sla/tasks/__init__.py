@@ -1,0 +1,1 @@
+"""The SLA service's background loops."""
