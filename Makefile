@@ -11,7 +11,7 @@ PACKAGES := shared services/intake services/router services/sla services/feedbac
 PACKAGES_PATH := $(shell echo $(PACKAGES) | tr ' ' :)
 PYTEST_ARGS ?=
 
-.PHONY: help install run stop logs status test test-unit lint lint-types-all fmt bench bench-e2e chaos reset lock stack-start stack-stop key token outbox dlq
+.PHONY: help install run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token outbox dlq
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,16 +55,10 @@ test-unit: $(VENV)/.installed ## pure-logic tests only (no Kafka, no PostgreSQL)
 
 # lint-imports reads the checked-out sources (not whatever the venv's editable installs point at);
 # the layering contracts and why are in pyproject.toml, [tool.importlinter].
-# mypy reports on the paths it is given; the service modules it follows from them (api/, db/) are
-# checked silently here and reported by `make lint-types-all`, which replaces this line once
-# services/ is clean (issue 16).
-lint: $(VENV)/.installed ## ruff, the layering rules (import-linter), mypy --strict on shared/, domain code and bench/
+lint: $(VENV)/.installed ## ruff, the layering rules (import-linter), mypy --strict over shared/, services/ and bench/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	PYTHONPATH=$(PACKAGES_PATH) $(VENV)/bin/lint-imports --no-logo --no-cache
-	$(VENV)/bin/mypy --follow-imports=silent shared/ccshared services/*/*/domain bench
-
-lint-types-all: $(VENV)/.installed ## mypy --strict over all of shared/, services/ and bench/
 	$(VENV)/bin/mypy shared/ccshared services bench
 
 fmt: $(VENV)/.installed ## format and auto-fix

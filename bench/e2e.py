@@ -65,6 +65,7 @@ from bench.harness import (
     write_result,
 )
 from bench.loadgen import RawHttpClient
+from ccshared.events.catalog import FEEDBACK_EVENTS, INTAKE_CONTACTS, ROUTER_TICKETS, SLA_EVENTS
 from ccshared.kafka import topic_partitions
 
 RATE = float(os.environ.get("BENCH_E2E_RATE", "100"))
@@ -83,7 +84,7 @@ PORTS = {
     "ceiling": int(os.environ.get("BENCH_CEILING_PORT", "18300")),
 }
 SERVICES = ("intake", "router", "sla", "feedback")
-TOPICS = [topic(t) for t in ("intake.contacts", "router.tickets", "sla.events", "feedback.events")]
+TOPICS = [topic(t) for t in (INTAKE_CONTACTS, ROUTER_TICKETS, SLA_EVENTS, FEEDBACK_EVENTS)]
 SKILLS = ["complaints", "technical", "billing", "vip", "escalations"]
 # Targets of seconds: with the agents' think times below, some are met and some breached.
 SLA_POLICY = {
@@ -642,7 +643,7 @@ async def _drive(servers: dict[str, Server], key: str, seconds: int, run: str) -
 
 async def _noop_consumer(start_offsets: dict[TopicPartition, int]) -> dict[str, float]:
     """Reads this run's messages of intake.contacts and does nothing with them."""
-    tps = {tp: o for tp, o in start_offsets.items() if tp.topic == topic("intake.contacts")}
+    tps = {tp: o for tp, o in start_offsets.items() if tp.topic == topic(INTAKE_CONTACTS)}
     consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
     await consumer.start()
     try:

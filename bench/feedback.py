@@ -53,6 +53,7 @@ from bench.harness import (
     topic,
     write_result,
 )
+from ccshared.events.catalog import INTAKE_CONTACTS, ROUTER_TICKETS, SLA_EVENTS
 from ccshared.kafka import commit_group_at_end, ensure_topics
 
 DB = "bench_feedback"
@@ -519,9 +520,9 @@ async def _run(base_url: str, server_rss: Any) -> dict[str, Any]:
 # The bench service consumes its own empty copies of the topics it reads, so events of the
 # running stack (or of tests) cannot add tickets to the loaded data while it is measured.
 CONSUMED = {
-    "tickets": ("router.tickets", "FEEDBACK_TICKETS_TOPIC"),
-    "sla": ("sla.events", "FEEDBACK_SLA_TOPIC"),
-    "contacts": ("intake.contacts", "FEEDBACK_CONTACTS_TOPIC"),
+    "tickets": (ROUTER_TICKETS, "FEEDBACK_TICKETS_TOPIC"),
+    "sla": (SLA_EVENTS, "FEEDBACK_SLA_TOPIC"),
+    "contacts": (INTAKE_CONTACTS, "FEEDBACK_CONTACTS_TOPIC"),
 }
 
 

@@ -36,6 +36,7 @@ from bench.harness import (
 )
 from bench.loadgen import RawHttpClient, open_loop
 from ccshared.events import decode_event
+from ccshared.events.catalog import INTAKE_CONTACTS, ROUTER_TICKETS
 from ccshared.events.payloads import ContactReceived, TicketAssigned, TicketOpened
 from ccshared.kafka import commit_group_at_end, topic_partitions
 
@@ -99,9 +100,7 @@ class Tail:
 
     async def start(self) -> None:
         await self.consumer.start()
-        tps = await topic_partitions(
-            self.consumer, [topic("router.tickets"), topic("intake.contacts")]
-        )
+        tps = await topic_partitions(self.consumer, [topic(ROUTER_TICKETS), topic(INTAKE_CONTACTS)])
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
         for tp in tps:
@@ -204,7 +203,7 @@ def _router_env(router_db: str, suffix: str) -> dict[str, str]:
 async def _drain_rate(router_db: str, intake_url: str, key: str, suffix: str) -> dict[str, float]:
     """Router throughput on a backlog, and a no-op consumer's on the same messages."""
     await start_groups_at_end(suffix)  # every router group, not only contacts: no replays
-    await commit_group_at_end(KAFKA, f"noop{suffix}", [topic("intake.contacts")])
+    await commit_group_at_end(KAFKA, f"noop{suffix}", [topic(INTAKE_CONTACTS)])
     run = uuid.uuid4().hex[:6]
     async with httpx.AsyncClient(
         base_url=intake_url, timeout=60, headers={"Authorization": f"Bearer {key}"}
@@ -215,7 +214,7 @@ async def _drain_rate(router_db: str, intake_url: str, key: str, suffix: str) ->
             assert response.status_code == 200, response.text
     # Wait until every contact is on Kafka.
     noop = AIOKafkaConsumer(
-        topic("intake.contacts"),
+        topic(INTAKE_CONTACTS),
         bootstrap_servers=KAFKA,
         group_id=f"noop{suffix}",
         enable_auto_commit=False,

@@ -34,6 +34,7 @@ from bench.harness import (
     topic,
     write_result,
 )
+from ccshared.events.catalog import ROUTER_TICKETS, SLA_EVENTS
 from ccshared.kafka import commit_group_at_end, ensure_topics
 
 DB = "bench_sla"
@@ -75,8 +76,8 @@ class Tail:
         await self.consumer.start()
         await self.consumer._client.force_metadata_update()
         tps = [
-            TopicPartition(topic("sla.events"), p)
-            for p in self.consumer.partitions_for_topic(topic("sla.events")) or ()
+            TopicPartition(topic(SLA_EVENTS), p)
+            for p in self.consumer.partitions_for_topic(topic(SLA_EVENTS)) or ()
         ]
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
@@ -174,7 +175,7 @@ async def _run(server_rss: Any) -> dict[str, Any]:
 
 async def _prepare(service_name: str) -> None:
     await ensure_topics(KAFKA, prefix=TOPIC_PREFIX)
-    await commit_group_at_end(KAFKA, f"{service_name}.ticket-clocks", [topic("router.tickets")])
+    await commit_group_at_end(KAFKA, f"{service_name}.ticket-clocks", [topic(ROUTER_TICKETS)])
 
 
 def main(duration: int | None = None) -> None:

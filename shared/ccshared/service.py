@@ -74,7 +74,6 @@ class Runtime:
     # that the service's bootstrap (`on_start`) builds; the service reads it back through its
     # `api/deps.py`, narrowed to its own class, never as untyped lookups.
     parts: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)  # being replaced by `parts`
     dead_letters: DeadLetterWatch | None = None
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.consumer import BatchHandler, Handler
 from ccshared.events import Envelope
+from ccshared.events.catalog import INTAKE_CONTACTS
 from ccshared.events.payloads import ContactReceived
 from ccshared.service import ConsumerSpec, Runtime
 from router.bootstrap import router_parts
@@ -48,7 +49,7 @@ def contacts_to_tickets_in_bulk(runtime: Runtime) -> BatchHandler:
 
 CONTACTS = ConsumerSpec(
     name="contacts",
-    topics=["intake.contacts"],
+    topics=[INTAKE_CONTACTS],
     handler=contacts_to_tickets,
     event_types=frozenset({"contact.received"}),
     after_commit=nudge_for_new_ticket,

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.consumer import Handler, each_event
 from ccshared.events import Envelope
+from ccshared.events.catalog import FEEDBACK_EVENTS
 from ccshared.events.payloads import FollowUpRequested
 from ccshared.service import ConsumerSpec, Runtime
 from router.bootstrap import router_parts
@@ -28,7 +29,7 @@ def open_follow_ups(runtime: Runtime) -> Handler:
 
 FOLLOW_UPS = ConsumerSpec(
     name="follow-ups",
-    topics=["feedback.events"],
+    topics=[FEEDBACK_EVENTS],
     handler=open_follow_ups,
     batch_handler=lambda runtime: each_event(open_follow_ups(runtime)),
     event_types=frozenset({"followup.requested"}),

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.consumer import BatchHandler, Handler
 from ccshared.events import Envelope
+from ccshared.events.catalog import SLA_EVENTS
 from ccshared.events.payloads import SlaEscalated
 from ccshared.service import ConsumerSpec, Runtime
 from router.bootstrap import router_parts
@@ -43,7 +44,7 @@ def apply_escalations_in_bulk(runtime: Runtime) -> BatchHandler:
 
 ESCALATIONS = ConsumerSpec(
     name="escalations",
-    topics=["sla.events"],
+    topics=[SLA_EVENTS],
     handler=apply_escalations,
     # A fetch in one transaction, as for contacts: escalations come in bursts (every ticket
     # that an SLA policy level catches at once), one commit each fell behind them; and its
