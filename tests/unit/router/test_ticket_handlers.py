@@ -11,10 +11,10 @@ import pytest
 
 from ccshared.auth import Principal
 from ccshared.events.payloads import TicketTransferred
-from ccshared.problems import Conflict, NotFound
+from ccshared.problems import Conflict, NotFound, Problem
 from ccshared.user_auth import Forbidden
 from router.db.tickets import TicketNotFound
-from router.domain.tickets import Ticket, TicketChange
+from router.domain.tickets import ContactHistory, Ticket, TicketChange
 from router.handlers import tickets as handlers
 from tests.unit.router.test_ticket_changes import ticket
 
@@ -27,6 +27,7 @@ class FakeTicketsUnitOfWork:
         self.agents = agents or {}  # id → status
         self.queues = {"frontline", "billing"}
         self.readers: dict[uuid.UUID, set[str]] = {}  # ticket → agents serving its queue
+        self.histories: dict[uuid.UUID, ContactHistory] = {}
         self.committed: list[TicketChange] = []
         self._pending: list[TicketChange] = []
 
@@ -65,6 +66,9 @@ class FakeTicketsUnitOfWork:
 
     async def write(self, change: TicketChange) -> None:
         self._pending.append(change)
+
+    async def contact_history(self, ticket_id: uuid.UUID) -> ContactHistory:
+        return self.histories.get(ticket_id, ContactHistory(1, transferred_or_reopened=False))
 
 
 SUPERVISOR = Principal(subject="lin", role="supervisor")
@@ -144,3 +148,64 @@ async def test_a_transfer_publishes_its_event_with_the_status_change() -> None:
     transferred: Any = change.events[-1]
     assert isinstance(transferred, TicketTransferred)
     assert transferred.from_agent_id == "amy"
+
+
+async def test_an_agent_replies_in_the_name_of_their_token_when_no_agent_id_is_given() -> None:
+    held = ticket("in_progress", assignee_agent_id="amy", owner_agent_id="amy")
+    uow = FakeTicketsUnitOfWork(held)
+    await handlers.reply(uow, held.id, agent("amy"), None, None)
+    [change] = uow.committed
+    assert change.history[0].actor == "agent:amy"
+    assert change.events[-1].agent_id == "amy"  # type: ignore[attr-defined]
+
+
+async def test_an_agent_naming_another_agent_in_a_reply_is_refused_and_nothing_is_written() -> None:
+    held = ticket("in_progress", assignee_agent_id="amy", owner_agent_id="amy")
+    uow = FakeTicketsUnitOfWork(held)
+    with pytest.raises(Forbidden):
+        await handlers.reply(uow, held.id, agent("amy"), "bob", None)
+    assert uow.committed == []
+
+
+async def test_a_supervisor_reply_must_name_the_agent_and_one_that_does_is_written() -> None:
+    held = ticket("in_progress", assignee_agent_id="amy", owner_agent_id="amy")
+    uow = FakeTicketsUnitOfWork(held)
+    with pytest.raises(Problem) as refused:
+        await handlers.reply(uow, held.id, SUPERVISOR, None, None)
+    assert refused.value.status == 422
+    assert uow.committed == []
+    await handlers.reply(uow, held.id, SUPERVISOR, "amy", None)
+    assert uow.committed[0].history[0].actor == "agent:amy"
+
+
+@pytest.mark.parametrize(
+    ("contacts", "moved", "follow_up", "expected"),
+    [
+        (1, False, False, True),
+        (2, False, False, False),  # the customer wrote again
+        (1, True, False, False),  # transferred or reopened
+        (1, False, True, False),  # a follow-up of an earlier ticket
+    ],
+)
+async def test_resolve_without_the_flag_decides_first_contact_resolution_from_the_ticket(
+    contacts: int, moved: bool, follow_up: bool, expected: bool
+) -> None:
+    held = ticket(
+        "in_progress",
+        assignee_agent_id="amy",
+        owner_agent_id="amy",
+        follow_up_of=uuid.uuid4() if follow_up else None,
+    )
+    uow = FakeTicketsUnitOfWork(held)
+    uow.histories[held.id] = ContactHistory(contacts, transferred_or_reopened=moved)
+    after = await handlers.resolve(uow, held.id, agent("amy"), "answered", None)
+    assert after.first_contact_resolution is expected
+    assert uow.committed[0].events[-1].first_contact_resolution is expected  # type: ignore[attr-defined]
+
+
+async def test_resolve_keeps_the_first_contact_resolution_flag_the_agent_gives() -> None:
+    held = ticket("in_progress", assignee_agent_id="amy", owner_agent_id="amy")
+    uow = FakeTicketsUnitOfWork(held)
+    uow.histories[held.id] = ContactHistory(1, transferred_or_reopened=False)
+    after = await handlers.resolve(uow, held.id, agent("amy"), "answered", False)
+    assert after.first_contact_resolution is False

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ccshared.auth import Principal
 from ccshared.user_auth import AUTH_RESPONSES, principal
 from router.api.deps import Engine, Nudge, User
-from router.api.schemas import DeclineIn, OfferOut, TicketOut
+from router.api.schemas import DeclineIn, OfferOut, PendingOfferOut, TicketOut, TicketSummary
 from router.handlers import offers
 
 router = APIRouter(
@@ -21,13 +21,19 @@ router = APIRouter(
 
 @router.get(
     "/agents/{agent_id}/offers",
-    response_model=list[OfferOut],
-    summary="The agent's pending offers",
+    response_model=list[PendingOfferOut],
+    summary="The agent's pending offers, each with its ticket's summary",
+    description="The agent themself or a supervisor; another agent gets 403.",
 )
 async def agent_offers(
     agent_id: str, user: Principal = User, engine: AsyncEngine = Engine
-) -> list[OfferOut]:
-    return [OfferOut(**o) for o in await offers.pending_offers(engine, agent_id, user)]
+) -> list[PendingOfferOut]:
+    return [
+        PendingOfferOut.model_validate(
+            {**o._mapping, "summary": TicketSummary.of_columns(o, o.ticket_status)}
+        )
+        for o in await offers.pending_offers(engine, agent_id, user)
+    ]
 
 
 @router.post(
@@ -38,7 +44,7 @@ async def agent_offers(
 async def accept_offer(
     offer_id: uuid.UUID, user: Principal = User, engine: AsyncEngine = Engine
 ) -> TicketOut:
-    return TicketOut(**(await offers.accept(engine, offer_id, user)).__dict__)
+    return TicketOut.of(await offers.accept(engine, offer_id, user))
 
 
 @router.post(

@@ -8,8 +8,9 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator
 
-from ccshared.events.payloads import Channel, Priority
+from ccshared.events.payloads import Channel, Priority, TicketStatus
 from ccshared.inputs import RequestBody
+from router.domain.summary import waiting_since
 from router.domain.tickets import Ticket
 
 Strategy = Literal["longest_idle", "least_loaded", "round_robin", "best_skill_match"]
@@ -78,6 +79,46 @@ class AgentStatusIn(_In):
     status: AgentStatus
 
 
+class TicketSummary(BaseModel):
+    """What a list or an offer shows of a ticket, so a screen needs one call, not one per
+    ticket. Stored with the ticket when it opens; no contact is read for it."""
+
+    channel: Channel
+    subject: str | None = Field(
+        description="the first contact's subject, else the first line of its text, cut to "
+        "140 characters (an ellipsis marks the cut); null if both were empty"
+    )
+    priority: Priority
+    customer_name: str | None = Field(
+        description="the customer's name as their contacts gave it (the first that gave one); "
+        "null if none did"
+    )
+    waiting_since: datetime = Field(
+        description="since when the customer waits: while the ticket is queued or offered, "
+        "since it entered its queue (`queued_at`); otherwise since their last message"
+    )
+    sla_deadline: datetime | None = Field(
+        description="the ticket's next SLA deadline as the router stores it (null: none known)"
+    )
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> Self:
+        return cls.of_columns(ticket, ticket.status)
+
+    @classmethod
+    def of_columns(cls, row: Any, status: TicketStatus) -> Self:
+        """From a ticket or a row of its columns (`subject_line`, `customer_name`, ...) and
+        the ticket's status."""
+        return cls(
+            channel=row.channel,
+            subject=row.subject_line,
+            priority=row.priority,
+            customer_name=row.customer_name,
+            waiting_since=waiting_since(status, row.queued_at, row.last_contact_at),
+            sla_deadline=row.sla_deadline,
+        )
+
+
 class OfferOut(BaseModel):
     id: uuid.UUID
     ticket_id: uuid.UUID
@@ -92,12 +133,21 @@ class OfferOut(BaseModel):
     reason: str | None = None
 
 
+class PendingOfferOut(OfferOut):
+    summary: TicketSummary
+
+
 class DeclineIn(_In):
     reason: str = Field(min_length=1, max_length=500)
 
 
 class ReplyIn(_In):
-    agent_id: str = Field(pattern=_ID)
+    agent_id: str | None = Field(
+        default=None,
+        pattern=_ID,
+        description="who answered: an agent's own id (the default: the token's agent; another "
+        "is a 403); a supervisor must name the agent they answer for",
+    )
     channel: Channel | None = None
     text: str | None = Field(default=None, max_length=100_000)
 
@@ -110,7 +160,12 @@ class TransferIn(_In):
 
 class ResolveIn(_In):
     resolution_code: str = Field(min_length=1, max_length=100)
-    first_contact_resolution: bool
+    first_contact_resolution: bool | None = Field(
+        default=None,
+        description="solved on first contact; left out, the router decides: true when the "
+        "ticket had exactly one customer contact, was never transferred or reopened, and is "
+        "not a follow-up",
+    )
 
 
 class ReasonIn(_In):
@@ -139,10 +194,11 @@ class TicketOut(BaseModel):
     first_response_at: datetime | None
     resolved_at: datetime | None
     closed_at: datetime | None
+    summary: TicketSummary
 
     @classmethod
     def of(cls, ticket: Ticket) -> Self:
-        return cls(**ticket.__dict__)
+        return cls(**ticket.__dict__, summary=TicketSummary.of(ticket))
 
 
 class TicketPage(BaseModel):

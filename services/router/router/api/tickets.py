@@ -18,6 +18,7 @@ from router.api.schemas import (
     TicketDetail,
     TicketOut,
     TicketPage,
+    TicketSummary,
     TransferIn,
 )
 from router.db.tickets import SqlTicketsUnitOfWork
@@ -70,7 +71,7 @@ async def get_ticket_detail(
     ticket_id: uuid.UUID, user: Principal = User, engine: AsyncEngine = Engine
 ) -> TicketDetail:
     ticket, details = await tickets.ticket_detail(engine, ticket_id, user)
-    return TicketDetail(**ticket.__dict__, **details)
+    return TicketDetail(**ticket.__dict__, **details, summary=TicketSummary.of(ticket))
 
 
 @router.post(

@@ -20,6 +20,7 @@ from ccshared.outbox import OUTBOX_PART, outbox_params
 from router.db.tickets import HISTORY_COLUMNS, INSERT_HISTORY, history_row
 from router.domain.classification import PRIORITY_RANK
 from router.domain.opening import NewTicket
+from router.domain.summary import customer_display_name, subject_line
 from router.domain.threading import OpenTicketCandidate
 from router.domain.tickets import ROUTER, HistoryEntry
 
@@ -78,6 +79,8 @@ _TICKET_COLUMNS = (
     ("queued_at", "timestamptz"),
     ("last_contact_at", "timestamptz"),
     ("owner_agent_id", "text"),
+    ("subject_line", "text"),
+    ("customer_name", "text"),
 )
 _CONTACT_COLUMNS = (
     ("contact_id", "uuid"),
@@ -89,6 +92,7 @@ _CONTACT_COLUMNS = (
 )
 _THREAD_KEY_COLUMNS = (("key", "text"), ("ticket_id", "uuid"))
 _LAST_CONTACT = [name for name, _ in _TICKET_COLUMNS].index("last_contact_at")
+_CUSTOMER_NAME = [name for name, _ in _TICKET_COLUMNS].index("customer_name")
 
 
 def _contact_row(ticket_id: uuid.UUID, c: ContactReceived) -> tuple[Any, ...]:
@@ -117,6 +121,8 @@ def _ticket_row(t: NewTicket) -> tuple[Any, ...]:
         t.opened_at,  # queued at once
         c.received_at,
         t.owner_agent_id,
+        subject_line(c.subject, c.text),
+        customer_display_name(c.customer.name),
     )
 
 
@@ -165,8 +171,10 @@ class TicketWrites:
         and the event `add_contact_rows` would write, in the order it would write them."""
         i = self.planned[str(ticket_id)]
         row = self.tickets[i]
-        last = max(row[_LAST_CONTACT], contact.received_at)
-        self.tickets[i] = (*row[:_LAST_CONTACT], last, *row[_LAST_CONTACT + 1 :])
+        values = list(row)
+        values[_LAST_CONTACT] = max(row[_LAST_CONTACT], contact.received_at)
+        values[_CUSTOMER_NAME] = row[_CUSTOMER_NAME] or customer_display_name(contact.customer.name)
+        self.tickets[i] = tuple(values)
         self.contacts.append(_contact_row(ticket_id, contact))
         self.history.append(history_row(ticket_id, history))
         self.thread_keys.extend((key, ticket_id) for key in keys)
@@ -206,10 +214,12 @@ _WRITE_TICKETS = text(
         OUTBOX_PART,
     )
 )
-# A contact joining a stored ticket: its row, the ticket's last contact, history, thread keys
-# and (unless a status change writes it after its own) its event, in one statement.
+# A contact joining a stored ticket: its row, the ticket's last contact (and the customer's
+# name, if the ticket had none), history, thread keys and (unless a status change writes it
+# after its own) its event, in one statement.
 _TOUCH = (
-    "UPDATE tickets SET last_contact_at = greatest(last_contact_at, :at), updated_at = now() "
+    "UPDATE tickets SET last_contact_at = greatest(last_contact_at, :at), "
+    "customer_name = coalesce(customer_name, CAST(:name AS text)), updated_at = now() "
     "WHERE id = :id"
 )
 _ADD_CONTACT_PARTS = (
@@ -241,6 +251,7 @@ async def add_contact_rows(
             **array_params(_CONTACT_COLUMNS, [_contact_row(ticket_id, contact)], prefix="c_"),
             "id": ticket_id,
             "at": contact.received_at,
+            "name": customer_display_name(contact.customer.name),
             **array_params(HISTORY_COLUMNS, [history_row(ticket_id, history)], prefix="h_"),
             **array_params(_THREAD_KEY_COLUMNS, [(k, ticket_id) for k in keys], prefix="k_"),
             **outbox_params(envelopes),

@@ -19,15 +19,19 @@ from router.db.tickets import HISTORY_COLUMNS, INSERT_HISTORY
 OFFER_FIELDS = "id, ticket_id, agent_id, status, offered_at, expires_at, responded_at, reason"
 
 
-async def pending_offers_of(conn: AsyncConnection, agent_id: str) -> list[dict[str, Any]]:
-    rows = await conn.execute(
-        text(
-            f"SELECT {OFFER_FIELDS} FROM offers "  # noqa: S608
-            "WHERE agent_id = :a AND status = 'pending' ORDER BY offered_at"
-        ),
-        {"a": agent_id},
-    )
-    return [dict(r._mapping) for r in rows]
+# A pending offer with what its ticket's summary is made of (`TicketSummary.of_columns`).
+_PENDING_WITH_SUMMARY = text(
+    "SELECT o.id, o.ticket_id, o.agent_id, o.status, o.offered_at, o.expires_at, "
+    "o.responded_at, o.reason, t.channel, t.status AS ticket_status, t.subject_line, "
+    "t.priority, t.customer_name, t.queued_at, t.last_contact_at, t.sla_deadline "
+    "FROM offers o JOIN tickets t ON t.id = o.ticket_id "
+    "WHERE o.agent_id = :a AND o.status = 'pending' ORDER BY o.offered_at"
+)
+
+
+async def pending_offers_of(conn: AsyncConnection, agent_id: str) -> list[Row[Any]]:
+    """The agent's pending offers, each with its ticket's summary columns, in one query."""
+    return list(await conn.execute(_PENDING_WITH_SUMMARY, {"a": agent_id}))
 
 
 async def offers_of_ticket(conn: AsyncConnection, ticket_id: uuid.UUID) -> list[dict[str, Any]]:

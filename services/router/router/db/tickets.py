@@ -19,7 +19,7 @@ from ccshared.events import Envelope, new_event
 from ccshared.logging import correlation_id
 from ccshared.outbox import OUTBOX_PART, outbox_params
 from ccshared.problems import NotFound
-from router.domain.tickets import ROUTER, HistoryEntry, Ticket, TicketChange
+from router.domain.tickets import ROUTER, ContactHistory, HistoryEntry, Ticket, TicketChange
 
 __all__ = ["SqlTicketsUnitOfWork", "Ticket", "TicketNotFound"]
 
@@ -27,7 +27,8 @@ TICKET_COLUMNS = (
     "id, customer_id, channel, status, category, priority, language, segment, queue_id, "
     "owner_agent_id, assignee_agent_id, classification, policy_version, policy_step, "
     "step_timeout_at, sla_deadline, follow_up_of, resolution_code, first_contact_resolution, "
-    "opened_at, queued_at, last_contact_at, first_response_at, resolved_at, closed_at, updated_at"
+    "opened_at, queued_at, last_contact_at, first_response_at, resolved_at, closed_at, updated_at, "
+    "subject_line, customer_name"
 )
 
 
@@ -181,6 +182,19 @@ async def write_change(conn: AsyncConnection, change: TicketChange) -> None:
     )
 
 
+_CONTACT_HISTORY = text(
+    "SELECT (SELECT count(*) FROM ticket_contacts WHERE ticket_id = :t) AS contacts, "
+    "EXISTS (SELECT 1 FROM ticket_history WHERE ticket_id = :t "
+    "        AND action IN ('transfer', 'reopen')) AS moved"
+)
+
+
+async def contact_history(conn: AsyncConnection, ticket_id: uuid.UUID) -> ContactHistory:
+    """How many contacts the ticket has, and whether it was ever transferred or reopened."""
+    row = (await conn.execute(_CONTACT_HISTORY, {"t": ticket_id})).one()
+    return ContactHistory(customer_contacts=row.contacts, transferred_or_reopened=row.moved)
+
+
 async def agent_available(conn: AsyncConnection, agent_id: str | None) -> bool:
     if agent_id is None:
         return False
@@ -331,6 +345,9 @@ class SqlTicketsUnitOfWork:
 
     async def write(self, change: TicketChange) -> None:
         await write_change(self.conn, change)
+
+    async def contact_history(self, ticket_id: uuid.UUID) -> ContactHistory:
+        return await contact_history(self.conn, ticket_id)
 
 
 # --- reading ------------------------------------------------------------------------------

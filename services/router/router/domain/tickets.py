@@ -65,6 +65,9 @@ class Ticket:
     resolved_at: datetime | None
     closed_at: datetime | None
     updated_at: datetime
+    # What lists show without reading contacts (`router.domain.summary`), set at opening.
+    subject_line: str | None = None
+    customer_name: str | None = None
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x, per ticket
@@ -285,6 +288,26 @@ def resolve(
             "first_contact_resolution": first_contact_resolution,
         },
         also=[resolved],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ContactHistory:
+    """What first-contact resolution is decided by, read from a ticket's rows."""
+
+    customer_contacts: int
+    transferred_or_reopened: bool
+
+
+def solved_on_first_contact(ticket: Ticket, history: ContactHistory) -> bool:
+    """The first-contact-resolution flag when the agent does not give it: the customer wrote
+    once (one contact: no "any update?", no second call), and the ticket was neither
+    transferred (by a user or an escalation) nor reopened, nor is it a follow-up of an
+    earlier ticket (the customer had to come back, or was called back)."""
+    return (
+        history.customer_contacts == 1
+        and not history.transferred_or_reopened
+        and ticket.follow_up_of is None
     )
 
 

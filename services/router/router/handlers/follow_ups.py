@@ -39,7 +39,7 @@ async def open_follow_up(
         subject="Follow-up" if requested.language != "zh" else "回访",
         text=(requested.note or what),
         language=requested.language,
-        customer=CustomerHints(),
+        customer=CustomerHints(name=earlier.customer_name if earlier else None),
         metadata={"segment": earlier.segment} if earlier and earlier.segment else {},
     )
     placement = Placement(

@@ -20,9 +20,9 @@ from router.domain import tickets
 from router.handlers.tickets import decided
 
 
-async def pending_offers(
-    engine: AsyncEngine, agent_id: str, user: Principal
-) -> list[dict[str, Any]]:
+async def pending_offers(engine: AsyncEngine, agent_id: str, user: Principal) -> list[Row[Any]]:
+    """The agent's pending offers with their tickets' summary columns (their tickets are
+    assigned to the agent, so the agent may read them)."""
     require_self_or_supervisor(user, agent_id)
     async with engine.connect() as conn:
         return await db.pending_offers_of(conn, agent_id)

@@ -52,6 +52,8 @@ class TicketsUnitOfWork(Protocol):
 
     async def write(self, change: tickets.TicketChange) -> None: ...
 
+    async def contact_history(self, ticket_id: uuid.UUID) -> tickets.ContactHistory: ...
+
 
 async def readable_ticket(
     uow: TicketsUnitOfWork, ticket_id: uuid.UUID, user: Principal, *, lock: bool = False
@@ -123,15 +125,31 @@ async def reply(
     uow: TicketsUnitOfWork,
     ticket_id: uuid.UUID,
     user: Principal,
-    agent_id: str,
+    agent_id: str | None,
     channel: Channel | None,
 ) -> Ticket:
-    """An agent's answer, in their own name (a supervisor's in any agent's)."""
-    require_self_or_supervisor(user, agent_id)
+    """An agent's answer, in their own name (the token's, unless they name themself); a
+    supervisor answers in the name of the agent they name (a supervisor is no agent: no
+    name is a 422)."""
+    if agent_id is None and user.is_supervisor:
+        raise Problem(
+            "A supervisor replies in an agent's name: give agent_id.",
+            status=422,
+            slug="validation-error",
+            errors=[
+                FieldError(
+                    field="body.agent_id",
+                    message="required when a supervisor replies",
+                    type="missing",
+                )
+            ],
+        )
+    replier = agent_id or user.subject
+    require_self_or_supervisor(user, replier)
     now = datetime.now(UTC)
 
     async def decide(_: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
-        return tickets.reply(ticket, agent_id, channel, now)
+        return tickets.reply(ticket, replier, channel, now)
 
     return await act(uow, ticket_id, user, "reply", decide)
 
@@ -154,14 +172,19 @@ async def resolve(
     ticket_id: uuid.UUID,
     user: Principal,
     code: str,
-    first_contact_resolution: bool,
+    first_contact_resolution: bool | None,
     nudge: Callable[[], None] | None = None,
 ) -> Ticket:
-    """Resolved: the agent has capacity again (`nudge`)."""
+    """Resolved: the agent has capacity again (`nudge`). Whether it was solved on first
+    contact is the user's word if given, else the router's (`tickets.solved_on_first_contact`,
+    from the ticket's contacts and history)."""
     now = datetime.now(UTC)
 
-    async def decide(_: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
-        return tickets.resolve(ticket, user.actor, code, first_contact_resolution, now)
+    async def decide(uow: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        fcr = first_contact_resolution
+        if fcr is None:
+            fcr = tickets.solved_on_first_contact(ticket, await uow.contact_history(ticket.id))
+        return tickets.resolve(ticket, user.actor, code, fcr, now)
 
     return await act(uow, ticket_id, user, "resolve", decide, nudge)
 

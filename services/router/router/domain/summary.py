@@ -1,0 +1,42 @@
+"""What a ticket looks like in a list or an offer (the UI's one-call screens): its subject or
+the first line of its first contact, cut to a line's length, and when its wait began."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ccshared.events.payloads import TicketStatus
+
+SUBJECT_LINE_CHARS = 140
+ELLIPSIS = "…"
+# A customer waits for an agent while the ticket is in a queue or offered; otherwise since
+# their last message.
+_WAITING_FOR_AN_AGENT: frozenset[TicketStatus] = frozenset({"new", "queued", "assigned"})
+
+
+def subject_line(subject: str | None, text: str | None) -> str | None:
+    """The subject, else the first non-blank line of the text, whitespace collapsed, cut to
+    `SUBJECT_LINE_CHARS` (an ellipsis marks the cut); None when both are blank."""
+    line = (subject or "").strip()
+    if not line:
+        line = next((ln for ln in (text or "").splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    if len(line) > SUBJECT_LINE_CHARS:
+        line = line[: SUBJECT_LINE_CHARS - 1].rstrip() + ELLIPSIS
+    return line or None
+
+
+def customer_display_name(name: str | None) -> str | None:
+    """The name a contact gave, trimmed to 200 characters; None when blank."""
+    cleaned = " ".join((name or "").split())[:200]
+    return cleaned or None
+
+
+def waiting_since(
+    status: TicketStatus, queued_at: datetime | None, last_contact_at: datetime
+) -> datetime:
+    """Since when the customer waits: in a queue or on offer, since the ticket was queued
+    (its `queued_at`); otherwise since their last message."""
+    if status in _WAITING_FOR_AN_AGENT and queued_at is not None:
+        return queued_at
+    return last_contact_at
