@@ -56,3 +56,10 @@ def test_a_queued_or_offered_ticket_waits_since_it_was_queued_others_since_the_l
     assert waiting_since("assigned", queued_at, last) == queued_at
     assert waiting_since("in_progress", queued_at, last) == last
     assert waiting_since("pending_customer", None, last) == last
+
+
+def test_a_huge_one_line_text_is_read_only_as_far_as_its_summary_line_needs() -> None:
+    huge = "漏水" * 500_000 + "\nsecond line"
+    line = subject_line(None, huge)
+    assert line is not None
+    assert line == "漏水" * 69 + "漏…"

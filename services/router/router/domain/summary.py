@@ -9,6 +9,9 @@ from ccshared.events.payloads import TicketStatus
 
 SUBJECT_LINE_CHARS = 140
 ELLIPSIS = "…"
+# How much of the text the first line is looked for in: the line is written with every new
+# ticket, on the contact path, so its cost must not grow with a long e-mail's text.
+_LOOK_IN_CHARS = 4_000
 # A customer waits for an agent while the ticket is in a queue or offered; otherwise since
 # their last message.
 _WAITING_FOR_AN_AGENT: frozenset[TicketStatus] = frozenset({"new", "queued", "assigned"})
@@ -16,10 +19,12 @@ _WAITING_FOR_AN_AGENT: frozenset[TicketStatus] = frozenset({"new", "queued", "as
 
 def subject_line(subject: str | None, text: str | None) -> str | None:
     """The subject, else the first non-blank line of the text, whitespace collapsed, cut to
-    `SUBJECT_LINE_CHARS` (an ellipsis marks the cut); None when both are blank."""
-    line = (subject or "").strip()
+    `SUBJECT_LINE_CHARS` (an ellipsis marks the cut); None when both are blank. Only the
+    text's first `_LOOK_IN_CHARS` characters are read."""
+    line = (subject or "")[:_LOOK_IN_CHARS].strip()
     if not line:
-        line = next((ln for ln in (text or "").splitlines() if ln.strip()), "")
+        head = (text or "")[:_LOOK_IN_CHARS]
+        line = next((ln for ln in head.splitlines() if ln.strip()), "")
     line = " ".join(line.split())
     if len(line) > SUBJECT_LINE_CHARS:
         line = line[: SUBJECT_LINE_CHARS - 1].rstrip() + ELLIPSIS
