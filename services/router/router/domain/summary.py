@@ -33,7 +33,7 @@ def subject_line(subject: str | None, text: str | None) -> str | None:
 
 def customer_display_name(name: str | None) -> str | None:
     """The name a contact gave, trimmed to 200 characters; None when blank."""
-    cleaned = " ".join((name or "").split())[:200]
+    cleaned = " ".join((name or "")[:1000].split())[:200]
     return cleaned or None
 
 
