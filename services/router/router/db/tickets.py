@@ -181,6 +181,38 @@ async def write_change(conn: AsyncConnection, change: TicketChange) -> None:
     )
 
 
+# Each ticket's next SLA deadline, for a fetch of sla.deadline_changed in one statement. The
+# tickets are locked in id order first (as escalations lock theirs), so two batches never
+# deadlock; a version not above the stored one (an older event delivered late) changes nothing.
+_SET_SLA_DEADLINES = text(
+    "WITH d AS (SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:deadlines AS timestamptz[]), "
+    "  CAST(:versions AS bigint[])) AS d(id, deadline, version)), "
+    "locked AS (SELECT t.id FROM tickets t JOIN d ON d.id = t.id "
+    "  WHERE t.sla_deadline_version < d.version ORDER BY t.id FOR UPDATE OF t) "
+    "UPDATE tickets t SET sla_deadline = d.deadline, sla_deadline_version = d.version "
+    "FROM d JOIN locked l ON l.id = d.id "
+    "WHERE t.id = d.id AND t.sla_deadline_version < d.version"
+)
+
+
+async def set_sla_deadlines(
+    conn: AsyncConnection, deadlines: dict[uuid.UUID, tuple[datetime | None, int]]
+) -> None:
+    """Store each ticket's next SLA deadline (or none) with its version, moving only forward.
+    One deadline per ticket: the caller keeps the latest of a fetch."""
+    if not deadlines:
+        return
+    ids = sorted(deadlines)
+    await conn.execute(
+        _SET_SLA_DEADLINES,
+        {
+            "ids": ids,
+            "deadlines": [deadlines[i][0] for i in ids],
+            "versions": [deadlines[i][1] for i in ids],
+        },
+    )
+
+
 async def agent_available(conn: AsyncConnection, agent_id: str | None) -> bool:
     if agent_id is None:
         return False

@@ -8,7 +8,7 @@ writes a change (`router.db.tickets.SqlTicketsUnitOfWork`)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from ccshared.events.payloads import (
     Channel,
     Priority,
+    SlaDeadlineChanged,
     SlaEscalated,
     TicketClosed,
     TicketReopened,
@@ -415,6 +416,19 @@ def overflow_change(ticket: Ticket, policy: RoutingPolicy, now: datetime) -> Tic
         at=now,
     )
     return TicketChange(ticket.id, now, sets, [entry], [event])
+
+
+def latest_deadlines(
+    changes: Iterable[SlaDeadlineChanged],
+) -> dict[uuid.UUID, tuple[datetime | None, int]]:
+    """Each ticket's next SLA deadline and its version from a fetch of `sla.deadline_changed`:
+    the highest version of each ticket wins, whatever order the events came in."""
+    latest: dict[uuid.UUID, tuple[datetime | None, int]] = {}
+    for change in changes:
+        known = latest.get(change.ticket_id)
+        if known is None or change.version > known[1]:
+            latest[change.ticket_id] = (change.next_deadline, change.version)
+    return latest
 
 
 def escalate(ticket: Ticket, escalated: SlaEscalated, at: datetime) -> list[TicketChange]:
