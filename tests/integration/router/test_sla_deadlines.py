@@ -8,10 +8,20 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+from pydantic import SecretStr
+
 from ccshared.events import decode_event, new_event
+from ccshared.events.catalog import ROUTER_TICKETS, SLA_EVENTS
 from ccshared.events.payloads import SlaDeadlineChanged, TicketOpened
+from ccshared.kafka import commit_group_at_end, ensure_topics
+from router.app import create_app
 from router.consumers.sla import apply_deadlines, apply_deadlines_in_bulk
+from router.settings import RouterSettings
+from tests.conftest import TOPIC_PREFIX, scratch_database, topic
+from tests.helpers import as_supervisor, wait_until
 from tests.integration.router.conftest import Router, contact
+from tests.integration.sla.conftest import SlaFactory
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -123,3 +133,51 @@ async def test_ticket_opened_carries_when_the_customer_wrote(router: Router) -> 
     assert isinstance(opened, TicketOpened)
     assert opened.received_at == wrote
     assert opened.opened_at > wrote + timedelta(days=7)
+
+
+async def test_across_router_and_sla_an_old_contact_gets_an_overdue_deadline(
+    kafka_bootstrap: str,
+) -> None:
+    """Router and SLA in one process on the real broker, each with its database: the router's
+    ticket.opened (from a contact received eight days ago) reaches SLA, SLA's
+    sla.deadline_changed comes back, and the router stores a deadline counted from when the
+    customer wrote: days overdue, not hours ahead."""
+    suffix = f".test-{uuid.uuid4().hex[:8]}"
+    sla_name = f"sla-t{uuid.uuid4().hex[:10]}"
+    await ensure_topics(kafka_bootstrap, prefix=TOPIC_PREFIX)
+    await commit_group_at_end(kafka_bootstrap, f"{sla_name}.ticket-clocks", [topic(ROUTER_TICKETS)])
+    await commit_group_at_end(kafka_bootstrap, f"router.sla-deadlines{suffix}", [topic(SLA_EVENTS)])
+    async with scratch_database() as router_db, scratch_database() as sla_db:
+        slas = SlaFactory(sla_db, kafka_bootstrap, sla_name)
+        await slas.start()
+        app = create_app(
+            RouterSettings(
+                database_url=SecretStr(router_db),
+                kafka_bootstrap=kafka_bootstrap,
+                log_json=False,
+                consumer_group_suffix=suffix,
+                assign_in_background=False,
+                outbox_poll_interval_s=0.1,
+            )
+        )
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://r", headers=as_supervisor()
+        )
+        try:
+            router = Router(app, client)
+            wrote = NOW - timedelta(days=8)
+            ticket_id = await router.receive(contact(uuid.uuid4(), at=wrote))
+
+            async def deadline_stored() -> Any:
+                deadline, version = await stored(router, ticket_id)
+                return deadline if version >= 1 else None
+
+            deadline = await wait_until(deadline_stored, timeout=60)
+            assert wrote < deadline < wrote + timedelta(hours=9)  # the longest default: 8 h
+        finally:
+            await client.aclose()
+            await lifespan.__aexit__(None, None, None)
+            for sla in list(slas.running):
+                await slas.stop(sla)
