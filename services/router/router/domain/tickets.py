@@ -418,16 +418,25 @@ def overflow_change(ticket: Ticket, policy: RoutingPolicy, now: datetime) -> Tic
     return TicketChange(ticket.id, now, sets, [entry], [event])
 
 
-def latest_deadlines(
-    changes: Iterable[SlaDeadlineChanged],
-) -> dict[uuid.UUID, tuple[datetime | None, int]]:
-    """Each ticket's next SLA deadline and its version from a fetch of `sla.deadline_changed`:
-    the highest version of each ticket wins, whatever order the events came in."""
-    latest: dict[uuid.UUID, tuple[datetime | None, int]] = {}
+@dataclass(frozen=True, slots=True)
+class NextDeadline:
+    """A ticket's next SLA deadline as SLA published it (none: no clock runs)."""
+
+    deadline: datetime | None
+    metric: str | None
+    version: int
+
+
+def latest_deadlines(changes: Iterable[SlaDeadlineChanged]) -> dict[uuid.UUID, NextDeadline]:
+    """Each ticket's next SLA deadline from a fetch of `sla.deadline_changed`: the highest
+    version of each ticket wins, whatever order the events came in."""
+    latest: dict[uuid.UUID, NextDeadline] = {}
     for change in changes:
         known = latest.get(change.ticket_id)
-        if known is None or change.version > known[1]:
-            latest[change.ticket_id] = (change.next_deadline, change.version)
+        if known is None or change.version > known.version:
+            latest[change.ticket_id] = NextDeadline(
+                change.next_deadline, change.metric, change.version
+            )
     return latest
 
 
