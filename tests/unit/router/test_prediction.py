@@ -35,7 +35,9 @@ def test_a_ticket_whose_deadline_comes_before_its_likely_offer_is_forecast_to_br
     # Already waited longer than the queue's usual wait: it may be offered now, not before.
     late = NOW - 30 * MIN
     assert forecast_breach(NOW + MIN, "resolution", 14 * MIN, late, NOW) is None
-    assert forecast_breach(NOW, "resolution", 14 * MIN, late, NOW) is not None  # overdue
+    overdue = forecast_breach(NOW - MIN, "resolution", 14 * MIN, late, NOW)
+    assert overdue is not None
+    assert overdue.explain() == "breached resolution at 10:27 UTC; queue wait 14 min"
     # No deadline, or a queue with no offers yet: nothing to forecast.
     assert forecast_breach(None, None, 14 * MIN, queued, NOW) is None
     assert forecast_breach(NOW, "first_response", None, queued, NOW) is None

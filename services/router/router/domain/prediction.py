@@ -33,13 +33,16 @@ class BreachForecast:
     deadline: datetime
     metric: str | None
     queue_wait: timedelta
+    overdue: bool = False  # the deadline had passed already
 
     def explain(self) -> str:
-        """E.g. 'predicted to breach first response at 10:42 UTC; queue wait 14 min'."""
+        """E.g. 'predicted to breach first response at 10:42 UTC; queue wait 14 min', or
+        'breached first response at 10:42 UTC; ...' for one already overdue."""
         what = (self.metric or "its SLA deadline").replace("_", " ")
         minutes = self.queue_wait.total_seconds() / 60
         wait = f"{minutes:.0f} min" if minutes >= 1 else f"{self.queue_wait.total_seconds():.0f} s"
-        return f"predicted to breach {what} at {self.deadline:%H:%M} UTC; queue wait {wait}"
+        verb = "breached" if self.overdue else "predicted to breach"
+        return f"{verb} {what} at {self.deadline:%H:%M} UTC; queue wait {wait}"
 
 
 def forecast_breach(
@@ -57,7 +60,7 @@ def forecast_breach(
     expected_offer = max(now, (queued_at or now) + queue_wait)
     if expected_offer < deadline:
         return None
-    return BreachForecast(deadline, metric, queue_wait)
+    return BreachForecast(deadline, metric, queue_wait, overdue=deadline <= now)
 
 
 def raised_rank(priority_rank: int, forecast: BreachForecast | None) -> int:
