@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events.payloads import SlaDeadlineChanged
-from router.db.tickets import set_sla_deadlines
+from router.db.deadlines import set_sla_deadlines
 from router.domain.tickets import latest_deadlines
 
 
