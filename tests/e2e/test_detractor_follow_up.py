@@ -32,6 +32,7 @@ async def test_unhappy_answer_opens_a_follow_up_ticket_for_the_first_agent(
     for group, catalog in (
         (f"router.contacts{suffix}", "intake.contacts"),
         (f"router.escalations{suffix}", "sla.events"),
+        (f"router.sla-deadlines{suffix}", "sla.events"),
         (f"router.follow-ups{suffix}", "feedback.events"),
     ):
         await start_group_at_end(kafka_bootstrap, group, [catalog])

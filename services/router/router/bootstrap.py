@@ -33,7 +33,12 @@ async def start(runtime: Runtime, settings: RouterSettings) -> None:
         await ensure_default_rules(conn)
     policies = PolicyCache(runtime.engine, settings.policy_cache_s)
     rules = RulesCache(runtime.engine, settings.policy_cache_s)
-    assigner = Assigner(runtime.engine, policies, interval_s=settings.assign_interval_s)
+    assigner = Assigner(
+        runtime.engine,
+        policies,
+        interval_s=settings.assign_interval_s,
+        predict_breach=settings.predict_breach,
+    )
     if settings.assign_in_background:
         assigner.start()
     runtime.parts = RouterParts(policies=policies, rules=rules, assigner=assigner)

@@ -19,6 +19,9 @@ class RouterSettings(UserTokenSettings):
     assign_interval_s: float = Field(default=0.5, gt=0, le=60)
     # Off only where something else drives assignment rounds (tests call Assigner.tick).
     assign_in_background: bool = True
+    # A waiting ticket predicted to breach its next SLA deadline before its queue's recent wait
+    # is over goes one priority band up (router/domain/prediction.py); false: plain order.
+    predict_breach: bool = True
     # A cached routing policy is re-read this often, so a change made through another
     # replica takes effect here within it.
     policy_cache_s: float = Field(default=1.0, ge=0, le=300)

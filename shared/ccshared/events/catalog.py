@@ -41,6 +41,9 @@ class EventSpec:
     topic: str
     payload: type[BaseModel]
     version: int = 1
+    # The services that act on this event type (a subset of the topic's consumers; the others
+    # skip it by its event_type header).
+    consumers: tuple[str, ...] = ()
 
     @property
     def topic_spec(self) -> TopicSpec:
@@ -68,7 +71,8 @@ _topics = [
         "sla",
         ("router", "feedback"),
         "ticket_id",
-        "SLA warnings, breaches, escalations (the router applies their actions) and met targets.",
+        "SLA warnings, breaches, escalations (the router applies their actions), met targets, "
+        "and each ticket's next deadline (the router orders waiting tickets by it).",
     ),
     TopicSpec(
         FEEDBACK_EVENTS,
@@ -82,24 +86,32 @@ _topics = [
 TOPICS: dict[str, TopicSpec] = {t.name: t for t in _topics}
 
 _events = [
-    EventSpec("contact.received", INTAKE_CONTACTS, p.ContactReceived),
-    EventSpec("ticket.opened", ROUTER_TICKETS, p.TicketOpened),
-    EventSpec("ticket.contact_added", ROUTER_TICKETS, p.TicketContactAdded),
-    EventSpec("ticket.status_changed", ROUTER_TICKETS, p.TicketStatusChanged),
-    EventSpec("ticket.routed", ROUTER_TICKETS, p.TicketRouted),
-    EventSpec("ticket.assigned", ROUTER_TICKETS, p.TicketAssigned),
-    EventSpec("ticket.transferred", ROUTER_TICKETS, p.TicketTransferred),
-    EventSpec("ticket.replied", ROUTER_TICKETS, p.TicketReplied),
-    EventSpec("ticket.resolved", ROUTER_TICKETS, p.TicketResolved),
-    EventSpec("ticket.reopened", ROUTER_TICKETS, p.TicketReopened),
-    EventSpec("ticket.closed", ROUTER_TICKETS, p.TicketClosed),
+    EventSpec(
+        "contact.received", INTAKE_CONTACTS, p.ContactReceived, consumers=("router", "feedback")
+    ),
+    EventSpec(
+        "ticket.opened", ROUTER_TICKETS, p.TicketOpened, consumers=("sla", "feedback", "intake")
+    ),
+    EventSpec(
+        "ticket.contact_added", ROUTER_TICKETS, p.TicketContactAdded, consumers=("sla", "intake")
+    ),
+    EventSpec("ticket.status_changed", ROUTER_TICKETS, p.TicketStatusChanged, consumers=("sla",)),
+    EventSpec("ticket.routed", ROUTER_TICKETS, p.TicketRouted, consumers=("sla",)),
+    EventSpec("ticket.assigned", ROUTER_TICKETS, p.TicketAssigned, consumers=("sla",)),
+    EventSpec("ticket.transferred", ROUTER_TICKETS, p.TicketTransferred, consumers=("sla",)),
+    EventSpec("ticket.replied", ROUTER_TICKETS, p.TicketReplied, consumers=("sla", "feedback")),
+    EventSpec("ticket.resolved", ROUTER_TICKETS, p.TicketResolved, consumers=("sla", "feedback")),
+    EventSpec("ticket.reopened", ROUTER_TICKETS, p.TicketReopened, consumers=("sla", "feedback")),
+    EventSpec("ticket.closed", ROUTER_TICKETS, p.TicketClosed, consumers=("sla", "feedback")),
     EventSpec("sla.warning", SLA_EVENTS, p.SlaWarning),
-    EventSpec("sla.breached", SLA_EVENTS, p.SlaBreached),
-    EventSpec("sla.escalated", SLA_EVENTS, p.SlaEscalated),
-    EventSpec("sla.met", SLA_EVENTS, p.SlaMet),
+    EventSpec("sla.breached", SLA_EVENTS, p.SlaBreached, consumers=("feedback",)),
+    EventSpec("sla.escalated", SLA_EVENTS, p.SlaEscalated, consumers=("router", "feedback")),
+    EventSpec("sla.met", SLA_EVENTS, p.SlaMet, consumers=("feedback",)),
+    # The router stores it as the ticket's sla_deadline and orders waiting tickets by it.
+    EventSpec("sla.deadline_changed", SLA_EVENTS, p.SlaDeadlineChanged, consumers=("router",)),
     EventSpec("survey.requested", FEEDBACK_EVENTS, p.SurveyRequested),
     EventSpec("survey.answered", FEEDBACK_EVENTS, p.SurveyAnswered),
-    EventSpec("followup.requested", FEEDBACK_EVENTS, p.FollowUpRequested),
+    EventSpec("followup.requested", FEEDBACK_EVENTS, p.FollowUpRequested, consumers=("router",)),
     EventSpec("praise.recorded", FEEDBACK_EVENTS, p.PraiseRecorded),
 ]
 EVENT_TYPES: dict[str, EventSpec] = {e.event_type: e for e in _events}
@@ -112,6 +124,9 @@ class Catalog:
 
     def consumed_by(self, service: str) -> list[TopicSpec]:
         return [t for t in self.topics.values() if service in t.consumers]
+
+    def events_consumed_by(self, service: str) -> list[EventSpec]:
+        return [e for e in self.events.values() if service in e.consumers]
 
     def produced_by(self, service: str) -> list[TopicSpec]:
         return [t for t in self.topics.values() if t.producer == service]
@@ -130,6 +145,12 @@ def _check_catalog() -> None:
             raise AssertionError(
                 f"{spec.event_type} goes to {topic.name}, keyed by {topic.key_field}, "
                 f"but its payload has no such field"
+            )
+        strangers = set(spec.consumers) - set(topic.consumers)
+        if strangers:
+            raise AssertionError(
+                f"{spec.event_type} is consumed by {sorted(strangers)}, "
+                f"not listed as consumers of {topic.name}"
             )
 
 

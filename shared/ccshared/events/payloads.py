@@ -75,6 +75,11 @@ class TicketOpened(Payload):
     classification_rule: str | None = None
     follow_up_of: uuid.UUID | None = None
     opened_at: AwareDatetime
+    received_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the customer wrote: the opening contact's received_at (null: a ticket "
+        "opened without a contact, or an older router). SLA clocks start from it.",
+    )
 
 
 class TicketContactAdded(Payload):
@@ -232,6 +237,19 @@ class SlaMet(Payload):
     policy_version: int
     deadline: AwareDatetime
     met_at: AwareDatetime
+
+
+class SlaDeadlineChanged(Payload):
+    """A ticket's next deadline moved: a clock started, paused, resumed, was re-targeted or was
+    met. `next_deadline` is the earliest deadline of a running clock (null: none runs) and
+    `metric` that clock's. `version` grows by one with each change of one ticket, so a consumer
+    keeps the highest it has seen and ignores an older one delivered late."""
+
+    ticket_id: uuid.UUID
+    next_deadline: AwareDatetime | None
+    metric: SlaMetric | None
+    version: int = Field(ge=1)
+    at: AwareDatetime
 
 
 # --- feedback.events --------------------------------------------------------------------

@@ -138,6 +138,32 @@ async def test_messaging_survey_outside_the_reply_window_is_not_sent(feedback: F
     await feedback.wait_survey(fresh, "sent")
 
 
+async def test_the_reply_window_counts_from_when_the_customer_wrote_not_the_opening(
+    feedback: Feedback,
+) -> None:
+    """A chat contact received eight days ago (the router down or behind) opens a ticket now:
+    the customer's last message is eight days old, so the 24 h window is long closed, however
+    fresh the ticket."""
+    customer, ticket = uuid.uuid4(), uuid.uuid4()
+    wrote = now() - timedelta(days=8)
+    await feedback.publish(contact(customer, wrote, channel="chat"), producer="intake")
+    await feedback.publish(
+        opened(ticket, customer, now(), channel="chat", received_at=wrote),
+        resolved(ticket, customer, now(), now(), channel="chat"),
+    )
+    survey = await feedback.wait_survey(ticket, "suppressed")
+    assert survey["suppression_reason"] == "reply_window_closed"
+
+    # Intake's event not (yet) seen: the ticket's own received_at is the customer's message.
+    other, alone = uuid.uuid4(), uuid.uuid4()
+    await feedback.publish(
+        opened(alone, other, now(), channel="social", received_at=wrote),
+        resolved(alone, other, now(), now(), channel="social"),
+    )
+    survey = await feedback.wait_survey(alone, "suppressed")
+    assert survey["suppression_reason"] == "reply_window_closed"
+
+
 async def test_failed_webhook_is_retried_with_backoff_and_every_attempt_recorded(
     feedback: Feedback, receiver: WebhookReceiver
 ) -> None:

@@ -24,6 +24,7 @@ def opened(
     category: str = "billing",
     language: str | None = "en",
     queue_id: str = "billing",
+    received_at: datetime | None = None,
 ) -> TicketOpened:
     return TicketOpened(
         ticket_id=ticket_id,
@@ -34,6 +35,7 @@ def opened(
         language=language,
         queue_id=queue_id,
         opened_at=at,
+        received_at=received_at,
     )
 
 

@@ -177,10 +177,13 @@ class SlaEvents:
     def __init__(self, tail: TopicTail) -> None:
         self.tail = tail
 
-    def of(self, ticket_id: uuid.UUID) -> list[dict[str, Any]]:
+    def of(self, ticket_id: uuid.UUID, with_deadlines: bool = False) -> list[dict[str, Any]]:
+        """The ticket's events; `sla.deadline_changed` only `with_deadlines`."""
         found = []
         for record in self.tail.records:
             event = orjson.loads(record.value)
+            if event["event_type"] == "sla.deadline_changed" and not with_deadlines:
+                continue
             if event["payload"]["ticket_id"] == str(ticket_id):
                 assert record.key == str(ticket_id).encode()  # keyed by ticket
                 found.append({"type": event["event_type"], **event["payload"]})
@@ -191,18 +194,28 @@ class SlaEvents:
         ticket_id: uuid.UUID,
         predicate: Callable[[list[dict[str, Any]]], bool],
         timeout: float = 30,
+        with_deadlines: bool = False,
     ) -> list[dict[str, Any]]:
-        await self.tail.wait_for(lambda _: predicate(self.of(ticket_id)), timeout=timeout)
-        return self.of(ticket_id)
+        def holds(_: Any) -> bool:
+            return predicate(self.of(ticket_id, with_deadlines))
+
+        await self.tail.wait_for(holds, timeout=timeout)
+        return self.of(ticket_id, with_deadlines)
 
 
 def kinds(events: list[dict[str, Any]], metric: str | None = None) -> list[str]:
-    """`sla.warning`, `sla.breached`, `sla.escalated:1`, ... in the order published."""
+    """`sla.warning`, `sla.breached`, `sla.escalated:1`, ... in the order published
+    (`sla.deadline_changed` left out: see `deadlines`)."""
     return [
         e["type"] + (f":{e['level']}" if e["type"] == "sla.escalated" else "")
         for e in events
-        if metric is None or e["metric"] == metric
+        if e["type"] != "sla.deadline_changed" and (metric is None or e["metric"] == metric)
     ]
+
+
+def deadlines(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `sla.deadline_changed` events among `events`, in the order published."""
+    return [e for e in events if e["type"] == "sla.deadline_changed"]
 
 
 def now() -> datetime:

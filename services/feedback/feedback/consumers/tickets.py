@@ -54,6 +54,9 @@ def ticket_events(runtime: Runtime) -> Handler:
                     "language": before["language"] or payload.language,
                     "queue_id": before["queue_id"] or payload.queue_id,
                     "opened_at": _earliest(before["opened_at"], payload.opened_at),
+                    "customer_wrote_at": _earliest(
+                        before["customer_wrote_at"], payload.received_at, payload.opened_at
+                    ),
                 },
                 before,
             )

@@ -41,6 +41,16 @@ async def last_customer_message(
     return value
 
 
+def last_message_at(last_on_channel: datetime | None, facts: dict[str, Any]) -> datetime | None:
+    """The customer's last message for the reply window: the latest intake saw on the channel,
+    or the message that opened the ticket if later (intake's event may not have arrived yet):
+    when the customer wrote it, not when the router opened the ticket (rows from before that
+    was known fall back to the opening)."""
+    wrote = facts.get("customer_wrote_at") or facts.get("opened_at")
+    candidates = [t for t in (last_on_channel, wrote) if t is not None]
+    return max(candidates) if candidates else None
+
+
 async def schedule_for_resolved_ticket(
     conn: AsyncConnection, facts: dict[str, Any], policy: SurveyPolicy
 ) -> None:
@@ -55,9 +65,6 @@ async def schedule_for_resolved_ticket(
     ids = {"customer_id": customer_id, "ticket_id": ticket_id}
     last_surveyed = (await conn.execute(_LAST_SURVEYED, ids)).scalar()
     last_message = await last_customer_message(conn, customer_id, facts["channel"])
-    # The customer's message that opened the ticket is a message too, even if intake's event
-    # has not arrived yet.
-    candidates = [t for t in (last_message, facts["opened_at"]) if t is not None]
     decision = schedule_survey(
         ResolvedTicketView(
             channel=facts["channel"],
@@ -65,7 +72,7 @@ async def schedule_for_resolved_ticket(
             resolution_code=facts["resolution_code"],
             close_reason=facts["close_reason"],
             customer_last_surveyed_at=last_surveyed,
-            customer_last_message_at=max(candidates) if candidates else None,
+            customer_last_message_at=last_message_at(last_message, facts),
         ),
         policy,
     )

@@ -27,7 +27,7 @@ from ccshared.events.payloads import FollowUpRequested, SurveyRequested
 from ccshared.outbox import enqueue
 from ccshared.tasks import finish_or_cancel
 from feedback.db.facts import FactChanges
-from feedback.db.surveys import last_customer_message
+from feedback.db.surveys import last_customer_message, last_message_at
 from feedback.db.webhooks import claim_due_deliveries, queue_deliveries, record_attempt
 from feedback.domain.callbacks import next_callback_after
 from feedback.domain.surveys import SurveyPolicy, may_send_now, reminder_due_at
@@ -45,7 +45,8 @@ from feedback.settings import FeedbackSettings
 log = logging.getLogger(__name__)
 
 _DUE_SURVEYS = text(
-    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, f.opened_at "
+    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, f.opened_at, "
+    " f.customer_wrote_at "
     "FROM surveys s LEFT JOIN ticket_facts f ON f.ticket_id = s.ticket_id "
     "WHERE s.status = 'scheduled' AND s.due_at <= :now "
     "ORDER BY s.due_at LIMIT :limit FOR UPDATE OF s SKIP LOCKED"
@@ -58,7 +59,8 @@ _SKIP = text(
     "UPDATE surveys SET status = 'suppressed', suppression_reason = :reason WHERE id = :id"
 )
 _DUE_REMINDERS = text(
-    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, s.expires_at, f.opened_at "
+    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, s.expires_at, f.opened_at, "
+    " f.customer_wrote_at "
     "FROM surveys s LEFT JOIN ticket_facts f ON f.ticket_id = s.ticket_id "
     "WHERE s.status = 'sent' AND s.reminded_at IS NULL AND s.reminder_due_at <= :now "
     " AND s.expires_at > :now AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.survey_id = s.id) "
@@ -190,10 +192,7 @@ class FeedbackScheduler:
         self, conn: AsyncConnection, survey: dict[str, Any], now: datetime
     ) -> bool:
         last = await last_customer_message(conn, survey["customer_id"], survey["channel"])
-        candidates = [t for t in (last, survey["opened_at"]) if t is not None]
-        return may_send_now(
-            survey["channel"], now, max(candidates) if candidates else None, self.policy
-        )
+        return may_send_now(survey["channel"], now, last_message_at(last, survey), self.policy)
 
     async def send_due_surveys(self) -> int:
         now = datetime.now(UTC)

@@ -5,8 +5,8 @@ follow-up requests open follow-up tickets (`feedback`)."""
 from ccshared.service import ConsumerSpec
 from router.consumers.contacts import CONTACTS
 from router.consumers.feedback import FOLLOW_UPS
-from router.consumers.sla import ESCALATIONS
+from router.consumers.sla import DEADLINES, ESCALATIONS
 
-CONSUMERS: list[ConsumerSpec] = [CONTACTS, ESCALATIONS, FOLLOW_UPS]
+CONSUMERS: list[ConsumerSpec] = [CONTACTS, ESCALATIONS, DEADLINES, FOLLOW_UPS]
 
-__all__ = ["CONSUMERS", "CONTACTS", "ESCALATIONS", "FOLLOW_UPS"]
+__all__ = ["CONSUMERS", "CONTACTS", "DEADLINES", "ESCALATIONS", "FOLLOW_UPS"]

@@ -1,5 +1,6 @@
-"""`sla.escalated` from SLA: escalations raise a ticket's priority or move it to the
-escalation queue (`router.handlers.escalations`), a fetch in one transaction."""
+"""sla.events from SLA, a fetch in one transaction each: `sla.escalated` raises a ticket's
+priority or moves it to the escalation queue (`router.handlers.escalations`);
+`sla.deadline_changed` stores its next deadline (`router.handlers.deadlines`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ccshared.consumer import BatchHandler, Handler
 from ccshared.events import Envelope
 from ccshared.events.catalog import SLA_EVENTS
-from ccshared.events.payloads import SlaEscalated
+from ccshared.events.payloads import SlaDeadlineChanged, SlaEscalated
 from ccshared.service import ConsumerSpec, Runtime
 from router.bootstrap import router_parts
+from router.handlers.deadlines import apply_deadlines as store_deadlines
 from router.handlers.escalations import apply_escalations as apply
 
 
@@ -52,4 +54,36 @@ ESCALATIONS = ConsumerSpec(
     batch_handler=apply_escalations_in_bulk,
     event_types=frozenset({"sla.escalated"}),
     after_commit=nudge_for_freed_agents,  # a ticket moved to the escalation queue frees its agent
+)
+
+
+def apply_deadlines(runtime: Runtime) -> Handler:
+    bulk = apply_deadlines_in_bulk(runtime)
+
+    async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        await bulk(conn, [(envelope, payload)])
+
+    return handle
+
+
+def apply_deadlines_in_bulk(runtime: Runtime) -> BatchHandler:
+    async def handle(conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]) -> None:
+        changes = []
+        for _envelope, payload in events:
+            assert isinstance(payload, SlaDeadlineChanged)
+            changes.append(payload)
+        await store_deadlines(conn, changes)
+
+    return handle
+
+
+DEADLINES = ConsumerSpec(
+    name="sla-deadlines",
+    topics=[SLA_EVENTS],
+    handler=apply_deadlines,
+    # One statement per fetch: every ticket opened, answered or paused moves a deadline, so
+    # these come at the rate tickets change; one commit each would be a transaction per change.
+    # A consumer group of its own: a slow escalation batch does not hold deadlines back.
+    batch_handler=apply_deadlines_in_bulk,
+    event_types=frozenset({"sla.deadline_changed"}),
 )

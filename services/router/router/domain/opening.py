@@ -114,6 +114,7 @@ class NewTicket:
                 classification_rule=self.category_rule,
                 follow_up_of=self.follow_up_of,
                 opened_at=self.opened_at,
+                received_at=self.contact.received_at,  # SLA clocks start when the customer wrote
             ),
             TicketStatusChanged(
                 ticket_id=self.id,

@@ -8,7 +8,7 @@ writes a change (`router.db.tickets.SqlTicketsUnitOfWork`)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from ccshared.events.payloads import (
     Channel,
     Priority,
+    SlaDeadlineChanged,
     SlaEscalated,
     TicketClosed,
     TicketReopened,
@@ -438,6 +439,28 @@ def overflow_change(ticket: Ticket, policy: RoutingPolicy, now: datetime) -> Tic
         at=now,
     )
     return TicketChange(ticket.id, now, sets, [entry], [event])
+
+
+@dataclass(frozen=True, slots=True)
+class NextDeadline:
+    """A ticket's next SLA deadline as SLA published it (none: no clock runs)."""
+
+    deadline: datetime | None
+    metric: str | None
+    version: int
+
+
+def latest_deadlines(changes: Iterable[SlaDeadlineChanged]) -> dict[uuid.UUID, NextDeadline]:
+    """Each ticket's next SLA deadline from a fetch of `sla.deadline_changed`: the highest
+    version of each ticket wins, whatever order the events came in."""
+    latest: dict[uuid.UUID, NextDeadline] = {}
+    for change in changes:
+        known = latest.get(change.ticket_id)
+        if known is None or change.version > known.version:
+            latest[change.ticket_id] = NextDeadline(
+                change.next_deadline, change.metric, change.version
+            )
+    return latest
 
 
 def escalate(ticket: Ticket, escalated: SlaEscalated, at: datetime) -> list[TicketChange]:

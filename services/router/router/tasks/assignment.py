@@ -46,6 +46,7 @@ from router.domain.assignment import (
     split_roster,
 )
 from router.domain.lifecycle import transition
+from router.domain.prediction import BreachForecast, QueueWaits, forecast_breach, raised_rank
 from router.domain.tickets import ROUTER, overflow_change
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,35 @@ EVENT_CANDIDATES = 10
 _CANDIDATE_JSON_CACHE = 50_000  # encoded candidates kept for reuse (`_candidates_json`)
 
 
-def _urgency(ticket: Any) -> tuple[Any, ...]:
-    """_WAITING's order within a queue: priority, SLA deadline (none last), age, id. (NULLs
-    sort last there; here they must not reach a comparison with a datetime.)"""
+Forecasts = dict[uuid.UUID, BreachForecast]
+
+
+def _forecasts(rows: list[Any], waits: QueueWaits | None, now: datetime) -> Forecasts:
+    """The batch's tickets predicted to breach their next SLA deadline before they are likely
+    to be offered (their queue's recent wait); none without prediction."""
+    if waits is None:
+        return {}
+    found: Forecasts = {}
+    for row in rows:
+        forecast = forecast_breach(
+            row.sla_deadline,
+            row.sla_deadline_metric,
+            waits.expected(row.queue_id),
+            row.queued_at,
+            now,
+        )
+        if forecast is not None:
+            found[row.id] = forecast
+    return found
+
+
+def _urgency(ticket: Any, forecasts: Forecasts) -> tuple[Any, ...]:
+    """_WAITING's order within a queue: priority, SLA deadline (none last), age, id; a ticket
+    predicted to breach one priority band up. (NULLs sort last there; here they must not reach
+    a comparison with a datetime.)"""
     deadline, queued_at = ticket.sla_deadline, ticket.queued_at
     return (
-        ticket.priority_rank,
+        raised_rank(ticket.priority_rank, forecasts.get(ticket.id)),
         deadline is None,
         deadline or _LATEST,
         queued_at is None,
@@ -232,7 +256,11 @@ class _QueueBatch:
 
 
 async def _plan_offers(
-    rows: list[Any], queues: dict[str, QueueRow], roster: dict[str, Agent], now: datetime
+    rows: list[Any],
+    queues: dict[str, QueueRow],
+    roster: dict[str, Agent],
+    now: datetime,
+    forecasts: Forecasts | None = None,
 ) -> list[Planned]:
     """Decide the batch's waiting tickets in memory, queue by queue, most urgent first,
     booking each offer into the round's view of the agents."""
@@ -244,7 +272,7 @@ async def _plan_offers(
     decided = 0
     for queue_id, tickets_ in waiting.items():
         batch = _QueueBatch(queues[queue_id], roster, standings, now)
-        for ticket in sorted(tickets_, key=_urgency):
+        for ticket in sorted(tickets_, key=lambda t: _urgency(t, forecasts or {})):
             decided += 1
             if decided % _YIELD_EVERY == 0:
                 # Deciding is CPU: let the consumer, the relay and API calls in between, or
@@ -276,6 +304,7 @@ class _OfferRows:
     now: datetime
     correlation_id: str | None
     candidates_json: Callable[[tuple[Candidate, ...]], str]
+    forecasts: Forecasts = dataclasses.field(default_factory=dict)
     decisions: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     offers: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     tickets: list[tuple[uuid.UUID, str, str]] = dataclasses.field(default_factory=list)
@@ -310,6 +339,9 @@ class _OfferRows:
         new_status = transition(ticket.status, "offer")
         self.tickets.append((ticket.id, agent_id, new_status))
         reason = f"offered to {agent_id}"
+        forecast = self.forecasts.get(ticket.id)
+        if forecast is not None:
+            reason += f"; {forecast.explain()}"  # why it went ahead of its priority band
         self.history.append(
             (ticket.id, now, ROUTER, "offer", ticket.status, new_status, reason, "{}")
         )
@@ -353,8 +385,12 @@ class Assigner:
         *,
         interval_s: float,
         min_gap_s: float = 0.005,
+        predict_breach: bool = True,
     ) -> None:
         self.engine = engine
+        # Each queue's recent wait from queued to offered (this replica's offers): a waiting
+        # ticket predicted to breach its SLA deadline before then goes one band up.
+        self.waits: QueueWaits | None = QueueWaits() if predict_breach else None
         self.policies = policies
         self.interval_s = interval_s
         # Nudges arrive per committed event; rounds closer together than this gain nothing.
@@ -471,9 +507,14 @@ class Assigner:
             rows = await queues_db.waiting_tickets(
                 conn, [(q.id, c) for q, c in pairs], _WAITING_WINDOW
             )
-            plans = await _plan_offers(rows, queues, roster, now)
+            forecasts = _forecasts(rows, self.waits, now)
+            plans = await _plan_offers(rows, queues, roster, now, forecasts)
             kept = await _confirm(conn, plans, roster, now) if plans else []
-            cursors = await self._write_offers(conn, queues, kept, now) if kept else {}
+            cursors = await self._write_offers(conn, queues, kept, now, forecasts) if kept else {}
+        if self.waits is not None:
+            for ticket, _decision in kept:
+                if ticket.queued_at is not None:
+                    self.waits.observe(ticket.queue_id, now - ticket.queued_at)
         return len(kept), _progressing(rows, plans, kept), cursors
 
     async def _write_offers(
@@ -482,11 +523,12 @@ class Assigner:
         queues: dict[str, QueueRow],
         plans: list[Planned],
         now: datetime,
+        forecasts: Forecasts | None = None,
     ) -> dict[str, str]:
         """The offers, their routing decisions, the tickets' new status and history, and the
         events, for a whole batch, in one statement. Returns the round-robin cursors written
         (queue → the last agent offered)."""
-        batch = _OfferRows(now, correlation_id.get(), self._candidates_json)
+        batch = _OfferRows(now, correlation_id.get(), self._candidates_json, forecasts or {})
         for ticket, decision in plans:
             batch.add(queues[ticket.queue_id], ticket, decision)
         await offers_db.write_offers(

@@ -109,5 +109,18 @@ def clocks_from_json(
 
 def next_deadline(ticket: TicketClocks) -> datetime | None:
     """The earliest deadline of a running clock (what the at-risk list sorts by)."""
-    deadlines = [c.deadline for c in ticket.clocks.values() if c.state == "running" and c.deadline]
-    return min(deadlines, default=None)
+    return next_due(ticket)[0]
+
+
+def next_due(ticket: TicketClocks) -> tuple[datetime | None, SlaMetric | None]:
+    """The earliest deadline of a running clock and that clock's metric (None, None: no clock
+    runs). What sla.deadline_changed publishes."""
+    running = [
+        (c.deadline, c.metric)
+        for c in ticket.clocks.values()
+        if c.state == "running" and c.deadline is not None
+    ]
+    if not running:
+        return None, None
+    deadline, metric = min(running)
+    return deadline, metric

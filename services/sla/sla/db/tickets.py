@@ -15,12 +15,12 @@ from ccshared.events.payloads import Channel, Priority
 
 _LOCK_TICKET = text(
     "SELECT ticket_id, priority, channel, category, queue_id, segment, policy_id, "
-    "policy_version, status, agent_replied, clocks, opened_at "
+    "policy_version, status, agent_replied, clocks, opened_at, deadline_version "
     "FROM sla_tickets WHERE ticket_id = :id FOR UPDATE"
 )
 _GET_TICKET = text(
     "SELECT ticket_id, priority, channel, category, queue_id, segment, policy_id, "
-    "policy_version, status, agent_replied, clocks, opened_at "
+    "policy_version, status, agent_replied, clocks, opened_at, deadline_version "
     "FROM sla_tickets WHERE ticket_id = :id"
 )
 _OPEN_ON_POLICY = text(
@@ -29,16 +29,18 @@ _OPEN_ON_POLICY = text(
 )
 _UPSERT_TICKET = text(
     "INSERT INTO sla_tickets (ticket_id, priority, channel, category, queue_id, segment, "
-    " policy_id, policy_version, status, agent_replied, clocks, next_deadline, opened_at) "
+    " policy_id, policy_version, status, agent_replied, clocks, next_deadline, opened_at, "
+    " deadline_version) "
     "VALUES (:ticket_id, :priority, :channel, :category, :queue_id, :segment, :policy_id, "
     " :policy_version, :status, :agent_replied, CAST(:clocks AS jsonb), :next_deadline, "
-    " :opened_at) "
+    " :opened_at, :deadline_version) "
     "ON CONFLICT (ticket_id) DO UPDATE SET priority = EXCLUDED.priority, "
     " channel = EXCLUDED.channel, category = EXCLUDED.category, queue_id = EXCLUDED.queue_id, "
     " segment = EXCLUDED.segment, policy_id = EXCLUDED.policy_id, "
     " policy_version = EXCLUDED.policy_version, status = EXCLUDED.status, "
     " agent_replied = EXCLUDED.agent_replied, clocks = EXCLUDED.clocks, "
-    " next_deadline = EXCLUDED.next_deadline, updated_at = now()"
+    " next_deadline = EXCLUDED.next_deadline, deadline_version = EXCLUDED.deadline_version, "
+    " updated_at = now()"
 )
 _DROP_TIMERS = text("DELETE FROM sla_timers WHERE ticket_id = :ticket_id")
 # A key that already fired is never scheduled again: that is what makes each level fire once
@@ -82,6 +84,8 @@ class TicketRow:
     agent_replied: bool
     clocks: dict[str, Any]
     opened_at: datetime
+    # How often sla.deadline_changed was published for this ticket (its `version`).
+    deadline_version: int = 0
 
 
 async def lock_ticket(conn: AsyncConnection, ticket_id: uuid.UUID) -> TicketRow | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import (
     SlaBreached,
+    SlaDeadlineChanged,
     SlaMet,
+    SlaMetric,
     TicketAssigned,
     TicketClosed,
     TicketContactAdded,
@@ -28,7 +30,7 @@ from ccshared.events.payloads import (
     TicketTransferred,
 )
 from ccshared.outbox import enqueue, partition_for
-from sla.db.clocks import clocks_from_json, clocks_to_json, next_deadline
+from sla.db.clocks import clocks_from_json, clocks_to_json, next_due
 from sla.db.config import ConfigCache, SlaConfig
 from sla.db.tickets import (
     TicketRow,
@@ -61,6 +63,19 @@ TICKET_EVENT_TYPES = frozenset(
 )
 
 
+Due = tuple[datetime | None, SlaMetric | None]
+
+
+def customer_wrote_at(event: TicketOpened) -> datetime:
+    """Where a new ticket's clocks start: when the customer wrote (the opening contact's
+    received_at), not when the router opened the ticket: a contact received days ago, while
+    the router was down or behind, has owed an answer since then. A received_at later than the
+    opening (a skewed channel clock) counts from the opening."""
+    if event.received_at is None:
+        return event.opened_at
+    return min(event.received_at, event.opened_at)
+
+
 def attributes(row: TicketRow) -> TicketAttributes:
     return TicketAttributes(
         priority=row.priority,
@@ -82,6 +97,7 @@ class TicketTracker:
         config = await self.configs.get(conn)
         ticket_id: uuid.UUID = payload.ticket_id  # type: ignore[attr-defined]
         row = await lock_ticket(conn, ticket_id)
+        due_before: Due = (None, None)
         if isinstance(payload, TicketOpened):
             if row is not None:
                 return  # already tracked: the router re-sent the opening with a new event id
@@ -93,10 +109,11 @@ class TicketTracker:
                 log.info("%s for untracked ticket %s ignored", envelope.event_type, ticket_id)
                 return
             ticket = self._clocks(row, config)
+            due_before = next_due(ticket)
             before = (row.policy_id, row.policy_version)
             changed = self._apply(row, ticket, payload, config)
             rescheduled = bool(changed) or before != (row.policy_id, row.policy_version)
-        await self._save(conn, row, ticket, changed, config, rescheduled, envelope)
+        await self._save(conn, row, ticket, changed, config, rescheduled, envelope, due_before)
 
     async def move_to_version(
         self, conn: AsyncConnection, ticket_id: uuid.UUID, policy: SlaPolicy, at: datetime
@@ -107,11 +124,12 @@ class TicketTracker:
         if row is None or row.status != "open" or row.policy_id != policy.id:
             return False
         ticket = self._clocks(row, config)
+        due_before = next_due(ticket)
         changed = ticket.retarget(
             policy.targets, config.calendar(policy.calendar_id), at, policy.warn_at_share
         )
         row.policy_version = policy.version
-        await self._save(conn, row, ticket, changed, config, True, None)
+        await self._save(conn, row, ticket, changed, config, True, None, due_before)
         return True
 
     # --- internals ---------------------------------------------------------------------------
@@ -144,7 +162,7 @@ class TicketTracker:
             event.ticket_id,
             policy.targets,
             config.calendar(policy.calendar_id),
-            event.opened_at,
+            customer_wrote_at(event),
             policy.warn_at_share,
         )
         return row, ticket, started
@@ -208,6 +226,22 @@ class TicketTracker:
             return started
         return ticket.retarget(policy.targets, calendar, at, policy.warn_at_share)
 
+    def _deadline_changed(self, row: TicketRow, due: Due, cause: Envelope | None) -> Envelope:
+        """A clock started, paused, resumed, was re-targeted or met, and with it the ticket's
+        next deadline moved (or its metric changed): the router orders waiting tickets by it."""
+        return new_event(
+            SlaDeadlineChanged(
+                ticket_id=row.ticket_id,
+                next_deadline=due[0],
+                metric=due[1],
+                version=row.deadline_version,
+                at=datetime.now(UTC),
+            ),
+            producer=PRODUCER,
+            correlation_id=cause.correlation_id if cause else None,
+            causation_id=cause.event_id if cause else None,
+        )
+
     async def _late_breach(
         self,
         conn: AsyncConnection,
@@ -253,10 +287,17 @@ class TicketTracker:
         config: SlaConfig,
         rescheduled: bool,
         cause: Envelope | None,
+        due_before: Due,
     ) -> None:
         row.clocks = clocks_to_json(ticket)
         row.agent_replied = ticket.agent_replied
-        await save_ticket(conn, row, next_deadline(ticket))
+        due = next_due(ticket)
+        moved = due != due_before
+        if moved:
+            row.deadline_version += 1
+        await save_ticket(conn, row, due[0])
+        # Published after the clocks' own events (sla.met), in the same statement.
+        deadline_event = [self._deadline_changed(row, due, cause)] if moved else []
         policy = config.policy(row.policy_id, row.policy_version)
         if rescheduled:
             shard = partition_for(str(row.ticket_id).encode(), self.partitions)
@@ -264,8 +305,10 @@ class TicketTracker:
                 conn, row.ticket_id, timer_rows(ticket, policy, row.priority, shard)
             )
         if policy is None:
+            await enqueue(conn, *deadline_event)
             return
-        events, outcomes = [], []
+        events: list[Envelope] = []
+        outcomes = []
         for clock in changed:
             if clock.state != "fulfilled" or clock.timeline[-1].kind != "fulfilled":
                 continue
@@ -307,4 +350,4 @@ class TicketTracker:
                     )
                 )
         await record_outcomes(conn, outcomes)
-        await enqueue(conn, *events)
+        await enqueue(conn, *events, *deadline_event)

@@ -1,0 +1,65 @@
+"""Predicted breach: a waiting ticket whose SLA deadline comes before its queue's recent wait is
+over goes ahead of its priority band, and its offer says why; switched off, the plain order."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from ccshared.events import new_event
+from ccshared.events.payloads import SlaDeadlineChanged
+from router.consumers.sla import apply_deadlines_in_bulk
+from tests.integration.router.conftest import Router, contact
+
+CHAT_ONLY = {"chat": 1, "phone": 0, "email": 0, "social": 0}
+
+
+async def _two_waiting(router: Router) -> tuple[uuid.UUID, uuid.UUID, datetime]:
+    """A high-priority ticket with no deadline, and a normal one due in 5 minutes, in one
+    queue whose recent wait is 14 minutes. Returns (high, normal, its deadline)."""
+    high = await router.receive(contact(uuid.uuid4(), channel="chat", text_="hello"))
+    normal = await router.receive(contact(uuid.uuid4(), channel="chat", text_="hello"))
+    await router.sql(
+        "UPDATE tickets SET priority_rank = CASE WHEN id = :h THEN 1 ELSE 2 END, "
+        "queue_id = 'frontline' WHERE id IN (:h, :n)",
+        h=high,
+        n=normal,
+    )
+    deadline = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    change = SlaDeadlineChanged(
+        ticket_id=normal, next_deadline=deadline, metric="first_response", version=1, at=deadline
+    )
+    async with router.runtime.engine.begin() as conn:
+        await apply_deadlines_in_bulk(router.runtime)(
+            conn, [(new_event(change, producer="sla"), change)]
+        )
+    if router.assigner.waits is not None:
+        router.assigner.waits.observe("frontline", timedelta(minutes=14))
+    await router.agent("solo", capacity=CHAT_ONLY)
+    await router.assigner.tick()
+    return high, normal, deadline
+
+
+async def test_a_ticket_predicted_to_breach_is_offered_ahead_of_its_priority_band(
+    router: Router,
+) -> None:
+    high, normal, deadline = await _two_waiting(router)
+    (offer,) = await router.offers("solo")
+    assert uuid.UUID(offer["ticket_id"]) == normal
+    history = (await router.ticket(normal))["history"]
+    (offered,) = [h for h in history if h["action"] == "offer"]
+    assert offered["reason"] == (
+        f"offered to solo; predicted to breach first response at {deadline:%H:%M} UTC; "
+        "queue wait 14 min"
+    )
+    assert (await router.ticket(high))["status"] == "queued"
+
+
+async def test_without_prediction_priority_comes_first(
+    router_factory: Callable[..., Awaitable[Router]],
+) -> None:
+    router = await router_factory(predict_breach=False)
+    high, _normal, _deadline = await _two_waiting(router)
+    (offer,) = await router.offers("solo")
+    assert uuid.UUID(offer["ticket_id"]) == high
