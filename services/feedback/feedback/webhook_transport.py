@@ -5,6 +5,10 @@ to is allowed (`WebhookAddressRules`), and connects to one of those vetted addre
 resolves the name again, so DNS rebinding cannot swap a private address in between the check and
 the connection. The URL, Host header and TLS server name (SNI, certificate check) stay the name.
 No proxy from the environment and no redirects: either would send the request elsewhere.
+
+`post_webhook` bounds what a receiver can make a delivery cost: one deadline for the whole
+exchange (connect, send, headers, body), and at most `RESPONSE_BODY_LIMIT` bytes of the body
+read, then dropped; only the status counts.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ import httpcore
 import httpx
 
 from feedback.domain.webhooks import AddressRefused, WebhookAddressRules
+
+# Bytes of a response body read (and dropped) at most: enough to finish a short answer and keep
+# its connection, never a buffer a streaming receiver can grow.
+RESPONSE_BODY_LIMIT = 4096
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -130,3 +138,28 @@ def webhook_client(
         trust_env=False,
         headers={"User-Agent": "cc-feedback/1"},
     )
+
+
+async def post_webhook(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+    body_limit: int = RESPONSE_BODY_LIMIT,
+) -> int:
+    """POSTs `body` and returns the response status. The whole exchange must end within
+    `timeout_s` (TimeoutError otherwise): httpx's own timeout counts per read, so a receiver
+    dripping a byte a second, or streaming without end, would hold it for ever. At most
+    `body_limit` bytes of the response body are read; the rest is never fetched (the
+    connection is closed instead of reused)."""
+    async with asyncio.timeout(timeout_s):
+        async with client.stream(
+            "POST", url, content=body, headers=headers, timeout=timeout_s
+        ) as response:
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read >= body_limit:
+                    break
+            return response.status_code

@@ -268,5 +268,54 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
     await hook.server.wait_closed()
 
 
+@dataclass
+class SlowReceiver:
+    """A hostile receiver on 127.0.0.1: answers 200 and then a chunked body that never ends,
+    either 64 KB chunks as fast as it can (/endless) or one byte every 0.5 s (/drip)."""
+
+    server: asyncio.Server | None = None
+    requests: int = 0
+    open_connections: int = 0
+    bytes_sent: int = 0
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def hung_up(self) -> bool:
+        """The client has closed every connection."""
+        return self.requests > 0 and self.open_connections == 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open_connections += 1
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.requests += 1
+            drip = b" /drip " in head.split(b"\r\n", 1)[0]
+            chunk, pause = (b"x", 0.5) if drip else (b"x" * 65536, 0.0)
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            while True:
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                await writer.drain()
+                self.bytes_sent += len(chunk)
+                await asyncio.sleep(pause)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client hung up: what a bounded client does
+        finally:
+            self.open_connections -= 1
+            writer.close()
+
+
+@pytest.fixture
+async def slow_receiver() -> AsyncIterator[SlowReceiver]:
+    hook = SlowReceiver()
+    hook.server = await asyncio.start_server(hook._handle, "127.0.0.1", 0)
+    yield hook
+    hook.server.close()
+    await hook.server.wait_closed()
+
+
 def now() -> datetime:
     return datetime.now(UTC)

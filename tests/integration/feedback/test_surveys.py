@@ -13,7 +13,13 @@ import pytest
 
 from feedback.domain.webhooks import verify_signature
 from tests.helpers import wait_until
-from tests.integration.feedback.conftest import Feedback, FeedbackEvents, WebhookReceiver, now
+from tests.integration.feedback.conftest import (
+    Feedback,
+    FeedbackEvents,
+    SlowReceiver,
+    WebhookReceiver,
+    now,
+)
 from tests.integration.feedback.tickets import closed, contact, opened, reopened, resolved
 
 H = timedelta(hours=1)
@@ -211,6 +217,55 @@ async def test_unreachable_webhook_gives_up_after_the_configured_attempts(
     delivery = await wait_until(failed)
     assert delivery["attempts"] == 3
     assert all(a["status_code"] is None and a["error"] for a in delivery["attempt_log"])
+
+
+async def test_receiver_dripping_its_answer_holds_its_delivery_only_until_the_timeout(
+    feedback_factory: Callable[..., Awaitable[Feedback]],
+    feedback_events: FeedbackEvents,
+    slow_receiver: SlowReceiver,
+) -> None:
+    feedback = await feedback_factory(webhook_timeout_s=5)
+    await _subscribe(feedback, slow_receiver.base_url + "/drip", channel="email")
+    ticket, customer, t0 = uuid.uuid4(), uuid.uuid4(), now() - H
+    await feedback.publish(opened(ticket, customer, t0), resolved(ticket, customer, t0, now()))
+
+    async def receiving() -> bool:
+        return slow_receiver.requests == 1
+
+    await wait_until(receiving)
+    # While that delivery is in flight, the scheduler's other work goes on: another ticket's
+    # survey is sent before the first delivery has ended.
+    other = uuid.uuid4()
+    await feedback.publish(
+        opened(other, uuid.uuid4(), t0, channel="chat"),
+        resolved(other, uuid.uuid4(), t0, now(), channel="chat"),
+    )
+    await feedback_events.wait_event("survey.requested", ticket_id=other)
+    assert await first_attempt(feedback, ticket) is None  # not ended yet
+
+    attempt = await wait_until(lambda: first_attempt(feedback, ticket), timeout=10)
+    assert attempt["status_code"] is None
+    assert attempt["error"] == "no complete answer within 5 s"
+    assert attempt["duration_ms"] < 5_500
+
+
+async def test_receiver_streaming_without_end_gets_its_delivery_recorded_at_once(
+    feedback_factory: Callable[..., Awaitable[Feedback]], slow_receiver: SlowReceiver
+) -> None:
+    feedback = await feedback_factory(webhook_timeout_s=5)
+    await _subscribe(feedback, slow_receiver.base_url + "/endless", channel="email")
+    ticket, customer, t0 = uuid.uuid4(), uuid.uuid4(), now() - H
+    await feedback.publish(opened(ticket, customer, t0), resolved(ticket, customer, t0, now()))
+
+    attempt = await wait_until(lambda: first_attempt(feedback, ticket))
+    assert attempt["status_code"] == 200  # the status counts; the endless body is left unread
+    assert attempt["duration_ms"] < 2_000
+
+
+async def first_attempt(feedback: Feedback, ticket: uuid.UUID) -> dict | None:
+    survey = await feedback.survey_of(ticket)
+    deliveries = survey["deliveries"] if survey else []
+    return deliveries[0]["attempt_log"][0] if deliveries and deliveries[0]["attempt_log"] else None
 
 
 @pytest.mark.parametrize("language", ["zh-CN"])

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,9 @@ from cryptography.x509.oid import NameOID
 
 from feedback import webhook_transport
 from feedback.domain.webhooks import AddressRefused, WebhookAddressRules
-from feedback.webhook_transport import webhook_client
-from tests.integration.feedback.conftest import WebhookReceiver
+from feedback.webhook_transport import post_webhook, webhook_client
+from tests.helpers import wait_until
+from tests.integration.feedback.conftest import SlowReceiver, WebhookReceiver
 
 
 class RebindingResolver:
@@ -155,3 +158,49 @@ async def test_tls_goes_to_the_vetted_address_with_the_name_as_sni_and_certifica
         receiver.server.close()
         await receiver.server.wait_closed()
     assert server_names[:1] == ["hooks.test"]
+
+
+async def test_a_receiver_dripping_its_answer_is_dropped_at_the_timeout(
+    slow_receiver: SlowReceiver,
+) -> None:
+    # httpx's own timeout counts per read: a byte every half second keeps post() reading for
+    # ever.
+    async with webhook_client(WebhookAddressRules.parse("127.0.0.1")) as client:
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError):
+            await post_webhook(client, slow_receiver.base_url + "/drip", b"{}", {}, timeout_s=1)
+        assert time.perf_counter() - started < 1.5
+    await wait_until(slow_receiver.hung_up, timeout=5)
+
+
+async def test_a_receiver_streaming_without_end_is_read_a_few_kilobytes_then_left(
+    slow_receiver: SlowReceiver,
+) -> None:
+    # post() would keep reading and buffering (49 MB after 8 s in the review's probe).
+    async with webhook_client(WebhookAddressRules.parse("127.0.0.1")) as client:
+        status = await post_webhook(
+            client, slow_receiver.base_url + "/endless", b"{}", {}, timeout_s=5
+        )
+    assert status == 200
+    await wait_until(slow_receiver.hung_up, timeout=5)
+
+
+class EndlessBody(httpx.AsyncByteStream):
+    """A response body of 1 KB chunks without end, counting what the client pulls."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            self.pulled += 1024
+            yield b"x" * 1024
+
+
+async def test_at_most_a_few_kilobytes_of_a_response_body_are_read() -> None:
+    body = EndlessBody()
+    transport = httpx.MockTransport(lambda request: httpx.Response(202, stream=body))
+    async with httpx.AsyncClient(transport=transport) as client:
+        status = await post_webhook(client, "http://hooks.test/x", b"{}", {}, timeout_s=5)
+    assert status == 202
+    assert body.pulled <= webhook_transport.RESPONSE_BODY_LIMIT + 1024

@@ -100,6 +100,8 @@ INTERNAL_HOSTS = [
     ("192.168.1.10", "private"),
     ("[fd00::1]", "private"),
     ("[fd00:ec2::254]", "private"),  # AWS metadata over IPv6
+    ("[fec0::1]", "site-local"),  # deprecated, still routed inside some networks
+    ("[feff:ffff::1]", "site-local"),
     ("100.64.0.1", "carrier-grade NAT"),
     ("100.100.100.200", "carrier-grade NAT"),  # Alibaba metadata
     ("224.0.0.1", "multicast"),

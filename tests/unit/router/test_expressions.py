@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from router.domain.expressions import (
     MAX_NESTING,
+    MAX_REGEX_CALLS,
+    MAX_REGEX_PROGRAM_SIZE,
     MAX_SOURCE_CHARS,
     MAX_TEXT_CHARS,
     ExpressionError,
@@ -245,6 +247,50 @@ def test_worst_case_regexes_finish_in_under_50_ms_on_the_largest_text(pattern: s
     expression = compile_expression(f'matches(text, "{pattern.replace(chr(92), chr(92) * 2)}")')
     started = time.perf_counter()
     expression.evaluate({"text": HOSTILE_TEXT})
+    assert time.perf_counter() - started < 0.05
+
+
+# 20,000 Chinese characters, all distinct: what made Unicode classes costly for RE2.
+CHINESE_TEXT = "".join(chr(0x4E00 + (i * 7919) % 20_000) for i in range(MAX_TEXT_CHARS))
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"[\p{L}]{1,99}\d{1,99}!", r"\w{50}\W{50}", r"\w{1,50}", r"\w*\W*\w*\W*$"]
+)
+def test_patterns_compiling_to_a_large_re2_program_are_refused_at_the_pattern(
+    pattern: str,
+) -> None:
+    # The first took 180-270 ms per evaluation on CHINESE_TEXT, the second about 110 ms.
+    error = error_of(f'matches(text, "{pattern.replace(chr(92), chr(92) * 2)}")')
+    assert error.position == 14
+    assert error.message.startswith("regular expression is too costly to run")
+    assert f"more than {MAX_REGEX_PROGRAM_SIZE}" in error.message
+
+
+def test_a_condition_calls_matches_at_most_max_regex_calls_times() -> None:
+    # 59 calls took 2.4 s per ticket.
+    calls = [f'matches(text, "refund{i}")' for i in range(MAX_REGEX_CALLS + 1)]
+    assert evaluate(" || ".join(calls[:MAX_REGEX_CALLS]), {"text": "refund3"})
+    error = error_of(" || ".join(calls))
+    assert error.message == f"a condition may call matches() at most {MAX_REGEX_CALLS} times"
+    assert error.position == len(" || ".join(calls[:MAX_REGEX_CALLS])) + 4
+
+
+# The costliest patterns found that are still accepted, four (the most a condition may hold).
+WORST_ACCEPTED = [r"(\w+\s?)*$", r"(\w+\W?)*!", r"\w\w$", r"(?i)\w+x\w+!"]
+
+
+@pytest.mark.parametrize("text", [CHINESE_TEXT, HOSTILE_TEXT, "退款 " * 10_000])
+def test_worst_accepted_condition_evaluates_in_under_50_ms_on_the_largest_text(
+    text: str,
+) -> None:
+    src = " || ".join(f'matches(text, "{p.replace(chr(92), chr(92) * 2)}")' for p in WORST_ACCEPTED)
+    expression = compile_expression(src)
+    # RE2 builds its automaton lazily: the first text in a script pays that once per pattern
+    # (tens of ms for Chinese); every evaluation after it is what a ticket costs.
+    expression.evaluate({"text": CHINESE_TEXT[::-1]})
+    started = time.perf_counter()
+    expression.evaluate({"text": text})
     assert time.perf_counter() - started < 0.05
 
 

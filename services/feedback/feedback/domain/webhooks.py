@@ -141,8 +141,8 @@ def _legacy_number(part: str) -> int | None:
 
 def address_refusal(address: IPAddress) -> str | None:
     """Why no webhook may go to `address` (loopback, private, link-local with the metadata
-    service, carrier-grade NAT, multicast, unspecified, reserved, or an IPv6 form embedding
-    one of those), or None for a public address."""
+    service, IPv6 site-local, carrier-grade NAT, multicast, unspecified, reserved, or an IPv6
+    form embedding one of those), or None for a public address."""
     if isinstance(address, ipaddress.IPv6Address):
         # An IPv6 form that carries an IPv4 address reaches that address: judge it instead.
         embedded = address.ipv4_mapped or address.sixtofour
@@ -158,6 +158,8 @@ def address_refusal(address: IPAddress) -> str | None:
         return "loopback"
     if address.is_link_local:
         return "link-local (cloud metadata)"
+    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+        return "site-local"  # fec0::/10: deprecated, yet routed inside some networks
     if address.is_multicast:
         return "multicast"
     if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:

@@ -3,7 +3,10 @@ call-backs into follow-up requests, and delivers webhooks with retries.
 
 Each step claims its rows with FOR UPDATE SKIP LOCKED, so several replicas may run it at once.
 Database work and the events it announces commit together (outbox); webhook HTTP calls happen
-outside any transaction and each attempt is recorded afterwards.
+outside any transaction and each attempt is recorded afterwards. Deliveries run as tasks of
+their own, at most `webhook_concurrency` at a time and each within `webhook_timeout_s`: a round
+claims only as many as there are free slots and does not wait for them, so a slow receiver
+holds one slot for at most the timeout and never the surveys, reminders or call-backs.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from feedback.domain.webhooks import (
     signature_header,
 )
 from feedback.settings import FeedbackSettings
+from feedback.webhook_transport import post_webhook
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +116,8 @@ class FeedbackScheduler:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._sending = asyncio.Semaphore(settings.webhook_concurrency)
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._more_due = False  # the last claim filled its slots: claim again when one frees
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="feedback-scheduler")
@@ -124,6 +129,12 @@ class FeedbackScheduler:
         self._stopping.set()
         self._wake.set()
         await finish_or_cancel(self._task, grace_s)
+        # An unfinished delivery keeps its claim until the lease ends, then is sent again.
+        if self._deliveries:
+            _, unfinished = await asyncio.wait(self._deliveries, timeout=grace_s)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -303,14 +314,32 @@ class FeedbackScheduler:
     # -- webhooks --------------------------------------------------------------------------
 
     async def deliver_webhooks(self) -> int:
+        """Claims due deliveries for the free sending slots and starts them; returns how many.
+        Does not wait for them: each records its own attempt."""
+        free = min(
+            self.settings.webhook_concurrency - len(self._deliveries), self.settings.scheduler_batch
+        )
+        if free <= 0:
+            self._more_due = True
+            return 0
         now = datetime.now(UTC)
         lease = timedelta(seconds=self.settings.webhook_timeout_s * 2 + 5)
         async with self.engine.begin() as conn:
-            claimed = await claim_due_deliveries(
-                conn, now, now + lease, self.settings.scheduler_batch
-            )
-        await asyncio.gather(*(self._deliver(d) for d in claimed))
+            claimed = await claim_due_deliveries(conn, now, now + lease, free)
+        self._more_due = len(claimed) == free
+        for delivery in claimed:
+            task = asyncio.create_task(self._deliver(delivery), name="feedback-webhook")
+            self._deliveries.add(task)
+            task.add_done_callback(self._delivery_done)
         return len(claimed)
+
+    def _delivery_done(self, task: asyncio.Task[None]) -> None:
+        self._deliveries.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.stats.failures += 1
+            log.error("webhook delivery failed", exc_info=exc)
+        if self._more_due and not self._stopping.is_set():
+            self.wake()  # a slot is free and more may be due
 
     async def _deliver(self, delivery: dict[str, Any]) -> None:
         attempt: int = delivery["attempts"]
@@ -330,21 +359,18 @@ class FeedbackScheduler:
                 "X-Feedback-Event": "survey.requested",
                 "X-Feedback-Attempt": str(attempt),
             }
-            async with self._sending:
-                try:
-                    response = await self.http.post(
-                        delivery["url"],
-                        content=body,
-                        headers=headers,
-                        timeout=self.settings.webhook_timeout_s,
-                    )
-                    status_code = response.status_code
-                except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__}: {exc}"[:500]
-                except AddressRefused as exc:
-                    error, refused = f"address refused: {exc}"[:500], True
-                except (httpx.InvalidURL, UnicodeError) as exc:  # never deliverable
-                    error, refused = f"invalid URL: {type(exc).__name__}: {exc}"[:500], True
+            try:
+                status_code = await post_webhook(
+                    self.http, delivery["url"], body, headers, self.settings.webhook_timeout_s
+                )
+            except TimeoutError:
+                error = f"no complete answer within {self.settings.webhook_timeout_s:g} s"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+            except AddressRefused as exc:
+                error, refused = f"address refused: {exc}"[:500], True
+            except (httpx.InvalidURL, UnicodeError) as exc:  # never deliverable
+                error, refused = f"invalid URL: {type(exc).__name__}: {exc}"[:500], True
         self.stats.deliveries_attempted += 1
         duration_ms = round((time.perf_counter() - started) * 1000)
         next_attempt_at: datetime | None = None

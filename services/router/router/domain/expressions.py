@@ -1,4 +1,4 @@
-"""The safe condition language of routing policies and classification rules: a tokenizer and
+r"""The safe condition language of routing policies and classification rules: a tokenizer and
 recursive-descent parser to an AST, compiled once into Python closures; never `eval`.
 
     ticket.category == "complaint" && customer.segment in ["vip", "key_account"]
@@ -14,6 +14,10 @@ Every regex that runs on customer text (`matches` and the keyword matcher) runs 
 time is linear in the text whatever the pattern, so no policy can stall the router; patterns RE2
 cannot run (backreferences, lookaround) are compile errors. And every string a condition reads
 is cut to its first `MAX_TEXT_CHARS` characters, so no condition costs more than that much text.
+Linear is not cheap for every pattern: RE2's time per character grows with the compiled
+program (`\w` alone is about 1,350 instructions, being Unicode), so a pattern over
+`MAX_REGEX_PROGRAM_SIZE` instructions is a compile error, and a condition holds at most
+`MAX_REGEX_CALLS` calls of `matches`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,17 @@ MAX_REGEX_CHARS: Final = 200
 MAX_TEXT_CHARS: Final = 20_000
 """Conditions see only the first this-many characters of a string (the ticket's text, a
 metadata value): about ten pages, far more than any routing decision needs to read."""
+MAX_REGEX_PROGRAM_SIZE: Final = 3_000
+r"""RE2 instructions a `matches` pattern may compile to, forward and reverse. A pattern of
+127,000 (`[\p{L}]{1,99}\d{1,99}!`) took 180-270 ms per evaluation on 20,000 Chinese characters;
+at this size the worst patterns found take a few milliseconds once RE2 has built its automaton
+(`\w\w`, `(\w+\s?)*$` pass; `\w{3}` does not)."""
+MAX_REGEX_CALLS: Final = 4
+"""`matches` calls in one condition: 59 of them cost 2.4 s per ticket."""
+REGEX_MAX_MEM: Final = 8 << 20
+r"""Bytes RE2 may use per pattern (program and the automaton it caches). RE2's default, set here
+so it is a decision: less makes the automaton thrash and fall back to the slower NFA (1 MiB made
+`(\w+\s?)*$` 150-300 ms on 20,000 Chinese characters); programs are capped far below it."""
 
 Evaluator = Callable[[Mapping[str, Any]], Any]
 
@@ -109,6 +124,7 @@ def _utf8(text: str) -> bytes:
 
 def _re2_options(*, capture: bool) -> Any:
     options = re2.Options()
+    options.max_mem = REGEX_MAX_MEM
     options.log_errors = False  # a refused pattern is the caller's error, not a log line
     options.never_capture = not capture
     return options
@@ -533,13 +549,22 @@ def _compile_regex(pattern: str, pos: int) -> Any:
             f"regular expression is longer than {MAX_REGEX_CHARS} characters", pos
         )
     try:
-        return re2.compile(_python_classes(pattern, pos), _re2_options(capture=False))
+        compiled = re2.compile(_python_classes(pattern, pos), _re2_options(capture=False))
     except (re2.error, UnicodeEncodeError) as exc:
         raise ExpressionError(
             f"invalid regular expression: {_re2_message(exc)} "
             "(RE2 syntax: no backreferences or lookaround)",
             pos,
         ) from None
+    size = max(compiled.programsize, compiled.reverseprogramsize)
+    if size > MAX_REGEX_PROGRAM_SIZE:
+        raise ExpressionError(
+            f"regular expression is too costly to run: it compiles to {size} RE2 instructions, "
+            f"more than {MAX_REGEX_PROGRAM_SIZE} (\\w and \\p{{L}} are large "
+            "Unicode classes: repeat them less, e.g. \\w+ instead of \\w{50})",
+            pos,
+        )
+    return compiled
 
 
 def _re2_message(exc: Exception) -> str:
@@ -623,6 +648,7 @@ class _Parser:
         self._i = 0
         self._depth = 0
         self._names = names
+        self._regex_calls = 0
 
     def parse(self) -> _Node:
         if self._peek().kind == "end":
@@ -794,6 +820,12 @@ class _Parser:
                 f"got {len(args)}",
                 token.pos,
             )
+        if name == "matches":
+            self._regex_calls += 1
+            if self._regex_calls > MAX_REGEX_CALLS:
+                raise ExpressionError(
+                    f"a condition may call matches() at most {MAX_REGEX_CALLS} times", token.pos
+                )
         call = _Call(name, tuple(args), token.pos)
         call.compile()  # surfaces argument errors (bad regex, ...) at compile time
         return call
