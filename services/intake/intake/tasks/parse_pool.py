@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from intake.domain.contact_models import (
     CONTEXT_MAX_FUTURE_SKEW_S,
     CONTEXT_NOW,
     Contact,
+    ContactBatch,
     parse_contact,
     parse_contact_json,
 )
@@ -85,16 +87,55 @@ def json_contact(raw: bytes, context: dict[str, Any]) -> tuple[Contact, bool]:
         raise InvalidContact.of(exc) from None
 
 
+class TooManyItems(Exception):
+    """The batch holds more items than allowed; `args[0]` is the limit."""
+
+
+# Where `batch_contacts` finds the largest number of items a batch may hold.
+CONTEXT_BATCH_MAX_ITEMS = "intake_batch_max_items"
+
+BatchItem = Contact | list[FieldError]
+"""An item of a batch: its validated contact, or the fields at fault."""
+
+
+def read_batch(raw: bytes, context: dict[str, Any]) -> list[BatchItem]:
+    """The items of a `POST /v1/contacts:batch` body, each validated on its own (so one bad
+    item does not refuse the others). Raises `ValidationError` for the envelope, and
+    `TooManyItems` (before any item is validated) over `context[CONTEXT_BATCH_MAX_ITEMS]`."""
+    batch = ContactBatch.model_validate_json(raw)
+    limit = context[CONTEXT_BATCH_MAX_ITEMS]
+    if len(batch.items) > limit:
+        raise TooManyItems(limit)
+    items: list[BatchItem] = []
+    for item in batch.items:
+        try:
+            items.append(parse_contact(item, context=context))
+        except ValidationError as exc:
+            # The offending input is left out on purpose: it may be large or personal.
+            items.append(field_errors(exc.errors(include_url=False)))
+    return items
+
+
+def batch_contacts(raw: bytes, context: dict[str, Any]) -> list[BatchItem]:
+    """`read_batch`, with the envelope's errors as `InvalidContact` (to cross processes)."""
+    try:
+        return read_batch(raw, context)
+    except ValidationError as exc:
+        raise InvalidContact.of(exc) from None
+
+
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
     raise _OverBudget
 
 
-_PARSERS = {"email": email_contact, "json": json_contact}
+_PARSERS: dict[str, Callable[[bytes, dict[str, Any]], Any]] = {
+    "email": email_contact,
+    "json": json_contact,
+    "batch": batch_contacts,
+}
 
 
-def _contact_within(
-    kind: str, raw: bytes, context: dict[str, Any], budget_s: float
-) -> tuple[Contact, bool]:
+def _contact_within(kind: str, raw: bytes, context: dict[str, Any], budget_s: float) -> Any:
     """A parser of `_PARSERS` in a worker process, stopped after `budget_s` of wall time."""
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, budget_s)
@@ -153,16 +194,24 @@ class ParsePool:
 
     async def email_contact(self, raw: bytes, context: dict[str, Any]) -> tuple[Contact, bool]:
         """See `email_contact`."""
-        return await self._contact("email", raw, context)
+        contact: tuple[Contact, bool] = await self._contact("email", raw, context)
+        return contact
 
     async def json_contact(self, raw: bytes, context: dict[str, Any]) -> Contact:
         """See `json_contact`."""
-        contact, _ = await self._contact("json", raw, context)
-        return contact
+        parsed: tuple[Contact, bool] = await self._contact("json", raw, context)
+        return parsed[0]
 
-    async def _contact(
-        self, kind: str, raw: bytes, context: dict[str, Any]
-    ) -> tuple[Contact, bool]:
+    async def batch_contacts(
+        self, raw: bytes, context: dict[str, Any], max_items: int
+    ) -> list[BatchItem]:
+        """See `read_batch`; the envelope's errors are a 422 `Problem` like a contact's."""
+        items: list[BatchItem] = await self._contact(
+            "batch", raw, {**context, CONTEXT_BATCH_MAX_ITEMS: max_items}
+        )
+        return items
+
+    async def _contact(self, kind: str, raw: bytes, context: dict[str, Any]) -> Any:
         """Raises `Problem` for every refusal: 422 (413 for plain size) for the body, 503 when
         too many are waiting or the worker died."""
         if self._executor is None:
