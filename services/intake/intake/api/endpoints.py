@@ -280,9 +280,11 @@ async def accept_contact(
     request_time = False
     if media_type == RFC822:
         require_channel(key, "email")  # before spending a worker on it
-        contact, request_time = await parts.parse_pool.email_contact(raw, _context(settings, key))
+        contact, request_time = await parts.parse_pool.email_contact(
+            raw, _context(settings, key), key.id
+        )
     elif len(raw) > settings.parse_inline_max_bytes and _is_json(media_type):
-        contact = await parts.parse_pool.json_contact(raw, _context(settings, key))
+        contact = await parts.parse_pool.json_contact(raw, _context(settings, key), key.id)
     else:
         contact = _parse_json(raw, media_type, settings, key)
     require_channel(key, contact.channel)
@@ -334,7 +336,7 @@ async def post_contact_batch(request: Request) -> ContactBatchResult:
             # Off the event loop, like a large contact: an item's HTML may take seconds to
             # sanitize (two e-mails of 499,000 `&` each: 5.3 s inline).
             items = await parts(request).parse_pool.batch_contacts(
-                raw, context, settings.batch_max_items
+                raw, context, settings.batch_max_items, key.id
             )
         else:
             items = read_batch(raw, {**context, CONTEXT_BATCH_MAX_ITEMS: settings.batch_max_items})
