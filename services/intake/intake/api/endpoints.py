@@ -257,24 +257,33 @@ async def _store(writer: ContactWriter, new: NewContact) -> StoredContact:
 async def post_contact(request: Request, response: Response) -> ContactAccepted:
     # Served by `ContactFastPath` (intake.api.fast) in the running app; this route documents
     # the operation and answers when the fast path is turned off.
+    # The key before the body, as the fast path does.
+    key = await authenticate(request)
     body, headers = await accept_contact(
         runtime_of(request.app),
         request.headers,
         await request.body(),
         request.client.host if request.client else None,
+        key,
     )
     response.headers.update(headers)
     return ContactAccepted.model_validate(body)
 
 
 async def accept_contact(
-    runtime: Runtime, headers: Mapping[str, str], raw: bytes, client: str | None = None
+    runtime: Runtime,
+    headers: Mapping[str, str],
+    raw: bytes,
+    client: str | None = None,
+    key: ApiKey | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """POST /v1/contacts, whichever way it arrives: the 202's JSON body and its headers.
-    `client` is the caller's address. Raises `Problem` for every refusal."""
+    `client` is the caller's address; `key` the caller's key if already authenticated (both
+    callers do, before reading the body). Raises `Problem` for every refusal."""
     parts = parts_of(runtime)
     settings = parts.settings
-    key = await authenticate_headers(headers, parts.verifier, client)
+    if key is None:
+        key = await authenticate_headers(headers, parts.verifier, client)
     idempotency_key = _idempotency_key(headers)
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     request_time = False
