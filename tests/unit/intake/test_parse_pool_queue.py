@@ -72,8 +72,8 @@ async def test_one_keys_slow_bodies_do_not_hold_up_another_keys() -> None:
         legit, waited = await _outcome(pool.email_contact(b"legit", {}, owner="integration"))
         outcomes = [o for o, _ in await asyncio.gather(*hostile)]
         assert legit == "legit"
-        # Next after the attacker's running body and at most one more: not behind all six.
-        assert waited < 2.5 * SLOW_S, waited
+        # Next after the attacker's running body, not behind the ones it has queued.
+        assert waited < 1.8 * SLOW_S, waited
         # The attacker may have at most four bodies waiting or running at a time.
         assert outcomes.count("hostile") == 4
         assert outcomes.count("503 1") == 2

@@ -165,18 +165,27 @@ def _init_worker() -> None:
 
 
 class FairSlots:
-    """`slots` workers shared by owners (API keys) in turn: when a worker is free, the owner
-    that has waited longest since its last turn gets it, whatever the others have queued. A
-    waiter cancelled (say, by a timeout) leaves the queue, or gives back a slot it was given."""
+    """`slots` workers shared by owners (API keys) in turns: when a worker comes free, of the
+    owners waiting, the one served least recently (or never) gets it, however many bodies
+    another owner has queued. A waiter cancelled (say, by a timeout) leaves its queue, or gives
+    back a slot it was given."""
 
     def __init__(self, slots: int) -> None:
         self._free = slots
-        # owner -> its waiters; the dict's order is the turn order (an owner served moves last)
-        self._waiting: dict[Hashable, deque[asyncio.Future[None]]] = {}
+        self._waiting: dict[Hashable, deque[asyncio.Future[None]]] = {}  # owner -> waiters
+        self._served: dict[Hashable, int] = {}  # owner -> the turn it last got a slot
+        self._turn = 0
+
+    def _grant(self, owner: Hashable) -> None:
+        if len(self._served) >= 10_000:  # owners are keys: few; bounded anyway
+            self._served.clear()
+        self._turn += 1
+        self._served[owner] = self._turn
 
     async def acquire(self, owner: Hashable) -> None:
         if self._free > 0 and not self._waiting:
             self._free -= 1
+            self._grant(owner)
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(owner, deque()).append(waiter)
@@ -195,12 +204,13 @@ class FairSlots:
 
     def release(self) -> None:
         while self._waiting:
-            owner = next(iter(self._waiting))
-            queue = self._waiting.pop(owner)
+            owner = min(self._waiting, key=lambda o: self._served.get(o, 0))
+            queue = self._waiting[owner]
             waiter = queue.popleft()
-            if queue:
-                self._waiting[owner] = queue  # its next turn comes after everyone else's
+            if not queue:
+                del self._waiting[owner]
             if not waiter.done():
+                self._grant(owner)
                 waiter.set_result(None)
                 return
         self._free += 1
