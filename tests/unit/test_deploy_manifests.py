@@ -30,7 +30,8 @@ SETTINGS = {
     "sla": SLASettings,
     "feedback": FeedbackSettings,
 }
-IMAGE_VARIABLES = {"SERVICE", "WORKERS", "PORT"}  # read by the image's command (Dockerfile)
+# Read by the image's command (Dockerfile), or by uvicorn itself (FORWARDED_ALLOW_IPS).
+IMAGE_VARIABLES = {"SERVICE", "WORKERS", "PORT", "FORWARDED_ALLOW_IPS"}
 
 
 def _docs(name: str) -> list[dict[str, Any]]:
@@ -189,3 +190,10 @@ def test_a_migrate_job_migrates_the_services_database_and_the_service_waits_for_
     # The Job's pod is never taken for one of the service's (Service, PDB, HPA selectors).
     selector = _one(f"{service}.yaml", "Deployment")["spec"]["selector"]["matchLabels"]
     assert not selector.items() <= pod["metadata"]["labels"].items()
+
+
+def test_intake_trusts_forwarded_for_only_from_its_proxies() -> None:
+    # Failed key attempts are throttled per client address: without this, behind an ingress
+    # every client is the ingress (REVIEW15 finding 2); "*" would let clients pick theirs.
+    env = {v["name"]: v.get("value") for v in _container("intake")["env"]}
+    assert env.get("FORWARDED_ALLOW_IPS") not in (None, "", "*")

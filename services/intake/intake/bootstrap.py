@@ -62,6 +62,8 @@ async def start(runtime: Runtime, settings: IntakeSettings) -> None:
         workers=settings.parse_workers,
         budget_s=settings.parse_budget_s,
         max_pending=settings.parse_max_pending,
+        max_pending_per_owner=settings.parse_max_pending_per_key or None,
+        max_wait_s=settings.parse_max_wait_s,
     )
     parse_pool.start()
     runtime.parts = IntakeParts(

@@ -22,10 +22,15 @@ class IntakeSettings(ServiceSettings):
     # Raw e-mails (message/rfc822), and JSON bodies over `parse_inline_max_bytes`, are parsed
     # in worker processes (intake.tasks.parse_pool), each within a time budget; 0 workers parses
     # in a thread of the service's process instead (no budget, and the GIL is shared with the
-    # event loop). Beyond `parse_max_pending` waiting bodies per process, the next is a 503.
+    # event loop). Beyond `parse_max_pending` waiting bodies per process, or
+    # `parse_max_pending_per_key` of one key (0: a quarter of `parse_max_pending`), the next is
+    # a 503; so is a body that found no free worker within `parse_max_wait_s`. Keys take turns
+    # at the workers; the budget counts from the start of a body's own parse.
     parse_workers: int = Field(default=1, ge=0, le=16)
     parse_budget_s: float = Field(default=5.0, gt=0, le=60)
     parse_max_pending: int = Field(default=16, ge=1, le=1_000)
+    parse_max_pending_per_key: int = Field(default=0, ge=0, le=1_000)
+    parse_max_wait_s: float = Field(default=10.0, gt=0, le=300)
     parse_inline_max_bytes: int = Field(default=65_536, ge=0)
     batch_max_items: int = Field(default=100, ge=1, le=500)
     default_phone_region: str = Field(default="CN", pattern=r"^[A-Z]{2}$")

@@ -122,3 +122,50 @@ async def test_fast_path_is_the_last_line_for_unexpected_errors(intake: Intake) 
     finally:
         runtime.parts.verifier = real
     assert await intake.count("contacts") == 0
+
+
+async def _post_unread(intake: Intake, headers: list[tuple[bytes, bytes]]) -> tuple[int, int]:
+    """POST /v1/contacts as plain ASGI with a body that is never delivered: the status, and how
+    many times the app asked for the body."""
+    asked = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        return {"type": "http.request", "body": b"{" * 1000, "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/contacts",
+        "raw_path": b"/v1/contacts",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"intake"), (b"content-type", b"application/json"), *headers],
+        "client": ("203.0.113.40", 40_000),
+        "server": ("intake", 80),
+        "state": {},
+    }
+    await intake.app(scope, receive, send)
+    [start] = [m for m in sent if m["type"] == "http.response.start"]
+    return start["status"], asked
+
+
+async def test_fast_path_refuses_a_missing_or_bad_key_before_reading_the_body(
+    intake_factory: Any,
+) -> None:
+    # REVIEW15 finding 8: the fast path read the whole body (up to 1 MiB) before looking at
+    # the key, and before refusing a shut-out address.
+    intake = await intake_factory(auth_failure_limit=3)
+    assert await _post_unread(intake, []) == (401, 0)
+    assert await _post_unread(intake, [(b"x-api-key", b"cck_000000000000_forged")]) == (401, 0)
+    assert await _post_unread(intake, [(b"authorization", b"Bearer nonsense")]) == (401, 0)
+    # Three failures: the address is shut out, and still nothing is read.
+    assert await _post_unread(intake, [(b"authorization", b"Bearer nonsense")]) == (429, 0)

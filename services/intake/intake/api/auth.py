@@ -50,14 +50,6 @@ async def authenticate_headers(
 ) -> ApiKey:
     """Read by hand rather than through FastAPI's security dependencies: this runs on every
     request of the hot path. `client` is the caller's address (None: not throttled)."""
-    shut_out = verifier.failures.retry_after(client)
-    if shut_out > 0:
-        # Before the key is looked at: a guesser learns nothing, and costs no query.
-        raise RateLimited(
-            "Too many requests with a missing or invalid API key from this address; "
-            "retry after the time given.",
-            headers={"Retry-After": str(max(1, math.ceil(shut_out)))},
-        )
     presented = None
     authorization = headers.get("authorization")
     if authorization:
@@ -66,11 +58,23 @@ async def authenticate_headers(
             presented = credentials.strip()
     else:
         presented = headers.get("x-api-key")
-    if not presented:
-        await verifier.failures.record(client)
-        raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
+    shut_out = verifier.failures.retry_after(client)
     try:
-        key = await verifier.verify(presented)
+        if shut_out > 0:
+            # The address has failed too often: its bad keys get 429 (no 401, no count, and
+            # mostly no query: `verify_shut_out`), but a key that verifies still gets in, so
+            # that a neighbour's garbage (or everyone's, behind one proxy) locks nobody out.
+            key = await verifier.verify_shut_out(presented)
+            if key is None:
+                raise RateLimited(
+                    "Too many requests with a missing or invalid API key from this address; "
+                    "retry after the time given.",
+                    headers={"Retry-After": str(max(1, math.ceil(shut_out)))},
+                )
+        elif not presented:
+            key = None
+        else:
+            key = await verifier.verify(presented)
         if key is None or verifier.rates.try_take(key):
             wait = 0.0
         else:  # this process's leased tokens are spent: lease more, or wait
@@ -84,6 +88,8 @@ async def authenticate_headers(
         ) from exc
     if key is None:
         await verifier.failures.record(client)
+        if not presented:
+            raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
         raise Unauthorized("The API key is unknown, malformed or revoked.")
     if wait > 0:
         seconds = max(1, math.ceil(wait))

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
@@ -45,7 +45,6 @@ from intake.domain.contact_models import (
     CONTEXT_MAX_FUTURE_SKEW_S,
     Contact,
     derive_customer_hints,
-    parse_contact,
     parse_contact_json,
 )
 from intake.domain.contacts import (
@@ -57,6 +56,7 @@ from intake.domain.contacts import (
     request_hash,
 )
 from intake.settings import IntakeSettings
+from intake.tasks.parse_pool import CONTEXT_BATCH_MAX_ITEMS, TooManyItems, read_batch
 
 router = APIRouter(prefix="/v1", tags=["contacts"])
 
@@ -257,32 +257,43 @@ async def _store(writer: ContactWriter, new: NewContact) -> StoredContact:
 async def post_contact(request: Request, response: Response) -> ContactAccepted:
     # Served by `ContactFastPath` (intake.api.fast) in the running app; this route documents
     # the operation and answers when the fast path is turned off.
+    # The key before the body, as the fast path does.
+    key = await authenticate(request)
     body, headers = await accept_contact(
         runtime_of(request.app),
         request.headers,
         await request.body(),
         request.client.host if request.client else None,
+        key,
     )
     response.headers.update(headers)
     return ContactAccepted.model_validate(body)
 
 
 async def accept_contact(
-    runtime: Runtime, headers: Mapping[str, str], raw: bytes, client: str | None = None
+    runtime: Runtime,
+    headers: Mapping[str, str],
+    raw: bytes,
+    client: str | None = None,
+    key: ApiKey | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """POST /v1/contacts, whichever way it arrives: the 202's JSON body and its headers.
-    `client` is the caller's address. Raises `Problem` for every refusal."""
+    `client` is the caller's address; `key` the caller's key if already authenticated (both
+    callers do, before reading the body). Raises `Problem` for every refusal."""
     parts = parts_of(runtime)
     settings = parts.settings
-    key = await authenticate_headers(headers, parts.verifier, client)
+    if key is None:
+        key = await authenticate_headers(headers, parts.verifier, client)
     idempotency_key = _idempotency_key(headers)
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     request_time = False
     if media_type == RFC822:
         require_channel(key, "email")  # before spending a worker on it
-        contact, request_time = await parts.parse_pool.email_contact(raw, _context(settings, key))
+        contact, request_time = await parts.parse_pool.email_contact(
+            raw, _context(settings, key), key.id
+        )
     elif len(raw) > settings.parse_inline_max_bytes and _is_json(media_type):
-        contact = await parts.parse_pool.json_contact(raw, _context(settings, key))
+        contact = await parts.parse_pool.json_contact(raw, _context(settings, key), key.id)
     else:
         contact = _parse_json(raw, media_type, settings, key)
     require_channel(key, contact.channel)
@@ -326,22 +337,30 @@ async def post_contact_batch(request: Request) -> ContactBatchResult:
     # The key is checked before the body is read: a caller without a valid key gets its 401
     # without intake receiving or parsing what it sent (the body is not a parameter for that).
     key = await authenticate(request)
-    batch = ContactBatch.model_validate_json(await request.body())
+    raw = await request.body()
     settings = parts(request).settings
-    if len(batch.items) > settings.batch_max_items:
+    context = _context(settings, key)
+    try:
+        if len(raw) > settings.parse_inline_max_bytes:
+            # Off the event loop, like a large contact: an item's HTML may take seconds to
+            # sanitize (two e-mails of 499,000 `&` each: 5.3 s inline).
+            items = await parts(request).parse_pool.batch_contacts(
+                raw, context, settings.batch_max_items, key.id
+            )
+        else:
+            items = read_batch(raw, {**context, CONTEXT_BATCH_MAX_ITEMS: settings.batch_max_items})
+    except TooManyItems:
         raise Problem(
             f"A batch may hold at most {settings.batch_max_items} contacts.",
             status=422,
             slug="validation-error",
             errors=[FieldError(field="body.items", message="too many items", type="too_long")],
-        )
-    results: list[BatchItemResult | None] = [None] * len(batch.items)
+        ) from None
+    results: list[BatchItemResult | None] = [None] * len(items)
     queued: list[tuple[int, NewContact]] = []
-    for index, item in enumerate(batch.items):
-        try:
-            contact = parse_contact(item, context=_context(settings, key))
-        except ValidationError as exc:
-            results[index] = BatchItemResult.invalid(index, exc)
+    for index, contact in enumerate(items):
+        if isinstance(contact, list):
+            results[index] = BatchItemResult(index=index, status="invalid", errors=contact)
             continue
         if contact.channel not in key.channels:
             results[index] = BatchItemResult(

@@ -12,7 +12,10 @@ goes through FastAPI. The route stays declared in FastAPI so the OpenAPI documen
 What the shared middleware does for every other route is done here too, with the same helpers
 (`ccshared.http`): the correlation id taken or made, set for logging and echoed back; the body
 size limit (413); the last line for unexpected errors (503 for an unreachable dependency, else
-a logged 500). `tests/integration/intake/test_fast_path.py` holds both paths to the same answers.
+a logged 500). The key, and the caller's address's throttle, are checked before the body is
+read: a caller without a valid key gets its 401 or 429 without intake receiving what it sent
+(only a declared Content-Length over the limit is answered 413 first, also unread).
+`tests/integration/intake/test_fast_path.py` holds both paths to the same answers.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ccshared.logging import correlation_id
 from ccshared.problem_handlers import response_for_invalid_body, response_for_problem
 from ccshared.problems import Problem
 from ccshared.service import Runtime
+from intake.api.auth import authenticate_headers
 from intake.api.endpoints import accept_contact
 from intake.bootstrap import parts_of
 
@@ -69,9 +73,20 @@ async def _post_contact(runtime: Runtime, scope: Scope, receive: Receive, send: 
 
     token = correlation_id.set(cid)
     try:
-        max_bytes = parts_of(runtime).settings.max_body_bytes
+        intake = parts_of(runtime)
+        max_bytes = intake.settings.max_body_bytes
         if declared_length(raw_headers) > max_bytes:
             await payload_too_large(max_bytes)(scope, receive, send_with_id)
+            return
+        headers = Headers(raw=raw_headers)
+        client = scope.get("client")
+        address = client[0] if client else None
+        try:
+            # The key (and the address's throttle) before the body: a caller without a valid
+            # key gets its 401 or 429 without intake receiving what it sent.
+            key = await authenticate_headers(headers, intake.verifier, address)
+        except Problem as exc:
+            await response_for_problem(exc, PATH)(scope, receive, send_with_id)
             return
         chunks = []
         size = 0
@@ -89,17 +104,14 @@ async def _post_contact(runtime: Runtime, scope: Scope, receive: Receive, send: 
                 break
         try:
             raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            client = scope.get("client")
-            body, headers = await accept_contact(
-                runtime, Headers(raw=raw_headers), raw, client[0] if client else None
-            )
+            body, response_headers = await accept_contact(runtime, headers, raw, address, key)
         except Problem as exc:
             await response_for_problem(exc, PATH)(scope, receive, send_with_id)
             return
         except ValidationError as exc:
             await response_for_invalid_body(exc, PATH)(scope, receive, send_with_id)
             return
-        await _send_json(send_with_id, 202, body, headers)
+        await _send_json(send_with_id, 202, body, response_headers)
     except Exception as exc:  # noqa: BLE001 - the last line: answered, logged, or re-raised
         await answer_unexpected(exc, scope, receive, send_with_id, started=started)
     finally:

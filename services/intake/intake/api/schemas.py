@@ -1,16 +1,18 @@
-"""The HTTP edge of `POST /v1/contacts` and its batch form: the batch envelope and the
-responses. The contact itself (its models, validation and normalization) is
+"""The HTTP edge of `POST /v1/contacts` and its batch form: the responses, and the batch
+envelope `ContactBatch` (defined with the contact models, so that a parser worker can read it).
+The contact itself (its models, validation and normalization) is
 `intake.domain.contact_models`."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from ccshared.problems import FieldError, field_errors
-from intake.domain.contact_models import MAX_BATCH_ITEMS, Channel
+from intake.domain.contact_models import Channel
+from intake.domain.contact_models import ContactBatch as ContactBatch  # the envelope, re-exported
 
 
 class ContactAccepted(BaseModel):
@@ -20,15 +22,6 @@ class ContactAccepted(BaseModel):
     """"duplicate": this (channel, external_id) was already taken; `id` is the original."""
     channel: Channel
     external_id: str
-
-
-class ContactBatch(BaseModel):
-    """Items stay raw here and go through `parse_contact` one by one, so one bad item does
-    not refuse the whole batch."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
 
 
 class BatchItemResult(BaseModel):

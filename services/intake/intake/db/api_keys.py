@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -14,10 +15,12 @@ import asyncpg
 from intake.domain.api_keys import (
     FailedAttempts,
     LeasedTokens,
+    LookupBudget,
     issue_key,
     lease_block,
     secret_matches,
     split_key,
+    throttled_address,
 )
 from intake.domain.normalize import phone_region_code
 
@@ -133,12 +136,16 @@ class ApiKeyVerifier:
         lease_s: float = 0.1,
         failure_limit: int = 20,
         failure_window_s: int = 60,
+        shut_out_lookups_per_s: float = 5.0,
     ) -> None:
         self.pool = pool
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self.rates = SharedRateLimiter(pool, lease_s=lease_s)
         self.failures = FailedAttemptThrottle(pool, limit=failure_limit, window_s=failure_window_s)
+        self._shut_out_lookups = LookupBudget(
+            shut_out_lookups_per_s, max(1, math.ceil(2 * shut_out_lookups_per_s))
+        )
 
     async def verify(self, presented: str) -> ApiKey | None:
         """The active key for this text, or None (unknown, malformed, revoked, wrong secret)."""
@@ -160,6 +167,28 @@ class ApiKeyVerifier:
         if key is None or not secret_matches(secret, key.secret_hash):
             return None
         return key
+
+    async def verify_shut_out(self, presented: str | None) -> ApiKey | None:
+        """`verify`, for a client address shut out by its failed attempts: its valid key still
+        gets in, but what it costs is bounded. A malformed key, or a prefix known not to
+        exist, is refused without a query; a prefix this process knows as a key is verified
+        as usual (one query per `ttl_s` at most, and only for real keys); any other prefix is
+        looked up within a process-wide budget (`LookupBudget`), beyond which it is refused
+        without a query."""
+        if not presented:
+            return None
+        try:
+            prefix, _ = split_key(presented)
+        except ValueError:
+            return None
+        now = time.monotonic()
+        cached = self._cache.get(prefix)
+        if cached is None or cached[1] is None:
+            if cached is not None and now - cached[0] <= self.ttl_s:
+                return None  # looked up lately and not found
+            if not self._shut_out_lookups.take(now):
+                return None
+        return await self.verify(presented)
 
 
 class SharedRateLimiter:
@@ -231,7 +260,8 @@ class FailedAttemptThrottle:
     is unreachable) and in PostgreSQL (`auth_failures`, one upsert per failure), so failures
     spread over replicas add up: a replica learns that an address is over the limit with that
     address's next failure on it. A shut-out address is refused from memory, before its key is
-    even looked at, so it costs no query until its window ends.
+    even looked at, so it costs no query until its window ends (but for a key it may verify:
+    `ApiKeyVerifier.verify_shut_out`). IPv6 addresses are counted per /64.
     """
 
     def __init__(self, pool: asyncpg.Pool, *, limit: int, window_s: int) -> None:
@@ -244,11 +274,12 @@ class FailedAttemptThrottle:
     def retry_after(self, address: str | None) -> float:
         if address is None or not self._local.any_blocked:  # the usual case: one check
             return 0.0
-        return self._local.retry_after(address, time.monotonic())
+        return self._local.retry_after(throttled_address(address), time.monotonic())
 
     async def record(self, address: str | None) -> None:
         if address is None:
             return
+        address = throttled_address(address)  # an IPv6 address counts for its /64
         now = time.monotonic()
         self._local.record(address, now)
         try:

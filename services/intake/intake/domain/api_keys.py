@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import secrets
 from dataclasses import dataclass
@@ -93,13 +94,50 @@ class LeasedTokens:
             self.denied_until = now + max(wait, 0.001)
 
 
+def throttled_address(address: str) -> str:
+    """The unit failed attempts are counted per: an IPv4 address, or an IPv6 address's /64
+    (one host is commonly given a whole /64, so counting single IPv6 addresses would let it
+    try 2**64 times as often)."""
+    if ":" not in address:
+        return address
+    try:
+        parsed = ipaddress.IPv6Address(address)
+    except ValueError:
+        return address
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.IPv6Network((parsed.exploded.split("%")[0], 64), strict=False))
+
+
+class LookupBudget:
+    """A token bucket of `rate_per_s` (at most `burst` saved up): how many keys this process
+    looks up for addresses that are shut out. Their valid keys must still get in, so their
+    keys are verified; but an unknown prefix costs a query, which a shut-out address must
+    not get for free."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = 0.0
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate_per_s)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
 class FailedAttempts:
     """Failed key attempts per client address, counted in windows of `window_s` that begin
-    with an address's first failure; `limit` failures in a window shut the address out (every
-    request, valid key or not) until the window ends. Memory is bounded: past windows are
-    forgotten; beyond `max_addresses` the counts start over and the older half of the blocks
-    is dropped (the shared count in PostgreSQL blocks such an address again on its next
-    failure)."""
+    with an address's first failure; `limit` failures in a window shut the address out (its
+    missing, malformed, unknown or wrong keys are refused with 429 rather than 401, without a
+    query; a key that verifies still gets in) until the window ends. Memory is bounded: past
+    windows are forgotten; beyond `max_addresses` the counts start over and the older half of
+    the blocks is dropped (the shared count in PostgreSQL blocks such an address again on its
+    next failure)."""
 
     def __init__(self, limit: int, window_s: float, max_addresses: int = 100_000) -> None:
         self.limit = limit

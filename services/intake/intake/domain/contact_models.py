@@ -570,6 +570,15 @@ def parse_contact_json(raw: str | bytes, *, context: Mapping[str, Any] | None = 
         raise _with_client_locations(exc) from None
 
 
+class ContactBatch(BaseModel):
+    """The body of `POST /v1/contacts:batch`. Items stay raw here and go through
+    `parse_contact` one by one, so one bad item does not refuse the whole batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
 _BUILTIN_ERROR_TYPES = frozenset(get_args(ErrorType))
 
 
