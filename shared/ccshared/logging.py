@@ -23,6 +23,8 @@ correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 # where a run of its characters starts (a look-behind) and scans that run once (possessive
 # repeats, or a bounded one), never from each position of the run again.
 _ID = r"[A-Za-z0-9_-]"  # base64url, and the characters of identifiers
+# A quoted value to its closing quote (an escaped quote does not close it), or the line's end.
+_QUOTED = r"""(")(?:[^"\\\n]|\\.)*+|(')(?:[^'\\\n]|\\.)*+"""
 _LABELS = r"password|passwd|passphrase|secret|token|api[_-]?key|private[_-]?key|credentials?"
 # Each pattern with the (lower-case) strings one of which a text must hold for the pattern to
 # match anything, None when there is no such string: `in` costs a fraction of a regex scan.
@@ -61,9 +63,9 @@ _SECRET_PATTERNS: list[tuple[tuple[str, ...] | None, re.Pattern[str], str]] = [
         ("authorization",),
         re.compile(
             r"(?i)(?<![A-Za-z0-9_])((?:proxy[_-])?authorization[\"']?\s*+[:=]\s*+)"
-            r"(?:([\"'])[^\"'\n]*+|[^\n]++)"
+            rf"(?:{_QUOTED}|[^\n]++)"
         ),
-        r"\1\2***",
+        r"\1\2\3***",
     ),
     # Labelled values, the label alone or ending a name (FEEDBACK_TOKEN_SECRET=, client_secret=,
     # x_api_key=, access_token=, "secret_key": ...): a quoted value to its closing quote.
@@ -71,9 +73,9 @@ _SECRET_PATTERNS: list[tuple[tuple[str, ...] | None, re.Pattern[str], str]] = [
         _LABEL_NEEDLES,
         re.compile(
             rf"(?i)(?<![A-Za-z0-9_-])((?:[A-Za-z0-9]+[_-])*(?:{_LABELS})(?:[_-]key)?[\"']?"
-            r"\s*+[:=]\s*+)(?:([\"'])[^\"'\n]*+|(?:bearer\s++)?[^\s\"',;&]++)"
+            rf"\s*+[:=]\s*+)(?:{_QUOTED}|(?:bearer\s++)?[^\s\"',;&]++)"
         ),
-        r"\1\2***",
+        r"\1\2\3***",
     ),
     # Values quoted back by the libraries: asyncpg's DataError names the refused parameter,
     # pydantic the refused input (customer text as often as not), SQLAlchemy its parameters

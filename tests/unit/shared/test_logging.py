@@ -182,6 +182,8 @@ def test_configure_logging_puts_the_filter_on_its_handler(
         ("{'authorization': 'Basic dXNlcjpwYXNz', 'accept': '*/*'}", "dXNlcjpwYXNz"),
         ('{"secret": "my webhook secret"}', "webhook"),
         ("{'password': 'correct horse battery'}", "horse"),
+        ('{"password": "pa\\"ss word", "n": 1}', "ss word"),
+        ("Authorization: 'Basic dXNl\\'cjpwYXNz'", "cjpwYXNz"),
         ("connect to postgresql://cc:p@ss@db:5432/intake failed", "ss@db"),
         ("connect to postgresql://cc:p@ss@db:5432/intake failed", "p@"),
         ("redis://:pw1234@cache:6379/0", "pw1234"),
