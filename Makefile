@@ -103,7 +103,7 @@ CHECK_SERVICE = case "$(SERVICE)" in intake|router|sla|feedback) ;; *) echo "usa
 
 outbox: $(VENV)/.installed ## parked outbox rows: make outbox SERVICE=intake ARGS="list | show ID [--value] | republish ID.../--all | discard ID.../--all"
 	@$(CHECK_SERVICE)
-	@$(PY) -m ccshared.outbox_admin --database-url "$(SERVICE_DB)" $(if $(ARGS),$(ARGS),list)
+	@$(SERVICE_ENV)_DATABASE_URL="$(SERVICE_DB)" $(PY) -m ccshared.outbox_admin --service $(SERVICE) $(if $(ARGS),$(ARGS),list)
 
 dlq: $(VENV)/.installed ## dead letters: make dlq SERVICE=router ARGS="list | show TOPIC [P:O...] [--value] | replay TOPIC P:O.../--all | discard TOPIC P:O.../--all"
 	@$(CHECK_SERVICE)

@@ -487,10 +487,15 @@ class IdempotentConsumer:
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException, attempts: int) -> bool:
         headers = [
             *(record.headers or ()),
-            # Redacted before cut short (a cut could leave half a secret unrecognised): the
-            # headers outlive the event's own retention and anyone with topic access reads them.
-            ("dlq.error", _short(redact(f"{type(exc).__name__}: {exc}")).encode()),
-            ("dlq.trace", _short(redact("".join(traceback.format_exception(exc))), 4000).encode()),
+            # Redacted: the headers outlive the event's own retention and anyone with topic
+            # access reads them. Cut to twice the header's size first, so a huge exception text
+            # costs the redaction nothing more (redact() cuts at white space: no half secret is
+            # left there unrecognised), then to its size.
+            ("dlq.error", _short(redact(f"{type(exc).__name__}: {exc}", 2_000), 1_000).encode()),
+            (
+                "dlq.trace",
+                _short(redact("".join(traceback.format_exception(exc)), 8_000), 4_000).encode(),
+            ),
             ("dlq.attempts", str(attempts).encode()),
             ("dlq.consumer", self.group_id.encode()),
             ("dlq.topic", record.topic.encode()),

@@ -1,11 +1,15 @@
 """Parked outbox rows (the ones Kafka refused for good): list, show, re-publish, discard.
 
-    python -m ccshared.outbox_admin --database-url URL list
-    python -m ccshared.outbox_admin --database-url URL show ID [--value]
-    python -m ccshared.outbox_admin --database-url URL republish ID... | --all
-    python -m ccshared.outbox_admin --database-url URL discard ID... | --all
+    python -m ccshared.outbox_admin --service intake list    # reads INTAKE_DATABASE_URL
+    python -m ccshared.outbox_admin --service intake show ID [--value]
+    python -m ccshared.outbox_admin --service intake republish ID... | --all
+    python -m ccshared.outbox_admin --service intake discard ID... | --all
 
-`make outbox SERVICE=intake ARGS="list"` runs it against a service's database of the local stack.
+The database URL comes from the environment: `--service NAME` reads `<NAME>_DATABASE_URL` (the
+service's own variable), `--database-url-env VAR` any other. `--database-url URL` still works
+but puts the password in the process's arguments, which every user of the machine sees (`ps`).
+`make outbox SERVICE=intake ARGS="list"` runs it against a service's database of the local stack
+(or the one INTAKE_DATABASE_URL names).
 Re-publishing moves the row back into the outbox as a new row (the relay publishes it after
 everything already waiting, so after later events of its key); one Kafka still refuses is
 parked again with the new error.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -130,7 +135,7 @@ def _summary(row: ParkedRow) -> str:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    conn = await asyncpg.connect(asyncpg_dsn(args.database_url))
+    conn = await asyncpg.connect(asyncpg_dsn(database_url(args)))
     try:
         if args.command == "list":
             rows = await list_parked(conn, args.limit)
@@ -173,8 +178,14 @@ def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(
         prog="python -m ccshared.outbox_admin", description=__doc__.split("\n")[0]
     )
-    cli.add_argument(
-        "--database-url", required=True, help="the service's database (SQLAlchemy or libpq URL)"
+    source = cli.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--service", help="read the service's database URL from <SERVICE>_DATABASE_URL"
+    )
+    source.add_argument("--database-url-env", metavar="VAR", help="read it from VAR")
+    source.add_argument(
+        "--database-url",
+        help="the URL itself (SQLAlchemy or libpq): visible to every user in ps, prefer the above",
     )
     commands = cli.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="parked rows, oldest first")
@@ -193,9 +204,26 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
+class UnsetVariable(Exception):
+    pass
+
+
+def database_url(args: argparse.Namespace) -> str:
+    if args.database_url:
+        return str(args.database_url)
+    variable = args.database_url_env or f"{args.service.upper()}_DATABASE_URL"
+    url = os.environ.get(variable)
+    if not url:
+        raise UnsetVariable(f"{variable} is not set: it names the service's database")
+    return url
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_run(parser().parse_args(argv)))
+    except UnsetVariable as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except asyncpg.UndefinedTableError:
         print(
             "no outbox_parked table: start the service once with this version (its migrations "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Literal
 
@@ -94,7 +95,7 @@ class ServiceSettings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _postgres_url(cls, value: SecretStr) -> SecretStr:
+    def _postgres_url(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
         raw = value.get_secret_value()
         # No host before the path means a Unix socket, its directory given as ?host=/dir
         # (PostgreSQL on the same machine: cheaper than TCP over loopback).
@@ -104,6 +105,11 @@ class ServiceSettings(BaseSettings):
         if not raw.startswith("postgresql+asyncpg://"):
             raise ValueError(
                 "must use the asyncpg driver: postgresql+asyncpg://user:pass@host:port/db"
+            )
+        if placeholder_password(raw) and not info.data.get("development"):
+            raise ValueError(
+                "its password is a placeholder (change-me, password, ...): give the real one, "
+                "or set CC_DEVELOPMENT=1 in development"
             )
         return value
 
@@ -164,16 +170,71 @@ _PLACEHOLDER = re.compile(
     r"secret|password|default|xxx|\.\.\.|<|>",
     re.IGNORECASE,
 )
-SECRET_MIN_LENGTH = 32
+# xxx is left to the check for runs: random base64 holds xXx about once in 300 strings.
+_PLACEHOLDER_IN_SECRET = re.compile(_PLACEHOLDER.pattern.replace("xxx|", ""), re.IGNORECASE)
+SECRET_MIN_BYTES = 32
+GENERATE_HINT = (
+    'generate one with `python -c "import secrets;print(secrets.token_urlsafe(32))"` '
+    "(or `openssl rand -base64 48`), or set CC_DEVELOPMENT=1 in development"
+)
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+
+
+def _stretch(value: str) -> str | None:
+    """A stretch no random generator makes (in practice, even in hex): 8 characters running up
+    or down (abcdefgh, 76543210) or the same, or 8 that come again."""
+    up = down = same = 1
+    for before, after in itertools.pairwise(value):
+        step = ord(after) - ord(before)
+        up = up + 1 if step == 1 else 1
+        down = down + 1 if step == -1 else 1
+        same = same + 1 if step == 0 else 1
+        if max(up, down, same) >= 8:
+            return "a run of characters in sequence"
+    seen: set[str] = set()
+    for i in range(len(value) - 7):
+        if value[i : i + 8] in seen:
+            return f"a repeated stretch ({value[i : i + 8]!r}...)"
+        seen.add(value[i : i + 8])
+    return None
 
 
 def require_random_secret(value: str, name: str, development: bool) -> None:
-    """ValueError unless `value` looks generated at random (long, varied, no placeholder
-    words); anything goes with CC_DEVELOPMENT=1."""
+    """ValueError unless `value` is plainly random: base64, base64url or hex of at least
+    SECRET_MIN_BYTES bytes, with no placeholder word, no stretch in sequence or repeated, and
+    about as many different characters as random ones hold. Anything goes with
+    CC_DEVELOPMENT=1."""
     if development:
         return
-    hint = "generate one with `openssl rand -base64 48`, or set CC_DEVELOPMENT=1 in development"
-    if len(value) < SECRET_MIN_LENGTH:
-        raise ValueError(f"{name} must be at least {SECRET_MIN_LENGTH} characters: {hint}")
-    if _PLACEHOLDER.search(value) or len(set(value)) < 12:
-        raise ValueError(f"{name} is a default or placeholder, not a random secret: {hint}")
+    if _HEX.fullmatch(value):
+        size, alphabet = len(value) // 2, "hex"
+    elif _BASE64.fullmatch(value):
+        size, alphabet = len(value.rstrip("=")) * 6 // 8, "base64"
+    else:
+        raise ValueError(f"{name} must be base64, base64url or hex: {GENERATE_HINT}")
+    if size < SECRET_MIN_BYTES:
+        raise ValueError(
+            f"{name} holds {size} bytes of {alphabet}, at least {SECRET_MIN_BYTES} random bytes "
+            f"are needed: {GENERATE_HINT}"
+        )
+    if _PLACEHOLDER_IN_SECRET.search(value):
+        raise ValueError(
+            f"{name} is a default or placeholder, not a random secret: {GENERATE_HINT}"
+        )
+    flaw = _stretch(value)
+    # An entropy estimate: the different characters used, against those expected of as many
+    # drawn at random (hex 16, base64 64 symbols). Random strings of 32+ bytes score 0.67 or
+    # more (lowest of 600,000 drawn); a phrase of words in CamelCase about 0.62.
+    symbols = 16 if alphabet == "hex" else 64
+    expected = symbols * (1 - ((symbols - 1) / symbols) ** len(value))
+    if flaw is None and len(set(value)) < 0.64 * expected:
+        flaw = f"only {len(set(value))} different characters"
+    if flaw is not None:
+        raise ValueError(f"{name} is not random ({flaw}): {GENERATE_HINT}")
+
+
+def placeholder_password(url: str) -> bool:
+    """True when the database URL's password is a placeholder (change-me, password, ...)."""
+    match = re.match(r"[^:/]+://[^:@/]*:([^@/]*)@", url)
+    return bool(match and _PLACEHOLDER.search(match.group(1)))

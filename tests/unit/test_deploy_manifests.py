@@ -88,7 +88,9 @@ def _real_secret() -> dict[str, str]:
     pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
     stand_ins = {"auth-public-key": pem, "survey-token-secret": secrets.token_urlsafe(48)}
     example: dict[str, str] = _one("secret.example.yaml", "Secret")["stringData"]
-    return {**example, **{k: v for k, v in stand_ins.items() if k in example}}
+    password = secrets.token_urlsafe(24)
+    urls = {k: v.replace(":change-me@", f":{password}@") for k, v in example.items() if "://" in v}
+    return {**example, **urls, **{k: v for k, v in stand_ins.items() if k in example}}
 
 
 def _settings_of(service: str, kind: str, secret: dict[str, str] | None = None) -> Any:
@@ -127,14 +129,18 @@ def test_the_example_values_pass_the_services_validation(service: str, kind: str
 
 
 @pytest.mark.usefixtures("deployed")
-@pytest.mark.parametrize("service", ["router", "sla", "feedback"])
-def test_the_example_secrets_placeholders_are_refused(service: str) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("service", list(SETTINGS))
+def test_the_example_secrets_placeholders_are_refused(service: str, kind: str) -> None:
+    """Every value of the example Secret, the database URLs' change-me passwords too."""
     example = _one("secret.example.yaml", "Secret")["stringData"]
     with pytest.raises(ValidationError) as refused:
-        _settings_of(service, "Deployment", example)
+        _settings_of(service, kind, example)
     fields = {str(e["loc"][0]) for e in refused.value.errors()}
-    assert fields <= {"auth_public_key", "token_secret"}
-    assert "auth_public_key" in fields
+    assert fields <= {"auth_public_key", "token_secret", "database_url"}
+    assert "database_url" in fields
+    if service != "intake" and kind == "Deployment":
+        assert "auth_public_key" in fields
 
 
 @pytest.mark.parametrize("service", list(SETTINGS))

@@ -20,8 +20,8 @@ class FeedbackSettings(UserTokenSettings):
     database_url: SecretStr = SecretStr(f"{LOCAL_PG}/feedback")
 
     # Survey links: where the survey page is served, and the key its tokens are signed with
-    # (HMAC-SHA256: 32+ random characters). The default is for development only and is refused
-    # unless CC_DEVELOPMENT=1: with it anyone could mint a link to any survey.
+    # (HMAC-SHA256: base64, base64url or hex of 32+ random bytes). The default is for development
+    # only and is refused unless CC_DEVELOPMENT=1: with it anyone could mint a link to any survey.
     public_base_url: str = "http://127.0.0.1:8004"
     token_secret: SecretStr = SecretStr("local-dev-survey-token-secret-change-me")
     survey_link_ttl_s: float = Field(default=14 * 86_400, gt=0)

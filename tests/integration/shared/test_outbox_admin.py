@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -122,3 +123,39 @@ async def test_the_command_line_lists_and_republishes(
     assert await outbox_admin._run(cli.parse_args(args)) == 0
     assert "re-published 1 row(s)" in capsys.readouterr().out
     assert await outbox_admin.parked_count(db) == 0
+
+
+async def test_the_command_line_reads_the_database_url_from_the_services_variable(
+    engine: AsyncEngine,
+    fresh_database: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not from its arguments, which any user of the machine reads in `ps`."""
+    row = poison_row("bad topic!", b"v", key=str(uuid.uuid4()))
+    await park(engine, fresh_database, row)
+    monkeypatch.setenv("INTAKE_DATABASE_URL", fresh_database)
+    args = outbox_admin.parser().parse_args(["--service", "intake", "list"])
+    assert await outbox_admin._run(args) == 0
+    assert str(row["event_id"]) in capsys.readouterr().out
+
+    monkeypatch.setenv("SOME_DSN", fresh_database)
+    args = outbox_admin.parser().parse_args(["--database-url-env", "SOME_DSN", "list"])
+    assert await outbox_admin._run(args) == 0
+    assert str(row["event_id"]) in capsys.readouterr().out
+
+
+def test_the_command_line_names_an_unset_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SLA_DATABASE_URL", raising=False)
+    assert outbox_admin.main(["--service", "sla", "list"]) == 2
+    assert "SLA_DATABASE_URL is not set" in capsys.readouterr().err
+
+
+def test_make_outbox_passes_the_database_url_in_the_environment() -> None:
+    makefile = (Path(__file__).parents[3] / "Makefile").read_text()
+    recipe = makefile.split("\noutbox:", 1)[1].split("\n\n", 1)[0]
+    assert "--database-url" not in recipe
+    assert '$(SERVICE_ENV)_DATABASE_URL="$(SERVICE_DB)"' in recipe
+    assert "--service $(SERVICE)" in recipe

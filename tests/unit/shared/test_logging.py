@@ -1,5 +1,6 @@
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -8,6 +9,7 @@ import orjson
 import pytest
 
 from ccshared.logging import (
+    REDACT_MAX_CHARS,
     JsonFormatter,
     RedactingFilter,
     configure_logging,
@@ -165,3 +167,86 @@ def test_configure_logging_puts_the_filter_on_its_handler(
         root.setLevel(level)
     assert secret not in entry["msg"]
     assert entry["msg"].startswith("refused cck_")
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ("FEEDBACK_TOKEN_SECRET=Zm9vYmFyYmF6cXV4eHl6", "Zm9vYmFyYmF6cXV4eHl6"),
+        ("client_secret=s3cr3tv4lue&grant_type=client_credentials", "s3cr3tv4lue"),
+        ("x_api_key=k3yv4lue", "k3yv4lue"),
+        ("GET /cb?access_token=t0kenv4lue HTTP/1.1", "t0kenv4lue"),
+        ("secret_key: 'k3y with spaces'", "k3y with spaces"),
+        ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+        ('Authorization: Digest username="bob", response="6629fae49393a053"', "6629fae49393a053"),
+        ("{'authorization': 'Basic dXNlcjpwYXNz', 'accept': '*/*'}", "dXNlcjpwYXNz"),
+        ('{"secret": "my webhook secret"}', "webhook"),
+        ("{'password': 'correct horse battery'}", "horse"),
+        ('{"password": "pa\\"ss word", "n": 1}', "ss word"),
+        ("Authorization: 'Basic dXNl\\'cjpwYXNz'", "cjpwYXNz"),
+        ("connect to postgresql://cc:p@ss@db:5432/intake failed", "ss@db"),
+        ("connect to postgresql://cc:p@ss@db:5432/intake failed", "p@"),
+        ("redis://:pw1234@cache:6379/0", "pw1234"),
+        (
+            "IntegrityError: new row violates check constraint\n"
+            "DETAIL:  Failing row contains (victim@example.com, Jane Doe).",
+            "victim@example.com",
+        ),
+        (
+            "duplicate key value violates unique constraint\n"
+            "DETAIL:  Key (email)=(victim@example.com) already exists.",
+            "victim@example.com",
+        ),
+        ("detail='Key (email)=(victim@example.com) already exists.'", "victim@example.com"),
+    ],
+)
+def test_prefixed_labels_quoted_values_auth_schemes_userinfo_and_row_details_are_redacted(
+    line: str, secret: str
+) -> None:
+    assert secret not in redact(line)
+    assert "***" in redact(line)
+
+
+def test_redaction_keeps_what_tells_the_lines_apart() -> None:
+    assert redact("postgresql://cc:p@ss@db:5432/intake") == "postgresql://cc:***@db:5432/intake"
+    assert redact("Authorization: Basic dXNlcjpwYXNz") == "Authorization: ***"
+    assert redact('{"secret": "a b", "n": 1}') == '{"secret": "***", "n": 1}'
+    assert redact("DETAIL:  Key (email)=(v@example.com) already exists.") == "DETAIL: ***"
+    for ordinary in ("token_count=5 secrets_rotated=2", "the secret santa list", "GET /health"):
+        assert redact(ordinary) == ordinary
+
+
+def _seconds(text: str) -> float:
+    start = time.perf_counter()
+    redact(text, limit=len(text))  # not cut: the patterns themselves must be linear
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "://a:",
+        "-eyJa",
+        "input_value=",
+        "password=",
+        "Key (",
+        "invalid input for query argument $1 ",
+    ],
+)
+def test_redaction_cost_grows_linearly_with_hostile_repetition(unit: str) -> None:
+    """Repeating a pattern's prefix without its end made the scan quadratic (12 s for
+    '://a:' * 40,000). Twice the text must cost about twice the time, not four times."""
+    small, large = unit * (20_000 // len(unit)), unit * (80_000 // len(unit))
+    assert _seconds(large) < 0.25
+    start = time.perf_counter()
+    redact(unit * (10_000_000 // len(unit)))  # 10 MB: cut to REDACT_MAX_CHARS first
+    assert time.perf_counter() - start < 0.25
+    assert _seconds(large) < 8 * max(_seconds(small), 0.002)
+
+
+def test_redact_cuts_a_huge_text_and_never_leaves_half_a_secret_at_the_cut() -> None:
+    head = ("z " * REDACT_MAX_CHARS)[: REDACT_MAX_CHARS - len("postgresql://cc:hunt")]
+    out = redact(head + "postgresql://cc:hunter2hunter2@db/x" + " y" * 10_000)
+    assert len(out) < REDACT_MAX_CHARS + 100
+    assert "hunt" not in out
+    assert out.endswith("characters cut]")

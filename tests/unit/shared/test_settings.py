@@ -1,3 +1,4 @@
+import base64
 import os
 import secrets
 import subprocess
@@ -208,3 +209,61 @@ def test_the_router_process_exits_at_start_naming_the_setting() -> None:
     )
     assert result.returncode != 0
     assert "ROUTER_AUTH_PUBLIC_KEY is the development key" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "abcdefghijklmnopqrstuvwxyz012345",
+        "0123456789abcdef0123456789abcdef",
+        "survey-token-key-for-acme-production",
+        "0123456789abcdef" * 4,  # 32 bytes as hex, but one stretch over and over
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+        "SurveyTokenKeyForAcmeProductionEnvironmentTwentySix",
+        "Zm9vYmFyYmF6cXV4",  # random-looking, but 12 bytes
+        "ä" * 40 + secrets.token_urlsafe(32)[:2],  # not base64, base64url or hex
+    ],
+)
+def test_a_guessable_secret_is_refused_outside_development(secret: str) -> None:
+    from ccshared.settings import require_random_secret
+
+    with pytest.raises(ValueError, match="token_urlsafe"):
+        require_random_secret(secret, "FEEDBACK_TOKEN_SECRET", development=False)
+    require_random_secret(secret, "FEEDBACK_TOKEN_SECRET", development=True)
+
+
+def test_secrets_made_as_the_docs_say_are_accepted() -> None:
+    from ccshared.settings import require_random_secret
+
+    for _ in range(200):
+        for secret in (
+            secrets.token_urlsafe(32),
+            secrets.token_hex(32),
+            base64.b64encode(secrets.token_bytes(48)).decode(),  # openssl rand -base64 48
+        ):
+            require_random_secret(secret, "FEEDBACK_TOKEN_SECRET", development=False)
+
+
+@pytest.mark.usefixtures("production")
+@pytest.mark.parametrize(
+    "password", ["change-me", "changeme", "CHANGE_ME", "password", "placeholder", "...", "secret"]
+)
+def test_a_placeholder_database_password_is_refused_outside_development(
+    password: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"postgresql+asyncpg://intake:{password}@postgres:5432/intake"
+    with pytest.raises(ValidationError) as info:
+        ServiceSettings(service_name="intake", database_url=url)
+    assert _field_of(info.value) == ["database_url"]
+    monkeypatch.setenv("CC_DEVELOPMENT", "1")
+    assert ServiceSettings(service_name="intake", database_url=url).development
+
+
+@pytest.mark.usefixtures("production")
+def test_a_real_database_password_and_the_local_stacks_pass() -> None:
+    for url in (
+        f"postgresql+asyncpg://intake:{secrets.token_urlsafe(24)}@postgres:5432/intake",
+        "postgresql+asyncpg://contactcenter:contactcenter@127.0.0.1:55432/intake",
+        "postgresql+asyncpg://intake@/intake?host=/run/postgresql",
+    ):
+        assert ServiceSettings(service_name="intake", database_url=url).database_url
