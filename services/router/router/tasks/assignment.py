@@ -36,14 +36,19 @@ from router.db.queues import QueueRow
 from router.db.tickets import get_ticket, write_change
 from router.domain import tickets
 from router.domain.assignment import (
+    MISSED_OFFER,
+    WRAP_UP_ENDED,
     Agent,
+    AgentStatus,
     Candidate,
     Decision,
     Standings,
     TicketToAssign,
     choose_agent,
     ineligibility,
+    refusal_cutoff,
     split_roster,
+    status_after_missed_offer,
 )
 from router.domain.lifecycle import transition
 from router.domain.prediction import BreachForecast, QueueWaits, forecast_breach, raised_rank
@@ -157,6 +162,7 @@ async def _confirm(
     plans: list[Planned],
     roster: dict[str, Agent],
     now: datetime,
+    refused_since: datetime,
 ) -> list[Planned]:
     """Lock the chosen agents (in id order) and re-read them and their load under the lock:
     what another replica or an API call changed since the round began is seen here. Keeps,
@@ -164,7 +170,7 @@ async def _confirm(
     becomes the locked truth plus the kept offers."""
     ids = sorted({d.chosen_agent_id for _, d in plans if d.chosen_agent_id})
     offers = [(t.id, d.chosen_agent_id or "") for t, d in plans]
-    locked, declined = await agents_db.lock_agents(conn, ids, offers)
+    locked, declined = await agents_db.lock_agents(conn, ids, offers, refused_since)
     roster.update(locked)
     for agent_id in set(ids) - locked.keys():
         roster.pop(agent_id, None)  # deleted meanwhile
@@ -386,6 +392,8 @@ class Assigner:
         interval_s: float,
         min_gap_s: float = 0.005,
         predict_breach: bool = True,
+        refusal_cooldown_s: float = 60.0,
+        missed_offer_status: AgentStatus = "away",
     ) -> None:
         self.engine = engine
         # Each queue's recent wait from queued to offered (this replica's offers): a waiting
@@ -393,6 +401,10 @@ class Assigner:
         self.waits: QueueWaits | None = QueueWaits() if predict_breach else None
         self.policies = policies
         self.interval_s = interval_s
+        # A refusal (decline or timeout) keeps its agent from the ticket this long, no longer.
+        self.refusal_cooldown_s = refusal_cooldown_s
+        # Where an agent who let an offer time out goes (reason `missed_offer`).
+        self.missed_offer_status = missed_offer_status
         # Nudges arrive per committed event; rounds closer together than this gain nothing.
         self.min_gap_s = min_gap_s
         self._wake = asyncio.Event()
@@ -445,7 +457,9 @@ class Assigner:
         if housekeeping:
             self._housekeeping_at = time.monotonic()
             if await self.expire_offers(now):
-                self._roster = None  # those agents hold less now
+                self._roster = None  # those agents hold less now, and may be away
+            if await self.end_wrap_ups(now):
+                self._roster = None
             await self.overflow(now)
         made = 0
         queues = await self._queues()
@@ -503,13 +517,14 @@ class Assigner:
         self, pairs: list[tuple[QueueRow, str]], now: datetime, roster: dict[str, Agent]
     ) -> tuple[int, set[tuple[str, str]], dict[str, str]]:
         queues = {q.id: q for q, _ in pairs}
+        refused_since = refusal_cutoff(now, self.refusal_cooldown_s)
         async with self.engine.begin() as conn:
             rows = await queues_db.waiting_tickets(
-                conn, [(q.id, c) for q, c in pairs], _WAITING_WINDOW
+                conn, [(q.id, c) for q, c in pairs], _WAITING_WINDOW, refused_since
             )
             forecasts = _forecasts(rows, self.waits, now)
             plans = await _plan_offers(rows, queues, roster, now, forecasts)
-            kept = await _confirm(conn, plans, roster, now) if plans else []
+            kept = await _confirm(conn, plans, roster, now, refused_since) if plans else []
             cursors = await self._write_offers(conn, queues, kept, now, forecasts) if kept else {}
         if self.waits is not None:
             for ticket, _decision in kept:
@@ -562,6 +577,9 @@ class Assigner:
         return f"[{','.join(parts)}]"
 
     async def expire_offers(self, now: datetime) -> int:
+        """Offers past their time: the ticket back to its queue, and the agent, if available,
+        to `missed_offer_status` (reason `missed_offer`) until they come back."""
+        away = status_after_missed_offer("available", self.missed_offer_status)
         async with self.engine.begin() as conn:
             expired = await offers_db.expire_offers(conn, now)
             for row in expired:
@@ -570,7 +588,35 @@ class Assigner:
                     reason = f"offer to {row.agent_id} timed out"
                     change = tickets.change(ticket, "queue", actor=ROUTER, at=now, reason=reason)
                     await write_change(conn, change)
+            for agent_id, ticket_id in sorted({(r.agent_id, r.ticket_id) for r in expired}):
+                if away is not None:  # in agent id order, as every replica locks agents
+                    await agents_db.change_status(
+                        conn,
+                        agent_id,
+                        away,
+                        reason=MISSED_OFFER,
+                        actor=ROUTER,
+                        at=now,
+                        ticket_id=ticket_id,
+                        only_from=("available",),
+                    )
         return len(expired)
+
+    async def end_wrap_ups(self, now: datetime) -> int:
+        """Agents whose wrap-up is over are available again (reason `wrap_up_ended`)."""
+        async with self.engine.begin() as conn:
+            over = await agents_db.wrap_ups_over(conn, now)
+            for agent_id in over:
+                await agents_db.change_status(
+                    conn,
+                    agent_id,
+                    "available",
+                    reason=WRAP_UP_ENDED,
+                    actor=ROUTER,
+                    at=now,
+                    only_from=("wrap_up",),
+                )
+        return len(over)
 
     async def overflow(self, now: datetime) -> int:
         """Waiting tickets whose routing step timed out move to the policy's next step."""
