@@ -215,3 +215,46 @@ async def test_status_history_records_each_status_with_reason_and_since(router: 
     assert "busy" not in other.text
     missing = await router.client.get("/v1/agents/nobody/status-history")
     assert missing.status_code == 404
+
+
+async def test_an_offer_batch_costs_the_same_statements_for_1_ticket_as_for_20(
+    router: Router,
+) -> None:
+    """The cooldown is a parameter of the batch's statements, not more of them: a round
+    sends as many statements for 20 tickets (some refused, before and within the cooldown)
+    as for one (counted as SQLAlchemy sends them)."""
+    from sqlalchemy import event as sa_event
+
+    await router.agent("ann", capacity={"chat": 30})
+    await router.agent("bob", capacity={"chat": 30}, status="offline")
+    counts = []
+    for size in (1, 20):
+        ids = [await router.receive(contact(uuid.uuid4(), text_="hello")) for _ in range(size)]
+        for age, ticket_id in zip((5, 500), ids, strict=False):
+            await router.sql(
+                "INSERT INTO offers (id, ticket_id, agent_id, status, offered_at, expires_at, "
+                "responded_at, decision_id) VALUES (:id, :t, 'bob', 'declined', now(), now(), "
+                "now() - make_interval(secs => :age), :d)",
+                id=uuid.uuid4(),
+                t=ticket_id,
+                age=age,
+                d=uuid.uuid4(),
+            )
+        statements = 0
+
+        def count(*_: Any) -> None:
+            nonlocal statements
+            statements += 1
+
+        engine = router.runtime.engine.sync_engine
+        router.assigner.nudge()
+        sa_event.listen(engine, "before_cursor_execute", count)
+        try:
+            assert await router.assigner.tick(housekeeping=False) == size
+        finally:
+            sa_event.remove(engine, "before_cursor_execute", count)
+        counts.append(statements)
+    assert counts[0] == counts[1]
+    # queues with waiting tickets, the roster and its loads; the batch: waiting tickets with
+    # their recent refusals, lock the agents, their loads and refusals, write the offers.
+    assert counts[1] == 7

@@ -36,6 +36,7 @@ from router.domain.assignment import (
     cooling_down,
     ineligibility,
     status_after_missed_offer,
+    wrap_up_until,
 )
 
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
@@ -257,3 +258,9 @@ def test_a_missed_offer_moves_only_an_available_agent() -> None:
     assert status_after_missed_offer("offline", "away") is None
     assert status_after_missed_offer("wrap_up", "busy") is None
     assert status_after_missed_offer("available", "available") is None
+
+
+def test_wrap_up_lasts_the_queues_seconds_for_an_available_agent_only() -> None:
+    assert wrap_up_until("available", 30, NOW) == NOW + timedelta(seconds=30)
+    assert wrap_up_until("available", 0, NOW) is None
+    assert wrap_up_until("away", 30, NOW) is None

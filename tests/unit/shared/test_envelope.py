@@ -13,7 +13,7 @@ from ccshared.events import (
     decode_event,
     new_event,
 )
-from ccshared.events.payloads import ContactReceived, TicketReopened
+from ccshared.events.payloads import AgentStatusChanged, ContactReceived, TicketReopened
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -98,6 +98,21 @@ def test_newer_schema_version_than_understood_is_poison() -> None:
 def test_payload_not_matching_its_type_is_poison() -> None:
     with pytest.raises(EventDecodeError, match=r"payload of contact\.received is invalid"):
         decode_event(_mutated(payload={"contact_id": "nope"}))
+
+
+def test_an_agent_event_on_the_tickets_topic_is_keyed_by_the_agent() -> None:
+    changed = AgentStatusChanged(
+        agent_id="ann",
+        from_status="available",
+        to_status="away",
+        reason="missed_offer",
+        actor="router",
+        at=datetime.now(UTC),
+    )
+    envelope = new_event(changed, producer="router")
+    assert envelope.event_type == "agent.status_changed"
+    assert envelope.key == "ann"
+    assert EVENT_TYPES["agent.status_changed"].topic == "router.tickets"
 
 
 def test_catalog_keys_every_event_by_a_field_of_its_payload() -> None:
