@@ -197,6 +197,9 @@ def _router_env(router_db: str, suffix: str) -> dict[str, str]:
         "ROUTER_KAFKA_BOOTSTRAP": KAFKA,
         "ROUTER_CONSUMER_GROUP_SUFFIX": suffix,
         "ROUTER_LOG_LEVEL": "WARNING",
+        # The simulated agents never answer their offers: one timing out must not send them
+        # away (the default) and leave the drain without agents.
+        "ROUTER_MISSED_OFFER_STATUS": "available",
     }
 
 

@@ -38,6 +38,8 @@ async def start(runtime: Runtime, settings: RouterSettings) -> None:
         policies,
         interval_s=settings.assign_interval_s,
         predict_breach=settings.predict_breach,
+        refusal_cooldown_s=settings.refusal_cooldown_s,
+        missed_offer_status=settings.missed_offer_status,
     )
     if settings.assign_in_background:
         assigner.start()

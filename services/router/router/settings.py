@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -25,3 +27,9 @@ class RouterSettings(UserTokenSettings):
     # A cached routing policy is re-read this often, so a change made through another
     # replica takes effect here within it.
     policy_cache_s: float = Field(default=1.0, ge=0, le=300)
+    # An agent who lets an offer time out moves to this status (reason `missed_offer`), as
+    # Twilio TaskRouter does: the offers stop until they are back. `available` keeps them on.
+    missed_offer_status: Literal["away", "busy", "offline", "available"] = "away"
+    # An agent who declined a ticket, or let its offer time out, is not offered that ticket
+    # again for this long; after it, like anyone else (a refusal is per attempt, not for ever).
+    refusal_cooldown_s: float = Field(default=60.0, ge=0, le=86_400)

@@ -62,10 +62,11 @@ def new_event(
     occurred_at: datetime | None = None,
     event_id: uuid.UUID | None = None,
 ) -> Envelope:
-    """Wrap a catalogued payload; the key defaults to the payload field the topic is keyed by."""
+    """Wrap a catalogued payload; the key defaults to the payload field the event is keyed by
+    (the topic's, unless the event names its own)."""
     spec = _spec_for_payload(payload)
     if key is None:
-        key = str(getattr(payload, spec.topic_spec.key_field))
+        key = str(getattr(payload, spec.partition_key_field))
     return Envelope(
         event_id=event_id or uuid.uuid4(),
         event_type=spec.event_type,

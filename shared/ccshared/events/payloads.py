@@ -196,6 +196,28 @@ class TicketClosed(Payload):
     at: AwareDatetime
 
 
+AgentStatus = Literal["available", "busy", "away", "offline", "wrap_up"]
+
+
+class AgentStatusChanged(Payload):
+    """An agent's status changed: set through the API, or by the router (reason `missed_offer`:
+    an offer timed out; `wrap_up` after resolving, `wrap_up_ended` when it is over). Keyed by
+    `agent_id`."""
+
+    agent_id: str
+    from_status: AgentStatus | None
+    to_status: AgentStatus
+    reason: str | None = Field(
+        default=None, description="missed_offer, wrap_up, wrap_up_ended, or null (set by a user)"
+    )
+    actor: str = Field(description="agent:<id>, supervisor:<id> or router")
+    ticket_id: uuid.UUID | None = Field(
+        default=None, description="the ticket whose offer was missed, or which was resolved"
+    )
+    until: AwareDatetime | None = Field(default=None, description="when a wrap-up ends")
+    at: AwareDatetime
+
+
 # --- sla.events -------------------------------------------------------------------------
 
 

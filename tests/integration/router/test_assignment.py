@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -284,11 +285,12 @@ async def test_a_decline_committed_after_the_round_read_its_tickets_still_counts
         d=uuid.uuid4(),
     )
     now = roster["ann"].idle_reference()
+    cooldown_from = now - timedelta(minutes=1)
     async with router.runtime.engine.begin() as conn:
-        assert await _confirm(conn, [plan], roster, now) == []
+        assert await _confirm(conn, [plan], roster, now, cooldown_from) == []
     async with router.runtime.engine.begin() as conn:  # the other ticket-agent pairs still go
         other = SimpleNamespace(id=await router.receive(contact(uuid.uuid4())), channel="chat")
-        kept = await _confirm(conn, [(other, plan[1])], roster, now)
+        kept = await _confirm(conn, [(other, plan[1])], roster, now, cooldown_from)
         assert [t.id for t, _ in kept] == [other.id]
 
 

@@ -123,6 +123,19 @@ async def _offers(world: World) -> None:
     assert (await _get(world, "/v1/agents/amy/offers", as_supervisor())).status_code == 200
 
 
+async def _status_history(world: World) -> None:
+    # Statuses with reasons: the agent themself and supervisors; another agent a 403, no data.
+    path = "/v1/agents/amy/status-history"
+    refused = await _get(world, path, as_agent("bob"))
+    assert refused.status_code == 403
+    assert "available" not in refused.text
+    for who in (as_agent("amy"), as_supervisor()):
+        response = await _get(world, path, who)
+        assert response.status_code == 200
+        assert [h["status"] for h in response.json()][-2:] == ["available", "offline"]
+        assert not _leaks(response, *world.tickets)
+
+
 async def _ticket_list(world: World) -> None:
     everything = {t.id for t in world.tickets}
     assert everything <= _ids(await _get(world, "/v1/tickets", as_supervisor()))
@@ -193,6 +206,7 @@ CASES: dict[str, Callable[[World], Awaitable[None]]] = {
     "/v1/agents": _agents,
     "/v1/agents/{agent_id}": _agents,
     "/v1/agents/{agent_id}/offers": _offers,
+    "/v1/agents/{agent_id}/status-history": _status_history,
     "/v1/tickets": _ticket_list,
     "/v1/tickets/{ticket_id}": _ticket_detail,
     "/v1/routing-policy": _policy_and_rules,

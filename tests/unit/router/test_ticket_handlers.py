@@ -4,6 +4,7 @@ what, which change is written, and that nothing is written when the action is re
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -26,6 +27,7 @@ class FakeTicketsUnitOfWork:
         self.tickets = {t.id: t for t in stored}
         self.agents = agents or {}  # id → status
         self.queues = {"frontline", "billing"}
+        self.wrap_ups: list[str | None] = []  # the agents whose wrap-up a resolve started
         self.readers: dict[uuid.UUID, set[str]] = {}  # ticket → agents serving its queue
         self.histories: dict[uuid.UUID, ContactHistory] = {}
         self.committed: list[TicketChange] = []
@@ -69,6 +71,9 @@ class FakeTicketsUnitOfWork:
 
     async def contact_history(self, ticket_id: uuid.UUID) -> ContactHistory:
         return self.histories.get(ticket_id, ContactHistory(1, transferred_or_reopened=False))
+
+    async def start_wrap_up(self, ticket: Ticket, at: datetime) -> None:
+        self.wrap_ups.append(ticket.assignee_agent_id)
 
 
 SUPERVISOR = Principal(subject="lin", role="supervisor")

@@ -13,7 +13,7 @@ from ccshared.events import (
     decode_event,
     new_event,
 )
-from ccshared.events.payloads import ContactReceived, TicketReopened
+from ccshared.events.payloads import AgentStatusChanged, ContactReceived, TicketReopened
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -100,9 +100,25 @@ def test_payload_not_matching_its_type_is_poison() -> None:
         decode_event(_mutated(payload={"contact_id": "nope"}))
 
 
+def test_an_agent_event_on_the_tickets_topic_is_keyed_by_the_agent() -> None:
+    changed = AgentStatusChanged(
+        agent_id="ann",
+        from_status="available",
+        to_status="away",
+        reason="missed_offer",
+        actor="router",
+        at=datetime.now(UTC),
+    )
+    envelope = new_event(changed, producer="router")
+    assert envelope.event_type == "agent.status_changed"
+    assert envelope.key == "ann"
+    assert EVENT_TYPES["agent.status_changed"].topic == "router.tickets"
+
+
 def test_catalog_keys_every_event_by_a_field_of_its_payload() -> None:
     for spec in EVENT_TYPES.values():
-        assert TOPICS[spec.topic].key_field in spec.payload.model_fields
+        assert spec.partition_key_field in spec.payload.model_fields
+        assert spec.key_field is None or spec.key_field != TOPICS[spec.topic].key_field
 
 
 def test_catalog_names_a_dead_letter_topic_for_every_topic() -> None:

@@ -4,14 +4,15 @@ an agent sets their own status."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.auth import Principal
 from ccshared.user_auth import AUTH_RESPONSES, principal
 from router.api.deps import Engine, Nudge, Supervisor, User
-from router.api.schemas import AgentIn, AgentOut, AgentStatusIn
+from router.api.schemas import AgentIn, AgentOut, AgentStatusIn, AgentStatusOut
 from router.handlers import agents
 
 router = APIRouter(
@@ -47,7 +48,8 @@ async def get_agent(agent_id: str, engine: AsyncEngine = Engine) -> AgentOut:
 @router.put(
     "/agents/{agent_id}/status",
     response_model=AgentOut,
-    summary="Available, busy, away or offline; available agents get offers",
+    summary="Available, busy, away or offline (the agent or a supervisor); available agents "
+    "get offers",
 )
 async def set_agent_status(
     agent_id: str,
@@ -57,3 +59,20 @@ async def set_agent_status(
     nudge: Callable[[], None] = Nudge,
 ) -> AgentOut:
     return AgentOut(**await agents.set_status(engine, agent_id, body.status, user, nudge))
+
+
+@router.get(
+    "/agents/{agent_id}/status-history",
+    response_model=list[AgentStatusOut],
+    summary="The agent's statuses with reason and since when, oldest first, for occupancy "
+    "reports (supervisors, and the agent themself)",
+)
+async def status_history(
+    agent_id: str,
+    since: datetime | None = Query(default=None, description="only statuses from then on"),
+    limit: int = Query(default=500, ge=1, le=5000),
+    user: Principal = User,
+    engine: AsyncEngine = Engine,
+) -> list[AgentStatusOut]:
+    found = await agents.status_history(engine, agent_id, user, since=since, limit=limit)
+    return [AgentStatusOut(**row) for row in found]

@@ -14,6 +14,7 @@ from router.domain.summary import waiting_since
 from router.domain.tickets import Ticket
 
 Strategy = Literal["longest_idle", "least_loaded", "round_robin", "best_skill_match"]
+# What a user sets; the router also sets wrap_up (after a resolve, for the queue's seconds).
 AgentStatus = Literal["available", "busy", "away", "offline"]
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 
@@ -27,6 +28,13 @@ class QueueIn(_In):
     required_skills: list[str] = Field(default_factory=list, max_length=50)
     strategy: Strategy = "longest_idle"
     offer_timeout_s: int = Field(default=30, ge=5, le=3600)
+    wrap_up_s: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="seconds an agent stays in wrap_up after resolving a ticket of this queue "
+        "before new offers (0: none)",
+    )
 
 
 class QueueOut(QueueIn):
@@ -68,7 +76,16 @@ class AgentIn(_In):
 
 class AgentOut(AgentIn):
     id: str
-    status: AgentStatus
+    status: Literal["available", "busy", "away", "offline", "wrap_up"]
+    status_reason: str | None = Field(
+        default=None,
+        description="why the router set the status: missed_offer (an offer timed out), wrap_up, "
+        "wrap_up_ended; null when a user set it",
+    )
+    status_since: datetime | None = None
+    wrap_up_until: datetime | None = Field(
+        default=None, description="when a wrap-up ends and the agent is available again"
+    )
     load: dict[str, int] = Field(default_factory=dict)
     idle_since: datetime | None = None
     last_assigned_at: datetime | None = None
@@ -77,6 +94,15 @@ class AgentOut(AgentIn):
 
 class AgentStatusIn(_In):
     status: AgentStatus
+
+
+class AgentStatusOut(BaseModel):
+    """One status of the agent's history; it holds until the next one's `since`."""
+
+    status: str
+    reason: str | None = None
+    since: datetime
+    actor: str = Field(description="agent:<id>, supervisor:<id> or router")
 
 
 class TicketSummary(BaseModel):

@@ -5,14 +5,17 @@ tickets they declined)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, cast
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ccshared.events import new_event
 from ccshared.events.payloads import Channel
-from router.domain.assignment import Agent
+from ccshared.outbox import enqueue
+from router.domain.assignment import Agent, AgentStatus, status_changed
 
 HELD = ("assigned", "in_progress", "pending_customer")  # statuses that occupy an agent
 _AGENT_FIELDS = "id, skills, capacity, status, idle_since, last_assigned_at, assignments_total"
@@ -60,8 +63,9 @@ async def agent_view(conn: AsyncConnection, agent_id: str) -> dict[str, Any] | N
     row = (
         await conn.execute(
             text(
-                "SELECT id, name, role, skills, capacity, status, idle_since, last_assigned_at, "
-                "assignments_total FROM agents WHERE id = :id"
+                "SELECT id, name, role, skills, capacity, status, status_reason, status_since, "
+                "wrap_up_until, idle_since, last_assigned_at, assignments_total "
+                "FROM agents WHERE id = :id"
             ),
             {"id": agent_id},
         )
@@ -107,17 +111,89 @@ async def upsert_agent(
     )
 
 
-async def set_status(conn: AsyncConnection, agent_id: str, status: str) -> bool:
-    """Whether the agent exists; an agent becoming available is idle from now."""
-    updated = await conn.execute(
+# The agent locked; the change and its history row written only if the status or its reason
+# changes (and, given `only_from`, only from one of those statuses). Returns the status before.
+_CHANGE_STATUS = text(
+    "WITH old AS (SELECT id, status, status_reason FROM agents WHERE id = :id "
+    "  FOR NO KEY UPDATE), "
+    "upd AS (UPDATE agents a SET status = CAST(:s AS text), status_reason = CAST(:r AS text), "
+    "  status_since = :at, wrap_up_until = CAST(:until AS timestamptz), "
+    "  idle_since = CASE WHEN CAST(:s AS text) = 'available' AND old.status <> 'available' "
+    "    THEN :at ELSE a.idle_since END, updated_at = now() "
+    "  FROM old WHERE a.id = old.id "
+    "  AND (old.status <> CAST(:s AS text) OR old.status_reason IS DISTINCT FROM CAST(:r AS text)) "
+    "  AND (CAST(:only AS text[]) IS NULL OR old.status = ANY(CAST(:only AS text[]))) "
+    "  RETURNING a.id), "
+    "hist AS (INSERT INTO agent_status_history (agent_id, status, reason, since, actor) "
+    "  SELECT id, CAST(:s AS text), CAST(:r AS text), :at, :actor FROM upd) "
+    "SELECT old.status, EXISTS (SELECT 1 FROM upd) AS changed FROM old"
+)
+
+
+async def change_status(
+    conn: AsyncConnection,
+    agent_id: str,
+    status: AgentStatus,
+    *,
+    reason: str | None,
+    actor: str,
+    at: datetime,
+    ticket_id: uuid.UUID | None = None,
+    until: datetime | None = None,
+    only_from: tuple[AgentStatus, ...] | None = None,
+) -> bool | None:
+    """Every change of an agent's status goes through here: the row (with its reason, since
+    `at`, and the end of a wrap-up), a status history entry and an `agent.status_changed`
+    event, in the caller's transaction. Nothing is written if neither the status nor its
+    reason changes, or (given `only_from`) the agent is in another status. An agent becoming
+    available is idle from `at`. Whether it changed; None if there is no such agent."""
+    row = (
+        await conn.execute(
+            _CHANGE_STATUS,
+            {
+                "id": agent_id,
+                "s": status,
+                "r": reason,
+                "at": at,
+                "until": until,
+                "actor": actor,
+                "only": list(only_from) if only_from is not None else None,
+            },
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.changed:
+        event = status_changed(agent_id, row.status, status, reason, actor, at, ticket_id, until)
+        await enqueue(conn, new_event(event, producer="router"))
+    return bool(row.changed)
+
+
+async def status_history(
+    conn: AsyncConnection, agent_id: str, *, since: datetime | None, limit: int
+) -> list[dict[str, Any]]:
+    """The agent's statuses, oldest first, from `since` on (each holds until the next)."""
+    rows = await conn.execute(
         text(
-            "UPDATE agents SET status = :s, idle_since = CASE WHEN :s = 'available' AND "
-            "status <> 'available' THEN now() ELSE idle_since END, updated_at = now() "
-            "WHERE id = :id"
+            "SELECT status, reason, since, actor FROM agent_status_history "
+            "WHERE agent_id = :a AND (CAST(:since AS timestamptz) IS NULL OR since >= :since) "
+            "ORDER BY since, id LIMIT :n"
         ),
-        {"s": status, "id": agent_id},
+        {"a": agent_id, "since": since, "n": limit},
     )
-    return bool(updated.rowcount)
+    return [dict(r._mapping) for r in rows]
+
+
+async def wrap_ups_over(conn: AsyncConnection, now: datetime, limit: int = 100) -> list[str]:
+    """Agents whose wrap-up has ended by `now`, up to `limit`, locked (SKIP LOCKED)."""
+    rows = await conn.execute(
+        text(
+            "SELECT id FROM agents WHERE status = 'wrap_up' AND wrap_up_until <= :now "
+            "ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
+        ),
+        {"now": now, "n": limit},
+    )
+    return [r.id for r in rows]
 
 
 async def roster(conn: AsyncConnection) -> dict[str, Agent]:
@@ -148,15 +224,20 @@ _LOADS_AND_DECLINES = text(
     "SELECT 'declined', o.agent_id, NULL, NULL, o.ticket_id FROM offers o "
     "JOIN unnest(CAST(:tickets AS uuid[]), CAST(:agents AS text[])) AS p(ticket_id, agent_id) "
     "  ON o.ticket_id = p.ticket_id AND o.agent_id = p.agent_id "
-    "WHERE o.status IN ('declined', 'timed_out')"
+    "WHERE o.status IN ('declined', 'timed_out') "
+    "  AND (o.responded_at IS NULL OR o.responded_at > :refused_since)"
 )
 
 
 async def lock_agents(
-    conn: AsyncConnection, ids: list[str], offers: list[tuple[uuid.UUID, str]]
+    conn: AsyncConnection,
+    ids: list[str],
+    offers: list[tuple[uuid.UUID, str]],
+    refused_since: datetime,
 ) -> tuple[dict[str, Agent], set[tuple[uuid.UUID, str]]]:
     """The agents of `ids` that exist, locked in id order, with their load read under the lock;
-    and which of the (ticket, agent) `offers` the agent declined (or let time out) before.
+    and which of the (ticket, agent) `offers` the agent declined (or let time out) after
+    `refused_since` (the start of the refusal cooldown: see `cooling_down`).
     The load is read in a new statement, so a new snapshot: loads and declines committed by
     others up to the moment the locks were granted."""
     rows = (await conn.execute(LOCK_AGENTS, {"ids": ids})).all()
@@ -169,6 +250,7 @@ async def lock_agents(
             "ids": ids,
             "tickets": [t for t, _ in offers],
             "agents": [a for _, a in offers],
+            "refused_since": refused_since,
         },
     )
     for r in found:

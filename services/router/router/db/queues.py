@@ -22,13 +22,14 @@ class QueueRow:
     strategy: Strategy
     offer_timeout_s: int
     rr_cursor: str | None
+    wrap_up_s: int = 0
 
 
 async def queue_views(conn: AsyncConnection) -> list[dict[str, Any]]:
     """Every queue with its depth, oldest wait (seconds) and available agents."""
     rows = await conn.execute(
         text(
-            "SELECT q.id, q.name, q.required_skills, q.strategy, q.offer_timeout_s, "
+            "SELECT q.id, q.name, q.required_skills, q.strategy, q.offer_timeout_s, q.wrap_up_s, "
             "  count(t.id) AS depth, extract(epoch FROM now() - min(t.queued_at)) AS oldest, "
             "  (SELECT count(*) FROM agents a WHERE a.status = 'available' "
             "     AND a.skills ?& q.required_skills) AS available "
@@ -43,6 +44,7 @@ async def queue_views(conn: AsyncConnection) -> list[dict[str, Any]]:
             "required_skills": list(r.required_skills),
             "strategy": r.strategy,
             "offer_timeout_s": r.offer_timeout_s,
+            "wrap_up_s": r.wrap_up_s,
             "depth": r.depth,
             "oldest_wait_s": float(r.oldest) if r.oldest is not None else None,
             "agents_available": r.available,
@@ -59,14 +61,16 @@ async def upsert_queue(
     required_skills: list[str],
     strategy: str,
     offer_timeout_s: int,
+    wrap_up_s: int = 0,
 ) -> None:
     await conn.execute(
         text(
-            "INSERT INTO queues (id, name, required_skills, strategy, offer_timeout_s) "
-            "VALUES (:id, :name, :skills, :strategy, :timeout) ON CONFLICT (id) DO UPDATE SET "
+            "INSERT INTO queues (id, name, required_skills, strategy, offer_timeout_s, wrap_up_s) "
+            "VALUES (:id, :name, :skills, :strategy, :timeout, :wrap_up) "
+            "ON CONFLICT (id) DO UPDATE SET "
             "name = EXCLUDED.name, required_skills = EXCLUDED.required_skills, "
             "strategy = EXCLUDED.strategy, offer_timeout_s = EXCLUDED.offer_timeout_s, "
-            "updated_at = now()"
+            "wrap_up_s = EXCLUDED.wrap_up_s, updated_at = now()"
         ),
         {
             "id": queue_id,
@@ -74,6 +78,7 @@ async def upsert_queue(
             "skills": required_skills,
             "strategy": strategy,
             "timeout": offer_timeout_s,
+            "wrap_up": wrap_up_s,
         },
     )
 
@@ -108,7 +113,9 @@ _WAITING = text(
     "    t.sla_deadline, t.sla_deadline_metric, t.queued_at, t.policy_version, t.policy_step, "
     "    t.owner_agent_id, "
     "    ARRAY(SELECT o.agent_id FROM offers o WHERE o.ticket_id = t.id "
-    "      AND o.status IN ('declined', 'timed_out')) AS declined "
+    "      AND o.status IN ('declined', 'timed_out') "
+    "      AND (o.responded_at IS NULL OR o.responded_at > :refused_since)) "
+    "      AS declined "
     "  FROM tickets t WHERE t.queue_id = q.id AND t.channel = q.channel "
     "    AND t.status = 'queued' "
     "  ORDER BY t.priority_rank, t.sla_deadline NULLS LAST, t.queued_at, t.id "
@@ -117,15 +124,21 @@ _WAITING = text(
 
 
 async def waiting_tickets(
-    conn: AsyncConnection, pairs: list[tuple[str, str]], window: int
+    conn: AsyncConnection, pairs: list[tuple[str, str]], window: int, refused_since: datetime
 ) -> list[Any]:
     """Up to `window` waiting tickets of each (queue id, channel), locked; rows with the
-    agents who declined each (or let its offer time out) in `declined`."""
+    agents who declined each (or let its offer time out) after `refused_since` in `declined`
+    (`domain.assignment.refusal_cutoff`: a refusal holds for a cooldown, not for ever)."""
     return list(
         (
             await conn.execute(
                 _WAITING,
-                {"queues": [q for q, _ in pairs], "channels": [c for _, c in pairs], "n": window},
+                {
+                    "queues": [q for q, _ in pairs],
+                    "channels": [c for _, c in pairs],
+                    "n": window,
+                    "refused_since": refused_since,
+                },
             )
         ).all()
     )
@@ -149,3 +162,13 @@ async def clear_step_timeout(conn: AsyncConnection, ticket_id: uuid.UUID) -> Non
     await conn.execute(
         text("UPDATE tickets SET step_timeout_at = NULL WHERE id = :id"), {"id": ticket_id}
     )
+
+
+async def wrap_up_of(conn: AsyncConnection, queue_id: str | None) -> int:
+    """The queue's wrap-up seconds after a resolve (0: none, or no such queue)."""
+    if queue_id is None:
+        return 0
+    row = (
+        await conn.execute(text("SELECT wrap_up_s FROM queues WHERE id = :id"), {"id": queue_id})
+    ).first()
+    return int(row.wrap_up_s) if row is not None else 0

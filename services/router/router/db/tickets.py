@@ -19,6 +19,9 @@ from ccshared.events import Envelope, new_event
 from ccshared.logging import correlation_id
 from ccshared.outbox import OUTBOX_PART, outbox_params
 from ccshared.problems import NotFound
+from router.db.agents import change_status
+from router.db.queues import wrap_up_of
+from router.domain.assignment import WRAP_UP, wrap_up_until
 from router.domain.tickets import ROUTER, ContactHistory, HistoryEntry, Ticket, TicketChange
 
 __all__ = ["SqlTicketsUnitOfWork", "Ticket", "TicketNotFound"]
@@ -348,6 +351,26 @@ class SqlTicketsUnitOfWork:
 
     async def contact_history(self, ticket_id: uuid.UUID) -> ContactHistory:
         return await contact_history(self.conn, ticket_id)
+
+    async def start_wrap_up(self, ticket: Ticket, at: datetime) -> None:
+        """The agent who held the resolved ticket, if available, goes into wrap-up for its
+        queue's `wrap_up_s` (none if 0): no new offers until then."""
+        agent_id = ticket.assignee_agent_id
+        if agent_id is None:
+            return
+        until = wrap_up_until("available", await wrap_up_of(self.conn, ticket.queue_id), at)
+        if until is not None:
+            await change_status(
+                self.conn,
+                agent_id,
+                "wrap_up",
+                reason=WRAP_UP,
+                actor=ROUTER,
+                at=at,
+                ticket_id=ticket.id,
+                until=until,
+                only_from=("available",),
+            )
 
 
 # --- reading ------------------------------------------------------------------------------

@@ -5,26 +5,31 @@ with free capacity takes next."""
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, NamedTuple
 
-from ccshared.events.payloads import Channel, Priority
+from ccshared.events.payloads import AgentStatusChanged, Channel, Priority
 from router.domain.classification import PRIORITY_RANK
 
-AgentStatus = Literal["available", "busy", "away", "offline"]
+# As `ccshared.events.payloads.AgentStatus`. wrap_up: after resolving, for the queue's seconds.
+AgentStatus = Literal["available", "busy", "away", "offline", "wrap_up"]
 Strategy = Literal["longest_idle", "least_loaded", "round_robin", "best_skill_match"]
 PassedOver = Literal[
     "offline",
     "away",
     "busy",
+    "wrap_up",
     "missing_skill",
     "channel_not_handled",
     "at_capacity",
     "outranked",
-    "declined_before",  # the agent declined this ticket, or let its offer time out
+    "declined_before",  # the agent declined this ticket, or let its offer time out, recently
 ]
+MISSED_OFFER: Final = "missed_offer"  # the status reason after an offer timed out
+WRAP_UP: Final = "wrap_up"  # the status reason (and status) after resolving a ticket
+WRAP_UP_ENDED: Final = "wrap_up_ended"  # back to available when the wrap-up is over
 STRATEGIES: Final[tuple[Strategy, ...]] = (
     "longest_idle",
     "least_loaded",
@@ -72,6 +77,64 @@ class Agent:
         """Since when the agent has had nothing new: the later of becoming available and the
         last assignment. An agent with neither counts as idle since the epoch (first in line)."""
         return self._idle_reference
+
+
+def cooling_down(
+    refusals: Iterable[tuple[str, datetime | None]], now: datetime, cooldown_s: float
+) -> frozenset[str]:
+    """The agents not to offer a ticket to now: of its refusals (agent, when the agent declined
+    it or its offer timed out), those less than `cooldown_s` ago. A refusal holds for one
+    attempt, not for ever: after the cooldown the agent is a candidate like any other (one
+    agent who missed an offer and came back gets it again)."""
+    since = refusal_cutoff(now, cooldown_s)
+    return frozenset(a for a, at in refusals if at is None or at > since)
+
+
+def status_changed(
+    agent_id: str,
+    before: str | None,
+    status: AgentStatus,
+    reason: str | None,
+    actor: str,
+    at: datetime,
+    ticket_id: Any = None,
+    until: datetime | None = None,
+) -> AgentStatusChanged:
+    """The `agent.status_changed` event of a change (`before`: the status the row held)."""
+    return AgentStatusChanged(
+        agent_id=agent_id,
+        from_status=before,  # a status the database holds
+        to_status=status,
+        reason=reason,
+        actor=actor,
+        ticket_id=ticket_id,
+        until=until,
+        at=at,
+    )
+
+
+def refusal_cutoff(now: datetime, cooldown_s: float) -> datetime:
+    """Refusals after this moment still keep their agent from the ticket (`cooling_down`; the
+    assignment round's SQL filters by it: `responded_at > cutoff`)."""
+    return now - timedelta(seconds=cooldown_s)
+
+
+def status_after_missed_offer(status: AgentStatus, configured: AgentStatus) -> AgentStatus | None:
+    """The status an agent moves to when an offer to them times out (Twilio TaskRouter's
+    missed-reservation activity): `configured` if they were available and it differs, else
+    None (an agent who already went away or offline stays as they are)."""
+    if status != "available" or configured == "available":
+        return None
+    return configured
+
+
+def wrap_up_until(status: AgentStatus, wrap_up_s: int, resolved_at: datetime) -> datetime | None:
+    """When an available agent who resolved a ticket of a queue with `wrap_up_s` seconds of
+    wrap-up gets new offers again; None if the queue has none or the agent is not available
+    (an away agent stays away; one already in wrap-up keeps the current one)."""
+    if wrap_up_s <= 0 or status != "available":
+        return None
+    return resolved_at + timedelta(seconds=wrap_up_s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ccshared.auth import Principal
+from ccshared.events.payloads import AgentStatus
 from ccshared.problems import NotFound
 from ccshared.user_auth import require_self_or_supervisor
 from router.db import agents as db
@@ -50,12 +52,34 @@ async def put_agent(
 
 
 async def set_status(
-    engine: AsyncEngine, agent_id: str, status: str, user: Principal, nudge: Callable[[], None]
+    engine: AsyncEngine,
+    agent_id: str,
+    status: AgentStatus,
+    user: Principal,
+    nudge: Callable[[], None],
 ) -> dict[str, Any]:
     require_self_or_supervisor(user, agent_id)
     async with engine.begin() as conn:
-        if not await db.set_status(conn, agent_id, status):
+        changed = await db.change_status(
+            conn, agent_id, status, reason=None, actor=user.actor, at=datetime.now(UTC)
+        )
+        if changed is None:
             raise NotFound(f"No agent {agent_id}.")
         view = await _view(conn, agent_id)
     nudge()
     return view
+
+
+async def status_history(
+    engine: AsyncEngine,
+    agent_id: str,
+    user: Principal,
+    *,
+    since: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The agent's statuses, oldest first: for supervisors and the agent themself."""
+    require_self_or_supervisor(user, agent_id)
+    async with engine.connect() as conn:
+        await _view(conn, agent_id)  # a 404 for no such agent
+        return await db.status_history(conn, agent_id, since=since, limit=limit)

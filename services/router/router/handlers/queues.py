@@ -23,6 +23,7 @@ async def put_queue(
     required_skills: list[str],
     strategy: str,
     offer_timeout_s: int,
+    wrap_up_s: int = 0,
     nudge: Callable[[], None],
 ) -> None:
     async with engine.begin() as conn:
@@ -33,5 +34,6 @@ async def put_queue(
             required_skills=required_skills,
             strategy=strategy,
             offer_timeout_s=offer_timeout_s,
+            wrap_up_s=wrap_up_s,
         )
     nudge()

@@ -54,6 +54,8 @@ class TicketsUnitOfWork(Protocol):
 
     async def contact_history(self, ticket_id: uuid.UUID) -> tickets.ContactHistory: ...
 
+    async def start_wrap_up(self, ticket: Ticket, at: datetime) -> None: ...
+
 
 async def readable_ticket(
     uow: TicketsUnitOfWork, ticket_id: uuid.UUID, user: Principal, *, lock: bool = False
@@ -175,16 +177,19 @@ async def resolve(
     first_contact_resolution: bool | None,
     nudge: Callable[[], None] | None = None,
 ) -> Ticket:
-    """Resolved: the agent has capacity again (`nudge`). Whether it was solved on first
-    contact is the user's word if given, else the router's (`tickets.solved_on_first_contact`,
-    from the ticket's contacts and history)."""
+    """Resolved: the agent has capacity again (`nudge`), after the queue's wrap-up if it has
+    one (the agent in `wrap_up` until then). Whether it was solved on first contact is the
+    user's word if given, else the router's (`tickets.solved_on_first_contact`, from the
+    ticket's contacts and history)."""
     now = datetime.now(UTC)
 
     async def decide(uow: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
         fcr = first_contact_resolution
         if fcr is None:
             fcr = tickets.solved_on_first_contact(ticket, await uow.contact_history(ticket.id))
-        return tickets.resolve(ticket, user.actor, code, fcr, now)
+        change = tickets.resolve(ticket, user.actor, code, fcr, now)
+        await uow.start_wrap_up(ticket, now)
+        return change
 
     return await act(uow, ticket_id, user, "resolve", decide, nudge)
 

@@ -19,13 +19,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ccshared.events import Envelope, new_event
-from ccshared.events.payloads import Channel, RoutingCandidate, TicketAssigned, TicketStatusChanged
+from ccshared.events.payloads import RoutingCandidate, TicketAssigned, TicketStatusChanged
 from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
 from router.db import agents as agents_db
@@ -34,19 +34,21 @@ from router.db import queues as queues_db
 from router.db.policies import PolicyCache
 from router.db.queues import QueueRow
 from router.db.tickets import get_ticket, write_change
-from router.domain import tickets
+from router.domain import rounds, tickets
 from router.domain.assignment import (
+    MISSED_OFFER,
+    WRAP_UP_ENDED,
     Agent,
+    AgentStatus,
     Candidate,
     Decision,
-    Standings,
-    TicketToAssign,
-    choose_agent,
     ineligibility,
-    split_roster,
+    refusal_cutoff,
+    status_after_missed_offer,
 )
 from router.domain.lifecycle import transition
-from router.domain.prediction import BreachForecast, QueueWaits, forecast_breach, raised_rank
+from router.domain.prediction import BreachForecast, QueueWaits, forecast_breach
+from router.domain.rounds import Planned
 from router.domain.tickets import ROUTER, overflow_change
 
 log = logging.getLogger(__name__)
@@ -80,76 +82,7 @@ def _forecasts(rows: list[Any], waits: QueueWaits | None, now: datetime) -> Fore
     return found
 
 
-def _urgency(ticket: Any, forecasts: Forecasts) -> tuple[Any, ...]:
-    """_WAITING's order within a queue: priority, SLA deadline (none last), age, id; a ticket
-    predicted to breach one priority band up. (NULLs sort last there; here they must not reach
-    a comparison with a datetime.)"""
-    deadline, queued_at = ticket.sla_deadline, ticket.queued_at
-    return (
-        raised_rank(ticket.priority_rank, forecasts.get(ticket.id)),
-        deadline is None,
-        deadline or _LATEST,
-        queued_at is None,
-        queued_at or _LATEST,
-        ticket.id,
-    )
-
-
-_LATEST = datetime.max.replace(tzinfo=UTC)
-
-
 _YIELD_EVERY = 10
-
-
-def _servable(queue: QueueRow, roster: dict[str, Agent]) -> list[str]:
-    """The channels on which some available agent with the queue's skills has room now."""
-    channels: set[str] = set()
-    for agent in roster.values():
-        if agent.status == "available" and queue.required_skills <= agent.skills.keys():
-            channels.update(c for c, n in agent.capacity.items() if n > agent.load.get(c, 0))
-    return sorted(channels)
-
-
-def _decide(
-    queue: QueueRow,
-    rr_cursor: str | None,
-    ticket: Any,
-    roster: dict[str, Agent],
-    declined: set[str],
-    now: datetime,
-    split: tuple[list[str], tuple[Candidate, ...]],
-) -> Decision | None:
-    """The best agent for the ticket as the round sees the agents; None if nobody can take
-    it now. Agents who declined it (or let its offer time out) are listed, not considered.
-    `split`: the roster split for the ticket's channel (`split_roster`)."""
-    members, passed_over = split
-    agents = [roster[a] for a in members if a not in declined]
-    decision = choose_agent(
-        TicketToAssign(ticket.channel, queue.required_skills, ticket.priority),
-        agents,
-        queue.strategy,
-        now,
-        rr_cursor,
-        passed_over=[c for c in passed_over if c.agent_id not in declined]
-        if declined
-        else passed_over,
-    )
-    if decision.chosen_agent_id is None:
-        return None
-    if declined:
-        passed = tuple(Candidate(a, None, "declined_before") for a in sorted(declined))
-        decision = dataclasses.replace(decision, candidates=decision.candidates + passed)
-    return decision
-
-
-def _book(roster: dict[str, Agent], agent_id: str, channel: Channel, now: datetime) -> None:
-    """The round's view after an offer to the agent: one more ticket on the channel."""
-    agent = roster[agent_id]
-    load = dict(agent.load)
-    load[channel] = load.get(channel, 0) + 1
-    roster[agent_id] = dataclasses.replace(
-        agent, load=load, last_assigned_at=now, assignments_total=agent.assignments_total + 1
-    )
 
 
 async def _confirm(
@@ -157,6 +90,7 @@ async def _confirm(
     plans: list[Planned],
     roster: dict[str, Agent],
     now: datetime,
+    refused_since: datetime,
 ) -> list[Planned]:
     """Lock the chosen agents (in id order) and re-read them and their load under the lock:
     what another replica or an API call changed since the round began is seen here. Keeps,
@@ -164,7 +98,7 @@ async def _confirm(
     becomes the locked truth plus the kept offers."""
     ids = sorted({d.chosen_agent_id for _, d in plans if d.chosen_agent_id})
     offers = [(t.id, d.chosen_agent_id or "") for t, d in plans]
-    locked, declined = await agents_db.lock_agents(conn, ids, offers)
+    locked, declined = await agents_db.lock_agents(conn, ids, offers, refused_since)
     roster.update(locked)
     for agent_id in set(ids) - locked.keys():
         roster.pop(agent_id, None)  # deleted meanwhile
@@ -175,84 +109,9 @@ async def _confirm(
             continue
         if (ticket.id, agent.id) in declined:
             continue
-        _book(roster, agent.id, ticket.channel, now)
+        rounds.book(roster, agent.id, ticket.channel, now)
         kept.append(Planned(ticket, decision))
     return kept
-
-
-class Planned(NamedTuple):
-    """A waiting ticket (a `queues_db.waiting_tickets` row) and the agent chosen for it."""
-
-    ticket: Any
-    decision: Decision
-
-
-_Split = tuple[list[str], tuple[Candidate, ...]]
-
-
-class _QueueBatch:
-    """One queue's part of a batch: its round-robin cursor as offers are planned, who could
-    take its tickets on each channel (`split_roster`, worked out once per channel: status,
-    skills and channels do not change within the batch, only loads), and those agents kept
-    ranked as offers are booked (`Standings`, shared across queues to update on every offer)."""
-
-    def __init__(
-        self,
-        queue: QueueRow,
-        roster: dict[str, Agent],
-        standings: dict[tuple[str, str], Standings],
-        now: datetime,
-    ) -> None:
-        self.queue = queue
-        self.rr_cursor = queue.rr_cursor
-        self._roster = roster
-        self._standings = standings
-        self._now = now
-        self._splits: dict[str, _Split] = {}
-
-    def _split(self, channel: Channel) -> _Split:
-        split = self._splits.get(channel)
-        if split is None:
-            agents = list(self._roster.values())
-            split = self._splits[channel] = split_roster(
-                agents, channel, self.queue.required_skills
-            )
-        return split
-
-    def _ranked(self, channel: Channel, split: _Split) -> Standings:
-        key = (self.queue.id, channel)
-        ranked = self._standings.get(key)
-        if ranked is None:
-            members, passed_over = split
-            ranked = self._standings[key] = Standings(
-                [self._roster[a] for a in members],
-                passed_over,
-                channel,
-                self.queue.required_skills,
-                self.queue.strategy,
-                self._now,
-            )
-        return ranked
-
-    def decide(self, ticket: Any) -> Decision | None:
-        """The best agent for the ticket now; None if nobody can take it."""
-        split = self._split(ticket.channel)
-        if ticket.declined:
-            declined = set(ticket.declined)
-            return _decide(
-                self.queue, self.rr_cursor, ticket, self._roster, declined, self._now, split
-            )
-        decision = self._ranked(ticket.channel, split).decide(self.rr_cursor)
-        return decision if decision.chosen_agent_id is not None else None
-
-    def book(self, ticket: Any, decision: Decision) -> None:
-        """The round's view after the offer: the agent's new load, re-ranked everywhere."""
-        agent_id = decision.chosen_agent_id or ""
-        _book(self._roster, agent_id, ticket.channel, self._now)
-        for ranked in self._standings.values():
-            ranked.update(self._roster[agent_id])
-        if decision.strategy == "round_robin":
-            self.rr_cursor = agent_id
 
 
 async def _plan_offers(
@@ -262,26 +121,16 @@ async def _plan_offers(
     now: datetime,
     forecasts: Forecasts | None = None,
 ) -> list[Planned]:
-    """Decide the batch's waiting tickets in memory, queue by queue, most urgent first,
-    booking each offer into the round's view of the agents."""
-    waiting: dict[str, list[Any]] = {}
-    for row in rows:
-        waiting.setdefault(row.queue_id, []).append(row)
+    """Decide the batch's waiting tickets in memory (`rounds.plan_offers`), queue by queue,
+    most urgent first, booking each offer into the round's view of the agents."""
     plans: list[Planned] = []
-    standings: dict[tuple[str, str], Standings] = {}
-    decided = 0
-    for queue_id, tickets_ in waiting.items():
-        batch = _QueueBatch(queues[queue_id], roster, standings, now)
-        for ticket in sorted(tickets_, key=lambda t: _urgency(t, forecasts or {})):
-            decided += 1
-            if decided % _YIELD_EVERY == 0:
-                # Deciding is CPU: let the consumer, the relay and API calls in between, or
-                # they wait for the batch.
-                await asyncio.sleep(0)
-            decision = batch.decide(ticket)
-            if decision is not None:
-                batch.book(ticket, decision)
-                plans.append(Planned(ticket, decision))
+    for decided, plan in enumerate(rounds.plan_offers(rows, queues, roster, now, forecasts), 1):
+        if plan is not None:
+            plans.append(plan)
+        if decided % _YIELD_EVERY == 0:
+            # Deciding is CPU: let the consumer, the relay and API calls in between, or
+            # they wait for the batch.
+            await asyncio.sleep(0)
     return plans
 
 
@@ -386,6 +235,8 @@ class Assigner:
         interval_s: float,
         min_gap_s: float = 0.005,
         predict_breach: bool = True,
+        refusal_cooldown_s: float = 60.0,
+        missed_offer_status: AgentStatus = "away",
     ) -> None:
         self.engine = engine
         # Each queue's recent wait from queued to offered (this replica's offers): a waiting
@@ -393,6 +244,10 @@ class Assigner:
         self.waits: QueueWaits | None = QueueWaits() if predict_breach else None
         self.policies = policies
         self.interval_s = interval_s
+        # A refusal (decline or timeout) keeps its agent from the ticket this long, no longer.
+        self.refusal_cooldown_s = refusal_cooldown_s
+        # Where an agent who let an offer time out goes (reason `missed_offer`).
+        self.missed_offer_status = missed_offer_status
         # Nudges arrive per committed event; rounds closer together than this gain nothing.
         self.min_gap_s = min_gap_s
         self._wake = asyncio.Event()
@@ -445,7 +300,9 @@ class Assigner:
         if housekeeping:
             self._housekeeping_at = time.monotonic()
             if await self.expire_offers(now):
-                self._roster = None  # those agents hold less now
+                self._roster = None  # those agents hold less now, and may be away
+            if await self.end_wrap_ups(now):
+                self._roster = None
             await self.overflow(now)
         made = 0
         queues = await self._queues()
@@ -454,7 +311,7 @@ class Assigner:
         roster = await self._current_roster()
         # (queue, channel) pairs nobody could take anything from now are skipped without
         # scanning their tickets.
-        active = [(q, channel) for q in queues for channel in _servable(q, roster)]
+        active = [(q, channel) for q in queues for channel in rounds.servable(q, roster)]
         for _ in range(_MAX_BATCHES_PER_ROUND):
             if not active:
                 break
@@ -503,13 +360,14 @@ class Assigner:
         self, pairs: list[tuple[QueueRow, str]], now: datetime, roster: dict[str, Agent]
     ) -> tuple[int, set[tuple[str, str]], dict[str, str]]:
         queues = {q.id: q for q, _ in pairs}
+        refused_since = refusal_cutoff(now, self.refusal_cooldown_s)
         async with self.engine.begin() as conn:
             rows = await queues_db.waiting_tickets(
-                conn, [(q.id, c) for q, c in pairs], _WAITING_WINDOW
+                conn, [(q.id, c) for q, c in pairs], _WAITING_WINDOW, refused_since
             )
             forecasts = _forecasts(rows, self.waits, now)
             plans = await _plan_offers(rows, queues, roster, now, forecasts)
-            kept = await _confirm(conn, plans, roster, now) if plans else []
+            kept = await _confirm(conn, plans, roster, now, refused_since) if plans else []
             cursors = await self._write_offers(conn, queues, kept, now, forecasts) if kept else {}
         if self.waits is not None:
             for ticket, _decision in kept:
@@ -562,6 +420,9 @@ class Assigner:
         return f"[{','.join(parts)}]"
 
     async def expire_offers(self, now: datetime) -> int:
+        """Offers past their time: the ticket back to its queue, and the agent, if available,
+        to `missed_offer_status` (reason `missed_offer`) until they come back."""
+        away = status_after_missed_offer("available", self.missed_offer_status)
         async with self.engine.begin() as conn:
             expired = await offers_db.expire_offers(conn, now)
             for row in expired:
@@ -570,7 +431,35 @@ class Assigner:
                     reason = f"offer to {row.agent_id} timed out"
                     change = tickets.change(ticket, "queue", actor=ROUTER, at=now, reason=reason)
                     await write_change(conn, change)
+            for agent_id, ticket_id in sorted({(r.agent_id, r.ticket_id) for r in expired}):
+                if away is not None:  # in agent id order, as every replica locks agents
+                    await agents_db.change_status(
+                        conn,
+                        agent_id,
+                        away,
+                        reason=MISSED_OFFER,
+                        actor=ROUTER,
+                        at=now,
+                        ticket_id=ticket_id,
+                        only_from=("available",),
+                    )
         return len(expired)
+
+    async def end_wrap_ups(self, now: datetime) -> int:
+        """Agents whose wrap-up is over are available again (reason `wrap_up_ended`)."""
+        async with self.engine.begin() as conn:
+            over = await agents_db.wrap_ups_over(conn, now)
+            for agent_id in over:
+                await agents_db.change_status(
+                    conn,
+                    agent_id,
+                    "available",
+                    reason=WRAP_UP_ENDED,
+                    actor=ROUTER,
+                    at=now,
+                    only_from=("wrap_up",),
+                )
+        return len(over)
 
     async def overflow(self, now: datetime) -> int:
         """Waiting tickets whose routing step timed out move to the policy's next step."""
