@@ -151,30 +151,28 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.service = service
 
+    """One JSON line a record. It redacts nothing itself: the handler's RedactingFilter has
+    done that before any formatter sees the record (once a record, not once a formatter)."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "msg": record.getMessage(),
         }
         cid = correlation_id.get()
         if cid:
             entry["correlation_id"] = cid
         for key, value in record.__dict__.items():
             if key not in _STD_ATTRS and not key.startswith("_"):
-                entry[key] = redact(value) if isinstance(value, str) else value
-        if record.exc_text:  # already formatted (and redacted) by RedactingFilter
-            entry["exc"] = redact(record.exc_text)
+                entry[key] = value
+        if record.exc_text:  # formatted (and redacted) by RedactingFilter
+            entry["exc"] = record.exc_text
         elif record.exc_info:
-            entry["exc"] = redact(self.formatException(record.exc_info))
+            entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
-
-
-class PlainFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
@@ -183,7 +181,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     handler.setFormatter(
         JsonFormatter(service)
         if json
-        else PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -49,6 +49,7 @@ def test_json_log_carries_correlation_id_and_redacts_extras() -> None:
             "dsn": "postgresql://u:pw2@h/db",
         }
     )
+    assert RedactingFilter().filter(record)  # as configure_logging's handler does first
     token = correlation_id.set("req-77")
     try:
         entry = orjson.loads(formatter.format(record))
