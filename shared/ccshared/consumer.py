@@ -77,6 +77,16 @@ def each_event(
     return handle
 
 
+def one_event(batch: BatchHandler) -> Handler:
+    """The per-event handler of a batch handler: the event as a batch of one (the careful
+    path a failed batch falls back to applies each event this way)."""
+
+    async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        await batch(conn, [(envelope, payload)])
+
+    return handle
+
+
 class PermanentError(Exception):
     """Raised by a handler for an event that can never succeed: dead-letter it at once."""
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.consumer import BatchHandler, Handler
+from ccshared.consumer import BatchHandler, Handler, one_event
 from ccshared.events import Envelope
 from ccshared.events.catalog import SLA_EVENTS
 from ccshared.events.payloads import SlaDeadlineChanged, SlaEscalated
@@ -25,12 +25,7 @@ def nudge_for_freed_agents(runtime: Runtime) -> Callable[[Envelope], None]:
 
 
 def apply_escalations(runtime: Runtime) -> Handler:
-    bulk = apply_escalations_in_bulk(runtime)
-
-    async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
-        await bulk(conn, [(envelope, payload)])
-
-    return handle
+    return one_event(apply_escalations_in_bulk(runtime))
 
 
 def apply_escalations_in_bulk(runtime: Runtime) -> BatchHandler:
@@ -58,12 +53,7 @@ ESCALATIONS = ConsumerSpec(
 
 
 def apply_deadlines(runtime: Runtime) -> Handler:
-    bulk = apply_deadlines_in_bulk(runtime)
-
-    async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
-        await bulk(conn, [(envelope, payload)])
-
-    return handle
+    return one_event(apply_deadlines_in_bulk(runtime))
 
 
 def apply_deadlines_in_bulk(runtime: Runtime) -> BatchHandler:
