@@ -8,6 +8,7 @@ from typing import Any
 
 from ccshared.events import decode_event
 from ccshared.events.payloads import ContactReceived
+from ccshared.kafka import ensure_topics
 from feedback.settings import FeedbackSettings
 from intake.settings import IntakeSettings
 from router.settings import RouterSettings
@@ -34,6 +35,9 @@ async def test_a_contact_posted_in_a_test_is_published_on_the_suites_topic_only(
     intake: Intake, kafka_bootstrap: str
 ) -> None:
     key = await intake.new_key()
+    # On a fresh machine `make run` never made the stack's topic: make it (as the stack would)
+    # so that the tail reads it and the absence below is seen, not assumed.
+    await ensure_topics(kafka_bootstrap, ["intake.contacts"])
     async with (
         TopicTail(kafka_bootstrap, "intake.contacts") as stacks,
         TopicTail(kafka_bootstrap, topic("intake.contacts")) as suites,
