@@ -20,6 +20,7 @@ INTAKE_CONTACTS = "intake.contacts"
 ROUTER_TICKETS = "router.tickets"
 SLA_EVENTS = "sla.events"
 FEEDBACK_EVENTS = "feedback.events"
+INTAKE_DELIVERIES = "intake.deliveries"
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,14 @@ _topics = [
         "Surveys sent and answered, follow-up requests (the router opens follow-up tickets), "
         "praise.",
     ),
+    TopicSpec(
+        INTAKE_DELIVERIES,
+        "intake",
+        (),
+        "ticket_id",
+        "Each outbound message's delivery states (sent, delivered, read, failed), keyed by "
+        "ticket so one conversation's stay in order.",
+    ),
 ]
 TOPICS: dict[str, TopicSpec] = {t.name: t for t in _topics}
 
@@ -113,6 +122,8 @@ _events = [
     EventSpec("ticket.closed", ROUTER_TICKETS, p.TicketClosed, consumers=("sla", "feedback")),
     # Nobody acts on it yet: for the UI (an agent moved away after a missed offer, a wrap-up).
     EventSpec("agent.status_changed", ROUTER_TICKETS, p.AgentStatusChanged, key_field="agent_id"),
+    # What intake must deliver to the customer (an agent's reply, a call-back request).
+    EventSpec("message.outbound", ROUTER_TICKETS, p.MessageOutbound),
     EventSpec("sla.warning", SLA_EVENTS, p.SlaWarning),
     EventSpec("sla.breached", SLA_EVENTS, p.SlaBreached, consumers=("feedback",)),
     EventSpec("sla.escalated", SLA_EVENTS, p.SlaEscalated, consumers=("router", "feedback")),
@@ -123,6 +134,7 @@ _events = [
     EventSpec("survey.answered", FEEDBACK_EVENTS, p.SurveyAnswered),
     EventSpec("followup.requested", FEEDBACK_EVENTS, p.FollowUpRequested, consumers=("router",)),
     EventSpec("praise.recorded", FEEDBACK_EVENTS, p.PraiseRecorded),
+    EventSpec("message.delivery_changed", INTAKE_DELIVERIES, p.MessageDeliveryChanged),
 ]
 EVENT_TYPES: dict[str, EventSpec] = {e.event_type: e for e in _events}
 

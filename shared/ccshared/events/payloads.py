@@ -218,6 +218,28 @@ class AgentStatusChanged(Payload):
     at: AwareDatetime
 
 
+class MessageOutbound(Payload):
+    """Something the platform must deliver to a customer on their channel: an agent's reply (or,
+    on the phone channel, a call-back request to the telephony integration). Intake delivers
+    it through the integration the customer's contact came from (`reply_to_contact_id`) and
+    reports each delivery state on intake.deliveries. Keyed by ticket_id."""
+
+    message_id: uuid.UUID
+    ticket_id: uuid.UUID
+    customer_id: uuid.UUID
+    channel: Channel
+    kind: Literal["reply", "callback_request"] = "reply"
+    author: str = Field(description="agent:<id>, supervisor:<id> or router")
+    text: str
+    html: str | None = None
+    subject: str | None = None
+    language: str | None = None
+    reply_to_contact_id: uuid.UUID | None = Field(
+        default=None, description="the customer's last contact on the ticket (threading, route)"
+    )
+    created_at: AwareDatetime
+
+
 # --- sla.events -------------------------------------------------------------------------
 
 
@@ -315,4 +337,25 @@ class PraiseRecorded(Payload):
     customer_id: uuid.UUID
     agent_id: str | None
     comment: str
+    at: AwareDatetime
+
+
+# --- intake.deliveries ------------------------------------------------------------------
+
+DeliveryState = Literal["queued", "sent", "delivered", "read", "failed"]
+
+
+class MessageDeliveryChanged(Payload):
+    """A step in delivering an outbound message: sent (the SMTP server or the integration took
+    it), delivered/read (reported by the integration), failed (a 4xx, or the last retry), with
+    the reason. Keyed by ticket_id."""
+
+    message_id: uuid.UUID
+    ticket_id: uuid.UUID
+    state: DeliveryState
+    attempt: int = 1
+    reason: str | None = None
+    provider_message_id: str | None = Field(
+        default=None, description="the e-mail's Message-ID, or the integration's own id"
+    )
     at: AwareDatetime

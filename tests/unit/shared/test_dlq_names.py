@@ -11,6 +11,7 @@ from ccshared.dlq import (
     replayed_headers,
     service_dead_letter_topics,
 )
+from ccshared.events.catalog import CATALOG
 
 
 def test_a_topic_or_its_twin_names_the_twin_under_the_prefix() -> None:
@@ -28,7 +29,7 @@ def test_the_original_topic_is_the_twin_without_its_suffix_prefix_kept() -> None
 
 def test_a_service_watches_the_twins_of_what_it_consumes() -> None:
     assert service_dead_letter_topics("sla", "p.") == ["p.router.tickets.dlq"]
-    assert len(service_dead_letter_topics(None)) == 4
+    assert len(service_dead_letter_topics(None)) == len(CATALOG.topics)
 
 
 def test_a_replay_keeps_the_original_headers_drops_the_dlq_ones_and_says_where_from() -> None:
