@@ -184,3 +184,13 @@ def test_kpi_csv_quotes_hostile_group_keys_but_not_negative_figures() -> None:
     ]  # fmt: skip
     nps = rows[0].index("nps")
     assert {row[nps] for row in rows[1:]} == {"-100.0"}  # a number, never quoted
+
+
+def test_response_and_resolution_times_count_from_when_the_customer_wrote() -> None:
+    # The contact waited eight days (a backlog) before the router opened its ticket.
+    wrote = T0 - timedelta(days=8)
+    sums = contribution(facts(customer_wrote_at=wrote))
+    assert sums.frt_sum_ms == round((timedelta(days=8, minutes=5)).total_seconds() * 1000)
+    assert sums.res_sum_ms == round((timedelta(days=8, hours=2)).total_seconds() * 1000)
+    # Without it (events of an older router), the opening is the start, as before.
+    assert contribution(facts()).frt_sum_ms == 5 * 60 * 1000

@@ -45,6 +45,7 @@ def facts_of(row: Mapping[str, Any]) -> TicketFacts:
     return TicketFacts(
         resolved_at=row["resolved_at"],
         opened_at=row["opened_at"],
+        customer_wrote_at=row["customer_wrote_at"],
         channel=row["channel"],
         queue_id=row["queue_id"],
         agent_id=row["agent_id"],

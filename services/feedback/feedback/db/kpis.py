@@ -53,10 +53,11 @@ _P90 = (
     "FROM (SELECT {group} AS g, "
     # GREATEST skips NULLs: keep "no first response" NULL rather than zero.
     "        CASE WHEN first_response_at IS NOT NULL "
-    "          THEN greatest(first_response_at - opened_at, interval '0') END AS frt, "
-    "        greatest(resolved_at - opened_at, interval '0') AS res "
-    "      FROM ticket_facts WHERE resolved_at >= :start AND resolved_at < :end "
-    "      AND opened_at IS NOT NULL) f "
+    "          THEN greatest(first_response_at - started, interval '0') END AS frt, "
+    "        greatest(resolved_at - started, interval '0') AS res "
+    "      FROM (SELECT *, coalesce(customer_wrote_at, opened_at) AS started "
+    "            FROM ticket_facts WHERE resolved_at >= :start AND resolved_at < :end) t "
+    "      WHERE started IS NOT NULL) f "
     "GROUP BY GROUPING SETS ((g), ())"
 )
 P90s = tuple[float | None, float | None]

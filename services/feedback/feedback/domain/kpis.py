@@ -156,6 +156,13 @@ class TicketFacts:
     nps: int | None = None
     solved_first_contact: bool | None = None
     praised: bool = False
+    # When the customer wrote the message that opened the ticket: the response and resolution
+    # times count from it (a contact that waited in a backlog waited for the customer too).
+    customer_wrote_at: datetime | None = None
+
+    @property
+    def clock_start(self) -> datetime | None:
+        return self.customer_wrote_at or self.opened_at
 
     @property
     def day(self) -> date | None:
@@ -168,10 +175,11 @@ def _ms(start: datetime, end: datetime) -> int:
 
 def contribution(t: TicketFacts) -> KpiSums:
     """What one ticket adds to the rollups (nothing until it is resolved)."""
-    if t.resolved_at is None or t.opened_at is None:
+    start = t.clock_start
+    if t.resolved_at is None or start is None:
         return KpiSums()
-    frt_ms = None if t.first_response_at is None else _ms(t.opened_at, t.first_response_at)
-    res_ms = _ms(t.opened_at, t.resolved_at)
+    frt_ms = None if t.first_response_at is None else _ms(start, t.first_response_at)
+    res_ms = _ms(start, t.resolved_at)
     return KpiSums(
         tickets=1,
         complaints=int(t.category == COMPLAINT_CATEGORY),
