@@ -117,19 +117,6 @@ async def last_contact(conn: AsyncConnection, ticket_id: uuid.UUID) -> Row[Any] 
     return (await conn.execute(_LAST_CONTACT, {"t": ticket_id})).first()
 
 
-async def first_subject(conn: AsyncConnection, ticket_id: uuid.UUID) -> str | None:
-    """The subject the conversation started with (an e-mail reply keeps it)."""
-    found = await conn.execute(
-        text(
-            "SELECT subject FROM ticket_contacts WHERE ticket_id = :t AND subject IS NOT NULL "
-            "ORDER BY received_at LIMIT 1"
-        ),
-        {"t": ticket_id},
-    )
-    subject: str | None = found.scalar()
-    return subject
-
-
 async def lock_reply(
     conn: AsyncConnection, message_id: uuid.UUID, ticket_id: uuid.UUID
 ) -> Row[Any] | None:

@@ -68,6 +68,16 @@ async def write_notifications(conn: AsyncConnection, notifications: Sequence[Not
     )
 
 
+async def known_notifications(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of `ids` already stored (a redelivered event's)."""
+    if not ids:
+        return set()
+    rows = await conn.execute(
+        text("SELECT id FROM notifications WHERE id = ANY(:ids)"), {"ids": list(ids)}
+    )
+    return {r.id for r in rows}
+
+
 _FIELDS = "id, kind, ticket_id, text, data, created_at, read_at"
 
 

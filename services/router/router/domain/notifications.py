@@ -50,6 +50,11 @@ class Notification:
         )
 
 
+# Notifications of an event that may be delivered twice (an escalation) have ids derived from
+# what they tell, so a repeated event is recognised (`escalation`).
+_NAMESPACE = uuid.UUID("5f0c1c1e-6a43-4d0b-9d55-8b7c2f0a9e31")
+
+
 def notify(
     recipients: Iterable[str | None],
     kind: NotificationKind,
@@ -57,21 +62,38 @@ def notify(
     text: str,
     at: datetime,
     data: dict[str, Any] | None = None,
+    *,
+    key: str | None = None,
 ) -> list[Notification]:
-    """One notification per recipient (each once, in order; none for a missing one)."""
+    """One notification per recipient (each once, in order; none for a missing one). With
+    `key`, each one's id is derived from it and the recipient (the same event, the same ids)."""
     seen: list[str] = []
     for recipient in recipients:
         if recipient and recipient not in seen:
             seen.append(recipient)
-    return [Notification(uuid7(), r, kind, ticket_id, text, at, dict(data or {})) for r in seen]
+    return [
+        Notification(
+            uuid.uuid5(_NAMESPACE, f"{key}:{r}") if key else uuid7(),
+            r,
+            kind,
+            ticket_id,
+            text,
+            at,
+            dict(data or {}),
+        )
+        for r in seen
+    ]
 
 
 def escalation(
     ticket_id: uuid.UUID, queue_id: str | None, escalated: SlaEscalated, staff: QueueStaff
 ) -> list[Notification]:
-    """`notify_supervisor`: the queue's supervisors; `notify_manager`: its managers."""
+    """`notify_supervisor`: the queue's supervisors; `notify_manager`: its managers. The ids
+    are the escalation's (ticket, metric, level, time) and the recipient's: a redelivered
+    escalation makes the same ones, which the caller skips."""
     why = f"SLA {escalated.metric} escalation level {escalated.level}"
     data = {"metric": escalated.metric, "level": escalated.level, "queue_id": queue_id}
+    key = f"escalation:{ticket_id}:{escalated.metric}:{escalated.level}:{escalated.at.isoformat()}"
     found: list[Notification] = []
     for action, people in (
         ("notify_supervisor", staff.supervisors),
@@ -79,7 +101,7 @@ def escalation(
     ):
         if action in escalated.actions:
             text = f"{why} on a ticket of queue {queue_id}"
-            found += notify(people, "escalation", ticket_id, text, escalated.at, data)
+            found += notify(people, "escalation", ticket_id, text, escalated.at, data, key=key)
     return _once_each(found)
 
 

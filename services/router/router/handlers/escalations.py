@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events.payloads import SlaEscalated
 from ccshared.logging import correlation_id
-from router.db.notifications import queue_staff, write_notifications
+from router.db.notifications import known_notifications, queue_staff, write_notifications
 from router.db.tickets import TicketBatch, get_tickets
 from router.domain import notifications
 from router.domain.lifecycle import OPEN_STATUSES
@@ -51,9 +51,9 @@ async def apply_escalations(
         try:
             queue = ticket.queue_id
             people = staff.get(queue or "", QueueStaff())
+            found = notifications.escalation(ticket.id, queue, escalated, people)
+            known = await known_notifications(conn, [n.id for n in found])
             # Their events take this escalation's correlation id, as its ticket changes did.
-            await write_notifications(
-                conn, notifications.escalation(ticket.id, queue, escalated, people)
-            )
+            await write_notifications(conn, [n for n in found if n.id not in known])
         finally:
             correlation_id.reset(token)
