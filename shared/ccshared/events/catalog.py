@@ -132,6 +132,14 @@ _events = [
         p.NotificationCreated,
         key_field="recipient_id",
     ),
+    # A notification a supervisor or manager opted to get by e-mail too: for intake's SMTP
+    # path (nobody delivers it yet). Keyed by recipient.
+    EventSpec(
+        "notification.email_requested",
+        ROUTER_TICKETS,
+        p.NotificationEmailRequested,
+        key_field="recipient_id",
+    ),
     EventSpec("sla.warning", SLA_EVENTS, p.SlaWarning),
     EventSpec("sla.breached", SLA_EVENTS, p.SlaBreached, consumers=("feedback",)),
     EventSpec("sla.escalated", SLA_EVENTS, p.SlaEscalated, consumers=("router", "feedback")),

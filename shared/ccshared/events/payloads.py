@@ -264,6 +264,20 @@ class NotificationCreated(Payload):
     created_at: AwareDatetime
 
 
+class NotificationEmailRequested(Payload):
+    """A notification its recipient (a supervisor or manager who opted in) also wants by
+    e-mail: what to send, to whom. For intake's SMTP path, as `message.outbound` is for
+    customers. Keyed by `recipient_id`."""
+
+    notification_id: uuid.UUID
+    recipient_id: str
+    to: str = Field(description="the recipient's e-mail address, as they set it")
+    subject: str
+    text: str
+    ticket_id: uuid.UUID | None = None
+    created_at: AwareDatetime
+
+
 # --- sla.events -------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 
-from ccshared.events import new_event
+from ccshared.events import decode_event, new_event
 from ccshared.events.catalog import INTAKE_DELIVERIES
 from ccshared.events.payloads import FollowUpRequested, MessageDeliveryChanged, SlaEscalated
 from ccshared.kafka import commit_group_at_end, ensure_topics
@@ -261,3 +261,45 @@ async def test_a_failed_delivery_reported_on_kafka_is_stored_and_tells_the_owner
         await producer.stop()
         await client.aclose()
         await lifespan.__aexit__(None, None, None)
+
+
+async def test_a_supervisor_who_opted_in_also_gets_escalations_by_email(router: Router) -> None:
+    await router.runtime.relay.stop()  # the events stay in the outbox, to be read
+    await _queue(router, "escalations", supervisors=["lin", "mo"])
+    settings = {"email": "lin@cc.example", "email_opt_in": True}
+    refused = await router.client.put(
+        "/v1/notification-settings", json=settings, headers=as_agent("amy")
+    )
+    assert refused.status_code == 403
+    no_address = await router.client.put(
+        "/v1/notification-settings", json={"email_opt_in": True}, headers=as_supervisor("lin")
+    )
+    assert no_address.status_code == 422
+    assert no_address.json()["errors"][0]["field"] == "body.email"
+    put = await router.client.put(
+        "/v1/notification-settings", json=settings, headers=as_supervisor("lin")
+    )
+    assert put.status_code == 200, put.text
+    mine = await router.client.get("/v1/notification-settings", headers=as_supervisor("lin"))
+    assert mine.json() == settings
+    others = await router.client.get("/v1/notification-settings", headers=as_supervisor("mo"))
+    assert others.json() == {"email": None, "email_opt_in": False}
+
+    ticket_id = await router.receive(contact(uuid.uuid4(), text_="help"))
+    escalation = SlaEscalated(
+        ticket_id=ticket_id,
+        metric="resolution",
+        level=1,
+        actions=["move_to_escalation_queue", "notify_supervisor"],
+        at=datetime.now(UTC),
+    )
+    await _deliver(router, apply_escalations, escalation)
+    rows = await router.sql(
+        "SELECT key, value FROM outbox WHERE event_type = 'notification.email_requested'"
+    )
+    (row,) = rows  # lin opted in, mo did not
+    _, email = decode_event(row.value)
+    assert row.key == "lin"
+    assert email.to == "lin@cc.example"
+    assert email.ticket_id == ticket_id
+    assert "Escalation" in email.subject

@@ -242,6 +242,22 @@ async def _notifications(world: World) -> None:
     assert not _leaks(bob, *world.tickets)
 
 
+async def _notification_settings(world: World) -> None:
+    # One's own settings only; no ticket data.
+    router = world.router
+    settings = {"email": "lin@cc.example", "email_opt_in": True}
+    assert (
+        await router.client.put(
+            "/v1/notification-settings", json=settings, headers=as_supervisor("lin")
+        )
+    ).status_code == 200
+    assert (await _get(world, "/v1/notification-settings", as_supervisor("lin"))).json() == settings
+    for who in (as_agent("bob"), as_supervisor("mo")):
+        other = await _get(world, "/v1/notification-settings", who)
+        assert other.status_code == 200
+        assert "lin@cc.example" not in other.text
+
+
 async def _policy_and_rules(world: World) -> None:
     for path in ("/v1/routing-policy", "/v1/classification-rules"):
         response = await _get(world, path, as_agent("bob"))
@@ -267,6 +283,7 @@ CASES: dict[str, Callable[[World], Awaitable[None]]] = {
     "/v1/tickets/{ticket_id}/messages": _messages,
     "/v1/canned-responses": _canned_responses,
     "/v1/notifications": _notifications,
+    "/v1/notification-settings": _notification_settings,
     "/v1/routing-policy": _policy_and_rules,
     "/v1/classification-rules": _policy_and_rules,
     # Outside the API: liveness, readiness (no data) and the documentation.

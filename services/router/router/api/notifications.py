@@ -1,5 +1,6 @@
 """The signed-in user's own notifications (escalations, mentions, offers, missed offers,
-follow-ups, failed deliveries): every user, only their own; another's is a 404."""
+follow-ups, failed deliveries): every user, only their own; another's is a 404. A supervisor
+sets their own e-mail opt-in."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.auth import Principal
 from ccshared.user_auth import AUTH_RESPONSES, principal
-from router.api.deps import Engine, User
-from router.api.schemas import NotificationOut, NotificationPage
+from router.api.deps import Engine, Supervisor, User
+from router.api.schemas import (
+    NotificationOut,
+    NotificationPage,
+    NotificationSettingsIn,
+    NotificationSettingsOut,
+)
 from router.handlers import notifications
 
 router = APIRouter(
@@ -49,3 +55,29 @@ async def mark_read(
     notification_id: uuid.UUID, user: Principal = User, engine: AsyncEngine = Engine
 ) -> NotificationOut:
     return NotificationOut(**await notifications.mark_read(engine, notification_id, user))
+
+
+@router.get(
+    "/notification-settings",
+    response_model=NotificationSettingsOut,
+    summary="The signed-in user's own notification settings",
+)
+async def get_settings(
+    user: Principal = User, engine: AsyncEngine = Engine
+) -> NotificationSettingsOut:
+    return NotificationSettingsOut(**await notifications.settings_of(engine, user))
+
+
+@router.put(
+    "/notification-settings",
+    response_model=NotificationSettingsOut,
+    summary="A supervisor's or manager's own e-mail opt-in (escalations and follow-ups)",
+    description="Supervisors only (an agent gets a 403), and only their own settings.",
+)
+async def put_settings(
+    body: NotificationSettingsIn, user: Principal = Supervisor, engine: AsyncEngine = Engine
+) -> NotificationSettingsOut:
+    changed = await notifications.put_settings(
+        engine, user, email=body.email, email_opt_in=body.email_opt_in
+    )
+    return NotificationSettingsOut(**changed)

@@ -400,3 +400,16 @@ class ClassificationRulesOut(BaseModel):
     version: int
     created_by: str
     rules: list[ClassificationRuleIn]
+
+
+class NotificationSettingsIn(_In):
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email_opt_in: bool = Field(
+        default=False,
+        description="escalations and follow-ups by e-mail too (notification.email_requested)",
+    )
+
+
+class NotificationSettingsOut(BaseModel):
+    email: str | None
+    email_opt_in: bool

@@ -16,7 +16,7 @@ from ccshared.db import array_params, insert_from_arrays, one_statement
 from ccshared.events import Envelope, new_event
 from ccshared.logging import correlation_id
 from ccshared.outbox import OUTBOX_PART, outbox_params
-from router.domain.notifications import Notification, QueueStaff
+from router.domain.notifications import Notification, QueueStaff, email_request
 from router.domain.tickets import ROUTER
 
 NOTIFICATION_COLUMNS = (
@@ -55,16 +55,57 @@ def notification_events(notifications: Sequence[Notification]) -> list[Envelope]
     return [new_event(n.event(), producer=ROUTER, correlation_id=cid) for n in notifications]
 
 
-async def write_notifications(conn: AsyncConnection, notifications: Sequence[Notification]) -> None:
-    """The notifications and their events, in one statement (nothing if there are none)."""
+async def write_notifications(
+    conn: AsyncConnection, notifications: Sequence[Notification], *, by_email: bool = False
+) -> None:
+    """The notifications and their events, in one statement (nothing if there are none);
+    `by_email`: and an e-mail request for each recipient who opted in."""
     if not notifications:
         return
+    events = notification_events(notifications)
+    if by_email:
+        addresses = await email_addresses(conn, [n.recipient for n in notifications])
+        cid = correlation_id.get()
+        events += [
+            new_event(email_request(n, addresses[n.recipient]), producer=ROUTER, correlation_id=cid)
+            for n in notifications
+            if n.recipient in addresses
+        ]
+    await conn.execute(_WRITE, {**notification_params(notifications), **outbox_params(events)})
+
+
+async def email_addresses(conn: AsyncConnection, recipients: Sequence[str]) -> dict[str, str]:
+    """The e-mail address of each of `recipients` who opted in to notifications by e-mail."""
+    rows = await conn.execute(
+        text(
+            "SELECT user_id, email FROM notification_settings WHERE user_id = ANY(:ids) "
+            "AND email_opt_in AND email IS NOT NULL"
+        ),
+        {"ids": sorted(set(recipients))},
+    )
+    return {r.user_id: r.email for r in rows}
+
+
+async def get_settings(conn: AsyncConnection, user_id: str) -> dict[str, Any]:
+    row = (
+        await conn.execute(
+            text("SELECT email, email_opt_in FROM notification_settings WHERE user_id = :u"),
+            {"u": user_id},
+        )
+    ).first()
+    return {"email": None, "email_opt_in": False} if row is None else dict(row._mapping)
+
+
+async def put_settings(
+    conn: AsyncConnection, user_id: str, *, email: str | None, email_opt_in: bool
+) -> None:
     await conn.execute(
-        _WRITE,
-        {
-            **notification_params(notifications),
-            **outbox_params(notification_events(notifications)),
-        },
+        text(
+            "INSERT INTO notification_settings (user_id, email, email_opt_in) "
+            "VALUES (:u, :e, :o) ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, "
+            "email_opt_in = EXCLUDED.email_opt_in, updated_at = now()"
+        ),
+        {"u": user_id, "e": email, "o": email_opt_in},
     )
 
 

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ccshared.events.payloads import NotificationCreated, NotificationKind, SlaEscalated
+from ccshared.events.payloads import (
+    NotificationCreated,
+    NotificationEmailRequested,
+    NotificationKind,
+    SlaEscalated,
+)
 from ccshared.ids import uuid7
 
 
@@ -53,6 +58,30 @@ class Notification:
 # Notifications of an event that may be delivered twice (an escalation) have ids derived from
 # what they tell, so a repeated event is recognised (`escalation`).
 _NAMESPACE = uuid.UUID("5f0c1c1e-6a43-4d0b-9d55-8b7c2f0a9e31")
+
+
+_SUBJECTS: dict[str, str] = {
+    "escalation": "Escalation",
+    "mention": "You were mentioned",
+    "new_offer": "New offer",
+    "missed_offer": "Missed offer",
+    "follow_up": "Follow-up",
+    "delivery_failed": "Delivery failed",
+}
+
+
+def email_request(notification: Notification, to: str) -> NotificationEmailRequested:
+    """The e-mail of a notification for a recipient who opted in (sent by intake's SMTP path)."""
+    ticket = f" (ticket {notification.ticket_id.hex[:8].upper()})" if notification.ticket_id else ""
+    return NotificationEmailRequested(
+        notification_id=notification.id,
+        recipient_id=notification.recipient,
+        to=to,
+        subject=f"[Contact center] {_SUBJECTS[notification.kind]}{ticket}",
+        text=notification.text,
+        ticket_id=notification.ticket_id,
+        created_at=notification.created_at,
+    )
 
 
 def notify(

@@ -54,6 +54,6 @@ async def apply_escalations(
             found = notifications.escalation(ticket.id, queue, escalated, people)
             known = await known_notifications(conn, [n.id for n in found])
             # Their events take this escalation's correlation id, as its ticket changes did.
-            await write_notifications(conn, [n for n in found if n.id not in known])
+            await write_notifications(conn, [n for n in found if n.id not in known], by_email=True)
         finally:
             correlation_id.reset(token)

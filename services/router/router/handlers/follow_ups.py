@@ -67,4 +67,5 @@ async def open_follow_up(
                 requested.ticket_id,
                 opened.opened_at,
             ),
+            by_email=True,
         )

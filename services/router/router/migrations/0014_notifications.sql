@@ -17,3 +17,11 @@ CREATE INDEX notifications_unread ON notifications (recipient, created_at DESC, 
 ALTER TABLE queues
     ADD COLUMN supervisors  text[] NOT NULL DEFAULT '{}',
     ADD COLUMN managers     text[] NOT NULL DEFAULT '{}';
+
+-- Supervisors' and managers' own choice to get their notifications by e-mail too.
+CREATE TABLE notification_settings (
+    user_id       text PRIMARY KEY,          -- the token subject
+    email         text,
+    email_opt_in  boolean NOT NULL DEFAULT false,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
