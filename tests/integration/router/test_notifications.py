@@ -122,6 +122,9 @@ async def test_a_detractor_follow_up_notifies_its_owner_and_the_queues_superviso
     for who in (as_agent("amy"), as_supervisor("lin")):
         told = [n for n in await notifications_of(router, who) if n["kind"] == "follow_up"]
         assert [n["ticket_id"] for n in told] == [str(follow_up.follow_up_id)]
+    path = f"/v1/tickets/{follow_up.follow_up_id}/messages"
+    (opening,) = (await router.client.get(path)).json()["items"]
+    assert opening["author"] == "router"  # the request, not something the customer wrote
 
 
 async def test_users_read_and_mark_only_their_own_notifications(router: Router) -> None:

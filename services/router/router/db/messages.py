@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from router.domain.conversation import Message
 
 # Both tables as one list of messages, with the same columns. A contact's author is the
-# customer; only replies have a delivery state.
+# customer, but a follow-up ticket's opening request (its id is the ticket's) is the router's;
+# only replies have a delivery state.
 _CONVERSATION = (
     "SELECT contact_id AS id, 'inbound' AS direction, 'contact' AS kind, "
-    "  'customer' AS author, channel, received_at AS at, subject, text, sender, attachments, "
+    "  CASE WHEN contact_id = ticket_id THEN 'router' ELSE 'customer' END AS author, "
+    "  channel, received_at AS at, subject, text, sender, attachments, "
     "  CAST(NULL AS uuid) AS canned_response_id, CAST(NULL AS uuid) AS reply_to_contact_id, "
     "  CAST('{}' AS text[]) AS mentions, CAST(NULL AS text) AS delivery_state, "
     "  CAST(NULL AS text) AS delivery_reason, CAST(NULL AS timestamptz) AS delivery_at, "

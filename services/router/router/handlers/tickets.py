@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -235,7 +235,7 @@ async def reply(
     return await act(uow, ticket_id, user, "reply", decide)
 
 
-def reply_window_problem(channel: str, hours: float, closed_for: Any) -> Conflict:
+def reply_window_problem(channel: str, hours: float, closed_for: timedelta) -> Conflict:
     minutes = int(closed_for.total_seconds() // 60)
     return Conflict(
         f"The {channel} channel accepts a reply only within {hours:g} hours of the customer's "
