@@ -33,3 +33,13 @@ class RouterSettings(UserTokenSettings):
     # An agent who declined a ticket, or let its offer time out, is not offered that ticket
     # again for this long; after it, like anyone else (a refusal is per attempt, not for ever).
     refusal_cooldown_s: float = Field(default=60.0, ge=0, le=86_400)
+    # The conversation. A reply's or a note's text may be at most this many bytes of UTF-8 (a
+    # 413 naming body.text above it).
+    message_max_bytes: int = Field(default=64 * 1024, ge=1, le=1024 * 1024)
+    # Messaging channels' reply windows in hours after the customer's last message: a reply
+    # later than that is refused here (409 reply-window-closed) before intake would refuse to
+    # deliver it. A channel left out has none as far as the router knows (intake still
+    # enforces its integrations' own windows on delivery).
+    reply_window_hours: dict[str, float] = Field(default_factory=lambda: {"social": 24.0})
+    # How many of the conversation's last messages GET /v1/tickets/{id} carries.
+    detail_messages: int = Field(default=5, ge=0, le=100)

@@ -94,7 +94,7 @@ _topics = [
     TopicSpec(
         INTAKE_DELIVERIES,
         "intake",
-        (),
+        ("router",),
         "ticket_id",
         "Each outbound message's delivery states (sent, delivered, read, failed), keyed by "
         "ticket so one conversation's stay in order.",
@@ -124,6 +124,22 @@ _events = [
     EventSpec("agent.status_changed", ROUTER_TICKETS, p.AgentStatusChanged, key_field="agent_id"),
     # What intake must deliver to the customer (an agent's reply, a call-back request).
     EventSpec("message.outbound", ROUTER_TICKETS, p.MessageOutbound),
+    # For the console's live view: a notification stored for one user (escalations, mentions,
+    # offers, missed offers, follow-ups, failed deliveries). Keyed by recipient.
+    EventSpec(
+        "notification.created",
+        ROUTER_TICKETS,
+        p.NotificationCreated,
+        key_field="recipient_id",
+    ),
+    # A notification a supervisor or manager opted to get by e-mail too: for intake's SMTP
+    # path (nobody delivers it yet). Keyed by recipient.
+    EventSpec(
+        "notification.email_requested",
+        ROUTER_TICKETS,
+        p.NotificationEmailRequested,
+        key_field="recipient_id",
+    ),
     EventSpec("sla.warning", SLA_EVENTS, p.SlaWarning),
     EventSpec("sla.breached", SLA_EVENTS, p.SlaBreached, consumers=("feedback",)),
     EventSpec("sla.escalated", SLA_EVENTS, p.SlaEscalated, consumers=("router", "feedback")),
@@ -134,7 +150,14 @@ _events = [
     EventSpec("survey.answered", FEEDBACK_EVENTS, p.SurveyAnswered),
     EventSpec("followup.requested", FEEDBACK_EVENTS, p.FollowUpRequested, consumers=("router",)),
     EventSpec("praise.recorded", FEEDBACK_EVENTS, p.PraiseRecorded),
-    EventSpec("message.delivery_changed", INTAKE_DELIVERIES, p.MessageDeliveryChanged),
+    # The router stores each state with its message (the conversation), a failure notifies
+    # the ticket's owner.
+    EventSpec(
+        "message.delivery_changed",
+        INTAKE_DELIVERIES,
+        p.MessageDeliveryChanged,
+        consumers=("router",),
+    ),
 ]
 EVENT_TYPES: dict[str, EventSpec] = {e.event_type: e for e in _events}
 

@@ -164,6 +164,11 @@ class TicketReplied(Payload):
     channel: Channel
     first_response: bool
     at: AwareDatetime
+    message_id: uuid.UUID | None = Field(
+        default=None,
+        description="the reply's message in the conversation (its message.outbound's id); null "
+        "for a reply recorded without text, or from an older router",
+    )
 
 
 class TicketResolved(Payload):
@@ -237,6 +242,39 @@ class MessageOutbound(Payload):
     reply_to_contact_id: uuid.UUID | None = Field(
         default=None, description="the customer's last contact on the ticket (threading, route)"
     )
+    created_at: AwareDatetime
+
+
+NotificationKind = Literal[
+    "escalation", "mention", "new_offer", "missed_offer", "follow_up", "delivery_failed"
+]
+
+
+class NotificationCreated(Payload):
+    """A notification stored for one user (an agent or a supervisor, by their token subject),
+    for the console's live view; `GET /v1/notifications` of the router lists them. Keyed by
+    `recipient_id`, so one user's arrive in order."""
+
+    notification_id: uuid.UUID
+    recipient_id: str
+    kind: NotificationKind
+    ticket_id: uuid.UUID | None = None
+    text: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    created_at: AwareDatetime
+
+
+class NotificationEmailRequested(Payload):
+    """A notification its recipient (a supervisor or manager who opted in) also wants by
+    e-mail: what to send, to whom. For intake's SMTP path, as `message.outbound` is for
+    customers. Keyed by `recipient_id`."""
+
+    notification_id: uuid.UUID
+    recipient_id: str
+    to: str = Field(description="the recipient's e-mail address, as they set it")
+    subject: str
+    text: str
+    ticket_id: uuid.UUID | None = None
     created_at: AwareDatetime
 
 

@@ -187,6 +187,77 @@ async def _ticket_detail(world: World) -> None:
             assert _leaks(response, ticket)  # the customer's text is there for who may read it
 
 
+async def _messages(world: World) -> None:
+    # The conversation follows the ticket's rule: a 404 like a ticket that does not exist.
+    def path(ticket: Ticket | uuid.UUID) -> str:
+        return f"/v1/tickets/{ticket.id if isinstance(ticket, Ticket) else ticket}/messages"
+
+    unknown = await _get(world, path(uuid.uuid4()), as_agent("bob"))
+    assert unknown.status_code == 404
+    for who, hidden in (
+        ("bob", [world.amys, world.technical, world.newest]),
+        ("amy", [world.billing, world.newest]),
+    ):
+        for ticket in hidden:
+            refused = await _get(world, path(ticket), as_agent(who))
+            assert refused.status_code == 404, (who, ticket)
+            assert refused.json()["type"] == unknown.json()["type"]
+            assert not _leaks(refused, *world.tickets)
+    for who, readable in (
+        (as_agent("amy"), [world.amys, world.technical]),
+        (as_agent("bob"), [world.billing]),
+        (as_supervisor(), world.tickets),
+    ):
+        for ticket in readable:
+            response = await _get(world, path(ticket), who)
+            assert response.status_code == 200, response.text
+            assert ticket.marker in response.text
+
+
+async def _canned_responses(world: World) -> None:
+    # No customer data; an agent lists those of the queues they serve, a supervisor all.
+    router = world.router
+    for queue in ("technical", "billing"):
+        body = {"queue_id": queue, "language": "en", "title": queue, "body": "Hi {customer_name}"}
+        assert (await router.client.post("/v1/canned-responses", json=body)).status_code == 201
+    titles = {
+        who: sorted(c["title"] for c in (await _get(world, "/v1/canned-responses", h)).json())
+        for who, h in (("amy", as_agent("amy")), ("bob", as_agent("bob")), ("sup", as_supervisor()))
+    }
+    assert titles == {"amy": ["technical"], "bob": ["billing"], "sup": ["billing", "technical"]}
+
+
+async def _notifications(world: World) -> None:
+    # Only one's own: amy's note mentioning bob is bob's, nobody else's.
+    router = world.router
+    note = await router.client.post(
+        f"/v1/tickets/{world.amys.id}/notes", json={"text": "@bob FYI"}, headers=as_agent("amy")
+    )
+    assert note.status_code == 201, note.text
+    bob = await _get(world, "/v1/notifications", as_agent("bob"))
+    assert [n["kind"] for n in bob.json()["items"]] == ["mention"]
+    for who in (as_agent("amy"), as_supervisor()):
+        other = await _get(world, "/v1/notifications", who)
+        assert all(n["kind"] != "mention" for n in other.json()["items"])
+    assert not _leaks(bob, *world.tickets)
+
+
+async def _notification_settings(world: World) -> None:
+    # One's own settings only; no ticket data.
+    router = world.router
+    settings = {"email": "lin@cc.example", "email_opt_in": True}
+    assert (
+        await router.client.put(
+            "/v1/notification-settings", json=settings, headers=as_supervisor("lin")
+        )
+    ).status_code == 200
+    assert (await _get(world, "/v1/notification-settings", as_supervisor("lin"))).json() == settings
+    for who in (as_agent("bob"), as_supervisor("mo")):
+        other = await _get(world, "/v1/notification-settings", who)
+        assert other.status_code == 200
+        assert "lin@cc.example" not in other.text
+
+
 async def _policy_and_rules(world: World) -> None:
     for path in ("/v1/routing-policy", "/v1/classification-rules"):
         response = await _get(world, path, as_agent("bob"))
@@ -209,6 +280,10 @@ CASES: dict[str, Callable[[World], Awaitable[None]]] = {
     "/v1/agents/{agent_id}/status-history": _status_history,
     "/v1/tickets": _ticket_list,
     "/v1/tickets/{ticket_id}": _ticket_detail,
+    "/v1/tickets/{ticket_id}/messages": _messages,
+    "/v1/canned-responses": _canned_responses,
+    "/v1/notifications": _notifications,
+    "/v1/notification-settings": _notification_settings,
     "/v1/routing-policy": _policy_and_rules,
     "/v1/classification-rules": _policy_and_rules,
     # Outside the API: liveness, readiness (no data) and the documentation.
@@ -252,6 +327,7 @@ async def test_an_agent_cannot_act_on_a_ticket_they_may_not_read(world: World) -
         ("reopen", {"reason": "x"}),
         ("transfer", {"to_queue_id": "billing", "reason": "mine now"}),
         ("close", {"reason": "spam"}),
+        ("reply", {"text": "not mine to answer"}),
     ]:
         for ticket in (world.amys, world.technical):
             refused = await router.client.post(
@@ -266,6 +342,7 @@ async def test_an_agent_cannot_act_on_a_ticket_they_may_not_read(world: World) -
         assert held.status_code == 403, (path, held.text)
     assert await router.sql("SELECT id, status, queue_id FROM tickets ORDER BY id") == before
     assert await router.sql("SELECT count(*) FROM ticket_history") == history
+    assert await router.sql("SELECT count(*) FROM ticket_messages") == [(0,)]
 
 
 async def test_an_agent_cannot_see_or_answer_another_agents_offer(world: World) -> None:

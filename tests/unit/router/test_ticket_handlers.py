@@ -15,7 +15,10 @@ from ccshared.events.payloads import TicketTransferred
 from ccshared.problems import Conflict, NotFound, Problem
 from ccshared.user_auth import Forbidden
 from router.db.tickets import TicketNotFound
+from router.domain.conversation import ConversationRules, Message
+from router.domain.notifications import Notification
 from router.domain.tickets import ContactHistory, Ticket, TicketChange
+from router.handlers import conversation
 from router.handlers import tickets as handlers
 from tests.unit.router.test_ticket_changes import ticket
 
@@ -74,6 +77,25 @@ class FakeTicketsUnitOfWork:
 
     async def start_wrap_up(self, ticket: Ticket, at: datetime) -> None:
         self.wrap_ups.append(ticket.assignee_agent_id)
+
+    # The conversation: messages and notifications kept, like changes, when the block commits.
+    last_contact_row: Any = None
+    canned: frozenset[uuid.UUID] = frozenset()
+
+    async def last_contact(self, ticket_id: uuid.UUID) -> Any:
+        return self.last_contact_row
+
+    async def canned_exists(self, canned_id: uuid.UUID) -> bool:
+        return canned_id in self.canned
+
+    async def add_message(self, message: Message) -> None:
+        self._pending.append(message)  # type: ignore[arg-type]
+
+    async def unknown_agents(self, agent_ids: list[str]) -> list[str]:
+        return [a for a in agent_ids if a not in self.agents]
+
+    async def notify(self, notifications: list[Notification]) -> None:
+        self._pending.extend(notifications)  # type: ignore[arg-type]
 
 
 SUPERVISOR = Principal(subject="lin", role="supervisor")
@@ -214,3 +236,49 @@ async def test_resolve_keeps_the_first_contact_resolution_flag_the_agent_gives()
     uow.histories[held.id] = ContactHistory(1, transferred_or_reopened=False)
     after = await handlers.resolve(uow, held.id, agent("amy"), "answered", False)
     assert after.first_contact_resolution is False
+
+
+async def test_a_reply_with_text_stores_its_message_and_publishes_it_after_ticket_replied() -> None:
+    held = ticket("in_progress", assignee_agent_id="amy")
+    uow = FakeTicketsUnitOfWork(held)
+    await handlers.reply(uow, held.id, agent("amy"), None, None, "您好 hello")
+    message, change = uow.committed
+    assert isinstance(message, Message)
+    assert isinstance(change, TicketChange)
+    assert (message.text, message.kind, message.delivery_state) == ("您好 hello", "reply", "queued")
+    replied, outbound = change.events[-2:]
+    assert replied.message_id == outbound.message_id == message.id  # type: ignore[attr-defined]
+    assert outbound.text == "您好 hello"  # type: ignore[attr-defined]
+
+
+async def test_a_refused_reply_stores_no_message() -> None:
+    held = ticket("in_progress", assignee_agent_id="amy")
+    uow = FakeTicketsUnitOfWork(held)
+    rules = ConversationRules(max_bytes=5)
+    for text, status in (("  ", 422), ("太长了", 413)):
+        with pytest.raises(Problem) as refused:
+            await handlers.reply(uow, held.id, agent("amy"), None, None, text, rules=rules)
+        assert refused.value.status == status
+    with pytest.raises(Problem) as unknown:
+        await handlers.reply(uow, held.id, agent("amy"), None, None, "ok", uuid.uuid4())
+    assert unknown.value.status == 422
+    with pytest.raises(TicketNotFound):  # not his, nor may he read it
+        await handlers.reply(uow, held.id, agent("bob"), "bob", None, "mine")
+    assert uow.committed == []
+
+
+async def test_a_note_notifies_the_agents_it_mentions_but_not_its_author() -> None:
+    held = ticket("in_progress", assignee_agent_id="amy")
+    uow = FakeTicketsUnitOfWork(held, agents={"amy": "busy", "bob": "offline"})
+    note = await conversation.add_note(
+        uow, held.id, agent("amy"), "@bob @amy 看看", ConversationRules()
+    )
+    assert note.mentions == ("bob", "amy")
+    message, told = uow.committed
+    assert message is note
+    assert isinstance(told, Notification)
+    assert (told.recipient, told.kind) == ("bob", "mention")
+    with pytest.raises(Problem) as unknown:
+        await conversation.add_note(uow, held.id, agent("amy"), "@nobody", ConversationRules())
+    assert unknown.value.status == 422
+    assert len(uow.committed) == 2

@@ -130,4 +130,5 @@ def test_catalog_names_a_dead_letter_topic_for_every_topic() -> None:
         "intake.contacts",
         "sla.events",
         "feedback.events",
+        "intake.deliveries",
     ]

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ccshared.user_auth import principal, supervisor
 from router.bootstrap import RouterParts, router_parts
 from router.db.tickets import SqlTicketsUnitOfWork
+from router.domain.conversation import ConversationRules
+from router.settings import RouterSettings
 
 User = Depends(principal)
 Supervisor = Depends(supervisor)
@@ -29,6 +31,16 @@ def nudge_of(request: Request) -> Callable[[], None]:
     return parts_of(request).assigner.nudge
 
 
+def conversation_rules(request: Request) -> ConversationRules:
+    settings: RouterSettings = request.app.state.runtime.settings
+    return ConversationRules(settings.message_max_bytes, settings.reply_window_hours)
+
+
+def detail_messages(request: Request) -> int:
+    settings: RouterSettings = request.app.state.runtime.settings
+    return settings.detail_messages
+
+
 def tickets_uow(request: Request) -> SqlTicketsUnitOfWork:
     return SqlTicketsUnitOfWork(engine_of(request))
 
@@ -37,3 +49,5 @@ Engine = Depends(engine_of)
 Parts = Depends(parts_of)
 Nudge = Depends(nudge_of)
 TicketsUow = Depends(tickets_uow)
+Rules = Depends(conversation_rules)
+DetailMessages = Depends(detail_messages)

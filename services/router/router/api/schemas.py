@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -34,6 +34,17 @@ class QueueIn(_In):
         le=3600,
         description="seconds an agent stays in wrap_up after resolving a ticket of this queue "
         "before new offers (0: none)",
+    )
+    supervisors: list[Annotated[str, Field(pattern=_ID)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="user ids (token subjects) told of this queue's escalations "
+        "(notify_supervisor) and detractor follow-ups",
+    )
+    managers: list[Annotated[str, Field(pattern=_ID)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="user ids told of this queue's escalations with notify_manager",
     )
 
 
@@ -175,7 +186,100 @@ class ReplyIn(_In):
         "is a 403); a supervisor must name the agent they answer for",
     )
     channel: Channel | None = None
-    text: str | None = Field(default=None, max_length=100_000)
+    text: str | None = Field(
+        default=None,
+        description="what the customer gets (UTF-8, at most ROUTER_MESSAGE_MAX_BYTES bytes: a "
+        "413 naming body.text above; blank: a 422). Stored in the conversation and published "
+        "for delivery (message.outbound); on the phone channel a call-back request. Left out, "
+        "only that the agent answered is recorded (e.g. on a call), as before",
+    )
+    canned_response_id: uuid.UUID | None = Field(
+        default=None, description="the canned response the text was made from (unknown: 422)"
+    )
+
+
+class NoteIn(_In):
+    text: str = Field(
+        description="an internal note, never sent to the customer; `@<agent id>` mentions an "
+        "agent (they are notified; an unknown one is a 422 naming body.text)"
+    )
+
+
+class MessageOut(BaseModel):
+    """One message of a ticket's conversation: a customer's contact (`inbound`), an agent's
+    reply (`outbound`, with its delivery state) or an internal note (`note`)."""
+
+    id: uuid.UUID
+    direction: Literal["inbound", "outbound", "note"]
+    kind: Literal["contact", "reply", "callback_request", "note"]
+    author: str = Field(description="customer, agent:<id> or supervisor:<id>")
+    channel: str
+    at: datetime
+    subject: str | None = None
+    text: str | None = None
+    sender: dict[str, Any] | None = Field(
+        default=None, description="a contact's sender: name, email, phone, social_handle"
+    )
+    attachments: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="a contact's attachments: filename, content_type, size_bytes, url, ref",
+    )
+    canned_response_id: uuid.UUID | None = None
+    reply_to_contact_id: uuid.UUID | None = None
+    mentions: list[str] = Field(default_factory=list)
+    delivery_state: Literal["queued", "sent", "delivered", "read", "failed"] | None = Field(
+        default=None, description="replies only: queued → sent → delivered/read, or failed"
+    )
+    delivery_reason: str | None = None
+    delivery_at: datetime | None = None
+    provider_message_id: str | None = None
+
+
+class MessagePage(BaseModel):
+    items: list[MessageOut]
+    next_cursor: str | None
+
+
+class CannedResponseIn(_In):
+    queue_id: str = Field(pattern=_ID)
+    language: str = Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", examples=["en", "zh"])
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(
+        min_length=1,
+        max_length=20_000,
+        description="the text, with placeholders {customer_name}, {ticket_number}, {agent_name} "
+        "(any other is a 422 naming body.body)",
+    )
+
+
+class CannedResponseOut(CannedResponseIn):
+    id: uuid.UUID
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class RenderedCannedResponse(BaseModel):
+    canned_response_id: uuid.UUID
+    language: str
+    text: str = Field(description="the body with the ticket's placeholders filled in, to edit")
+
+
+class NotificationOut(BaseModel):
+    id: uuid.UUID
+    kind: str = Field(
+        description="escalation, mention, new_offer, missed_offer, follow_up, delivery_failed"
+    )
+    ticket_id: uuid.UUID | None
+    text: str
+    data: dict[str, Any]
+    created_at: datetime
+    read_at: datetime | None
+
+
+class NotificationPage(BaseModel):
+    items: list[NotificationOut]
+    next_cursor: str | None
 
 
 class TransferIn(_In):
@@ -238,6 +342,11 @@ class TicketDetail(TicketOut):
     history: list[dict[str, Any]]
     routing_decisions: list[dict[str, Any]]
     offers: list[OfferOut]
+    messages: list[MessageOut] = Field(
+        default_factory=list,
+        description="the conversation's last messages (ROUTER_DETAIL_MESSAGES, oldest first); "
+        "GET /v1/tickets/{id}/messages pages through all of it",
+    )
 
 
 class PolicyStepIn(_In):
@@ -291,3 +400,16 @@ class ClassificationRulesOut(BaseModel):
     version: int
     created_by: str
     rules: list[ClassificationRuleIn]
+
+
+class NotificationSettingsIn(_In):
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email_opt_in: bool = Field(
+        default=False,
+        description="escalations and follow-ups by e-mail too (notification.email_requested)",
+    )
+
+
+class NotificationSettingsOut(BaseModel):
+    email: str | None
+    email_opt_in: bool

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.auth import Principal
 from ccshared.user_auth import AUTH_RESPONSES, principal
-from router.api.deps import Engine, Nudge, TicketsUow, User
+from router.api.deps import DetailMessages, Engine, Nudge, Rules, TicketsUow, User
 from router.api.schemas import (
     ReasonIn,
     ReplyIn,
@@ -22,6 +22,7 @@ from router.api.schemas import (
     TransferIn,
 )
 from router.db.tickets import SqlTicketsUnitOfWork
+from router.domain.conversation import ConversationRules
 from router.handlers import tickets
 
 router = APIRouter(
@@ -68,21 +69,43 @@ async def list_tickets(
     "in a queue they serve) is a 404, like one that does not exist.",
 )
 async def get_ticket_detail(
-    ticket_id: uuid.UUID, user: Principal = User, engine: AsyncEngine = Engine
+    ticket_id: uuid.UUID,
+    user: Principal = User,
+    engine: AsyncEngine = Engine,
+    last: int = DetailMessages,
 ) -> TicketDetail:
-    ticket, details = await tickets.ticket_detail(engine, ticket_id, user)
+    ticket, details = await tickets.ticket_detail(engine, ticket_id, user, last)
     return TicketDetail(**ticket.__dict__, **details, summary=TicketSummary.of(ticket))
 
 
 @router.post(
     "/tickets/{ticket_id}/reply",
     response_model=TicketOut,
-    summary="An agent answered the customer (the first answer is the first response)",
+    summary="An agent answers the customer (the first answer is the first response)",
+    description="The assignee or owner of the ticket, or a supervisor in an agent's name; "
+    "another agent gets a 403 (404 if they may not read it) and nothing is stored. The text is "
+    "stored in the conversation and published for delivery (message.outbound) with "
+    "ticket.replied in one transaction. 413/422 name body.text; an unknown canned response is "
+    "a 422; a messaging channel's closed reply window a 409 reply-window-closed.",
 )
 async def reply(
-    ticket_id: uuid.UUID, body: ReplyIn, user: Principal = User, uow: Uow = TicketsUow
+    ticket_id: uuid.UUID,
+    body: ReplyIn,
+    user: Principal = User,
+    uow: Uow = TicketsUow,
+    rules: ConversationRules = Rules,
 ) -> TicketOut:
-    return TicketOut.of(await tickets.reply(uow, ticket_id, user, body.agent_id, body.channel))
+    replied = await tickets.reply(
+        uow,
+        ticket_id,
+        user,
+        body.agent_id,
+        body.channel,
+        body.text,
+        body.canned_response_id,
+        rules,
+    )
+    return TicketOut.of(replied)
 
 
 @router.post(

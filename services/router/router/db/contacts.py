@@ -19,6 +19,7 @@ from ccshared.logging import correlation_id
 from ccshared.outbox import OUTBOX_PART, outbox_params
 from router.db.tickets import HISTORY_COLUMNS, INSERT_HISTORY, history_row
 from router.domain.classification import PRIORITY_RANK
+from router.domain.conversation import contact_attachments, contact_sender
 from router.domain.opening import NewTicket
 from router.domain.summary import customer_display_name, subject_line
 from router.domain.threading import OpenTicketCandidate
@@ -89,14 +90,29 @@ _CONTACT_COLUMNS = (
     ("received_at", "timestamptz"),
     ("subject", "text"),
     ("text", "text"),
+    ("sender", "jsonb"),
+    ("attachments", "jsonb"),
 )
 _THREAD_KEY_COLUMNS = (("key", "text"), ("ticket_id", "uuid"))
 _LAST_CONTACT = [name for name, _ in _TICKET_COLUMNS].index("last_contact_at")
 _CUSTOMER_NAME = [name for name, _ in _TICKET_COLUMNS].index("customer_name")
 
 
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
 def _contact_row(ticket_id: uuid.UUID, c: ContactReceived) -> tuple[Any, ...]:
-    return (c.contact_id, ticket_id, c.channel, c.received_at, c.subject, c.text)
+    return (
+        c.contact_id,
+        ticket_id,
+        c.channel,
+        c.received_at,
+        c.subject,
+        c.text,
+        _json(contact_sender(c)),
+        _json(contact_attachments(c)),
+    )
 
 
 def _ticket_row(t: NewTicket) -> tuple[Any, ...]:

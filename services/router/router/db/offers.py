@@ -5,6 +5,7 @@ history and events in one statement."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ccshared.db import array_params, insert_from_arrays, one_statement
 from ccshared.events import Envelope
 from ccshared.outbox import OUTBOX_PART, outbox_params
+from router.db.notifications import (
+    INSERT_NOTIFICATIONS,
+    notification_events,
+    notification_params,
+)
 from router.db.tickets import HISTORY_COLUMNS, INSERT_HISTORY
+from router.domain.notifications import Notification
 
 OFFER_FIELDS = "id, ticket_id, agent_id, status, offered_at, expires_at, responded_at, reason"
 
@@ -84,8 +91,8 @@ async def mark_declined(conn: AsyncConnection, offer_id: uuid.UUID, reason: str)
 
 
 async def expire_offers(conn: AsyncConnection, now: datetime, limit: int = 100) -> list[Any]:
-    """Pending offers past their time, up to `limit`, marked timed out: (ticket_id, agent_id)
-    rows. SKIP LOCKED: one being answered is left to its answer."""
+    """Pending offers past their time, up to `limit`, marked timed out: (ticket_id, agent_id,
+    id) rows. SKIP LOCKED: one being answered is left to its answer."""
     return list(
         (
             await conn.execute(
@@ -93,7 +100,7 @@ async def expire_offers(conn: AsyncConnection, now: datetime, limit: int = 100) 
                     "UPDATE offers SET status = 'timed_out', responded_at = :now "
                     "WHERE id IN (SELECT id FROM offers WHERE status = 'pending' "
                     "AND expires_at <= :now ORDER BY expires_at LIMIT :n "
-                    "FOR UPDATE SKIP LOCKED) RETURNING ticket_id, agent_id"
+                    "FOR UPDATE SKIP LOCKED) RETURNING ticket_id, agent_id, id"
                 ),
                 {"now": now, "n": limit},
             )
@@ -151,6 +158,7 @@ _WRITE_OFFERS = text(
             "AS u(id, cursor) WHERE q.id = u.id",
         ),
         ("history", INSERT_HISTORY),
+        ("notifications", INSERT_NOTIFICATIONS),
         OUTBOX_PART,
     )
 )
@@ -167,9 +175,11 @@ async def write_offers(
     rr_cursors: dict[str, str],
     history: list[tuple[Any, ...]],
     events: list[Envelope],
+    notifications: Sequence[Notification] = (),
 ) -> None:
     """`tickets`: (id, agent, new status); `per_agent`: offers made to each agent;
-    `rr_cursors`: queue → the last agent offered (round robin)."""
+    `rr_cursors`: queue → the last agent offered (round robin); `notifications`: each agent
+    told of their new offer (their events after `events`)."""
     queues = sorted(rr_cursors)  # in queue id order, as every replica locks queue rows
     await conn.execute(
         _WRITE_OFFERS,
@@ -185,6 +195,7 @@ async def write_offers(
             "rr_queues": queues,
             "rr_cursors": [rr_cursors[q] for q in queues],
             **array_params(HISTORY_COLUMNS, history, prefix="h_"),
-            **outbox_params(events),
+            **notification_params(notifications),
+            **outbox_params([*events, *notification_events(notifications)]),
         },
     )

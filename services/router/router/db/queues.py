@@ -30,6 +30,7 @@ async def queue_views(conn: AsyncConnection) -> list[dict[str, Any]]:
     rows = await conn.execute(
         text(
             "SELECT q.id, q.name, q.required_skills, q.strategy, q.offer_timeout_s, q.wrap_up_s, "
+            "  q.supervisors, q.managers, "
             "  count(t.id) AS depth, extract(epoch FROM now() - min(t.queued_at)) AS oldest, "
             "  (SELECT count(*) FROM agents a WHERE a.status = 'available' "
             "     AND a.skills ?& q.required_skills) AS available "
@@ -45,6 +46,8 @@ async def queue_views(conn: AsyncConnection) -> list[dict[str, Any]]:
             "strategy": r.strategy,
             "offer_timeout_s": r.offer_timeout_s,
             "wrap_up_s": r.wrap_up_s,
+            "supervisors": list(r.supervisors),
+            "managers": list(r.managers),
             "depth": r.depth,
             "oldest_wait_s": float(r.oldest) if r.oldest is not None else None,
             "agents_available": r.available,
@@ -62,15 +65,19 @@ async def upsert_queue(
     strategy: str,
     offer_timeout_s: int,
     wrap_up_s: int = 0,
+    supervisors: list[str] | None = None,
+    managers: list[str] | None = None,
 ) -> None:
     await conn.execute(
         text(
-            "INSERT INTO queues (id, name, required_skills, strategy, offer_timeout_s, wrap_up_s) "
-            "VALUES (:id, :name, :skills, :strategy, :timeout, :wrap_up) "
+            "INSERT INTO queues (id, name, required_skills, strategy, offer_timeout_s, wrap_up_s, "
+            "supervisors, managers) "
+            "VALUES (:id, :name, :skills, :strategy, :timeout, :wrap_up, :sups, :mgrs) "
             "ON CONFLICT (id) DO UPDATE SET "
             "name = EXCLUDED.name, required_skills = EXCLUDED.required_skills, "
             "strategy = EXCLUDED.strategy, offer_timeout_s = EXCLUDED.offer_timeout_s, "
-            "wrap_up_s = EXCLUDED.wrap_up_s, updated_at = now()"
+            "wrap_up_s = EXCLUDED.wrap_up_s, supervisors = EXCLUDED.supervisors, "
+            "managers = EXCLUDED.managers, updated_at = now()"
         ),
         {
             "id": queue_id,
@@ -79,6 +86,8 @@ async def upsert_queue(
             "strategy": strategy,
             "timeout": offer_timeout_s,
             "wrap_up": wrap_up_s,
+            "sups": supervisors or [],
+            "mgrs": managers or [],
         },
     )
 

@@ -19,9 +19,13 @@ from ccshared.events import Envelope, new_event
 from ccshared.logging import correlation_id
 from ccshared.outbox import OUTBOX_PART, outbox_params
 from ccshared.problems import NotFound
+from router.db import messages as messages_db
 from router.db.agents import change_status
+from router.db.notifications import write_notifications
 from router.db.queues import wrap_up_of
 from router.domain.assignment import WRAP_UP, wrap_up_until
+from router.domain.conversation import Message
+from router.domain.notifications import Notification
 from router.domain.tickets import ROUTER, ContactHistory, HistoryEntry, Ticket, TicketChange
 
 __all__ = ["SqlTicketsUnitOfWork", "Ticket", "TicketNotFound"]
@@ -351,6 +355,31 @@ class SqlTicketsUnitOfWork:
 
     async def contact_history(self, ticket_id: uuid.UUID) -> ContactHistory:
         return await contact_history(self.conn, ticket_id)
+
+    async def last_contact(self, ticket_id: uuid.UUID) -> Any:
+        return await messages_db.last_contact(self.conn, ticket_id)
+
+    async def canned_exists(self, canned_id: uuid.UUID) -> bool:
+        found = await self.conn.execute(
+            text("SELECT 1 FROM canned_responses WHERE id = :id"), {"id": canned_id}
+        )
+        return found.first() is not None
+
+    async def add_message(self, message: Message) -> None:
+        await messages_db.insert_message(self.conn, message)
+
+    async def unknown_agents(self, agent_ids: list[str]) -> list[str]:
+        """Those of `agent_ids` that name no agent, in the order given."""
+        if not agent_ids:
+            return []
+        rows = await self.conn.execute(
+            text("SELECT id FROM agents WHERE id = ANY(:ids)"), {"ids": agent_ids}
+        )
+        known = {r.id for r in rows}
+        return [a for a in agent_ids if a not in known]
+
+    async def notify(self, notifications: list[Notification]) -> None:
+        await write_notifications(self.conn, notifications)
 
     async def start_wrap_up(self, ticket: Ticket, at: datetime) -> None:
         """The agent who held the resolved ticket, if available, goes into wrap-up for its

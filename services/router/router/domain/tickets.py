@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from ccshared.events.payloads import (
     Channel,
+    MessageOutbound,
     Priority,
     SlaDeadlineChanged,
     SlaEscalated,
@@ -238,14 +239,25 @@ def decline(ticket: Ticket, agent_id: str, reason: str, at: datetime) -> TicketC
     )
 
 
-def reply(ticket: Ticket, agent_id: str, channel: Channel | None, at: datetime) -> TicketChange:
-    """An agent answered the customer; the first answer is the first response."""
+def reply(
+    ticket: Ticket,
+    agent_id: str,
+    channel: Channel | None,
+    at: datetime,
+    *,
+    message_id: uuid.UUID | None = None,
+    outbound: MessageOutbound | None = None,
+) -> TicketChange:
+    """An agent answered the customer; the first answer is the first response. With a
+    message (the conversation's reply), `ticket.replied` names it and `outbound` (what intake
+    must deliver) follows it in the same transaction."""
     replied = TicketReplied(
         ticket_id=ticket.id,
         agent_id=agent_id,
         channel=channel or ticket.channel,
         first_response=ticket.first_response_at is None,
         at=at,
+        message_id=message_id,
     )
     return change(
         ticket,
@@ -254,7 +266,7 @@ def reply(ticket: Ticket, agent_id: str, channel: Channel | None, at: datetime) 
         at=at,
         reason="replied",
         extra={"first_response_at": ticket.first_response_at or at},
-        also=[replied],
+        also=[replied] if outbound is None else [replied, outbound],
     )
 
 

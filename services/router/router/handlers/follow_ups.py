@@ -1,13 +1,17 @@
 """Follow-ups requested by feedback (a detractor's answer, a key account's call-back): one
-follow-up ticket each, in the earlier ticket's queue, owned by its owner."""
+follow-up ticket each, in the earlier ticket's queue, owned by its owner; a detractor's is
+told to that owner and the queue's supervisors."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events.payloads import ContactReceived, CustomerHints, FollowUpRequested
+from router.db.notifications import queue_staff, write_notifications
 from router.db.rules import RuleSet
 from router.db.tickets import TicketNotFound, get_ticket, ticket_exists
+from router.domain import notifications
+from router.domain.notifications import QueueStaff
 from router.domain.opening import Placement
 from router.domain.policy import RoutingPolicy
 from router.handlers.contacts import open_ticket
@@ -50,3 +54,18 @@ async def open_follow_up(
         queue_id=earlier.queue_id if earlier and earlier.queue_id else None,
     )
     await open_ticket(conn, contact, policy, rules, placement)
+    if requested.reason == "detractor":
+        opened = await get_ticket(conn, requested.follow_up_id)
+        staff = await queue_staff(conn, [opened.queue_id])
+        await write_notifications(
+            conn,
+            notifications.follow_up(
+                opened.id,
+                opened.owner_agent_id,
+                staff.get(opened.queue_id or "", QueueStaff()),
+                requested.reason,
+                requested.ticket_id,
+                opened.opened_at,
+            ),
+            by_email=True,
+        )

@@ -24,6 +24,8 @@ async def put_queue(
     strategy: str,
     offer_timeout_s: int,
     wrap_up_s: int = 0,
+    supervisors: list[str] | None = None,
+    managers: list[str] | None = None,
     nudge: Callable[[], None],
 ) -> None:
     async with engine.begin() as conn:
@@ -35,5 +37,7 @@ async def put_queue(
             strategy=strategy,
             offer_timeout_s=offer_timeout_s,
             wrap_up_s=wrap_up_s,
+            supervisors=supervisors,
+            managers=managers,
         )
     nudge()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -16,13 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.auth import Principal
 from ccshared.events.payloads import Channel
+from ccshared.ids import uuid7
 from ccshared.problems import Conflict, FieldError, NotFound, Problem
 from ccshared.user_auth import require_on_ticket, require_self_or_supervisor
+from router.db import messages as messages_db
 from router.db import offers as offers_db
 from router.db import tickets as db
 from router.db.tickets import Ticket, TicketNotFound
-from router.domain import tickets
+from router.domain import conversation, tickets
 from router.domain.lifecycle import InvalidTransition
+from router.domain.notifications import Notification
 
 T = TypeVar("T")
 
@@ -55,6 +58,16 @@ class TicketsUnitOfWork(Protocol):
     async def contact_history(self, ticket_id: uuid.UUID) -> tickets.ContactHistory: ...
 
     async def start_wrap_up(self, ticket: Ticket, at: datetime) -> None: ...
+
+    async def last_contact(self, ticket_id: uuid.UUID) -> Any: ...
+
+    async def canned_exists(self, canned_id: uuid.UUID) -> bool: ...
+
+    async def add_message(self, message: conversation.Message) -> None: ...
+
+    async def unknown_agents(self, agent_ids: list[str]) -> list[str]: ...
+
+    async def notify(self, notifications: list[Notification]) -> None: ...
 
 
 async def readable_ticket(
@@ -123,16 +136,45 @@ async def act(
     return ticket
 
 
+def field_problem(field: str, message: str, *, status: int = 422) -> Problem:
+    """A 422 (or `status`) problem naming the one field at fault."""
+    slug = "payload-too-large" if status == 413 else "validation-error"
+    kind = "too_large" if status == 413 else "value_error"
+    return Problem(
+        f"{field}: {message}",
+        status=status,
+        slug=slug,
+        errors=[FieldError(field=field, message=message, type=kind)],
+    )
+
+
+def checked_text(text: str, rules: conversation.ConversationRules) -> str:
+    """The text of a reply or note, or its problem: blank is a 422, too large a 413, both
+    naming `body.text`."""
+    try:
+        return conversation.checked_text(text, rules)
+    except conversation.TextRefused as exc:
+        raise field_problem("body.text", str(exc), status=413 if exc.too_large else 422) from None
+
+
 async def reply(
     uow: TicketsUnitOfWork,
     ticket_id: uuid.UUID,
     user: Principal,
     agent_id: str | None,
     channel: Channel | None,
+    text: str | None = None,
+    canned_response_id: uuid.UUID | None = None,
+    rules: conversation.ConversationRules | None = None,
 ) -> Ticket:
     """An agent's answer, in their own name (the token's, unless they name themself); a
     supervisor answers in the name of the agent they name (a supervisor is no agent: no
-    name is a 422)."""
+    name is a 422). With `text`, the reply is stored in the conversation and published for
+    delivery (`message.outbound`, after `ticket.replied` naming it, in the same transaction);
+    without, only that the agent answered is recorded (e.g. by phone, outside the platform).
+    Refused before anything is stored: a ticket not theirs (403/404), a blank or oversized
+    text (422/413), an unknown canned response (422), a messaging channel's closed reply
+    window (409)."""
     if agent_id is None and user.is_supervisor:
         raise Problem(
             "A supervisor replies in an agent's name: give agent_id.",
@@ -148,12 +190,60 @@ async def reply(
         )
     replier = agent_id or user.subject
     require_self_or_supervisor(user, replier)
+    rules = rules or conversation.ConversationRules()
+    if text is not None:
+        text = checked_text(text, rules)
+    elif canned_response_id is not None:
+        raise field_problem("body.text", "a reply with a canned response needs its text")
     now = datetime.now(UTC)
 
-    async def decide(_: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
-        return tickets.reply(ticket, replier, channel, now)
+    async def decide(uow: TicketsUnitOfWork, ticket: Ticket) -> tickets.TicketChange:
+        if text is None:
+            return tickets.reply(ticket, replier, channel, now)
+        if canned_response_id is not None and not await uow.canned_exists(canned_response_id):
+            raise field_problem(
+                "body.canned_response_id", f"no canned response {canned_response_id}"
+            )
+        on = channel or ticket.channel
+        last = await uow.last_contact(ticket.id)
+        closed = conversation.reply_window_closed(
+            rules.reply_window_hours, on, last.received_at if last else None, now
+        )
+        if closed is not None:
+            raise reply_window_problem(on, rules.reply_window_hours[on], closed)
+        message = conversation.reply_message(
+            uuid7(),
+            ticket.id,
+            author=f"agent:{replier}",
+            channel=on,
+            text=text,
+            at=now,
+            canned_response_id=canned_response_id,
+            reply_to_contact_id=last.contact_id if last else None,
+        )
+        await uow.add_message(message)
+        to_deliver = conversation.outbound(
+            message,
+            customer_id=ticket.customer_id,
+            subject=(last.subject if last and last.subject else ticket.subject_line),
+            language=ticket.language,
+        )
+        return tickets.reply(
+            ticket, replier, channel, now, message_id=message.id, outbound=to_deliver
+        )
 
     return await act(uow, ticket_id, user, "reply", decide)
+
+
+def reply_window_problem(channel: str, hours: float, closed_for: timedelta) -> Conflict:
+    minutes = int(closed_for.total_seconds() // 60)
+    return Conflict(
+        f"The {channel} channel accepts a reply only within {hours:g} hours of the customer's "
+        f"last message; that window closed {minutes} minutes ago. Offer a call-back instead "
+        "(a reply on the phone channel), or wait for the customer to write again.",
+        slug="reply-window-closed",
+        extra={"channel": channel, "window_hours": hours, "closed_minutes_ago": minutes},
+    )
 
 
 async def set_pending(
@@ -275,11 +365,16 @@ async def transfer(
 
 
 def cursor_of(ticket: Ticket) -> str:
-    raw = orjson.dumps([ticket.opened_at.isoformat(), str(ticket.id)])
+    return encode_cursor(ticket.opened_at, ticket.id)
+
+
+def encode_cursor(at: datetime, item_id: uuid.UUID) -> str:
+    """An opaque cursor: where a page ended (the last item's time and id)."""
+    raw = orjson.dumps([at.isoformat(), str(item_id)])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, ticket_id = orjson.loads(raw)
@@ -306,7 +401,7 @@ async def page_of_tickets(
 ) -> tuple[list[Ticket], str | None]:
     """Newest first: a page and the cursor of the next (None: the last page). An agent gets
     only the tickets they may read."""
-    before = _decode_cursor(cursor) if cursor else None
+    before = decode_cursor(cursor) if cursor else None
     async with engine.connect() as conn:
         found = await db.page_of_tickets(
             conn,
@@ -323,9 +418,10 @@ async def page_of_tickets(
 
 
 async def ticket_detail(
-    engine: AsyncEngine, ticket_id: uuid.UUID, user: Principal
+    engine: AsyncEngine, ticket_id: uuid.UUID, user: Principal, last_messages: int = 5
 ) -> tuple[Ticket, dict[str, list[dict[str, Any]]]]:
-    """The ticket with its contacts, history, routing decisions and offers."""
+    """The ticket with its contacts, history, routing decisions, offers and the last messages
+    of its conversation."""
     async with engine.connect() as conn:
         uow = db.SqlTicketsUnitOfWork.on(conn)
         ticket = await readable_ticket(uow, ticket_id, user)
@@ -334,4 +430,5 @@ async def ticket_detail(
             "history": await db.ticket_history(conn, ticket_id),
             "routing_decisions": await db.routing_decisions(conn, ticket_id),
             "offers": await offers_db.offers_of_ticket(conn, ticket_id),
+            "messages": await messages_db.last_messages(conn, ticket_id, last_messages),
         }

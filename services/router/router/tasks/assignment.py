@@ -31,10 +31,11 @@ from ccshared.logging import correlation_id
 from router.db import agents as agents_db
 from router.db import offers as offers_db
 from router.db import queues as queues_db
+from router.db.notifications import write_notifications
 from router.db.policies import PolicyCache
 from router.db.queues import QueueRow
 from router.db.tickets import get_ticket, write_change
-from router.domain import rounds, tickets
+from router.domain import notifications, rounds, tickets
 from router.domain.assignment import (
     MISSED_OFFER,
     WRAP_UP_ENDED,
@@ -47,6 +48,7 @@ from router.domain.assignment import (
     status_after_missed_offer,
 )
 from router.domain.lifecycle import transition
+from router.domain.notifications import Notification
 from router.domain.prediction import BreachForecast, QueueWaits, forecast_breach
 from router.domain.rounds import Planned
 from router.domain.tickets import ROUTER, overflow_change
@@ -159,6 +161,7 @@ class _OfferRows:
     tickets: list[tuple[uuid.UUID, str, str]] = dataclasses.field(default_factory=list)
     history: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     events: list[Envelope] = dataclasses.field(default_factory=list)
+    notifications: list[Notification] = dataclasses.field(default_factory=list)
     per_agent: dict[str, int] = dataclasses.field(default_factory=dict)
     rr_cursors: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -185,6 +188,7 @@ class _OfferRows:
         )
         expires = now + timedelta(seconds=queue.offer_timeout_s)
         self.offers.append((offer_id, ticket.id, agent_id, "pending", now, expires, decision_id))
+        self.notifications.append(notifications.new_offer(agent_id, ticket.id, offer_id, now))
         new_status = transition(ticket.status, "offer")
         self.tickets.append((ticket.id, agent_id, new_status))
         reason = f"offered to {agent_id}"
@@ -399,6 +403,7 @@ class Assigner:
             rr_cursors=batch.rr_cursors,
             history=batch.history,
             events=batch.events,
+            notifications=batch.notifications,
         )
         return batch.rr_cursors
 
@@ -420,8 +425,9 @@ class Assigner:
         return f"[{','.join(parts)}]"
 
     async def expire_offers(self, now: datetime) -> int:
-        """Offers past their time: the ticket back to its queue, and the agent, if available,
-        to `missed_offer_status` (reason `missed_offer`) until they come back."""
+        """Offers past their time: the ticket back to its queue, the agent told (a
+        `missed_offer` notification) and, if available, moved to `missed_offer_status` (reason
+        `missed_offer`) until they come back."""
         away = status_after_missed_offer("available", self.missed_offer_status)
         async with self.engine.begin() as conn:
             expired = await offers_db.expire_offers(conn, now)
@@ -431,6 +437,10 @@ class Assigner:
                     reason = f"offer to {row.agent_id} timed out"
                     change = tickets.change(ticket, "queue", actor=ROUTER, at=now, reason=reason)
                     await write_change(conn, change)
+            await write_notifications(
+                conn,
+                [notifications.missed_offer(r.agent_id, r.ticket_id, r.id, now) for r in expired],
+            )
             for agent_id, ticket_id in sorted({(r.agent_id, r.ticket_id) for r in expired}):
                 if away is not None:  # in agent id order, as every replica locks agents
                     await agents_db.change_status(

@@ -1,0 +1,31 @@
+"""`message.delivery_changed` from intake: each reply's delivery state stored with it, a
+failure told to the ticket's owner (`router.handlers.deliveries`)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ccshared.consumer import Handler, each_event
+from ccshared.events import Envelope
+from ccshared.events.catalog import INTAKE_DELIVERIES
+from ccshared.events.payloads import MessageDeliveryChanged
+from ccshared.service import ConsumerSpec, Runtime
+from router.handlers.deliveries import apply_delivery
+
+
+def store_delivery_states(runtime: Runtime) -> Handler:
+    async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
+        assert isinstance(payload, MessageDeliveryChanged)
+        await apply_delivery(conn, payload)
+
+    return handle
+
+
+DELIVERIES = ConsumerSpec(
+    name="deliveries",
+    topics=[INTAKE_DELIVERIES],
+    handler=store_delivery_states,
+    batch_handler=lambda runtime: each_event(store_delivery_states(runtime)),
+    event_types=frozenset({"message.delivery_changed"}),
+)

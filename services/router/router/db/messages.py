@@ -1,0 +1,162 @@
+"""A ticket's conversation in SQL: the customer's contacts (`ticket_contacts`) and the agents'
+replies and notes (`ticket_messages`) read as one list ordered by (time, id); writing a reply
+or a note; a reply's delivery state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from router.domain.conversation import Message
+
+# Both tables as one list of messages, with the same columns. A contact's author is the
+# customer, but a follow-up ticket's opening request (its id is the ticket's) is the router's;
+# only replies have a delivery state.
+_CONVERSATION = (
+    "SELECT contact_id AS id, 'inbound' AS direction, 'contact' AS kind, "
+    "  CASE WHEN contact_id = ticket_id THEN 'router' ELSE 'customer' END AS author, "
+    "  channel, received_at AS at, subject, text, sender, attachments, "
+    "  CAST(NULL AS uuid) AS canned_response_id, CAST(NULL AS uuid) AS reply_to_contact_id, "
+    "  CAST('{}' AS text[]) AS mentions, CAST(NULL AS text) AS delivery_state, "
+    "  CAST(NULL AS text) AS delivery_reason, CAST(NULL AS timestamptz) AS delivery_at, "
+    "  CAST(NULL AS text) AS provider_message_id "
+    "FROM ticket_contacts WHERE ticket_id = :t "
+    "UNION ALL "
+    "SELECT id, direction, kind, author, channel, created_at, NULL, text, NULL, NULL, "
+    "  canned_response_id, reply_to_contact_id, mentions, delivery_state, delivery_reason, "
+    "  delivery_at, provider_message_id "
+    "FROM ticket_messages WHERE ticket_id = :t"
+)
+
+
+def _message(row: Row[Any]) -> dict[str, Any]:
+    values = dict(row._mapping)
+    values["mentions"] = list(values["mentions"] or [])
+    values["attachments"] = values["attachments"] or []
+    return values
+
+
+async def page_of_messages(
+    conn: AsyncConnection,
+    ticket_id: uuid.UUID,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> list[dict[str, Any]]:
+    """Oldest first from after `after` (a message's time and id), up to `limit`."""
+    where = "true"
+    params: dict[str, Any] = {"t": ticket_id, "limit": limit}
+    if after is not None:
+        where = "(m.at, m.id) > (:at, :last)"
+        params.update(at=after[0], last=after[1])
+    rows = await conn.execute(
+        text(
+            f"SELECT * FROM ({_CONVERSATION}) m WHERE {where} "  # noqa: S608 - ours
+            "ORDER BY m.at, m.id LIMIT :limit"
+        ),
+        params,
+    )
+    return [_message(r) for r in rows]
+
+
+async def last_messages(
+    conn: AsyncConnection, ticket_id: uuid.UUID, limit: int
+) -> list[dict[str, Any]]:
+    """The last `limit` messages of the conversation, oldest first."""
+    rows = await conn.execute(
+        text(
+            f"SELECT * FROM (SELECT * FROM ({_CONVERSATION}) m "  # noqa: S608 - ours
+            "ORDER BY m.at DESC, m.id DESC LIMIT :limit) last ORDER BY at, id"
+        ),
+        {"t": ticket_id, "limit": limit},
+    )
+    return [_message(r) for r in rows]
+
+
+_INSERT = text(
+    "INSERT INTO ticket_messages (id, ticket_id, direction, kind, author, channel, text, "
+    "canned_response_id, reply_to_contact_id, mentions, delivery_state, delivery_at, created_at) "
+    "VALUES (:id, :ticket_id, :direction, :kind, :author, :channel, :text, :canned, :reply_to, "
+    ":mentions, :state, CASE WHEN CAST(:state AS text) IS NULL THEN NULL ELSE "
+    "CAST(:at AS timestamptz) END, :at)"
+)
+
+
+async def insert_message(conn: AsyncConnection, message: Message) -> None:
+    await conn.execute(
+        _INSERT,
+        {
+            "id": message.id,
+            "ticket_id": message.ticket_id,
+            "direction": message.direction,
+            "kind": message.kind,
+            "author": message.author,
+            "channel": message.channel,
+            "text": message.text,
+            "canned": message.canned_response_id,
+            "reply_to": message.reply_to_contact_id,
+            "mentions": list(message.mentions),
+            "state": message.delivery_state,
+            "at": message.created_at,
+        },
+    )
+
+
+# A follow-up ticket's opening "contact" is the request itself (its id is the ticket's), not
+# something the customer wrote: a reply answers the customer's last real contact.
+_LAST_CONTACT = text(
+    "SELECT contact_id, received_at, subject FROM ticket_contacts "
+    "WHERE ticket_id = :t AND contact_id <> :t ORDER BY received_at DESC, contact_id DESC LIMIT 1"
+)
+
+
+async def last_contact(conn: AsyncConnection, ticket_id: uuid.UUID) -> Row[Any] | None:
+    """The customer's last contact on the ticket (id, when, subject), or None."""
+    return (await conn.execute(_LAST_CONTACT, {"t": ticket_id})).first()
+
+
+async def lock_reply(
+    conn: AsyncConnection, message_id: uuid.UUID, ticket_id: uuid.UUID
+) -> Row[Any] | None:
+    """A reply of the ticket (not a note), locked, with its ticket's owner and assignee."""
+    return (
+        await conn.execute(
+            text(
+                "SELECT m.id, m.delivery_state, t.owner_agent_id, t.assignee_agent_id "
+                "FROM ticket_messages m JOIN tickets t ON t.id = m.ticket_id "
+                "WHERE m.id = :id AND m.ticket_id = :t AND m.direction = 'outbound' "
+                "FOR UPDATE OF m"
+            ),
+            {"id": message_id, "t": ticket_id},
+        )
+    ).first()
+
+
+async def set_delivery_state(
+    conn: AsyncConnection,
+    message_id: uuid.UUID,
+    state: str,
+    *,
+    reason: str | None,
+    provider_message_id: str | None,
+    at: datetime,
+) -> None:
+    await conn.execute(
+        text(
+            "UPDATE ticket_messages SET delivery_state = :state, delivery_at = :at, "
+            "delivery_reason = coalesce(CAST(:reason AS text), delivery_reason), "
+            "provider_message_id = coalesce(CAST(:provider AS text), provider_message_id) "
+            "WHERE id = :id"
+        ),
+        {
+            "id": message_id,
+            "state": state,
+            "reason": reason,
+            "provider": provider_message_id,
+            "at": at,
+        },
+    )
