@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import re
-import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from router.domain.expressions import (
     compile_expression,
     contains_cjk,
 )
+from tests.helpers import best_seconds
 
 ATTRS: dict[str, Any] = {
     "ticket": {"priority": "high", "channel": "email", "category": "billing", "age_s": 90},
@@ -245,9 +246,21 @@ def test_worst_case_regexes_finish_in_under_50_ms_on_the_largest_text(pattern: s
     # the fourth on 100,000. RE2 plus the text cap make each a few milliseconds; 50 ms is loose
     # enough not to be flaky on a busy machine and still far from backtracking's seconds.
     expression = compile_expression(f'matches(text, "{pattern.replace(chr(92), chr(92) * 2)}")')
-    started = time.perf_counter()
-    expression.evaluate({"text": HOSTILE_TEXT})
-    assert time.perf_counter() - started < 0.05
+    expression.evaluate({"text": "warm up"})
+    assert_quick(lambda: expression.evaluate({"text": HOSTILE_TEXT}), HOSTILE_TEXT)
+
+
+# The ceiling of a regex's cost, measured in the same run: the literal "refund" over the same
+# text. RE2 runs every accepted pattern within a small multiple of it (at most 9× measured);
+# backtracking ran the patterns below 10,000× to 10,000,000× longer.
+_LITERAL = compile_expression('matches(text, "refund")')
+QUICK_TIMES = 200
+
+
+def assert_quick(evaluation: Callable[[], object], text: str) -> None:
+    ceiling = max(best_seconds(lambda: _LITERAL.evaluate({"text": text})), 0.00002)
+    seconds = best_seconds(evaluation)
+    assert seconds < QUICK_TIMES * ceiling, f"{seconds / ceiling:.0f}× the literal's time"
 
 
 # 20,000 Chinese characters, all distinct: what made Unicode classes costly for RE2.
@@ -289,17 +302,17 @@ def test_worst_accepted_condition_evaluates_in_under_50_ms_on_the_largest_text(
     # RE2 builds its automaton lazily: the first text in a script pays that once per pattern
     # (tens of ms for Chinese); every evaluation after it is what a ticket costs.
     expression.evaluate({"text": CHINESE_TEXT[::-1]})
-    started = time.perf_counter()
-    expression.evaluate({"text": text})
-    assert time.perf_counter() - started < 0.05
+    assert_quick(lambda: expression.evaluate({"text": text}), text)
 
 
 def test_keyword_matching_on_the_largest_text_finishes_in_under_50_ms() -> None:
     matcher = KeywordMatcher.of(["log in", "never present", "nor this one", "不在这里"])
-    started = time.perf_counter()
     assert matcher.first_match("log " * 300_000 + "in" + " x") is None  # only the cap's part
     assert matcher.first_match(HOSTILE_TEXT) is None
-    assert time.perf_counter() - started < 0.05
+    ordinary = "退款 refund please " * 100_000
+    ceiling = best_seconds(lambda: matcher.first_match(ordinary))
+    hostile = best_seconds(lambda: matcher.first_match("log " * 300_000 + "in" + " x"))
+    assert hostile < 20 * max(ceiling, 0.0001)
 
 
 @pytest.mark.parametrize(
@@ -358,9 +371,9 @@ def test_text_with_a_lone_surrogate_is_matched_without_raising() -> None:
 
 def test_accepted_regexes_run_fast_on_hostile_text() -> None:
     expression = compile_expression(r'matches(text, "^(RE|FW): .*order \\d+")')
-    started = time.perf_counter()
-    assert not expression.evaluate({"text": "RE: " + "order " * 5000 + "x"})
-    assert time.perf_counter() - started < 0.5
+    text = "RE: " + "order " * 5000 + "x"
+    assert not expression.evaluate({"text": text})
+    assert_quick(lambda: expression.evaluate({"text": text}), text)
 
 
 def test_overlong_regex_is_rejected() -> None:
@@ -444,18 +457,20 @@ def test_keyword_matcher_matches_chinese_as_substrings() -> None:
 # --- speed ---------------------------------------------------------------------------------
 
 
-def test_typical_policy_condition_evaluates_well_under_100_microseconds() -> None:
+def test_typical_policy_condition_costs_a_small_multiple_of_one_comparison() -> None:
     expression = compile_expression(
         'ticket.category == "complaint" && ticket.priority in ["urgent", "high"] '
         '|| customer.segment == "key_account" || contains_any(text, ["退款", "refund"])'
     )
+    one_comparison = compile_expression('ticket.category == "complaint"')
     attrs = {**ATTRS, "text": "nothing relevant here", "customer": {"segment": "standard"}}
-    runs = 2000
-    started = time.perf_counter()
-    for _ in range(runs):
-        expression.evaluate(attrs)
-    per_eval_us = (time.perf_counter() - started) / runs * 1e6
-    assert per_eval_us < 100
+
+    def runs(condition: Any) -> Callable[[], None]:
+        return lambda: [condition.evaluate(attrs) for _ in range(2000)] and None
+
+    # Four clauses, a list and a keyword scan: measured about 4×; an interpreter that
+    # re-parsed or re-compiled per evaluation costs hundreds.
+    assert best_seconds(runs(expression)) < 15 * best_seconds(runs(one_comparison))
 
 
 def _python_first_match(keywords: list[str], text: str) -> str | None:
