@@ -33,3 +33,6 @@ class RouterSettings(UserTokenSettings):
     # An agent who declined a ticket, or let its offer time out, is not offered that ticket
     # again for this long; after it, like anyone else (a refusal is per attempt, not for ever).
     refusal_cooldown_s: float = Field(default=60.0, ge=0, le=86_400)
+    # The region a phone number searched for without a country code is read in (ISO 3166
+    # alpha-2): intake's default for national numbers, so "138 0013 8000" finds +8613800138000.
+    phone_region: str = Field(default="CN", pattern="^[A-Z]{2}$")

@@ -124,6 +124,14 @@ _events = [
     EventSpec("agent.status_changed", ROUTER_TICKETS, p.AgentStatusChanged, key_field="agent_id"),
     # What intake must deliver to the customer (an agent's reply, a call-back request).
     EventSpec("message.outbound", ROUTER_TICKETS, p.MessageOutbound),
+    # Two customers became one (a supervisor's merge): intake re-points the merged customer's
+    # identities, feedback its per-customer rows. Keyed by the customer that remains.
+    EventSpec(
+        "customer.merged",
+        ROUTER_TICKETS,
+        p.CustomerMerged,
+        key_field="customer_id",
+    ),
     EventSpec("sla.warning", SLA_EVENTS, p.SlaWarning),
     EventSpec("sla.breached", SLA_EVENTS, p.SlaBreached, consumers=("feedback",)),
     EventSpec("sla.escalated", SLA_EVENTS, p.SlaEscalated, consumers=("router", "feedback")),

@@ -8,13 +8,14 @@ Every ticket change goes through the lifecycle: an invalid one is a 409 that say
 
 from fastapi import APIRouter
 
-from router.api import agents, offers, policy, queues, rules, tickets
+from router.api import agents, customers, offers, policy, queues, rules, tickets
 
 ROUTERS: list[APIRouter] = [
     queues.router,
     agents.router,
     offers.router,
     tickets.router,
+    customers.router,
     policy.router,
     rules.router,
 ]

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ccshared.user_auth import principal, supervisor
 from router.bootstrap import RouterParts, router_parts
 from router.db.tickets import SqlTicketsUnitOfWork
+from router.settings import RouterSettings
 
 User = Depends(principal)
 Supervisor = Depends(supervisor)
@@ -18,6 +19,11 @@ Supervisor = Depends(supervisor)
 def engine_of(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.runtime.engine
     return engine
+
+
+def settings_of(request: Request) -> RouterSettings:
+    settings: RouterSettings = request.app.state.runtime.settings
+    return settings
 
 
 def parts_of(request: Request) -> RouterParts:
@@ -34,6 +40,7 @@ def tickets_uow(request: Request) -> SqlTicketsUnitOfWork:
 
 
 Engine = Depends(engine_of)
+Settings = Depends(settings_of)
 Parts = Depends(parts_of)
 Nudge = Depends(nudge_of)
 TicketsUow = Depends(tickets_uow)

@@ -274,16 +274,18 @@ async def transfer(
 # --- reading ------------------------------------------------------------------------------
 
 
-def cursor_of(ticket: Ticket) -> str:
-    raw = orjson.dumps([ticket.opened_at.isoformat(), str(ticket.id)])
+def keyset_cursor(at: datetime, last_id: uuid.UUID) -> str:
+    """An opaque cursor of a newest-first page: the last row's time and id."""
+    raw = orjson.dumps([at.isoformat(), str(last_id)])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_keyset(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """A cursor `keyset_cursor` gave out, or a 422 naming `query.cursor`."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, ticket_id = orjson.loads(raw)
-        return datetime.fromisoformat(at), uuid.UUID(ticket_id)
+        at, last_id = orjson.loads(raw)
+        return datetime.fromisoformat(at), uuid.UUID(last_id)
     except (ValueError, TypeError) as exc:
         raise Problem(
             "The cursor is not one this API gave out.",
@@ -291,6 +293,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
             slug="validation-error",
             errors=[FieldError(field="query.cursor", message="invalid cursor", type="value_error")],
         ) from exc
+
+
+def cursor_of(ticket: Ticket) -> str:
+    return keyset_cursor(ticket.opened_at, ticket.id)
 
 
 async def page_of_tickets(
@@ -306,7 +312,7 @@ async def page_of_tickets(
 ) -> tuple[list[Ticket], str | None]:
     """Newest first: a page and the cursor of the next (None: the last page). An agent gets
     only the tickets they may read."""
-    before = _decode_cursor(cursor) if cursor else None
+    before = decode_keyset(cursor) if cursor else None
     async with engine.connect() as conn:
         found = await db.page_of_tickets(
             conn,
