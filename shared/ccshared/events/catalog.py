@@ -130,6 +130,7 @@ _events = [
         "customer.merged",
         ROUTER_TICKETS,
         p.CustomerMerged,
+        consumers=("intake",),
         key_field="customer_id",
     ),
     EventSpec("sla.warning", SLA_EVENTS, p.SlaWarning),
