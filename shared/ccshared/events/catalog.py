@@ -130,7 +130,7 @@ _events = [
         "customer.merged",
         ROUTER_TICKETS,
         p.CustomerMerged,
-        consumers=("intake",),
+        consumers=("intake", "feedback"),
         key_field="customer_id",
     ),
     EventSpec("sla.warning", SLA_EVENTS, p.SlaWarning),

@@ -24,12 +24,18 @@ def _specs(service: str) -> list[ConsumerSpec]:
 
         return [TICKET_LINKS, CUSTOMER_MERGES]
     from feedback.consumers.contacts import contacts_consumer
+    from feedback.consumers.customers import customers_consumer
     from feedback.consumers.sla import sla_consumer
     from feedback.consumers.tickets import tickets_consumer
     from feedback.settings import FeedbackSettings
 
     settings = FeedbackSettings()
-    return [tickets_consumer(settings), sla_consumer(settings), contacts_consumer(settings)]
+    return [
+        tickets_consumer(settings),
+        sla_consumer(settings),
+        contacts_consumer(settings),
+        customers_consumer(settings),
+    ]
 
 
 @pytest.mark.parametrize("service", ["intake", "router", "sla", "feedback"])
