@@ -14,7 +14,9 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
-from ccshared.events.payloads import ContactReceived, CustomerHints, ThreadRefs
+from ccshared.events import new_event
+from ccshared.events.payloads import ContactReceived, CustomerHints, FollowUpRequested, ThreadRefs
+from router.consumers.feedback import open_follow_ups
 from tests.helpers import as_agent, as_supervisor
 from tests.integration.router.conftest import Router, contact
 
@@ -372,3 +374,51 @@ async def test_concurrent_merges_neither_deadlock_nor_lose_tickets(router: Route
         "WHERE t.merged_into IS NOT NULL"
     )
     assert dangling == [(0,)]
+
+
+async def _follow_up(router: Router, customer: uuid.UUID) -> uuid.UUID:
+    requested = FollowUpRequested(
+        follow_up_id=uuid.uuid4(),
+        customer_id=customer,
+        reason="key_account_callback",
+        channel="phone",
+        due_at=datetime.now(UTC),
+    )
+    async with router.runtime.engine.begin() as conn:
+        handler = open_follow_ups(router.runtime)
+        await handler(conn, new_event(requested, producer="test"), requested)
+    return requested.follow_up_id
+
+
+async def test_a_follow_up_for_a_customer_who_never_wrote_makes_them_readable(
+    router: Router,
+) -> None:
+    quiet = uuid.uuid4()  # a key account called back before ever writing
+    ticket = await _follow_up(router, quiet)
+    view = await customer_of(router, quiet)
+    assert view.status_code == 200, view.text
+    assert [t["id"] for t in view.json()["tickets"]] == [str(ticket)]
+    assert view.json()["contact_count"] == 0
+
+
+async def test_a_follow_up_for_a_merged_customer_opens_on_the_target(router: Router) -> None:
+    source, target = uuid.uuid4(), uuid.uuid4()
+    await router.receive(said(source, name="Old"))
+    await router.receive(said(target, name="New"))
+    assert (await _merge(router, source, target)).status_code == 200
+    ticket = await _follow_up(router, source)
+    rows = await router.sql("SELECT customer_id FROM tickets WHERE id = :t", t=ticket)
+    assert rows == [(target,)]
+
+
+async def test_ticket_summaries_keep_the_name_their_contact_gave_after_a_merge(
+    router: Router,
+) -> None:
+    source, target = uuid.uuid4(), uuid.uuid4()
+    old = await router.receive(said(source, name="Zhang San"))
+    await router.receive(said(target, name="张三"))
+    assert (await _merge(router, source, target)).status_code == 200
+    listed = await router.client.get("/v1/tickets", params={"customer_id": str(target)})
+    names = {t["id"]: t["summary"]["customer_name"] for t in listed.json()["items"]}
+    assert names[str(old)] == "Zhang San"
+    assert len(names) == 2

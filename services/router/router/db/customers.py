@@ -94,6 +94,21 @@ async def record_sightings(
     return {row.id for row in rows}
 
 
+# A customer the router opens a ticket for without their contact (a follow-up feedback asked
+# for): known from then on (no contact counted), or, if merged, the one it became.
+_KNOWN = text(
+    "WITH added AS ("
+    " INSERT INTO customers (id, first_contact_at, last_contact_at, contact_count)"
+    " VALUES (:id, :at, :at, 0) ON CONFLICT (id) DO NOTHING"
+    ") SELECT coalesce((SELECT merged_into FROM customers WHERE id = :id), :id)"
+)
+
+
+async def known_customer(conn: AsyncConnection, customer_id: uuid.UUID, at: datetime) -> Any:
+    """The customer (added if the router never saw them), or the one a merged one became."""
+    return (await conn.execute(_KNOWN, {"id": customer_id, "at": at})).scalar_one()
+
+
 # --- reading ------------------------------------------------------------------------------
 
 _CUSTOMER_COLUMNS = (
