@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from ccshared.events import new_event
 from ccshared.events.payloads import ContactReceived, CustomerHints, FollowUpRequested, ThreadRefs
+from router.consumers.contacts import contacts_to_tickets_in_bulk
 from router.consumers.feedback import open_follow_ups
 from tests.helpers import as_agent, as_supervisor
 from tests.integration.router.conftest import Router, contact
@@ -422,3 +423,33 @@ async def test_ticket_summaries_keep_the_name_their_contact_gave_after_a_merge(
     names = {t["id"]: t["summary"]["customer_name"] for t in listed.json()["items"]}
     assert names[str(old)] == "Zhang San"
     assert len(names) == 2
+
+
+async def test_contact_batches_racing_merges_neither_deadlock_nor_strand_a_ticket(
+    router: Router,
+) -> None:
+    pairs = [(uuid.uuid4(), uuid.uuid4()) for _ in range(5)]
+    for source, target in pairs:
+        await router.receive(said(source, channel="email"))
+        await router.receive(said(target, channel="chat"))
+    handler = contacts_to_tickets_in_bulk(router.runtime)
+
+    async def batch(channel: str) -> None:
+        contacts = [said(c, channel=channel) for pair in pairs for c in pair]
+        async with router.runtime.engine.begin() as conn:
+            await handler(conn, [(new_event(c, producer="test"), c) for c in contacts])
+
+    results = await asyncio.gather(
+        batch("email"), *(_merge(router, s, t) for s, t in pairs), batch("chat"), batch("social")
+    )
+    assert all(r.status_code == 200 for r in results if r is not None)
+    stranded = await router.sql(
+        "SELECT count(*) FROM tickets t JOIN customers c ON c.id = t.customer_id "
+        "WHERE c.merged_into IS NOT NULL"
+    )
+    assert stranded == [(0,)]
+    counted = await router.sql(
+        "SELECT sum(contact_count) FROM customers WHERE merged_into IS NULL AND id = ANY(:ids)",
+        ids=[t for _, t in pairs],
+    )
+    assert counted == [(2 * 5 + 3 * 10,)]  # every contact counted once, on the target
