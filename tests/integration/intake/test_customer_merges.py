@@ -10,8 +10,11 @@ from typing import Any
 
 from ccshared.events import new_event
 from ccshared.events.payloads import CustomerMerged
+from ccshared.kafka import make_producer
 from ccshared.service import runtime_of
 from intake.consumers.customers import apply_customer_merges
+from tests.conftest import topic
+from tests.helpers import wait_until
 from tests.integration.intake.conftest import Intake
 
 
@@ -84,3 +87,43 @@ async def test_a_merge_of_a_customer_merged_into_earlier_moves_both(intake: Inta
     assert {str(r["id"]): str(r["merged_into"]) for r in rows} == {a: c, b: c}
     again = await intake.post(_chat("m9", email="m0@example.com"), key)
     assert again.json()["customer_id"] == c
+
+
+async def test_intake_takes_customer_merged_from_the_router_topic(
+    intake: Intake, kafka_bootstrap: str
+) -> None:
+    key = await intake.new_key()
+    source, target = [
+        (await intake.post(_chat(f"k{n}", email=f"k{n}@example.com"), key)).json()["customer_id"]
+        for n in range(2)
+    ]
+    event = new_event(
+        CustomerMerged(
+            customer_id=uuid.UUID(target),
+            merged_customer_id=uuid.UUID(source),
+            actor="supervisor:lin",
+            at=datetime.now(UTC),
+        ),
+        producer="router",
+    )
+    producer = make_producer(kafka_bootstrap, "fake-router")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic(event.topic),
+            event.to_bytes(),
+            key=event.key.encode(),
+            headers=[("event_type", event.event_type.encode())],
+        )
+    finally:
+        await producer.stop()
+
+    async def applied() -> bool:
+        merged_into = await intake.db.fetchval(
+            "SELECT merged_into FROM customers WHERE id = $1", uuid.UUID(source)
+        )
+        return str(merged_into) == target
+
+    await wait_until(applied, timeout=30)
+    again = await intake.post(_chat("k9", email="k0@example.com"), key)
+    assert again.json()["customer_id"] == target
