@@ -122,7 +122,7 @@ async def test_intake_takes_customer_merged_from_the_router_topic(
         merged_into = await intake.db.fetchval(
             "SELECT merged_into FROM customers WHERE id = $1", uuid.UUID(source)
         )
-        return str(merged_into) == target
+        return bool(str(merged_into) == target)
 
     await wait_until(applied, timeout=30)
     again = await intake.post(_chat("k9", email="k0@example.com"), key)
