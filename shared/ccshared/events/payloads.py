@@ -250,8 +250,11 @@ class CustomerMerged(Payload):
     merged_customer_id: uuid.UUID = Field(description="the customer merged into it (gone)")
     actor: str = Field(description="supervisor:<id>")
     ticket_ids: list[uuid.UUID] = Field(
-        default_factory=list, description="the tickets that moved to the target"
+        default_factory=list,
+        description="the tickets that moved to the target (the first 1,000; tickets_moved counts "
+        "them all)",
     )
+    tickets_moved: int = Field(default=0, ge=0, description="how many tickets moved")
     at: AwareDatetime
 
 

@@ -294,6 +294,7 @@ async def test_merge_moves_tickets_and_identities_and_publishes_the_event(router
     assert envelope["event_type"] == "customer.merged"
     assert envelope["payload"]["merged_customer_id"] == str(source)
     assert envelope["payload"]["ticket_ids"] == [str(old)]
+    assert envelope["payload"]["tickets_moved"] == 1
 
 
 async def test_a_contact_still_sent_under_the_merged_customer_lands_on_the_target(

@@ -101,5 +101,10 @@ async def merge_customer(
     user: Principal = Supervisor,
     engine: AsyncEngine = Engine,
 ) -> MergeOut:
-    merged = await customers.merge_customers(engine, customer_id, body.into, user)
-    return MergeOut(**merged.model_dump(exclude={"actor"}))
+    merged, moved = await customers.merge_customers(engine, customer_id, body.into, user)
+    return MergeOut(
+        customer_id=merged.customer_id,
+        merged_customer_id=merged.merged_customer_id,
+        ticket_ids=moved,
+        at=merged.at,
+    )

@@ -27,6 +27,9 @@ from router.domain.customers import (
 )
 from router.handlers.tickets import decode_keyset, keyset_cursor
 
+# The moved tickets an event names at most (a customer with more keeps the event well under
+# Kafka's message size; `tickets_moved` counts them all, and consumers act by customer id).
+EVENT_TICKET_IDS = 1_000
 # A customer merged while a batch was being recorded is followed to where it went; a chain of
 # merges racing one batch longer than this is an error (the batch is retried).
 _MAX_FOLLOWS = 5
@@ -44,10 +47,10 @@ class CustomerWasMerged(Problem):
     status = 308
     slug = "customer-merged"
 
-    def __init__(self, customer_id: uuid.UUID, into: uuid.UUID, suffix: str = "") -> None:
+    def __init__(self, customer_id: uuid.UUID, into: uuid.UUID) -> None:
         super().__init__(
             f"Customer {customer_id} was merged into {into}.",
-            headers={"Location": f"/v1/customers/{into}{suffix}"},
+            headers={"Location": f"/v1/customers/{into}"},
             extra={"merged_into": str(into)},
         )
 
@@ -182,12 +185,13 @@ async def search_customers(
 
 async def merge_customers(
     engine: AsyncEngine, source: uuid.UUID, target: uuid.UUID, user: Principal
-) -> CustomerMerged:
+) -> tuple[CustomerMerged, list[uuid.UUID]]:
     """Merge `source` into `target` (a supervisor's; the endpoint checks the role): in one
     transaction, both customers locked in id order, the source's tickets and identities move
     to the target, the source is marked merged, and `customer.merged` goes to the outbox.
     Refused with nothing changed: an unknown source (404) or target (422 naming body.into),
-    into itself (422), a source already merged or a merged target (409)."""
+    into itself (422), a source already merged or a merged target (409). Returns the event
+    and every moved ticket."""
     at = datetime.now(UTC)
     async with engine.begin() as conn:
         found = await db.lock_customers(conn, [source, target])
@@ -219,8 +223,9 @@ async def merge_customers(
             customer_id=target,
             merged_customer_id=source,
             actor=user.actor,
-            ticket_ids=moved,
+            ticket_ids=moved[:EVENT_TICKET_IDS],
+            tickets_moved=len(moved),
             at=at,
         )
         await db.announce(conn, event)
-    return event
+    return event, moved
