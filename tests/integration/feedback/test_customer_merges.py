@@ -77,3 +77,29 @@ async def test_when_both_are_key_accounts_the_targets_stays_from_the_earlier_sta
     account = (await feedback.client.get(f"/v1/key-accounts/{target}")).json()
     assert account["name"] == f"Account {target}"
     assert account["relationship_started_at"].startswith("2020-01-15")
+
+
+async def test_merges_read_out_of_order_end_on_the_last_target(feedback: Feedback) -> None:
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    at = now() - timedelta(minutes=5)
+    for customer in (a, b):
+        await feedback.publish(contact(customer, at), producer="intake")
+
+    async def remembered() -> bool:
+        return len(await _owners(feedback, "customer_contacts", a, b)) == 2
+
+    await wait_until(remembered, timeout=30)
+    # The router merged a into b, then b into c: keyed by target, feedback may read the second
+    # first (forced here).
+    await feedback.publish(merged(b, c))
+
+    async def b_gone() -> bool:
+        return await _owners(feedback, "customer_contacts", b, c) == {c: 1}
+
+    await wait_until(b_gone, timeout=30)
+    await feedback.publish(merged(a, b))
+
+    async def on_c() -> bool:
+        return await _owners(feedback, "customer_contacts", a, b, c) == {c: 2}
+
+    await wait_until(on_c, timeout=30)

@@ -127,3 +127,19 @@ async def test_intake_takes_customer_merged_from_the_router_topic(
     await wait_until(applied, timeout=30)
     again = await intake.post(_chat("k9", email="k0@example.com"), key)
     assert again.json()["customer_id"] == target
+
+
+async def test_merges_read_out_of_order_still_end_on_the_last_target(intake: Intake) -> None:
+    key = await intake.new_key()
+    a, b, c = [
+        (await intake.post(_chat(f"o{n}", email=f"o{n}@example.com"), key)).json()["customer_id"]
+        for n in range(3)
+    ]
+    # The router merged a into b, then b into c; the events are keyed by target, so intake may
+    # read the second first.
+    await _deliver(intake, uuid.UUID(b), uuid.UUID(c))
+    await _deliver(intake, uuid.UUID(a), uuid.UUID(b))
+    for n in range(3):
+        again = await intake.post(_chat(f"o{n}-again", email=f"o{n}@example.com"), key)
+        assert again.status_code == 202, again.text
+        assert again.json()["customer_id"] == c, n

@@ -44,12 +44,29 @@ _ROWS = text(
 )
 
 
+# The customer a target became if it was merged itself (merges are keyed by target, so they
+# may be read in any order), then the merge recorded and earlier merges into the source
+# pointed at the target.
+_CURRENT = text(
+    "SELECT coalesce((SELECT merged_into FROM merged_customers WHERE customer_id = :id), :id)"
+)
+_RECORD = text(
+    "WITH merged AS ("
+    " INSERT INTO merged_customers (customer_id, merged_into) VALUES (:source, :target)"
+    " ON CONFLICT (customer_id) DO UPDATE SET merged_into = excluded.merged_into"
+    ") UPDATE merged_customers SET merged_into = :target WHERE merged_into = :source"
+)
+
+
 async def merge_customer(conn: AsyncConnection, source: uuid.UUID, target: uuid.UUID) -> None:
-    """Move `source`'s rows to `target`, both customers locked (in id order, as every other
-    path here locks one customer) for the transaction."""
+    """Move `source`'s rows to `target` (or to the customer `target` was merged into), both
+    customers locked (in id order, as every other path here locks one customer) for the
+    transaction."""
+    target = (await conn.execute(_CURRENT, {"id": target})).scalar_one()
     for customer in sorted((source, target)):
         await lock_customer(conn, customer)
     params = {"source": source, "target": target}
+    await conn.execute(_RECORD, params)
     await conn.execute(_KEY_ACCOUNT, params)
     await conn.execute(_CALLBACKS, params)
     await conn.execute(_DROP_KEY_ACCOUNT, params)

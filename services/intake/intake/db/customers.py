@@ -30,9 +30,16 @@ _MERGE = text(
 )
 
 
+# Merges of different targets are keyed differently, so they may arrive in any order: a target
+# merged already (B into C read before A into B) stands for the customer it became.
+_CURRENT = text("SELECT coalesce((SELECT merged_into FROM customers WHERE id = :id), :id)")
+
+
 async def merge_customer(
     conn: AsyncConnection, source: uuid.UUID, target: uuid.UUID, at: datetime
 ) -> list[tuple[str, str]]:
-    """Point `source` and its identities at `target`; returns the identities moved."""
-    rows = await conn.execute(_MERGE, {"source": source, "target": target, "at": at})
+    """Point `source` and its identities at `target` (or at the customer `target` was merged
+    into); returns the identities moved."""
+    current = (await conn.execute(_CURRENT, {"id": target})).scalar_one()
+    rows = await conn.execute(_MERGE, {"source": source, "target": current, "at": at})
     return [(row.kind, row.value) for row in rows]
