@@ -12,6 +12,7 @@ from feedback.api.pages import SurveyPageHeaders
 from feedback.api.surveys import router as surveys_router
 from feedback.api.webhooks import router as webhooks_router
 from feedback.consumers.contacts import contacts_consumer
+from feedback.consumers.customers import customers_consumer
 from feedback.consumers.sla import sla_consumer
 from feedback.consumers.tickets import tickets_consumer
 from feedback.settings import FeedbackSettings
@@ -36,7 +37,12 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         ),
         package="feedback",
         routers=[surveys_router, webhooks_router, key_accounts_router, kpis_router],
-        consumers=[tickets_consumer(settings), sla_consumer(settings), contacts_consumer(settings)],
+        consumers=[
+            tickets_consumer(settings),
+            sla_consumer(settings),
+            contacts_consumer(settings),
+            customers_consumer(settings),
+        ],
         on_start=on_start,
         on_stop=on_stop,
     )

@@ -8,6 +8,7 @@ from ccshared.service import Runtime, create_service_app
 from intake import bootstrap
 from intake.api.endpoints import document_contact_schema, router
 from intake.api.fast import IntakeApp
+from intake.consumers.customers import CUSTOMER_MERGES
 from intake.consumers.tickets import TICKET_LINKS
 from intake.settings import IntakeSettings
 
@@ -32,7 +33,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         ),
         package="intake",
         routers=[router],
-        consumers=[TICKET_LINKS],
+        consumers=[TICKET_LINKS, CUSTOMER_MERGES],
         max_body_bytes=settings.max_body_bytes,
         on_start=on_start,
         on_stop=on_stop,

@@ -43,3 +43,6 @@ class RouterSettings(UserTokenSettings):
     reply_window_hours: dict[str, float] = Field(default_factory=lambda: {"social": 24.0})
     # How many of the conversation's last messages GET /v1/tickets/{id} carries.
     detail_messages: int = Field(default=5, ge=0, le=100)
+    # The region a phone number searched for without a country code is read in (ISO 3166
+    # alpha-2): intake's default for national numbers, so "138 0013 8000" finds +8613800138000.
+    phone_region: str = Field(default="CN", pattern="^[A-Z]{2}$")

@@ -140,6 +140,15 @@ _events = [
         p.NotificationEmailRequested,
         key_field="recipient_id",
     ),
+    # Two customers became one (a supervisor's merge): intake re-points the merged customer's
+    # identities, feedback its per-customer rows. Keyed by the customer that remains.
+    EventSpec(
+        "customer.merged",
+        ROUTER_TICKETS,
+        p.CustomerMerged,
+        consumers=("intake", "feedback"),
+        key_field="customer_id",
+    ),
     EventSpec("sla.warning", SLA_EVENTS, p.SlaWarning),
     EventSpec("sla.breached", SLA_EVENTS, p.SlaBreached, consumers=("feedback",)),
     EventSpec("sla.escalated", SLA_EVENTS, p.SlaEscalated, consumers=("router", "feedback")),

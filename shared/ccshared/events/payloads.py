@@ -278,6 +278,24 @@ class NotificationEmailRequested(Payload):
     created_at: AwareDatetime
 
 
+class CustomerMerged(Payload):
+    """A supervisor merged two customers: every ticket and identity of `merged_customer_id`
+    now belongs to `customer_id`, and the merged customer is no more (reads of it name the
+    target). Intake re-points the merged customer's identities, feedback its per-customer rows.
+    Keyed by `customer_id` (the target)."""
+
+    customer_id: uuid.UUID = Field(description="the customer that remains (the target)")
+    merged_customer_id: uuid.UUID = Field(description="the customer merged into it (gone)")
+    actor: str = Field(description="supervisor:<id>")
+    ticket_ids: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="the tickets that moved to the target (the first 1,000; tickets_moved counts "
+        "them all)",
+    )
+    tickets_moved: int = Field(default=0, ge=0, description="how many tickets moved")
+    at: AwareDatetime
+
+
 # --- sla.events -------------------------------------------------------------------------
 
 

@@ -32,7 +32,13 @@ from tests.integration.intake.conftest import TopicTail
 
 SECRET = "integration-test-token-secret"
 CONSUMED = ("router.tickets", "sla.events", "intake.contacts")
-CONSUMER_NAMES = ("tickets", "sla", "contacts")
+# Each consumer group of the app and the catalog topic it reads.
+CONSUMER_GROUPS = (
+    ("tickets", "router.tickets"),
+    ("sla", "sla.events"),
+    ("contacts", "intake.contacts"),
+    ("customers", "router.tickets"),
+)
 
 
 @dataclass
@@ -112,7 +118,7 @@ async def feedback_factory(
             private.extend(names)
         # Fresh consumer groups start at the topics' ends: this app reads only what is
         # published from now on, not every event other tests ever published.
-        for name, catalog in zip(CONSUMER_NAMES, CONSUMED, strict=True):
+        for name, catalog in CONSUMER_GROUPS:
             await commit_group_at_end(
                 kafka_bootstrap, f"{service_name}.{name}", [topic(topics[catalog])]
             )

@@ -20,6 +20,7 @@ from ccshared.db import asyncpg_dsn
 from ccshared.kafka import commit_group_at_end, ensure_topics
 from ccshared.service import runtime_of
 from intake.app import create_app
+from intake.consumers.customers import CUSTOMER_MERGES
 from intake.consumers.tickets import TICKET_LINKS
 from intake.db.api_keys import create_key
 from intake.settings import IntakeSettings
@@ -92,12 +93,11 @@ async def intake_factory(
         # intake shares no partitions with another test's (or this test's other) intake, and
         # reads only the ticket events published from now on, whenever its group join ends.
         suffix = f".test-{uuid.uuid4().hex[:8]}"
-        await ensure_topics(kafka_bootstrap, TICKET_LINKS.topics, prefix=TOPIC_PREFIX)
-        await commit_group_at_end(
-            kafka_bootstrap,
-            f"intake.{TICKET_LINKS.name}{suffix}",
-            [topic(t) for t in TICKET_LINKS.topics],
-        )
+        for spec in (TICKET_LINKS, CUSTOMER_MERGES):
+            await ensure_topics(kafka_bootstrap, spec.topics, prefix=TOPIC_PREFIX)
+            await commit_group_at_end(
+                kafka_bootstrap, f"intake.{spec.name}{suffix}", [topic(t) for t in spec.topics]
+            )
         settings = IntakeSettings(
             database_url=SecretStr(url),
             kafka_bootstrap=kafka_bootstrap,

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 
+from ccshared.events.payloads import CustomerHints
 from tests.helpers import as_agent, as_supervisor
 from tests.integration.router.conftest import Router, contact, eventually
 
@@ -46,7 +47,9 @@ class World:
 
 async def _ticket(router: Router, queue: str | None = None) -> Ticket:
     customer, marker = uuid.uuid4(), f"secret-{uuid.uuid4().hex}"
-    ticket_id = await router.receive(contact(customer, channel="email", text_=f"订单 {marker}"))
+    named = contact(customer, channel="email", text_=f"订单 {marker}")
+    named = named.model_copy(update={"customer": CustomerHints(name=f"Reader {marker}")})
+    ticket_id = await router.receive(named)
     if queue is not None:
         await router.sql("UPDATE tickets SET queue_id = :q WHERE id = :t", q=queue, t=ticket_id)
     return Ticket(ticket_id, customer, marker)
@@ -214,6 +217,51 @@ async def _messages(world: World) -> None:
             assert ticket.marker in response.text
 
 
+async def _customer(world: World) -> None:
+    # A customer's view: an agent only a customer of a ticket they may read, and of them only
+    # such tickets; any other customer is a 404 like one that does not exist.
+    def path(customer: uuid.UUID) -> str:
+        return f"/v1/customers/{customer}"
+
+    unknown = await _get(world, path(uuid.uuid4()), as_agent("bob"))
+    assert unknown.status_code == 404
+    for who, hidden in (
+        ("bob", [world.amys, world.technical, world.newest]),
+        ("amy", [world.billing, world.newest]),
+    ):
+        for ticket in hidden:
+            refused = await _get(world, path(ticket.customer), as_agent(who))
+            assert refused.status_code == 404, (who, ticket)
+            assert refused.json()["type"] == unknown.json()["type"]
+            # Nothing but the id the caller sent: no name, text or ticket of any customer.
+            assert not any(t.marker in refused.text for t in world.tickets)
+            assert not any(str(t.id) in refused.text for t in world.tickets)
+    for who, readable in (
+        (as_agent("amy"), [world.amys, world.technical]),
+        (as_agent("bob"), [world.billing]),
+        (as_supervisor(), world.tickets),
+    ):
+        for ticket in readable:
+            response = await _get(world, path(ticket.customer), who)
+            assert response.status_code == 200, response.text
+            assert _leaks(response, ticket)
+
+
+async def _customer_search(world: World) -> None:
+    # Search by name: every test customer's contacts are named after the marker's prefix.
+    def found(response: httpx.Response) -> set[uuid.UUID]:
+        assert response.status_code == 200, response.text
+        return {uuid.UUID(c["id"]) for c in response.json()["items"]}
+
+    everyone = {t.customer for t in world.tickets}
+    assert found(await _get(world, "/v1/customers", as_supervisor(), q="Reader")) == everyone
+    amy = await _get(world, "/v1/customers", as_agent("amy"), q="Reader")
+    assert found(amy) == {world.amys.customer, world.technical.customer}
+    assert not _leaks(amy, world.billing, world.newest)
+    bob = await _get(world, "/v1/customers", as_agent("bob"), q="Reader", limit="1")
+    assert found(bob) == {world.billing.customer}  # filtered before the LIMIT
+
+
 async def _canned_responses(world: World) -> None:
     # No customer data; an agent lists those of the queues they serve, a supervisor all.
     router = world.router
@@ -280,6 +328,8 @@ CASES: dict[str, Callable[[World], Awaitable[None]]] = {
     "/v1/agents/{agent_id}/status-history": _status_history,
     "/v1/tickets": _ticket_list,
     "/v1/tickets/{ticket_id}": _ticket_detail,
+    "/v1/customers": _customer_search,
+    "/v1/customers/{customer_id}": _customer,
     "/v1/tickets/{ticket_id}/messages": _messages,
     "/v1/canned-responses": _canned_responses,
     "/v1/notifications": _notifications,

@@ -19,16 +19,23 @@ def _specs(service: str) -> list[ConsumerSpec]:
 
         return [TICKET_CLOCKS]
     if service == "intake":
+        from intake.consumers.customers import CUSTOMER_MERGES
         from intake.consumers.tickets import TICKET_LINKS
 
-        return [TICKET_LINKS]
+        return [TICKET_LINKS, CUSTOMER_MERGES]
     from feedback.consumers.contacts import contacts_consumer
+    from feedback.consumers.customers import customers_consumer
     from feedback.consumers.sla import sla_consumer
     from feedback.consumers.tickets import tickets_consumer
     from feedback.settings import FeedbackSettings
 
     settings = FeedbackSettings()
-    return [tickets_consumer(settings), sla_consumer(settings), contacts_consumer(settings)]
+    return [
+        tickets_consumer(settings),
+        sla_consumer(settings),
+        contacts_consumer(settings),
+        customers_consumer(settings),
+    ]
 
 
 @pytest.mark.parametrize("service", ["intake", "router", "sla", "feedback"])

@@ -87,7 +87,9 @@ class _Pending:
 
 
 class IdentityCache:
-    """identity → customer id, bounded LRU. Identities never move between customers here."""
+    """identity → customer id, bounded LRU. Identities move only when customers are merged
+    (customer.merged): the write statement then finds the cached customer merged and the
+    writer forgets the contact's identities (`merged` rows)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -142,7 +144,9 @@ _EVENTS = outbox_part(
 # claims that could change its customer ("decisive": stronger than what decided it, or any
 # claim of a new customer) belongs to another customer already (`blocked`: the rows come back
 # so the writer learns them and retries the contact) or was claimed by a concurrent batch after
-# this statement's snapshot or went to another customer of the batch (`lost`). Contacts whose
+# this statement's snapshot or went to another customer of the batch (`lost`), or when the
+# customer the cache chose was merged into another since (`merged`: customer.merged; the
+# writer forgets the contact's cached identities and resolves them again). Contacts whose
 # channel id or idempotency key is already stored for their integration (`taken`) claim
 # nothing; the writer settles them as retries or conflicts.
 _WRITE_BATCH = f"""
@@ -161,10 +165,14 @@ WITH input AS (
         WHERE c.integration_id = i.integration_id AND c.idempotency_key = i.idempotency_key
         LIMIT 1
     ) AS hit
+), merged AS (
+    SELECT i.ord, i.customer_id FROM input i
+    WHERE EXISTS (SELECT 1 FROM customers c WHERE c.id = i.customer_id
+                  AND c.merged_into IS NOT NULL)
 ), claim AS (
     SELECT * FROM unnest($10::text[], $11::text[], $12::uuid[], $13::bigint[], $14::bool[])
         AS t(kind, value, customer_id, ord, decisive)
-    WHERE ord NOT IN (SELECT ord FROM taken)
+    WHERE ord NOT IN (SELECT ord FROM taken) AND ord NOT IN (SELECT ord FROM merged)
 ), existing AS (
     SELECT cl.ord, cl.kind, cl.value, ci.customer_id, cl.decisive,
            ci.customer_id <> cl.customer_id AS foreign_owner
@@ -192,6 +200,7 @@ WITH input AS (
 ), storing AS (
     SELECT * FROM input
     WHERE ord NOT IN (SELECT ord FROM taken)
+      AND ord NOT IN (SELECT ord FROM merged)
       AND ord NOT IN (SELECT ord FROM blocked)
       AND ord NOT IN (SELECT ord FROM lost)
 ), new_customers AS (
@@ -218,6 +227,8 @@ UNION ALL
 SELECT 'held', ord, NULL, NULL, NULL, NULL FROM blocked
 UNION ALL
 SELECT 'held', ord, NULL, NULL, NULL, NULL FROM lost
+UNION ALL
+SELECT 'merged', ord, NULL, NULL, NULL, customer_id FROM merged
 """  # noqa: S608 - the only value put in is ccshared's outbox part
 
 # How many times a contact is held back (its customer turned out to be another) before its
@@ -421,6 +432,10 @@ class ContactWriter:
                     inserted.add(row["id"])
                 elif what == "held":
                     held.add(row["ord"] - 1)
+                elif what == "merged":  # the cache is stale: its identities moved
+                    held.add(row["ord"] - 1)
+                    for identity in contacts[row["ord"] - 1].identities:
+                        self.identities.forget(identity)
                 else:  # claimed by this batch, or someone's already: either way, now known
                     identity = (row["kind"], row["value"])
                     self.identities.put(identity, row["customer_id"])

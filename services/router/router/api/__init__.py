@@ -12,6 +12,7 @@ from router.api import (
     agents,
     canned,
     conversation,
+    customers,
     notifications,
     offers,
     policy,
@@ -28,6 +29,7 @@ ROUTERS: list[APIRouter] = [
     conversation.router,
     canned.router,
     notifications.router,
+    customers.router,
     policy.router,
     rules.router,
 ]

@@ -22,6 +22,11 @@ def engine_of(request: Request) -> AsyncEngine:
     return engine
 
 
+def settings_of(request: Request) -> RouterSettings:
+    settings: RouterSettings = request.app.state.runtime.settings
+    return settings
+
+
 def parts_of(request: Request) -> RouterParts:
     return router_parts(request.app.state.runtime)
 
@@ -46,6 +51,7 @@ def tickets_uow(request: Request) -> SqlTicketsUnitOfWork:
 
 
 Engine = Depends(engine_of)
+Settings = Depends(settings_of)
 Parts = Depends(parts_of)
 Nudge = Depends(nudge_of)
 TicketsUow = Depends(tickets_uow)

@@ -413,3 +413,77 @@ class NotificationSettingsIn(_In):
 class NotificationSettingsOut(BaseModel):
     email: str | None
     email_opt_in: bool
+
+
+class SocialHandleOut(BaseModel):
+    platform: str | None = Field(description="the social platform it was seen on, if known")
+    handle: str
+
+
+class CustomerOut(BaseModel):
+    """A customer as their contacts describe them (intake decides who is who)."""
+
+    id: uuid.UUID
+    name: str | None = Field(description="the latest name a contact gave; null if none did")
+    emails: list[str] = Field(description="lower-cased")
+    phones: list[str] = Field(description="E.164")
+    handles: list[SocialHandleOut]
+    segment: str | None = Field(description="the customer's segment as its owner says (null: none)")
+    first_contact_at: datetime
+    last_contact_at: datetime
+    contact_count: int
+
+    @classmethod
+    def of(cls, row: dict[str, Any], identities: list[tuple[str, str]]) -> Self:
+        def values(kind: str) -> list[str]:
+            return [value for k, value in identities if k == kind]
+
+        handles = []
+        for value in values("handle"):
+            platform, _, handle = value.rpartition(":")
+            handles.append(SocialHandleOut(platform=platform or None, handle=handle))
+        return cls(
+            id=row["id"],
+            name=row["display_name"],
+            emails=values("email"),
+            phones=values("phone"),
+            handles=handles,
+            segment=row["segment"],
+            first_contact_at=row["first_contact_at"],
+            last_contact_at=row["last_contact_at"],
+            contact_count=row["contact_count"],
+        )
+
+
+class CustomerContactOut(BaseModel):
+    contact_id: uuid.UUID
+    ticket_id: uuid.UUID
+    channel: Channel
+    received_at: datetime
+    subject: str | None
+    preview: str | None = Field(description="the subject or the text's first line, 140 characters")
+
+
+class CustomerDetail(CustomerOut):
+    tickets: list[TicketOut] = Field(
+        description="the customer's tickets, newest first (an agent's: only those they may "
+        "read); `GET /v1/tickets?customer_id=` pages through all of them"
+    )
+    more_tickets: bool = Field(description="whether there are more tickets than listed")
+    last_contacts: list[CustomerContactOut] = Field(description="newest first")
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerOut]
+    next_cursor: str | None
+
+
+class MergeIn(_In):
+    into: uuid.UUID = Field(description="the customer that remains")
+
+
+class MergeOut(BaseModel):
+    customer_id: uuid.UUID = Field(description="the customer that remains")
+    merged_customer_id: uuid.UUID = Field(description="the customer merged into it")
+    ticket_ids: list[uuid.UUID] = Field(description="the tickets that moved")
+    at: datetime

@@ -1,5 +1,6 @@
-"""`contact.received` from intake: each contact joins or opens a ticket; a fetch's contacts
-are taken in one transaction (`router.handlers.contacts.receive_contacts`)."""
+"""`contact.received` from intake: each contact adds to its customer's view (a merged
+customer's going to the one it became) and joins or opens a ticket; a fetch's contacts are
+taken in one transaction (`router.handlers.contacts.receive_contacts`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ccshared.events.payloads import ContactReceived
 from ccshared.service import ConsumerSpec, Runtime
 from router.bootstrap import router_parts
 from router.handlers.contacts import receive_contact, receive_contacts
+from router.handlers.customers import note_contacts
 
 
 def nudge_for_new_ticket(runtime: Runtime) -> Callable[[Envelope], None]:
@@ -27,8 +29,9 @@ def contacts_to_tickets(runtime: Runtime) -> Handler:
 
     async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
         assert isinstance(payload, ContactReceived)
+        (contact,) = await note_contacts(conn, [payload])
         policy, rules = await parts.policies.current(), await parts.rules.current()
-        await receive_contact(conn, payload, policy, rules)
+        await receive_contact(conn, contact, policy, rules)
 
     return handle
 
@@ -37,10 +40,15 @@ def contacts_to_tickets_in_bulk(runtime: Runtime) -> BatchHandler:
     parts = router_parts(runtime)
 
     async def handle(conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]) -> None:
-        contacts: list[tuple[str | None, ContactReceived]] = []
-        for envelope, payload in events:
+        payloads: list[ContactReceived] = []
+        for _, payload in events:
             assert isinstance(payload, ContactReceived)
-            contacts.append((envelope.correlation_id or str(envelope.event_id), payload))
+            payloads.append(payload)
+        noted = await note_contacts(conn, payloads)
+        contacts = [
+            (envelope.correlation_id or str(envelope.event_id), contact)
+            for (envelope, _), contact in zip(events, noted, strict=True)
+        ]
         policy, rules = await parts.policies.current(), await parts.rules.current()
         await receive_contacts(conn, contacts, policy, rules)
 

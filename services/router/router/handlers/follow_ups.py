@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events.payloads import ContactReceived, CustomerHints, FollowUpRequested
+from router.db.customers import known_customer
 from router.db.notifications import queue_staff, write_notifications
 from router.db.rules import RuleSet
 from router.db.tickets import TicketNotFound, get_ticket, ticket_exists
@@ -34,9 +35,12 @@ async def open_follow_up(
         if requested.reason == "detractor"
         else "scheduled call-back to a key account"
     )
+    # The customer has a view (a key account may never have written), and a merged one's
+    # follow-up goes to the customer it became.
+    customer_id = await known_customer(conn, requested.customer_id, requested.due_at)
     contact = ContactReceived(
         contact_id=requested.follow_up_id,
-        customer_id=requested.customer_id,
+        customer_id=customer_id,
         channel=requested.channel or (earlier.channel if earlier else "phone"),
         external_id=f"follow-up:{requested.follow_up_id}",
         received_at=requested.due_at,

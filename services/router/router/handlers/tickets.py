@@ -377,8 +377,8 @@ def encode_cursor(at: datetime, item_id: uuid.UUID) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, ticket_id = orjson.loads(raw)
-        return datetime.fromisoformat(at), uuid.UUID(ticket_id)
+        at, last_id = orjson.loads(raw)
+        return datetime.fromisoformat(at), uuid.UUID(last_id)
     except (ValueError, TypeError) as exc:
         raise Problem(
             "The cursor is not one this API gave out.",
