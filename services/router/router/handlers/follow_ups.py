@@ -1,5 +1,6 @@
 """Follow-ups requested by feedback (a detractor's answer, a key account's call-back): one
-follow-up ticket each, in the earlier ticket's queue, owned by its owner."""
+follow-up ticket each, in the earlier ticket's queue, owned by its owner; with the customer's
+registered segment, so a key account's call-back is routed as a key account's (VIP care)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ async def open_follow_up(
         text=(requested.note or what),
         language=requested.language,
         customer=CustomerHints(name=earlier.customer_name if earlier else None),
+        # The earlier ticket's segment as the integration stated it; a key account's comes
+        # from the registry when the ticket opens (`open_ticket`), as it is now.
         metadata={"segment": earlier.segment} if earlier and earlier.segment else {},
     )
     placement = Placement(
