@@ -12,7 +12,7 @@ from typing import Any
 from ccshared.events import new_event
 from ccshared.events.payloads import CustomerSegmentChanged, FollowUpRequested
 from router.consumers.contacts import contacts_to_tickets_in_bulk
-from router.consumers.feedback import open_follow_ups, store_segments, store_segments_in_bulk
+from router.consumers.feedback import from_feedback, from_feedback_in_bulk
 from tests.integration.router.conftest import Router, contact
 
 URGENT = "Please call me back about my account, it is urgent."
@@ -28,16 +28,19 @@ def changed(customer: uuid.UUID, version: int, segment: str | None) -> CustomerS
     )
 
 
-async def deliver(router: Router, *changes: CustomerSegmentChanged) -> None:
+async def deliver(router: Router, *changes: CustomerSegmentChanged | FollowUpRequested) -> None:
     """One event at a time, as the consumer's one-by-one path does."""
-    handler = store_segments(router.runtime)
+    handler = from_feedback(router.runtime)
     for change in changes:
         async with router.runtime.engine.begin() as conn:
             await handler(conn, new_event(change, producer="feedback"), change)
 
 
-async def deliver_fetch(router: Router, *changes: CustomerSegmentChanged) -> None:
-    handler = store_segments_in_bulk(router.runtime)
+async def deliver_fetch(
+    router: Router, *changes: CustomerSegmentChanged | FollowUpRequested
+) -> None:
+    """A whole fetch at once, in order, as the consumer's batch path does."""
+    handler = from_feedback_in_bulk(router.runtime)
     async with router.runtime.engine.begin() as conn:
         await handler(conn, [(new_event(c, producer="feedback"), c) for c in changes])
 
@@ -121,10 +124,8 @@ async def test_a_batch_of_contacts_takes_each_customers_registered_segment(
     }
 
 
-async def test_a_key_accounts_call_back_reaches_the_vip_queue(router: Router) -> None:
-    customer = uuid.uuid4()
-    await deliver(router, changed(customer, 1, "key_account"))
-    callback = FollowUpRequested(
+def call_back(customer: uuid.UUID) -> FollowUpRequested:
+    return FollowUpRequested(
         follow_up_id=uuid.uuid4(),
         customer_id=customer,
         reason="key_account_callback",
@@ -132,10 +133,33 @@ async def test_a_key_accounts_call_back_reaches_the_vip_queue(router: Router) ->
         note="Scheduled call-back for key account ACME",
         due_at=datetime.now(UTC),
     )
-    handler = open_follow_ups(router.runtime)
-    async with router.runtime.engine.begin() as conn:
-        await handler(conn, new_event(callback, producer="feedback"), callback)
+
+
+async def test_a_key_accounts_call_back_reaches_the_vip_queue(router: Router) -> None:
+    customer = uuid.uuid4()
+    await deliver(router, changed(customer, 1, "key_account"))
+    callback = call_back(customer)
+    await deliver(router, callback)
     ticket = await router.ticket(callback.follow_up_id)
     assert ticket["category"] == "follow_up"
     assert ticket["segment"] == "key_account"
     assert ticket["queue_id"] == "vip"
+
+
+async def test_a_call_back_in_the_fetch_of_its_segment_change_comes_after_it(
+    router: Router,
+) -> None:
+    """Feedback publishes the account's segment before its first call-back, in the customer's
+    partition; one fetch holding both stores the segment first."""
+    made, removed = uuid.uuid4(), uuid.uuid4()
+    first, second = call_back(made), call_back(removed)
+    await deliver_fetch(
+        router,
+        changed(made, 1, "key_account"),
+        first,
+        changed(removed, 1, "key_account"),
+        changed(removed, 2, None),
+        second,
+    )
+    assert (await router.ticket(first.follow_up_id))["queue_id"] == "vip"
+    assert (await router.ticket(second.follow_up_id))["segment"] is None

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from ccshared.events import new_event
 from ccshared.events.payloads import CustomerSegmentChanged
-from router.consumers.feedback import store_segments
+from router.consumers.feedback import from_feedback
 from tests.integration.router.conftest import Router, contact
 
 
@@ -127,7 +127,7 @@ async def test_key_account_customer_goes_to_vip_care(router: Router) -> None:
         at=datetime.now(UTC),
     )
     async with router.runtime.engine.begin() as conn:
-        await store_segments(router.runtime)(conn, new_event(segment, producer="t"), segment)
+        await from_feedback(router.runtime)(conn, new_event(segment, producer="t"), segment)
     ticket_id = await router.receive(
         contact(
             customer,

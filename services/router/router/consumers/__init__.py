@@ -5,9 +5,9 @@ segments (`feedback`)."""
 
 from ccshared.service import ConsumerSpec
 from router.consumers.contacts import CONTACTS
-from router.consumers.feedback import FOLLOW_UPS, SEGMENTS
+from router.consumers.feedback import FROM_FEEDBACK
 from router.consumers.sla import DEADLINES, ESCALATIONS
 
-CONSUMERS: list[ConsumerSpec] = [CONTACTS, ESCALATIONS, DEADLINES, FOLLOW_UPS, SEGMENTS]
+CONSUMERS: list[ConsumerSpec] = [CONTACTS, ESCALATIONS, DEADLINES, FROM_FEEDBACK]
 
-__all__ = ["CONSUMERS", "CONTACTS", "DEADLINES", "ESCALATIONS", "FOLLOW_UPS", "SEGMENTS"]
+__all__ = ["CONSUMERS", "CONTACTS", "DEADLINES", "ESCALATIONS", "FROM_FEEDBACK"]
