@@ -63,3 +63,55 @@ async def test_without_prediction_priority_comes_first(
     high, _normal, _deadline = await _two_waiting(router)
     (offer,) = await router.offers("solo")
     assert uuid.UUID(offer["ticket_id"]) == high
+
+
+async def _vip_due_soon(router: Router) -> tuple[uuid.UUID, uuid.UUID, datetime]:
+    """Two VIP tickets waiting in VIP care (whose step overflows to escalations after 5 min),
+    nobody to take them, the queue's recent wait 14 min: one due in 5 min, one with no
+    deadline. Returns (due, without deadline, the deadline)."""
+    due, calm = [
+        await router.receive(
+            contact(uuid.uuid4(), channel="phone", text_="hello", metadata={"segment": "vip"})
+        )
+        for _ in range(2)
+    ]
+    deadline = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    change = SlaDeadlineChanged(
+        ticket_id=due, next_deadline=deadline, metric="first_response", version=1, at=deadline
+    )
+    async with router.runtime.engine.begin() as conn:
+        await apply_deadlines_in_bulk(router.runtime)(
+            conn, [(new_event(change, producer="sla"), change)]
+        )
+    if router.assigner.waits is not None:
+        router.assigner.waits.observe("vip", timedelta(minutes=14))
+    await router.assigner.tick()
+    return due, calm, deadline
+
+
+async def test_a_ticket_predicted_to_breach_overflows_early_and_says_why(router: Router) -> None:
+    due, calm, deadline = await _vip_due_soon(router)
+    ticket = await router.ticket(due)
+    assert ticket["queue_id"] == "escalations"
+    assert ticket["policy_step"] == "vip-overflow"
+    (moved,) = [h for h in ticket["history"] if h["action"] == "overflow"]
+    assert moved["reason"].startswith(
+        f"predicted to breach first response at {deadline:%H:%M} UTC; queue wait 14 min; "
+        "overflowed early from 'vip' (step 'vip-care')"
+    )
+    assert (await router.ticket(calm))["queue_id"] == "vip"  # no deadline: waits its 5 min
+
+
+async def test_no_early_overflow_to_a_queue_known_to_wait_as_long(router: Router) -> None:
+    if router.assigner.waits is not None:
+        router.assigner.waits.observe("escalations", timedelta(minutes=20))
+    due, _calm, _deadline = await _vip_due_soon(router)
+    assert (await router.ticket(due))["queue_id"] == "vip"
+
+
+async def test_without_prediction_no_ticket_overflows_early(
+    router_factory: Callable[..., Awaitable[Router]],
+) -> None:
+    router = await router_factory(predict_breach=False)
+    due, _calm, _deadline = await _vip_due_soon(router)
+    assert (await router.ticket(due))["queue_id"] == "vip"
