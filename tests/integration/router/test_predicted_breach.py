@@ -115,3 +115,25 @@ async def test_without_prediction_no_ticket_overflows_early(
     router = await router_factory(predict_breach=False)
     due, _calm, _deadline = await _vip_due_soon(router)
     assert (await router.ticket(due))["queue_id"] == "vip"
+
+
+async def test_a_ticket_overflowing_unoffered_counts_towards_its_queues_wait(
+    router: Router,
+) -> None:
+    """Only offers fed a queue's wait, so a queue whose tickets all overflowed away looked
+    quick; a ticket that waited its step's whole timeout says the wait is at least that."""
+    ticket_id = await router.receive(
+        contact(uuid.uuid4(), channel="phone", text_="hello", metadata={"segment": "vip"})
+    )
+    await router.sql(
+        "UPDATE tickets SET queued_at = now() - interval '6 minutes', "
+        "step_timeout_at = now() - interval '1 minute' WHERE id = :t",
+        t=ticket_id,
+    )
+    assert router.assigner.waits is not None
+    assert router.assigner.waits.expected("vip") is None
+    await router.assigner.tick()
+    assert (await router.ticket(ticket_id))["queue_id"] == "escalations"
+    wait = router.assigner.waits.expected("vip")
+    assert wait is not None
+    assert timedelta(minutes=5, seconds=59) < wait < timedelta(minutes=6, seconds=10)

@@ -509,4 +509,9 @@ class Assigner:
                     continue
                 await write_change(conn, change)
                 moved += 1
+                if self.waits is not None and ticket.queued_at is not None:
+                    # It waited its step's whole timeout without an offer: the queue's wait
+                    # is at least that. Only offers fed the mean before, so a queue whose
+                    # tickets overflowed away unoffered looked quick.
+                    self.waits.observe(ticket.queue_id or "", now - ticket.queued_at)
         return moved
