@@ -68,13 +68,13 @@ def consumer_groups() -> dict[str, dict[str, list[str]]]:
     from feedback.consumers.tickets import tickets_consumer
     from feedback.settings import FeedbackSettings
     from intake.consumers.tickets import TICKET_LINKS
-    from router.consumers import CONTACTS, ESCALATIONS, FOLLOW_UPS
+    from router.consumers import CONTACTS, ESCALATIONS, FROM_FEEDBACK
     from sla.consumers.tickets import TICKET_CLOCKS
 
     feedback = FeedbackSettings()
     specs = {
         "intake": [TICKET_LINKS],
-        "router": [CONTACTS, ESCALATIONS, FOLLOW_UPS],
+        "router": [CONTACTS, ESCALATIONS, FROM_FEEDBACK],
         "sla": [TICKET_CLOCKS],
         "feedback": [
             tickets_consumer(feedback),

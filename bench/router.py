@@ -1,7 +1,8 @@
 """Router: contacts routed and assigned per second, and p50/p99 from `POST /v1/contacts` to the
 assignment event, with 300 agents over the six default queues at a steady offered load; then
 the router's own throughput draining a backlog, beside a consumer that reads the same messages
-and does nothing (the ceiling).
+and does nothing (the ceiling); and how many tickets breach their SLA with the breach
+prediction and without, same arrivals, same run (`bench/router_breach.py`).
 
 Load generator: an open-loop raw asyncio HTTP/1.1 client (bench/loadgen.py) at a fixed rate.
 Latency is measured per new ticket: from sending the contact's POST to receiving the
@@ -23,6 +24,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from bench import router_breach
 from bench.harness import (
     KAFKA,
     create_bench_key,
@@ -429,6 +431,8 @@ def _stages(sent: dict[str, float], tail: Tail) -> dict[str, dict[str, float]]:
 def main(duration: int | None = None) -> None:
     seconds = duration or int(os.environ.get("BENCH_SECONDS", "10"))
     result = asyncio.run(_run(seconds))
+    # Breaches with the breach prediction and without: same arrivals, same run, after the load.
+    result["breaches"] = asyncio.run(router_breach.compare())
     result["latency_target_met"] = (
         result["post_to_assignment_ms"]["p99"] < 250 and result["assigned"] == result["posted"]
     )
@@ -451,3 +455,4 @@ def main(duration: int | None = None) -> None:
         f"consumer {result['noop_consumer_per_s']}/s (ratio {result['drain_ratio_to_noop']}, "
         f"target >= 0.5: {'met' if result['drain_target_met'] else 'not met'}); written to {path}"
     )
+    print(router_breach.describe(result["breaches"]))

@@ -9,6 +9,7 @@ from sla import bootstrap
 from sla.api.calendars import router as calendars_router
 from sla.api.endpoints import router as sla_router
 from sla.api.policies import router as policies_router
+from sla.consumers.segments import CUSTOMER_SEGMENTS
 from sla.consumers.tickets import TICKET_CLOCKS
 from sla.settings import SLASettings
 
@@ -33,7 +34,7 @@ def create_app(settings: SLASettings | None = None) -> FastAPI:
         ),
         package="sla",
         routers=[sla_router, policies_router, calendars_router],
-        consumers=[TICKET_CLOCKS],
+        consumers=[TICKET_CLOCKS, CUSTOMER_SEGMENTS],
         on_start=on_start,
         on_stop=on_stop,
     )

@@ -86,10 +86,10 @@ _topics = [
     TopicSpec(
         FEEDBACK_EVENTS,
         "feedback",
-        ("router",),
+        ("router", "sla"),
         "customer_id",
         "Surveys sent and answered, follow-up requests (the router opens follow-up tickets), "
-        "praise.",
+        "praise, and customers' segments from the key-account registry (router and SLA).",
     ),
     TopicSpec(
         INTAKE_DELIVERIES,
@@ -159,6 +159,14 @@ _events = [
     EventSpec("survey.answered", FEEDBACK_EVENTS, p.SurveyAnswered),
     EventSpec("followup.requested", FEEDBACK_EVENTS, p.FollowUpRequested, consumers=("router",)),
     EventSpec("praise.recorded", FEEDBACK_EVENTS, p.PraiseRecorded),
+    # The key-account registry's segment of a customer: the router routes and SLA matches
+    # policies by it (an integration's unverified customer.account_id no longer counts).
+    EventSpec(
+        "customer.segment_changed",
+        FEEDBACK_EVENTS,
+        p.CustomerSegmentChanged,
+        consumers=("router", "sla"),
+    ),
     # The router stores each state with its message (the conversation), a failure notifies
     # the ticket's owner.
     EventSpec(

@@ -388,6 +388,20 @@ class FollowUpRequested(Payload):
     due_at: AwareDatetime
 
 
+class CustomerSegmentChanged(Payload):
+    """A customer's segment as its owner says it: feedback's key-account registry publishes
+    `key_account` when a customer becomes an active key account and null when the account is
+    deactivated or removed. `version` grows with each change of one customer, so a consumer
+    keeps the highest it has seen and ignores an older one delivered late. Keyed by
+    customer_id."""
+
+    customer_id: uuid.UUID
+    segment: str | None
+    version: int = Field(ge=1)
+    source: str  # who owns the segment, e.g. feedback.key_accounts
+    at: AwareDatetime
+
+
 class PraiseRecorded(Payload):
     ticket_id: uuid.UUID
     customer_id: uuid.UUID

@@ -102,3 +102,37 @@ async def test_webhook_crud_returns_the_secret_once(feedback: Feedback) -> None:
     assert {e["field"] for e in bad.json()["errors"]} == {"body.channel", "body.url"}
     assert (await feedback.client.delete(f"/v1/webhooks/{hook['id']}")).status_code == 204
     assert (await feedback.client.get(f"/v1/webhooks/{hook['id']}")).status_code == 404
+
+
+async def test_every_change_of_a_key_account_publishes_the_customers_segment_with_a_new_version(
+    feedback: Feedback, feedback_events: FeedbackEvents
+) -> None:
+    """The registry is the one source of who is a key account: create, change, deactivate,
+    remove and create again each publish customer.segment_changed (keyed by customer), with
+    one more version each; a refused create publishes nothing."""
+    customer = uuid.uuid4()
+    account = {
+        "customer_id": str(customer),
+        "name": "Acme",
+        "relationship_started_at": (now() - timedelta(days=10)).isoformat(),
+    }
+    assert (await feedback.client.post("/v1/key-accounts", json=account)).status_code == 201
+    assert (await feedback.client.post("/v1/key-accounts", json=account)).status_code == 409
+    path = f"/v1/key-accounts/{customer}"
+    assert (await feedback.client.patch(path, json={"name": "Acme Ltd"})).status_code == 200
+    assert (await feedback.client.patch(path, json={"active": False})).status_code == 200
+    assert (await feedback.client.delete(path)).status_code == 204
+    assert (await feedback.client.post("/v1/key-accounts", json=account)).status_code == 201
+    events = await feedback_events.wait_event(
+        "customer.segment_changed", count=5, customer_id=customer
+    )
+    assert [(e["payload"]["segment"], e["payload"]["version"]) for e in events] == [
+        ("key_account", 1),
+        ("key_account", 2),
+        (None, 3),
+        (None, 4),
+        ("key_account", 5),
+    ]
+    assert {e["payload"]["source"] for e in events} == {"feedback.key_accounts"}
+    keys = {r.key for r in feedback_events.records if str(customer).encode() in r.value}
+    assert keys == {str(customer).encode()}

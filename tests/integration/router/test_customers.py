@@ -17,7 +17,7 @@ from sqlalchemy import text
 from ccshared.events import new_event
 from ccshared.events.payloads import ContactReceived, CustomerHints, FollowUpRequested, ThreadRefs
 from router.consumers.contacts import contacts_to_tickets_in_bulk
-from router.consumers.feedback import open_follow_ups
+from router.consumers.feedback import from_feedback
 from tests.helpers import as_agent, as_supervisor
 from tests.integration.router.conftest import Router, contact
 
@@ -387,7 +387,7 @@ async def _follow_up(router: Router, customer: uuid.UUID) -> uuid.UUID:
         due_at=datetime.now(UTC),
     )
     async with router.runtime.engine.begin() as conn:
-        handler = open_follow_ups(router.runtime)
+        handler = from_feedback(router.runtime)
         await handler(conn, new_event(requested, producer="test"), requested)
     return requested.follow_up_id
 

@@ -12,7 +12,7 @@ from ccshared.db import asyncpg_dsn
 from ccshared.events import new_event
 from ccshared.events.payloads import FollowUpRequested, SlaEscalated
 from ccshared.outbox import NOTIFY_CHANNEL
-from router.consumers.feedback import open_follow_ups
+from router.consumers.feedback import from_feedback
 from router.consumers.sla import apply_escalations, apply_escalations_in_bulk
 from tests.helpers import as_agent, wait_until
 from tests.integration.router.conftest import Router, contact
@@ -178,8 +178,8 @@ async def test_detractor_follow_up_opens_one_ticket_owned_by_the_first_agent(
         note="CSAT 1: 还是漏水",
         due_at=datetime.now(UTC),
     )
-    await _deliver(router, open_follow_ups, follow_up)
-    await _deliver(router, open_follow_ups, follow_up)
+    await _deliver(router, from_feedback, follow_up)
+    await _deliver(router, from_feedback, follow_up)
     ticket = await router.ticket(follow_up.follow_up_id)
     assert ticket["follow_up_of"] == str(original)
     assert ticket["category"] == "follow_up"

@@ -18,7 +18,7 @@ from ccshared.events.catalog import INTAKE_DELIVERIES
 from ccshared.events.payloads import FollowUpRequested, MessageDeliveryChanged, SlaEscalated
 from ccshared.kafka import commit_group_at_end, ensure_topics
 from router.app import create_app
-from router.consumers.feedback import open_follow_ups
+from router.consumers.feedback import from_feedback
 from router.consumers.sla import apply_escalations
 from router.handlers.deliveries import apply_delivery
 from router.settings import RouterSettings
@@ -117,8 +117,8 @@ async def test_a_detractor_follow_up_notifies_its_owner_and_the_queues_superviso
         note="CSAT 1",
         due_at=datetime.now(UTC),
     )
-    await _deliver(router, open_follow_ups, follow_up)
-    await _deliver(router, open_follow_ups, follow_up)  # redelivered: told once
+    await _deliver(router, from_feedback, follow_up)
+    await _deliver(router, from_feedback, follow_up)  # redelivered: told once
     for who in (as_agent("amy"), as_supervisor("lin")):
         told = [n for n in await notifications_of(router, who) if n["kind"] == "follow_up"]
         assert [n["ticket_id"] for n in told] == [str(follow_up.follow_up_id)]

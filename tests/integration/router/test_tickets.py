@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
+from ccshared.events import new_event
+from ccshared.events.payloads import CustomerSegmentChanged
+from router.consumers.feedback import from_feedback
 from tests.integration.router.conftest import Router, contact
 
 
@@ -111,12 +115,23 @@ async def test_contacts_arriving_back_to_back_thread_onto_one_ticket(router: Rou
     assert len(set(tickets)) == 1
 
 
-async def test_vip_customer_goes_to_vip_care(router: Router) -> None:
+async def test_key_account_customer_goes_to_vip_care(router: Router) -> None:
+    """A key account as feedback's registry says (customer.segment_changed), not as the
+    contact's account id claims (tests/integration/router/test_customer_segments.py)."""
+    customer = uuid.uuid4()
+    segment = CustomerSegmentChanged(
+        customer_id=customer,
+        segment="key_account",
+        version=1,
+        source="feedback.key_accounts",
+        at=datetime.now(UTC),
+    )
+    async with router.runtime.engine.begin() as conn:
+        await from_feedback(router.runtime)(conn, new_event(segment, producer="t"), segment)
     ticket_id = await router.receive(
         contact(
-            uuid.uuid4(),
+            customer,
             channel="phone",
-            account_id="ACME-0042",
             text_="Payment terminals in all 40 stores are offline. Urgent.",
         )
     )

@@ -25,6 +25,7 @@ from ccshared.events.payloads import (
 from router.domain import tickets
 from router.domain.lifecycle import ACTIONS, InvalidTransition, transition
 from router.domain.policy import DEFAULT_POLICY
+from router.domain.prediction import BreachForecast, overflow_helps
 from router.domain.tickets import OfferSettlement, Ticket
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -250,6 +251,36 @@ def test_an_overflowing_ticket_moves_to_the_next_step_of_its_policy() -> None:
     assert change.sets["queue_id"] == "escalations"
     assert change.history[0].data == {"from_queue": "vip", "to_queue": "escalations"}
     assert isinstance(change.events[0], TicketRouted)
+
+
+def test_a_ticket_predicted_to_breach_overflows_early_and_says_why() -> None:
+    vip = ticket("queued", queue_id="vip", policy_step="vip-care", segment="key_account")
+    forecast = BreachForecast(
+        datetime(2026, 12, 3, 10, 42, tzinfo=UTC), "first_response", timedelta(minutes=14)
+    )
+    change = tickets.overflow_change(vip, DEFAULT_POLICY, LATER, forecast)
+    assert change is not None
+    assert change.sets["queue_id"] == "escalations"
+    assert change.history[0].data == {"from_queue": "vip", "to_queue": "escalations", "early": True}
+    assert change.history[0].reason == (
+        "predicted to breach first response at 10:42 UTC; queue wait 14 min; overflowed early "
+        "from 'vip' (step 'vip-care'); step 'vip-overflow' matched: "
+        'customer.segment in ["vip", "key_account"] || ticket.queue_hint == "vip"'
+    )
+    routed = change.events[0]
+    assert isinstance(routed, TicketRouted)
+    assert routed.reason == change.history[0].reason
+    # A step with no timeout (frontline) has nowhere to overflow to, early or not.
+    frontline = ticket("queued", queue_id="frontline", policy_step="frontline")
+    assert tickets.overflow_change(frontline, DEFAULT_POLICY, LATER, forecast) is None
+
+
+def test_overflow_early_only_where_the_target_is_not_known_to_wait_as_long() -> None:
+    minutes = timedelta(minutes=1)
+    assert overflow_helps(14 * minutes, None)
+    assert overflow_helps(14 * minutes, 2 * minutes)
+    assert not overflow_helps(14 * minutes, 14 * minutes)
+    assert not overflow_helps(14 * minutes, 30 * minutes)
 
 
 def test_a_ticket_routed_by_an_older_policy_does_not_overflow() -> None:

@@ -15,9 +15,10 @@ def _specs(service: str) -> list[ConsumerSpec]:
 
         return CONSUMERS
     if service == "sla":
+        from sla.consumers.segments import CUSTOMER_SEGMENTS
         from sla.consumers.tickets import TICKET_CLOCKS
 
-        return [TICKET_CLOCKS]
+        return [TICKET_CLOCKS, CUSTOMER_SEGMENTS]
     if service == "intake":
         from intake.consumers.customers import CUSTOMER_MERGES
         from intake.consumers.tickets import TICKET_LINKS

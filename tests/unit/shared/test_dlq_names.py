@@ -28,7 +28,10 @@ def test_the_original_topic_is_the_twin_without_its_suffix_prefix_kept() -> None
 
 
 def test_a_service_watches_the_twins_of_what_it_consumes() -> None:
-    assert service_dead_letter_topics("sla", "p.") == ["p.router.tickets.dlq"]
+    assert service_dead_letter_topics("sla", "p.") == [
+        "p.router.tickets.dlq",
+        "p.feedback.events.dlq",  # customer.segment_changed from the key-account registry
+    ]
     assert len(service_dead_letter_topics(None)) == len(CATALOG.topics)
 
 

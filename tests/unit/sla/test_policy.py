@@ -250,3 +250,13 @@ def test_escalation_may_start_before_the_breach() -> None:
     assert early.escalation[0].offset == -H / 2
     assert early.escalation[0].notifies
     assert not early.escalation[1].notifies
+
+
+def test_a_new_tickets_segment_is_the_registrys_and_key_account_only_by_its_word() -> None:
+    from sla.domain.policy import ticket_segment
+
+    assert ticket_segment(None, "key_account") == "key_account"
+    assert ticket_segment("gold", "key_account") == "key_account"
+    assert ticket_segment("key_account", None) is None  # the router's copy was behind
+    assert ticket_segment("gold", None) == "gold"
+    assert ticket_segment(None, None) is None

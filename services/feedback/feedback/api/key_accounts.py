@@ -46,6 +46,8 @@ async def create_key_account(request: Request, body: KeyAccountIn) -> KeyAccount
     )
     async with engine_of(request).begin() as conn:
         row = await db.create_key_account(conn, values)
+        if row is not None:
+            await db.publish_segment(conn, row["customer_id"], row["active"])
     if row is None:
         raise Conflict("This customer is a key account already.")
     return KeyAccountView(**row)
@@ -91,6 +93,7 @@ async def update_key_account(
             await db.update_key_account(conn, customer_id, changes),
             "This customer is not a key account.",
         )
+        await db.publish_segment(conn, customer_id, row["active"])
     return KeyAccountView(**row)
 
 
@@ -99,4 +102,5 @@ async def delete_key_account(request: Request, customer_id: uuid.UUID) -> Respon
     async with engine_of(request).begin() as conn:
         if not await db.delete_key_account(conn, customer_id):
             raise NotFound("This customer is not a key account.")
+        await db.publish_segment(conn, customer_id, None)
     return Response(status_code=204)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.db import update_row
+from ccshared.events import new_event
+from ccshared.outbox import enqueue
+from feedback.domain.key_accounts import segment_changed
 
 _COLUMNS = (
     "customer_id, name, relationship_started_at, channel, language, active, next_callback_at, "
@@ -85,3 +89,24 @@ async def callbacks_of(conn: AsyncConnection, customer_id: uuid.UUID) -> list[di
         {"id": customer_id},
     )
     return [dict(r) for r in rows.mappings()]
+
+
+async def publish_segment(
+    conn: AsyncConnection, customer_id: uuid.UUID, active: bool | None
+) -> None:
+    """In the transaction that changed the key account: the customer's segment now (`active`
+    None: the account was removed) with the customer's next version, through the outbox. The
+    version row is locked until commit, so two changes of one customer number in commit order."""
+    version = (
+        await conn.execute(
+            text(
+                "INSERT INTO customer_segment_versions (customer_id, version) VALUES (:id, 1) "
+                "ON CONFLICT (customer_id) DO UPDATE SET "
+                "version = customer_segment_versions.version + 1, updated_at = now() "
+                "RETURNING version"
+            ),
+            {"id": customer_id},
+        )
+    ).scalar_one()
+    payload = segment_changed(customer_id, active, int(version), datetime.now(UTC))
+    await enqueue(conn, new_event(payload, producer="feedback"))

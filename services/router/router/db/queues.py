@@ -166,6 +166,30 @@ async def overflow_due(conn: AsyncConnection, now: datetime, limit: int = 100) -
     return [r.id for r in rows]
 
 
+async def early_overflow_candidates(
+    conn: AsyncConnection, now: datetime, waits: dict[str, float], limit: int = 100
+) -> list[Any]:
+    """Waiting tickets of the queues in `waits` (queue id → recent wait, seconds) whose step
+    overflows later (its timeout is still ahead) and whose SLA deadline comes before their
+    likely offer (queued at + the queue's wait, or now), up to `limit`, soonest deadline first,
+    locked (SKIP LOCKED). Rows: id, queue_id, queued_at, sla_deadline, sla_deadline_metric."""
+    if not waits:
+        return []
+    rows = await conn.execute(
+        text(
+            "SELECT t.id, t.queue_id, t.queued_at, t.sla_deadline, t.sla_deadline_metric "
+            "FROM tickets t JOIN unnest(CAST(:queues AS text[]), CAST(:waits AS float8[])) "
+            "  AS w(queue_id, wait_s) ON w.queue_id = t.queue_id "
+            "WHERE t.status = 'queued' AND t.step_timeout_at > :now "
+            "  AND t.sla_deadline IS NOT NULL AND t.sla_deadline <= greatest(:now, "
+            "    coalesce(t.queued_at, :now) + w.wait_s * interval '1 second') "
+            "ORDER BY t.sla_deadline LIMIT :n FOR UPDATE OF t SKIP LOCKED"
+        ),
+        {"queues": list(waits), "waits": list(waits.values()), "now": now, "n": limit},
+    )
+    return list(rows.all())
+
+
 async def clear_step_timeout(conn: AsyncConnection, ticket_id: uuid.UUID) -> None:
     """The ticket's step has nowhere to overflow to: it waits where it is."""
     await conn.execute(

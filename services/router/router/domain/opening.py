@@ -22,6 +22,7 @@ from ccshared.events.payloads import (
 from ccshared.ids import uuid7
 from router.domain.classification import Classification, ClassificationRule, TicketFacts, classify
 from router.domain.policy import RoutingPolicy, StepMatch, first_matching_step, routing_attributes
+from router.domain.segments import ticket_segment
 from router.domain.threading import ContactThread
 from router.domain.tickets import ROUTER, HistoryEntry, routed
 
@@ -139,15 +140,6 @@ class NewTicket:
         )
 
 
-def segment_of(contact: ContactReceived) -> str | None:
-    """The customer segment routing sees: stated by the integration in metadata, or a key
-    account when the contact carries an account id."""
-    stated = contact.metadata.get("segment")
-    if isinstance(stated, str) and stated:
-        return stated
-    return "key_account" if contact.customer.account_id else None
-
-
 def contact_thread(contact: ContactReceived) -> ContactThread:
     t = contact.thread
     return ContactThread(
@@ -164,13 +156,14 @@ def contact_thread(contact: ContactReceived) -> ContactThread:
     )
 
 
-def facts_of(contact: ContactReceived) -> TicketFacts:
+def facts_of(contact: ContactReceived, registered_segment: str | None = None) -> TicketFacts:
+    """`registered_segment`: the customer's segment in the router's copy of the registry."""
     return TicketFacts(
         channel=contact.channel,
         text=contact.text or "",
         subject=contact.subject,
         language=contact.language,
-        segment=segment_of(contact),
+        segment=ticket_segment(registered_segment, contact.metadata),
         metadata=contact.metadata,
     )
 
@@ -222,9 +215,11 @@ def new_ticket(
     rules: Rules,
     now: datetime,
     placement: Placement = Placement(),
+    registered_segment: str | None = None,
 ) -> NewTicket:
-    """A new ticket for the contact: classified, routed by the policy (or placed), queued."""
-    facts = facts_of(contact)
+    """A new ticket for the contact: classified, routed by the policy (or placed), queued;
+    with the customer's registered segment (`router.domain.segments.ticket_segment`)."""
+    facts = facts_of(contact, registered_segment)
     result = classify_contact(facts, rules, placement.category)
     step = route(policy, facts, result, placement.queue_id)
     priority = step.priority_override or result.priority

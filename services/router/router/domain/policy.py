@@ -120,6 +120,40 @@ def next_step_after_timeout(
     """Where a ticket goes after waiting `timeout_s` in the step it was placed by: the next
     matching step after it that leads to another queue. None when the current step has no
     timeout or nothing after it matches (the ticket stays where it is)."""
+    found = overflow_target(policy, current_step_id, attrs)
+    if found is None:
+        return None
+    current, step = found
+    reason = (
+        f"waited {current.timeout_s}s in {current.queue_id!r} (step {current.id!r}); "
+        f"step {step.id!r} matched: {step.condition.source}"
+    )
+    return _match(policy, step, reason)
+
+
+def early_overflow(
+    policy: RoutingPolicy, current_step_id: str, attrs: Mapping[str, Any], why: str
+) -> StepMatch | None:
+    """Where a ticket predicted to breach its SLA goes before its step's timeout: the same
+    overflow target as `next_step_after_timeout`; `why` is the forecast, put first in the
+    reason ("predicted to breach first response at 10:42 UTC; queue wait 14 min")."""
+    found = overflow_target(policy, current_step_id, attrs)
+    if found is None:
+        return None
+    current, step = found
+    reason = (
+        f"{why}; overflowed early from {current.queue_id!r} (step {current.id!r}); "
+        f"step {step.id!r} matched: {step.condition.source}"
+    )
+    return _match(policy, step, reason)
+
+
+def overflow_target(
+    policy: RoutingPolicy, current_step_id: str, attrs: Mapping[str, Any]
+) -> tuple[PolicyStep, PolicyStep] | None:
+    """The step a ticket is in and the one it overflows to: the next matching step after it
+    that leads to another queue. None when the current step has no timeout (it does not
+    overflow) or nothing after it matches."""
     index = next((i for i, s in enumerate(policy.steps) if s.id == current_step_id), None)
     if index is None:
         raise UnknownStep(
@@ -131,11 +165,7 @@ def next_step_after_timeout(
         return None
     for step in policy.steps[index + 1 :]:
         if step.queue_id != current.queue_id and step.condition.evaluate(attrs):
-            reason = (
-                f"waited {current.timeout_s}s in {current.queue_id!r} (step {current.id!r}); "
-                f"step {step.id!r} matched: {step.condition.source}"
-            )
-            return _match(policy, step, reason)
+            return current, step
     return None
 
 

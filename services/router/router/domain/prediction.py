@@ -1,6 +1,7 @@
 """Predicted SLA breach: a waiting ticket whose next SLA deadline comes before it is likely to
 be offered (its queue's recent wait, an exponentially weighted mean of the time from queued to
-offered) is raised one priority band, and its offer says why.
+offered) is raised one priority band, and its offer says why; if its routing step overflows,
+it overflows early to the step's target, unless that queue is known to wait as long.
 
 Pure: the assigner feeds each offer's wait in (`QueueWaits.observe`) and asks per ticket."""
 
@@ -26,6 +27,10 @@ class QueueWaits:
         """None until the queue has had an offer."""
         mean = self._mean_s.get(queue_id)
         return None if mean is None else timedelta(seconds=mean)
+
+    def known(self) -> dict[str, timedelta]:
+        """Every queue with a wait so far."""
+        return {q: timedelta(seconds=s) for q, s in self._mean_s.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +72,10 @@ def raised_rank(priority_rank: int, forecast: BreachForecast | None) -> int:
     """A ticket predicted to breach goes one priority band up (ordered there by its deadline
     with the others); rank 0 (urgent) has nowhere higher to go."""
     return max(priority_rank - 1, 0) if forecast is not None else priority_rank
+
+
+def overflow_helps(queue_wait: timedelta, target_wait: timedelta | None) -> bool:
+    """Whether moving a ticket predicted to breach to the overflow target gets it offered
+    sooner: the target's recent wait is shorter, or unknown (no offer there yet on this
+    replica: its agents may well be free)."""
+    return target_wait is None or target_wait < queue_wait

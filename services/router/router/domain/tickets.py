@@ -32,7 +32,13 @@ from ccshared.events.payloads import (
 )
 from router.domain.classification import PRIORITY_RANK, TicketFacts
 from router.domain.lifecycle import Action, transition
-from router.domain.policy import RoutingPolicy, UnknownStep, next_step_after_timeout
+from router.domain.policy import (
+    RoutingPolicy,
+    UnknownStep,
+    early_overflow,
+    next_step_after_timeout,
+)
+from router.domain.prediction import BreachForecast
 
 ROUTER = "router"  # the actor and producer of what the router does by itself
 SLA = "sla"  # the actor of escalations
@@ -402,10 +408,14 @@ def routed(
     )
 
 
-def overflow_change(ticket: Ticket, policy: RoutingPolicy, now: datetime) -> TicketChange | None:
+def overflow_change(
+    ticket: Ticket, policy: RoutingPolicy, now: datetime, forecast: BreachForecast | None = None
+) -> TicketChange | None:
     """A waiting ticket whose routing step timed out: to the policy's next step (its queue,
     priority and timeout); None if there is none (the policy changed since, or the step is
-    the last), and the ticket waits where it is."""
+    the last), and the ticket waits where it is. With a `forecast` (the ticket is predicted to
+    breach its SLA before it is likely to be offered in its queue), it overflows early, to the
+    same step, and the history and `ticket.routed` say why."""
     facts = TicketFacts(channel=ticket.channel, language=ticket.language, segment=ticket.segment)
     attrs = facts.attributes(
         category=ticket.category,
@@ -413,12 +423,14 @@ def overflow_change(ticket: Ticket, policy: RoutingPolicy, now: datetime) -> Tic
         language=ticket.language,
         queue_hint=ticket.classification.get("queue_hint"),
     )
+    step_id = ticket.policy_step or ""
     try:
-        step = (
-            next_step_after_timeout(policy, ticket.policy_step or "", attrs)
-            if ticket.policy_version == policy.version
-            else None
-        )
+        if ticket.policy_version != policy.version:
+            step = None
+        elif forecast is not None:
+            step = early_overflow(policy, step_id, attrs, forecast.explain())
+        else:
+            step = next_step_after_timeout(policy, step_id, attrs)
     except UnknownStep:
         step = None
     if step is None:
@@ -436,7 +448,8 @@ def overflow_change(ticket: Ticket, policy: RoutingPolicy, now: datetime) -> Tic
         ROUTER,
         now,
         reason=step.reason,
-        data={"from_queue": ticket.queue_id, "to_queue": step.queue_id},
+        data={"from_queue": ticket.queue_id, "to_queue": step.queue_id}
+        | ({"early": True} if forecast is not None else {}),
     )
     event = routed(
         ticket.id,

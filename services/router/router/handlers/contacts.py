@@ -15,6 +15,7 @@ from ccshared.events.payloads import ContactReceived, TicketStatus
 from ccshared.logging import correlation_id
 from router.db.contacts import TicketWrites, add_contact_rows, candidates
 from router.db.rules import DEFAULT_RULE_SET, RuleSet
+from router.db.segments import segments_of
 from router.db.tickets import agent_available, get_ticket, write_change
 from router.domain import tickets
 from router.domain.opening import (
@@ -52,7 +53,9 @@ async def receive_contact(
     decision = decide_thread(thread, list(found.get(thread.customer_id, {}).values()))
     if decision.action == "open_new":
         writes = TicketWrites()
-        ticket_id = _open_threaded(writes, contact, thread, decision, policy, rules)
+        segments = await segments_of(conn, [contact.customer_id])
+        segment = segments.get(contact.customer_id)
+        ticket_id = _open_threaded(writes, contact, thread, decision, policy, rules, segment)
         await writes.flush(conn)
     else:
         assert decision.ticket_id is not None
@@ -68,10 +71,11 @@ def _open_threaded(
     decision: ThreadDecision,
     policy: RoutingPolicy,
     rules: RuleSet,
+    segment: str | None,
 ) -> uuid.UUID:
     follow_up = uuid.UUID(decision.follow_up_of) if decision.follow_up_of else None
     placement = Placement(follow_up_of=follow_up, reason=decision.reason)
-    ticket = new_ticket(contact, policy, rules, datetime.now(UTC), placement)
+    ticket = new_ticket(contact, policy, rules, datetime.now(UTC), placement, segment)
     writes.open(ticket, thread_keys(thread))
     return ticket.id
 
@@ -96,6 +100,7 @@ async def receive_contacts(
     # joins or reopens locks that ticket and checks its status is still the one decided on.
     customers = list({c.customer_id: None for _, c in contacts})
     pool = await candidates(conn, customers, keys, lock=False)
+    segments = await segments_of(conn, customers)  # the registry's, for new tickets
     writes = TicketWrites()
     for n, ((cid, contact), thread) in enumerate(zip(contacts, threads, strict=True)):
         if n and not n % 25:
@@ -106,7 +111,10 @@ async def receive_contacts(
             decision = decide_thread(thread, list(mine.values()))
             added = frozenset(thread_keys(thread))
             if decision.action == "open_new":
-                ticket_id = _open_threaded(writes, contact, thread, decision, policy, rules)
+                segment = segments.get(contact.customer_id)
+                ticket_id = _open_threaded(
+                    writes, contact, thread, decision, policy, rules, segment
+                )
                 mine[str(ticket_id)] = OpenTicketCandidate(
                     ticket_id=str(ticket_id),
                     customer_id=thread.customer_id,
@@ -157,9 +165,11 @@ async def open_ticket(
     rules: RuleSet = DEFAULT_RULE_SET,
     placement: Placement = Placement(),
 ) -> uuid.UUID:
-    """Classify, route by the policy (or as placed) and queue a new ticket."""
+    """Classify, route by the policy (or as placed) and queue a new ticket, with the
+    customer's registered segment."""
     writes = TicketWrites()
-    ticket = new_ticket(contact, policy, rules, datetime.now(UTC), placement)
+    segment = (await segments_of(conn, [contact.customer_id])).get(contact.customer_id)
+    ticket = new_ticket(contact, policy, rules, datetime.now(UTC), placement, segment)
     writes.open(ticket)
     await writes.flush(conn)
     return ticket.id

@@ -1,6 +1,7 @@
 """Follow-ups requested by feedback (a detractor's answer, a key account's call-back): one
-follow-up ticket each, in the earlier ticket's queue, owned by its owner; a detractor's is
-told to that owner and the queue's supervisors."""
+follow-up ticket each, in the earlier ticket's queue, owned by its owner; with the customer's
+registered segment, so a key account's call-back is routed as a key account's (VIP care); a
+detractor's is told to that owner and the queue's supervisors."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ async def open_follow_up(
         text=(requested.note or what),
         language=requested.language,
         customer=CustomerHints(name=earlier.customer_name if earlier else None),
+        # The earlier ticket's segment as the integration stated it; a key account's comes
+        # from the registry when the ticket opens (`open_ticket`), as it is now.
         metadata={"segment": earlier.segment} if earlier and earlier.segment else {},
     )
     placement = Placement(

@@ -49,7 +49,7 @@ from router.domain.assignment import (
 )
 from router.domain.lifecycle import transition
 from router.domain.notifications import Notification
-from router.domain.prediction import BreachForecast, QueueWaits, forecast_breach
+from router.domain.prediction import BreachForecast, QueueWaits, forecast_breach, overflow_helps
 from router.domain.rounds import Planned
 from router.domain.tickets import ROUTER, overflow_change
 
@@ -308,6 +308,7 @@ class Assigner:
             if await self.end_wrap_ups(now):
                 self._roster = None
             await self.overflow(now)
+            await self.overflow_early(now)
         made = 0
         queues = await self._queues()
         if not queues:
@@ -471,6 +472,40 @@ class Assigner:
                 )
         return len(over)
 
+    async def overflow_early(self, now: datetime) -> int:
+        """Waiting tickets predicted to breach their SLA deadline before they are likely to be
+        offered in their queue move now to their step's overflow target, if the policy has
+        one and that queue is not known to wait as long (`overflow_helps`); the history and
+        `ticket.routed` say why. Nothing without prediction."""
+        if self.waits is None:
+            return 0
+        waits = self.waits.known()
+        if not waits:
+            return 0
+        policy = await self.policies.current()
+        moved = 0
+        async with self.engine.begin() as conn:
+            seconds = {q: w.total_seconds() for q, w in waits.items()}
+            for row in await queues_db.early_overflow_candidates(conn, now, seconds):
+                forecast = forecast_breach(
+                    row.sla_deadline,
+                    row.sla_deadline_metric,
+                    waits[row.queue_id],
+                    row.queued_at,
+                    now,
+                )
+                if forecast is None:
+                    continue
+                ticket = await get_ticket(conn, row.id)
+                change = overflow_change(ticket, policy, now, forecast)
+                if change is None:
+                    continue
+                if not overflow_helps(waits[row.queue_id], waits.get(change.sets["queue_id"])):
+                    continue
+                await write_change(conn, change)
+                moved += 1
+        return moved
+
     async def overflow(self, now: datetime) -> int:
         """Waiting tickets whose routing step timed out move to the policy's next step."""
         policy = await self.policies.current()
@@ -484,4 +519,9 @@ class Assigner:
                     continue
                 await write_change(conn, change)
                 moved += 1
+                if self.waits is not None and ticket.queued_at is not None:
+                    # It waited its step's whole timeout without an offer: the queue's wait
+                    # is at least that. Only offers fed the mean before, so a queue whose
+                    # tickets overflowed away unoffered looked quick.
+                    self.waits.observe(ticket.queue_id or "", now - ticket.queued_at)
         return moved

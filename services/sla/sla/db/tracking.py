@@ -32,6 +32,7 @@ from ccshared.events.payloads import (
 from ccshared.outbox import enqueue, partition_for
 from sla.db.clocks import clocks_from_json, clocks_to_json, next_due
 from sla.db.config import ConfigCache, SlaConfig
+from sla.db.segments import registered_segment
 from sla.db.tickets import (
     TicketRow,
     lock_ticket,
@@ -40,7 +41,13 @@ from sla.db.tickets import (
     save_ticket,
 )
 from sla.domain.clock import SlaClock, TicketClocks
-from sla.domain.policy import SlaPolicy, TicketAttributes, match_policy
+from sla.domain.policy import (
+    REGISTRY_SEGMENTS,
+    SlaPolicy,
+    TicketAttributes,
+    match_policy,
+    ticket_segment,
+)
 from sla.domain.timers import timer_key, timer_rows
 
 log = logging.getLogger(__name__)
@@ -101,7 +108,8 @@ class TicketTracker:
         if isinstance(payload, TicketOpened):
             if row is not None:
                 return  # already tracked: the router re-sent the opening with a new event id
-            row, ticket, changed = self._open(payload, config)
+            registered = await registered_segment(conn, payload.customer_id)
+            row, ticket, changed = self._open(payload, config, registered)
             rescheduled = True
         else:
             if row is None:
@@ -138,15 +146,16 @@ class TicketTracker:
         return clocks_from_json(row.ticket_id, row.clocks, row.agent_replied, config.calendar)
 
     def _open(
-        self, event: TicketOpened, config: SlaConfig
+        self, event: TicketOpened, config: SlaConfig, registered: str | None = None
     ) -> tuple[TicketRow, TicketClocks, list[SlaClock]]:
+        """`registered`: the customer's segment in SLA's copy of the key-account registry."""
         row = TicketRow(
             ticket_id=event.ticket_id,
             priority=event.priority,
             channel=event.channel,
             category=event.category,
             queue_id=event.queue_id,
-            segment=event.segment,
+            segment=ticket_segment(event.segment, registered),
             policy_id=None,
             policy_version=None,
             status="open",
@@ -180,8 +189,8 @@ class TicketTracker:
             case TicketRouted():
                 row.priority, row.category = event.priority, event.category
                 row.channel, row.queue_id = event.channel, event.queue_id
-                if event.segment is not None:
-                    row.segment = event.segment
+                if event.segment is not None and row.segment not in REGISTRY_SEGMENTS:
+                    row.segment = event.segment  # not over the registry's segment
                 return self._rematch(row, ticket, config, event.at)
             case TicketAssigned():
                 row.queue_id = event.queue_id

@@ -24,6 +24,18 @@ NOTIFY_ACTIONS: Final[frozenset[EscalationAction]] = frozenset(
     {"notify_supervisor", "notify_manager"}
 )
 CONDITION_FIELDS: Final[tuple[ConditionField, ...]] = get_args(ConditionField)
+# Segments only their owner's registry grants (feedback's key accounts): a ticket claiming one
+# that the registry does not confirm is matched without it.
+REGISTRY_SEGMENTS: Final = frozenset({"key_account"})
+
+
+def ticket_segment(stated: str | None, registered: str | None) -> str | None:
+    """The segment a new ticket's policy is matched with: the customer's in the registry when
+    it names one; else the one the router stated, unless that is a registry-only segment the
+    registry does not confirm (the key account was removed, or the router's copy is behind)."""
+    if registered:
+        return registered
+    return None if stated in REGISTRY_SEGMENTS else stated
 
 
 class InvalidPolicy(ValueError):
