@@ -8,6 +8,8 @@ from ccshared.service import Runtime, create_service_app
 from intake import bootstrap
 from intake.api.endpoints import document_contact_schema, router
 from intake.api.fast import IntakeApp
+from intake.api.outbound import router as outbound_router
+from intake.consumers.outbound import OUTBOUND_MESSAGES
 from intake.consumers.tickets import TICKET_LINKS
 from intake.settings import IntakeSettings
 
@@ -31,8 +33,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             "`python -m intake.cli keys create`."
         ),
         package="intake",
-        routers=[router],
-        consumers=[TICKET_LINKS],
+        routers=[router, outbound_router],
+        consumers=[TICKET_LINKS, OUTBOUND_MESSAGES],
         max_body_bytes=settings.max_body_bytes,
         on_start=on_start,
         on_stop=on_stop,
