@@ -196,11 +196,11 @@ def build_email(
         mail["In-Reply-To"] = route.in_reply_to
     if route.references:
         mail["References"] = " ".join(route.references)
-    if message.language:
-        mail["Content-Language"] = message.language
     mail.set_content(message.text, charset="utf-8")
     if message.html:
         mail.add_alternative(message.html, subtype="html", charset="utf-8")
+    if message.language:  # after the content: setting it clears Content-* headers
+        mail["Content-Language"] = message.language
     return mail
 
 
