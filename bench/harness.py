@@ -67,13 +67,14 @@ def consumer_groups() -> dict[str, dict[str, list[str]]]:
     from feedback.consumers.sla import sla_consumer
     from feedback.consumers.tickets import tickets_consumer
     from feedback.settings import FeedbackSettings
+    from intake.consumers.outbound import OUTBOUND_MESSAGES
     from intake.consumers.tickets import TICKET_LINKS
     from router.consumers import CONTACTS, ESCALATIONS, FOLLOW_UPS
     from sla.consumers.tickets import TICKET_CLOCKS
 
     feedback = FeedbackSettings()
     specs = {
-        "intake": [TICKET_LINKS],
+        "intake": [TICKET_LINKS, OUTBOUND_MESSAGES],
         "router": [CONTACTS, ESCALATIONS, FOLLOW_UPS],
         "sla": [TICKET_CLOCKS],
         "feedback": [
