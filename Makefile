@@ -78,7 +78,7 @@ chaos: stack-start ## kill -9 each service, Kafka, PostgreSQL under load; prove 
 reset: ## stop everything and delete local data (keeps downloaded jars and the venv)
 	-$(SERVICES) stop
 	$(STACK) reset
-	rm -rf .local/logs .local/run
+	rm -rf .local/logs .local/run .local/mail
 
 lock: ## re-resolve requirements.lock from requirements.in
 	$(VENV)/bin/uv pip compile requirements.in -o requirements.lock --python-version 3.11

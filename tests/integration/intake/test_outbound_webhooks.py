@@ -5,6 +5,8 @@ rules; the integration's delivery reports."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -348,3 +350,38 @@ async def test_two_replicas_claiming_at_once_never_claim_the_same_message(
     assert (
         await intake.db.fetchval("SELECT count(*) FROM outbound_messages WHERE attempts = 1") == 60
     )
+
+
+async def test_keys_cli_registers_an_outbound_url_within_the_address_rules(
+    intake: Intake, receiver: WebhookReceiver
+) -> None:
+    env = {**os.environ, "INTAKE_DATABASE_URL": intake.database_url}
+
+    async def keys(*args: str, **extra: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "intake.cli", "keys", *args, env=env | extra,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await process.communicate()
+        return process.returncode or 0, out.decode(), err.decode()
+
+    key = await intake.new_key(["chat"], name="widget")
+    prefix = key.split("_")[1]
+    url = receiver.base_url + "/cli"
+    refused = await keys("outbound", prefix, "--url", url)
+    assert refused[0] == 2
+    assert "loopback" in refused[2]
+    assert await intake.count("integration_outbound") == 0
+
+    done, secret, _ = await keys(
+        "outbound", prefix, "--url", url, INTAKE_OUTBOUND_ALLOW_HOSTS="127.0.0.1"
+    )
+    assert done == 0
+    assert secret.strip().startswith("whsec_")
+    shown = await keys("outbound", prefix)
+    assert shown[0] == 0
+    assert shown[1] == ""  # the secret is never shown again
+    assert url in shown[2]
+    stored = await intake.db.fetchrow("SELECT url, signing_secret FROM integration_outbound")
+    assert tuple(stored) == (url, secret.strip())
+    assert (await keys("outbound", "000000000000"))[0] == 1
