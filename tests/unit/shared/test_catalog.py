@@ -19,9 +19,10 @@ def _specs(service: str) -> list[ConsumerSpec]:
 
         return [TICKET_CLOCKS]
     if service == "intake":
+        from intake.consumers.outbound import OUTBOUND_MESSAGES
         from intake.consumers.tickets import TICKET_LINKS
 
-        return [TICKET_LINKS]
+        return [TICKET_LINKS, OUTBOUND_MESSAGES]
     from feedback.consumers.contacts import contacts_consumer
     from feedback.consumers.sla import sla_consumer
     from feedback.consumers.tickets import tickets_consumer
