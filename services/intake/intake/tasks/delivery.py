@@ -199,6 +199,9 @@ class DeliveryTask:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("claiming outbound messages failed: %s", exc)
                 claimed = 0
+            except Exception:  # never let the loop die: nothing would be delivered any more
+                log.exception("claiming outbound messages failed")
+                claimed = 0
             if claimed == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._config.poll_interval_s)
@@ -313,6 +316,11 @@ class DeliveryTask:
                 log.warning("recording %d delivery outcomes failed: %s", len(records), exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            except Exception:
+                # Not a passing outage: give these up (their messages are attempted again
+                # once their lease has run out) rather than stop recording any.
+                log.exception("recording %d delivery outcomes failed", len(records))
+                return
 
     async def _record_pending(self) -> None:
         records: list[AttemptRecord] = []
