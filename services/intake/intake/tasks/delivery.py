@@ -330,13 +330,6 @@ class DeliveryTask:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(record_attempts(self._pool, records), 5)
 
-    async def deliver_due(self) -> int:
-        """Claims, attempts and records what is due now, at once (tests, the CLI)."""
-        claimed = await claim_due(self._pool, self._config.batch, self._config.lease_s)
-        records = await asyncio.gather(*(self.attempt(item) for item in claimed))
-        await record_attempts(self._pool, records)
-        return len(records)
-
 
 def _event(item: ClaimedMessage, step: Step, provider_id: str | None) -> Envelope | None:
     if step.state == "queued":
