@@ -32,19 +32,19 @@ from intake.domain.outbound import (
 _STORE = text("""
 INSERT INTO outbound_messages
     (id, ticket_id, customer_id, channel, kind, reply_to_contact_id, integration_id, payload)
-SELECT u.id, u.ticket_id, u.customer_id, u.channel, u.kind, c.id, c.integration_id,
-       CAST(u.payload AS json)
+SELECT u.id, u.ticket_id, u.customer_id, u.channel, u.kind, coalesce(named.id, latest.id),
+       coalesce(named.integration_id, latest.integration_id), CAST(u.payload AS json)
 FROM unnest(CAST(:ids AS uuid[]), CAST(:ticket_ids AS uuid[]), CAST(:customer_ids AS uuid[]),
             CAST(:channels AS text[]), CAST(:kinds AS text[]), CAST(:contact_ids AS uuid[]),
             CAST(:payloads AS text[]))
      AS u(id, ticket_id, customer_id, channel, kind, contact_id, payload)
+LEFT JOIN contacts named ON named.id = u.contact_id
 LEFT JOIN LATERAL (
     SELECT x.id, x.integration_id FROM contacts x
-    WHERE (u.contact_id IS NOT NULL AND x.id = u.contact_id)
-       OR (u.contact_id IS NULL AND x.customer_id = u.customer_id AND x.channel = u.channel)
+    WHERE u.contact_id IS NULL AND x.customer_id = u.customer_id AND x.channel = u.channel
     ORDER BY (x.ticket_id = u.ticket_id) DESC NULLS LAST, x.received_at DESC
     LIMIT 1
-) c ON true
+) latest ON true
 ON CONFLICT (id) DO NOTHING
 """)
 
