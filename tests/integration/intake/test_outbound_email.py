@@ -14,6 +14,7 @@ import orjson
 from ccshared.events.catalog import INTAKE_CONTACTS, INTAKE_DELIVERIES
 from ccshared.events.payloads import MessageOutbound
 from deploy.local.mailbox import Mailbox
+from router.domain.threading import ContactThread, email_key, lookup_keys
 from tests.conftest import topic
 from tests.helpers import wait_until
 from tests.integration.intake.conftest import Intake, TopicTail, publish_outbound
@@ -135,6 +136,21 @@ async def test_email_reply_reaches_the_smtp_server_threaded_and_the_customers_an
     assert received["thread"]["email_in_reply_to"] == mail["Message-ID"]
     assert received["thread"]["email_references"][-1] == mail["Message-ID"]
     assert f"<first-{n}@mail.example.net>" in received["thread"]["email_references"]
+    # What the router looks the answer's ticket up by (its own threading rules): the reply's
+    # Message-ID first (the key the router stores for a sent reply), then the ticket's first
+    # message, whose key the ticket has had since it opened.
+    keys = lookup_keys(
+        ContactThread(
+            channel="email",
+            customer_id=received["customer_id"],
+            received_at=datetime.now(UTC),
+            email_message_id=received["thread"]["email_message_id"],
+            email_in_reply_to=received["thread"]["email_in_reply_to"],
+            email_references=tuple(received["thread"]["email_references"]),
+        )
+    )
+    assert keys[0] == email_key(mail["Message-ID"])
+    assert email_key(f"<first-{n}@mail.example.net>") in keys
 
 
 async def test_smtp_4xx_is_retried_and_the_retry_keeps_the_message_id(
