@@ -3,9 +3,12 @@ retries, delivery reports."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 
 import pytest
 from hypothesis import given
@@ -135,18 +138,35 @@ def test_reply_subject_has_one_re_prefix(subject: str | None, expected: str) -> 
 
 
 def test_reply_email_is_utf8_text_and_html_with_threading_headers() -> None:
-    route = _plan(_message(), _contact(), outbound=None)
+    route = _plan(_message(), _contact(email_name="王芳"), outbound=None)
     assert isinstance(route, EmailRoute)
     message = _message(html="<p>您好</p>", language="zh")
     mid = new_email_message_id(message.id, route.mail_from)
-    mail = build_email(route, message, email_message_id=mid, at=NOW)
+    sent = build_email(route, message, email_message_id=mid, at=NOW)
+    assert b"\r\n" in sent
+    assert b"\n" not in sent.replace(b"\r\n", b"")
+    mail = email.message_from_bytes(sent, policy=email.policy.default)
+    assert isinstance(mail, EmailMessage)
     assert mid == f"<{message.id}@example.com>"
     assert mail["Message-ID"] == mid
+    assert mail["Subject"] == "Re: 订单 123"
+    assert mail["To"] == "王芳 <wang@example.net>"
+    assert mail["From"] == "Support <support@example.com>"
     assert mail["In-Reply-To"] == "<first@example.net>"
     assert mail["References"] == "<older@example.net> <first@example.net>"
     assert mail["Content-Language"] == "zh"
     assert mail.get_content_type() == "multipart/alternative"
     assert [p.get_content_charset() for p in mail.iter_parts()] == ["utf-8", "utf-8"]
+    assert [p.get_content() for p in mail.iter_parts()] == ["您好", "<p>您好</p>"]
+
+
+def test_a_reply_without_html_is_a_single_text_part() -> None:
+    route = _plan(_message(), _contact(), outbound=None)
+    assert isinstance(route, EmailRoute)
+    sent = build_email(route, _message(text="Hello"), email_message_id="<1@x>", at=NOW)
+    mail = email.message_from_bytes(sent, policy=email.policy.default)
+    assert mail.get_content_type() == "text/plain"
+    assert mail.get_content_charset() == "utf-8"
 
 
 @pytest.mark.parametrize(
@@ -200,3 +220,14 @@ def test_reports_move_forward_only_and_contradictions_are_refused() -> None:
         apply_report("failed", "delivered")
     with pytest.raises(ReportConflict):
         apply_report("read", "failed")
+
+
+def test_a_long_chinese_subject_and_names_survive_folding() -> None:
+    subject = "Re: " + "洗衣机漏水的投诉处理进度" * 12
+    route = EmailRoute("c@example.net", "王芳" * 20, "客服中心 <s@shop.example>", subject, None, ())
+    sent = build_email(route, _message(), email_message_id="<1@x>", at=NOW)
+    assert all(len(line) <= 998 for line in sent.split(b"\r\n"))
+    mail = email.message_from_bytes(sent, policy=email.policy.default)
+    assert mail["Subject"] == subject
+    assert mail["To"].addresses[0].display_name == "王芳" * 20
+    assert mail["From"] == "客服中心 <s@shop.example>"

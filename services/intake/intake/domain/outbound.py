@@ -13,9 +13,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any, Literal
 
 import orjson
@@ -183,25 +186,40 @@ def build_email(
     *,
     email_message_id: str,
     at: datetime,
-) -> EmailMessage:
-    """The MIME message: UTF-8 text and, when the reply has one, an HTML alternative, threaded
-    with In-Reply-To/References on the customer's last message."""
-    mail = EmailMessage()
-    mail["Subject"] = route.subject
-    mail["From"] = route.mail_from
-    mail["To"] = Address(display_name=route.to_name or "", addr_spec=route.to)
+) -> bytes:
+    """The MIME message as sent (CRLF lines): UTF-8 text and, when the reply has one, an HTML
+    alternative, threaded with In-Reply-To/References on the customer's last message. Built
+    with the `email.mime` classes and the compat32 policy: the default policy's header objects
+    cost about three times as much per message on the delivery path."""
+    text = MIMEText(message.text, "plain", "utf-8")
+    mail: Message = text
+    if message.html:
+        mail = MIMEMultipart("alternative")
+        mail.attach(text)
+        mail.attach(MIMEText(message.html, "html", "utf-8"))
+    mail["Subject"] = _encoded("Subject", route.subject)
+    mail["From"] = _mailbox(*parseaddr(route.mail_from))
+    mail["To"] = _mailbox(route.to_name or "", route.to)
     mail["Date"] = format_datetime(at)
     mail["Message-ID"] = email_message_id
     if route.in_reply_to:
         mail["In-Reply-To"] = route.in_reply_to
     if route.references:
         mail["References"] = " ".join(route.references)
-    mail.set_content(message.text, charset="utf-8")
-    if message.html:
-        mail.add_alternative(message.html, subtype="html", charset="utf-8")
-    if message.language:  # after the content: setting it clears Content-* headers
+    if message.language:
         mail["Content-Language"] = message.language
-    return mail
+    return mail.as_bytes(policy=_SMTP)
+
+
+_SMTP = compat32.clone(linesep="\r\n")
+
+
+def _encoded(name: str, value: str) -> str:
+    return value if value.isascii() else Header(value, "utf-8", header_name=name).encode()
+
+
+def _mailbox(name: str, address: str) -> str:
+    return formataddr((name, address), charset="utf-8") if name else address
 
 
 def webhook_body(

@@ -18,7 +18,6 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from email.utils import parseaddr
 
 import aiosmtplib
@@ -91,17 +90,13 @@ class SmtpSender:
         await client.connect()
         return client
 
-    async def send(self, mail: EmailMessage, sender: str, recipient: str) -> Outcome:
+    async def send(self, mail: bytes, sender: str, recipient: str) -> Outcome:
         async with self._slots:
             client = self._idle.pop() if self._idle else None
             try:
                 if client is None or not client.is_connected:
                     client = await self._connect()
-                errors, _ = await client.send_message(
-                    mail,
-                    sender=sender,
-                    recipients=[recipient],
-                )
+                errors, _ = await client.sendmail(sender, [recipient], mail)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 self._keep(client)
                 refused = exc.recipients[0]
