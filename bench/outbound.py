@@ -197,7 +197,11 @@ async def _ceiling(contacts: list[dict[str, Any]], count: int) -> float:
     from intake.tasks.delivery import SmtpConfig, SmtpSender
 
     smtp = SmtpSender(SmtpConfig("127.0.0.1", MAIL_PORT))
-    http = webhook_client(WebhookAddressRules.parse("127.0.0.1"), max_connections=CONCURRENCY)
+    http = webhook_client(
+        WebhookAddressRules.parse("127.0.0.1"),
+        max_connections=CONCURRENCY,
+        max_keepalive=CONCURRENCY,
+    )
     from intake.domain.outbound import CustomerContact
 
     url = f"http://127.0.0.1:{RECEIVER_PORT}/hook"

@@ -124,6 +124,7 @@ def webhook_client(
     *,
     user_agent: str = "cc-feedback/1",
     max_connections: int = 100,
+    max_keepalive: int = 20,
 ) -> httpx.AsyncClient:
     """An httpx client that connects only to vetted addresses (AddressRefused otherwise).
     `ssl_context` defaults to the system's trusted certificates (tests pass their own CA)."""
@@ -134,7 +135,7 @@ def webhook_client(
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl_context or httpx.create_ssl_context(),
         max_connections=max_connections,
-        max_keepalive_connections=20,
+        max_keepalive_connections=max_keepalive,
         keepalive_expiry=5.0,
         network_backend=_VettingBackend(rules),
     )

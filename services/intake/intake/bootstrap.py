@@ -102,6 +102,8 @@ def _delivery(
         settings.outbound_address_rules(),
         user_agent="cc-intake/1",
         max_connections=settings.delivery_concurrency,
+        # Every attempt in flight keeps its connection: a receiver gets a steady few.
+        max_keepalive=settings.delivery_concurrency,
     )
     smtp = SmtpSender(
         SmtpConfig(
