@@ -275,6 +275,7 @@ class Replies:
     stores a message id once), so every reply is accepted once Kafka is back."""
 
     bootstrap: str
+    topic: str = TOPIC_PREFIX + ROUTER_TICKETS
     queued: asyncio.Queue[MessageOutbound] = field(default_factory=asyncio.Queue)
     accepted: dict[uuid.UUID, str] = field(default_factory=dict)  # message id -> channel
     failures: Counter[str] = field(default_factory=Counter)
@@ -300,7 +301,7 @@ class Replies:
         event = new_event(message, producer="router")
         await asyncio.wait_for(
             producer.send_and_wait(
-                TOPIC_PREFIX + ROUTER_TICKETS,
+                self.topic,
                 event.to_bytes(),
                 key=event.key.encode(),
                 headers=[("event_type", b"message.outbound")],
