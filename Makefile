@@ -11,7 +11,7 @@ PACKAGES := shared services/intake services/router services/sla services/feedbac
 PACKAGES_PATH := $(shell echo $(PACKAGES) | tr ' ' :)
 PYTEST_ARGS ?=
 
-.PHONY: help install run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token demo outbox dlq
+.PHONY: help install run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token demo outbox dlq mail
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -78,7 +78,7 @@ chaos: stack-start ## kill -9 each service, Kafka, PostgreSQL under load; prove 
 reset: ## stop everything and delete local data (keeps downloaded jars and the venv)
 	-$(SERVICES) stop
 	$(STACK) reset
-	rm -rf .local/logs .local/run
+	rm -rf .local/logs .local/run .local/mail
 
 lock: ## re-resolve requirements.lock from requirements.in
 	$(VENV)/bin/uv pip compile requirements.in -o requirements.lock --python-version 3.11
@@ -89,6 +89,9 @@ token: $(VENV)/.installed ## print a UI user token (dev key, or CC_TOKEN_PRIVATE
 
 demo: $(VENV)/.installed ## load a working set into the running `make run` stack: a supervisor and three agents (tokens printed), an intake key, the sample contacts
 	CC_DEVELOPMENT="$${CC_DEVELOPMENT:-1}" $(PY) deploy/local/demo.py $(ARGS)
+
+mail: $(VENV)/.installed ## e-mail the local services sent (the mailbox `make run` starts): make mail [ARGS="show N"]
+	@$(PY) deploy/local/mailbox.py --dir "$${CC_LOCAL_DIR:-.local}/mail" $(if $(ARGS),$(ARGS),list)
 
 key: $(VENV)/.installed ## create an intake API key: make key NAME=telephony CHANNELS=phone,email [REGION=US]
 	@test -n "$(NAME)" -a -n "$(CHANNELS)" || { echo "usage: make key NAME=<integration> CHANNELS=phone,email,chat,social [REGION=US]"; exit 2; }

@@ -12,6 +12,7 @@ BENCHMARKS = {
     "sla": "bench.sla",
     "feedback": "bench.feedback",
     "e2e": "bench.e2e",
+    "outbound": "bench.outbound",
 }
 # Run only when named: `python -m bench chaos` (make chaos) kills services, Kafka and PostgreSQL.
 ON_REQUEST = {"chaos": "bench.chaos"}

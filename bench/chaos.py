@@ -13,7 +13,12 @@ reconcile every contact intake answered 202 against the services' databases:
 - no SLA escalation level was applied twice to a ticket (router's history, one line per
   metric and level), and none fired twice (sla.fired_timers);
 - no survey was sent twice: one survey per ticket, one webhook delivery per survey and
-  subscription, and the webhook receiver here saw no two different deliveries for one survey.
+  subscription, and the webhook receiver here saw no two different deliveries for one survey;
+- every reply Kafka acknowledged (`message.outbound`, one per ticket an agent accepts, published
+  here in the router's place until the router sends replies itself) ends `sent` or `failed` in
+  intake, and no message id reached the SMTP server (`make run`'s mailbox) or the outbound
+  webhook receiver here twice within one attempt: per message, each attempt number at most once
+  and no more copies than attempts.
 
 Prints the counts, writes them to bench/results/chaos.json and exits non-zero on a violation.
 A post that fails during an outage (5xx, timeout, refused connection) is simply not counted as
@@ -32,15 +37,18 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+from aiokafka.errors import KafkaError
 
 from bench.harness import (
+    KAFKA,
     ROOT,
     TOPIC_PREFIX,
     start_groups_at_end,
@@ -48,6 +56,11 @@ from bench.harness import (
     user_headers,
     write_result,
 )
+from ccshared.events import new_event
+from ccshared.events.catalog import ROUTER_TICKETS
+from ccshared.events.payloads import MessageOutbound
+from ccshared.kafka import make_producer
+from deploy.local.mailbox import list_messages, read_message
 
 STACK = ROOT / "deploy" / "local" / "stack.sh"
 SERVICES_SH = ROOT / "deploy" / "local" / "services.sh"
@@ -76,6 +89,9 @@ SERVICE_ENV = {
     "FEEDBACK_WEBHOOK_TIMEOUT_S": "3",
     # The run's webhook receiver listens on loopback, which webhooks may not reach otherwise.
     "FEEDBACK_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+    "INTAKE_OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
+    "INTAKE_DELIVERY_RETRY_BASE_S": "1",
+    "INTAKE_DELIVERY_TIMEOUT_S": "3",
     **{f"FEEDBACK_SURVEY_DELAY_{c.upper()}_S": "1" for c in CHANNELS},
 }
 
@@ -202,6 +218,8 @@ class Agents:
     errors: Counter[str] = field(default_factory=Counter)
     held: dict[str, tuple[str, float]] = field(default_factory=dict)  # ticket -> agent, since
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)  # agent -> auth headers
+    # Called with each ticket an agent accepted (the router's ticket view): the agent replies.
+    on_accept: Callable[[dict[str, Any]], None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def _step(self, agent: str) -> None:
@@ -213,6 +231,8 @@ class Agents:
                 if r.status_code == 200:
                     self.accepted += 1
                     self.held[r.json()["id"]] = (agent, time.monotonic())
+                    if self.on_accept is not None:
+                        self.on_accept(r.json())
                 else:
                     self.errors[f"accept {r.status_code}"] += 1
         now = time.monotonic()
@@ -247,23 +267,107 @@ class Agents:
         self._stop.set()
 
 
+@dataclass
+class Replies:
+    """The agents' replies, published as message.outbound in the router's place (until the
+    router sends replies itself, issue 18): one per accepted ticket, a call-back request on the
+    phone. Each is published again with the same message id until Kafka acknowledges it (intake
+    stores a message id once), so every reply is accepted once Kafka is back."""
+
+    bootstrap: str
+    topic: str = TOPIC_PREFIX + ROUTER_TICKETS
+    queued: asyncio.Queue[MessageOutbound] = field(default_factory=asyncio.Queue)
+    accepted: dict[uuid.UUID, str] = field(default_factory=dict)  # message id -> channel
+    failures: Counter[str] = field(default_factory=Counter)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def reply_to(self, ticket: dict[str, Any]) -> None:
+        phone = ticket["channel"] == "phone"
+        self.queued.put_nowait(
+            MessageOutbound(
+                message_id=uuid.uuid4(),
+                ticket_id=uuid.UUID(ticket["id"]),
+                customer_id=uuid.UUID(ticket["customer_id"]),
+                channel=ticket["channel"],
+                kind="callback_request" if phone else "reply",
+                author=f"agent:{ticket.get('assignee_agent_id') or 'chaos'}",
+                text="Thank you, your order is on its way. 您的订单已发出。",
+                subject=None,
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    async def _publish(self, producer: Any, message: MessageOutbound) -> None:
+        event = new_event(message, producer="router")
+        await asyncio.wait_for(
+            producer.send_and_wait(
+                self.topic,
+                event.to_bytes(),
+                key=event.key.encode(),
+                headers=[("event_type", b"message.outbound")],
+            ),
+            10,
+        )
+
+    async def run_until_stopped(self, drain_s: float = 120) -> None:
+        producer = None
+        drain_until: float | None = None
+        while True:
+            if self._stop.is_set():
+                drain_until = drain_until or time.monotonic() + drain_s
+                if self.queued.empty() or time.monotonic() > drain_until:
+                    break
+            try:
+                message = await asyncio.wait_for(self.queued.get(), 0.5)
+            except TimeoutError:
+                continue
+            try:
+                if producer is None:
+                    producer = make_producer(self.bootstrap, "chaos-replies")
+                    await producer.start()
+                await self._publish(producer, message)
+                self.accepted[message.message_id] = message.channel
+            except (KafkaError, OSError, TimeoutError) as exc:  # keep the reply, try again
+                self.failures[type(exc).__name__] += 1
+                self.queued.put_nowait(message)
+                if producer is not None:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    producer = None
+                await asyncio.sleep(1)
+        if producer is not None:
+            await producer.stop()
+        self.failures["not published"] += self.queued.qsize()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 # --- webhook receiver -----------------------------------------------------------------------
 @dataclass
 class WebhookReceiver:
     """A minimal HTTP server that answers 200 and records which survey each delivery is for."""
 
     deliveries: list[tuple[str | None, str | None]] = field(default_factory=list)
+    # Intake's outbound messages (POST /outbound): (Idempotency-Key, X-Intake-Attempt).
+    outbound: list[tuple[str, str]] = field(default_factory=list)
     server: asyncio.Server | None = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.decode("latin-1").split("\r\n"):
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {}
+            for line in lines[1:]:
                 name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip())
-            body = await reader.readexactly(length)
+                headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length") or 0))
+            if lines[0].split(" ")[1:2] == ["/outbound"]:
+                key, attempt = headers.get("idempotency-key", ""), headers.get("x-intake-attempt")
+                self.outbound.append((key, attempt or ""))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                await writer.drain()
+                return
             survey, event = None, None
             try:
                 doc = json.loads(body)
@@ -432,6 +536,57 @@ async def reconcile_surveys(
     }
 
 
+def mailbox_copies(directory: Path) -> Counter[uuid.UUID]:
+    """How many copies of each outbound message the mailbox got (by its Message-ID,
+    `<message id@domain>`)."""
+    copies: Counter[uuid.UUID] = Counter()
+    for path in list_messages(directory):
+        local = str(read_message(path).get("Message-ID", "")).strip("<> ").partition("@")[0]
+        with contextlib.suppress(ValueError):
+            copies[uuid.UUID(local)] += 1
+    return copies
+
+
+async def reconcile_replies(
+    intake: asyncpg.Connection,
+    accepted: Collection[uuid.UUID],
+    webhook_requests: Sequence[tuple[str, str]],
+    emails: Counter[uuid.UUID],
+) -> dict[str, Any]:
+    """Every accepted reply ended sent (or delivered, read) or failed, and no receiver got one
+    attempt of a message twice, nor more copies of a message than it had attempts."""
+    rows = await intake.fetch(
+        "SELECT id, state, attempts, reason FROM outbound_messages WHERE id = ANY($1::uuid[])",
+        list(accepted),
+    )
+    attempts = {r["id"]: r["attempts"] for r in rows}
+    per_attempt = Counter(webhook_requests)
+    per_message: Counter[uuid.UUID] = Counter()
+    twice: set[uuid.UUID] = set()
+    for (key, _), n in per_attempt.items():
+        with contextlib.suppress(ValueError):
+            message = uuid.UUID(key)
+            per_message[message] += n
+            if n > 1:
+                twice.add(message)
+    for message, n in (per_message + emails).items():
+        if message in attempts and n > attempts[message]:
+            twice.add(message)
+    states = Counter(r["state"] for r in rows)
+    return {
+        "replies": len(accepted),
+        "replies_sent": states["sent"] + states["delivered"] + states["read"],
+        "replies_failed": states["failed"],
+        "replies_failure_reasons": dict(
+            Counter(r["reason"] for r in rows if r["state"] == "failed")
+        ),
+        "replies_lost": len(set(accepted) - set(attempts)),
+        "replies_unsettled": states["queued"],
+        "replies_received": sum(per_message[m] + emails[m] for m in accepted),
+        "replies_sent_twice": len(twice & set(accepted)),
+    }
+
+
 VIOLATIONS = (
     "lost",
     "stored_twice",
@@ -444,6 +599,9 @@ VIOLATIONS = (
     "assignee_without_offer",
     "double_escalations",
     "double_surveys",
+    "replies_lost",
+    "replies_unsettled",
+    "replies_sent_twice",
 )
 
 
@@ -639,7 +797,16 @@ async def _run() -> dict[str, Any]:
     receiver = WebhookReceiver()
     receiver_port = await receiver.start()
     key, agent_names, webhooks = await _setup(env, run, receiver_port, t0)
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.put(
+            f"http://127.0.0.1:{PORTS['intake']}/v1/integration/outbound",
+            json={"url": f"http://127.0.0.1:{receiver_port}/outbound"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        r.raise_for_status()
     log(t0, f"key, {len(agent_names)} agents, SLA policy, {len(webhooks)} webhooks; load {RATE}/s")
+    replies = Replies(env.get("INTAKE_KAFKA_BOOTSTRAP") or KAFKA)
+    replies_task = asyncio.create_task(replies.run_until_stopped())
 
     limits = httpx.Limits(max_connections=64)
     timeout = httpx.Timeout(5.0)
@@ -653,7 +820,7 @@ async def _run() -> dict[str, Any]:
         httpx.AsyncClient(timeout=timeout) as probe,
     ):
         load = Load(intake_http, key, run, RATE)
-        agents = Agents(router_http, agent_names)
+        agents = Agents(router_http, agent_names, on_accept=replies.reply_to)
         load_task = asyncio.create_task(load.run_until_stopped())
         agents_task = asyncio.create_task(agents.run_until_stopped())
         try:
@@ -716,6 +883,20 @@ async def _run() -> dict[str, Any]:
 
             agents.stop()
             await agents_task
+            replies.stop()
+            await replies_task
+            replied = list(replies.accepted)
+
+            async def replies_settled() -> bool:
+                settled_replies = await intake_db.fetchval(
+                    "SELECT count(*) FROM outbound_messages WHERE id = ANY($1::uuid[]) "
+                    "AND state <> 'queued'",
+                    replied,
+                )
+                return bool(settled_replies == len(replied))
+
+            replies_done = await wait_for(replies_settled, SETTLE_S)
+            log(t0, f"{len(replied)} replies accepted, all sent or failed: {replies_done}")
             applied: list[int] = []
 
             async def escalations_quiet() -> bool:
@@ -735,6 +916,13 @@ async def _run() -> dict[str, Any]:
             counts |= await reconcile_assignments(router_db, tickets)
             counts |= await reconcile_escalations(router_db, sla_db, tickets)
             counts |= await reconcile_surveys(feedback_db, tickets, receiver.deliveries)
+            local = Path(env.get("CC_LOCAL_DIR") or ROOT / ".local")
+            counts |= await reconcile_replies(
+                intake_db,
+                replied,
+                receiver.outbound,
+                mailbox_copies((local if local.is_absolute() else ROOT / local) / "mail"),
+            )
         finally:
             for conn in (intake_db, router_db, sla_db, feedback_db):
                 await conn.close()
@@ -754,7 +942,8 @@ async def _run() -> dict[str, Any]:
             "errors": dict(agents.errors),
         },
         "faults": timeline,
-        "settled": settled and surveys_settled,
+        "reply_publish_failures": dict(replies.failures),
+        "settled": settled and surveys_settled and replies_done,
         "counts": counts,
         "violations": violations(counts),
         "seconds": round(time.monotonic() - t0, 1),
@@ -781,6 +970,11 @@ ROWS = (
     ("surveys (sent)", ("surveys", "surveys_sent")),
     ("survey webhooks received", "webhooks_received"),
     ("double surveys", "double_surveys"),
+    ("replies accepted", "replies"),
+    ("replies sent / failed", ("replies_sent", "replies_failed")),
+    ("replies lost / unsettled", ("replies_lost", "replies_unsettled")),
+    ("reply copies received", "replies_received"),
+    ("replies sent twice", "replies_sent_twice"),
 )
 
 

@@ -63,24 +63,19 @@ def socket_database_url(name: str) -> str:
 def consumer_groups() -> dict[str, dict[str, list[str]]]:
     """Each service's consumer groups (ConsumerSpec names) and the topics they read, from the
     services' own specs."""
-    from feedback.consumers.contacts import contacts_consumer
-    from feedback.consumers.sla import sla_consumer
-    from feedback.consumers.tickets import tickets_consumer
+    from feedback.app import consumers as feedback_consumers
     from feedback.settings import FeedbackSettings
-    from intake.consumers.tickets import TICKET_LINKS
-    from router.consumers import CONTACTS, ESCALATIONS, FROM_FEEDBACK
-    from sla.consumers.tickets import TICKET_CLOCKS
+    from intake.app import consumers as intake_consumers
+    from intake.settings import IntakeSettings
+    from router.consumers import CONSUMERS
+    from sla.app import consumers as sla_consumers
+    from sla.settings import SLASettings
 
-    feedback = FeedbackSettings()
     specs = {
-        "intake": [TICKET_LINKS],
-        "router": [CONTACTS, ESCALATIONS, FROM_FEEDBACK],
-        "sla": [TICKET_CLOCKS],
-        "feedback": [
-            tickets_consumer(feedback),
-            sla_consumer(feedback),
-            contacts_consumer(feedback),
-        ],
+        "intake": intake_consumers(IntakeSettings()),
+        "router": CONSUMERS,
+        "sla": sla_consumers(SLASettings()),
+        "feedback": feedback_consumers(FeedbackSettings()),
     }
     return {svc: {s.name: list(s.topics) for s in found} for svc, found in specs.items()}
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts, stops and inspects the four services on this machine (after stack.sh has started
-# Kafka and PostgreSQL). Logs and pid files live under .local/ like the stack's.
+# Kafka and PostgreSQL), and the local SMTP server that keeps the e-mail they send
+# (deploy/local/mailbox.py, messages under .local/mail, `make mail`). Logs and pid files live
+# under .local/ like the stack's.
 #   deploy/local/services.sh start|stop|status|urls [service...]
 set -euo pipefail
 
@@ -13,7 +15,7 @@ WORKERS="${CC_WORKERS:-1}"
 # A development machine: the services accept the development token key and survey secret
 # (deploy/local/dev-token-key.DEV-ONLY.*), which they refuse anywhere CC_DEVELOPMENT is not 1.
 export CC_DEVELOPMENT="${CC_DEVELOPMENT:-1}"
-ALL=(intake router sla feedback)
+ALL=(mailbox intake router sla feedback)
 
 port_of() {
   case "$1" in
@@ -21,6 +23,7 @@ port_of() {
     router) echo "${ROUTER_PORT:-8002}" ;;
     sla) echo "${SLA_PORT:-8003}" ;;
     feedback) echo "${FEEDBACK_PORT:-8004}" ;;
+    mailbox) echo "${CC_MAIL_PORT:-2525}" ;;
     *) echo "unknown service: $1" >&2; exit 2 ;;
   esac
 }
@@ -41,6 +44,30 @@ except Exception:
 PY
 }
 
+# The mailbox is ready when it greets like an SMTP server.
+smtp_healthy() {
+  "$PY" - "$1" <<'PY'
+import smtplib, sys
+try:
+    with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=2) as smtp:
+        sys.exit(0 if smtp.noop()[0] == 250 else 1)
+except Exception:
+    sys.exit(1)
+PY
+}
+
+ready() {
+  if [[ "$1" == mailbox ]]; then smtp_healthy "$(port_of "$1")"; else healthy "$(port_of "$1")"; fi
+}
+
+address_of() {
+  if [[ "$1" == mailbox ]]; then
+    echo "smtp://127.0.0.1:$(port_of "$1")  (messages kept in $LOCAL/mail: make mail)"
+  else
+    echo "http://127.0.0.1:$(port_of "$1")  (API docs: http://127.0.0.1:$(port_of "$1")/docs)"
+  fi
+}
+
 start_one() {
   local svc="$1" port
   port="$(port_of "$svc")"
@@ -49,6 +76,12 @@ start_one() {
     return
   fi
   mkdir -p "$RUN" "$LOGS"
+  if [[ "$svc" == mailbox ]]; then
+    setsid "$PY" "$ROOT/deploy/local/mailbox.py" --dir "$LOCAL/mail" serve --port "$port" \
+      >>"$LOGS/mailbox.log" 2>&1 < /dev/null &
+    echo $! >"$RUN/mailbox.pid"
+    return
+  fi
   # setsid: the service survives the shell that started it; the pid is uvicorn's own.
   setsid "$PY" -m uvicorn --factory "$svc.app:create_app" --host 127.0.0.1 --port "$port" \
     --workers "$WORKERS" --no-access-log --timeout-graceful-shutdown 15 \
@@ -60,7 +93,7 @@ wait_ready() {
   local svc="$1" port deadline
   port="$(port_of "$svc")"
   deadline=$((SECONDS + ${CC_START_TIMEOUT:-90}))
-  until healthy "$port"; do
+  until ready "$svc"; do
     if ! is_running "$svc"; then
       echo "$svc exited during start-up; last log lines:" >&2
       tail -n 40 "$LOGS/$svc.log" >&2 || true
@@ -105,7 +138,7 @@ case "$cmd" in
     for s in "${services[@]}"; do start_one "$s"; done
     for s in "${services[@]}"; do wait_ready "$s"; done
     for s in "${services[@]}"; do
-      echo "$s ready: http://127.0.0.1:$(port_of "$s")  (API docs: http://127.0.0.1:$(port_of "$s")/docs)"
+      echo "$s ready: $(address_of "$s")"
     done
     ;;
   stop)
@@ -120,15 +153,15 @@ case "$cmd" in
   status)
     for s in "${services[@]}"; do
       if is_running "$s"; then
-        if healthy "$(port_of "$s")"; then st=ready; else st="running, not ready"; fi
+        if ready "$s"; then st=ready; else st="running, not ready"; fi
       else
         st=stopped
       fi
-      printf '%-9s %-20s http://127.0.0.1:%s\n' "$s" "$st" "$(port_of "$s")"
+      printf '%-9s %-20s %s\n' "$s" "$st" "$(address_of "$s")"
     done
     ;;
   urls)
-    for s in "${services[@]}"; do echo "$s http://127.0.0.1:$(port_of "$s")/docs"; done
+    for s in "${services[@]}"; do echo "$s $(address_of "$s")"; done
     ;;
   *)
     echo "usage: $0 start|stop|kill9|status|urls [service...]" >&2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from ccshared.service import Runtime, create_service_app
+from ccshared.service import ConsumerSpec, Runtime, create_service_app
 from feedback import bootstrap
 from feedback.api.key_accounts import router as key_accounts_router
 from feedback.api.kpis import router as kpis_router
@@ -16,6 +16,16 @@ from feedback.consumers.customers import customers_consumer
 from feedback.consumers.sla import sla_consumer
 from feedback.consumers.tickets import tickets_consumer
 from feedback.settings import FeedbackSettings
+
+
+def consumers(settings: FeedbackSettings) -> list[ConsumerSpec]:
+    """The service's consumer groups (the benchmarks' harness reads them too)."""
+    return [
+        tickets_consumer(settings),
+        sla_consumer(settings),
+        contacts_consumer(settings),
+        customers_consumer(settings),
+    ]
 
 
 def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
@@ -37,12 +47,7 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         ),
         package="feedback",
         routers=[surveys_router, webhooks_router, key_accounts_router, kpis_router],
-        consumers=[
-            tickets_consumer(settings),
-            sla_consumer(settings),
-            contacts_consumer(settings),
-            customers_consumer(settings),
-        ],
+        consumers=consumers(settings),
         on_start=on_start,
         on_stop=on_stop,
     )

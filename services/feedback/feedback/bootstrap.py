@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import httpx
 
 from ccshared.service import Runtime
+from ccshared.webhook_transport import webhook_client
 from feedback.settings import FeedbackSettings
 from feedback.tasks.scheduler import FeedbackScheduler
-from feedback.webhook_transport import webhook_client
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from ccshared.service import Runtime, create_service_app
+from ccshared.service import ConsumerSpec, Runtime, create_service_app
 from intake import bootstrap
 from intake.api.endpoints import document_contact_schema, router
 from intake.api.fast import IntakeApp
+from intake.api.outbound import router as outbound_router
 from intake.consumers.customers import CUSTOMER_MERGES
+from intake.consumers.outbound import OUTBOUND_MESSAGES
 from intake.consumers.tickets import TICKET_LINKS
 from intake.settings import IntakeSettings
+
+
+def consumers(settings: IntakeSettings) -> list[ConsumerSpec]:
+    """The service's consumer groups (the benchmarks' harness reads them too)."""
+    return [TICKET_LINKS, CUSTOMER_MERGES, OUTBOUND_MESSAGES]
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -32,8 +39,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             "`python -m intake.cli keys create`."
         ),
         package="intake",
-        routers=[router],
-        consumers=[TICKET_LINKS, CUSTOMER_MERGES],
+        routers=[router, outbound_router],
+        consumers=consumers(settings),
         max_body_bytes=settings.max_body_bytes,
         on_start=on_start,
         on_stop=on_stop,

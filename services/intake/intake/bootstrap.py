@@ -1,18 +1,24 @@
 """Assembles intake's own parts at start-up (`IntakeParts`: its settings, the asyncpg pool of the
-hot path, the contact writer, the API-key verifier and the e-mail/JSON parse pool) and takes
-them down at stop. Endpoints and consumers reach them through `parts_of`, typed."""
+hot path, the contact writer, the API-key verifier, the e-mail/JSON parse pool and the delivery
+task of outbound messages) and takes them down at stop. Endpoints and consumers reach them
+through `parts_of`, typed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
+import httpx
 
 from ccshared.db import asyncpg_dsn
 from ccshared.service import Runtime
+from ccshared.webhook_transport import webhook_client
 from intake.db.api_keys import ApiKeyVerifier
 from intake.db.writer import ContactWriter
+from intake.domain.outbound import RetryPolicy
 from intake.settings import IntakeSettings
+from intake.tasks.delivery import DeliveryConfig, DeliveryTask, SmtpConfig, SmtpSender
 from intake.tasks.parse_pool import ParsePool
 
 
@@ -23,6 +29,8 @@ class IntakeParts:
     writer: ContactWriter
     verifier: ApiKeyVerifier
     parse_pool: ParsePool
+    delivery: DeliveryTask
+    http: httpx.AsyncClient
 
 
 def parts_of(runtime: Runtime) -> IntakeParts:
@@ -66,6 +74,8 @@ async def start(runtime: Runtime, settings: IntakeSettings) -> None:
         max_wait_s=settings.parse_max_wait_s,
     )
     parse_pool.start()
+    http, delivery = _delivery(pool, settings)
+    delivery.start()
     runtime.parts = IntakeParts(
         settings=settings,
         pool=pool,
@@ -78,11 +88,54 @@ async def start(runtime: Runtime, settings: IntakeSettings) -> None:
             failure_window_s=settings.auth_failure_window_s,
         ),
         parse_pool=parse_pool,
+        delivery=delivery,
+        http=http,
     )
+
+
+def _delivery(
+    pool: asyncpg.Pool, settings: IntakeSettings
+) -> tuple[httpx.AsyncClient, DeliveryTask]:
+    # Outbound URLs are checked against the address rules at every connection (see
+    # ccshared.webhook_transport), not only at registration.
+    http = webhook_client(
+        settings.outbound_address_rules(),
+        user_agent="cc-intake/1",
+        max_connections=settings.delivery_concurrency,
+        # Every attempt in flight keeps its connection: a receiver gets a steady few.
+        max_keepalive=settings.delivery_concurrency,
+    )
+    smtp = SmtpSender(
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value(),
+            start_tls=settings.smtp_starttls,
+            use_tls=settings.smtp_use_tls,
+            timeout_s=settings.delivery_timeout_s,
+        )
+    )
+    config = DeliveryConfig(
+        default_mail_from=settings.mail_from,
+        reply_windows=settings.reply_windows(),
+        policy=RetryPolicy(
+            max_attempts=settings.delivery_max_attempts,
+            base=timedelta(seconds=settings.delivery_retry_base_s),
+            cap=timedelta(seconds=settings.delivery_retry_cap_s),
+        ),
+        timeout_s=settings.delivery_timeout_s,
+        batch=settings.delivery_batch,
+        concurrency=settings.delivery_concurrency,
+        poll_interval_s=settings.delivery_poll_interval_s,
+    )
+    return http, DeliveryTask(pool, config, http, smtp)
 
 
 async def stop(runtime: Runtime) -> None:
     parts = parts_of(runtime)
+    await parts.delivery.close()
+    await parts.http.aclose()
     parts.parse_pool.close()
     await parts.writer.close()
     await parts.pool.close()

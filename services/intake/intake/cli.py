@@ -6,6 +6,7 @@ phone region.
     python -m intake.cli keys list
     python -m intake.cli keys region <prefix> US        # or `-` for the service's default
     python -m intake.cli keys revoke <prefix>
+    python -m intake.cli keys outbound <prefix> [--url URL] [--mail-from ADDR] [--rotate-secret]
 
 Reads INTAKE_DATABASE_URL like the service. The key is printed once, on creation; only a hash of
 it is stored.
@@ -21,9 +22,13 @@ from typing import get_args
 import asyncpg
 
 from ccshared.db import asyncpg_dsn, load_migrations, make_engine, migrate, shared_migrations
-from intake.db.api_keys import create_key, list_keys, revoke_key, set_phone_region
+from ccshared.webhook_transport import check_webhook_url
+from ccshared.webhooks import AddressRefused
+from intake.db.api_keys import create_key, key_by_prefix, list_keys, revoke_key, set_phone_region
+from intake.db.outbound import outbound_of, register_outbound
 from intake.domain.contact_models import Channel
 from intake.domain.normalize import UnknownPhoneRegion, phone_region_code
+from intake.domain.outbound import new_signing_secret
 from intake.settings import IntakeSettings
 
 CHANNELS = get_args(Channel)
@@ -72,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     region.add_argument("region", type=lambda v: None if v == "-" else _region(v))
     revoke = sub.add_parser("revoke", help="revoke a key by its prefix")
     revoke.add_argument("prefix")
+    outbound = sub.add_parser(
+        "outbound",
+        help="where the key's integration takes outbound messages (prints a new signing "
+        "secret once); without options, shows the registration",
+    )
+    outbound.add_argument("prefix")
+    outbound.add_argument("--url", help="http(s) URL for chat, social and phone messages")
+    outbound.add_argument("--mail-from", help="From of e-mail replies, e.g. 'Support <s@x>'")
+    outbound.add_argument("--rotate-secret", action="store_true", help="issue a new secret")
     return parser
 
 
@@ -120,6 +134,8 @@ async def _main(args: argparse.Namespace) -> int:
                 "(in effect within INTAKE_API_KEY_CACHE_S)",
                 file=sys.stderr,
             )
+        elif args.command == "outbound":
+            return await _outbound(conn, args)
         elif args.command == "revoke":
             if not await revoke_key(conn, args.prefix):
                 print(f"no active key with prefix {args.prefix}", file=sys.stderr)
@@ -127,6 +143,43 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"revoked {args.prefix}", file=sys.stderr)
     finally:
         await conn.close()
+    return 0
+
+
+async def _outbound(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+    settings = IntakeSettings()
+    key = await key_by_prefix(conn, args.prefix)
+    if key is None:
+        print(f"no key with prefix {args.prefix}", file=sys.stderr)
+        return 1
+    if args.url:
+        try:
+            await check_webhook_url(args.url, settings.outbound_address_rules())
+        except AddressRefused as exc:
+            print(
+                f"{exc} (INTAKE_OUTBOUND_ALLOW_HOSTS allows hosts in development)", file=sys.stderr
+            )
+            return 2
+    current = await outbound_of(conn, key.integration_id)
+    changing = args.url or args.mail_from or args.rotate_secret
+    issued = None
+    if changing and (args.rotate_secret or current is None or current.signing_secret is None):
+        issued = new_signing_secret()
+    if changing:
+        await register_outbound(
+            conn, key.integration_id, url=args.url, signing_secret=issued, mail_from=args.mail_from
+        )
+    stored = await outbound_of(conn, key.integration_id)
+    if stored is None:
+        print(f"integration {key.name!r} has registered nothing", file=sys.stderr)
+        return 1
+    if issued:
+        print(issued)
+    print(
+        f"integration {key.name!r}: url {stored.url or '--'}, mail from {stored.mail_from or '--'}"
+        + (". Store the signing secret now: it is not shown again." if issued else ""),
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from datetime import timedelta
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ccshared.settings import LOCAL_PG, ServiceSettings
+from ccshared.webhooks import WebhookAddressRules
 
 
 class IntakeSettings(ServiceSettings):
@@ -58,3 +61,42 @@ class IntakeSettings(ServiceSettings):
     auth_failure_limit: int = Field(default=20, ge=1, le=100_000)
     auth_failure_window_s: int = Field(default=60, ge=1, le=86_400)
     identity_cache_size: int = Field(default=200_000, ge=0)
+
+    # Outbound messages (message.outbound): e-mail over SMTP, the other channels to each
+    # integration's outbound URL (intake.tasks.delivery).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=1, le=65_535)
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    # The From of replies when the e-mail integration registered none.
+    mail_from: str = "Contact Center <support@contactcenter.localhost>"
+    # Chat and social replies only within this long after the customer's last contact on the
+    # channel (0: no window); outside it a reply fails with `reply_window_closed`.
+    reply_window_chat_s: float = Field(default=3_600, ge=0)
+    reply_window_social_s: float = Field(default=86_400, ge=0)
+    delivery_poll_interval_s: float = Field(default=0.5, gt=0, le=60)
+    delivery_batch: int = Field(default=64, ge=1, le=1_000)
+    delivery_concurrency: int = Field(default=32, ge=1, le=256)
+    delivery_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    delivery_max_attempts: int = Field(default=6, ge=1, le=50)
+    delivery_retry_base_s: float = Field(default=2.0, gt=0)
+    delivery_retry_cap_s: float = Field(default=600.0, gt=0)
+    # Outbound URLs never go to loopback, private, link-local (metadata), CGNAT, multicast or
+    # reserved addresses (ccshared.webhooks). Development only: these comma-separated names,
+    # addresses or CIDR networks are allowed anyway (a local receiver), e.g. "127.0.0.1".
+    outbound_allow_hosts: str = ""
+
+    @field_validator("outbound_allow_hosts")
+    @classmethod
+    def _valid_allow_list(cls, value: str) -> str:
+        WebhookAddressRules.parse(value)
+        return value
+
+    def outbound_address_rules(self) -> WebhookAddressRules:
+        return WebhookAddressRules.parse(self.outbound_allow_hosts)
+
+    def reply_windows(self) -> dict[str, timedelta]:
+        windows = {"chat": self.reply_window_chat_s, "social": self.reply_window_social_s}
+        return {channel: timedelta(seconds=s) for channel, s in windows.items() if s > 0}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from ccshared.service import Runtime, create_service_app
+from ccshared.service import ConsumerSpec, Runtime, create_service_app
 from sla import bootstrap
 from sla.api.calendars import router as calendars_router
 from sla.api.endpoints import router as sla_router
@@ -12,6 +12,11 @@ from sla.api.policies import router as policies_router
 from sla.consumers.segments import CUSTOMER_SEGMENTS
 from sla.consumers.tickets import TICKET_CLOCKS
 from sla.settings import SLASettings
+
+
+def consumers(settings: SLASettings) -> list[ConsumerSpec]:
+    """The service's consumer groups (the benchmarks' harness reads them too)."""
+    return [TICKET_CLOCKS, CUSTOMER_SEGMENTS]
 
 
 def create_app(settings: SLASettings | None = None) -> FastAPI:
@@ -34,7 +39,7 @@ def create_app(settings: SLASettings | None = None) -> FastAPI:
         ),
         package="sla",
         routers=[sla_router, policies_router, calendars_router],
-        consumers=[TICKET_CLOCKS, CUSTOMER_SEGMENTS],
+        consumers=consumers(settings),
         on_start=on_start,
         on_stop=on_stop,
     )

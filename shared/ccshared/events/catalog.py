@@ -123,7 +123,7 @@ _events = [
     # Nobody acts on it yet: for the UI (an agent moved away after a missed offer, a wrap-up).
     EventSpec("agent.status_changed", ROUTER_TICKETS, p.AgentStatusChanged, key_field="agent_id"),
     # What intake must deliver to the customer (an agent's reply, a call-back request).
-    EventSpec("message.outbound", ROUTER_TICKETS, p.MessageOutbound),
+    EventSpec("message.outbound", ROUTER_TICKETS, p.MessageOutbound, consumers=("intake",)),
     # For the console's live view: a notification stored for one user (escalations, mentions,
     # offers, missed offers, follow-ups, failed deliveries). Keyed by recipient.
     EventSpec(

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from feedback import webhook_transport
+from ccshared import webhook_transport
 from tests.helpers import wait_until
 from tests.integration.feedback.conftest import Feedback, WebhookReceiver, now
 from tests.integration.feedback.tickets import opened, resolved

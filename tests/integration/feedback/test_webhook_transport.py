@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from feedback import webhook_transport
+from ccshared import webhook_transport
+from ccshared.webhook_transport import post_webhook, webhook_client
 from feedback.domain.webhooks import AddressRefused, WebhookAddressRules
-from feedback.webhook_transport import post_webhook, webhook_client
 from tests.helpers import wait_until
 from tests.integration.feedback.conftest import SlowReceiver, WebhookReceiver
 

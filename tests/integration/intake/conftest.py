@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,15 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from ccshared.db import asyncpg_dsn
-from ccshared.kafka import commit_group_at_end, ensure_topics
+from ccshared.events import new_event
+from ccshared.events.catalog import ROUTER_TICKETS
+from ccshared.events.payloads import MessageOutbound
+from ccshared.kafka import commit_group_at_end, ensure_topics, make_producer
 from ccshared.service import runtime_of
+from deploy.local.mailbox import Mailbox
 from intake.app import create_app
 from intake.consumers.customers import CUSTOMER_MERGES
+from intake.consumers.outbound import OUTBOUND_MESSAGES
 from intake.consumers.tickets import TICKET_LINKS
 from intake.db.api_keys import create_key
 from intake.settings import IntakeSettings
@@ -93,7 +99,7 @@ async def intake_factory(
         # intake shares no partitions with another test's (or this test's other) intake, and
         # reads only the ticket events published from now on, whenever its group join ends.
         suffix = f".test-{uuid.uuid4().hex[:8]}"
-        for spec in (TICKET_LINKS, CUSTOMER_MERGES):
+        for spec in (TICKET_LINKS, CUSTOMER_MERGES, OUTBOUND_MESSAGES):
             await ensure_topics(kafka_bootstrap, spec.topics, prefix=TOPIC_PREFIX)
             await commit_group_at_end(
                 kafka_bootstrap, f"intake.{spec.name}{suffix}", [topic(t) for t in spec.topics]
@@ -174,3 +180,36 @@ class TopicTail:
 
         await wait_until(check, timeout=timeout)
         return self.records
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def mailbox(tmp_path: Path) -> Iterator[Mailbox]:
+    """A real SMTP server (deploy/local/mailbox.py) on a free port, keeping what it receives
+    under the test's own directory."""
+    box = Mailbox(tmp_path / "mail", "127.0.0.1", free_port()).start()
+    yield box
+    box.stop()
+
+
+async def publish_outbound(bootstrap: str, *messages: MessageOutbound, times: int = 1) -> None:
+    """Publishes message.outbound as the router does (`times` > 1: redelivered)."""
+    producer = make_producer(bootstrap, "fake-router")
+    await producer.start()
+    try:
+        for message in messages:
+            event = new_event(message, producer="router")
+            for _ in range(times):
+                await producer.send_and_wait(
+                    topic(ROUTER_TICKETS),
+                    event.to_bytes(),
+                    key=event.key.encode(),
+                    headers=[("event_type", b"message.outbound")],
+                )
+    finally:
+        await producer.stop()

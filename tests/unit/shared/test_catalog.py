@@ -21,9 +21,10 @@ def _specs(service: str) -> list[ConsumerSpec]:
         return [TICKET_CLOCKS, CUSTOMER_SEGMENTS]
     if service == "intake":
         from intake.consumers.customers import CUSTOMER_MERGES
+        from intake.consumers.outbound import OUTBOUND_MESSAGES
         from intake.consumers.tickets import TICKET_LINKS
 
-        return [TICKET_LINKS, CUSTOMER_MERGES]
+        return [TICKET_LINKS, CUSTOMER_MERGES, OUTBOUND_MESSAGES]
     from feedback.consumers.contacts import contacts_consumer
     from feedback.consumers.customers import customers_consumer
     from feedback.consumers.sla import sla_consumer

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from ccshared.problem_handlers import problem_responses
 from ccshared.problems import FieldError, NotFound, Problem, found_or_404
 from ccshared.user_auth import AUTH_RESPONSES, supervisor
+from ccshared.webhook_transport import check_webhook_url
 from feedback.api.deps import engine_of, settings_of
 from feedback.api.schemas import (
     Channel,
@@ -24,7 +25,6 @@ from feedback.api.schemas import (
 )
 from feedback.db import webhooks as db
 from feedback.domain.webhooks import AddressRefused
-from feedback.webhook_transport import check_webhook_url
 
 router = APIRouter(
     prefix="/v1/webhooks",

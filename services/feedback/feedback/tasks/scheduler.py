@@ -29,6 +29,7 @@ from ccshared.events import new_event
 from ccshared.events.payloads import FollowUpRequested, SurveyRequested
 from ccshared.outbox import enqueue
 from ccshared.tasks import finish_or_cancel
+from ccshared.webhook_transport import post_webhook
 from feedback.db.facts import FactChanges
 from feedback.db.surveys import last_customer_message, last_message_at
 from feedback.db.webhooks import claim_due_deliveries, queue_deliveries, record_attempt
@@ -44,7 +45,6 @@ from feedback.domain.webhooks import (
     signature_header,
 )
 from feedback.settings import FeedbackSettings
-from feedback.webhook_transport import post_webhook
 
 log = logging.getLogger(__name__)
 

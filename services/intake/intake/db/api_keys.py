@@ -116,6 +116,11 @@ async def set_phone_region(
     return bool(status.endswith(" 1"))
 
 
+async def key_by_prefix(conn: asyncpg.Connection | asyncpg.Pool, prefix: str) -> ApiKey | None:
+    row = await conn.fetchrow("SELECT * FROM api_keys WHERE prefix = $1", prefix)
+    return None if row is None else _from_row(row)
+
+
 async def list_keys(conn: asyncpg.Connection | asyncpg.Pool) -> list[ApiKey]:
     return [_from_row(r) for r in await conn.fetch("SELECT * FROM api_keys ORDER BY created_at")]
 

@@ -1,4 +1,6 @@
-"""The HTTP client webhooks are delivered with, and the check of a webhook URL at registration.
+"""The HTTP client webhooks are delivered with (feedback's survey webhooks, intake's outbound
+messages to chat, social and telephony integrations), and the check of a webhook URL at
+registration.
 
 Every new connection resolves the URL's host once, refuses it unless every address it resolves
 to is allowed (`WebhookAddressRules`), and connects to one of those vetted addresses: httpx never
@@ -23,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import httpcore
 import httpx
 
-from feedback.domain.webhooks import AddressRefused, WebhookAddressRules
+from ccshared.webhooks import AddressRefused, WebhookAddressRules
 
 # Bytes of a response body read (and dropped) at most: enough to finish a short answer and keep
 # its connection, never a buffer a streaming receiver can grow.
@@ -117,18 +119,23 @@ class _VettingBackend(httpcore.AsyncNetworkBackend):
 
 
 def webhook_client(
-    rules: WebhookAddressRules, ssl_context: ssl.SSLContext | None = None
+    rules: WebhookAddressRules,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    user_agent: str = "cc-feedback/1",
+    max_connections: int = 100,
+    max_keepalive: int = 20,
 ) -> httpx.AsyncClient:
     """An httpx client that connects only to vetted addresses (AddressRefused otherwise).
     `ssl_context` defaults to the system's trusted certificates (tests pass their own CA)."""
     transport = httpx.AsyncHTTPTransport(trust_env=False)
     # httpx has no public way to give its pool a network backend; the pool is built here as
-    # httpx builds it, with the vetting backend (tests/unit/feedback/test_webhook_transport.py
-    # fails if a new httpx stops using it).
+    # httpx builds it, with the vetting backend (tests/integration/feedback/
+    # test_webhook_transport.py fails if a new httpx stops using it).
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl_context or httpx.create_ssl_context(),
-        max_connections=100,
-        max_keepalive_connections=20,
+        max_connections=max_connections,
+        max_keepalive_connections=max_keepalive,
         keepalive_expiry=5.0,
         network_backend=_VettingBackend(rules),
     )
@@ -136,7 +143,7 @@ def webhook_client(
         transport=transport,
         follow_redirects=False,
         trust_env=False,
-        headers={"User-Agent": "cc-feedback/1"},
+        headers={"User-Agent": user_agent},
     )
 
 
