@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from ccshared.events.catalog import CATALOG, DLQ_SUFFIX
-from ccshared.kafka import make_producer, topic_partitions
+from ccshared.kafka import PLAINTEXT, KafkaSecurity, make_producer, topic_partitions
 from ccshared.settings import LOCAL_KAFKA
 from ccshared.tasks import finish_or_cancel
 
@@ -86,14 +86,18 @@ def replayed_headers(record: ConsumerRecord) -> list[tuple[str, bytes]]:
 class DeadLetters:
     """One client over some dead-letter topics: counts, reads, replays, marks as handled."""
 
-    def __init__(self, bootstrap: str, *, group: str = HANDLED_GROUP) -> None:
+    def __init__(
+        self, bootstrap: str, *, group: str = HANDLED_GROUP, security: KafkaSecurity = PLAINTEXT
+    ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,  # only for its committed offsets: never joins, never subscribes
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id="dead-letters",
+            **security.client_options(),
         )
 
     async def __aenter__(self) -> DeadLetters:
@@ -178,7 +182,7 @@ class DeadLetters:
 
     async def replay(self, records: Sequence[ConsumerRecord]) -> None:
         """Publish the records again on their original topics; returns once Kafka has them."""
-        producer = make_producer(self.bootstrap, "dead-letter-replay")
+        producer = make_producer(self.bootstrap, "dead-letter-replay", security=self.security)
         await producer.start()
         try:
             sent = [
@@ -234,8 +238,10 @@ class DeadLetterWatch:
         *,
         interval_s: float = 60.0,
         group: str = HANDLED_GROUP,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topics = list(topics)
         self.interval_s = interval_s
         self.group = group
@@ -252,7 +258,9 @@ class DeadLetterWatch:
 
     async def check(self) -> dict[str, int]:
         """The waiting count of each topic that has any; logs them."""
-        async with DeadLetters(self.bootstrap, group=self.group) as dead_letters:
+        async with DeadLetters(
+            self.bootstrap, group=self.group, security=self.security
+        ) as dead_letters:
             backlogs = await dead_letters.backlogs(self.topics)
         self.last = {b.topic: b.waiting for b in backlogs if b.waiting}
         if self.last:
