@@ -23,8 +23,9 @@ $(VENV)/.installed: requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PY) -m pip install -q --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES))
 	touch $@
 
-install: $(VENV)/.installed ## install Python packages, Kafka's jars and PostgreSQL (what is missing)
+install: $(VENV)/.installed ## install Python packages, Kafka's jars, PostgreSQL, kustomize and the CRD schemas (what is missing)
 	$(STACK) install
+	deploy/k8s/tests/install-tools.sh
 
 stack-start: install ## start Kafka and PostgreSQL only
 	$(STACK) start
