@@ -10,7 +10,14 @@ import copy
 import kubernetes_validate
 import pytest
 
-from tests.unit.deploy.manifests import OVERLAYS, Object, named, render, validate_custom_resources
+from tests.unit.deploy.manifests import (
+    OVERLAYS,
+    ROOT,
+    Object,
+    named,
+    render,
+    validate_custom_resources,
+)
 
 CUSTOM_GROUPS = {"kafka.strimzi.io", "postgresql.cnpg.io", "keda.sh", "monitoring.coreos.com"}
 # The oldest Kubernetes the manifests are meant for, and the newest the schemas know.
@@ -88,3 +95,13 @@ def test_the_crd_validation_refuses_wrong_types_and_unknown_resources() -> None:
     stranger = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
     results = validate_custom_resources([topic, scaled, user, cluster, monitor, stranger])
     assert all(r["error"] for r in results), results
+
+
+def test_the_alert_rules_are_deployed_with_prod_once_they_exist() -> None:
+    """deploy/monitoring/ (the PrometheusRule and the Grafana dashboard) is wired into
+    components/monitoring once it exists: see that kustomization's comment."""
+    rules = ROOT / "deploy" / "monitoring" / "prometheus-rule.yaml"
+    kinds = {o["kind"] for o in render("prod")}
+    assert ("PrometheusRule" in kinds) == rules.is_file(), (
+        "add - ../../../monitoring to deploy/k8s/components/monitoring/kustomization.yaml"
+    )
