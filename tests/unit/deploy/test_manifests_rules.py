@@ -9,16 +9,21 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import kubernetes_validate
 import pytest
+import yaml
 from pydantic import SecretStr
 
+from ccshared import dlq
 from ccshared.events.catalog import CATALOG, DLQ_SUFFIX
 from ccshared.service import ConsumerSpec
+from ccshared.settings import KafkaClientSettings
 from feedback.settings import FeedbackSettings
 from intake.settings import IntakeSettings
 from router.settings import RouterSettings
 from sla.settings import SLASettings
 from tests.unit.deploy.manifests import (
+    K8S,
     OVERLAYS,
     SERVICES,
     Object,
@@ -394,3 +399,43 @@ def test_dev_runs_one_replica_of_each_and_no_autoscaler() -> None:
     assert named(objects, "Cluster", "contactcenter-pg")["spec"]["instances"] == 1
     assert not of_kind(objects, "ScaledObject")
     assert not of_kind(objects, "HorizontalPodAutoscaler")
+
+
+# -- The operators' dead-letter tool -------------------------------------------------------
+
+
+def test_the_dead_letter_tool_may_read_dead_letters_and_replay_them_and_nothing_more() -> None:
+    user = named(render("prod"), "KafkaUser", "dlq-admin")
+    names = [t.name for t in CATALOG.topics.values()]
+    assert set(_acls(user)) == (
+        {("topic", n + DLQ_SUFFIX, op) for n in names for op in ("Read", "Describe")}
+        | {("topic", n, op) for n in names for op in ("Write", "Describe")}
+        | {("group", "contactcenter.dlq-handled", op) for op in ("Read", "Describe")}
+        | {("cluster", "", "IdempotentWrite")}
+    )
+
+
+def test_the_dead_letter_pod_is_locked_down_logs_in_as_its_user_and_reaches_kafka() -> None:
+    pod = yaml.safe_load((K8S / "tools" / "dlq-admin-pod.yaml").read_text())
+    kubernetes_validate.validate(pod, "1.30.0", strict=True)
+    spec = pod["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["automountServiceAccountToken"] is False
+    [c] = spec["containers"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    env = env_of(c)
+    fields = set(KafkaClientSettings.model_fields) | {"kafka_bootstrap"}
+    for name in env:
+        assert name.startswith(dlq.ENV_PREFIX), name
+        assert name.removeprefix(dlq.ENV_PREFIX).lower() in fields, name
+    assert env["DLQ_KAFKA_SASL_USERNAME"]["value"] == "dlq-admin"
+    objects = render("prod")
+    config = named(objects, "ConfigMap", "contactcenter")["data"]
+    assert env["DLQ_KAFKA_BOOTSTRAP"]["value"] == config["KAFKA_BOOTSTRAP"]
+    labels = pod["metadata"]["labels"]
+    assert _selects(named(objects, "NetworkPolicy", "services-to-kafka"), labels)
+    [listener] = named(objects, "Kafka", "contactcenter")["spec"]["kafka"]["listeners"]
+    [pods] = [p for p in listener["networkPolicyPeers"] if "podSelector" in p]
+    [expression] = pods["podSelector"]["matchExpressions"]
+    assert labels["app.kubernetes.io/name"] in expression["values"]

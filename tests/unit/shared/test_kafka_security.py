@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
+from ccshared import dlq
 from ccshared.consumer import IdempotentConsumer
 from ccshared.dlq import DeadLetters
-from ccshared.kafka import make_producer
+from ccshared.kafka import KafkaSecurity, make_producer
 from ccshared.settings import ServiceSettings
 from router.settings import RouterSettings
 
@@ -149,3 +150,40 @@ async def test_producers_consumers_and_dead_letter_clients_all_authenticate(
         assert client._sasl_mechanism == "SCRAM-SHA-512"
         assert client._sasl_plain_username == "router"
         assert client._ssl_context is not None
+
+
+def test_the_dead_letter_command_logs_in_with_the_dlq_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`python -m ccshared.dlq` is an operator's tool: its own login (DLQ_...), not a
+    service's, since replaying writes to any topic."""
+    monkeypatch.setenv("DLQ_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("DLQ_KAFKA_SASL_USERNAME", "dlq-admin")
+    monkeypatch.setenv("DLQ_KAFKA_SASL_PASSWORD", "operator-password")
+    monkeypatch.setenv("DLQ_KAFKA_SSL_CAFILE", _ca_file(tmp_path))
+    seen: list[KafkaSecurity] = []
+
+    class Refused(Exception):
+        pass
+
+    def recording(bootstrap: str, *, group: str, security: KafkaSecurity) -> None:
+        seen.append(security)
+        raise Refused
+
+    monkeypatch.setattr(dlq, "DeadLetters", recording)
+    with pytest.raises(Refused):
+        dlq.main(["--bootstrap", "127.0.0.1:1", "list"])
+    [security] = seen
+    assert (security.protocol, security.username, security.password) == (
+        "SASL_SSL",
+        "dlq-admin",
+        "operator-password",
+    )
+
+
+def test_the_dead_letter_command_refuses_sasl_without_a_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DLQ_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(ValidationError, match="kafka_sasl_password"):
+        dlq.main(["--bootstrap", "127.0.0.1:1", "list"])
