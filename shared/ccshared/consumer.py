@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ccshared.conflicts import is_transient_conflict
 from ccshared.events.catalog import DLQ_SUFFIX
 from ccshared.events.envelope import Envelope, EventDecodeError, decode_event
+from ccshared.kafka import PLAINTEXT, KafkaSecurity
 from ccshared.logging import correlation_id, redact
 from ccshared.tasks import finish_or_cancel
 
@@ -164,8 +165,10 @@ class IdempotentConsumer:
         after_commit: Callable[[Envelope], None] | None = None,
         offset_reset: str = "earliest",
         batch_handler: BatchHandler | None = None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.engine = engine
+        self.security = security
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.topics = list(topics)
@@ -207,6 +210,7 @@ class IdempotentConsumer:
             max_poll_interval_ms=300_000,
             session_timeout_ms=30_000,
             heartbeat_interval_ms=3_000,
+            **self.security.client_options(),
         )
         self._consumer.subscribe(self.topics, listener=_FinishInFlight(self))
         try:

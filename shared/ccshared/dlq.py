@@ -10,7 +10,9 @@ waits for an operator:
     python -m ccshared.dlq replay TOPIC (P:O ... | --all)
     python -m ccshared.dlq discard TOPIC (P:O ... | --all)
 
-(`make dlq SERVICE=router ARGS="list"`). TOPIC is the catalog's name (`router.tickets` or
+(`make dlq SERVICE=router ARGS="list"`). Its Kafka login: DLQ_KAFKA_BOOTSTRAP (or --bootstrap),
+DLQ_KAFKA_SECURITY_PROTOCOL, DLQ_KAFKA_SASL_USERNAME, ... (ccshared.settings.KafkaClientSettings;
+plain text by default). TOPIC is the catalog's name (`router.tickets` or
 `router.tickets.dlq`); the topic prefix goes before it. P:O is a partition and an offset.
 
 Replay publishes a dead letter again on the original topic with its key and original headers
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,13 +39,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from ccshared.events.catalog import CATALOG, DLQ_SUFFIX
-from ccshared.kafka import make_producer, topic_partitions
-from ccshared.settings import LOCAL_KAFKA
+from ccshared.kafka import PLAINTEXT, KafkaSecurity, make_producer, topic_partitions
+from ccshared.settings import LOCAL_KAFKA, KafkaClientSettings
 from ccshared.tasks import finish_or_cancel
 
 log = logging.getLogger(__name__)
 
 HANDLED_GROUP = "contactcenter.dlq-handled"
+ENV_PREFIX = "DLQ_"  # the command's Kafka login: DLQ_KAFKA_SECURITY_PROTOCOL, ...
 REPLAYED_FROM = "dlq.replayed_from"
 _READ_TIMEOUT_S = 15.0  # reading one partition's range; records to the end are already there
 
@@ -86,14 +90,18 @@ def replayed_headers(record: ConsumerRecord) -> list[tuple[str, bytes]]:
 class DeadLetters:
     """One client over some dead-letter topics: counts, reads, replays, marks as handled."""
 
-    def __init__(self, bootstrap: str, *, group: str = HANDLED_GROUP) -> None:
+    def __init__(
+        self, bootstrap: str, *, group: str = HANDLED_GROUP, security: KafkaSecurity = PLAINTEXT
+    ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,  # only for its committed offsets: never joins, never subscribes
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id="dead-letters",
+            **security.client_options(),
         )
 
     async def __aenter__(self) -> DeadLetters:
@@ -178,7 +186,7 @@ class DeadLetters:
 
     async def replay(self, records: Sequence[ConsumerRecord]) -> None:
         """Publish the records again on their original topics; returns once Kafka has them."""
-        producer = make_producer(self.bootstrap, "dead-letter-replay")
+        producer = make_producer(self.bootstrap, "dead-letter-replay", security=self.security)
         await producer.start()
         try:
             sent = [
@@ -234,8 +242,10 @@ class DeadLetterWatch:
         *,
         interval_s: float = 60.0,
         group: str = HANDLED_GROUP,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topics = list(topics)
         self.interval_s = interval_s
         self.group = group
@@ -252,7 +262,9 @@ class DeadLetterWatch:
 
     async def check(self) -> dict[str, int]:
         """The waiting count of each topic that has any; logs them."""
-        async with DeadLetters(self.bootstrap, group=self.group) as dead_letters:
+        async with DeadLetters(
+            self.bootstrap, group=self.group, security=self.security
+        ) as dead_letters:
             backlogs = await dead_letters.backlogs(self.topics)
         self.last = {b.topic: b.waiting for b in backlogs if b.waiting}
         if self.last:
@@ -319,7 +331,12 @@ def describe(record: ConsumerRecord, *, value: bool = False, max_bytes: int = 50
 
 async def _run(args: argparse.Namespace) -> int:
     prefix = args.topic_prefix
-    async with DeadLetters(args.bootstrap, group=prefix + HANDLED_GROUP) as dead_letters:
+    # An operator's login, not a service's: replaying writes to any topic (deploy/k8s: the
+    # KafkaUser dlq-admin). DLQ_KAFKA_SECURITY_PROTOCOL, DLQ_KAFKA_SASL_USERNAME, ...
+    security = KafkaClientSettings(_env_prefix=ENV_PREFIX).kafka_security
+    async with DeadLetters(
+        args.bootstrap, group=prefix + HANDLED_GROUP, security=security
+    ) as dead_letters:
         if args.command == "list":
             topics = service_dead_letter_topics(args.service, prefix)
             for b in await dead_letters.backlogs(topics):
@@ -353,7 +370,9 @@ async def _run(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="python -m ccshared.dlq", description=__doc__.split("\n")[0])
-    cli.add_argument("--bootstrap", default=LOCAL_KAFKA)
+    cli.add_argument(
+        "--bootstrap", default=os.environ.get(ENV_PREFIX + "KAFKA_BOOTSTRAP", LOCAL_KAFKA)
+    )
     cli.add_argument("--topic-prefix", default="", help="the services' KAFKA_TOPIC_PREFIX")
     cli.add_argument("--service", help="list only the twins of the topics this service consumes")
     commands = cli.add_subparsers(dest="command", required=True)

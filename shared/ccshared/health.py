@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ccshared.kafka import kafka_reachable
+from ccshared.kafka import PLAINTEXT, KafkaSecurity, kafka_reachable
 from ccshared.problems import PROBLEM_BASE, PROBLEM_JSON
 
 Check = Callable[[], Awaitable[bool]]
@@ -29,9 +29,9 @@ def database_check(engine: AsyncEngine, timeout_s: float = 2.0) -> Check:
     return check
 
 
-def kafka_check(bootstrap: str) -> Check:
+def kafka_check(bootstrap: str, security: KafkaSecurity = PLAINTEXT) -> Check:
     async def check() -> bool:
-        return await kafka_reachable(bootstrap)
+        return await kafka_reachable(bootstrap, security=security)
 
     return check
 

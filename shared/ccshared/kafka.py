@@ -4,19 +4,62 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from ccshared.events.catalog import CATALOG, DLQ_SUFFIX
 
 log = logging.getLogger(__name__)
 
 
-def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How every client of a service authenticates to Kafka and encrypts: PLAINTEXT for the
+    local stack; SASL_SSL with SCRAM-SHA-512 on a Strimzi cluster (deploy/k8s) or most managed
+    services. `cafile` None trusts the system's CAs."""
+
+    protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    username: str = ""
+    password: str = ""
+    cafile: str | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for any aiokafka producer, consumer or admin client."""
+        options: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = self.ssl_context()
+        if self.protocol.startswith("SASL_"):
+            options.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.username,
+                sasl_plain_password=self.password,
+            )
+        return options
+
+    def ssl_context(self) -> ssl.SSLContext:
+        # Verifies the brokers' certificates and host names (create_ssl_context's defaults).
+        context: ssl.SSLContext = create_ssl_context(cafile=self.cafile)
+        return context
+
+    def __repr__(self) -> str:  # never the password, in a log or a traceback
+        return f"KafkaSecurity(protocol={self.protocol!r}, username={self.username!r})"
+
+
+PLAINTEXT = KafkaSecurity()
+
+
+def make_producer(
+    bootstrap: str, client_id: str, *, security: KafkaSecurity = PLAINTEXT
+) -> AIOKafkaProducer:
     # Idempotent + acks=all: broker-side dedupe of retried batches and per-partition order.
     # An idempotent producer that hits OutOfOrderSequenceNumber stays broken: callers recreate
     # it on any send failure (see OutboxRelay), never reuse it.
@@ -29,6 +72,7 @@ def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
         max_batch_size=256 * 1024,
         request_timeout_ms=15_000,
         retry_backoff_ms=200,
+        **security.client_options(),
     )
 
 
@@ -77,12 +121,15 @@ async def ensure_topics(
     prefix: str = "",
     replication_factor: int = -1,
     min_insync_replicas: int | None = None,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[str]:
     """Create missing topics (the catalog's and their dead-letter twins by default), each name
     with `prefix` before it; dead-letter twins made before they were kept for ever are
     changed to keep them for ever. Raises if the cluster refuses to create one."""
     wanted = [prefix + n for n in (names if names is not None else CATALOG.all_topic_names())]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id=client_id, **security.client_options()
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -156,11 +203,16 @@ async def topic_partitions(
         await consumer._client.force_metadata_update()
 
 
-async def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
+async def commit_group_at_end(
+    bootstrap: str, group: str, topics: list[str], *, security: KafkaSecurity = PLAINTEXT
+) -> None:
     """Give a consumer group committed offsets at the current end of each partition, so a
     service started with it reads only what is published from now on (not the history)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        **security.client_options(),
     )
     await consumer.start()
     try:
@@ -176,10 +228,15 @@ async def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> 
         await consumer.stop()
 
 
-async def kafka_reachable(bootstrap: str, timeout_s: float = 3.0) -> bool:
+async def kafka_reachable(
+    bootstrap: str, timeout_s: float = 3.0, *, security: KafkaSecurity = PLAINTEXT
+) -> bool:
     """True when the cluster answers a metadata request within the timeout."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="readiness", request_timeout_ms=int(timeout_s * 1000)
+        bootstrap_servers=bootstrap,
+        client_id="readiness",
+        request_timeout_ms=int(timeout_s * 1000),
+        **security.client_options(),
     )
     try:
         async with asyncio.timeout(timeout_s):

@@ -134,7 +134,9 @@ def create_service_app(
             )
 
         def producer() -> Any:
-            return make_producer(settings.kafka_bootstrap, settings.client_id)
+            return make_producer(
+                settings.kafka_bootstrap, settings.client_id, security=settings.kafka_security
+            )
 
         relay = OutboxRelay(
             asyncpg_dsn(url),
@@ -155,17 +157,19 @@ def create_service_app(
         async def connect_kafka() -> None:
             # In the background: a service whose Kafka is down still starts and, through the
             # outbox, still accepts work; it reports not ready until this has finished.
-            await _retry_until(
-                "topic provisioning",
-                lambda: ensure_topics(
-                    settings.kafka_bootstrap,
-                    partitions=settings.topic_partitions,
-                    prefix=settings.kafka_topic_prefix,
-                    replication_factor=settings.topic_replication_factor,
-                    min_insync_replicas=settings.topic_min_insync_replicas,
-                ),
-                None,
-            )
+            if settings.kafka_provision_topics:
+                await _retry_until(
+                    "topic provisioning",
+                    lambda: ensure_topics(
+                        settings.kafka_bootstrap,
+                        partitions=settings.topic_partitions,
+                        prefix=settings.kafka_topic_prefix,
+                        replication_factor=settings.topic_replication_factor,
+                        min_insync_replicas=settings.topic_min_insync_replicas,
+                        security=settings.kafka_security,
+                    ),
+                    None,
+                )
             for spec in consumers:
                 consumer = IdempotentConsumer(
                     engine=engine,
@@ -182,6 +186,7 @@ def create_service_app(
                     after_commit=spec.after_commit(runtime) if spec.after_commit else None,
                     offset_reset=settings.consumer_offset_reset,
                     batch_handler=spec.batch_handler(runtime) if spec.batch_handler else None,
+                    security=settings.kafka_security,
                 )
                 await _retry_until(f"consumer {spec.name}", consumer.start, None)
                 runtime.consumers.append(consumer)
@@ -192,6 +197,7 @@ def create_service_app(
                     sorted({prefix + t + DLQ_SUFFIX for spec in consumers for t in spec.topics}),
                     interval_s=settings.dlq_check_interval_s,
                     group=prefix + HANDLED_GROUP,
+                    security=settings.kafka_security,
                 )
                 runtime.dead_letters.start()
             runtime.kafka_connected = True
@@ -202,7 +208,7 @@ def create_service_app(
         kafka_task = asyncio.create_task(connect_kafka(), name="connect-kafka")
         readiness.checks.update(
             database=database_check(engine),
-            kafka=kafka_check(settings.kafka_bootstrap),
+            kafka=kafka_check(settings.kafka_bootstrap, settings.kafka_security),
             consumers=lambda: _true_if(runtime.kafka_connected),
         )
         app.state.runtime = runtime

@@ -6,7 +6,14 @@ import itertools
 import re
 from typing import Literal
 
-from pydantic import Field, PostgresDsn, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    PostgresDsn,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ccshared.auth import (
@@ -18,12 +25,54 @@ from ccshared.auth import (
     verifier_for,
 )
 from ccshared.auth import fingerprint as key_fingerprint
+from ccshared.kafka import KafkaSecurity
 
 LOCAL_PG = "postgresql+asyncpg://contactcenter:contactcenter@127.0.0.1:55432"
 LOCAL_KAFKA = "127.0.0.1:19092"
 
 
-class ServiceSettings(BaseSettings):
+class KafkaClientSettings(BaseSettings):
+    """How a Kafka client connects: every service's clients (ServiceSettings, with the
+    service's prefix), and the dead-letter command's (`python -m ccshared.dlq`, DLQ_...)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # PLAINTEXT (the local stack), SSL, SASL_PLAINTEXT or SASL_SSL; SASL needs a username and
+    # password (deploy/k8s: a Strimzi KafkaUser's, SCRAM-SHA-512 over TLS). The CA file (PEM)
+    # verifies the brokers' certificates; unset, the system's CAs do (a managed Kafka with a
+    # public CA).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = Field(default="", max_length=256)
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str | None = None
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> KafkaClientSettings:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"kafka_security_protocol {protocol} needs kafka_sasl_username and "
+                "kafka_sasl_password"
+            )
+        if self.kafka_ssl_cafile is not None and protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(f"kafka_ssl_cafile is set but {protocol} uses no TLS")
+        return self
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password.get_secret_value(),
+            cafile=self.kafka_ssl_cafile,
+        )
+
+
+class ServiceSettings(KafkaClientSettings):
     """What every service needs; subclasses set `env_prefix` and add their own fields.
 
     Defaults run against the local stack that `make run` starts.
@@ -50,6 +99,10 @@ class ServiceSettings(BaseSettings):
     # 0 is refused by the broker when the topics are created.
     topic_replication_factor: int = Field(default=-1, ge=-1, le=32)
     topic_min_insync_replicas: int | None = Field(default=None, ge=1, le=32)
+    # false: the service creates no topic at start (nor changes a dead-letter twin's retention)
+    # and so needs no Create/DescribeConfigs/AlterConfigs right on the cluster: the topics are
+    # made by their owner, e.g. Strimzi's KafkaTopics in deploy/k8s.
+    kafka_provision_topics: bool = True
     # How often a service counts the dead letters waiting in the twins of the topics it
     # consumes, and logs them at WARNING while there are any.
     dlq_check_interval_s: float = Field(default=60.0, gt=0, le=3600)

@@ -188,7 +188,8 @@ def test_development_accepts_the_shipped_defaults() -> None:
 def test_the_kubernetes_example_secret_ships_nothing_that_passes() -> None:
     from feedback.settings import FeedbackSettings
 
-    values = yaml.safe_load((ROOT / "deploy/k8s/secret.example.yaml").read_text())["stringData"]
+    docs = yaml.safe_load_all((ROOT / "deploy/k8s/base/secret.example.yaml").read_text())
+    [values] = [d["stringData"] for d in docs if d["metadata"]["name"] == "contactcenter"]
     with pytest.raises(ValidationError) as info:
         FeedbackSettings(
             auth_public_key=values["auth-public-key"], token_secret=values["survey-token-secret"]

@@ -7,12 +7,11 @@ Deployment's image and database."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import secrets
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import ValidationError
@@ -22,93 +21,106 @@ from feedback.settings import FeedbackSettings
 from intake.settings import IntakeSettings
 from router.settings import RouterSettings
 from sla.settings import SLASettings
+from tests.unit.deploy.manifests import OVERLAYS, container, example_secrets, named, render
 
-K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 SETTINGS = {
     "intake": IntakeSettings,
     "router": RouterSettings,
     "sla": SLASettings,
     "feedback": FeedbackSettings,
 }
-# Read by the image's command (Dockerfile), or by uvicorn itself (FORWARDED_ALLOW_IPS).
-IMAGE_VARIABLES = {"SERVICE", "WORKERS", "PORT", "FORWARDED_ALLOW_IPS"}
+# Read by the image's command (Dockerfile), by uvicorn itself (FORWARDED_ALLOW_IPS), or only put
+# into another variable by Kubernetes (DB_PASSWORD, into the DATABASE_URL).
+IMAGE_VARIABLES = {"SERVICE", "WORKERS", "PORT", "FORWARDED_ALLOW_IPS", "DB_PASSWORD"}
+# Secrets an operator makes, not the example file: Strimzi's, one per KafkaUser.
+OPERATOR_SECRETS = {s: {"password": secrets.token_urlsafe(24)} for s in SETTINGS}
 
 
-def _docs(name: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+def _objects(overlay: str = "prod") -> list[dict[str, Any]]:
+    return render(overlay)
 
 
-def _one(name: str, kind: str) -> dict[str, Any]:
-    [doc] = [d for d in _docs(name) if d["kind"] == kind]
-    return doc
+def _one(kind: str, name: str, overlay: str = "prod") -> dict[str, Any]:
+    return named(_objects(overlay), kind, name)
 
 
-def _container(service: str, kind: str = "Deployment") -> dict[str, Any]:
-    [container] = _one(f"{service}.yaml", kind)["spec"]["template"]["spec"]["containers"]
-    return container
+def _workload(service: str, kind: str) -> str:
+    return service if kind == "Deployment" else f"{service}-migrate"
+
+
+def _container(service: str, kind: str = "Deployment", overlay: str = "prod") -> dict[str, Any]:
+    return container(_objects(overlay), kind, _workload(service, kind))
 
 
 KINDS = ["Deployment", "Job"]  # the service, and its migrate Job
 
 
-def test_kustomization_lists_files_that_exist() -> None:
-    for resource in _one("kustomization.yaml", "Kustomization")["resources"]:
-        assert (K8S / resource).is_file(), resource
+def _secret_value(ref: dict[str, str], secret: dict[str, dict[str, str]]) -> str:
+    return {**secret, **OPERATOR_SECRETS}[ref["name"]][ref["key"]]
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("service", list(SETTINGS))
-def test_every_variable_is_a_setting_and_every_reference_resolves(service: str, kind: str) -> None:
+def test_every_variable_is_a_setting_and_every_reference_resolves(
+    service: str, kind: str, overlay: str
+) -> None:
     prefix = f"{service.upper()}_"
     fields = set(SETTINGS[service].model_fields)
-    config = _one("config.yaml", "ConfigMap")["data"]
-    secret = _one("secret.example.yaml", "Secret")["stringData"]
-    env = _container(service, kind)["env"]
+    config = _one("ConfigMap", "contactcenter", overlay)["data"]
+    env = _container(service, kind, overlay)["env"]
     for var in env:
         name = var["name"]
-        if name in IMAGE_VARIABLES:
-            continue
-        assert name.startswith(prefix), name
-        assert name.removeprefix(prefix).lower() in fields, f"{name} is not a {service} setting"
         source = var.get("valueFrom", {})
         if "configMapKeyRef" in source:
             assert source["configMapKeyRef"]["key"] in config, name
         if "secretKeyRef" in source:
-            assert source["secretKeyRef"]["key"] in secret, name
+            assert _secret_value(source["secretKeyRef"], example_secrets()), name
+        if name in IMAGE_VARIABLES:
+            continue
+        assert name.startswith(prefix), name
+        assert name.removeprefix(prefix).lower() in fields, f"{name} is not a {service} setting"
     names = {v["name"] for v in env}
     assert f"{prefix}DATABASE_URL" in names
     if kind == "Deployment":
         assert f"{prefix}KAFKA_BOOTSTRAP" in names
 
 
-def _real_secret() -> dict[str, str]:
-    """The example Secret with values of the right shape in place of its placeholders (which
-    the services refuse: see the test below)."""
+def _real_secrets() -> dict[str, dict[str, str]]:
+    """The example Secrets with values of the right shape in place of their placeholders
+    (which the services refuse: see the test below)."""
     public_key = Ed25519PrivateKey.generate().public_key()
     pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
     stand_ins = {"auth-public-key": pem, "survey-token-secret": secrets.token_urlsafe(48)}
-    example: dict[str, str] = _one("secret.example.yaml", "Secret")["stringData"]
-    password = secrets.token_urlsafe(24)
-    urls = {k: v.replace(":change-me@", f":{password}@") for k, v in example.items() if "://" in v}
-    return {**example, **urls, **{k: v for k, v in stand_ins.items() if k in example}}
+    real = {}
+    for name, data in example_secrets().items():
+        if name.endswith("-db"):
+            data = {**data, "password": secrets.token_urlsafe(24)}
+        real[name] = {k: stand_ins.get(k, v) for k, v in data.items()}
+    return real
 
 
-def _settings_of(service: str, kind: str, secret: dict[str, str] | None = None) -> Any:
-    """The service's settings as the container's environment makes them."""
-    config = _one("config.yaml", "ConfigMap")["data"]
-    secret = secret if secret is not None else _real_secret()
-    values: dict[str, Any] = {}
+def _settings_of(service: str, kind: str, secret: dict[str, dict[str, str]] | None = None) -> Any:
+    """The service's settings as the container's environment makes them ($(NAME) references
+    replaced as Kubernetes does)."""
+    config = _one("ConfigMap", "contactcenter")["data"]
+    secret = secret if secret is not None else _real_secrets()
+    resolved: dict[str, str] = {}
     for var in _container(service, kind)["env"]:
-        if var["name"] in IMAGE_VARIABLES:
-            continue
-        field = var["name"].removeprefix(f"{service.upper()}_").lower()
         source = var.get("valueFrom", {})
         if "configMapKeyRef" in source:
-            values[field] = config[source["configMapKeyRef"]["key"]]
+            value = config[source["configMapKeyRef"]["key"]]
         elif "secretKeyRef" in source:
-            values[field] = secret[source["secretKeyRef"]["key"]]
+            value = _secret_value(source["secretKeyRef"], secret)
         else:
-            values[field] = var["value"]
+            value = re.sub(r"\$\((\w+)\)", lambda m: resolved[m[1]], var["value"])
+        resolved[var["name"]] = value
+    prefix = f"{service.upper()}_"
+    values = {
+        name.removeprefix(prefix).lower(): value
+        for name, value in resolved.items()
+        if name not in IMAGE_VARIABLES
+    }
     if kind == "Job":  # python -m <service>.migrate reads the shared settings only
         return migration_settings(SETTINGS[service])(**values)
     return SETTINGS[service](**values)
@@ -132,10 +144,9 @@ def test_the_example_values_pass_the_services_validation(service: str, kind: str
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("service", list(SETTINGS))
 def test_the_example_secrets_placeholders_are_refused(service: str, kind: str) -> None:
-    """Every value of the example Secret, the database URLs' change-me passwords too."""
-    example = _one("secret.example.yaml", "Secret")["stringData"]
+    """Every value of the example Secrets, the database roles' change-me passwords too."""
     with pytest.raises(ValidationError) as refused:
-        _settings_of(service, kind, example)
+        _settings_of(service, kind, example_secrets())
     fields = {str(e["loc"][0]) for e in refused.value.errors()}
     assert fields <= {"auth_public_key", "token_secret", "database_url"}
     assert "database_url" in fields
@@ -154,16 +165,14 @@ def test_probes_hit_real_routes_and_ports_line_up(service: str) -> None:
     assert {"/healthz", "/readyz"} <= paths
     [port] = container["ports"]
     assert port["containerPort"] == 8000  # the image's PORT
-    [service_port] = _one(f"{service}.yaml", "Service")["spec"]["ports"]
+    [service_port] = _one("Service", service)["spec"]["ports"]
     assert service_port["targetPort"] == port["name"]
-    deployment = _one(f"{service}.yaml", "Deployment")
+    deployment = _one("Deployment", service)
     selector = deployment["spec"]["selector"]["matchLabels"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= labels.items()
-    assert _one(f"{service}.yaml", "Service")["spec"]["selector"] == selector
-    assert _one(f"{service}.yaml", "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == (
-        selector
-    )
+    assert _one("Service", service)["spec"]["selector"] == selector
+    assert _one("PodDisruptionBudget", service)["spec"]["selector"]["matchLabels"] == selector
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     shutdown = next(v for v in container["env"] if v["name"].endswith("_SHUTDOWN_GRACE_S"))
     assert float(shutdown["value"]) < grace  # the service finishes before the kubelet kills it
@@ -173,7 +182,7 @@ def test_probes_hit_real_routes_and_ports_line_up(service: str) -> None:
 def test_a_migrate_job_migrates_the_services_database_and_the_service_waits_for_it(
     service: str,
 ) -> None:
-    job = _one(f"{service}.yaml", "Job")
+    job = _one("Job", f"{service}-migrate")
     container = _container(service, "Job")
     deployment = _container(service)
     assert container["command"] == ["python", "-m", f"{service}.migrate"]
@@ -181,8 +190,8 @@ def test_a_migrate_job_migrates_the_services_database_and_the_service_waits_for_
     assert container["image"] == deployment["image"]
 
     def database(c: dict[str, Any]) -> Any:
-        [var] = [v for v in c["env"] if v["name"] == f"{service.upper()}_DATABASE_URL"]
-        return var["valueFrom"]
+        env = {v["name"]: v for v in c["env"]}
+        return env[f"{service.upper()}_DATABASE_URL"]["value"], env["DB_PASSWORD"]["valueFrom"]
 
     assert database(container) == database(deployment)
     assert _settings_of(service, "Job").migrate_on_start  # the Job itself migrates ...
@@ -194,7 +203,7 @@ def test_a_migrate_job_migrates_the_services_database_and_the_service_waits_for_
     settings = _settings_of(service, "Job")
     assert job["spec"]["activeDeadlineSeconds"] > settings.migration_statement_timeout_s
     # The Job's pod is never taken for one of the service's (Service, PDB, HPA selectors).
-    selector = _one(f"{service}.yaml", "Deployment")["spec"]["selector"]["matchLabels"]
+    selector = _one("Deployment", service)["spec"]["selector"]["matchLabels"]
     assert not selector.items() <= pod["metadata"]["labels"].items()
 
 
