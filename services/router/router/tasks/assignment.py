@@ -50,6 +50,7 @@ from router.domain.lifecycle import transition
 from router.domain.prediction import BreachForecast, QueueWaits, forecast_breach
 from router.domain.rounds import Planned
 from router.domain.tickets import ROUTER, overflow_change
+from router.metrics import OFFERS_MADE, TIMED_OUT
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +324,7 @@ class Assigner:
                 if (q.id, c) in progressing
             ]
         self.offers_made += made
+        OFFERS_MADE.inc(made)
         return made
 
     async def _current_roster(self) -> dict[str, Agent]:
@@ -443,6 +445,7 @@ class Assigner:
                         ticket_id=ticket_id,
                         only_from=("available",),
                     )
+        TIMED_OUT.inc(len(expired))
         return len(expired)
 
     async def end_wrap_ups(self, now: datetime) -> int:
