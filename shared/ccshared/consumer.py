@@ -312,7 +312,8 @@ class IdempotentConsumer:
             headers=record.headers,
             event_type=envelope.event_type,
             event_id=str(envelope.event_id),
-            correlation_id=envelope.correlation_id,
+            # As the handlers set it (and so the events they write carry it).
+            correlation_id=envelope.correlation_id or str(envelope.event_id),
             group=self.group_id,
         )
 

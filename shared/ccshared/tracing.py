@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Callable, Sequence
-from contextvars import Token
+from contextvars import ContextVar, Token
 from typing import Any
 
 import orjson
@@ -44,7 +44,12 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _REMEMBERED = 10_000  # correlation ids whose consumer span is kept for the events they cause
 
 _active = False  # some service of this process traces
-_by_correlation: collections.OrderedDict[str, Span] = collections.OrderedDict()
+# The spans remembered by correlation id, one memory per service: `own_memory` at the start of
+# a service's lifespan gives it (and so every task it starts) its own, so that several services
+# in one process (tests) do not take each other's spans for the events they write.
+_Memory = collections.OrderedDict[str, Span]
+_PROCESS_MEMORY = _Memory()  # the memory of a process that never called own_memory()
+_memory: ContextVar[_Memory | None] = ContextVar("ccshared_trace_memory", default=None)
 _processor_factory: Callable[[str], SpanProcessor] | None = None
 
 
@@ -101,7 +106,7 @@ def traceparent_for(correlation_id: str | None = None) -> str | None:
     if not _active:
         return None
     if correlation_id is not None:
-        span = _by_correlation.get(correlation_id)
+        span = _current_memory().get(correlation_id)
         if span is not None:
             return _traceparent(span)
     return _traceparent(trace.get_current_span())
@@ -129,10 +134,22 @@ def remember(correlation_id: str | None, span: Span) -> None:
     """Events of this correlation id written from now on are children of `span`."""
     if correlation_id is None:
         return
-    _by_correlation[correlation_id] = span
-    _by_correlation.move_to_end(correlation_id)
-    while len(_by_correlation) > _REMEMBERED:
-        _by_correlation.popitem(last=False)
+    memory = _current_memory()
+    memory[correlation_id] = span
+    memory.move_to_end(correlation_id)
+    while len(memory) > _REMEMBERED:
+        memory.popitem(last=False)
+
+
+def _current_memory() -> _Memory:
+    memory = _memory.get()
+    return _PROCESS_MEMORY if memory is None else memory
+
+
+def own_memory() -> None:
+    """The current context, and the tasks started from it from now on, remember spans apart
+    from the rest of the process (a service's lifespan calls it first)."""
+    _memory.set(_Memory())
 
 
 def _context_from(headers: Sequence[tuple[str, bytes]] | None) -> Context | None:
