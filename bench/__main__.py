@@ -14,7 +14,7 @@ BENCHMARKS = {
     "e2e": "bench.e2e",
 }
 # Run only when named: `python -m bench chaos` (make chaos) kills services, Kafka and PostgreSQL.
-ON_REQUEST = {"chaos": "bench.chaos"}
+ON_REQUEST = {"chaos": "bench.chaos", "scale": "bench.scale"}
 
 
 def main() -> int:
