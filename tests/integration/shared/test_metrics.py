@@ -97,6 +97,7 @@ async def test_metrics_are_open_on_the_pod_port_unless_a_token_is_set(
     ):
         missing = await client.get("/metrics")
         assert missing.status_code == 401
+        assert missing.headers["content-type"] == "application/problem+json"
         assert "cc_" not in missing.text
         wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401

@@ -38,6 +38,16 @@ async def test_requests_are_counted_by_route_template_and_status() -> None:
         assert (await client.get("/boom")).status_code == 500
 
     assert count("/v1/things/{thing_id}", "200") == 3
+    timing = {"service": "unit-routes", "method": "GET", "route": "/v1/things/{thing_id}"}
+    assert REGISTRY.get_sample_value("cc_http_request_duration_seconds_count", timing) == 3
+    inf = REGISTRY.get_sample_value(
+        "cc_http_request_duration_seconds_bucket", timing | {"le": "+Inf"}
+    )
+    fast = REGISTRY.get_sample_value(
+        "cc_http_request_duration_seconds_bucket", timing | {"le": "10.0"}
+    )
+    assert inf == fast == 3  # cumulative: every request is within the largest bound too
+    assert (REGISTRY.get_sample_value("cc_http_request_duration_seconds_sum", timing) or 0) > 0
     assert count(UNMATCHED, "404") == 2
     assert count("/boom", "500") == 1
     paths = {
