@@ -1,10 +1,10 @@
 """Scaling out on this machine: one replica, then two, of the router and of the SLA service
 draining the same backlog, and two with one killed mid-run.
 
-For each service and each phase, a backlog of events is put on fresh topics (a topic prefix of
-the phase's own, 6 partitions, as the services create them) before any replica starts, then the
-replicas (uvicorn processes, one worker each, one consumer group, one database) are started at
-once and drain it:
+For each service and each phase, the replicas (uvicorn processes, one worker each, one consumer
+group, one database) start on fresh topics (a topic prefix of the phase's own, 6 partitions, as
+the services create them); once they have split the partitions between them, a backlog of
+events is put on the topic at once, and they drain it:
 - `one`: one replica;
 - `two`: two replicas, which split the partitions (each replica's `/metrics` says which it holds,
   by `cc_consumer_lag`'s partition label, scraped mid-run);
@@ -54,8 +54,8 @@ from ccshared.events.payloads import ContactReceived, CustomerHints, TicketOpene
 from ccshared.kafka import ensure_topics, make_producer
 
 BACKLOG = {
-    "router": int(os.environ.get("BENCH_SCALE_ROUTER_BACKLOG", "4000")),
-    "sla": int(os.environ.get("BENCH_SCALE_SLA_BACKLOG", "6000")),
+    "router": int(os.environ.get("BENCH_SCALE_ROUTER_BACKLOG", "20000")),
+    "sla": int(os.environ.get("BENCH_SCALE_SLA_BACKLOG", "20000")),
 }
 PORT = 18301
 PARTITIONS = 6
@@ -182,22 +182,36 @@ async def _partitions_held(servers: list[Server], group: str) -> list[list[int]]
     return held
 
 
+async def _split(servers: list[Server], group: str) -> list[list[int]]:
+    """Once every replica holds partitions of the group and together they hold all of them."""
+    end = time.monotonic() + 120
+    while True:
+        held = await _partitions_held(servers, group)
+        everything = sorted(p for partitions in held for p in partitions)
+        if all(held) and everything == list(range(PARTITIONS)):
+            return held
+        if time.monotonic() > end:
+            raise RuntimeError(f"the replicas did not split the partitions: {held}")
+        await asyncio.sleep(0.5)
+
+
 async def _phase(service: Service, label: str, replicas: int, kill: bool) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     prefix = f"scale-{run}."
     db = f"bench_scale_{service.name}"
     count = BACKLOG[service.name]
     await recreate_database_async(db)
-    await _backlog(service, prefix, count, run)
+    await ensure_topics(KAFKA, prefix=prefix, partitions=PARTITIONS)
     suffix = f".scale-{run}"
     group = f"{service.name}.{service.group}{suffix}"
     conn = None
     servers = await asyncio.to_thread(_start, service, replicas, db, prefix, suffix)
     try:
+        split = await _split(servers, group)
+        await _backlog(service, prefix, count, run)
         conn = await asyncpg.connect(database_url(db).replace("+asyncpg", ""))
         began = time.monotonic()
         done, done_at_kill = 0, 0
-        held: list[list[int]] = []
         killed_at: float | None = None
         taken_over_s: float | None = None
         while done < count and time.monotonic() - began < TIMEOUT_S:
@@ -207,15 +221,12 @@ async def _phase(service: Service, label: str, replicas: int, kill: bool) -> dic
                     "SELECT count(*) FROM processed_events WHERE consumer = $1", group
                 )
             )
-            if replicas > 1 and not held and done >= count // 6:
-                held = await _partitions_held(servers, group)
             if kill and killed_at is None and done >= count // 3:
                 os.killpg(servers[0].process.pid, signal.SIGKILL)
                 servers[0].process.wait()
                 killed_at, done_at_kill = time.monotonic(), done
                 print(f"  killed replica 0 at {done}/{count}", flush=True)
-            if killed_at is not None and taken_over_s is None and done > done_at_kill + 50:
-                # More than the survivor's own partitions could still hold: it has taken over.
+            if killed_at is not None and taken_over_s is None and done > done_at_kill:
                 survivor = await _partitions_held(servers[1:], group)
                 if survivor and len(survivor[0]) == PARTITIONS:
                     taken_over_s = round(time.monotonic() - killed_at, 1)
@@ -244,8 +255,7 @@ async def _phase(service: Service, label: str, replicas: int, kill: bool) -> dic
         "seconds": round(seconds, 1),
         "per_s": round(int(row["n"]) / seconds) if seconds else None,
     }
-    if held:
-        result["partitions_held"] = held
+    result["partitions_held"] = split
     if kill:
         result["taken_over_after_s"] = taken_over_s
     print(f"  {service.name} {label}: {orjson.dumps(result).decode()}", flush=True)

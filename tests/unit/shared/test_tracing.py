@@ -76,3 +76,19 @@ def test_a_row_takes_the_span_that_took_its_correlation_ids_cause(
     # A row given headers of its own keeps them, with the trace added.
     row = outbox_row(_event("contact-7"), {"x-origin": "replay"})
     assert orjson.loads(row["headers"]) == {"x-origin": "replay", "traceparent": parent}
+
+
+def test_an_otlp_endpoint_turns_tracing_on_with_a_batching_exporter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "_active", False)
+    made = tracing.make_tracer("router", "http://127.0.0.1:9/v1/traces", sample_ratio=0.25)
+    assert made is not None
+    _tracer, provider = made
+    assert tracing.active()
+    [processor] = provider._active_span_processor._span_processors
+    assert type(processor).__name__ == "BatchSpanProcessor"
+    assert type(processor._batch_processor._exporter).__name__ == "OTLPSpanExporter"
+    assert provider.resource.attributes["service.name"] == "router"
+    assert "0.25" in provider.sampler.get_description()
+    tracing.shutdown(provider)  # nothing to flush: returns at once
