@@ -74,6 +74,8 @@ EVENTS_PUBLISHED = Counter(
 
 # Route label of a request no route matched: one series for every unknown path.
 UNMATCHED = "<unmatched>"
+# Counted, but no span: the probes and the scraper would fill the traces with their polling.
+UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def route_of(scope: Scope) -> str:
@@ -119,7 +121,7 @@ class ObservabilityMiddleware:
 
         span = None
         token = None
-        if self.tracer is not None:
+        if self.tracer is not None and scope.get("path") not in UNTRACED:
             span, token = tracing.start_server_span(self.tracer, scope)
         try:
             await self.app(scope, receive, send_status)

@@ -54,6 +54,7 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as client,
     ):
         await wait_until(lambda: _connected(app), timeout=60)
+        await client.get("/readyz")  # a probe: counted, not traced
         yield client
 
 
@@ -172,3 +173,8 @@ async def test_one_contact_is_one_trace_across_the_four_services_and_each_serves
     # Every span has its parent in the trace: no hop started a trace of its own.
     assert all(s.parent is None or s.parent.span_id in by_id for s in spans)
     assert [s for s in spans if s.parent is None] == [post_span]
+    # The probes' and the scraper's polling makes no spans.
+    assert not [
+        s for s in exporter.get_finished_spans() if "healthz" in s.name or "readyz" in s.name
+    ]
+    assert not [s for s in exporter.get_finished_spans() if "/metrics" in s.name]
