@@ -15,7 +15,7 @@ BENCHMARKS = {
     "outbound": "bench.outbound",
 }
 # Run only when named: `python -m bench chaos` (make chaos) kills services, Kafka and PostgreSQL.
-ON_REQUEST = {"chaos": "bench.chaos"}
+ON_REQUEST = {"chaos": "bench.chaos", "scale": "bench.scale"}
 
 
 def main() -> int:

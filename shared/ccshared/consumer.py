@@ -20,24 +20,29 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError, KafkaError
 from aiokafka.structs import ConsumerRecord
+from opentelemetry.trace import Span, Tracer
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ccshared import tracing
 from ccshared.conflicts import is_transient_conflict
 from ccshared.events.catalog import DLQ_SUFFIX
 from ccshared.events.envelope import Envelope, EventDecodeError, decode_event
 from ccshared.kafka import PLAINTEXT, KafkaSecurity
 from ccshared.logging import correlation_id, redact
+from ccshared.metrics import CONSUMER_BATCH_DURATION
 from ccshared.tasks import finish_or_cancel
 
 log = logging.getLogger(__name__)
@@ -166,9 +171,13 @@ class IdempotentConsumer:
         offset_reset: str = "earliest",
         batch_handler: BatchHandler | None = None,
         security: KafkaSecurity = PLAINTEXT,
+        tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
         self.security = security
+        # A span per record taken, continuing the trace in its headers (ccshared.tracing).
+        self.tracer = tracer
+        self._timers: dict[str, Any] = {}
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.topics = list(topics)
@@ -268,9 +277,11 @@ class IdempotentConsumer:
             # Per partition, a batch is tried at once again only if the whole fetch (several
             # partitions) failed: the failing event may be in another partition's records.
             retry_bulk = len(batches) > 1
+            started = time.perf_counter()
             if self.batch_handler is not None and batches:
                 async with self._inflight:
                     if await self._apply_fetch_in_bulk(consumer, batches):
+                        self._time({tp.topic for tp in batches}, started)
                         continue
             for tp, records in batches.items():
                 if self._stopping.is_set():
@@ -282,6 +293,33 @@ class IdempotentConsumer:
                     if done != records[-1].offset:
                         # Stopped part-way: re-read from the first unprocessed one next time.
                         consumer.seek(tp, (done + 1) if done is not None else records[0].offset)
+            if batches:
+                self._time({tp.topic for tp in batches}, started)
+
+    def _time(self, topics: set[str], started: float) -> None:
+        """The fetch's processing time, once for each topic it brought records of."""
+        took = time.perf_counter() - started
+        for topic in topics:
+            timer = self._timers.get(topic)
+            if timer is None:
+                timer = self._timers[topic] = CONSUMER_BATCH_DURATION.labels(self.group_id, topic)
+            timer.observe(took)
+
+    def _span(self, record: ConsumerRecord, envelope: Envelope) -> Span | None:
+        if self.tracer is None:
+            return None
+        return tracing.consume_span(
+            self.tracer,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            headers=record.headers,
+            event_type=envelope.event_type,
+            event_id=str(envelope.event_id),
+            # As the handlers set it (and so the events they write carry it).
+            correlation_id=envelope.correlation_id or str(envelope.event_id),
+            group=self.group_id,
+        )
 
     async def _apply_fetch_in_bulk(
         self,
@@ -337,6 +375,7 @@ class IdempotentConsumer:
         applied: list[Envelope | None] = []
         failure: BaseException | None = None
         duplicates = skipped = 0
+        spans: list[Span] = []
         try:
             async with self.engine.begin() as conn:
                 for record in records:
@@ -348,6 +387,8 @@ class IdempotentConsumer:
                         envelope, payload = decode_event(record.value)
                     except EventDecodeError:
                         break
+                    if (span := self._span(record, envelope)) is not None:
+                        spans.append(span)
                     savepoint = await conn.begin_nested()
                     token = correlation_id.set(envelope.correlation_id or str(envelope.event_id))
                     try:
@@ -364,6 +405,9 @@ class IdempotentConsumer:
         except Exception as exc:  # noqa: BLE001 - e.g. the connection dropped: go one by one
             log.warning("batch of %d failed, taking them one at a time: %s", len(applied), exc)
             return 0, None
+        finally:
+            for span in spans:
+                span.end()
         self.stats.skipped += skipped
         self.stats.duplicates += duplicates
         self.stats.processed += len(applied) - skipped - duplicates
@@ -388,6 +432,10 @@ class IdempotentConsumer:
                 events.append(decode_event(record.value))
             except EventDecodeError:
                 return False
+        spans: list[Span] = []
+        if self.tracer is not None:
+            taken = (r for r in records if not self._passes_over(r))
+            spans = [s for r, (e, _) in zip(taken, events, strict=True) if (s := self._span(r, e))]
         fresh: list[tuple[Envelope, BaseModel]] = []
         try:
             async with self.engine.begin() as conn:
@@ -409,6 +457,9 @@ class IdempotentConsumer:
         except Exception as exc:  # noqa: BLE001 - the careful path retries or dead-letters
             log.info("batch of %d not applied at once, going event by event: %s", len(events), exc)
             return False
+        finally:
+            for span in spans:
+                span.end()
         self.stats.skipped += skipped
         self.stats.duplicates += len(events) - len(fresh)
         self.stats.processed += len(fresh)
@@ -436,6 +487,7 @@ class IdempotentConsumer:
         except EventDecodeError as exc:
             return await self._dead_letter(record, exc, attempts=1)
         token = correlation_id.set(envelope.correlation_id or str(envelope.event_id))
+        span = self._span(record, envelope)
         try:
             attempt = 0
             if earlier_failure is not None:
@@ -473,6 +525,8 @@ class IdempotentConsumer:
                         return False
         finally:
             correlation_id.reset(token)
+            if span is not None:
+                span.end()
 
     async def _apply_once(self, envelope: Envelope, payload: BaseModel) -> None:
         async with self.engine.begin() as conn:

@@ -55,9 +55,11 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ccshared import tracing
 from ccshared.db import array_columns, array_params, insert_from_arrays, insert_many
 from ccshared.events.catalog import EVENT_TYPES
 from ccshared.events.envelope import Envelope
+from ccshared.metrics import EVENTS_PUBLISHED
 from ccshared.tasks import finish_or_cancel
 
 log = logging.getLogger(__name__)
@@ -108,14 +110,16 @@ FROM moved m JOIN unnest($1::bigint[], $2::text[]) AS e(id, error) ON e.id = m.i
 def outbox_row(
     event: Envelope, headers: dict[str, str] | None = None, *, topic: str | None = None
 ) -> dict[str, Any]:
-    """The outbox row for an event; `topic` overrides the catalog's (replays, tests)."""
+    """The outbox row for an event; `topic` overrides the catalog's (replays, tests). The
+    trace context, when traced, goes in its headers (ccshared.tracing)."""
+    headers = tracing.with_trace(headers, event.correlation_id)
     return {
         "topic": topic or event.topic,
         "key": event.key,
         "event_id": event.event_id,
         "event_type": event.event_type,
         "value": event.to_bytes(),
-        "headers": orjson.dumps(headers or {}).decode(),
+        "headers": orjson.dumps(headers).decode(),
     }
 
 
@@ -177,13 +181,26 @@ def outbox_arrays(rows: Sequence[OutboxTuple]) -> list[list[Any]]:
 def outbox_tuples(events: Sequence[Envelope]) -> list[OutboxTuple]:
     """Outbox rows in OUTBOX_COLUMNS order, for `insert_from_arrays` in a statement of one's
     own making."""
-    return [(e.topic, e.key, e.event_id, e.event_type, e.to_bytes(), "{}") for e in events]
+    return [
+        (
+            e.topic,
+            e.key,
+            e.event_id,
+            e.event_type,
+            e.to_bytes(),
+            tracing.headers_json(e.correlation_id),
+        )
+        for e in events
+    ]
 
 
-def outbox_tuple(event_type: str, key: str, event_id: uuid.UUID, value: bytes) -> OutboxTuple:
+def outbox_tuple(
+    event_type: str, key: str, event_id: uuid.UUID, value: bytes, headers: str = "{}"
+) -> OutboxTuple:
     """The outbox row of an event already serialised (a hot path that builds the envelope's
-    bytes itself); its topic is the catalog's for the event type."""
-    return (EVENT_TYPES[event_type].topic, key, event_id, event_type, value, "{}")
+    bytes itself); its topic is the catalog's for the event type. `headers`: the JSON of its
+    Kafka headers (`ccshared.tracing.headers_json()` where the request is traced)."""
+    return (EVENT_TYPES[event_type].topic, key, event_id, event_type, value, headers)
 
 
 def kafka_headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:
@@ -378,8 +395,10 @@ class OutboxRelay:
         linger_s: float = 0.0,
         vacuum_every: int = 0,
         topic_prefix: str = "",
+        service: str = "",
     ) -> None:
         self._dsn = dsn
+        self.service = service or name  # the `service` label of its metrics
         self.topic_prefix = topic_prefix
         self._producer_factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
@@ -499,12 +518,21 @@ class OutboxRelay:
         published = [r["id"] for r in rows if r["id"] not in refused]
         await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", published)
         self.stats.published += len(published)
+        self._count_published(rows, refused)
         self.stats.batches += 1
         self.stats.last_publish_at = time.time()
         self._deleted_since_vacuum += len(rows)
         if self.vacuum_every and self._deleted_since_vacuum >= self.vacuum_every:
             await self._vacuum(conn)
         return len(rows)
+
+    def _count_published(self, rows: Sequence[asyncpg.Record], refused: dict[int, str]) -> None:
+        by_type: dict[str, int] = {}
+        for row in rows:
+            if row["id"] not in refused:
+                by_type[row["event_type"]] = by_type.get(row["event_type"], 0) + 1
+        for event_type, n in by_type.items():
+            EVENTS_PUBLISHED.labels(self.service, event_type).inc(n)
 
     async def _find_refused(
         self, suspects: Sequence[asyncpg.Record], error: BaseException

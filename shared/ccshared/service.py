@@ -26,8 +26,10 @@ from fastapi.openapi.docs import (
 )
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ccshared import metrics, tracing
 from ccshared.consumer import BatchHandler, Handler, IdempotentConsumer
 from ccshared.db import asyncpg_dsn, make_engine
 from ccshared.dlq import HANDLED_GROUP, DeadLetterWatch
@@ -75,6 +77,8 @@ class Runtime:
     # `api/deps.py`, narrowed to its own class, never as untyped lookups.
     parts: Any = None
     dead_letters: DeadLetterWatch | None = None
+    # Set when tracing is on (ccshared.tracing): for spans of the service's own.
+    tracer: Tracer | None = None
 
 
 async def _retry_until(
@@ -110,10 +114,16 @@ def create_service_app(
     app_class: type[FastAPI] = FastAPI,
 ) -> FastAPI:
     """The one way a service is assembled, so all four behave alike."""
+    traced = tracing.make_tracer(
+        settings.service_name, settings.tracing_otlp_endpoint, settings.tracing_sample_ratio
+    )
+    tracer = traced[0] if traced is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, settings.log_json)
+        if tracer is not None:
+            tracing.own_memory()
         tune_gc(settings.gc_gen0_threshold)
         url = settings.database_url.get_secret_value()
         engine = make_engine(
@@ -147,9 +157,10 @@ def create_service_app(
             linger_s=settings.outbox_linger_s,
             vacuum_every=settings.outbox_vacuum_every,
             topic_prefix=settings.kafka_topic_prefix,
+            service=settings.service_name,
         )
         readiness: Readiness = app.state.readiness
-        runtime = Runtime(settings, engine, relay, readiness)
+        runtime = Runtime(settings, engine, relay, readiness, tracer=tracer)
         if on_start is not None:
             await on_start(runtime)
         relay.start()
@@ -187,6 +198,7 @@ def create_service_app(
                     offset_reset=settings.consumer_offset_reset,
                     batch_handler=spec.batch_handler(runtime) if spec.batch_handler else None,
                     security=settings.kafka_security,
+                    tracer=tracer,
                 )
                 await _retry_until(f"consumer {spec.name}", consumer.start, None)
                 runtime.consumers.append(consumer)
@@ -212,6 +224,7 @@ def create_service_app(
             consumers=lambda: _true_if(runtime.kafka_connected),
         )
         app.state.runtime = runtime
+        metrics.track(runtime)
         if settings.gc_gen0_threshold > 0:
             freeze_startup_objects()
         log.info("%s started", settings.service_name)
@@ -230,6 +243,9 @@ def create_service_app(
                 await on_stop(runtime)
             await relay.stop(grace)
             await engine.dispose()
+            metrics.untrack(runtime)
+            if traced is not None:
+                tracing.shutdown(traced[1])
             log.info("%s stopped", settings.service_name)
 
     app = app_class(
@@ -251,10 +267,16 @@ def create_service_app(
     install_problem_handlers(app)
     _serve_docs_offline(app)
     app.include_router(health_router(app.state.readiness, settings.service_name))
+    token = settings.metrics_token
+    app.include_router(metrics.metrics_router(token.get_secret_value() if token else None))
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
+    # Outermost: it sees the status of every answer, the last-line 500s included.
+    app.add_middleware(
+        metrics.ObservabilityMiddleware, service=settings.service_name, tracer=tracer
+    )
     return app
 
 

@@ -132,6 +132,15 @@ class ServiceSettings(KafkaClientSettings):
     consumer_max_batch: int = Field(default=200, ge=1, le=5_000)
     consumer_retry_base_s: float = Field(default=0.2, gt=0, le=60)
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=300)
+    # /metrics (ccshared.metrics): open to whoever reaches the pod's port (the in-cluster
+    # scraper; the public ingress does not route it), or, when set, only with
+    # `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
+    # Traces (ccshared.tracing): off unless an OTLP/HTTP endpoint is given, e.g.
+    # http://otel-collector:4318/v1/traces. The ratio of new traces kept (a trace continued
+    # from a caller or an event follows its parent's choice).
+    tracing_otlp_endpoint: str | None = Field(default=None, max_length=500)
+    tracing_sample_ratio: float = Field(default=1.0, ge=0, le=1)
     # Young-generation collection threshold (ccshared.gc); 0 keeps CPython's default of 700.
     gc_gen0_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
 

@@ -44,6 +44,7 @@ from feedback.domain.webhooks import (
     retry_delay,
     signature_header,
 )
+from feedback.metrics import SURVEYS_SENT, WEBHOOK_DELIVERIES
 from feedback.settings import FeedbackSettings
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,7 @@ class FeedbackScheduler:
 
     async def send_due_surveys(self) -> int:
         now = datetime.now(UTC)
+        sent_before = self.stats.surveys_sent
         async with self.engine.begin() as conn:
             due = [
                 dict(r)
@@ -236,10 +238,12 @@ class FeedbackScheduler:
                 await self._announce(conn, survey, expires_at, reminder=False)
                 self.stats.surveys_sent += 1
             await facts.flush()
+        SURVEYS_SENT.labels("survey").inc(self.stats.surveys_sent - sent_before)
         return len(due)
 
     async def send_reminders(self) -> int:
         now = datetime.now(UTC)
+        sent_before = self.stats.reminders_sent
         async with self.engine.begin() as conn:
             due = [
                 dict(r)
@@ -256,6 +260,7 @@ class FeedbackScheduler:
                 await conn.execute(_MARK_REMINDED, {"id": survey["id"], "now": now})
                 await self._announce(conn, survey, survey["expires_at"], reminder=True)
                 self.stats.reminders_sent += 1
+        SURVEYS_SENT.labels("reminder").inc(self.stats.reminders_sent - sent_before)
         return len(due)
 
     # -- key accounts --------------------------------------------------------------------
@@ -404,6 +409,7 @@ class FeedbackScheduler:
                 outcome=outcome,
                 next_attempt_at=next_attempt_at,
             )
+        WEBHOOK_DELIVERIES.labels("retrying" if outcome == "pending" else outcome).inc()
         if next_attempt_at is not None and next_attempt_at - datetime.now(UTC) < timedelta(
             seconds=self.settings.scheduler_interval_s
         ):

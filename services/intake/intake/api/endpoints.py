@@ -12,13 +12,15 @@ from typing import Any
 import asyncpg
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from ccshared import tracing
 from ccshared.ids import uuid7
 from ccshared.logging import correlation_id
 from ccshared.problem_handlers import problem_responses
 from ccshared.problems import Conflict, FieldError, NotFound, Problem
 from ccshared.service import Runtime, runtime_of
+from intake import metrics
 from intake.api.auth import (
     SECURITY,
     SECURITY_SCHEMES,
@@ -167,6 +169,7 @@ def _new_contact(
         body_json=canonical.decode(),
         identities=customer_identities(contact, hints),
         customer_name=contact.customer.name,
+        headers=tracing.headers_json(),
         make_event=lambda customer_id: contact_received_event(
             contact,
             document,
@@ -280,10 +283,22 @@ async def accept_contact(
     """POST /v1/contacts, whichever way it arrives: the 202's JSON body and its headers.
     `client` is the caller's address; `key` the caller's key if already authenticated (both
     callers do, before reading the body). Raises `Problem` for every refusal."""
+    if key is None:
+        key = await authenticate_headers(headers, parts_of(runtime).verifier, client)
+    try:
+        body, response_headers = await _accept_contact(runtime, headers, raw, key)
+    except (Problem, ValidationError):
+        metrics.REFUSED.inc()
+        raise
+    metrics.count(body["status"])
+    return body, response_headers
+
+
+async def _accept_contact(
+    runtime: Runtime, headers: Mapping[str, str], raw: bytes, key: ApiKey
+) -> tuple[dict[str, str], dict[str, str]]:
     parts = parts_of(runtime)
     settings = parts.settings
-    if key is None:
-        key = await authenticate_headers(headers, parts.verifier, client)
     idempotency_key = _idempotency_key(headers)
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     request_time = False
@@ -407,7 +422,10 @@ async def post_contact_batch(request: Request) -> ContactBatchResult:
                 id=outcome.contact_id,
                 customer_id=outcome.customer_id,
             )
-    return ContactBatchResult(items=[r for r in results if r is not None])
+    done = [r for r in results if r is not None]
+    for result in done:
+        metrics.count(result.status)
+    return ContactBatchResult(items=done)
 
 
 @router.get(

@@ -50,6 +50,9 @@ class NewContact:
     customer_name: str | None
     # Builds the event once the customer is known: (event_id, envelope bytes).
     make_event: Callable[[uuid.UUID], tuple[uuid.UUID, bytes]]
+    # Its event's Kafka headers as JSON: the request's trace context when traced
+    # (ccshared.tracing.headers_json, taken in the request: the writer is another task).
+    headers: str = "{}"
 
 
 @dataclass(frozen=True)
@@ -421,7 +424,7 @@ class ContactWriter:
                 list(new_customers),
                 list(new_customers.values()),
                 [c.integration_id for c in contacts],
-                *_outbox_arrays(owners, events),
+                *_outbox_arrays(owners, events, [c.headers for c in contacts]),
             )
             inserted: set[uuid.UUID] = set()
             held: set[int] = set()
@@ -533,14 +536,14 @@ class ContactWriter:
 
 
 def _outbox_arrays(
-    owners: list[uuid.UUID], events: list[tuple[uuid.UUID, bytes]]
+    owners: list[uuid.UUID], events: list[tuple[uuid.UUID, bytes]], headers: list[str]
 ) -> list[list[Any]]:
     """The outbox part's parameters: each contact's contact.received event, keyed by its
     customer (the statement keeps those of the contacts it stores)."""
     return outbox_arrays(
         [
-            outbox_tuple(CONTACT_RECEIVED, str(owner), event_id, value)
-            for owner, (event_id, value) in zip(owners, events, strict=True)
+            outbox_tuple(CONTACT_RECEIVED, str(owner), event_id, value, extra)
+            for owner, (event_id, value), extra in zip(owners, events, headers, strict=True)
         ]
     )
 

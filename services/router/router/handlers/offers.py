@@ -18,6 +18,7 @@ from router.db import offers as db
 from router.db.tickets import SqlTicketsUnitOfWork, Ticket
 from router.domain import tickets
 from router.handlers.tickets import decided
+from router.metrics import ACCEPTED, DECLINED
 
 
 async def pending_offers(engine: AsyncEngine, agent_id: str, user: Principal) -> list[Row[Any]]:
@@ -69,6 +70,7 @@ async def accept(engine: AsyncEngine, offer_id: uuid.UUID, user: Principal) -> T
             slug="offer-not-pending",
             extra={"offer_status": "rescinded", "ticket_status": ticket.status},
         )
+    ACCEPTED.inc()
     return ticket
 
 
@@ -90,5 +92,6 @@ async def decline(
             "queue",
         )
         await uow.write(change)
+    DECLINED.inc()
     nudge()
     return declined

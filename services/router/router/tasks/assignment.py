@@ -52,6 +52,7 @@ from router.domain.notifications import Notification
 from router.domain.prediction import BreachForecast, QueueWaits, forecast_breach, overflow_helps
 from router.domain.rounds import Planned
 from router.domain.tickets import ROUTER, overflow_change
+from router.metrics import OFFERS_MADE, TIMED_OUT
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +329,7 @@ class Assigner:
                 if (q.id, c) in progressing
             ]
         self.offers_made += made
+        OFFERS_MADE.inc(made)
         return made
 
     async def _current_roster(self) -> dict[str, Agent]:
@@ -454,6 +456,7 @@ class Assigner:
                         ticket_id=ticket_id,
                         only_from=("available",),
                     )
+        TIMED_OUT.inc(len(expired))
         return len(expired)
 
     async def end_wrap_ups(self, now: datetime) -> int:
