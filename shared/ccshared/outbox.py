@@ -7,9 +7,49 @@ so consumers dedupe by event id.
 
 The trap this avoids: ids from a sequence become visible out of commit order. A relay that reads
 `id > last_seen` skips a row whose transaction took its id early but committed late. The relay
-here reads only rows whose transaction id is below the xmin of the current snapshot, i.e. rows of
-transactions that every snapshot now sees as settled. It also never passes a committed row that is
-still above that horizon, so rows of one key go out in the order they were written.
+here reads only rows whose transaction id is below a *horizon*: the smallest id of the
+transactions still in progress that may have written to this outbox. It also never passes a
+committed row that is still above that horizon, so rows of one key go out in the order they were
+written.
+
+The horizon is narrower than the cluster's `pg_snapshot_xmin`, which any transaction in any
+database holds back (another service's, an idle-in-transaction session, a report): a transaction
+of another database, or of this one that has not written to the outbox, delays nobody's
+publishing. The argument, for one statement of the relay (its snapshot S, then one read of the
+lock table L, both in `_FETCH_SETTLED`):
+
+- What the horizon is for: a row R must not go out while a transaction X that is in progress in S
+  holds an outbox id below R's. R's transaction committed before S; X's row is invisible, its id
+  unknown. The relay holds back every visible row whose txid is >= X's xid, as it always has.
+- Only transactions in S's in-progress list (xip) can be held against: one that has no xid at S
+  (none yet, or one at or above S's xmax) is invisible to the rule, before as now; see the last
+  point for what that leaves.
+- A transaction X of xip is left out only on positive evidence, read once in L: its backend holds
+  X's xid lock (so X is still running at L, hence was running from before S until after L) and
+  holds no writer's lock (RowExclusiveLock or stronger) on *this database's* outbox. Table locks
+  are held until the transaction ends and are taken before the INSERT computes the row's id, so
+  X had no row here at S: its rows, when it writes them, get ids above every id handed out
+  before L, all visible rows' included. A transaction of another database never holds that
+  lock. Fast-path locks are read before the main lock table, but a lock held throughout (from
+  before S until after L) is seen in one or the other.
+- Everything without that evidence holds back, as with the cluster xmin: a transaction that ended
+  between S and L, a prepared transaction of this database (no backend; prepared transactions
+  of *other* databases are left out by `pg_prepared_xacts.database`), a backend that cannot be
+  told apart. So the held-back set for every transaction that may have written here is exactly
+  the cluster-xmin rule's: the ordering guarantees are unchanged, only delays caused by
+  transactions that cannot matter are gone.
+- Replicas: the relay runs on the primary (it deletes what it publishes); a hot standby's
+  feedback xmin is not in xip. Several relay processes of one service are one publisher: the
+  advisory lock elects it. The lock table is read only when some visible row is above the
+  cluster xmin (otherwise nothing is held back whoever is running): under load that is most
+  polls, a read of pg_locks (a few hundred microseconds with ~100 sessions) per batch.
+- What the rule never promised, before or now: a transaction whose outbox id came from the
+  sequence before it had an xid (its first write is the outbox INSERT: the identity is computed,
+  then `txid`'s default assigns the xid, microseconds apart in one statement), or whose xid is at
+  or above S's xmax while it runs (xids taken after the last one that completed), may have a
+  concurrent transaction's higher id published before its own. Such transactions overlap in
+  time, so no order between them was observable; a key's writers that serialise on a row lock
+  take their ids in that order.
 
 Nothing one row carries may stop the others: a row Kafka refuses for good (larger than the
 producer's or the broker's limit, an invalid topic name, a topic this service may not write) is
@@ -71,18 +111,58 @@ _INSERT = text(
     "VALUES (:topic, :key, :event_id, :event_type, :value, CAST(:headers AS jsonb))"
 )
 
-# Rows every transaction has settled, and none past the first committed-but-unsettled row: the
-# visible rows below the smallest id a not-yet-settled transaction (txid >= our xmin) wrote are
-# exactly the settled ones, so no txid filter is needed on them. Written so that the planner
-# walks the primary key in order and stops after $1 rows: an index scan, which also marks the
-# entries of rows deleted earlier as dead so later scans skip them (a bitmap scan over the whole
-# index, which the planner picked while it had a txid filter to apply, revisited every deleted
-# row on every poll until the next vacuum).
+# Rows every transaction that may write here has settled, and none past the first
+# committed-but-unsettled row: the visible rows below the smallest id a not-yet-settled
+# transaction (txid >= the horizon) wrote are exactly the settled ones, so no txid filter is
+# needed on them. Written so that the planner walks the primary key in order and stops after
+# $1 rows: an index scan, which also marks the entries of rows deleted earlier as dead so later
+# scans skip them (a bitmap scan over the whole index, which the planner picked while it had a
+# txid filter to apply, revisited every deleted row on every poll until the next vacuum).
+#
+# The horizon (see the module's docstring for why it is enough): the smallest transaction id in
+# progress in this statement's snapshot that may have written to this outbox, or the snapshot's
+# xmax when there is none. The lock table is read only when a visible row is above the
+# cluster-wide xmin (else nothing is held back, whoever is running), and once: the CTE is
+# materialised, two reads of pg_locks would be two different moments. A transaction is left out
+# only on positive evidence that it has no row here: its backend holds its xid's lock and no
+# writer's lock (an INSERT takes RowExclusiveLock; stronger modes count too) on this database's
+# outbox, or it is a prepared transaction of another database.
 _FETCH_SETTLED = """
+WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
+locks AS MATERIALIZED (
+    SELECT l.locktype, l.pid, l.transactionid, l.database
+    FROM pg_locks l
+    WHERE (l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted)
+       OR (l.locktype = 'relation' AND l.relation = 'outbox'::regclass
+           AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                          'AccessExclusiveLock'))
+),
+cannot_write_here AS (
+    SELECT x.transactionid AS xid FROM locks x
+    WHERE x.locktype = 'transactionid' AND x.pid IS NOT NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM locks w
+          WHERE w.locktype = 'relation' AND w.pid = x.pid
+            AND w.database = (SELECT d.oid FROM pg_database d
+                              WHERE d.datname = current_database()))
+    UNION ALL
+    SELECT p.transaction FROM pg_prepared_xacts p WHERE p.database <> current_database()
+),
+horizon AS MATERIALIZED (
+    SELECT CASE
+        WHEN NOT EXISTS (SELECT 1 FROM outbox u WHERE u.txid >= pg_snapshot_xmin(snap.s))
+        THEN pg_snapshot_xmin(snap.s)
+        ELSE COALESCE(
+            (SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x
+             WHERE x::xid NOT IN (SELECT c.xid FROM cannot_write_here c)),
+            pg_snapshot_xmax(snap.s))
+    END AS h
+    FROM snap
+)
 SELECT o.id, o.topic, o.key, o.event_id, o.event_type, o.value, o.headers
 FROM outbox o
 WHERE o.id < COALESCE(
-    (SELECT min(u.id) FROM outbox u WHERE u.txid >= pg_snapshot_xmin(pg_current_snapshot())),
+    (SELECT min(u.id) FROM outbox u WHERE u.txid >= (SELECT h FROM horizon)),
     9223372036854775807)
 ORDER BY o.id
 LIMIT $1
