@@ -1,0 +1,86 @@
+"""The benchmarks' HTTP load generator against a local server that answers every request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.loadgen import RawHttpClient
+
+ROOT = Path(__file__).resolve().parents[3]
+_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            writer.write(_ANSWER)
+    writer.close()
+
+
+async def test_closing_256_idle_connections_takes_a_few_loop_turns_not_two_each() -> None:
+    """Closing one at a time (close, then wait_closed) took about two loop turns a connection:
+    on a busy machine minutes, while the benchmark's window kept running."""
+    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            client = await stack.enter_async_context(
+                RawHttpClient("127.0.0.1", port, connections=256)
+            )
+            answers = await asyncio.gather(*(client.post("/", {"n": n}) for n in range(256)))
+            assert {a.status for a in answers} == {200}
+            assert client.open_connections() == 256
+            counter = asyncio.create_task(count_turns())
+            await asyncio.sleep(0)
+            turns = 0
+        closing_turns = turns  # __aexit__ ran at the end of the `async with`
+        counter.cancel()
+        assert client.open_connections() == 0
+        assert closing_turns < 32, closing_turns
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_httpcore_finds_sniffio_instead_of_retrying_a_failing_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """httpcore imports sniffio on every lock or cancel scope; without it (anyio >= 4.11 no
+    longer brings it) each of those imports fails anew, searching sys.path: about 8 % of the
+    load generator's time, and the same in any service using httpx. The answer must come from
+    sniffio, not from httpcore's ImportError fallback."""
+    import httpcore._synchronization as sync
+    import sniffio
+
+    asked: list[str] = []
+    real = sniffio.current_async_library
+
+    def spy() -> str:
+        asked.append(real())
+        return asked[-1]
+
+    monkeypatch.setattr(sniffio, "current_async_library", spy)
+    assert sync.current_async_library() == "asyncio"
+    assert asked == ["asyncio"]
+    lock = (ROOT / "requirements.lock").read_text()
+    assert re.search(r"^sniffio==", lock, re.MULTILINE)
