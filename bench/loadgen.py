@@ -89,6 +89,26 @@ class RawHttpClient:
     async def post(self, path: str, json: object) -> Response:
         body = orjson.dumps(json)
         conn = await self._idle.get()
+        keep: _Connection | None = None
+        try:
+            try:
+                response, keep = await self._exchange(conn, path, body)
+            except (ConnectionError, asyncio.IncompleteReadError) as error:
+                # A kept-alive connection the server closed while it was idle (uvicorn after
+                # 5 s): nothing of an answer came, so the request is sent again on a new one,
+                # as HTTP clients do. A failure on a new connection is the server's and counts.
+                partial = error.partial if isinstance(error, asyncio.IncompleteReadError) else b""
+                if conn is None or partial:
+                    raise
+                response, keep = await self._exchange(None, path, body)
+            return response
+        finally:
+            self._idle.put_nowait(keep)
+
+    async def _exchange(
+        self, conn: _Connection | None, path: str, body: bytes
+    ) -> tuple[Response, _Connection | None]:
+        """One request and its answer, and the connection if it stays open."""
         try:
             if conn is None:
                 reader, writer = await asyncio.open_connection(self.host, self.port)
@@ -110,15 +130,11 @@ class RawHttpClient:
             payload = await conn.reader.readexactly(length) if length else b""
             if not keep_alive:
                 conn.writer.close()
-                conn = None
-            return Response(status, payload)
+            return Response(status, payload), conn if keep_alive else None
         except BaseException:
             if conn is not None:
                 conn.writer.close()
-            conn = None
             raise
-        finally:
-            self._idle.put_nowait(conn)
 
 
 async def open_loop(
