@@ -98,15 +98,11 @@ async def people(reader: asyncio.StreamReader) -> None:
     try:
         while (await next_command(reader))["cmd"] != "stop":
             say({"in_progress": crowd.in_progress()})
+        measured = health.report()  # the window measured, not the stopping
     finally:
         await crowd.stop()
         await surveys.stop()
-    say(
-        {
-            "result": {"resolved_at": crowd.resolved_at, "counts": crowd.counts},
-            "health": health.report(),
-        }
-    )
+    say({"result": {"resolved_at": crowd.resolved_at, "counts": crowd.counts}, "health": measured})
 
 
 async def tail(reader: asyncio.StreamReader) -> None:
@@ -124,9 +120,10 @@ async def tail(reader: asyncio.StreamReader) -> None:
         while (command := await next_command(reader))["cmd"] != "stop":
             watched = command.get("contacts", watched)
             say({"unassigned": events.unassigned(watched)})
+        measured = health.report()
     finally:
         await events.stop()
-    say({"result": events.result(), "health": health.report()})
+    say({"result": events.result(), "health": measured})
 
 
 ROLES = {"poster": poster, "people": people, "tail": tail}
