@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -67,7 +68,7 @@ from bench.harness import (
     user_headers,
     write_result,
 )
-from bench.loadgen import RawHttpClient
+from bench.loadgen import RawHttpClient, Response
 from ccshared.events.catalog import FEEDBACK_EVENTS, INTAKE_CONTACTS, ROUTER_TICKETS, SLA_EVENTS
 from ccshared.kafka import topic_partitions
 
@@ -129,6 +130,9 @@ DRAIN_S = float(os.environ.get("BENCH_E2E_DRAIN_S", SCENARIOS[SCENARIO]["drain_s
 RESOLVE_THINK_S = (1.0, 5.0)
 ANSWER_THINK_S = (0.5, 3.0)
 ANSWERS_IN_FLIGHT = 64
+REQUEST_TIMEOUT_S = 30
+# What an agent's or a customer's request may fail with (counted, not raised).
+CALL_ERRORS = (OSError, asyncio.IncompleteReadError, TimeoutError)
 
 
 def _pct(values: list[float], share: float) -> float | None:
@@ -402,6 +406,10 @@ class People:
         # of requests queued in the client's connection pool, whose bookkeeping then cost this
         # process more CPU than the services (a minute-long stall of its event loop).
         self.answering = asyncio.Semaphore(ANSWERS_IN_FLIGHT)
+        # The agents' and customers' HTTP: the lean client of bench/loadgen.py (httpx cost this
+        # process several times the CPU per request, and it was the one lagging).
+        self.router: RawHttpClient
+        self.survey_clients: dict[tuple[str, int], RawHttpClient] = {}
 
     def _count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -412,7 +420,9 @@ class People:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        host, port = self.router_url.removeprefix("http://").rsplit(":", 1)
+        self.router = await RawHttpClient(host, int(port), connections=128).__aenter__()
         self.loops = [asyncio.create_task(self.agent(f"agent-{n:03d}")) for n in range(self.agents)]
         self.loops.append(asyncio.create_task(self.customers()))
 
@@ -444,62 +454,81 @@ class People:
         for task in list(self.tasks):  # spawned by a loop in its last moment
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        for client in [self.router, *self.survey_clients.values()]:
+            await client.__aexit__(None, None, None)
+
+    async def _call(
+        self, client: RawHttpClient, method: str, path: str, json: object = None, **kw: Any
+    ) -> Response:
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            return await client.request(method, path, json, **kw)
 
     async def agent(self, agent_id: str) -> None:
         headers = user_headers(agent_id, "agent")
-        async with httpx.AsyncClient(base_url=self.router_url, headers=headers, timeout=30) as c:
-            await asyncio.sleep(self.random.uniform(0, POLL_S))
-            while not self.stopping:
-                try:
-                    offers = (await c.get(f"/v1/agents/{agent_id}/offers")).json()
-                except (httpx.HTTPError, ValueError):
-                    self._count("poll_error")
-                    offers = []
-                for offer in offers:
-                    if self.stopping:  # the client closes soon: start nothing new on it
-                        break
-                    # An offer stays pending until the accept commits: a poll while the accept
-                    # is on its way must not answer it twice.
-                    if offer["id"] not in self.answered:
-                        self.answered.add(offer["id"])
-                        task = self._spawn(self._handle(c, agent_id, offer))
-                        self.handling.add(task)
-                        task.add_done_callback(self.handling.discard)
-                await asyncio.sleep(POLL_S)
+        await asyncio.sleep(self.random.uniform(0, POLL_S))
+        while not self.stopping:
+            try:
+                polled = await self._call(
+                    self.router, "GET", f"/v1/agents/{agent_id}/offers", headers=headers
+                )
+                offers = polled.json() if polled.status == 200 else []
+            except (*CALL_ERRORS, ValueError):
+                self._count("poll_error")
+                offers = []
+            for offer in offers:
+                if self.stopping:  # the client closes soon: start nothing new on it
+                    break
+                # An offer stays pending until the accept commits: a poll while the accept
+                # is on its way must not answer it twice.
+                if offer["id"] not in self.answered:
+                    self.answered.add(offer["id"])
+                    task = self._spawn(self._handle(headers, agent_id, offer))
+                    self.handling.add(task)
+                    task.add_done_callback(self.handling.discard)
+            await asyncio.sleep(POLL_S)
 
-    async def _handle(self, c: httpx.AsyncClient, agent_id: str, offer: dict[str, Any]) -> None:
+    async def _handle(self, headers: dict[str, str], agent_id: str, offer: dict[str, Any]) -> None:
         ticket = offer["ticket_id"]
+
+        async def ok(path: str, json: object, what: str) -> bool:
+            response = await self._call(self.router, "POST", path, json, headers=headers)
+            if response.status == 200:
+                self._count(what)
+                return True
+            self._count(f"{what}_{response.status}")
+            return False
+
         try:
-            if not await self._ok(c.post(f"/v1/offers/{offer['id']}/accept"), "accept"):
+            if not await ok(f"/v1/offers/{offer['id']}/accept", None, "accept"):
                 return
             await asyncio.sleep(self.reply_after_s())
             reply = {"agent_id": agent_id, "text": "Thanks, we are on it. 我们正在处理。"}
-            if not await self._ok(c.post(f"/v1/tickets/{ticket}/reply", json=reply), "reply"):
+            if not await ok(f"/v1/tickets/{ticket}/reply", reply, "reply"):
                 return
             await asyncio.sleep(self.random.uniform(*RESOLVE_THINK_S))
             body = {"resolution_code": "solved", "first_contact_resolution": True}
             started = time.time()
-            if await self._ok(c.post(f"/v1/tickets/{ticket}/resolve", json=body), "resolve"):
+            if await ok(f"/v1/tickets/{ticket}/resolve", body, "resolve"):
                 self.resolved_at.setdefault(ticket, started)
-        except httpx.HTTPError as error:
+        except CALL_ERRORS as error:
             self._count(f"agent_{type(error).__name__}")
 
-    async def _ok(self, call: Any, what: str) -> bool:
-        response = await call
-        if response.status_code == 200:
-            self._count(what)
-            return True
-        self._count(f"{what}_{response.status_code}")
-        return False
-
     async def customers(self) -> None:
-        async with httpx.AsyncClient(timeout=30) as c:
-            while not self.stopping:
-                url = await self.tail.surveys.get()
-                if not self.stopping:
-                    self._spawn(self._answer(c, url))
+        while not self.stopping:
+            url = await self.tail.surveys.get()
+            if not self.stopping:
+                self._spawn(self._answer(url))
 
-    async def _answer(self, c: httpx.AsyncClient, url: str) -> None:
+    async def _survey_client(self, url: str) -> tuple[RawHttpClient, str]:
+        parts = urlsplit(url)
+        where = (parts.hostname or "127.0.0.1", parts.port or 80)
+        client = self.survey_clients.get(where)
+        if client is None:
+            client = RawHttpClient(*where, connections=ANSWERS_IN_FLIGHT)
+            self.survey_clients[where] = await client.__aenter__()
+        return client, parts.path + (f"?{parts.query}" if parts.query else "")
+
+    async def _answer(self, url: str) -> None:
         await asyncio.sleep(self.random.uniform(*ANSWER_THINK_S))
         draw = self.random.random()
         if draw < 0.55:
@@ -515,12 +544,15 @@ class People:
             kind = "detractor"
         try:
             async with self.answering:
-                response = await c.post(url, json=answer, headers={"Accept": "application/json"})
-        except httpx.HTTPError as error:
+                client, path = await self._survey_client(url)
+                response = await self._call(
+                    client, "POST", path, answer, headers={"Accept": "application/json"}
+                )
+        except CALL_ERRORS as error:
             self._count(f"answer_{type(error).__name__}")
             return
-        self._count(f"answer_{kind}" if response.status_code == 200 else f"answer_{kind}_"
-                    f"{response.status_code}")  # fmt: skip
+        self._count(f"answer_{kind}" if response.status == 200 else f"answer_{kind}_"
+                    f"{response.status}")  # fmt: skip
 
 
 # --- setting up ---------------------------------------------------------------------------
@@ -710,11 +742,16 @@ async def _sample_pg_waits(into: dict[str, int]) -> None:
 
 
 class Role:
-    """One process of the load (bench/e2e_roles.py), spoken to in JSON lines."""
+    """One process of the load (bench/e2e_roles.py), spoken to in JSON lines. Its stdout is
+    read all the time (a pipe nobody reads fills up and blocks the writer's event loop): the
+    answers are queued, any other line goes to its log."""
 
-    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, name: str, process: asyncio.subprocess.Process, log: Any) -> None:
         self.name = name
         self.process = process
+        self.log = log
+        self.answers: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.pump = asyncio.create_task(self._pump())
 
     @classmethod
     async def start(cls, name: str) -> Role:
@@ -729,24 +766,31 @@ class Role:
             stderr=log,
             limit=2**28,
         )
-        return cls(name, process)
+        return cls(name, process, log)
+
+    async def _pump(self) -> None:
+        assert self.process.stdout is not None
+        try:
+            while line := await self.process.stdout.readline():
+                if line.startswith(b"@@"):
+                    self.answers.put_nowait(orjson.loads(line[2:]))
+                else:
+                    self.log.write(line)
+        finally:
+            self.answers.put_nowait(None)
 
     def send(self, command: dict[str, Any]) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(orjson.dumps(command) + b"\n")
 
     async def answer(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        while True:
-            line = await self.process.stdout.readline()
-            if not line:
-                raise RuntimeError(
-                    f"the load's {self.name} process ended: see bench/results/"
-                    f"e2e-load-{self.name}.log"
-                )
-            if line.startswith(b"@@"):
-                message: dict[str, Any] = orjson.loads(line[2:])
-                return message
+        message = await self.answers.get()
+        if message is None:
+            self.answers.put_nowait(None)
+            raise RuntimeError(
+                f"the load's {self.name} process ended: see bench/results/e2e-load-{self.name}.log"
+            )
+        return message
 
     async def ask(self, command: dict[str, Any]) -> dict[str, Any]:
         self.send(command)
@@ -762,6 +806,8 @@ class Role:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
             await self.process.wait()
+        await asyncio.gather(self.pump, return_exceptions=True)
+        self.log.close()
 
 
 async def _drive(servers: dict[str, Server], key: str, seconds: int, run: str) -> dict[str, Any]:
@@ -1363,7 +1409,7 @@ def main(duration: int | None = None) -> None:
     result = {
         "load_generator": (
             f"three processes on this machine (contacts: the raw HTTP/1.1 client of "
-            f"bench/loadgen.py; agents and customers: httpx; the tail consumer alone), "
+            f"bench/loadgen.py, for the agents and customers too; the tail consumer alone), "
             f"scenario {SCENARIO}: {RATE:g} contacts/s open loop for "
             f"{seconds} s ({THREAD_SHARE:.0%} continuing a thread), {AGENTS} agents polling "
             f"every {POLL_S:g} s, customers answering every survey; {DRAIN_S:g} s drain"

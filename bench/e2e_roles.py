@@ -93,7 +93,7 @@ async def people(reader: asyncio.StreamReader) -> None:
     go = await next_command(reader)
     health = Health()
     crowd = People(go["router_url"], surveys, scenario=go["scenario"], agents=go["agents"])
-    crowd.start()
+    await crowd.start()
     say({"ready": True})
     try:
         while (await next_command(reader))["cmd"] != "stop":

@@ -76,23 +76,37 @@ class RawHttpClient:
         self._opened = [c for c in self._opened if not c.writer.is_closing()]
         return len(self._opened)
 
-    def _request(self, path: str, body: bytes) -> bytes:
+    def _request(
+        self, method: str, path: str, body: bytes, headers: dict[str, str] | None
+    ) -> bytes:
         lines = [
-            f"POST {path} HTTP/1.1",
+            f"{method} {path} HTTP/1.1",
             f"Host: {self.host}:{self.port}",
             "Content-Type: application/json",
             f"Content-Length: {len(body)}",
-            *(f"{k}: {v}" for k, v in self.headers.items()),
+            *(f"{k}: {v}" for k, v in (self.headers | (headers or {})).items()),
         ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
     async def post(self, path: str, json: object) -> Response:
-        body = orjson.dumps(json)
+        return await self.request("POST", path, json)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        json: object = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """`method` on `path` with `json` as the body (none when None) and `headers` beside
+        the client's."""
+        request = self._request(method, path, b"" if json is None else orjson.dumps(json), headers)
         conn = await self._idle.get()
         keep: _Connection | None = None
         try:
             try:
-                response, keep = await self._exchange(conn, path, body)
+                response, keep = await self._exchange(conn, request)
             except (ConnectionError, asyncio.IncompleteReadError) as error:
                 # A kept-alive connection the server closed while it was idle (uvicorn after
                 # 5 s): nothing of an answer came, so the request is sent again on a new one,
@@ -100,13 +114,13 @@ class RawHttpClient:
                 partial = error.partial if isinstance(error, asyncio.IncompleteReadError) else b""
                 if conn is None or partial:
                     raise
-                response, keep = await self._exchange(None, path, body)
+                response, keep = await self._exchange(None, request)
             return response
         finally:
             self._idle.put_nowait(keep)
 
     async def _exchange(
-        self, conn: _Connection | None, path: str, body: bytes
+        self, conn: _Connection | None, request: bytes
     ) -> tuple[Response, _Connection | None]:
         """One request and its answer, and the connection if it stays open."""
         try:
@@ -114,7 +128,7 @@ class RawHttpClient:
                 reader, writer = await asyncio.open_connection(self.host, self.port)
                 conn = _Connection(reader, writer)
                 self._opened.append(conn)
-            conn.writer.write(self._request(path, body))
+            conn.writer.write(request)
             head = await conn.reader.readuntil(b"\r\n\r\n")
             status_line, *header_lines = head.decode("latin-1").split("\r\n")
             status = int(status_line.split(" ", 2)[1])
