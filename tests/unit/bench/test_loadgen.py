@@ -131,3 +131,32 @@ async def test_a_new_connection_closed_without_an_answer_fails_the_request() -> 
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_get_carries_the_per_request_headers_beside_the_clients_and_no_body() -> None:
+    """The agents share one client, each with its own token."""
+    seen: list[bytes] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                seen.append(head)
+                writer.write(_ANSWER)
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with RawHttpClient("127.0.0.1", port, headers={"X-Run": "r1"}) as client:
+            response = await client.request("GET", "/offers", headers={"Authorization": "B a1"})
+            assert response.json() == {}
+            await client.request("GET", "/offers", headers={"Authorization": "B a2"})
+    finally:
+        server.close()
+        await server.wait_closed()
+    first, second = (h.decode().split("\r\n") for h in seen)
+    assert first[0] == "GET /offers HTTP/1.1"
+    assert {"X-Run: r1", "Authorization: B a1", "Content-Length: 0"} <= set(first)
+    assert "Authorization: B a2" in second
+    assert "Authorization: B a1" not in second
