@@ -16,7 +16,7 @@ from ccshared.db import asyncpg_dsn
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import TicketReopened
 from ccshared.kafka import ensure_topics, make_producer
-from ccshared.outbox import OutboxRelay, outbox_row, pending_count
+from ccshared.outbox import OutboxRelay, outbox_row, partition_for, pending_count
 from tests.helpers import wait_until
 from tests.integration.shared.conftest import read_all
 
@@ -118,23 +118,6 @@ async def _published(relay: OutboxRelay, n: int) -> bool:
     return relay.stats.published >= n
 
 
-async def drain_settled(
-    relay: OutboxRelay, conn: asyncpg.Connection, expected: int, timeout: float = 20.0
-) -> int:
-    """Drain until `expected` rows went out, and return how many did. The settled horizon is
-    the cluster's (README, operational notes): a transaction in another database of the same
-    cluster (a `make run` stack, a second suite) may hold it back for a moment after our
-    commit, so one drain right after the commit may legitimately find nothing yet."""
-    published = 0
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while published < expected and loop.time() < end:
-        published += await relay.drain_once(conn)
-        if published < expected:
-            await asyncio.sleep(0.05)
-    return published
-
-
 async def test_transaction_that_began_earlier_but_committed_later_is_not_skipped(
     engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
 ) -> None:
@@ -158,7 +141,7 @@ async def test_transaction_that_began_earlier_but_committed_later_is_not_skipped
             assert await pending_count(conn) == 1  # only `late` is visible; nothing deleted
 
         await slow.commit()
-        assert await drain_settled(relay, relay_conn, 2) == 2
+        assert await relay.drain_once(relay_conn) == 2
     finally:
         await slow.close()
         await relay_conn.close()
@@ -175,9 +158,10 @@ async def test_row_of_an_unsettled_committed_transaction_holds_back_later_ids(
     engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
 ) -> None:
     """A transaction that got its xid early but wrote its event late must not overtake one that
-    wrote earlier for the same key but is still above the settled horizon."""
+    wrote earlier for the same key but is still above the settled horizon (held there by an
+    open transaction that has written to the outbox)."""
     ticket = uuid.uuid4()
-    first, second = event(ticket, "first"), event(ticket, "second")
+    blocked, first, second = (event(ticket, label) for label in ("blocked", "first", "second"))
     relay = relay_for(fresh_database, kafka_bootstrap)
     relay_conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
     async with engine.begin() as conn:
@@ -187,7 +171,7 @@ async def test_row_of_an_unsettled_committed_transaction_holds_back_later_ids(
         await early_xid.begin()
         await early_xid.execute(text("INSERT INTO scratch VALUES (1)"))  # takes an xid now
         await blocker.begin()
-        await blocker.execute(text("INSERT INTO scratch VALUES (2)"))  # a later xid, stays open
+        await write(blocker, topic, blocked)  # a later xid, an outbox row, stays open
         async with engine.begin() as conn:  # xid above the blocker's: commits `first`
             await write(conn, topic, first)
         await write(early_xid, topic, second)  # lowest xid, highest outbox id
@@ -196,15 +180,101 @@ async def test_row_of_an_unsettled_committed_transaction_holds_back_later_ids(
         # `second` is settled (its xid is below the blocker's) but `first` is not: hold both.
         assert await relay.drain_once(relay_conn) == 0
         await blocker.commit()
-        assert await drain_settled(relay, relay_conn, 2) == 2
+        assert await relay.drain_once(relay_conn) == 3
     finally:
         await early_xid.close()
         await blocker.close()
         await relay_conn.close()
         await relay.stop()
-    records = await read_all(kafka_bootstrap, topic, expected=2)
+    records = await read_all(kafka_bootstrap, topic, expected=3)
     labels = [Envelope.model_validate_json(r.value).payload["actor"] for r in records]
-    assert labels == ["first", "second"]
+    assert labels == ["blocked", "first", "second"]
+
+
+async def open_transaction_with_xid(dsn: str) -> asyncpg.Connection:
+    """A session whose transaction holds an xid (as a write would give it) and stays open."""
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("BEGIN")
+    await conn.fetchval("SELECT pg_current_xact_id()")
+    return conn
+
+
+async def test_an_open_transaction_in_another_database_does_not_delay_publishing(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    """It holds the cluster-wide xmin below our row's xid, but cannot write our outbox."""
+    other_db = asyncpg_dsn(fresh_database).rsplit("/", 1)[0] + "/postgres"
+    elsewhere = await open_transaction_with_xid(other_db)
+    relay = relay_for(fresh_database, kafka_bootstrap)
+    relay_conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    e = event(uuid.uuid4(), "not delayed")
+    try:
+        async with engine.begin() as conn:
+            await write(conn, topic, e)
+        assert await relay.drain_once(relay_conn) == 1
+    finally:
+        await elsewhere.close()
+        await relay_conn.close()
+        await relay.stop()
+    records = await read_all(kafka_bootstrap, topic, expected=1)
+    assert [Envelope.model_validate_json(r.value).event_id for r in records] == [e.event_id]
+
+
+async def test_an_open_transaction_of_this_database_holds_back_later_rows_before_it_writes_here(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    """Only another database's transactions are known not to write this outbox: one of this
+    database holds back the rows committed after it took its xid, as the cluster xmin did,
+    and rows committed before go out."""
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE scratch (n int)"))
+        await write(conn, topic, event(uuid.uuid4(), "before"))
+    idle = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    await idle.execute("BEGIN")
+    await idle.execute("INSERT INTO scratch VALUES (1)")  # an xid, nothing in the outbox
+    relay = relay_for(fresh_database, kafka_bootstrap)
+    relay_conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        async with engine.begin() as conn:
+            await write(conn, topic, event(uuid.uuid4(), "after"))
+        assert await relay.drain_once(relay_conn) == 1  # `before`
+        assert await relay.drain_once(relay_conn) == 0
+        await idle.execute("ROLLBACK")
+        assert await relay.drain_once(relay_conn) == 1  # `after`
+    finally:
+        await idle.close()
+        await relay_conn.close()
+        await relay.stop()
+
+
+async def test_a_long_transaction_that_wrote_here_holds_back_only_rows_after_its_own(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
+) -> None:
+    """Rows committed before the long transaction took its xid go out; rows committed after it
+    wait until it ends, then everything goes in id order."""
+    ticket = uuid.uuid4()
+    before, during, after = (event(ticket, label) for label in ("before", "during", "after"))
+    relay = relay_for(fresh_database, kafka_bootstrap)
+    relay_conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    async with engine.begin() as conn:
+        await write(conn, topic, before)
+    long = await engine.connect()
+    try:
+        await long.begin()
+        await write(long, topic, during)
+        async with engine.begin() as conn:
+            await write(conn, topic, after)
+        assert await relay.drain_once(relay_conn) == 1  # `before` only
+        assert await relay.drain_once(relay_conn) == 0
+        await long.commit()
+        assert await relay.drain_once(relay_conn) == 2
+    finally:
+        await long.close()
+        await relay_conn.close()
+        await relay.stop()
+    records = await read_all(kafka_bootstrap, topic, expected=3)
+    labels = [Envelope.model_validate_json(r.value).payload["actor"] for r in records]
+    assert labels == ["before", "during", "after"]
 
 
 class _StallingProducer:
@@ -243,6 +313,8 @@ async def test_relay_killed_mid_batch_and_restarted_loses_nothing(
     engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
 ) -> None:
     tickets = [uuid.uuid4() for _ in range(4)]
+    while len({partition_for(str(t).encode(), 3) for t in tickets}) < 2:
+        tickets = [uuid.uuid4() for _ in range(4)]  # one batch per partition: at least two
     events = [event(tickets[i % 4], str(i)) for i in range(200)]
     async with engine.begin() as conn:
         await write(conn, topic, *events)
@@ -394,7 +466,7 @@ async def test_relay_hands_the_producer_closed_batches(
     try:
         async with engine.begin() as conn:
             await write(conn, topic, *(event(uuid.uuid4(), str(n)) for n in range(12)))
-        assert await drain_settled(relay, relay_conn, 12) == 12
+        assert await relay.drain_once(relay_conn) == 12
     finally:
         await relay_conn.close()
         await relay.stop()

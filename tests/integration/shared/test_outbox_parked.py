@@ -143,7 +143,7 @@ async def test_a_row_the_broker_refuses_is_found_among_its_batch_and_the_rest_ke
     drained = 0
 
     async def drained_all() -> bool:
-        # Rows wait for the cluster's settled horizon (other sessions' transactions).
+        # Drained until all 401 rows left the outbox (published or parked).
         nonlocal drained
         drained += await relay.drain_once(relay_conn)
         return drained == 401
