@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -33,3 +34,9 @@ class RouterSettings(UserTokenSettings):
     # An agent who declined a ticket, or let its offer time out, is not offered that ticket
     # again for this long; after it, like anyone else (a refusal is per attempt, not for ever).
     refusal_cooldown_s: float = Field(default=60.0, ge=0, le=86_400)
+    # The deployment's trained classifier versions (`make train` writes them, the router loads
+    # the promoted one at start); unset: the model shipped in router/classifier/models. Only
+    # the training job may write here: model files are pickles (router/classifier/model.py).
+    classifier_dir: Path | None = None
+    # false: the rules alone classify, as before the trained model.
+    classifier_enabled: bool = True

@@ -271,6 +271,10 @@ class ClassificationRuleIn(_In):
     priority: Priority | None = None
     queue_hint: str | None = Field(default=None, pattern=_ID)
     stop: bool = Field(default=False, description="no later rule applies when this one matches")
+    override: bool = Field(
+        default=False,
+        description="decides over the trained model (a rule with a condition always does)",
+    )
 
     @field_validator("keywords")
     @classmethod

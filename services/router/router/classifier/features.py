@@ -31,9 +31,10 @@ def fold(text: str) -> str:
     return _DIGITS.sub("0", _converter().convert(text).lower())
 
 
-def analyze(text: str) -> list[str]:
-    """The features of a folded text: Han character 1-3 grams (within a run of Han), Latin
+def analyze(raw: str) -> list[str]:
+    """The features of a text, folded: Han character 1-3 grams (within a run of Han), Latin
     words and adjacent word pairs. Module level, so a pickled vectoriser can find it."""
+    text = fold(raw)
     features: list[str] = []
     for run in _HAN_RUN.findall(text):
         n = len(run)
