@@ -194,6 +194,14 @@ class ResolveIn(_In):
     )
 
 
+class ReclassifyIn(_In):
+    """A correction: the ticket's right category and/or priority (left out: unchanged)."""
+
+    category: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    priority: Priority | None = None
+    reason: str | None = Field(default=None, max_length=500)
+
+
 class ReasonIn(_In):
     reason: str | None = Field(default=None, max_length=500)
 

@@ -20,6 +20,7 @@ from ccshared.logging import correlation_id
 from ccshared.outbox import OUTBOX_PART, outbox_params
 from ccshared.problems import NotFound
 from router.db.agents import change_status
+from router.db.corrections import Correction, add_correction, first_contact_text
 from router.db.queues import wrap_up_of
 from router.domain.assignment import WRAP_UP, wrap_up_until
 from router.domain.tickets import ROUTER, ContactHistory, HistoryEntry, Ticket, TicketChange
@@ -342,6 +343,12 @@ class SqlTicketsUnitOfWork:
 
     async def queue_exists(self, queue_id: str) -> bool:
         return await queue_exists(self.conn, queue_id)
+
+    async def first_contact_text(self, ticket_id: uuid.UUID) -> str:
+        return await first_contact_text(self.conn, ticket_id)
+
+    async def add_correction(self, correction: Correction) -> None:
+        await add_correction(self.conn, correction)
 
     async def lock_agent(self, agent_id: str) -> bool:
         return await lock_agent(self.conn, agent_id)
