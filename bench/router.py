@@ -23,6 +23,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from bench import classification as bench_classification
 from bench.harness import (
     KAFKA,
     create_bench_key,
@@ -428,7 +429,10 @@ def _stages(sent: dict[str, float], tail: Tail) -> dict[str, dict[str, float]]:
 
 def main(duration: int | None = None) -> None:
     seconds = duration or int(os.environ.get("BENCH_SECONDS", "10"))
+    classification = bench_classification.measure()  # first, on a quiet machine
+    print(bench_classification.report(classification))
     result = asyncio.run(_run(seconds))
+    result["classification"] = classification
     result["latency_target_met"] = (
         result["post_to_assignment_ms"]["p99"] < 250 and result["assigned"] == result["posted"]
     )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ccshared.service import Runtime
-from router.db.policies import PolicyCache, ensure_default_policy
 from router.classifier.store import load_for_router
+from router.db.policies import PolicyCache, ensure_default_policy
 from router.db.rules import RulesCache, ensure_default_rules
 from router.settings import RouterSettings
 from router.tasks.assignment import Assigner

@@ -21,7 +21,8 @@ async def test_a_new_ticket_records_the_model_that_classified_it_and_the_urgency
     ticket = await router.ticket(ticket_id)
     c = ticket["classification"]
     assert ticket["category"] == "technical"
-    assert c["category_source"] == "model:v1" and c["model"]["version"] == "v1"
+    assert c["category_source"] == "model:v1"
+    assert c["model"]["version"] == "v1"
     assert c["model"]["category"]["label"] == "technical"
     assert 0.5 <= c["model"]["category"]["probability"] <= 1
     assert c["model"]["category"]["features"]
@@ -45,7 +46,9 @@ async def test_a_supervisor_corrects_a_waiting_ticket_which_moves_and_becomes_a_
     assert (after["category"], after["priority"]) == ("complaint", "high")
     assert after["queue_id"] == "complaints" != before["queue_id"]
     entry = next(h for h in after["history"] if h["action"] == "reclassify")
-    assert entry["actor"] == "supervisor:test-supervisor" or entry["actor"].startswith("supervisor:")
+    assert entry["actor"] == "supervisor:test-supervisor" or entry["actor"].startswith(
+        "supervisor:"
+    )
     assert entry["data"]["from_category"] == before["category"]
     assert entry["data"]["model_version"] == "v1"
     events = [
@@ -80,7 +83,8 @@ async def test_an_agent_corrects_a_ticket_they_may_read_and_no_other(router: Rou
         headers=as_agent("amy"),
     )
     assert refused.status_code == 404
-    assert "complaint" not in refused.text and "快递员" not in refused.text
+    assert "complaint" not in refused.text
+    assert "快递员" not in refused.text
     assert (await router.ticket(other))["category"] == "complaint"
     assert await router.sql("SELECT 1 FROM classification_corrections") == []
 

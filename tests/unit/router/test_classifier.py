@@ -145,7 +145,9 @@ def test_corrections_on_a_drifting_topic_lift_accuracy_on_it(
     ]
     name, promoted, _ = train(tmp_path, corrections, corpus=corpus, out=io.StringIO())
     after_model = store.load_current(tmp_path)
-    assert after_model is not None and after_model.version == name and promoted
+    assert after_model is not None
+    assert after_model.version == name
+    assert promoted
     after = evaluate(after_model, held_out)["category_accuracy"]
     assert before <= 0.5
     assert after >= before + 0.25

@@ -42,7 +42,12 @@ def test_each_signal_is_found_with_its_reason(text: str, kind: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["我想问一下所有门店的营业时间", "how do I download all invoices", "thanks, all sorted", "fire tv remote"],
+    [
+        "我想问一下所有门店的营业时间",
+        "how do I download all invoices",
+        "thanks, all sorted",
+        "fire tv remote",
+    ],
 )
 def test_ordinary_messages_show_no_signal(text: str) -> None:
     assert signals(text) == ()
@@ -66,25 +71,26 @@ def facts(text: str, segment: str | None = None) -> TicketFacts:
 
 def test_a_sure_model_decides_over_a_keyword_rule_and_says_why() -> None:
     result = classify(facts("app扣了我两次钱"), DEFAULT_RULES, FakeModel("billing", 0.8))
-    assert result.category == "billing" and result.category_rule is None
+    assert result.category == "billing"
+    assert result.category_rule is None
     assert result.category_source == "model:v9"
     assert result.priority_reasons[0] == "model v9: normal (p=0.90; 'c')"
 
 
 def test_an_unsure_model_gives_way_to_a_matching_keyword_rule() -> None:
-    result = classify(facts("app登录报错"), DEFAULT_RULES, FakeModel("inquiry", 0.4))
+    result = classify(facts("app登录报错"), DEFAULT_RULES, FakeModel("inquiry", 0.2))
     assert (result.category, result.category_source) == ("technical", "rule:technical")
 
 
 def test_an_unsure_model_still_decides_when_no_rule_matches() -> None:
-    result = classify(facts("东西收到了"), DEFAULT_RULES, FakeModel("praise", 0.4))
+    result = classify(facts("东西收到了"), DEFAULT_RULES, FakeModel("praise", 0.2))
     assert (result.category, result.category_source) == ("praise", "model:v9")
 
 
-def test_an_override_rule_and_a_condition_rule_decide_over_the_model() -> None:
+def test_a_supervisors_rule_and_a_condition_rule_decide_over_the_model() -> None:
     rules = rules_from_documents(
         [
-            {"id": "recall", "keywords": [["KT-200"]], "category": "inquiry", "override": True},
+            {"id": "recall", "keywords": [["KT-200"]], "category": "inquiry"},
             {"id": "vip", "condition": 'customer.segment == "vip"', "priority": "high"},
         ]
     )
@@ -107,4 +113,5 @@ def test_signals_raise_the_models_priority_each_a_reason() -> None:
 def test_without_a_model_the_rules_decide_as_before() -> None:
     result = classify(facts("我要投诉，客服太差了"), DEFAULT_RULES)
     assert (result.category, result.priority) == ("complaint", "high")
-    assert result.category_source == "rule:complaint" and result.model is None
+    assert result.category_source == "rule:complaint"
+    assert result.model is None

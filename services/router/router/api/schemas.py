@@ -279,9 +279,10 @@ class ClassificationRuleIn(_In):
     priority: Priority | None = None
     queue_hint: str | None = Field(default=None, pattern=_ID)
     stop: bool = Field(default=False, description="no later rule applies when this one matches")
-    override: bool = Field(
+    fallback: bool = Field(
         default=False,
-        description="decides over the trained model (a rule with a condition always does)",
+        description="the trained model decides over this keyword rule when it is sure "
+        "(a rule with a condition always decides)",
     )
 
     @field_validator("keywords")

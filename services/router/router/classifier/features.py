@@ -5,6 +5,7 @@ grams, other scripts as words and word pairs (order numbers and other digits bec
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import unicodedata
 from typing import Final
@@ -43,5 +44,5 @@ def analyze(raw: str) -> list[str]:
         features.extend(run[i : i + 3] for i in range(n - 2))
     words = _WORD.findall(text)
     features.extend(words)
-    features.extend(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))
+    features.extend(f"{a} {b}" for a, b in itertools.pairwise(words))
     return features

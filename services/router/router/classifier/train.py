@@ -37,7 +37,10 @@ def fit(examples: Sequence[Example], version: str = "candidate") -> TrainedModel
         return LogisticRegression(C=C, max_iter=5000, class_weight="balanced").fit(x, labels)
 
     return build(
-        version, vectorizer, model([e.category for e in examples]), model([e.priority for e in examples])
+        version,
+        vectorizer,
+        model([e.category for e in examples]),
+        model([e.priority for e in examples]),
     )
 
 
@@ -74,9 +77,11 @@ def report(model: TrainedModel, examples: Sequence[Example], title: str) -> str:
     texts = [e.text for e in examples]
     categories, priorities = model.predict_labels(texts)
     final = [with_signals(p, t) for p, t in zip(priorities, texts, strict=True)]
-    return (
+    return str(
         f"== {title}: category ({len(examples)} messages)\n"
-        + classification_report([e.category for e in examples], categories, digits=3, zero_division=0)
+        + classification_report(
+            [e.category for e in examples], categories, digits=3, zero_division=0
+        )
         + f"\n== {title}: priority (model + urgency signals)\n"
         + classification_report([e.priority for e in examples], final, digits=3, zero_division=0)
     )

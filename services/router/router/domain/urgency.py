@@ -84,9 +84,7 @@ def signals(text: str) -> tuple[Signal, ...]:
     if word := _SAFETY.first_match(text):
         found.append(Signal("safety", _URGENT, f"safety: text mentions {word!r}"))
     if (scope := _SCOPE.first_match(text)) and (fails := _FAILURE.first_match(text)):
-        found.append(
-            Signal("scope", _URGENT, f"scope: {scope!r} with {fails!r}: many cannot work")
-        )
+        found.append(Signal("scope", _URGENT, f"scope: {scope!r} with {fails!r}: many cannot work"))
     if word := _LEGAL.first_match(text):
         found.append(Signal("legal", _HIGH, f"legal or regulator threat: {word!r}"))
     if word := _REPEATED.first_match(text):

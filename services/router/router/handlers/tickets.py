@@ -23,8 +23,8 @@ from router.db import tickets as db
 from router.db.corrections import Correction
 from router.db.tickets import Ticket, TicketNotFound
 from router.domain import corrections, tickets
-from router.domain.policy import RoutingPolicy
 from router.domain.lifecycle import InvalidTransition
+from router.domain.policy import RoutingPolicy
 
 T = TypeVar("T")
 
