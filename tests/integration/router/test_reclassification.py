@@ -4,9 +4,11 @@ make them, what they change (history, event, queue) and that they are stored as 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import orjson
 
+import router as router_package
 from router.db.corrections import training_labels
 from tests.helpers import as_agent
 from tests.integration.router.conftest import Router, contact
@@ -35,6 +37,7 @@ async def test_a_new_ticket_records_the_model_that_classified_it_and_the_urgency
 async def test_a_supervisor_corrects_a_waiting_ticket_which_moves_and_becomes_a_label(
     router: Router,
 ) -> None:
+    await router.runtime.relay.stop()  # the events stay in the outbox, to be read here
     ticket_id = await router.receive(contact(uuid.uuid4(), text_="你们的发票系统怎么用？"))
     before = await router.ticket(ticket_id)
     response = await router.client.post(
@@ -101,3 +104,27 @@ async def test_a_correction_naming_nothing_is_a_422(router: Router) -> None:
     ticket_id = await router.receive(contact(uuid.uuid4()))
     response = await router.client.post(f"/v1/tickets/{ticket_id}/classification", json={})
     assert response.status_code == 422
+
+
+async def test_the_stored_shipped_rules_become_fallbacks_and_a_supervisors_stay_overrides(
+    router: Router,
+) -> None:
+    rules = (await router.client.get("/v1/classification-rules")).json()["rules"]
+    fallback = {r["id"]: r["fallback"] for r in rules}
+    assert fallback["refund"] is True
+    assert fallback["technical"] is True
+    assert fallback["complaint"] is False
+    assert fallback["auto-reply"] is False
+    # A database whose version 1 was stored before the model: migration 0016 marks it.
+    await router.sql(
+        "UPDATE classification_rules SET rules = (SELECT jsonb_agg(r - 'fallback' ORDER BY o) "
+        "FROM jsonb_array_elements(rules) WITH ORDINALITY AS x (r, o)) WHERE version = 1"
+    )
+    sql = Path(router_package.__file__).parent / "migrations/0016_shipped_rules_fallback.sql"
+    await router.sql(sql.read_text())
+    stored = await router.sql("SELECT rules FROM classification_rules WHERE version = 1")
+    marked = {r["id"]: r.get("fallback") for r in stored[0].rules}
+    assert marked["refund"] is True
+    assert marked["outage"] is True
+    assert marked["complaint"] is None
+    assert marked["key-account"] is None

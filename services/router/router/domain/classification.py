@@ -392,10 +392,9 @@ DEFAULT_RULES: Final[tuple[ClassificationRule, ...]] = (
     _Rule(
         "outage-blocks-payment",
         "An outage that stops customers paying costs money by the minute",
-        AllOf((_OUTAGE, _PAYMENT)),
+        AllOf((_OUTAGE, _PAYMENT)),  # two groups at once: precise, it decides (no cost)
         category="technical",
         priority="urgent",
-        fallback=True,
     ),
     _Rule(
         "key-account-outage",

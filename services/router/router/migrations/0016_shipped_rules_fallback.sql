@@ -4,8 +4,8 @@
 UPDATE classification_rules
 SET rules = (
     SELECT jsonb_agg(
-        CASE WHEN rule ->> 'id' IN ('outage-blocks-payment', 'says-urgent', 'refund',
-                                   'invoice', 'outage', 'technical', 'praise')
+        CASE WHEN rule ->> 'id' IN ('says-urgent', 'refund', 'invoice', 'outage', 'technical',
+                                   'praise')
              THEN rule || '{"fallback": true}'::jsonb
              ELSE rule END
         ORDER BY ord)
