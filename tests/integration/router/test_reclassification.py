@@ -3,12 +3,15 @@ make them, what they change (history, event, queue) and that they are stored as 
 
 from __future__ import annotations
 
+import asyncio
+import io
 import uuid
 from pathlib import Path
 
 import orjson
 
 import router as router_package
+from router.classifier import train as train_module
 from router.db.corrections import training_labels
 from tests.helpers import as_agent
 from tests.integration.router.conftest import Router, contact
@@ -128,3 +131,33 @@ async def test_the_stored_shipped_rules_become_fallbacks_and_a_supervisors_stay_
     assert marked["outage"] is True
     assert marked["complaint"] is None
     assert marked["key-account"] is None
+
+
+async def test_make_train_reads_the_deployments_corrections_and_keeps_versions(
+    router: Router, fresh_database: str, tmp_path: Path
+) -> None:
+    """The loop through the API: a correction, then training (what `make train` runs) on the
+    corpus plus the deployment's corrections, into the deployment's model directory."""
+    ticket_id = await router.receive(
+        contact(uuid.uuid4(), text_="数字人民币付不了款，提示交易异常")
+    )
+    response = await router.client.post(
+        f"/v1/tickets/{ticket_id}/classification", json={"category": "billing"}
+    )
+    assert response.status_code == 200, response.text
+    corrections = await train_module._corrections(fresh_database)
+    assert [(k, e.text, e.category) for k, e in corrections] == [
+        (str(ticket_id), "数字人民币付不了款，提示交易异常", "billing")
+    ]
+    out = io.StringIO()
+    first, promoted, _ = await asyncio.to_thread(train_module.train, tmp_path, corrections, out=out)
+    assert promoted
+    assert first == "v2"  # numbered after the shipped v1
+    second, _, _ = await asyncio.to_thread(train_module.train, tmp_path, corrections, out=out)
+    assert second == "v3"
+    names = await asyncio.to_thread(lambda: sorted(p.name for p in tmp_path.iterdir()))
+    assert names == [
+        "current", "v2.json", "v2.npz", "v3.json", "v3.npz",
+    ]  # fmt: skip
+    assert '"corrections": 1' in (tmp_path / "v2.json").read_text()
+    assert "precision" in out.getvalue()

@@ -152,3 +152,18 @@ def test_corrections_on_a_drifting_topic_lift_accuracy_on_it(
     assert before <= 0.5
     assert after >= before + 0.25
     assert after >= 0.75
+
+
+def test_a_newly_promoted_version_is_picked_up_without_a_restart(
+    shipped: store.TrainedModel, tmp_path: Path
+) -> None:
+    source = store.ModelSource(tmp_path)
+    assert source.current() is not None
+    assert source.current().version == "v1"  # nothing trained here yet: the shipped one
+    store.add_version(tmp_path, load_model(store.SHIPPED_DIR / "v1.npz"), {}, promote=True)
+    assert source.current().version == "v2"
+    store.add_version(tmp_path, load_model(store.SHIPPED_DIR / "v1.npz"), {}, promote=False)
+    assert source.current().version == "v2"  # stored, not promoted
+    (tmp_path / "v2.npz").write_bytes(b"broken")
+    (tmp_path / "current").write_text("v2\n")  # a rewritten pointer to a broken file
+    assert source.current().version == "v2"  # the one in use is kept

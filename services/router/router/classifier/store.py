@@ -6,6 +6,7 @@ router loads that directory's current version at start, else the shipped one."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any, Final
@@ -13,6 +14,7 @@ from typing import Any, Final
 from router.classifier.model import TrainedModel, load, save
 
 SHIPPED_DIR: Final = Path(__file__).parent / "models"
+_log = logging.getLogger(__name__)
 _VERSION = re.compile(r"^v(\d+)\.npz$")
 
 
@@ -61,3 +63,35 @@ def add_version(
     if promote:
         (directory / "current").write_text(name + "\n")
     return name
+
+
+class ModelSource:
+    """The router's model: the deployment's promoted version (else the shipped one), loaded
+    again when the directory's `current` changes, so a version `make train` promotes applies
+    on every replica within the rules cache's refresh (`ROUTER_POLICY_CACHE_S`), no restart.
+    A version that fails to load is logged and the one in use kept."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self._seen = self._pointer_mtime()
+        self.model = load_for_router(directory)
+
+    def _pointer_mtime(self) -> int | None:
+        if self.directory is None:
+            return None
+        try:
+            return (self.directory / "current").stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def current(self) -> TrainedModel | None:
+        seen = self._pointer_mtime()
+        if seen is None or seen == self._seen or self.directory is None:
+            return self.model
+        self._seen = seen
+        try:
+            self.model = load_current(self.directory) or self.model
+            _log.info("classifier model %s loaded", self.model.version if self.model else None)
+        except (OSError, ValueError, KeyError) as exc:
+            _log.warning("classifier model in %s not loaded: %s", self.directory, exc)
+        return self.model

@@ -4,7 +4,7 @@ current version."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,9 +79,16 @@ async def save_rules(
 class RulesCache(CurrentVersion[RuleSet]):
     """The current rules, re-read at most every `ttl_s`: a new version applies without restart."""
 
-    def __init__(self, engine: AsyncEngine, ttl_s: float, model: TextModel | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        ttl_s: float,
+        model: Callable[[], TextModel | None] | None = None,
+    ) -> None:
+        """`model`: the classifier in force, asked at every refresh (bootstrap's ModelSource)."""
+
         async def load(conn: AsyncConnection) -> RuleSet:
-            return dataclasses.replace(await load_rules(conn), model=model)
+            rules = await load_rules(conn)
+            return dataclasses.replace(rules, model=model()) if model is not None else rules
 
         super().__init__(engine, ttl_s, load)
-        self.model = model
