@@ -11,7 +11,7 @@ PACKAGES := shared services/intake services/router services/sla services/feedbac
 PACKAGES_PATH := $(shell echo $(PACKAGES) | tr ' ' :)
 PYTEST_ARGS ?=
 
-.PHONY: help install k8s-tools k8s-render run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token demo outbox dlq mail
+.PHONY: help install k8s-tools k8s-render run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token demo outbox dlq mail train
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,13 @@ lint: $(VENV)/.installed ## ruff, the layering rules (import-linter), mypy --str
 fmt: $(VENV)/.installed ## format and auto-fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# Retrain the router's classifier: the shipped corpus plus this deployment's corrections (read
+# from ROUTER_DATABASE_URL if reachable), per-class figures printed, the new version stored in
+# ROUTER_CLASSIFIER_DIR (unset: the repo's router/classifier/models) and promoted only if it
+# is not worse on the held-back slice. TRAIN_ARGS: --no-corrections, --force, --dir DIR.
+train: $(VENV)/.installed ## retrain the router's classifier (corpus + corrections); promote if not worse
+	PYTHONPATH=$(PACKAGES_PATH) $(PY) -m router.classifier.train $(TRAIN_ARGS)
 
 bench: stack-start ## benchmarks under bench/ (figures printed and written to bench/results/)
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }

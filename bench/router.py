@@ -24,6 +24,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from bench import classification as bench_classification
 from bench import router_breach
 from bench.harness import (
     KAFKA,
@@ -430,7 +431,10 @@ def _stages(sent: dict[str, float], tail: Tail) -> dict[str, dict[str, float]]:
 
 def main(duration: int | None = None) -> None:
     seconds = duration or int(os.environ.get("BENCH_SECONDS", "10"))
+    classification = bench_classification.measure()  # first, on a quiet machine
+    print(bench_classification.report(classification))
     result = asyncio.run(_run(seconds))
+    result["classification"] = classification
     # Breaches with the breach prediction and without: same arrivals, same run, after the load.
     result["breaches"] = asyncio.run(router_breach.compare())
     result["latency_target_met"] = (

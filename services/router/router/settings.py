@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -46,3 +47,9 @@ class RouterSettings(UserTokenSettings):
     # The region a phone number searched for without a country code is read in (ISO 3166
     # alpha-2): intake's default for national numbers, so "138 0013 8000" finds +8613800138000.
     phone_region: str = Field(default="CN", pattern="^[A-Z]{2}$")
+    # The deployment's trained classifier versions (`make train` writes them, the router loads
+    # the promoted one at start); unset: the model shipped in router/classifier/models. Only
+    # the training job may write here (router/classifier/model.py: arrays, never pickles).
+    classifier_dir: Path | None = None
+    # false: the rules alone classify, as before the trained model.
+    classifier_enabled: bool = True

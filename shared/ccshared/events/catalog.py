@@ -116,6 +116,9 @@ _events = [
     EventSpec("ticket.routed", ROUTER_TICKETS, p.TicketRouted, consumers=("sla",)),
     EventSpec("ticket.assigned", ROUTER_TICKETS, p.TicketAssigned, consumers=("sla",)),
     EventSpec("ticket.transferred", ROUTER_TICKETS, p.TicketTransferred, consumers=("sla",)),
+    # A correction of category/priority (issue 22): nobody consumes it yet (SLA reads the
+    # priority from ticket.routed, which a re-route also publishes).
+    EventSpec("ticket.reclassified", ROUTER_TICKETS, p.TicketReclassified),
     EventSpec("ticket.replied", ROUTER_TICKETS, p.TicketReplied, consumers=("sla", "feedback")),
     EventSpec("ticket.resolved", ROUTER_TICKETS, p.TicketResolved, consumers=("sla", "feedback")),
     EventSpec("ticket.reopened", ROUTER_TICKETS, p.TicketReopened, consumers=("sla", "feedback")),

@@ -156,6 +156,22 @@ class TicketTransferred(Payload):
     at: AwareDatetime
 
 
+class TicketReclassified(Payload):
+    """An agent or supervisor corrected a ticket's category and/or priority (a label the
+    router's classifier is retrained on); `to_queue_id` when the routing policy moved it."""
+
+    ticket_id: uuid.UUID
+    from_category: str
+    to_category: str
+    from_priority: Priority
+    to_priority: Priority
+    actor: str
+    reason: str | None = None
+    model_version: str | None = None  # the model that had classified it, if one did
+    to_queue_id: str | None = None
+    at: AwareDatetime
+
+
 class TicketReplied(Payload):
     """An agent answered the customer; the first one is the first response."""
 

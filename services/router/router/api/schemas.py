@@ -298,6 +298,14 @@ class ResolveIn(_In):
     )
 
 
+class ReclassifyIn(_In):
+    """A correction: the ticket's right category and/or priority (left out: unchanged)."""
+
+    category: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    priority: Priority | None = None
+    reason: str | None = Field(default=None, max_length=500)
+
+
 class ReasonIn(_In):
     reason: str | None = Field(default=None, max_length=500)
 
@@ -380,6 +388,11 @@ class ClassificationRuleIn(_In):
     priority: Priority | None = None
     queue_hint: str | None = Field(default=None, pattern=_ID)
     stop: bool = Field(default=False, description="no later rule applies when this one matches")
+    fallback: bool = Field(
+        default=False,
+        description="the trained model decides over this keyword rule when it is sure "
+        "(a rule with a condition always decides)",
+    )
 
     @field_validator("keywords")
     @classmethod

@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.auth import Principal
 from ccshared.user_auth import AUTH_RESPONSES, principal
-from router.api.deps import DetailMessages, Engine, Nudge, Rules, TicketsUow, User
+from router.api.deps import DetailMessages, Engine, Nudge, Parts, Rules, TicketsUow, User
 from router.api.schemas import (
     ReasonIn,
+    ReclassifyIn,
     ReplyIn,
     ResolveIn,
     TicketDetail,
@@ -21,6 +22,7 @@ from router.api.schemas import (
     TicketSummary,
     TransferIn,
 )
+from router.bootstrap import RouterParts
 from router.db.tickets import SqlTicketsUnitOfWork
 from router.domain.conversation import ConversationRules
 from router.handlers import tickets
@@ -59,6 +61,35 @@ async def list_tickets(
         cursor=cursor,
     )
     return TicketPage(items=[TicketOut.of(t) for t in page], next_cursor=next_cursor)
+
+
+@router.post(
+    "/tickets/{ticket_id}/classification",
+    response_model=TicketOut,
+    summary="Correct a ticket's category and/or priority (a label the classifier learns from)",
+    description="A supervisor may correct any ticket; an agent a ticket they may read (else "
+    "404). Recorded in the history, published as `ticket.reclassified`, stored as a training "
+    "label for `make train`; a waiting ticket is routed again and moves if its queue changes.",
+)
+async def reclassify(
+    ticket_id: uuid.UUID,
+    body: ReclassifyIn,
+    user: Principal = User,
+    uow: Uow = TicketsUow,
+    parts: RouterParts = Parts,
+    nudge: Callable[[], None] = Nudge,
+) -> TicketOut:
+    changed = await tickets.reclassify(
+        uow,
+        ticket_id,
+        user,
+        category=body.category,
+        priority=body.priority,
+        reason=body.reason,
+        policy=await parts.policies.current(),
+        nudge=nudge,
+    )
+    return TicketOut.of(changed)
 
 
 @router.get(

@@ -3,7 +3,8 @@ current version."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from router.db.current import CurrentVersion
 from router.domain.classification import (
     DEFAULT_RULES,
     ClassificationRule,
+    TextModel,
     rule_document,
     rules_from_documents,
 )
@@ -25,6 +27,7 @@ class RuleSet:
     version: int
     rules: tuple[ClassificationRule, ...]
     created_by: str = "system"
+    model: TextModel | None = None  # the trained classifier beside them (bootstrap's)
 
 
 DEFAULT_RULE_SET = RuleSet(1, DEFAULT_RULES)
@@ -76,5 +79,16 @@ async def save_rules(
 class RulesCache(CurrentVersion[RuleSet]):
     """The current rules, re-read at most every `ttl_s`: a new version applies without restart."""
 
-    def __init__(self, engine: AsyncEngine, ttl_s: float) -> None:
-        super().__init__(engine, ttl_s, load_rules)
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        ttl_s: float,
+        model: Callable[[], TextModel | None] | None = None,
+    ) -> None:
+        """`model`: the classifier in force, asked at every refresh (bootstrap's ModelSource)."""
+
+        async def load(conn: AsyncConnection) -> RuleSet:
+            rules = await load_rules(conn)
+            return dataclasses.replace(rules, model=model()) if model is not None else rules
+
+        super().__init__(engine, ttl_s, load)

@@ -21,6 +21,7 @@ from ccshared.outbox import OUTBOX_PART, outbox_params
 from ccshared.problems import NotFound
 from router.db import messages as messages_db
 from router.db.agents import change_status
+from router.db.corrections import Correction, add_correction, first_contact_text
 from router.db.notifications import write_notifications
 from router.db.queues import wrap_up_of
 from router.domain.assignment import WRAP_UP, wrap_up_until
@@ -346,6 +347,12 @@ class SqlTicketsUnitOfWork:
 
     async def queue_exists(self, queue_id: str) -> bool:
         return await queue_exists(self.conn, queue_id)
+
+    async def first_contact_text(self, ticket_id: uuid.UUID) -> str:
+        return await first_contact_text(self.conn, ticket_id)
+
+    async def add_correction(self, correction: Correction) -> None:
+        await add_correction(self.conn, correction)
 
     async def lock_agent(self, agent_id: str) -> bool:
         return await lock_agent(self.conn, agent_id)

@@ -20,7 +20,14 @@ from ccshared.events.payloads import (
     TicketStatusChanged,
 )
 from ccshared.ids import uuid7
-from router.domain.classification import Classification, ClassificationRule, TicketFacts, classify
+from router.domain.classification import (
+    Classification,
+    ClassificationRule,
+    ModelVerdicts,
+    TextModel,
+    TicketFacts,
+    classify,
+)
 from router.domain.policy import RoutingPolicy, StepMatch, first_matching_step, routing_attributes
 from router.domain.segments import ticket_segment
 from router.domain.threading import ContactThread
@@ -81,7 +88,12 @@ class NewTicket:
             self.opened_at,
             to_status="new",
             reason=self.open_reason,
-            data={"contact_id": str(self.contact.contact_id), "classification": self.category_rule},
+            data={
+                "contact_id": str(self.contact.contact_id),
+                "classification": self.category_rule,
+                "category_by": self.classification.get("category_source"),
+                "priority_by": self.classification.get("priority_source"),
+            },
         )
         queued = HistoryEntry(
             "queue",
@@ -169,10 +181,14 @@ def facts_of(contact: ContactReceived, registered_segment: str | None = None) ->
 
 
 def classify_contact(facts: TicketFacts, rules: Rules, category: str | None) -> Classification:
-    """By the rules; a given `category` (a follow-up's) overrides theirs."""
-    result = classify(facts, rules.rules)
+    """By the rules and the model; a given `category` (a follow-up's) overrides theirs."""
+    # The trained classifier beside the rules, if the rule set carries one (RuleSet.model).
+    model: TextModel | None = getattr(rules, "model", None)
+    result = classify(facts, rules.rules, model)
     if category is not None:
-        result = dataclasses.replace(result, category=category, category_rule=None)
+        result = dataclasses.replace(
+            result, category=category, category_rule=None, category_source="follow-up"
+        )
     return result
 
 
@@ -202,6 +218,28 @@ def classification_document(result: Classification, rules_version: int) -> dict[
         "category_rule": result.category_rule,
         "priority_rule": result.priority_rule,
         "matched_rules": [{"rule_id": m.rule_id, "reason": m.reason} for m in result.matched_rules],
+        "category_source": result.category_source,
+        "priority_source": result.priority_source,
+        "priority_reasons": list(result.priority_reasons),
+        "signals": [{"kind": s.kind, "reason": s.reason} for s in result.signals],
+        "model": model_document(result.model),
+    }
+
+
+def model_document(verdicts: ModelVerdicts | None) -> dict[str, Any] | None:
+    """The model's version and, per question, label, probability and top features."""
+    if verdicts is None:
+        return None
+    return {
+        "version": verdicts.version,
+        **{
+            name: {
+                "label": v.label,
+                "probability": round(v.probability, 4),
+                "features": list(v.features),
+            }
+            for name, v in (("category", verdicts.category), ("priority", verdicts.priority))
+        },
     }
 
 

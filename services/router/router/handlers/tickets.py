@@ -15,17 +15,19 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccshared.auth import Principal
-from ccshared.events.payloads import Channel
+from ccshared.events.payloads import Channel, Priority
 from ccshared.ids import uuid7
 from ccshared.problems import Conflict, FieldError, NotFound, Problem
 from ccshared.user_auth import require_on_ticket, require_self_or_supervisor
 from router.db import messages as messages_db
 from router.db import offers as offers_db
 from router.db import tickets as db
+from router.db.corrections import Correction
 from router.db.tickets import Ticket, TicketNotFound
-from router.domain import conversation, tickets
+from router.domain import conversation, corrections, tickets
 from router.domain.lifecycle import InvalidTransition
 from router.domain.notifications import Notification
+from router.domain.policy import RoutingPolicy
 
 T = TypeVar("T")
 
@@ -68,6 +70,10 @@ class TicketsUnitOfWork(Protocol):
     async def unknown_agents(self, agent_ids: list[str]) -> list[str]: ...
 
     async def notify(self, notifications: list[Notification]) -> None: ...
+
+    async def first_contact_text(self, ticket_id: uuid.UUID) -> str: ...
+
+    async def add_correction(self, correction: Correction) -> None: ...
 
 
 async def readable_ticket(
@@ -359,6 +365,63 @@ async def transfer(
         )
 
     return await act(uow, ticket_id, user, "transfer", decide, nudge)
+
+
+async def reclassify(
+    uow: TicketsUnitOfWork,
+    ticket_id: uuid.UUID,
+    user: Principal,
+    *,
+    category: str | None,
+    priority: Priority | None,
+    reason: str | None,
+    policy: RoutingPolicy | None,
+    nudge: Callable[[], None] | None = None,
+) -> Ticket:
+    """Correct a ticket's category and/or priority: a supervisor any ticket, an agent a ticket
+    they may read (else 404). The ticket changes (history, `ticket.reclassified`; a waiting one
+    routed again by `policy`), and the correction is stored as a training label with the text
+    the model saw, in the same transaction."""
+    if category is None and priority is None:
+        raise Problem(
+            "Give a category, a priority or both.",
+            status=422,
+            slug="validation-error",
+            errors=[FieldError(field="body.category", message="required", type="value_error")],
+        )
+    now = datetime.now(UTC)
+    async with uow:
+        ticket = await readable_ticket(uow, ticket_id, user, lock=True)
+        text = await uow.first_contact_text(ticket.id)
+        change = corrections.reclassify(
+            ticket,
+            category=category,
+            priority=priority,
+            actor=user.actor,
+            reason=reason,
+            at=now,
+            text=text,
+            policy=policy,
+        )
+        await uow.write(change)
+        entry = change.history[0].data
+        await uow.add_correction(
+            Correction(
+                ticket_id=ticket.id,
+                text=text,
+                category=change.sets["category"],
+                priority=change.sets["priority"],
+                previous_category=ticket.category,
+                previous_priority=ticket.priority,
+                model_version=entry.get("model_version"),
+                corrected_by=user.actor,
+                reason=reason,
+            )
+        )
+        tickets.apply(ticket, change)
+    if nudge is not None and "queue_id" in change.sets:
+        nudge()
+    return ticket
 
 
 # --- reading ------------------------------------------------------------------------------
