@@ -9,7 +9,7 @@ from typing import Any
 
 from ccshared.events.payloads import CustomerMerged
 from tests.helpers import wait_until
-from tests.integration.feedback.conftest import Feedback, now
+from tests.integration.feedback.conftest import Feedback, FeedbackEvents, now
 from tests.integration.feedback.tickets import contact, opened, resolved
 
 
@@ -103,3 +103,41 @@ async def test_merges_read_out_of_order_end_on_the_last_target(feedback: Feedbac
         return await _owners(feedback, "customer_contacts", a, b, c) == {c: 2}
 
     await wait_until(on_c, timeout=30)
+
+
+async def test_a_merged_key_account_announces_both_customers_segments(
+    feedback: Feedback, feedback_events: FeedbackEvents
+) -> None:
+    """The router and SLA keep segments from the registry's events: a key account merged into
+    another customer makes the target a key account and the merged customer none, each with
+    the next version of that customer."""
+    source, target = uuid.uuid4(), uuid.uuid4()
+    await _key_account(feedback, source, datetime(2024, 5, 1, tzinfo=UTC))
+    await feedback.publish(merged(source, target))
+    [to_target] = await feedback_events.wait_event(
+        "customer.segment_changed", count=1, customer_id=target
+    )
+    assert (to_target["payload"]["segment"], to_target["payload"]["version"]) == (
+        "key_account",
+        1,
+    )
+    events = await feedback_events.wait_event(
+        "customer.segment_changed", count=2, customer_id=source
+    )
+    assert [(e["payload"]["segment"], e["payload"]["version"]) for e in events] == [
+        ("key_account", 1),
+        (None, 2),
+    ]
+
+
+async def test_merging_a_customer_who_is_no_key_account_announces_no_segment(
+    feedback: Feedback, feedback_events: FeedbackEvents
+) -> None:
+    source, target, witness = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await feedback.publish(merged(source, target))
+    # A key account created after the merge: its event is on the topic after anything the
+    # merge would have published, so by then the merge's absence is seen, not assumed.
+    await _key_account(feedback, witness, datetime(2024, 5, 1, tzinfo=UTC))
+    await feedback_events.wait_event("customer.segment_changed", count=1, customer_id=witness)
+    for customer in (source, target):
+        assert feedback_events.events("customer.segment_changed", customer_id=customer) == []

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from feedback.db.facts import lock_customer
+from feedback.db.key_accounts import publish_segment
 
 # The merged customer's key account becomes the target's, unless the target has one: then the
 # target's stays, its relationship dating from the earlier start and active if either was.
@@ -28,6 +29,7 @@ _CALLBACKS = text(
     " AND NOT EXISTS (SELECT 1 FROM key_account_callbacks t"
     "  WHERE t.customer_id = :target AND t.due_at = c.due_at)"
 )
+_ACTIVE = text("SELECT active FROM key_accounts WHERE customer_id = :id")
 _DROP_KEY_ACCOUNT = text("DELETE FROM key_accounts WHERE customer_id = :source")  # cascades
 # Ticket facts (observed FCR), contacts (reply windows, observed FCR) and surveys (the quiet
 # period between two surveys of one customer) in one statement.
@@ -66,8 +68,15 @@ async def merge_customer(conn: AsyncConnection, source: uuid.UUID, target: uuid.
     for customer in sorted((source, target)):
         await lock_customer(conn, customer)
     params = {"source": source, "target": target}
+    source_was_key_account = (await conn.execute(_ACTIVE, {"id": source})).first() is not None
     await conn.execute(_RECORD, params)
     await conn.execute(_KEY_ACCOUNT, params)
     await conn.execute(_CALLBACKS, params)
     await conn.execute(_DROP_KEY_ACCOUNT, params)
     await conn.execute(_ROWS, params)
+    if source_was_key_account:
+        # The registry changed for both: the router's and SLA's segment copies follow it (the
+        # target's as its key account now stands, the merged customer's is gone).
+        target_active = (await conn.execute(_ACTIVE, {"id": target})).scalar_one()
+        await publish_segment(conn, target, bool(target_active))
+        await publish_segment(conn, source, None)
