@@ -71,7 +71,7 @@ def _service(span: ReadableSpan) -> str:
     return str(span.resource.attributes["service.name"])
 
 
-async def test_one_contact_is_one_trace_across_the_four_services_to_its_survey_and_each_serves_metrics(
+async def test_one_contact_is_one_trace_through_four_services_to_its_survey_and_all_serve_metrics(
     kafka_bootstrap: str,
 ) -> None:
     exporter = InMemorySpanExporter()

@@ -103,14 +103,19 @@ def test_continuing_is_nothing_while_tracing_is_off_or_nothing_was_stored(
     monkeypatch.setattr(tracing, "_active", False)
     tracer = TracerProvider().get_tracer("test")
     assert tracing.stored_traceparent() is None
-    with tracer.start_as_current_span("request") as request:
-        with tracing.continuing("00-" + "1" * 32 + "-" + "2" * 16 + "-01", "ticket resolve"):
-            assert trace.get_current_span() is request  # no span of its own
-            assert outbox_tuples([_event("c1")])[0][5] == "{}"
+    stored = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    with (
+        tracer.start_as_current_span("request") as request,
+        tracing.continuing(stored, "ticket resolve", tracer),
+    ):
+        assert trace.get_current_span() is request  # no span of its own
+        assert outbox_tuples([_event("c1")])[0][5] == "{}"
     monkeypatch.setattr(tracing, "_active", True)
-    with tracer.start_as_current_span("request") as request:
-        with tracing.continuing(None, "ticket resolve", tracer):  # an untraced ticket
-            assert trace.get_current_span() is request
+    with (
+        tracer.start_as_current_span("request") as request,
+        tracing.continuing(None, "ticket resolve", tracer),  # an untraced ticket
+    ):
+        assert trace.get_current_span() is request
 
 
 def test_continuing_makes_a_child_of_the_stored_trace_linked_to_the_request_and_rows_carry_it(
