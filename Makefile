@@ -94,8 +94,9 @@ reset: ## stop everything and delete local data (keeps downloaded jars and the v
 	$(STACK) reset
 	rm -rf .local/logs .local/run .local/mail
 
-lock: ## re-resolve requirements.lock from requirements.in
+lock: ## re-resolve requirements.lock (whole workspace) from requirements.in, then requirements-runtime.lock (the image's) at its versions
 	$(VENV)/bin/uv pip compile requirements.in -o requirements.lock --python-version 3.11
+	$(VENV)/bin/uv pip compile requirements-runtime.in -o requirements-runtime.lock --python-version 3.11 -c requirements.lock
 
 token: $(VENV)/.installed ## print a UI user token (dev key, or CC_TOKEN_PRIVATE_KEY_FILE): make token SUB=amy ROLE=agent|supervisor
 	@test -n "$(SUB)" -a -n "$(ROLE)" || { echo "usage: make token SUB=<agent or user id> ROLE=agent|supervisor"; exit 2; }

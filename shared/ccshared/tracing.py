@@ -11,6 +11,12 @@ consumer remembers the span of the last records of each correlation id it took
 (`remember`), and an outbox row takes the span of its event's correlation id, else the span
 current where it is written (an HTTP request's).
 
+What happens later to a contact's ticket stays in its trace too: the router keeps the
+`traceparent` that opened the ticket and feedback the one of the resolution that scheduled a
+survey, and the work they do later for it (an agent's resolve, the scheduler's sending) runs in
+a span `continuing` that context, linked to the span that started the work (the agent's
+request): the events written within carry it.
+
 Off by default, and then free: no provider is made, `_active` stays False and every function
 here returns at its first line. On when `<SERVICE>_TRACING_OTLP_ENDPOINT` is set (spans sent by
 OTLP over HTTP, in batches), or when a test or an embedding program installs a span processor
@@ -21,7 +27,8 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -33,9 +40,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import Scope
+
+from ccshared.logging import correlation_id
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,9 @@ _Memory = collections.OrderedDict[str, Span]
 _PROCESS_MEMORY = _Memory()  # the memory of a process that never called own_memory()
 _memory: ContextVar[_Memory | None] = ContextVar("ccshared_trace_memory", default=None)
 _processor_factory: Callable[[str], SpanProcessor] | None = None
+# The tracer of the service whose request is being served, in the request's context (so that
+# code deep in a request can start spans without being handed the tracer).
+_TRACER = otel_context.create_key("ccshared-tracer")
 
 
 def use_span_processor(factory: Callable[[str], SpanProcessor] | None) -> None:
@@ -209,7 +221,9 @@ def start_server_span(tracer: Tracer, scope: Scope) -> tuple[Span, Token[Context
         kind=SpanKind.SERVER,
         attributes={"http.request.method": scope.get("method", "GET")},
     )
-    token = otel_context.attach(trace.set_span_in_context(span))
+    token = otel_context.attach(
+        trace.set_span_in_context(span, otel_context.set_value(_TRACER, tracer))
+    )
     return span, token
 
 
@@ -224,6 +238,56 @@ def end_server_span(
     span.end()
     if token is not None:
         otel_context.detach(token)
+
+
+# -- later work for a contact ---------------------------------------------------------------
+
+
+def stored_traceparent() -> str | None:
+    """The `traceparent` to keep with a row so that later work for it continues this trace:
+    the span that took the current correlation id's cause (a consumer's record), else the
+    current span; None when tracing is off."""
+    if not _active:
+        return None
+    return traceparent_for(correlation_id.get())
+
+
+@contextmanager
+def continuing(
+    traceparent: str | None,
+    name: str,
+    tracer: Tracer | None = None,
+    attributes: Mapping[str, str] | None = None,
+) -> Iterator[None]:
+    """Within: a span `name`, child of the stored `traceparent` (the contact's trace) and
+    linked to the span current at entry (the request or round that does the work), current so
+    that the events written within carry it. `tracer`: the service's, else the one of the
+    request being served. Nothing at all when tracing is off or nothing was stored."""
+    if not _active or traceparent is None:
+        yield
+        return
+    found = tracer or otel_context.get_value(_TRACER)
+    if not isinstance(found, Tracer):
+        yield
+        return
+    cause = trace.get_current_span().get_span_context()
+    span = found.start_span(
+        name,
+        context=_PROPAGATOR.extract({TRACEPARENT: traceparent}),
+        kind=SpanKind.INTERNAL,
+        links=[Link(cause)] if cause.is_valid else None,
+        attributes=dict(attributes or {}),
+    )
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield
+    except BaseException as exc:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR))
+        raise
+    finally:
+        otel_context.detach(token)
+        span.end()
 
 
 def shutdown(provider: Any) -> None:

@@ -33,7 +33,7 @@ async def start(runtime: Runtime, settings: FeedbackSettings) -> None:
     # it would send signed survey links somewhere nobody registered. Nor does the client
     # connect to any address the rules refuse (see webhook_transport).
     http = webhook_client(settings.webhook_address_rules())
-    scheduler = FeedbackScheduler(runtime.engine, settings, http)
+    scheduler = FeedbackScheduler(runtime.engine, settings, http, runtime.tracer)
     scheduler.start()
     runtime.parts = FeedbackParts(http=http, scheduler=scheduler)
 

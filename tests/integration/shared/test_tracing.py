@@ -1,6 +1,8 @@
 """One contact is one trace: intake's POST, and the spans of every service that takes the
 events it causes (router, SLA, feedback, and intake again for the ticket link), joined through
-the `traceparent` each event carries from its outbox row to its consumer."""
+the `traceparent` each event carries from its outbox row to its consumer; and later, the
+agent's resolution (continuing the trace the ticket keeps, linked to the agent's request) and
+the survey feedback's scheduler sends for it (continuing the trace the survey row keeps)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from sla.app import create_app as create_sla
 from sla.settings import SLASettings
 from tests.conftest import scratch_database
 from tests.e2e.conftest import start_group_at_end
-from tests.helpers import wait_until
+from tests.helpers import as_agent, as_supervisor, wait_until
 
 CONTACT = {
     "channel": "phone",
@@ -62,11 +64,14 @@ async def _connected(app: FastAPI) -> bool:
     return bool(app.state.runtime.kafka_connected)
 
 
+SKILLS = ("complaints", "technical", "billing", "vip", "escalations")
+
+
 def _service(span: ReadableSpan) -> str:
     return str(span.resource.attributes["service.name"])
 
 
-async def test_one_contact_is_one_trace_across_the_four_services_and_each_serves_metrics(
+async def test_one_contact_is_one_trace_through_four_services_to_its_survey_and_all_serve_metrics(
     kafka_bootstrap: str,
 ) -> None:
     exporter = InMemorySpanExporter()
@@ -103,13 +108,26 @@ async def test_one_contact_is_one_trace_across_the_four_services_and_each_serves
             )
             sla_app = create_sla(SLASettings(service_name=sla_name, database_url=dbs[2], **common))
             feedback_app = create_feedback(
-                FeedbackSettings(service_name=feedback_name, database_url=dbs[3], **common)
+                FeedbackSettings(
+                    service_name=feedback_name,
+                    database_url=dbs[3],
+                    survey_delay_phone_s=0,  # the survey is due at the resolution
+                    scheduler_interval_s=0.2,
+                    **common,
+                )
             )
             intake = await stack.enter_async_context(running(intake_app))
             clients = [intake] + [
                 await stack.enter_async_context(running(app))
                 for app in (router_app, sla_app, feedback_app)
             ]
+            router = clients[1]
+            agent = {"name": "Tracy", "skills": dict.fromkeys(SKILLS, 3)}
+            for path, body in (("", agent), ("/status", {"status": "available"})):
+                made = await router.put(
+                    f"/v1/agents/tracy{path}", json=body, headers=as_supervisor()
+                )
+                assert made.status_code == 200, made.text
 
             _, key = await create_key(
                 intake_app.state.runtime.parts.pool,
@@ -139,6 +157,28 @@ async def test_one_contact_is_one_trace_across_the_four_services_and_each_serves
                 return services if wanted <= services else None
 
             await wait_until(every_service, timeout=60)
+
+            # Later, the agent takes the ticket and resolves it: their own requests.
+            async def offered() -> list[dict[str, str]] | None:
+                got = await router.get("/v1/agents/tracy/offers", headers=as_agent("tracy"))
+                return got.json() or None
+
+            [offer] = await wait_until(offered, timeout=60)
+            accepted = await router.post(
+                f"/v1/offers/{offer['id']}/accept", headers=as_agent("tracy")
+            )
+            assert accepted.status_code == 200, accepted.text
+            resolved = await router.post(
+                f"/v1/tickets/{offer['ticket_id']}/resolve",
+                json={"resolution_code": "answered"},
+                headers=as_agent("tracy"),
+            )
+            assert resolved.status_code == 200, resolved.text
+
+            async def survey_sent() -> bool:
+                return any(s.name == "survey send" for s in in_trace())
+
+            await wait_until(survey_sent, timeout=60)
             # /metrics answers on every service, with its own series.
             for client, name in zip(
                 clients, ("intake", "router", sla_name, feedback_name), strict=True
@@ -170,6 +210,32 @@ async def test_one_contact_is_one_trace_across_the_four_services_and_each_serves
     # Feedback took both: the contact from intake and the ticket from the router.
     surveyed = {s.name for s in spans if _service(s) == feedback_name}
     assert f"{contacts_topic} process" in surveyed
+    # The resolution continues the contact's trace: a child of the router's taking of the
+    # contact, linked to the agent's request (a trace of its own, outside the contact's).
+    [resolving] = [s for s in spans if s.name == "ticket resolve"]
+    assert resolving.parent is not None
+    assert by_id[resolving.parent.span_id] in routed
+    [request] = [
+        s for s in exporter.get_finished_spans() if s.name == "POST /v1/tickets/{ticket_id}/resolve"
+    ]
+    assert request.context.trace_id != trace_id
+    assert [link.context.span_id for link in resolving.links] == [request.context.span_id]
+    # Feedback took the resolution as its child, and the scheduler's sending of the survey
+    # (later, from a round of its own) continues from there.
+    [took_resolution] = [
+        s
+        for s in spans
+        if _service(s) == feedback_name
+        and s.name == f"{tickets_topic} process"
+        and s.attributes is not None
+        and s.attributes["cc.event_type"] == "ticket.resolved"
+    ]
+    assert took_resolution.parent is not None
+    assert took_resolution.parent.span_id == resolving.context.span_id
+    [sending] = [s for s in spans if s.name == "survey send"]
+    assert _service(sending) == feedback_name
+    assert sending.parent is not None
+    assert sending.parent.span_id == took_resolution.context.span_id
     # Every span has its parent in the trace: no hop started a trace of its own.
     assert all(s.parent is None or s.parent.span_id in by_id for s in spans)
     assert [s for s in spans if s.parent is None] == [post_span]

@@ -1,7 +1,8 @@
 """The image's Dockerfile, linted by our own rules (no container engine builds it here: see
-deploy/README.md, "Images"): reproducible from the lock file, nothing fetched but the lock's
-packages, non-root with the uid the manifests run as, bytecode compiled for the read-only root
-filesystem, a small build context, and a command that starts any of the four services."""
+deploy/README.md, "Images"): reproducible from the runtime lock file, nothing fetched but its
+packages (no test, lint or benchmark tool), non-root with the uid the manifests run as,
+bytecode compiled for the read-only root filesystem, a small build context, and a command that
+starts any of the four services."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from tests.unit.deploy.locks import canonical, pins
 from tests.unit.deploy.manifests import ROOT, SERVICES, container, named, render
+from tests.unit.deploy.test_runtime_lock import DEVELOPMENT
 
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 
@@ -76,12 +79,30 @@ def test_python_packages_come_from_the_lock_file_only() -> None:
     assert installs, runs
     for install in installs:
         assert "--no-deps" in install.split(), install  # resolves nothing beyond the lock
-    assert any("-r requirements.lock" in i for i in installs)
+    # the image's lock, never the whole workspace's
+    locks = {p for i in installs for p in shlex.split(i) if p.endswith(".lock")}
+    assert locks == {"requirements-runtime.lock"}, locks
     ours = {p for i in installs for p in shlex.split(i) if p.startswith("./")}
     assert ours == {"./shared", *(f"./services/{s}" for s in SERVICES)}
     for fetcher in ("curl", "wget", "git clone", "apt-get install", "--index-url"):
         assert fetcher not in runs
     assert _args("ADD") == []  # COPY only: no remote URLs, no archive unpacking
+
+
+def test_the_image_installs_no_test_lint_or_benchmark_package() -> None:
+    installs = [
+        shlex.split(i) for run in _args("RUN") for i in re.findall(r"pip install ([^&]*)", run)
+    ]
+    named_packages = {
+        canonical(p) for i in installs for p in i if not p.startswith(("-", "./")) and p != "-r"
+    } - {canonical("requirements-runtime.lock")}
+    assert named_packages == set(), named_packages  # only the lock and our own packages
+    [lock] = {p for i in installs for p in i if p.endswith(".lock")}
+    installed = set(pins(ROOT / lock))
+    for tool in DEVELOPMENT:
+        assert tool not in installed, tool
+    # our own packages bring in nothing of them either (built with --no-deps)
+    assert all("--no-deps" in i for i in installs)
 
 
 def test_the_final_stage_runs_as_the_non_root_user_the_manifests_run_as() -> None:
@@ -129,7 +150,7 @@ def test_the_build_context_is_only_the_lock_and_the_packages() -> None:
     ]
     assert lines[0] == "*"  # everything out (.venv, .local, .git, tests, bench) ...
     kept = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert kept == {"requirements.lock", "shared", "services"}  # ... but what COPY takes
+    assert kept == {"requirements-runtime.lock", "shared", "services"}  # ... but what COPY takes
     copied = {
         i.split()[0] for s in stages() for i in (x.arguments for x in s if x.keyword == "COPY")
     }

@@ -9,11 +9,14 @@ import orjson
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ccshared import tracing
 from ccshared.events import new_event
 from ccshared.events.envelope import Envelope
 from ccshared.events.payloads import SlaMet
+from ccshared.logging import correlation_id
 from ccshared.outbox import outbox_row, outbox_tuples
 
 
@@ -92,3 +95,60 @@ def test_an_otlp_endpoint_turns_tracing_on_with_a_batching_exporter(
     assert provider.resource.attributes["service.name"] == "router"
     assert "0.25" in provider.sampler.get_description()
     tracing.shutdown(provider)  # nothing to flush: returns at once
+
+
+def test_continuing_is_nothing_while_tracing_is_off_or_nothing_was_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "_active", False)
+    tracer = TracerProvider().get_tracer("test")
+    assert tracing.stored_traceparent() is None
+    stored = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    with (
+        tracer.start_as_current_span("request") as request,
+        tracing.continuing(stored, "ticket resolve", tracer),
+    ):
+        assert trace.get_current_span() is request  # no span of its own
+        assert outbox_tuples([_event("c1")])[0][5] == "{}"
+    monkeypatch.setattr(tracing, "_active", True)
+    with (
+        tracer.start_as_current_span("request") as request,
+        tracing.continuing(None, "ticket resolve", tracer),  # an untraced ticket
+    ):
+        assert trace.get_current_span() is request
+
+
+def test_continuing_makes_a_child_of_the_stored_trace_linked_to_the_request_and_rows_carry_it(
+    tracing_on: trace.Tracer,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    contact_span = tracer.start_span("intake.contacts process")
+    tracing.remember("contact-9", contact_span)
+    token = correlation_id.set("contact-9")
+    try:
+        stored = tracing.stored_traceparent()  # kept with the ticket as it opens
+    finally:
+        correlation_id.reset(token)
+    contact_span.end()
+    assert stored is not None
+    assert stored.split("-")[2] == f"{contact_span.get_span_context().span_id:016x}"
+
+    with tracer.start_as_current_span("POST /v1/tickets/{ticket_id}/resolve") as request:
+        with tracing.continuing(stored, "ticket resolve", tracer, {"cc.ticket_id": "t-1"}):
+            headers = orjson.loads(outbox_tuples([_event("request-1")])[0][5])
+        assert trace.get_current_span() is request  # the request's span is current again
+    [resolve] = [s for s in exporter.get_finished_spans() if s.name == "ticket resolve"]
+    assert resolve.context.trace_id == contact_span.get_span_context().trace_id
+    assert resolve.parent is not None
+    assert resolve.parent.span_id == contact_span.get_span_context().span_id
+    [link] = resolve.links
+    assert link.context.span_id == request.get_span_context().span_id
+    assert resolve.attributes == {"cc.ticket_id": "t-1"}
+    # The event written within continues the contact's trace, not the request's.
+    assert headers["traceparent"].split("-")[1:3] == [
+        f"{resolve.context.trace_id:032x}",
+        f"{resolve.context.span_id:016x}",
+    ]

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ccshared import tracing
 from ccshared.ids import uuid7
 from feedback.db.facts import lock_customer
 from feedback.domain.surveys import ResolvedTicketView, Scheduled, SurveyPolicy, schedule_survey
@@ -25,9 +26,9 @@ _LAST_MESSAGE = text(
 )
 _INSERT = text(
     "INSERT INTO surveys (id, ticket_id, customer_id, channel, language, agent_id, status, "
-    " suppression_reason, due_at, window_closes_at) "
+    " suppression_reason, due_at, window_closes_at, traceparent) "
     "VALUES (:id, :ticket_id, :customer_id, :channel, :language, :agent_id, :status, "
-    " :reason, :due_at, :window_closes_at) "
+    " :reason, :due_at, :window_closes_at, :traceparent) "
     "ON CONFLICT (ticket_id) DO NOTHING"
 )
 
@@ -91,6 +92,9 @@ async def schedule_for_resolved_ticket(
             "window_closes_at": (
                 decision.window_closes_at if isinstance(decision, Scheduled) else None
             ),
+            # The span that took the resolution (None while tracing is off): the sending
+            # continues the contact's trace.
+            "traceparent": tracing.stored_traceparent() if scheduled else None,
         },
     )
 

@@ -22,9 +22,11 @@ from typing import Any
 
 import httpx
 import orjson
+from opentelemetry.trace import Tracer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ccshared import tracing
 from ccshared.events import new_event
 from ccshared.events.payloads import FollowUpRequested, SurveyRequested
 from ccshared.outbox import enqueue
@@ -50,8 +52,8 @@ from feedback.settings import FeedbackSettings
 log = logging.getLogger(__name__)
 
 _DUE_SURVEYS = text(
-    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, f.opened_at, "
-    " f.customer_wrote_at "
+    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, s.traceparent, "
+    " f.opened_at, f.customer_wrote_at "
     "FROM surveys s LEFT JOIN ticket_facts f ON f.ticket_id = s.ticket_id "
     "WHERE s.status = 'scheduled' AND s.due_at <= :now "
     "ORDER BY s.due_at LIMIT :limit FOR UPDATE OF s SKIP LOCKED"
@@ -64,8 +66,8 @@ _SKIP = text(
     "UPDATE surveys SET status = 'suppressed', suppression_reason = :reason WHERE id = :id"
 )
 _DUE_REMINDERS = text(
-    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, s.expires_at, f.opened_at, "
-    " f.customer_wrote_at "
+    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, s.expires_at, "
+    " s.traceparent, f.opened_at, f.customer_wrote_at "
     "FROM surveys s LEFT JOIN ticket_facts f ON f.ticket_id = s.ticket_id "
     "WHERE s.status = 'sent' AND s.reminded_at IS NULL AND s.reminder_due_at <= :now "
     " AND s.expires_at > :now AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.survey_id = s.id) "
@@ -107,9 +109,14 @@ class SchedulerStats:
 
 class FeedbackScheduler:
     def __init__(
-        self, engine: AsyncEngine, settings: FeedbackSettings, http: httpx.AsyncClient
+        self,
+        engine: AsyncEngine,
+        settings: FeedbackSettings,
+        http: httpx.AsyncClient,
+        tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
+        self.tracer = tracer  # the service's, when tracing is on: sending continues the trace
         self.settings = settings
         self.policy: SurveyPolicy = settings.survey_policy()
         self.http = http
@@ -166,7 +173,23 @@ class FeedbackScheduler:
     async def _announce(
         self, conn: AsyncConnection, survey: dict[str, Any], expires_at: datetime, reminder: bool
     ) -> None:
-        """survey.requested on Kafka, and a signed webhook to each integration of the channel."""
+        """survey.requested on Kafka, and a signed webhook to each integration of the channel;
+        when traced, in a span continuing the trace of the contact whose ticket's resolution
+        scheduled the survey (`surveys.traceparent`)."""
+        if self.tracer is None or survey["traceparent"] is None:
+            await self._enqueue_announcement(conn, survey, expires_at, reminder)
+            return
+        with tracing.continuing(
+            survey["traceparent"],
+            "survey reminder send" if reminder else "survey send",
+            self.tracer,
+            {"cc.survey_id": str(survey["id"]), "cc.ticket_id": str(survey["ticket_id"])},
+        ):
+            await self._enqueue_announcement(conn, survey, expires_at, reminder)
+
+    async def _enqueue_announcement(
+        self, conn: AsyncConnection, survey: dict[str, Any], expires_at: datetime, reminder: bool
+    ) -> None:
         url = survey_url(self.settings, survey["id"], expires_at)
         payload = SurveyRequested(
             survey_id=survey["id"],

@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ccshared import tracing
 from ccshared.db import array_params, insert_from_arrays, one_statement
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import ContactReceived
@@ -82,6 +83,7 @@ _TICKET_COLUMNS = (
     ("owner_agent_id", "text"),
     ("subject_line", "text"),
     ("customer_name", "text"),
+    ("traceparent", "text"),
 )
 _CONTACT_COLUMNS = (
     ("contact_id", "uuid"),
@@ -139,6 +141,9 @@ def _ticket_row(t: NewTicket) -> tuple[Any, ...]:
         t.owner_agent_id,
         subject_line(c.subject, c.text),
         customer_display_name(c.customer.name),
+        # The span that took the contact (None while tracing is off): later actions on the
+        # ticket continue its trace.
+        tracing.stored_traceparent(),
     )
 
 

@@ -78,6 +78,15 @@ async def get_ticket(conn: AsyncConnection, ticket_id: uuid.UUID, *, lock: bool 
     return ticket_from_row(row)
 
 
+async def ticket_traceparent(conn: AsyncConnection, ticket_id: uuid.UUID) -> str | None:
+    """The trace context of the contact that opened the ticket (None if it was not traced)."""
+    found = await conn.execute(
+        text("SELECT traceparent FROM tickets WHERE id = :id"), {"id": ticket_id}
+    )
+    value: str | None = found.scalar()
+    return value
+
+
 async def ticket_exists(conn: AsyncConnection, ticket_id: uuid.UUID) -> bool:
     found = await conn.execute(text("SELECT 1 FROM tickets WHERE id = :id"), {"id": ticket_id})
     return found.first() is not None
@@ -359,6 +368,9 @@ class SqlTicketsUnitOfWork:
 
     async def write(self, change: TicketChange) -> None:
         await write_change(self.conn, change)
+
+    async def traceparent(self, ticket_id: uuid.UUID) -> str | None:
+        return await ticket_traceparent(self.conn, ticket_id)
 
     async def contact_history(self, ticket_id: uuid.UUID) -> ContactHistory:
         return await contact_history(self.conn, ticket_id)

@@ -17,7 +17,7 @@ from ccshared.user_auth import Forbidden, require_self_or_supervisor
 from router.db import offers as db
 from router.db.tickets import SqlTicketsUnitOfWork, Ticket
 from router.domain import tickets
-from router.handlers.tickets import decided
+from router.handlers.tickets import decided, write_in_contacts_trace
 from router.metrics import ACCEPTED, DECLINED
 
 
@@ -62,7 +62,7 @@ async def accept(engine: AsyncEngine, offer_id: uuid.UUID, user: Principal) -> T
             change = decided(
                 ticket, lambda: tickets.accept(ticket, offer.agent_id, datetime.now(UTC)), "accept"
             )
-            await uow.write(change)
+            await write_in_contacts_trace(uow, ticket, change, "accept")
             tickets.apply(ticket, change)
     if stale:
         raise Conflict(
@@ -91,7 +91,7 @@ async def decline(
             lambda: tickets.decline(ticket, offer.agent_id, reason, datetime.now(UTC)),
             "queue",
         )
-        await uow.write(change)
+        await write_in_contacts_trace(uow, ticket, change, "decline")
     DECLINED.inc()
     nudge()
     return declined

@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ccshared import tracing
 from ccshared.auth import Principal
 from ccshared.events.payloads import Channel, Priority
 from ccshared.ids import uuid7
@@ -56,6 +57,8 @@ class TicketsUnitOfWork(Protocol):
     async def lock_agent(self, agent_id: str) -> bool: ...
 
     async def write(self, change: tickets.TicketChange) -> None: ...
+
+    async def traceparent(self, ticket_id: uuid.UUID) -> str | None: ...
 
     async def contact_history(self, ticket_id: uuid.UUID) -> tickets.ContactHistory: ...
 
@@ -114,6 +117,24 @@ def decided(ticket: Ticket, decide: Callable[[], T], action: str) -> T:
         raise invalid(ticket, action, exc) from None
 
 
+async def write_in_contacts_trace(
+    uow: TicketsUnitOfWork, ticket: Ticket, change: tickets.TicketChange, action: str
+) -> None:
+    """Write a user's change. When traced, its events continue the trace of the contact that
+    opened the ticket (a span `ticket <action>`, child of the router's taking of the contact and
+    linked to the user's request): one contact is one trace through its resolution and survey.
+    While tracing is off, just the write."""
+    if not (tracing.active() and change.events):
+        await uow.write(change)
+        return
+    with tracing.continuing(
+        await uow.traceparent(ticket.id),
+        f"ticket {action}",
+        attributes={"cc.ticket_id": str(ticket.id)},
+    ):
+        await uow.write(change)
+
+
 Decide = Callable[[TicketsUnitOfWork, Ticket], Awaitable[tickets.TicketChange]]
 
 
@@ -135,7 +156,7 @@ async def act(
             change = await decide(uow, ticket)
         except InvalidTransition as exc:
             raise invalid(ticket, action, exc) from None
-        await uow.write(change)
+        await write_in_contacts_trace(uow, ticket, change, action)
         tickets.apply(ticket, change)
     if nudge is not None:
         nudge()
@@ -403,7 +424,7 @@ async def reclassify(
             text=text,
             policy=policy,
         )
-        await uow.write(change)
+        await write_in_contacts_trace(uow, ticket, change, "reclassify")
         entry = change.history[0].data
         await uow.add_correction(
             Correction(
