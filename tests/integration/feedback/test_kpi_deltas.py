@@ -58,7 +58,7 @@ async def _all_sums(engine: AsyncEngine, day: date) -> dict[str, list[tuple[str,
 
 async def _pending(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
-        return int((await conn.execute(text("SELECT count(*) FROM kpi_rollup_delta"))).scalar())
+        return int((await conn.execute(text("SELECT count(*) FROM kpi_rollup_delta"))).scalar_one())
 
 
 async def test_two_resolutions_on_the_same_rollup_rows_do_not_wait_for_each_other(
