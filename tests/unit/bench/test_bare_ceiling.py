@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -79,3 +80,17 @@ def test_the_bare_model_does_not_validate_addresses_or_numbers() -> None:
 def test_the_bare_model_still_refuses_unknown_fields() -> None:
     with pytest.raises(ValidationError):
         bare.BARE_CONTACT.validate_python({"channel": "chat", "emial": "x"})
+
+
+async def test_the_bare_endpoint_answers_202_for_a_benchmark_body() -> None:
+    app = bare.create_app()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://bare.test"
+    ) as client:
+        response = await client.post(
+            "/v1/contacts",
+            content=_benchmark_bodies()[1],
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == 202
+    assert response.json()["channel"] == "email"
