@@ -2,8 +2,11 @@
 
 Every change to a ticket's facts goes through `FactChanges`: it locks the row, writes the new
 values and works out what the change does to the rollups (old contribution out, new one in).
-The rollup rows are written once per transaction, in key order, so transactions touching the
-same rows queue behind each other instead of deadlocking.
+That delta is appended to `kpi_rollup_delta` once per transaction (one INSERT, no conflict
+target): transactions never update the shared rollup rows (today's `all` row, each queue's,
+agent's and channel's), so concurrent resolutions neither wait on one row nor deadlock on two.
+Reads add the pending deltas to `kpi_rollup` (`feedback.db.kpis`); `fold_rollup_deltas` (the
+scheduler's) moves them into it in the background.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from feedback.domain.kpis import (
+    BUCKETS,
     HIST_COLUMNS,
     SUM_COLUMNS,
     KpiSums,
@@ -74,10 +78,9 @@ _shared_delta: ContextVar[dict[RollupKey, KpiSums] | None] = ContextVar(
 
 @asynccontextmanager
 async def rollup_at_end(conn: AsyncConnection) -> AsyncIterator[None]:
-    """Within the block, every FactChanges adds to one rollup delta, written when the block
-    ends: a consumer batch touches the shared rollup rows (today's totals per queue, agent,
-    channel) once, just before it commits, instead of holding their locks from its first
-    event on while other transactions wait."""
+    """Within the block, every FactChanges adds to one rollup delta, appended when the block
+    ends: a consumer batch writes one delta row per rollup key it changed, however many of its
+    events changed it."""
     delta: dict[RollupKey, KpiSums] = {}
     token = _shared_delta.set(delta)
     try:
@@ -139,28 +142,66 @@ class FactChanges:
             await apply_rollup_delta(self.conn, rows)
 
 
-def _upsert_sql(count: int) -> str:
-    columns = ("dimension", "day", "value", *SUM_COLUMNS, *HIST_COLUMNS)
+_COLUMNS = ("dimension", "day", "value", *SUM_COLUMNS, *HIST_COLUMNS)
+
+
+def _append_sql(count: int) -> str:
     tuples = []
     for i in range(count):
         parts = [f":dimension_{i}", f":day_{i}", f":value_{i}"]
         parts += [f":{c}_{i}" for c in SUM_COLUMNS]
         parts += [f"CAST(:{c}_{i} AS int[])" for c in HIST_COLUMNS]
         tuples.append("(" + ", ".join(parts) + ")")
-    updates = [f"{c} = kpi_rollup.{c} + EXCLUDED.{c}" for c in SUM_COLUMNS]
-    updates += [f"{c} = int_array_add(kpi_rollup.{c}, EXCLUDED.{c})" for c in HIST_COLUMNS]
-    return (
-        f"INSERT INTO kpi_rollup ({', '.join(columns)}) VALUES {', '.join(tuples)} "  # noqa: S608
-        f"ON CONFLICT (dimension, day, value) DO UPDATE SET {', '.join(updates)}"
-    )
+    return f"INSERT INTO kpi_rollup_delta ({', '.join(_COLUMNS)}) VALUES {', '.join(tuples)}"  # noqa: S608
 
 
 async def apply_rollup_delta(conn: AsyncConnection, rows: list[tuple[RollupKey, KpiSums]]) -> None:
+    """Append the delta (one row per rollup key; a histogram it leaves alone is NULL)."""
     params: dict[str, Any] = {}
     for i, ((day, dimension, value), sums) in enumerate(rows):
         params[f"dimension_{i}"] = dimension
         params[f"day_{i}"] = day
         params[f"value_{i}"] = value
         for column, amount in sums.as_row().items():
+            if column in HIST_COLUMNS and not any(amount):
+                amount = None
             params[f"{column}_{i}"] = amount
-    await conn.execute(text(_upsert_sql(len(rows))), params)
+    await conn.execute(text(_append_sql(len(rows))), params)
+
+
+_FOLD_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended('feedback.kpi_fold', 7))")
+
+
+# One statement: take the oldest deltas, delete them, add their sums per key into kpi_rollup
+# (key order) and count them. Readers see them either pending or folded, never both.
+def _fold_sql() -> str:
+    sums = ", ".join(f"sum({c})" for c in SUM_COLUMNS)
+    hists = ", ".join(
+        f"coalesce(int_array_sum({c}), array_fill(0, ARRAY[{BUCKETS}]))" for c in HIST_COLUMNS
+    )
+    updates = ", ".join(
+        [f"{c} = kpi_rollup.{c} + EXCLUDED.{c}" for c in SUM_COLUMNS]
+        + [f"{c} = int_array_add(kpi_rollup.{c}, EXCLUDED.{c})" for c in HIST_COLUMNS]
+    )
+    return (
+        "WITH batch AS (SELECT id FROM kpi_rollup_delta ORDER BY id LIMIT :limit), "  # noqa: S608
+        "moved AS (DELETE FROM kpi_rollup_delta d USING batch WHERE d.id = batch.id "
+        " RETURNING d.*), "
+        f"folded AS (INSERT INTO kpi_rollup ({', '.join(_COLUMNS)}) "
+        f" SELECT dimension, day, value, {sums}, {hists} FROM moved "
+        " GROUP BY dimension, day, value ORDER BY dimension, day, value "
+        f" ON CONFLICT (dimension, day, value) DO UPDATE SET {updates} RETURNING 1) "
+        "SELECT count(*) FROM moved"
+    )
+
+
+_FOLD = text(_fold_sql())
+
+
+async def fold_rollup_deltas(conn: AsyncConnection, limit: int) -> int:
+    """Fold up to `limit` of the oldest pending deltas into `kpi_rollup`; how many were folded.
+    One folder at a time (a transaction-scoped advisory lock: another replica's scheduler
+    skips its turn), so the base rows are only ever written by it, never by the writers."""
+    if not (await conn.execute(_FOLD_LOCK)).scalar_one():
+        return 0
+    return int((await conn.execute(_FOLD, {"limit": limit})).scalar_one())

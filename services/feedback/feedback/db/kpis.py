@@ -1,4 +1,5 @@
-"""Reading the KPI rollups for a date range, grouped by one dimension or by day."""
+"""Reading the KPI rollups for a date range, grouped by one dimension or by day: the rollup
+rows plus the deltas not yet folded into them."""
 
 from __future__ import annotations
 
@@ -15,17 +16,29 @@ _SUMS = [f"sum({c}) AS {c}" for c in SUM_COLUMNS]
 _HISTOGRAMS = [f"int_array_sum({c}) AS {c}" for c in HIST_COLUMNS]
 
 
+def _rows(columns: list[str], where: str) -> str:
+    """The rollup rows and the deltas not folded into them yet (feedback.db.facts), as one set:
+    both read in the statement's one snapshot, so a fold is seen whole or not at all."""
+    selected = ", ".join(["day", "value", *columns])
+    return (
+        f"(SELECT {selected} FROM kpi_rollup WHERE {where} "  # noqa: S608 - fixed columns
+        f"UNION ALL SELECT {selected} FROM kpi_rollup_delta WHERE {where}) AS r"
+    )
+
+
 def _queries(histograms: bool) -> tuple[Any, Any]:
     # Adding the histograms is most of a query's time: skip it when p90s are computed exactly.
     aggregates = ", ".join(_SUMS + (_HISTOGRAMS if histograms else []))
+    columns = list(SUM_COLUMNS) + (list(HIST_COLUMNS) if histograms else [])
+    value_rows = _rows(columns, "dimension = :dimension AND day BETWEEN :first AND :last")
+    day_rows = _rows(columns, "dimension = 'all' AND day BETWEEN :first AND :last")
     by_value = text(
-        "SELECT value AS grp, " + aggregates + " FROM kpi_rollup "  # noqa: S608 - fixed columns
-        "WHERE dimension = :dimension AND day BETWEEN :first AND :last GROUP BY value "
-        "ORDER BY value"
+        f"SELECT value AS grp, {aggregates} FROM {value_rows} "  # noqa: S608 - fixed columns
+        "GROUP BY value ORDER BY value"
     )
     by_day = text(
-        "SELECT day::text AS grp, " + aggregates + " FROM kpi_rollup "  # noqa: S608 - fixed columns
-        "WHERE dimension = 'all' AND day BETWEEN :first AND :last GROUP BY day ORDER BY day"
+        f"SELECT day::text AS grp, {aggregates} FROM {day_rows} "  # noqa: S608 - fixed columns
+        "GROUP BY day ORDER BY day"
     )
     return by_value, by_day
 

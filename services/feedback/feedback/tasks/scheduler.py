@@ -32,7 +32,7 @@ from ccshared.events.payloads import FollowUpRequested, SurveyRequested
 from ccshared.outbox import enqueue
 from ccshared.tasks import finish_or_cancel
 from ccshared.webhook_transport import post_webhook
-from feedback.db.facts import FactChanges
+from feedback.db.facts import FactChanges, fold_rollup_deltas
 from feedback.db.surveys import last_customer_message, last_message_at
 from feedback.db.webhooks import claim_due_deliveries, queue_deliveries, record_attempt
 from feedback.domain.callbacks import next_callback_after
@@ -50,6 +50,9 @@ from feedback.metrics import SURVEYS_SENT, WEBHOOK_DELIVERIES
 from feedback.settings import FeedbackSettings
 
 log = logging.getLogger(__name__)
+
+KPI_FOLD_BATCH = 5_000
+"""KPI rollup deltas folded per transaction (feedback.db.facts.fold_rollup_deltas)."""
 
 _DUE_SURVEYS = text(
     "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, s.traceparent, "
@@ -167,6 +170,14 @@ class FeedbackScheduler:
             pass
         while await self.deliver_webhooks() >= limit:
             pass
+        while await self.fold_kpi_deltas() >= KPI_FOLD_BATCH:
+            pass
+
+    async def fold_kpi_deltas(self) -> int:
+        """The KPI rollup deltas written since the last round, added into the rollup rows
+        (reads add the pending ones themselves: this only keeps them few)."""
+        async with self.engine.begin() as conn:
+            return await fold_rollup_deltas(conn, KPI_FOLD_BATCH)
 
     # -- surveys ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses
+from functools import lru_cache
 from typing import Annotated, Any, Literal, Self, get_args
 from urllib.parse import urlsplit
 
@@ -40,6 +41,7 @@ from pydantic_core.core_schema import ErrorType
 
 from intake.domain.normalize import (
     DEFAULT_PHONE_REGION,
+    NORMALIZED_CACHE_SIZE,
     InvalidEmailAddress,
     InvalidHandle,
     InvalidPhoneNumber,
@@ -353,7 +355,7 @@ class Mailbox(BaseModel):
     @classmethod
     def _split_display_name(cls, data: Any) -> Any:
         if isinstance(data, str):
-            mailboxes = getaddresses([data])
+            mailboxes = _mailboxes(data)
             if len(mailboxes) != 1:
                 raise PydanticCustomError(
                     "email_address_invalid", "Input should be exactly one email address"
@@ -361,6 +363,22 @@ class Mailbox(BaseModel):
             name, address = mailboxes[0]
             return {"name": name or None, "address": address or data}
         return data
+
+
+_MAX_CACHED_MAILBOX_CHARS = 1_024
+
+
+def _mailboxes(text: str) -> tuple[tuple[str, str], ...]:
+    """`getaddresses` of one header-like text; the common short ones are remembered (the same
+    sender and the company's own address come back on most e-mails)."""
+    if len(text) > _MAX_CACHED_MAILBOX_CHARS:
+        return tuple(getaddresses([text]))
+    return _cached_mailboxes(text)
+
+
+@lru_cache(maxsize=NORMALIZED_CACHE_SIZE)
+def _cached_mailboxes(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple(getaddresses([text]))
 
 
 class Attachment(BaseModel):

@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from html.parser import HTMLParser
 
 import nh3
@@ -17,6 +18,13 @@ DEFAULT_PHONE_REGION = "CN"
 """Region assumed for numbers written without a leading + (national format)."""
 
 _MAX_PHONE_INPUT_CHARS = 64
+NORMALIZED_CACHE_SIZE = 8_192
+"""How many valid e-mail addresses and phone numbers (each) keep their normalized form. A body
+names the same address or number more than once (customer.email and email.from, customer.phone
+and phone.caller), a raw e-mail's addresses are checked while reading it and again as the
+contact, and most contacts name the company's own address or line and returning customers:
+validating them was most of intake's CPU per body. Only successes are kept (an invalid input is
+checked again each time, and raises as before); keys are at most 254 and 64 characters."""
 # What a written phone number may look like: one leading "+" at most, digits (any script: the
 # library reads full-width and other decimal digits), the usual separators, and an extension.
 # phonenumbers itself is lenient: it skips leading junk ("++86...", "tel:"), reads letters as
@@ -126,6 +134,12 @@ def normalize_phone(raw: str, default_region: str = DEFAULT_PHONE_REGION) -> str
         raise InvalidPhoneNumber(
             "not a phone number: only digits, spaces, ()-./, one leading + and an extension"
         )
+    return _e164(text, region)
+
+
+@lru_cache(maxsize=NORMALIZED_CACHE_SIZE)
+def _e164(text: str, region: str) -> str:
+    """`normalize_phone` once the text is trimmed, bounded and shaped like a number."""
     international = is_international(text)
     try:
         number = phonenumbers.parse(text, region)
@@ -159,8 +173,13 @@ def normalize_email(raw: str) -> str:
     as one person. Internationalized addresses are kept in Unicode (NFC), not punycode.
     Deliverability (DNS) is not checked: this stays pure and fast.
     """
+    return _matched_email(raw.strip())
+
+
+@lru_cache(maxsize=NORMALIZED_CACHE_SIZE)
+def _matched_email(text: str) -> str:
     try:
-        result = validate_email(raw.strip(), check_deliverability=False)
+        result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidEmailAddress(str(exc)) from exc
     return result.normalized.lower()

@@ -1,4 +1,7 @@
-"""What endpoints reach on the running service, as FastAPI dependencies."""
+"""What endpoints reach on the running service, as FastAPI dependencies.
+
+They are `async def` although they do no I/O: FastAPI runs a plain `def` dependency in its
+thread pool, a thread hop (and its CPU) on every request for an attribute lookup."""
 
 from __future__ import annotations
 
@@ -17,37 +20,38 @@ User = Depends(principal)
 Supervisor = Depends(supervisor)
 
 
-def engine_of(request: Request) -> AsyncEngine:
+async def engine_of(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.runtime.engine
     return engine
 
 
-def settings_of(request: Request) -> RouterSettings:
+async def settings_of(request: Request) -> RouterSettings:
     settings: RouterSettings = request.app.state.runtime.settings
     return settings
 
 
-def parts_of(request: Request) -> RouterParts:
+async def parts_of(request: Request) -> RouterParts:
     return router_parts(request.app.state.runtime)
 
 
-def nudge_of(request: Request) -> Callable[[], None]:
+async def nudge_of(request: Request) -> Callable[[], None]:
     """Wakes the assignment loop: something changed that may allow an offer."""
-    return parts_of(request).assigner.nudge
+    return router_parts(request.app.state.runtime).assigner.nudge
 
 
-def conversation_rules(request: Request) -> ConversationRules:
+async def conversation_rules(request: Request) -> ConversationRules:
     settings: RouterSettings = request.app.state.runtime.settings
     return ConversationRules(settings.message_max_bytes, settings.reply_window_hours)
 
 
-def detail_messages(request: Request) -> int:
+async def detail_messages(request: Request) -> int:
     settings: RouterSettings = request.app.state.runtime.settings
     return settings.detail_messages
 
 
-def tickets_uow(request: Request) -> SqlTicketsUnitOfWork:
-    return SqlTicketsUnitOfWork(engine_of(request))
+async def tickets_uow(request: Request) -> SqlTicketsUnitOfWork:
+    engine: AsyncEngine = request.app.state.runtime.engine
+    return SqlTicketsUnitOfWork(engine)
 
 
 Engine = Depends(engine_of)

@@ -41,7 +41,8 @@ TICKET_COLUMNS = (
 
 
 def ticket_from_row(row: Any) -> Ticket:
-    values = dict(row._mapping)
+    """A Ticket from a row of TICKET_COLUMNS (or a mapping of them)."""
+    values = dict(row) if isinstance(row, dict) else dict(row._mapping)
     if isinstance(values["classification"], str):
         values["classification"] = orjson.loads(values["classification"])
     return Ticket(**values)

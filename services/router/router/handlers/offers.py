@@ -31,10 +31,12 @@ async def pending_offers(engine: AsyncEngine, agent_id: str, user: Principal) ->
 
 async def _pending_offer(
     uow: SqlTicketsUnitOfWork, offer_id: uuid.UUID, user: Principal
-) -> Row[Any]:
-    offer = await db.lock_offer(uow.conn, offer_id)
-    if offer is None:
+) -> tuple[db.HeldOffer, Ticket]:
+    """The offer, pending and made to this user, and its ticket: both locked."""
+    found = await db.lock_offer_and_ticket(uow.conn, offer_id)
+    if found is None:
         raise NotFound(f"No offer {offer_id}.")
+    offer, ticket = found
     if user.subject != offer.agent_id:  # supervisors too: only the agent answers an offer
         if not user.is_supervisor:  # another agent's offer is none of this agent's business
             raise NotFound(f"No offer {offer_id}.")
@@ -45,13 +47,12 @@ async def _pending_offer(
             slug="offer-not-pending",
             extra={"offer_status": offer.status},
         )
-    return offer
+    return offer, ticket
 
 
 async def accept(engine: AsyncEngine, offer_id: uuid.UUID, user: Principal) -> Ticket:
     async with SqlTicketsUnitOfWork(engine) as uow:
-        offer = await _pending_offer(uow, offer_id, user)
-        ticket = await uow.ticket(offer.ticket_id, lock=True)
+        offer, ticket = await _pending_offer(uow, offer_id, user)
         stale = ticket.status != "assigned" or ticket.assignee_agent_id != offer.agent_id
         if stale:
             # The ticket moved on while this accept waited for it (its change left this offer,
@@ -83,8 +84,7 @@ async def decline(
 ) -> dict[str, Any]:
     """The offer, declined; its ticket goes back to the queue, for the next agent."""
     async with SqlTicketsUnitOfWork(engine) as uow:
-        offer = await _pending_offer(uow, offer_id, user)
-        ticket = await uow.ticket(offer.ticket_id, lock=True)
+        offer, ticket = await _pending_offer(uow, offer_id, user)
         declined = await db.mark_declined(uow.conn, offer_id, reason)
         change = decided(
             ticket,
