@@ -2,28 +2,34 @@
 real broker, with a real SMTP server: the customer's e-mail posted to intake opens a ticket in
 the router; the agent's reply (Chinese and English) goes router → intake → the mailbox, threaded
 on the customer's message; the conversation shows it `sent`; the customer's answer, naming only
-the reply (In-Reply-To), joins the same ticket even after the agent resolved it."""
+the reply (In-Reply-To), joins the same ticket even after the agent resolved it. And a
+supervisor who opted in gets an escalation's notification in the mailbox, router → intake."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
+from ccshared.events import new_event
 from ccshared.events.catalog import INTAKE_CONTACTS, INTAKE_DELIVERIES
+from ccshared.events.payloads import SlaEscalated
 from ccshared.kafka import commit_group_at_end, ensure_topics
 from deploy.local.mailbox import Mailbox
 from router.app import create_app
+from router.consumers.sla import apply_escalations
 from router.settings import RouterSettings
 from tests.conftest import TOPIC_PREFIX, scratch_database, topic
 from tests.helpers import as_agent, as_supervisor, wait_until
 from tests.integration.intake.conftest import Intake
 from tests.integration.intake.conftest import intake_factory as intake_factory  # fixture
 from tests.integration.intake.conftest import mailbox as mailbox  # fixture
-from tests.integration.router.conftest import Router
+from tests.integration.router.conftest import Router, contact
 
 FIRST = """\
 From: =?utf-8?b?546L6Iqz?= <wang.fang+{n}@example.net>
@@ -62,20 +68,15 @@ async def _post_raw(intake: Intake, key: str, raw: str) -> dict[str, Any]:
     return body
 
 
-async def test_an_email_conversation_round_trips_through_intake_the_router_and_the_mailbox(
-    kafka_bootstrap: str,
-    intake_factory: Callable[..., Awaitable[Intake]],
-    mailbox: Mailbox,
-) -> None:
+@asynccontextmanager
+async def running_router(kafka_bootstrap: str) -> AsyncIterator[Router]:
+    """The router with a database of its own, its consumer groups starting at the end of
+    intake's topics."""
     suffix = f".test-{uuid.uuid4().hex[:8]}"
     await ensure_topics(kafka_bootstrap, prefix=TOPIC_PREFIX)
     for group, source in (("contacts", INTAKE_CONTACTS), ("deliveries", INTAKE_DELIVERIES)):
         await commit_group_at_end(kafka_bootstrap, f"router.{group}{suffix}", [topic(source)])
     async with scratch_database() as router_db:
-        intake = await intake_factory(  # its own database (the fixture's)
-            smtp_port=mailbox.address[1], mail_from="Support <support@example.com>"
-        )
-        key = await intake.new_key(["email"])
         app = create_app(
             RouterSettings(
                 database_url=SecretStr(router_db),
@@ -92,76 +93,126 @@ async def test_an_email_conversation_round_trips_through_intake_the_router_and_t
             transport=httpx.ASGITransport(app=app), base_url="http://r", headers=as_supervisor()
         )
         try:
-            router = Router(app, client)
-            await router.agent("amy", status="offline")
-            n = uuid.uuid4().hex[:8]
-
-            # The customer writes: intake → intake.contacts → the router opens a ticket.
-            first = await _post_raw(intake, key, FIRST.format(n=n))
-
-            async def ticket_of(contact_id: str) -> Any:
-                rows = await router.sql(
-                    "SELECT ticket_id FROM ticket_contacts WHERE contact_id = :c", c=contact_id
-                )
-                return rows[0].ticket_id if rows else None
-
-            ticket_id = await wait_until(lambda: ticket_of(first["id"]), timeout=60)
-            await router.sql(
-                "UPDATE tickets SET status = 'in_progress', assignee_agent_id = 'amy', "
-                "owner_agent_id = 'amy' WHERE id = :t",
-                t=ticket_id,
-            )
-
-            # The agent replies: router → message.outbound → intake → SMTP.
-            replied = await client.post(
-                f"/v1/tickets/{ticket_id}/reply", json={"text": REPLY}, headers=as_agent("amy")
-            )
-            assert replied.status_code == 200, replied.text
-
-            async def one_mail() -> Any:
-                mails = mailbox.messages()
-                return mails[0] if mails else None
-
-            mail = await wait_until(one_mail, timeout=60)
-            assert mail["To"].addresses[0].addr_spec == f"wang.fang+{n}@example.net"
-            assert mail["Subject"] == "Re: 订单 123 漏水"
-            assert mail["In-Reply-To"] == f"<first-{n}@mail.example.net>"
-            assert mail["References"].split() == [f"<first-{n}@mail.example.net>"]
-            reply_id = mail["Message-ID"]
-            assert reply_id.startswith("<")
-            assert reply_id.endswith("@example.com>")
-            plain = mail.get_body(preferencelist=("plain",))
-            assert plain is not None
-            assert plain.get_content().strip() == REPLY
-
-            # The conversation shows the reply sent (intake.deliveries → the router).
-            async def sent_reply() -> Any:
-                page = await client.get(
-                    f"/v1/tickets/{ticket_id}/messages", headers=as_agent("amy")
-                )
-                assert page.status_code == 200, page.text
-                replies = [m for m in page.json()["items"] if m["direction"] == "outbound"]
-                return replies[0] if replies and replies[0]["delivery_state"] == "sent" else None
-
-            reply = await wait_until(sent_reply, timeout=60)
-            assert reply["text"] == REPLY
-            assert reply["provider_message_id"] == reply_id
-            assert reply["reply_to_contact_id"] == first["id"]
-            assert len(mailbox.messages()) == 1
-
-            # The agent resolves it; the customer's answer names only the reply: it reopens
-            # the same ticket (no new ticket, no follow-up).
-            resolved = await client.post(
-                f"/v1/tickets/{ticket_id}/resolve",
-                json={"resolution_code": "technician_booked"},
-                headers=as_agent("amy"),
-            )
-            assert resolved.status_code == 200, resolved.text
-            answer = await _post_raw(intake, key, ANSWER.format(n=n, reply_id=reply_id))
-            assert answer["customer_id"] == first["customer_id"]
-            assert await wait_until(lambda: ticket_of(answer["id"]), timeout=60) == ticket_id
-            assert (await router.ticket(ticket_id))["status"] == "queued"  # reopened
-            assert len(await router.sql("SELECT id FROM tickets")) == 1
+            yield Router(app, client)
         finally:
             await client.aclose()
             await lifespan.__aexit__(None, None, None)
+
+
+async def test_an_email_conversation_round_trips_through_intake_the_router_and_the_mailbox(
+    kafka_bootstrap: str,
+    intake_factory: Callable[..., Awaitable[Intake]],
+    mailbox: Mailbox,
+) -> None:
+    intake = await intake_factory(  # its own database (the fixture's)
+        smtp_port=mailbox.address[1], mail_from="Support <support@example.com>"
+    )
+    key = await intake.new_key(["email"])
+    async with running_router(kafka_bootstrap) as router:
+        client = router.client
+        await router.agent("amy", status="offline")
+        n = uuid.uuid4().hex[:8]
+
+        # The customer writes: intake → intake.contacts → the router opens a ticket.
+        first = await _post_raw(intake, key, FIRST.format(n=n))
+
+        async def ticket_of(contact_id: str) -> Any:
+            rows = await router.sql(
+                "SELECT ticket_id FROM ticket_contacts WHERE contact_id = :c", c=contact_id
+            )
+            return rows[0].ticket_id if rows else None
+
+        ticket_id = await wait_until(lambda: ticket_of(first["id"]), timeout=60)
+        await router.sql(
+            "UPDATE tickets SET status = 'in_progress', assignee_agent_id = 'amy', "
+            "owner_agent_id = 'amy' WHERE id = :t",
+            t=ticket_id,
+        )
+
+        # The agent replies: router → message.outbound → intake → SMTP.
+        replied = await client.post(
+            f"/v1/tickets/{ticket_id}/reply", json={"text": REPLY}, headers=as_agent("amy")
+        )
+        assert replied.status_code == 200, replied.text
+
+        async def one_mail() -> Any:
+            mails = mailbox.messages()
+            return mails[0] if mails else None
+
+        mail = await wait_until(one_mail, timeout=60)
+        assert mail["To"].addresses[0].addr_spec == f"wang.fang+{n}@example.net"
+        assert mail["Subject"] == "Re: 订单 123 漏水"
+        assert mail["In-Reply-To"] == f"<first-{n}@mail.example.net>"
+        assert mail["References"].split() == [f"<first-{n}@mail.example.net>"]
+        reply_id = mail["Message-ID"]
+        assert reply_id.startswith("<")
+        assert reply_id.endswith("@example.com>")
+        plain = mail.get_body(preferencelist=("plain",))
+        assert plain is not None
+        assert plain.get_content().strip() == REPLY
+
+        # The conversation shows the reply sent (intake.deliveries → the router).
+        async def sent_reply() -> Any:
+            page = await client.get(f"/v1/tickets/{ticket_id}/messages", headers=as_agent("amy"))
+            assert page.status_code == 200, page.text
+            replies = [m for m in page.json()["items"] if m["direction"] == "outbound"]
+            return replies[0] if replies and replies[0]["delivery_state"] == "sent" else None
+
+        reply = await wait_until(sent_reply, timeout=60)
+        assert reply["text"] == REPLY
+        assert reply["provider_message_id"] == reply_id
+        assert reply["reply_to_contact_id"] == first["id"]
+        assert len(mailbox.messages()) == 1
+
+        # The agent resolves it; the customer's answer names only the reply: it reopens
+        # the same ticket (no new ticket, no follow-up).
+        resolved = await client.post(
+            f"/v1/tickets/{ticket_id}/resolve",
+            json={"resolution_code": "technician_booked"},
+            headers=as_agent("amy"),
+        )
+        assert resolved.status_code == 200, resolved.text
+        answer = await _post_raw(intake, key, ANSWER.format(n=n, reply_id=reply_id))
+        assert answer["customer_id"] == first["customer_id"]
+        assert await wait_until(lambda: ticket_of(answer["id"]), timeout=60) == ticket_id
+        assert (await router.ticket(ticket_id))["status"] == "queued"  # reopened
+        assert len(await router.sql("SELECT id FROM tickets")) == 1
+
+
+async def test_a_supervisor_who_opted_in_gets_an_escalation_in_the_mailbox(
+    kafka_bootstrap: str,
+    intake_factory: Callable[..., Awaitable[Intake]],
+    mailbox: Mailbox,
+) -> None:
+    await intake_factory(smtp_port=mailbox.address[1], mail_from="Support <support@example.com>")
+    async with running_router(kafka_bootstrap) as router:
+        queue = {"name": "Escalations", "required_skills": [], "supervisors": ["lin", "mo"]}
+        assert (await router.client.put("/v1/queues/escalations", json=queue)).status_code == 200
+        opt_in = {"email": "lin@cc.example", "email_opt_in": True}
+        put = await router.client.put(
+            "/v1/notification-settings", json=opt_in, headers=as_supervisor("lin")
+        )
+        assert put.status_code == 200, put.text
+        ticket_id = await router.receive(contact(uuid.uuid4(), text_="退款还没到 refund missing"))
+        escalation = SlaEscalated(
+            ticket_id=ticket_id,
+            metric="resolution",
+            level=1,
+            actions=["move_to_escalation_queue", "notify_supervisor"],
+            at=datetime.now(UTC),
+        )
+        handler = apply_escalations(router.runtime)
+        async with router.runtime.engine.begin() as conn:
+            await handler(conn, new_event(escalation, producer="sla"), escalation)
+
+        async def one_mail() -> Any:
+            mails = mailbox.messages()
+            return mails[0] if mails else None
+
+        mail = await wait_until(one_mail, timeout=60)
+        assert mail["X-Mailbox-To"] == "lin@cc.example"  # mo did not opt in
+        assert "Escalation" in mail["Subject"]
+        assert ticket_id.hex[:8].upper() in mail["Subject"]
+        assert mail["In-Reply-To"] is None
+        (notice,) = await router.sql("SELECT id FROM notifications WHERE recipient = 'lin'")
+        assert mail["Message-ID"] == f"<{notice.id}@example.com>"
