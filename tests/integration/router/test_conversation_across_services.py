@@ -3,10 +3,12 @@ real broker, with a real SMTP server: the customer's e-mail posted to intake ope
 the router; the agent's reply (Chinese and English) goes router → intake → the mailbox, threaded
 on the customer's message; the conversation shows it `sent`; the customer's answer, naming only
 the reply (In-Reply-To), joins the same ticket even after the agent resolved it. And a
-supervisor who opted in gets an escalation's notification in the mailbox, router → intake."""
+supervisor who opted in gets an escalation's notification in the mailbox, router → intake; a chat
+reply reaches the integration's receiver signed, a retry with the same idempotency key."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -14,18 +16,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 from pydantic import SecretStr
 
 from ccshared.events import new_event
 from ccshared.events.catalog import INTAKE_CONTACTS, INTAKE_DELIVERIES
 from ccshared.events.payloads import SlaEscalated
 from ccshared.kafka import commit_group_at_end, ensure_topics
+from ccshared.webhooks import verify_signature
 from deploy.local.mailbox import Mailbox
 from router.app import create_app
 from router.consumers.sla import apply_escalations
 from router.settings import RouterSettings
 from tests.conftest import TOPIC_PREFIX, scratch_database, topic
 from tests.helpers import as_agent, as_supervisor, wait_until
+from tests.integration.feedback.conftest import WebhookReceiver
+from tests.integration.feedback.conftest import receiver as receiver  # fixture
 from tests.integration.intake.conftest import Intake
 from tests.integration.intake.conftest import intake_factory as intake_factory  # fixture
 from tests.integration.intake.conftest import mailbox as mailbox  # fixture
@@ -216,3 +222,71 @@ async def test_a_supervisor_who_opted_in_gets_an_escalation_in_the_mailbox(
         assert mail["In-Reply-To"] is None
         (notice,) = await router.sql("SELECT id FROM notifications WHERE recipient = 'lin'")
         assert mail["Message-ID"] == f"<{notice.id}@example.com>"
+
+
+async def test_a_chat_reply_reaches_the_integrations_receiver_signed_and_deduplicable(
+    kafka_bootstrap: str,
+    intake_factory: Callable[..., Awaitable[Intake]],
+    receiver: WebhookReceiver,
+) -> None:
+    intake = await intake_factory(
+        outbound_allow_hosts="127.0.0.1", delivery_retry_base_s=0.05, delivery_poll_interval_s=0.05
+    )
+    key = await intake.new_key(["chat"], name="widget")
+    registered = await intake.client.put(
+        "/v1/integration/outbound",
+        json={"url": receiver.base_url + "/outbound"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert registered.status_code == 200, registered.text
+    secret = registered.json()["signing_secret"]
+    receiver.script = {"/outbound": [503]}  # the first attempt's answer is lost: a retry
+    async with running_router(kafka_bootstrap) as router:
+        await router.agent("amy", status="offline")
+        session = f"s-{uuid.uuid4().hex[:8]}"
+        chat = {
+            "channel": "chat",
+            "external_id": f"chat-{session}",
+            "received_at": datetime.now(UTC).isoformat(),
+            "customer": {"name": "Li Wei", "email": f"li.{session}@example.cn"},
+            "text": "你好，请问会员积分怎么兑换？",
+            "chat": {"session_id": session},
+        }
+        posted = await intake.post(chat, key)
+        assert posted.status_code == 202, posted.text
+        rows = await wait_until(
+            lambda: router.sql(
+                "SELECT ticket_id FROM ticket_contacts WHERE contact_id = :c", c=posted.json()["id"]
+            ),
+            timeout=60,
+        )
+        ticket_id = rows[0].ticket_id
+        await router.sql(
+            "UPDATE tickets SET status = 'in_progress', assignee_agent_id = 'amy', "
+            "owner_agent_id = 'amy' WHERE id = :t",
+            t=ticket_id,
+        )
+        text = "您好！积分可在会员中心兑换。You can redeem points in the member centre."
+        replied = await router.client.post(
+            f"/v1/tickets/{ticket_id}/reply", json={"text": text}, headers=as_agent("amy")
+        )
+        assert replied.status_code == 200, replied.text
+
+        async def sent_reply() -> Any:
+            page = await router.client.get(f"/v1/tickets/{ticket_id}/messages")
+            replies = [m for m in page.json()["items"] if m["direction"] == "outbound"]
+            return replies[0] if replies and replies[0]["delivery_state"] == "sent" else None
+
+        reply = await wait_until(sent_reply, timeout=60)
+        first, second = receiver.on("/outbound")
+        for attempt, request in enumerate((first, second), start=1):
+            assert request.headers["idempotency-key"] == reply["id"]
+            assert request.headers["x-intake-attempt"] == str(attempt)
+            verify_signature(
+                request.headers["x-intake-signature"], request.body, secret, int(time.time())
+            )
+            body = orjson.loads(request.body)
+            assert body["message_id"] == reply["id"]
+            assert body["ticket_id"] == str(ticket_id)
+            assert body["text"] == text
+            assert body["in_reply_to"]["chat"]["session_id"] == session
