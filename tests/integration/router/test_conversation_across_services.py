@@ -4,10 +4,12 @@ the router; the agent's reply (Chinese and English) goes router → intake → t
 on the customer's message; the conversation shows it `sent`; the customer's answer, naming only
 the reply (In-Reply-To), joins the same ticket even after the agent resolved it. And a
 supervisor who opted in gets an escalation's notification in the mailbox, router → intake; a chat
-reply reaches the integration's receiver signed, a retry with the same idempotency key."""
+reply reaches the integration's receiver signed, a retry with the same idempotency key; `make
+chaos`'s agents reply through the router's API and their replies reconcile."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,10 +17,19 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 from pydantic import SecretStr
 
+from bench.chaos import (
+    Agents,
+    accepted_replies,
+    mailbox_copies,
+    make_contact,
+    reconcile_replies,
+)
+from ccshared.db import asyncpg_dsn
 from ccshared.events import new_event
 from ccshared.events.catalog import INTAKE_CONTACTS, INTAKE_DELIVERIES
 from ccshared.events.payloads import SlaEscalated
@@ -75,7 +86,7 @@ async def _post_raw(intake: Intake, key: str, raw: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def running_router(kafka_bootstrap: str) -> AsyncIterator[Router]:
+async def running_router(kafka_bootstrap: str, **overrides: Any) -> AsyncIterator[Router]:
     """The router with a database of its own, its consumer groups starting at the end of
     intake's topics."""
     suffix = f".test-{uuid.uuid4().hex[:8]}"
@@ -89,8 +100,8 @@ async def running_router(kafka_bootstrap: str) -> AsyncIterator[Router]:
                 kafka_bootstrap=kafka_bootstrap,
                 log_json=False,
                 consumer_group_suffix=suffix,
-                assign_in_background=False,
                 outbox_poll_interval_s=0.1,
+                **({"assign_in_background": False} | overrides),
             )
         )
         lifespan = app.router.lifespan_context(app)
@@ -290,3 +301,62 @@ async def test_a_chat_reply_reaches_the_integrations_receiver_signed_and_dedupli
             assert body["ticket_id"] == str(ticket_id)
             assert body["text"] == text
             assert body["in_reply_to"]["chat"]["session_id"] == session
+
+
+async def test_chaos_agents_reply_through_the_routers_api_and_their_replies_reconcile(
+    kafka_bootstrap: str,
+    intake_factory: Callable[..., Awaitable[Intake]],
+    mailbox: Mailbox,
+) -> None:
+    """bench/chaos.py: its agents accept their offers, answer each ticket through
+    `POST /v1/tickets/{id}/reply` before resolving it, and the replies the router stored are
+    what is reconciled against intake and the mailbox."""
+    intake = await intake_factory(smtp_port=mailbox.address[1])
+    key = await intake.new_key(["email"])
+    async with running_router(kafka_bootstrap, assign_in_background=True) as router:
+        skills = {s: 3 for s in ("complaints", "technical", "billing", "vip", "escalations")}
+        await router.agent("amy", skills=skills)
+        contact_ids = []
+        run = uuid.uuid4().hex[:8]
+        for n in range(2):
+            posted = await intake.post(make_contact(run, n, "email"), key)
+            assert posted.status_code == 202, posted.text
+            contact_ids.append(uuid.UUID(posted.json()["id"]))
+        agents = Agents(router.client, ["amy"], hold_s=0.0, reply_text=REPLY)
+        task = asyncio.create_task(agents.run_until_stopped())
+        try:
+            await wait_until(lambda: _true(agents.resolved == 2), timeout=60)
+        finally:
+            agents.stop()
+            await task
+        assert agents.replied == 2
+        assert dict(agents.errors) == {}
+        url = router.runtime.settings.database_url.get_secret_value()
+        router_db = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            replied = await accepted_replies(router_db, contact_ids)
+            assert len(replied) == 2
+
+            async def settled() -> bool:
+                in_router = await router_db.fetchval(
+                    "SELECT count(*) FROM ticket_messages WHERE id = ANY($1::uuid[]) "
+                    "AND delivery_state = 'sent'",
+                    replied,
+                )
+                return bool(in_router == 2)
+
+            await wait_until(settled, timeout=60)
+            async with intake.db.acquire() as conn:
+                counts = await reconcile_replies(
+                    conn, replied, [], mailbox_copies(mailbox.directory), router_db
+                )
+        finally:
+            await router_db.close()
+    assert counts["replies"] == counts["replies_sent"] == counts["replies_received"] == 2
+    assert counts["replies_lost"] == counts["replies_unsettled"] == 0
+    assert counts["replies_sent_twice"] == 0
+    assert counts["replies_settled_in_router"] == 2
+
+
+async def _true(value: bool) -> bool:
+    return value
