@@ -194,6 +194,10 @@ async def test_delivery_states_never_go_back_and_a_repeated_report_changes_nothi
             return await apply_delivery(conn, _changed(message_id, ticket_id, state, **kw))
 
     assert await report("sent", provider_message_id="<m1@cc>")
+    # The sent e-mail's Message-ID is a thread key of the ticket: the customer's answer to it
+    # joins the ticket.
+    keys = await router.sql("SELECT ticket_id FROM thread_keys WHERE key = 'email:m1@cc'")
+    assert [k.ticket_id for k in keys] == [ticket_id]
     assert await report("delivered")
     assert not await report("delivered")  # redelivered
     assert not await report("sent")  # late
