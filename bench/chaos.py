@@ -14,11 +14,13 @@ reconcile every contact intake answered 202 against the services' databases:
   metric and level), and none fired twice (sla.fired_timers);
 - no survey was sent twice: one survey per ticket, one webhook delivery per survey and
   subscription, and the webhook receiver here saw no two different deliveries for one survey;
-- every reply Kafka acknowledged (`message.outbound`, one per ticket an agent accepts, published
-  here in the router's place until the router sends replies itself) ends `sent` or `failed` in
-  intake, and no message id reached the SMTP server (`make run`'s mailbox) or the outbound
-  webhook receiver here twice within one attempt: per message, each attempt number at most once
-  and no more copies than attempts.
+- every reply the router accepted (the agents answer each ticket they accept through the
+  router's API, `POST /v1/tickets/{id}/reply`, before resolving it; the router stores it and
+  publishes `message.outbound` in one transaction) ends `sent` or `failed` in intake, and no
+  message id reached the SMTP server (`make run`'s mailbox) or the outbound webhook receiver
+  here twice within one attempt: per message, each attempt number at most once and no more
+  copies than attempts. How many of them the router's conversation shows settled too
+  (intake.deliveries back to the router) is counted, not judged.
 
 Prints the counts, writes them to bench/results/chaos.json and exits non-zero on a violation.
 A post that fails during an outage (5xx, timeout, refused connection) is simply not counted as
@@ -45,10 +47,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka.errors import KafkaError
 
 from bench.harness import (
-    KAFKA,
     ROOT,
     TOPIC_PREFIX,
     start_groups_at_end,
@@ -56,10 +56,6 @@ from bench.harness import (
     user_headers,
     write_result,
 )
-from ccshared.events import new_event
-from ccshared.events.catalog import ROUTER_TICKETS
-from ccshared.events.payloads import MessageOutbound
-from ccshared.kafka import make_producer
 from deploy.local.mailbox import list_messages, read_message
 
 STACK = ROOT / "deploy" / "local" / "stack.sh"
@@ -76,6 +72,7 @@ SEGMENT = "chaos"
 RATE = float(os.environ.get("CHAOS_RATE", "12"))  # contacts per second offered
 AGENTS = 2
 SETTLE_S = float(os.environ.get("CHAOS_SETTLE_S", "150"))
+REPLY_TEXT = "Thank you, your order is on its way. 您的订单已发出。"
 
 # What the services run with for this run: quick outbox relays, surveys due a second after
 # resolution, webhook retries after a second.
@@ -218,8 +215,11 @@ class Agents:
     errors: Counter[str] = field(default_factory=Counter)
     held: dict[str, tuple[str, float]] = field(default_factory=dict)  # ticket -> agent, since
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)  # agent -> auth headers
-    # Called with each ticket an agent accepted (the router's ticket view): the agent replies.
-    on_accept: Callable[[dict[str, Any]], None] | None = None
+    # What the agent answers each ticket it accepts (through the router's API, before
+    # resolving it); None: no replies.
+    reply_text: str | None = None
+    replied: int = 0
+    to_reply: dict[str, str] = field(default_factory=dict)  # ticket -> agent
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def _step(self, agent: str) -> None:
@@ -231,13 +231,16 @@ class Agents:
                 if r.status_code == 200:
                     self.accepted += 1
                     self.held[r.json()["id"]] = (agent, time.monotonic())
-                    if self.on_accept is not None:
-                        self.on_accept(r.json())
+                    if self.reply_text is not None:
+                        self.to_reply[r.json()["id"]] = agent
                 else:
                     self.errors[f"accept {r.status_code}"] += 1
+        for ticket, holder in list(self.to_reply.items()):
+            if holder == agent:
+                await self._reply(ticket, headers)
         now = time.monotonic()
         for ticket, (holder, since) in list(self.held.items()):
-            if holder != agent or now - since < self.hold_s:
+            if holder != agent or now - since < self.hold_s or ticket in self.to_reply:
                 continue
             r = await self.client.post(
                 f"/v1/tickets/{ticket}/resolve",
@@ -253,6 +256,21 @@ class Agents:
             else:
                 self.errors[f"resolve {r.status_code}"] += 1
 
+    async def _reply(self, ticket: str, headers: dict[str, str]) -> None:
+        """Answers the ticket; tried again at the next step after a 5xx or a lost answer (one
+        that was stored after all makes a second reply: another message, reconciled as well).
+        A phone ticket's reply is the router's call-back request."""
+        r = await self.client.post(
+            f"/v1/tickets/{ticket}/reply", headers=headers, json={"text": self.reply_text}
+        )
+        if r.status_code == 200:
+            self.replied += 1
+            del self.to_reply[ticket]
+        else:
+            self.errors[f"reply {r.status_code}"] += 1
+            if r.status_code < 500:
+                del self.to_reply[ticket]
+
     async def run_until_stopped(self) -> None:
         while not self._stop.is_set():
             for agent in self.names:
@@ -262,82 +280,6 @@ class Agents:
                     self.errors[type(exc).__name__] += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=0.5)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-@dataclass
-class Replies:
-    """The agents' replies, published as message.outbound in the router's place (until the
-    router sends replies itself, issue 18): one per accepted ticket, a call-back request on the
-    phone. Each is published again with the same message id until Kafka acknowledges it (intake
-    stores a message id once), so every reply is accepted once Kafka is back."""
-
-    bootstrap: str
-    topic: str = TOPIC_PREFIX + ROUTER_TICKETS
-    queued: asyncio.Queue[MessageOutbound] = field(default_factory=asyncio.Queue)
-    accepted: dict[uuid.UUID, str] = field(default_factory=dict)  # message id -> channel
-    failures: Counter[str] = field(default_factory=Counter)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def reply_to(self, ticket: dict[str, Any]) -> None:
-        phone = ticket["channel"] == "phone"
-        self.queued.put_nowait(
-            MessageOutbound(
-                message_id=uuid.uuid4(),
-                ticket_id=uuid.UUID(ticket["id"]),
-                customer_id=uuid.UUID(ticket["customer_id"]),
-                channel=ticket["channel"],
-                kind="callback_request" if phone else "reply",
-                author=f"agent:{ticket.get('assignee_agent_id') or 'chaos'}",
-                text="Thank you, your order is on its way. 您的订单已发出。",
-                subject=None,
-                created_at=datetime.now(UTC),
-            )
-        )
-
-    async def _publish(self, producer: Any, message: MessageOutbound) -> None:
-        event = new_event(message, producer="router")
-        await asyncio.wait_for(
-            producer.send_and_wait(
-                self.topic,
-                event.to_bytes(),
-                key=event.key.encode(),
-                headers=[("event_type", b"message.outbound")],
-            ),
-            10,
-        )
-
-    async def run_until_stopped(self, drain_s: float = 120) -> None:
-        producer = None
-        drain_until: float | None = None
-        while True:
-            if self._stop.is_set():
-                drain_until = drain_until or time.monotonic() + drain_s
-                if self.queued.empty() or time.monotonic() > drain_until:
-                    break
-            try:
-                message = await asyncio.wait_for(self.queued.get(), 0.5)
-            except TimeoutError:
-                continue
-            try:
-                if producer is None:
-                    producer = make_producer(self.bootstrap, "chaos-replies")
-                    await producer.start()
-                await self._publish(producer, message)
-                self.accepted[message.message_id] = message.channel
-            except (KafkaError, OSError, TimeoutError) as exc:  # keep the reply, try again
-                self.failures[type(exc).__name__] += 1
-                self.queued.put_nowait(message)
-                if producer is not None:
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
-                    producer = None
-                await asyncio.sleep(1)
-        if producer is not None:
-            await producer.stop()
-        self.failures["not published"] += self.queued.qsize()
 
     def stop(self) -> None:
         self._stop.set()
@@ -547,14 +489,28 @@ def mailbox_copies(directory: Path) -> Counter[uuid.UUID]:
     return copies
 
 
+async def accepted_replies(
+    router: asyncpg.Connection, contact_ids: Sequence[uuid.UUID]
+) -> list[uuid.UUID]:
+    """The replies the router stored (and so published) on the tickets of these contacts."""
+    rows = await router.fetch(
+        "SELECT m.id FROM ticket_messages m WHERE m.direction = 'outbound' AND m.ticket_id IN "
+        "(SELECT ticket_id FROM ticket_contacts WHERE contact_id = ANY($1::uuid[]))",
+        list(contact_ids),
+    )
+    return [r["id"] for r in rows]
+
+
 async def reconcile_replies(
     intake: asyncpg.Connection,
     accepted: Collection[uuid.UUID],
     webhook_requests: Sequence[tuple[str, str]],
     emails: Counter[uuid.UUID],
+    router: asyncpg.Connection | None = None,
 ) -> dict[str, Any]:
     """Every accepted reply ended sent (or delivered, read) or failed, and no receiver got one
-    attempt of a message twice, nor more copies of a message than it had attempts."""
+    attempt of a message twice, nor more copies of a message than it had attempts. With the
+    router's database: how many of them its conversation shows settled (not judged)."""
     rows = await intake.fetch(
         "SELECT id, state, attempts, reason FROM outbound_messages WHERE id = ANY($1::uuid[])",
         list(accepted),
@@ -584,7 +540,18 @@ async def reconcile_replies(
         "replies_unsettled": states["queued"],
         "replies_received": sum(per_message[m] + emails[m] for m in accepted),
         "replies_sent_twice": len(twice & set(accepted)),
-    }
+    } | ({} if router is None else await _router_reply_states(router, accepted))
+
+
+async def _router_reply_states(
+    router: asyncpg.Connection, accepted: Collection[uuid.UUID]
+) -> dict[str, Any]:
+    settled = await router.fetchval(
+        "SELECT count(*) FROM ticket_messages WHERE id = ANY($1::uuid[]) "
+        "AND delivery_state IS DISTINCT FROM 'queued'",
+        list(accepted),
+    )
+    return {"replies_settled_in_router": int(settled)}
 
 
 VIOLATIONS = (
@@ -805,8 +772,6 @@ async def _run() -> dict[str, Any]:
         )
         r.raise_for_status()
     log(t0, f"key, {len(agent_names)} agents, SLA policy, {len(webhooks)} webhooks; load {RATE}/s")
-    replies = Replies(env.get("INTAKE_KAFKA_BOOTSTRAP") or KAFKA)
-    replies_task = asyncio.create_task(replies.run_until_stopped())
 
     limits = httpx.Limits(max_connections=64)
     timeout = httpx.Timeout(5.0)
@@ -820,7 +785,7 @@ async def _run() -> dict[str, Any]:
         httpx.AsyncClient(timeout=timeout) as probe,
     ):
         load = Load(intake_http, key, run, RATE)
-        agents = Agents(router_http, agent_names, on_accept=replies.reply_to)
+        agents = Agents(router_http, agent_names, reply_text=REPLY_TEXT)
         load_task = asyncio.create_task(load.run_until_stopped())
         agents_task = asyncio.create_task(agents.run_until_stopped())
         try:
@@ -883,9 +848,7 @@ async def _run() -> dict[str, Any]:
 
             agents.stop()
             await agents_task
-            replies.stop()
-            await replies_task
-            replied = list(replies.accepted)
+            replied = await accepted_replies(router_db, ids)
 
             async def replies_settled() -> bool:
                 settled_replies = await intake_db.fetchval(
@@ -922,6 +885,7 @@ async def _run() -> dict[str, Any]:
                 replied,
                 receiver.outbound,
                 mailbox_copies((local if local.is_absolute() else ROOT / local) / "mail"),
+                router_db,
             )
         finally:
             for conn in (intake_db, router_db, sla_db, feedback_db):
@@ -939,10 +903,10 @@ async def _run() -> dict[str, Any]:
         "agents": {
             "accepted": agents.accepted,
             "resolved": agents.resolved,
+            "replied": agents.replied,
             "errors": dict(agents.errors),
         },
         "faults": timeline,
-        "reply_publish_failures": dict(replies.failures),
         "settled": settled and surveys_settled and replies_done,
         "counts": counts,
         "violations": violations(counts),

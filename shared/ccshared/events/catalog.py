@@ -135,13 +135,14 @@ _events = [
         p.NotificationCreated,
         key_field="recipient_id",
     ),
-    # A notification a supervisor or manager opted to get by e-mail too: for intake's SMTP
-    # path (nobody delivers it yet). Keyed by recipient.
+    # A notification a supervisor or manager opted to get by e-mail too: intake sends it over
+    # its SMTP path (an outbound message of kind `notification`). Keyed by recipient.
     EventSpec(
         "notification.email_requested",
         ROUTER_TICKETS,
         p.NotificationEmailRequested,
         key_field="recipient_id",
+        consumers=("intake",),
     ),
     # Two customers became one (a supervisor's merge): intake re-points the merged customer's
     # identities, feedback its per-customer rows. Keyed by the customer that remains.

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from ccshared.db import asyncpg_dsn
 from ccshared.events import new_event
 from ccshared.events.catalog import ROUTER_TICKETS
-from ccshared.events.payloads import MessageOutbound
+from ccshared.events.payloads import MessageOutbound, NotificationEmailRequested
 from ccshared.kafka import commit_group_at_end, ensure_topics, make_producer
 from ccshared.service import runtime_of
 from deploy.local.mailbox import Mailbox
@@ -197,8 +197,11 @@ def mailbox(tmp_path: Path) -> Iterator[Mailbox]:
     box.stop()
 
 
-async def publish_outbound(bootstrap: str, *messages: MessageOutbound, times: int = 1) -> None:
-    """Publishes message.outbound as the router does (`times` > 1: redelivered)."""
+async def publish_outbound(
+    bootstrap: str, *messages: MessageOutbound | NotificationEmailRequested, times: int = 1
+) -> None:
+    """Publishes message.outbound (or notification.email_requested) as the router does
+    (`times` > 1: redelivered)."""
     producer = make_producer(bootstrap, "fake-router")
     await producer.start()
     try:
@@ -209,7 +212,7 @@ async def publish_outbound(bootstrap: str, *messages: MessageOutbound, times: in
                     topic(ROUTER_TICKETS),
                     event.to_bytes(),
                     key=event.key.encode(),
-                    headers=[("event_type", b"message.outbound")],
+                    headers=[("event_type", event.event_type.encode())],
                 )
     finally:
         await producer.stop()

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +18,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from bench.chaos import Replies, mailbox_copies, reconcile_replies
-from ccshared.events.catalog import ROUTER_TICKETS
+from bench.chaos import mailbox_copies, reconcile_replies
 from ccshared.events.payloads import MessageOutbound
 from ccshared.kafka import commit_group_at_end, ensure_topics
 from deploy.local.mailbox import Mailbox
@@ -29,7 +27,7 @@ from intake.consumers.tickets import TICKET_LINKS
 from intake.db.api_keys import create_key
 from tests.conftest import TOPIC_PREFIX, scratch_database, topic
 from tests.helpers import wait_until
-from tests.integration.intake.conftest import Intake, free_port, publish_outbound
+from tests.integration.intake.conftest import free_port, publish_outbound
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -192,41 +190,3 @@ async def test_kill_9_during_delivery_loses_no_reply_and_sends_no_attempt_twice(
     assert counts["replies_sent_twice"] == 0
     assert counts["replies_received"] >= len(ids)
     assert interrupted > 0  # the kill did cut attempts short: they were retried, not lost
-
-
-async def test_chaos_replies_reach_intake_as_the_routers_message_outbound(
-    intake_factory: Callable[..., Awaitable[Intake]], tmp_path: Path, kafka_bootstrap: str
-) -> None:
-    """`make chaos` replies to each ticket its agents accept (bench/chaos.py `Replies`, in the
-    router's place): what it publishes is delivered and reconciles."""
-    mailbox = Mailbox(tmp_path / "mail", port=free_port()).start()
-    try:
-        intake = await intake_factory(smtp_port=mailbox.address[1])
-        key = await intake.new_key(["email"])
-        contact = (await intake.post(_contact("email", 1, uuid.uuid4().hex[:6]), key)).json()
-        replies = Replies(kafka_bootstrap, topic=topic(ROUTER_TICKETS))
-        task = asyncio.create_task(replies.run_until_stopped(drain_s=30))
-        ticket = {"id": str(uuid.uuid4()), "customer_id": contact["customer_id"]}
-        replies.reply_to(ticket | {"channel": "email", "assignee_agent_id": "amy"})
-        replies.stop()
-        await task
-        assert len(replies.accepted) == 1
-
-        async def settled() -> bool:
-            n = await intake.db.fetchval(
-                "SELECT count(*) FROM outbound_messages WHERE state = 'sent'"
-            )
-            return bool(n == 1)
-
-        await wait_until(settled, timeout=30)
-        conn = await intake.db.acquire()
-        try:
-            counts = await reconcile_replies(
-                conn, list(replies.accepted), [], mailbox_copies(mailbox.directory)
-            )
-        finally:
-            await intake.db.release(conn)
-    finally:
-        mailbox.stop()
-    assert counts["replies_sent"] == counts["replies_received"] == 1
-    assert counts["replies_sent_twice"] == 0

@@ -194,6 +194,10 @@ async def test_delivery_states_never_go_back_and_a_repeated_report_changes_nothi
             return await apply_delivery(conn, _changed(message_id, ticket_id, state, **kw))
 
     assert await report("sent", provider_message_id="<m1@cc>")
+    # The sent e-mail's Message-ID is a thread key of the ticket: the customer's answer to it
+    # joins the ticket.
+    keys = await router.sql("SELECT ticket_id FROM thread_keys WHERE key = 'email:m1@cc'")
+    assert [k.ticket_id for k in keys] == [ticket_id]
     assert await report("delivered")
     assert not await report("delivered")  # redelivered
     assert not await report("sent")  # late
@@ -209,7 +213,7 @@ async def test_delivery_states_never_go_back_and_a_repeated_report_changes_nothi
         assert not await apply_delivery(conn, _changed(uuid.uuid4(), ticket_id, "sent"))
 
 
-async def test_a_failed_delivery_reported_on_kafka_is_stored_and_tells_the_owner(
+async def test_a_failed_delivery_on_kafka_is_stored_and_tells_the_owner_and_strangers_are_ignored(
     kafka_bootstrap: str, fresh_database: str
 ) -> None:
     """The router's own consumer, on the real broker: intake's message.delivery_changed
@@ -239,10 +243,20 @@ async def test_a_failed_delivery_reported_on_kafka_is_stored_and_tells_the_owner
         router = Router(app, client)
         ticket_id = await held_ticket(router, "amy")
         message_id = await _reply(router, ticket_id)
-        for state, reason in (("sent", None), ("failed", "550 mailbox unavailable")):
-            event = new_event(
-                _changed(message_id, ticket_id, state, reason=reason), producer="intake"
-            )
+        # Reports of messages that are no reply of this router's (the chaos benchmark's
+        # stand-in replies, another deployment's), on a ticket of ours or not, come first: the
+        # consumer ignores them and goes on.
+        strangers = [
+            _changed(uuid.uuid4(), t, state, reason="550 no", provider_message_id="<x@cc>")
+            for t in (ticket_id, uuid.uuid4())
+            for state in ("sent", "failed")
+        ]
+        mine = [
+            _changed(message_id, ticket_id, state, reason=reason)
+            for state, reason in (("sent", None), ("failed", "550 mailbox unavailable"))
+        ]
+        for changed in strangers + mine:
+            event = new_event(changed, producer="intake")
             await producer.send_and_wait(
                 topic(INTAKE_DELIVERIES),
                 event.to_bytes(),
@@ -260,6 +274,8 @@ async def test_a_failed_delivery_reported_on_kafka_is_stored_and_tells_the_owner
         assert told["kind"] == "delivery_failed"
         assert told["data"]["message_id"] == str(message_id)
         assert "550" in told["text"]
+        assert len(await router.sql("SELECT id FROM ticket_messages")) == 1
+        assert await router.sql("SELECT key FROM thread_keys WHERE key = 'email:x@cc'") == []
     finally:
         await producer.stop()
         await client.aclose()

@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from intake.domain.outbound import (
     NO_CONTACT,
     NO_OUTBOUND_URL,
+    NO_RECIPIENT_ADDRESS,
+    NOTIFICATION,
     REPLY_WINDOW_CLOSED,
     CustomerContact,
     EmailRoute,
@@ -158,6 +160,35 @@ def test_reply_email_is_utf8_text_and_html_with_threading_headers() -> None:
     assert mail.get_content_type() == "multipart/alternative"
     assert [p.get_content_charset() for p in mail.iter_parts()] == ["utf-8", "utf-8"]
     assert [p.get_content() for p in mail.iter_parts()] == ["您好", "<p>您好</p>"]
+
+
+def test_a_notification_goes_by_email_to_its_recipient_unthreaded_from_the_platform() -> None:
+    notice = _message(
+        kind=NOTIFICATION,
+        ticket_id=None,
+        to="lin@cc.example",
+        subject="升级：工单 0A1B2C3D  needs you",
+        text="Ticket 0A1B2C3D escalated (resolution, level 1).",
+    )
+    # No contact and no integration: neither is needed, neither is used.
+    route = _plan(notice, None, outbound=IntegrationOutbound("https://x", "s", "Other <o@x.y>"))
+    assert route == EmailRoute(
+        to="lin@cc.example",
+        to_name=None,
+        mail_from="Support <support@example.com>",
+        subject="升级：工单 0A1B2C3D needs you",
+        in_reply_to=None,
+        references=(),
+    )
+    mail = email.message_from_bytes(
+        build_email(route, notice, email_message_id="<n@example.com>", at=NOW),
+        policy=email.policy.default,
+    )
+    assert mail["Subject"] == "升级：工单 0A1B2C3D needs you"
+    assert mail["To"] == "lin@cc.example"
+    assert mail["In-Reply-To"] is None
+    assert mail["References"] is None
+    assert _plan(_message(kind=NOTIFICATION, to=None), None) == Refused(NO_RECIPIENT_ADDRESS)
 
 
 def test_a_reply_without_html_is_a_single_text_part() -> None:

@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.db import one_statement
 from ccshared.events import Envelope
-from ccshared.events.payloads import MessageOutbound
+from ccshared.events.payloads import MessageOutbound, NotificationEmailRequested
 from ccshared.outbox import outbox_arrays, outbox_part, outbox_tuples
 from intake.domain.outbound import (
+    NOTIFICATION,
     CustomerContact,
     DeliveryState,
     IntegrationOutbound,
@@ -68,13 +69,41 @@ async def store_outbound(conn: AsyncConnection, messages: Sequence[MessageOutbou
     )
 
 
+_STORE_NOTIFICATIONS = text("""
+INSERT INTO outbound_messages (id, ticket_id, channel, kind, payload)
+SELECT u.id, u.ticket_id, 'email', :kind, CAST(u.payload AS json)
+FROM unnest(CAST(:ids AS uuid[]), CAST(:ticket_ids AS uuid[]), CAST(:payloads AS text[]))
+     AS u(id, ticket_id, payload)
+ON CONFLICT (id) DO NOTHING
+""")
+
+
+async def store_notification_emails(
+    conn: AsyncConnection, requests: Sequence[NotificationEmailRequested]
+) -> None:
+    """Stores each notification e-mail once (by notification id), queued for delivery: an
+    outbound message of kind `notification`, with no customer, contact or integration."""
+    unique = list({r.notification_id: r for r in requests}.values())
+    if not unique:
+        return
+    await conn.execute(
+        _STORE_NOTIFICATIONS,
+        {
+            "kind": NOTIFICATION,
+            "ids": [r.notification_id for r in unique],
+            "ticket_ids": [r.ticket_id for r in unique],
+            "payloads": [r.model_dump_json() for r in unique],
+        },
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedMessage:
     """A due message claimed for attempt number `message.attempts`, with what delivering it
     needs."""
 
     message: OutboundMessage
-    customer_id: uuid.UUID
+    customer_id: uuid.UUID | None
     contact: CustomerContact | None
     outbound: IntegrationOutbound | None
     last_inbound_at: datetime | None
@@ -128,6 +157,7 @@ def _claimed(row: asyncpg.Record) -> ClaimedMessage:
         subject=payload.get("subject"),
         language=payload.get("language"),
         attempts=row["attempts"],
+        to=payload.get("to") if row["kind"] == NOTIFICATION else None,
     )
     contact = None
     if row["reply_to_contact_id"] is not None and row["contact_body"] is not None:

@@ -1,6 +1,7 @@
-"""Delivering what the platform sends to customers (message.outbound): which way a message goes
-(e-mail, the integration's outbound URL, or refused with a reason), the e-mail and the webhook
-body themselves, messaging channels' reply windows, what an attempt's outcome makes of the
+"""Delivering what the platform sends to customers (message.outbound) and notifications to staff
+who asked for them by e-mail (notification.email_requested): which way a message goes (e-mail,
+the integration's outbound URL, or refused with a reason), the e-mail and the webhook body
+themselves, messaging channels' reply windows, what an attempt's outcome makes of the
 message (sent, tried again later, failed), and which delivery reports an integration may make.
 """
 
@@ -30,6 +31,10 @@ REPLY_WINDOW_CLOSED = "reply_window_closed"
 NO_CONTACT = "no_contact_to_reply_to"
 NO_OUTBOUND_URL = "no_outbound_url"
 NO_EMAIL_ADDRESS = "no_customer_email_address"
+NO_RECIPIENT_ADDRESS = "no_recipient_address"
+
+NOTIFICATION = "notification"
+"""The kind of an outbound message that is a notification to a user (no customer, no thread)."""
 MAX_REASON_CHARS = 500
 
 SIGNATURE_HEADER = "X-Intake-Signature"
@@ -42,10 +47,12 @@ ReportedState = Literal["delivered", "read", "failed"]
 
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
-    """A message to deliver, as stored (the message.outbound payload) with its attempts so far."""
+    """A message to deliver, as stored (the message.outbound payload, or a notification's) with
+    its attempts so far. A notification (`kind` NOTIFICATION) goes by e-mail to `to`; it may be
+    about no ticket."""
 
     id: uuid.UUID
-    ticket_id: uuid.UUID
+    ticket_id: uuid.UUID | None
     channel: str
     kind: str
     text: str
@@ -53,6 +60,7 @@ class OutboundMessage:
     subject: str | None = None
     language: str | None = None
     attempts: int = 0
+    to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +138,20 @@ def plan_delivery(
 ) -> Route:
     """Which way the message goes. E-mail answers the contact's sender over SMTP, threaded on
     the contact; chat, social and phone go to the integration's outbound URL, chat and social
-    only within the channel's reply window (a call-back request has none)."""
+    only within the channel's reply window (a call-back request has none). A notification goes
+    by e-mail to its recipient's address, from the platform's address, threaded on nothing."""
+    if message.kind == NOTIFICATION:
+        if not message.to:
+            return Refused(NO_RECIPIENT_ADDRESS)
+        name, address = parseaddr(message.to)
+        return EmailRoute(
+            to=address or message.to,
+            to_name=name or None,
+            mail_from=default_mail_from,
+            subject=" ".join((message.subject or "Notification").split()),
+            in_reply_to=None,
+            references=(),
+        )
     if contact is None:
         return Refused(NO_CONTACT)
     if message.channel == "email":
@@ -233,7 +254,7 @@ def webhook_body(
             "idempotency_key": str(message.id),
             "attempt": attempt,
             "kind": message.kind,
-            "ticket_id": str(message.ticket_id),
+            "ticket_id": None if message.ticket_id is None else str(message.ticket_id),
             "channel": message.channel,
             "text": message.text,
             "html": message.html,

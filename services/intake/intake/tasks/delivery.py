@@ -32,6 +32,7 @@ from intake.db.outbound import AttemptRecord, ClaimedMessage, claim_due, record_
 from intake.domain.outbound import (
     ATTEMPT_HEADER,
     IDEMPOTENCY_HEADER,
+    NOTIFICATION,
     SIGNATURE_HEADER,
     EmailRoute,
     Outcome,
@@ -329,10 +330,13 @@ class DeliveryTask:
 def _event(item: ClaimedMessage, step: Step, provider_id: str | None) -> Envelope | None:
     if step.state == "queued":
         return None  # tried again later: nothing new for the conversation yet
+    ticket_id = item.message.ticket_id
+    if item.message.kind == NOTIFICATION or ticket_id is None:
+        return None  # a notification is in no conversation: its state stays here
     return new_event(
         MessageDeliveryChanged(
             message_id=item.message.id,
-            ticket_id=item.message.ticket_id,
+            ticket_id=ticket_id,
             state=step.state,
             attempt=item.message.attempts,
             reason=step.reason,

@@ -122,11 +122,12 @@ async def last_contact(conn: AsyncConnection, ticket_id: uuid.UUID) -> Row[Any] 
 async def lock_reply(
     conn: AsyncConnection, message_id: uuid.UUID, ticket_id: uuid.UUID
 ) -> Row[Any] | None:
-    """A reply of the ticket (not a note), locked, with its ticket's owner and assignee."""
+    """A reply of the ticket (not a note), locked, with its channel and its ticket's owner and
+    assignee."""
     return (
         await conn.execute(
             text(
-                "SELECT m.id, m.delivery_state, t.owner_agent_id, t.assignee_agent_id "
+                "SELECT m.id, m.channel, m.delivery_state, t.owner_agent_id, t.assignee_agent_id "
                 "FROM ticket_messages m JOIN tickets t ON t.id = m.ticket_id "
                 "WHERE m.id = :id AND m.ticket_id = :t AND m.direction = 'outbound' "
                 "FOR UPDATE OF m"
@@ -159,4 +160,15 @@ async def set_delivery_state(
             "provider": provider_message_id,
             "at": at,
         },
+    )
+
+
+async def add_thread_key(conn: AsyncConnection, ticket_id: uuid.UUID, key: str) -> None:
+    """Makes the ticket findable by `key` (a sent e-mail's Message-ID), once."""
+    await conn.execute(
+        text(
+            "INSERT INTO thread_keys (key, ticket_id) VALUES (:k, :t) "
+            "ON CONFLICT (key, ticket_id) DO NOTHING"
+        ),
+        {"k": key, "t": ticket_id},
     )

@@ -1,7 +1,8 @@
 """Delivery states of replies as intake reports them (`message.delivery_changed`): each stored
 with its message, never backwards (a late `sent` after `delivered`, a redelivered event
 change nothing); a reply that failed is told to the ticket's owner (its assignee if it has
-none)."""
+none). A sent e-mail reply's Message-ID becomes one of the ticket's thread keys, so the
+customer's answer to it joins the ticket."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from router.db import messages as db
 from router.db.notifications import write_notifications
 from router.domain import notifications
 from router.domain.conversation import next_delivery_state
+from router.domain.threading import email_key
 
 
 async def apply_delivery(conn: AsyncConnection, changed: MessageDeliveryChanged) -> bool:
@@ -20,6 +22,9 @@ async def apply_delivery(conn: AsyncConnection, changed: MessageDeliveryChanged)
     reply = await db.lock_reply(conn, changed.message_id, changed.ticket_id)
     if reply is None:
         return False
+    if reply.channel == "email" and changed.provider_message_id:
+        # The customer's answer names the reply's Message-ID (In-Reply-To): it threads by it.
+        await db.add_thread_key(conn, changed.ticket_id, email_key(changed.provider_message_id))
     state = next_delivery_state(reply.delivery_state, changed.state)
     if state is None:
         return False
