@@ -11,12 +11,15 @@ from pathlib import Path
 import orjson
 
 import router as router_package
+from router.classifier import store
 from router.classifier import train as train_module
 from router.db.corrections import training_labels
 from tests.helpers import as_agent
 from tests.integration.router.conftest import Router, contact
 
 TILLS_DOWN = "我们门店的收银机全部登录不了，顾客排着长队等结账"
+SHIPPED = store.current_name(store.SHIPPED_DIR)  # the shipped version the router loads
+LAST_SHIPPED = store.versions(store.SHIPPED_DIR)[-1]
 
 
 async def test_a_new_ticket_records_the_model_that_classified_it_and_the_urgency_signals(
@@ -26,15 +29,15 @@ async def test_a_new_ticket_records_the_model_that_classified_it_and_the_urgency
     ticket = await router.ticket(ticket_id)
     c = ticket["classification"]
     assert ticket["category"] == "technical"
-    assert c["category_source"] == "model:v1"
-    assert c["model"]["version"] == "v1"
+    assert c["category_source"] == f"model:{SHIPPED}"
+    assert c["model"]["version"] == SHIPPED
     assert c["model"]["category"]["label"] == "technical"
     assert 0.5 <= c["model"]["category"]["probability"] <= 1
     assert c["model"]["category"]["features"]
     assert ticket["priority"] == "urgent"
     assert [s["kind"] for s in c["signals"]] == ["scope"]
     opened = next(h for h in ticket["history"] if h["action"] == "open")
-    assert opened["data"]["category_by"] == "model:v1"
+    assert opened["data"]["category_by"] == f"model:{SHIPPED}"
 
 
 async def test_a_supervisor_corrects_a_waiting_ticket_which_moves_and_becomes_a_label(
@@ -56,7 +59,7 @@ async def test_a_supervisor_corrects_a_waiting_ticket_which_moves_and_becomes_a_
         "supervisor:"
     )
     assert entry["data"]["from_category"] == before["category"]
-    assert entry["data"]["model_version"] == "v1"
+    assert entry["data"]["model_version"] == SHIPPED
     events = [
         orjson.loads(v)
         for (v,) in await router.sql(
@@ -74,7 +77,7 @@ async def test_a_supervisor_corrects_a_waiting_ticket_which_moves_and_becomes_a_
     assert [(str(x.ticket_id), x.text, x.category, x.priority) for x in labels] == [
         (str(ticket_id), "你们的发票系统怎么用？", "complaint", "high")
     ]
-    assert labels[0].model_version == "v1"
+    assert labels[0].model_version == SHIPPED
 
 
 async def test_an_agent_corrects_a_ticket_they_may_read_and_no_other(router: Router) -> None:
@@ -152,12 +155,10 @@ async def test_make_train_reads_the_deployments_corrections_and_keeps_versions(
     out = io.StringIO()
     first, promoted, _ = await asyncio.to_thread(train_module.train, tmp_path, corrections, out=out)
     assert promoted
-    assert first == "v2"  # numbered after the shipped v1
+    assert first == f"v{LAST_SHIPPED + 1}"  # numbered after the shipped versions
     second, _, _ = await asyncio.to_thread(train_module.train, tmp_path, corrections, out=out)
-    assert second == "v3"
+    assert second == f"v{LAST_SHIPPED + 2}"
     names = await asyncio.to_thread(lambda: sorted(p.name for p in tmp_path.iterdir()))
-    assert names == [
-        "current", "v2.json", "v2.npz", "v3.json", "v3.npz",
-    ]  # fmt: skip
-    assert '"corrections": 1' in (tmp_path / "v2.json").read_text()
+    assert names == ["current", f"{first}.json", f"{first}.npz", f"{second}.json", f"{second}.npz"]
+    assert '"corrections": 1' in (tmp_path / f"{first}.json").read_text()
     assert "precision" in out.getvalue()

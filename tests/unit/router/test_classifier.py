@@ -68,9 +68,23 @@ def test_traditional_and_simplified_chinese_give_the_same_features() -> None:
 def test_the_shipped_model_classifies_the_test_split_it_never_saw(
     corpus: list[Example], shipped: store.TrainedModel
 ) -> None:
-    metrics = evaluate(shipped, [e for e in corpus if e.split == "test"])
-    assert metrics["category_accuracy"] >= 0.84
+    test_split = [e for e in corpus if e.split == "test"]
+    metrics = evaluate(shipped, test_split)
+    assert metrics["category_accuracy"] >= 0.86
     assert metrics["priority_accuracy"] >= 0.85
+    english = evaluate(shipped, [e for e in test_split if e.language == "en"])
+    assert english["category_accuracy"] >= 0.82  # v1: 0.79
+
+
+def test_english_inflections_and_typos_share_character_grams_within_word_boundaries() -> None:
+    def grams(text: str) -> set[str]:
+        return {f for f in analyze(text) if f.startswith("#")}
+
+    assert {"# re", "# ref", "# refu", "#refun", "#fund"} <= grams("Refunded")
+    assert {"# re", "# ref", "#ref", "#efu"} <= grams("refunds") & grams("refused")
+    assert {"# re", "# ref", "#ref"} <= grams("refunds") & grams("refnd")  # a typo
+    assert not grams("订单 12345")  # Han and digits get none: digits are one `0` word
+    assert not {g for g in grams("order refund") if " " in g.strip("# ")}  # never across words
 
 
 def test_the_model_gets_right_what_the_keyword_rules_miss(shipped: store.TrainedModel) -> None:
@@ -159,11 +173,12 @@ def test_a_newly_promoted_version_is_picked_up_without_a_restart(
 ) -> None:
     source = store.ModelSource(tmp_path)
     assert source.current() is not None
-    assert source.current().version == "v1"  # nothing trained here yet: the shipped one
-    store.add_version(tmp_path, load_model(store.SHIPPED_DIR / "v1.npz"), {}, promote=True)
-    assert source.current().version == "v2"
+    assert source.current().version == shipped.version  # nothing trained here yet
+    first = store.add_version(tmp_path, load_model(store.SHIPPED_DIR / "v1.npz"), {}, promote=True)
+    assert first == f"v{store.versions(store.SHIPPED_DIR)[-1] + 1}"  # numbered after shipped
+    assert source.current().version == first
     store.add_version(tmp_path, load_model(store.SHIPPED_DIR / "v1.npz"), {}, promote=False)
-    assert source.current().version == "v2"  # stored, not promoted
-    (tmp_path / "v2.npz").write_bytes(b"broken")
-    (tmp_path / "current").write_text("v2\n")  # a rewritten pointer to a broken file
-    assert source.current().version == "v2"  # the one in use is kept
+    assert source.current().version == first  # stored, not promoted
+    (tmp_path / f"{first}.npz").write_bytes(b"broken")
+    (tmp_path / "current").write_text(f"{first}\n")  # a rewritten pointer to a broken file
+    assert source.current().version == first  # the one in use is kept

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from router.domain.classification import (
@@ -12,7 +14,8 @@ from router.domain.classification import (
     classify,
     rules_from_documents,
 )
-from router.domain.urgency import signals
+from router.domain.opening import with_history
+from router.domain.urgency import EarlierTicket, repeated_from_history, signals
 
 pytestmark = pytest.mark.unit
 
@@ -115,3 +118,47 @@ def test_without_a_model_the_rules_decide_as_before() -> None:
     assert (result.category, result.priority) == ("complaint", "high")
     assert result.category_source == "rule:complaint"
     assert result.model is None
+
+
+# Repeated contacts from the customer's history, not the text.
+_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _earlier(
+    category: str, status: str, days_ago: float, resolved_days_ago: float | None = None
+) -> EarlierTicket:
+    resolved = _NOW - timedelta(days=resolved_days_ago) if resolved_days_ago is not None else None
+    return EarlierTicket(
+        "0191f0aa-0000-7000-8000-000000000001", category, status,
+        _NOW - timedelta(days=days_ago), resolved,
+    )  # fmt: skip
+
+
+def test_an_open_ticket_of_the_same_category_makes_a_new_contact_a_repeated_one() -> None:
+    found = repeated_from_history("billing", [_earlier("billing", "assigned", 2)], _NOW)
+    assert found is not None
+    assert (found.kind, found.floor) == ("repeated", "high")
+    assert "0191f0aa" in found.reason
+    assert "still open" in found.reason
+
+
+def test_a_recently_resolved_one_counts_and_an_old_or_other_category_one_does_not() -> None:
+    recent = _earlier("technical", "resolved", 9, resolved_days_ago=3)
+    assert repeated_from_history("technical", [recent], _NOW) is not None
+    assert "resolved 3 days ago" in str(repeated_from_history("technical", [recent], _NOW))
+    old = _earlier("technical", "closed", 30, resolved_days_ago=8)
+    assert repeated_from_history("technical", [old], _NOW) is None  # outside the 7 days
+    assert repeated_from_history("billing", [recent], _NOW) is None  # another problem
+    assert repeated_from_history("billing", [], _NOW) is None
+
+
+def test_a_repeated_contact_from_history_raises_the_priority_with_its_reason() -> None:
+    result = classify(TicketFacts(channel="chat", text="hello, a question"), DEFAULT_RULES)
+    assert result.priority == "normal"
+    earlier = [_earlier(result.category, "queued", 1)]
+    raised = with_history(result, earlier, _NOW)
+    assert raised.priority == "high"
+    assert raised.priority_source == "signal:repeated"
+    assert raised.priority_reasons[-1].startswith("repeated contact: ticket 0191f0aa")
+    assert [s.kind for s in raised.signals] == ["repeated"]
+    assert with_history(result, [_earlier("praise", "queued", 1)], _NOW) == result

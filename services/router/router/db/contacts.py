@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from router.domain.opening import NewTicket
 from router.domain.summary import customer_display_name, subject_line
 from router.domain.threading import OpenTicketCandidate
 from router.domain.tickets import ROUTER, HistoryEntry
+from router.domain.urgency import EarlierTicket
 
 _CANDIDATES_SQL = (
     "SELECT t.id, t.customer_id, t.channel, t.status, t.last_contact_at, "
@@ -58,6 +60,31 @@ async def candidates(
             matched_keys=frozenset(r.keys),
         )
         found.setdefault(candidate.customer_id, {})[candidate.ticket_id] = candidate
+    return found
+
+
+_EARLIER = text(
+    "SELECT t.id, t.customer_id, t.category, t.status, t.opened_at, "
+    "  COALESCE(t.resolved_at, t.closed_at) AS resolved_at "
+    "FROM tickets t "
+    "WHERE t.customer_id = ANY(CAST(:customers AS uuid[])) "
+    "  AND (t.status NOT IN ('resolved', 'closed') "
+    "       OR COALESCE(t.resolved_at, t.closed_at) >= :since) "
+    "ORDER BY t.opened_at DESC"
+)
+
+
+async def earlier_tickets(
+    conn: AsyncConnection, customers: list[uuid.UUID], since: datetime
+) -> dict[str, list[EarlierTicket]]:
+    """customer → their tickets still open or resolved (closed) since `since`, newest first:
+    what a repeated contact is measured against (`urgency.repeated_from_history`)."""
+    rows = await conn.execute(_EARLIER, {"customers": customers, "since": since})
+    found: dict[str, list[EarlierTicket]] = {}
+    for r in rows:
+        found.setdefault(str(r.customer_id), []).append(
+            EarlierTicket(str(r.id), r.category, r.status, r.opened_at, r.resolved_at)
+        )
     return found
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ from router.domain.policy import RoutingPolicy, StepMatch, first_matching_step, 
 from router.domain.segments import ticket_segment
 from router.domain.threading import ContactThread
 from router.domain.tickets import ROUTER, HistoryEntry, routed
+from router.domain.urgency import EarlierTicket, most_urgent, repeated_from_history
 
 
 class Rules(Protocol):
@@ -180,8 +182,15 @@ def facts_of(contact: ContactReceived, registered_segment: str | None = None) ->
     )
 
 
-def classify_contact(facts: TicketFacts, rules: Rules, category: str | None) -> Classification:
-    """By the rules and the model; a given `category` (a follow-up's) overrides theirs."""
+def classify_contact(
+    facts: TicketFacts,
+    rules: Rules,
+    category: str | None,
+    earlier: Sequence[EarlierTicket] = (),
+    now: datetime | None = None,
+) -> Classification:
+    """By the rules and the model; a given `category` (a follow-up's) overrides theirs. The
+    customer's `earlier` tickets raise the priority of a repeated contact (`with_history`)."""
     # The trained classifier beside the rules, if the rule set carries one (RuleSet.model).
     model: TextModel | None = getattr(rules, "model", None)
     result = classify(facts, rules.rules, model)
@@ -189,7 +198,29 @@ def classify_contact(facts: TicketFacts, rules: Rules, category: str | None) -> 
         result = dataclasses.replace(
             result, category=category, category_rule=None, category_source="follow-up"
         )
+    if earlier and now is not None:
+        result = with_history(result, earlier, now)
     return result
+
+
+def with_history(
+    result: Classification, earlier: Sequence[EarlierTicket], now: datetime
+) -> Classification:
+    """The priority raised to at least high when the customer's history shows a repeated
+    contact about the same problem (`urgency.repeated_from_history`), recorded as a signal
+    and a reason (said by the text too, both are kept: two reasons)."""
+    signal = repeated_from_history(result.category, earlier, now)
+    if signal is None:
+        return result
+    priority = most_urgent([result.priority, signal.floor])
+    source = result.priority_source if priority == result.priority else "signal:repeated"
+    return dataclasses.replace(
+        result,
+        priority=priority,
+        priority_source=source,
+        signals=(*result.signals, signal),
+        priority_reasons=(*result.priority_reasons, signal.reason),
+    )
 
 
 def route(
@@ -254,11 +285,13 @@ def new_ticket(
     now: datetime,
     placement: Placement = Placement(),
     registered_segment: str | None = None,
+    earlier: Sequence[EarlierTicket] = (),
 ) -> NewTicket:
     """A new ticket for the contact: classified, routed by the policy (or placed), queued;
-    with the customer's registered segment (`router.domain.segments.ticket_segment`)."""
+    with the customer's registered segment (`router.domain.segments.ticket_segment`) and
+    their `earlier` tickets (a repeated contact's priority is raised)."""
     facts = facts_of(contact, registered_segment)
-    result = classify_contact(facts, rules, placement.category)
+    result = classify_contact(facts, rules, placement.category, earlier, now)
     step = route(policy, facts, result, placement.queue_id)
     priority = step.priority_override or result.priority
     return NewTicket(

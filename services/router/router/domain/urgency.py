@@ -7,7 +7,8 @@ raised to each signal's floor.
 - safety: smoke, burning, sparks, fire, gas, electric shock → urgent;
 - legal: a lawyer, court, regulator or consumer body named → at least high;
 - repeated: the customer says this is the third time, or that they asked before → at least
-  high.
+  high; and, from the contact history (`repeated_from_history`), the customer has another
+  ticket of the same category still open, or resolved within `REPEAT_WINDOW` → at least high.
 
 Chinese keywords are listed in both scripts (matching is on the text as written, no
 conversion); Latin ones match as whole words (`KeywordMatcher`)."""
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 from ccshared.events.payloads import Priority
@@ -74,6 +76,9 @@ _REPEATED = KeywordMatcher.of((
     "三次了", "兩次了", "一再", "反复", "反覆", "再问一次", "再問一次",
 ))  # fmt: skip
 
+REPEAT_WINDOW: Final = timedelta(days=7)
+"""A ticket resolved this recently, of the same category, makes a new contact a repeated one."""
+
 _URGENT: Final[Priority] = "urgent"
 _HIGH: Final[Priority] = "high"
 
@@ -95,3 +100,51 @@ def signals(text: str) -> tuple[Signal, ...]:
 def most_urgent(priorities: Sequence[Priority]) -> Priority:
     order: tuple[Priority, ...] = ("urgent", "high", "normal", "low")
     return min(priorities, key=order.index)
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierTicket:
+    """One of the customer's tickets as the router knows it when a new one opens."""
+
+    ticket_id: str
+    category: str
+    status: str
+    opened_at: datetime
+    resolved_at: datetime | None = None
+
+
+def repeated_from_history(
+    category: str,
+    earlier: Sequence[EarlierTicket],
+    now: datetime,
+    window: timedelta = REPEAT_WINDOW,
+) -> Signal | None:
+    """A repeated contact shown by the history, not the text: another ticket of the same
+    `category` still open (the problem is not solved and the customer comes back), or
+    resolved (or closed) within `window` before `now` (it came back). The most recent such
+    ticket is named in the reason."""
+    for t in sorted(earlier, key=lambda t: t.opened_at, reverse=True):
+        if t.category != category:
+            continue
+        if t.status not in ("resolved", "closed"):
+            return Signal(
+                "repeated",
+                _HIGH,
+                f"repeated contact: ticket {t.ticket_id[:8]} ({category}), opened "
+                f"{_ago(now - t.opened_at)}, is still open",
+            )
+        if t.resolved_at is not None and timedelta(0) <= now - t.resolved_at <= window:
+            return Signal(
+                "repeated",
+                _HIGH,
+                f"repeated contact: ticket {t.ticket_id[:8]} ({category}) was resolved "
+                f"{_ago(now - t.resolved_at)}",
+            )
+    return None
+
+
+def _ago(delta: timedelta) -> str:
+    if delta >= timedelta(days=1):
+        return f"{delta.days} day{'s' if delta.days != 1 else ''} ago"
+    hours = int(delta.total_seconds() // 3600)
+    return f"{hours} h ago" if hours else "less than an hour ago"

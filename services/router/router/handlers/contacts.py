@@ -13,12 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events.payloads import ContactReceived, TicketStatus
 from ccshared.logging import correlation_id
-from router.db.contacts import TicketWrites, add_contact_rows, candidates
+from router.db.contacts import TicketWrites, add_contact_rows, candidates, earlier_tickets
 from router.db.rules import DEFAULT_RULE_SET, RuleSet
 from router.db.segments import segments_of
 from router.db.tickets import agent_available, get_ticket, write_change
 from router.domain import tickets
 from router.domain.opening import (
+    NewTicket,
     Placement,
     contact_added,
     contact_history,
@@ -34,6 +35,7 @@ from router.domain.threading import (
     lookup_keys,
     thread_keys,
 )
+from router.domain.urgency import REPEAT_WINDOW, EarlierTicket
 from router.handlers.tickets import decided
 
 
@@ -55,7 +57,12 @@ async def receive_contact(
         writes = TicketWrites()
         segments = await segments_of(conn, [contact.customer_id])
         segment = segments.get(contact.customer_id)
-        ticket_id = _open_threaded(writes, contact, thread, decision, policy, rules, segment)
+        since = datetime.now(UTC) - REPEAT_WINDOW
+        earlier = (await earlier_tickets(conn, [contact.customer_id], since)).get(
+            thread.customer_id, []
+        )
+        opened = _open_threaded(writes, contact, thread, decision, policy, rules, segment, earlier)
+        ticket_id = opened.id
         await writes.flush(conn)
     else:
         assert decision.ticket_id is not None
@@ -72,12 +79,14 @@ def _open_threaded(
     policy: RoutingPolicy,
     rules: RuleSet,
     segment: str | None,
-) -> uuid.UUID:
+    earlier: Sequence[EarlierTicket] = (),
+) -> NewTicket:
     follow_up = uuid.UUID(decision.follow_up_of) if decision.follow_up_of else None
     placement = Placement(follow_up_of=follow_up, reason=decision.reason)
-    ticket = new_ticket(contact, policy, rules, datetime.now(UTC), placement, segment)
+    now = datetime.now(UTC)
+    ticket = new_ticket(contact, policy, rules, now, placement, segment, earlier)
     writes.open(ticket, thread_keys(thread))
-    return ticket.id
+    return ticket
 
 
 async def receive_contacts(
@@ -101,6 +110,9 @@ async def receive_contacts(
     customers = list({c.customer_id: None for _, c in contacts})
     pool = await candidates(conn, customers, keys, lock=False)
     segments = await segments_of(conn, customers)  # the registry's, for new tickets
+    # The customers' earlier tickets (a repeated contact's priority is raised), kept up to
+    # date with the tickets the batch opens.
+    earlier_of = await earlier_tickets(conn, customers, datetime.now(UTC) - REPEAT_WINDOW)
     writes = TicketWrites()
     for n, ((cid, contact), thread) in enumerate(zip(contacts, threads, strict=True)):
         if n and not n % 25:
@@ -112,8 +124,14 @@ async def receive_contacts(
             added = frozenset(thread_keys(thread))
             if decision.action == "open_new":
                 segment = segments.get(contact.customer_id)
-                ticket_id = _open_threaded(
-                    writes, contact, thread, decision, policy, rules, segment
+                earlier = earlier_of.setdefault(thread.customer_id, [])
+                opened = _open_threaded(
+                    writes, contact, thread, decision, policy, rules, segment, earlier
+                )
+                ticket_id = opened.id
+                # As one after the other: a later contact of the batch sees this ticket too.
+                earlier.insert(
+                    0, EarlierTicket(str(ticket_id), opened.category, "queued", opened.opened_at)
                 )
                 mine[str(ticket_id)] = OpenTicketCandidate(
                     ticket_id=str(ticket_id),
