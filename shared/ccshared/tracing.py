@@ -68,9 +68,11 @@ _TRACER = otel_context.create_key("ccshared-tracer")
 def use_span_processor(factory: Callable[[str], SpanProcessor] | None) -> None:
     """Services started from now on trace, each through `factory(service_name)`'s processor
     (e.g. a SimpleSpanProcessor over an InMemorySpanExporter in a test); None: back to the
-    settings alone."""
-    global _processor_factory
+    settings alone, and (tests) no longer active for this process's later services."""
+    global _processor_factory, _active
     _processor_factory = factory
+    if factory is None:
+        _active = False
 
 
 def make_tracer(

@@ -72,6 +72,9 @@ class FakeTicketsUnitOfWork:
     async def write(self, change: TicketChange) -> None:
         self._pending.append(change)
 
+    async def traceparent(self, ticket_id: uuid.UUID) -> str | None:
+        return None  # a ticket opened while tracing was off
+
     async def contact_history(self, ticket_id: uuid.UUID) -> ContactHistory:
         return self.histories.get(ticket_id, ContactHistory(1, transferred_or_reopened=False))
 
