@@ -31,12 +31,12 @@ from bench.chaos import (
 )
 from ccshared.db import asyncpg_dsn
 from ccshared.events import new_event
-from ccshared.events.catalog import INTAKE_CONTACTS, INTAKE_DELIVERIES
 from ccshared.events.payloads import SlaEscalated
 from ccshared.kafka import commit_group_at_end, ensure_topics
 from ccshared.webhooks import verify_signature
 from deploy.local.mailbox import Mailbox
 from router.app import create_app
+from router.consumers import CONSUMERS
 from router.consumers.sla import apply_escalations
 from router.settings import RouterSettings
 from tests.conftest import TOPIC_PREFIX, scratch_database, topic
@@ -87,12 +87,15 @@ async def _post_raw(intake: Intake, key: str, raw: str) -> dict[str, Any]:
 
 @asynccontextmanager
 async def running_router(kafka_bootstrap: str, **overrides: Any) -> AsyncIterator[Router]:
-    """The router with a database of its own, its consumer groups starting at the end of
-    intake's topics."""
+    """The router with a database of its own, every one of its consumer groups starting at the
+    end of its topics: it sees only what the test publishes, never (say) the follow-ups earlier
+    feedback tests left on the suite's feedback topic."""
     suffix = f".test-{uuid.uuid4().hex[:8]}"
     await ensure_topics(kafka_bootstrap, prefix=TOPIC_PREFIX)
-    for group, source in (("contacts", INTAKE_CONTACTS), ("deliveries", INTAKE_DELIVERIES)):
-        await commit_group_at_end(kafka_bootstrap, f"router.{group}{suffix}", [topic(source)])
+    for spec in CONSUMERS:
+        await commit_group_at_end(
+            kafka_bootstrap, f"router.{spec.name}{suffix}", [topic(t) for t in spec.topics]
+        )
     async with scratch_database() as router_db:
         app = create_app(
             RouterSettings(
