@@ -9,9 +9,12 @@ from router.domain.classification import (
     ClassificationRule,
     Expression,
     Keywords,
+    ModelVerdicts,
     TicketFacts,
+    Verdict,
     classify,
     detect_language,
+    predicted,
 )
 from router.domain.expressions import ExpressionError
 
@@ -273,3 +276,38 @@ def test_rule_ids_are_unique() -> None:
     rule = {"id": "same", "keywords": [["a"]], "category": "x"}
     with pytest.raises(InvalidRule, match="used twice"):
         rules_from_documents([rule, rule])
+
+
+class _CountingModel:
+    """Says "billing" for every text; counts how it was asked."""
+
+    version = "v7"
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.alone: list[str] = []
+
+    def _verdicts(self, text: str) -> ModelVerdicts:
+        return ModelVerdicts("v7", Verdict("billing", 0.9, (text[:3],)), Verdict("low", 0.9))
+
+    def predict(self, text: str) -> ModelVerdicts:
+        self.alone.append(text)
+        return self._verdicts(text)
+
+    def predict_many(self, texts: list[str]) -> list[ModelVerdicts]:
+        self.batches.append(list(texts))
+        return [self._verdicts(t) for t in texts]
+
+
+def test_a_batch_is_predicted_at_once_and_classifies_as_one_by_one() -> None:
+    """The consumer's batch asks the model once for all its texts (each text once); a text
+    outside the batch is still predicted, alone; the classification is the same."""
+    model = _CountingModel()
+    texts = ["发票开错了", "refund please", "发票开错了"]
+    batch = predicted(model, texts)
+    assert model.batches == [["发票开错了", "refund please"]]
+    for text in [*texts, "another one"]:
+        facts = TicketFacts(channel="chat", text=text)
+        assert classify(facts, DEFAULT_RULES, batch) == classify(facts, DEFAULT_RULES, model)
+    assert model.alone == [*texts, "another one", "another one"]  # the direct calls, and the miss
+    assert batch.version == "v7"

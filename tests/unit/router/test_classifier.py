@@ -182,3 +182,41 @@ def test_a_newly_promoted_version_is_picked_up_without_a_restart(
     (tmp_path / f"{first}.npz").write_bytes(b"broken")
     (tmp_path / "current").write_text(f"{first}\n")  # a rewritten pointer to a broken file
     assert source.current().version == first  # the one in use is kept
+
+
+def test_a_batch_gets_the_verdicts_each_message_gets_alone(
+    corpus: list[Example], shipped: store.TrainedModel
+) -> None:
+    """`predict_many` (the consumer's batches) and `predict` (one contact) agree on every
+    label and top feature, and on probabilities up to float rounding; a message with no known
+    feature gets the intercepts' verdict in a batch too."""
+    texts = [e.text for e in corpus[::3]] + ["", "zzzqqq xxyyzz", "0000"]
+    batched = shipped.predict_many(texts)
+    assert len(batched) == len(texts)
+    for text, many in zip(texts, batched, strict=True):
+        one = shipped.predict(text)
+        assert many.version == one.version
+        for a, b in ((one.category, many.category), (one.priority, many.priority)):
+            assert (a.label, a.features) == (b.label, b.features), text
+            assert a.probability == pytest.approx(b.probability, abs=1e-5), text
+    assert shipped.predict_many([]) == []
+
+
+def test_of_features_pushing_alike_the_verdict_names_the_one_first_in_the_message(
+    shipped: store.TrainedModel,
+) -> None:
+    """Character grams seen only together in training push alike: the verdict names the
+    strongest, of equals the first in the message, in a batch and alone (it was arbitrary)."""
+    text = "店员全程跟着我，好像我要偷东西一样，很不舒服"
+    verdict = shipped.predict(text).priority
+    assert verdict.features == shipped.predict_many(["hello", text])[1].priority.features
+    best = shipped.priority.labels.index(verdict.label)
+    batch = shipped._weights([text])
+    push = {
+        shipped.names[f]: float(shipped.priority.coef[best, f] * w)
+        for f, w in zip(batch.feature.tolist(), batch.weight.tolist(), strict=True)
+    }
+    features = analyze(text)
+    ranked = sorted((f for f in push if push[f] > 0), key=lambda f: (-push[f], features.index(f)))
+    assert verdict.features == tuple(ranked[:3])
+    assert push[ranked[2]] == push[ranked[3]]  # the third place is a tie

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -179,6 +179,32 @@ class TextModel(Protocol):
     def version(self) -> str: ...
 
     def predict(self, text: str) -> ModelVerdicts: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Predicted:
+    """A model with its verdicts on a batch's texts computed beforehand (`predicted`): a text
+    among them costs a look-up, any other is predicted as usual."""
+
+    model: TextModel
+    verdicts: Mapping[str, ModelVerdicts]
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    def predict(self, text: str) -> ModelVerdicts:
+        found = self.verdicts.get(text)
+        return found if found is not None else self.model.predict(text)
+
+
+def predicted(model: TextModel, texts: Iterable[str]) -> Predicted:
+    """The model's verdicts on `texts` at once, with its `predict_many` if it has one (the
+    trained model's: numpy's cost per call paid once a batch), else one by one."""
+    unique = list(dict.fromkeys(texts))
+    many: Callable[[list[str]], list[ModelVerdicts]] | None = getattr(model, "predict_many", None)
+    verdicts = many(unique) if many is not None else [model.predict(t) for t in unique]
+    return Predicted(model, dict(zip(unique, verdicts, strict=True)))
 
 
 @dataclass(frozen=True, slots=True)
