@@ -6,6 +6,7 @@ back to back inside one batch and when one reopens or follows up an earlier tick
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,9 @@ from sqlalchemy import text as sa_text
 
 from ccshared.events import Envelope, decode_event, new_event
 from ccshared.events.payloads import ContactReceived
+from router.bootstrap import router_parts
 from router.consumers.contacts import contacts_to_tickets_in_bulk
+from router.handlers.contacts import receive_contacts
 from tests.integration.router.conftest import Router, contact
 
 
@@ -348,3 +351,73 @@ async def test_a_ticket_resolved_while_the_batch_decided_is_reopened_not_joined(
         "SELECT action FROM ticket_history WHERE ticket_id = :t ORDER BY id", t=ticket_id
     )
     assert "reopen" in [a.action for a in actions]
+
+
+async def test_a_batch_of_new_contacts_costs_three_statements(router: Router) -> None:
+    """The customers' view, then one statement reading their candidate tickets, segments
+    and earlier tickets (three before), then the write of the new tickets."""
+    handler = contacts_to_tickets_in_bulk(router.runtime)
+    batch = [contact(uuid.uuid4(), channel="phone", text_="order late") for _ in range(20)]
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    async with router.runtime.engine.begin() as conn:
+        sync = conn.sync_connection
+        assert sync is not None
+        sa_event.listen(sync, "before_cursor_execute", count)
+        await handler(conn, [(_envelope(c), c) for c in batch])
+        sa_event.remove(sync, "before_cursor_execute", count)
+
+    assert len(statements) == 3, statements
+    assert "customer_segments" in statements[1]
+    assert "thread_keys" in statements[1]
+    opened = await router.sql(
+        "SELECT count(DISTINCT ticket_id) AS n FROM ticket_contacts WHERE contact_id = ANY(:ids)",
+        ids=[c.contact_id for c in batch],
+    )
+    assert opened[0].n == 20
+
+
+async def test_a_batch_asks_the_model_once_for_the_contacts_opening_tickets(
+    router: Router,
+) -> None:
+    """The trained model's verdicts for a batch come from one `predict_many` over the texts
+    of the contacts that open tickets (a chat burst's later lines, joining the ticket its
+    first opens in the batch, are guessed as openers too: a guess, at a verdict's cost), not
+    from one `predict` per contact; a contact joining a stored ticket is not predicted."""
+    parts = router_parts(router.runtime)
+    policy, rules = await parts.policies.current(), await parts.rules.current()
+    assert rules.model is not None
+    calls: list[tuple[str, int]] = []
+    real = rules.model
+
+    class Spy:
+        version = real.version
+
+        def predict(self, text: str) -> Any:
+            calls.append(("one", 1))
+            return real.predict(text)
+
+        def predict_many(self, texts: list[str]) -> Any:
+            calls.append(("many", len(texts)))
+            return real.predict_many(texts)  # type: ignore[attr-defined]
+
+    spied = dataclasses.replace(rules, model=Spy())
+    stored = contact(uuid.uuid4(), channel="chat", text_="hi", thread={"chat_session_id": "s-a"})
+    await router.receive(stored)
+    joining = contact(
+        stored.customer_id, channel="chat", text_="still there?", thread={"chat_session_id": "s-a"}
+    )
+    fresh = [contact(uuid.uuid4(), channel="phone", text_=f"order {n} late") for n in range(5)]
+    async with router.runtime.engine.begin() as conn:
+        await receive_contacts(conn, [(None, c) for c in [joining, *fresh]], policy, spied)
+
+    assert calls == [("many", 5)]
+    rows = await router.sql(
+        "SELECT t.classification -> 'model' ->> 'version' AS v FROM tickets t "
+        "JOIN ticket_contacts c ON c.ticket_id = t.id WHERE c.contact_id = ANY(:ids)",
+        ids=[c.contact_id for c in fresh],
+    )
+    assert [r.v for r in rows] == [real.version] * 5

@@ -13,17 +13,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events.payloads import ContactReceived, TicketStatus
 from ccshared.logging import correlation_id
-from router.db.contacts import TicketWrites, add_contact_rows, candidates, earlier_tickets
+from router.db.contacts import (
+    TicketWrites,
+    add_contact_rows,
+    batch_view,
+    candidates,
+    earlier_tickets,
+)
 from router.db.rules import DEFAULT_RULE_SET, RuleSet
 from router.db.segments import segments_of
 from router.db.tickets import agent_available, get_ticket, write_change
 from router.domain import tickets
+from router.domain.classification import predicted
 from router.domain.opening import (
     NewTicket,
     Placement,
     contact_added,
     contact_history,
     contact_thread,
+    facts_of,
     new_ticket,
 )
 from router.domain.policy import RoutingPolicy
@@ -108,11 +116,12 @@ async def receive_contacts(
     # change meanwhile (an open ticket can only close, which opens a new one too); one that
     # joins or reopens locks that ticket and checks its status is still the one decided on.
     customers = list({c.customer_id: None for _, c in contacts})
-    pool = await candidates(conn, customers, keys, lock=False)
-    segments = await segments_of(conn, customers)  # the registry's, for new tickets
-    # The customers' earlier tickets (a repeated contact's priority is raised), kept up to
-    # date with the tickets the batch opens.
-    earlier_of = await earlier_tickets(conn, customers, datetime.now(UTC) - REPEAT_WINDOW)
+    # In one statement: their candidate tickets, their segments (the registry's, for new
+    # tickets) and their earlier tickets (a repeated contact's priority is raised; kept up to
+    # date with the tickets the batch opens).
+    view = await batch_view(conn, customers, keys, datetime.now(UTC) - REPEAT_WINDOW)
+    pool, segments, earlier_of = view.candidates, view.segments, view.earlier
+    rules = _with_batch_verdicts(rules, contacts, threads, pool, segments)
     writes = TicketWrites()
     for n, ((cid, contact), thread) in enumerate(zip(contacts, threads, strict=True)):
         if n and not n % 25:
@@ -174,6 +183,31 @@ async def receive_contacts(
         finally:
             correlation_id.reset(token)
     await writes.flush(conn)
+
+
+def _with_batch_verdicts(
+    rules: RuleSet,
+    contacts: Sequence[tuple[str | None, ContactReceived]],
+    threads: Sequence[ContactThread],
+    pool: dict[str, dict[str, OpenTicketCandidate]],
+    segments: dict[uuid.UUID, str],
+) -> RuleSet:
+    """The rules with the model's verdicts on the texts of the contacts that look like opening
+    a ticket, computed for them all at once (`classification.predicted`). A guess made on the
+    batch's view before it is decided: a contact that then joins a ticket wasted its verdict,
+    one that opens a ticket unexpectedly is predicted alone. The same classification either
+    way."""
+    if rules.model is None:
+        return rules
+    texts = [
+        facts_of(contact, segments.get(contact.customer_id)).full_text
+        for (_, contact), thread in zip(contacts, threads, strict=True)
+        if decide_thread(thread, list(pool.get(thread.customer_id, {}).values())).action
+        == "open_new"
+    ]
+    if not texts:
+        return rules
+    return dataclasses.replace(rules, model=predicted(rules.model, texts))
 
 
 async def open_ticket(
