@@ -380,13 +380,14 @@ async def test_a_batch_of_new_contacts_costs_three_statements(router: Router) ->
     assert opened[0].n == 20
 
 
-async def test_a_batch_asks_the_model_once_for_the_contacts_opening_tickets(
+async def test_a_batch_asks_the_model_for_the_contacts_opening_tickets_50_at_a_time(
     router: Router,
 ) -> None:
-    """The trained model's verdicts for a batch come from one `predict_many` over the texts
-    of the contacts that open tickets (a chat burst's later lines, joining the ticket its
-    first opens in the batch, are guessed as openers too: a guess, at a verdict's cost), not
-    from one `predict` per contact; a contact joining a stored ticket is not predicted."""
+    """The trained model's verdicts for a batch come from `predict_many` over the texts of
+    the contacts that open tickets, 50 at a time (a chat burst's later lines, joining the
+    ticket its first opens in the batch, are guessed as openers too: a guess, at a verdict's
+    cost), not from one `predict` per contact; a contact joining a stored ticket is not
+    predicted."""
     parts = router_parts(router.runtime)
     policy, rules = await parts.policies.current(), await parts.rules.current()
     assert rules.model is not None
@@ -410,14 +411,14 @@ async def test_a_batch_asks_the_model_once_for_the_contacts_opening_tickets(
     joining = contact(
         stored.customer_id, channel="chat", text_="still there?", thread={"chat_session_id": "s-a"}
     )
-    fresh = [contact(uuid.uuid4(), channel="phone", text_=f"order {n} late") for n in range(5)]
+    fresh = [contact(uuid.uuid4(), channel="phone", text_=f"order {n} late") for n in range(60)]
     async with router.runtime.engine.begin() as conn:
         await receive_contacts(conn, [(None, c) for c in [joining, *fresh]], policy, spied)
 
-    assert calls == [("many", 5)]
+    assert calls == [("many", 50), ("many", 10)]
     rows = await router.sql(
         "SELECT t.classification -> 'model' ->> 'version' AS v FROM tickets t "
         "JOIN ticket_contacts c ON c.ticket_id = t.id WHERE c.contact_id = ANY(:ids)",
         ids=[c.contact_id for c in fresh],
     )
-    assert [r.v for r in rows] == [real.version] * 5
+    assert [r.v for r in rows] == [real.version] * 60

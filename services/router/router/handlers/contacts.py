@@ -24,7 +24,7 @@ from router.db.rules import DEFAULT_RULE_SET, RuleSet
 from router.db.segments import segments_of
 from router.db.tickets import agent_available, get_ticket, write_change
 from router.domain import tickets
-from router.domain.classification import predicted
+from router.domain.classification import ModelVerdicts, Predicted, predicted
 from router.domain.opening import (
     NewTicket,
     Placement,
@@ -121,7 +121,7 @@ async def receive_contacts(
     # date with the tickets the batch opens).
     view = await batch_view(conn, customers, keys, datetime.now(UTC) - REPEAT_WINDOW)
     pool, segments, earlier_of = view.candidates, view.segments, view.earlier
-    rules = _with_batch_verdicts(rules, contacts, threads, pool, segments)
+    rules = await _with_batch_verdicts(rules, contacts, threads, pool, segments)
     writes = TicketWrites()
     for n, ((cid, contact), thread) in enumerate(zip(contacts, threads, strict=True)):
         if n and not n % 25:
@@ -185,7 +185,10 @@ async def receive_contacts(
     await writes.flush(conn)
 
 
-def _with_batch_verdicts(
+_PREDICT_AT_ONCE = 50  # texts per `predict_many`: the loop runs others in between
+
+
+async def _with_batch_verdicts(
     rules: RuleSet,
     contacts: Sequence[tuple[str | None, ContactReceived]],
     threads: Sequence[ContactThread],
@@ -196,7 +199,7 @@ def _with_batch_verdicts(
     a ticket, computed for them all at once (`classification.predicted`). A guess made on the
     batch's view before it is decided: a contact that then joins a ticket wasted its verdict,
     one that opens a ticket unexpectedly is predicted alone. The same classification either
-    way."""
+    way. Done 50 texts at a time, letting the assigner and the relay run in between."""
     if rules.model is None:
         return rules
     texts = [
@@ -207,7 +210,12 @@ def _with_batch_verdicts(
     ]
     if not texts:
         return rules
-    return dataclasses.replace(rules, model=predicted(rules.model, texts))
+    verdicts: dict[str, ModelVerdicts] = {}
+    for start in range(0, len(texts), _PREDICT_AT_ONCE):
+        if start:
+            await asyncio.sleep(0)
+        verdicts.update(predicted(rules.model, texts[start : start + _PREDICT_AT_ONCE]).verdicts)
+    return dataclasses.replace(rules, model=Predicted(rules.model, verdicts))
 
 
 async def open_ticket(
