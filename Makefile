@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 SERVICES := deploy/local/services.sh
-PACKAGES := shared services/intake services/router services/sla services/feedback
+PACKAGES := shared services/intake services/router services/sla services/feedback services/console
 PACKAGES_PATH := $(shell echo $(PACKAGES) | tr ' ' :)
 PYTEST_ARGS ?=
 
