@@ -11,7 +11,7 @@ PACKAGES := shared services/intake services/router services/sla services/feedbac
 PACKAGES_PATH := $(shell echo $(PACKAGES) | tr ' ' :)
 PYTEST_ARGS ?=
 
-.PHONY: help install k8s-tools k8s-render run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token demo outbox dlq mail train
+.PHONY: help install k8s-tools k8s-render run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token user demo outbox dlq mail train
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -102,7 +102,14 @@ token: $(VENV)/.installed ## print a UI user token (dev key, or CC_TOKEN_PRIVATE
 	@test -n "$(SUB)" -a -n "$(ROLE)" || { echo "usage: make token SUB=<agent or user id> ROLE=agent|supervisor"; exit 2; }
 	@CC_DEVELOPMENT="$${CC_DEVELOPMENT:-1}" $(PY) -m router.tokens issue --sub "$(SUB)" --role "$(ROLE)"
 
-demo: $(VENV)/.installed ## load a working set into the running `make run` stack: a supervisor and three agents (tokens printed), an intake key, the sample contacts
+# The console's own command-line tool (python -m console.users: also set-password, list); the
+# password is made at random and printed once. CONSOLE_DATABASE_URL: the database (default the
+# local stack's); outside development CONSOLE_TOKEN_PRIVATE_KEY too (the console's settings).
+user: $(VENV)/.installed ## create a console user, password printed once: make user NAME=amy ROLE=agent|supervisor [AGENT=<router agent id, default NAME>]
+	@test -n "$(NAME)" -a -n "$(ROLE)" || { echo "usage: make user NAME=<user id> ROLE=agent|supervisor [AGENT=<router agent id>]"; exit 2; }
+	@CC_DEVELOPMENT="$${CC_DEVELOPMENT:-1}" $(PY) -m console.users create "$(NAME)" --role "$(ROLE)"$(if $(AGENT), --agent "$(AGENT)")
+
+demo: $(VENV)/.installed ## load a working set into the running `make run` stack: a supervisor and three agents (tokens and console passwords printed), an intake key, the sample contacts
 	CC_DEVELOPMENT="$${CC_DEVELOPMENT:-1}" $(PY) deploy/local/demo.py $(ARGS)
 
 mail: $(VENV)/.installed ## e-mail the local services sent (the mailbox `make run` starts): make mail [ARGS="show N"]
