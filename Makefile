@@ -39,7 +39,7 @@ stack-start: install ## start Kafka and PostgreSQL only
 stack-stop: ## stop Kafka and PostgreSQL
 	$(STACK) stop
 
-run: stack-start ## start Kafka, PostgreSQL and the four services; returns when all are ready
+run: stack-start ## start Kafka, PostgreSQL, the mailbox and the five services (console on :8005); returns when all are ready
 	$(SERVICES) start
 
 stop: ## stop the services, Kafka and PostgreSQL
