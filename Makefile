@@ -11,7 +11,7 @@ PACKAGES := shared services/intake services/router services/sla services/feedbac
 PACKAGES_PATH := $(shell echo $(PACKAGES) | tr ' ' :)
 PYTEST_ARGS ?=
 
-.PHONY: help install k8s-tools k8s-render run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token user demo outbox dlq mail train
+.PHONY: help install k8s-tools console-test-tools k8s-render run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token user demo outbox dlq mail train
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,11 +23,14 @@ $(VENV)/.installed: requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PY) -m pip install -q --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES))
 	touch $@
 
-install: $(VENV)/.installed k8s-tools ## install Python packages, Kafka's jars, PostgreSQL, kustomize and the CRD schemas (what is missing)
+install: $(VENV)/.installed k8s-tools console-test-tools ## install Python packages, Kafka's jars, PostgreSQL, kustomize, the CRD schemas and axe-core (what is missing)
 	$(STACK) install
 
 k8s-tools: ## kustomize and the CRD schemas the manifest tests use (cached under .local/k8s-tools)
 	@deploy/k8s/tests/install-tools.sh
+
+console-test-tools: ## axe-core for the browser tests (pinned by tests/browser/node/package-lock.json, cached under .local/node); says when chromium is missing
+	@tests/browser/node/install-tools.sh
 
 k8s-render: k8s-tools ## print what an overlay applies: make k8s-render OVERLAY=dev|prod
 	@test -n "$(OVERLAY)" || { echo "usage: make k8s-render OVERLAY=dev|prod"; exit 2; }
@@ -57,7 +60,7 @@ logs: ## follow every log
 test: stack-start ## the whole suite against the real Kafka and PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: $(VENV)/.installed k8s-tools ## pure-logic tests only (no Kafka, no PostgreSQL)
+test-unit: $(VENV)/.installed k8s-tools console-test-tools ## pure-logic tests only (no Kafka, no PostgreSQL)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 # lint-imports reads the checked-out sources (not whatever the venv's editable installs point at);
