@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -147,6 +148,16 @@ def _console_users(python: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _last_line(text: str) -> str:
+    """What a failed command said: its own message, or the exception that ended it (not the
+    traceback before it, nor SQLAlchemy's link after it)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("console.users:") or re.match(r"[\w.]+(Error|Exception): ", line):
+            return line
+    return lines[-1] if lines else "(nothing)"
+
+
 def console_user(member: TeamMember, python: str = sys.executable) -> str:
     """The member's console user, made by the console's own command-line tool (it reads
     CONSOLE_DATABASE_URL, default the `make run` database): created with a new password (an
@@ -166,10 +177,13 @@ def console_user(member: TeamMember, python: str = sys.executable) -> str:
     if created.returncode == 2 and "exists already" in created.stderr:
         done = _console_users(python, "set-password", member.id)
     if done.returncode:
-        said = done.stderr.strip()
+        said = _last_line(done.stderr)
         if done is not created:
-            said = f"{created.stderr.strip()}; then {said}"
-        raise RuntimeError(f"python -m console.users for {member.id}: {said}")
+            said = f"{_last_line(created.stderr)}; then {said}"
+        raise RuntimeError(
+            f"python -m console.users for {member.id}: {said} (is `make run` up? it makes "
+            "the console's database)"
+        )
     for line in done.stdout.splitlines():
         if line.startswith("password: "):
             return line.removeprefix("password: ")

@@ -9,11 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import pg_url
 from tests.integration.console.conftest import Console
 from tests.unit.test_demo import load_demo
 
@@ -106,3 +108,19 @@ async def test_make_user_creates_a_user_whose_printed_password_signs_in(
     usage = await asyncio.to_thread(make_user, url, "NAME=erin")
     assert usage.returncode == 2
     assert "usage: make user" in usage.stdout
+
+
+def test_demo_says_what_went_wrong_when_the_console_database_is_not_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    missing = pg_url(f"t_missing_{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("CONSOLE_DATABASE_URL", missing)
+    demo = load_demo()
+
+    with pytest.raises(RuntimeError) as failed:
+        demo.console_user(demo.SUPERVISOR)
+
+    message = str(failed.value)
+    assert "does not exist" in message
+    assert "Traceback" not in message
+    assert "make run" in message
