@@ -1,12 +1,10 @@
-"""Where the browser tests find what they need outside Python: axe-core's axe.min.js (npm,
-pinned by tests/browser/node/package-lock.json, installed by `make console-test-tools`, part of
-`make install`) and Debian's Chromium (`.ci/run` installs it). Each function fails with the
-command that fixes it."""
+"""Where the browser tests find axe-core's axe.min.js: the npm package pinned by
+tests/browser/node/package-lock.json, installed by `make console-test-tools` (part of `make
+install`) into .local/node (CC_NODE_TOOLS elsewhere). Chromium is Debian's (conftest.py)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,7 +13,7 @@ AXE_JS = NODE_TOOLS / "axe-core" / "axe.min.js"
 INSTALL_AXE = "make console-test-tools (tests/browser/node/install-tools.sh; make install runs it)"
 
 
-class MissingTool(RuntimeError):
+class MissingTool(FileNotFoundError):
     """A tool the browser tests need is not installed; the message says how to install it."""
 
 
@@ -24,14 +22,3 @@ def axe_js() -> Path:
     if not AXE_JS.is_file():
         raise MissingTool(f"axe-core is not installed at {AXE_JS}: run {INSTALL_AXE}")
     return AXE_JS
-
-
-def chromium() -> str:
-    """The system Chromium's executable (Playwright's executable_path; its own browser
-    download is never used)."""
-    found = shutil.which("chromium")
-    if found is None:
-        raise MissingTool(
-            "chromium is not installed: apt-get install chromium fonts-noto-cjk (.ci/run does)"
-        )
-    return found
