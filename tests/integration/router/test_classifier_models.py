@@ -78,6 +78,9 @@ async def test_the_training_job_stores_and_promotes_a_version_the_router_loads_w
     # ... and a replica started afterwards loads it at start.
     later = await router_factory()
     assert await _model_version_of_a_new_ticket(later) == AFTER_NEXT
+    # Rolling back (deploy/README.md): an older version promoted again is loaded again.
+    await router.sql("UPDATE classifier_models SET promoted_at = now() WHERE version = :v", v=NEXT)
+    assert await _model_version_of_a_new_ticket(later) == NEXT
 
 
 async def test_a_worse_version_is_kept_in_the_database_but_not_promoted(
