@@ -187,8 +187,8 @@ async def _queues_page(
     queues = await _get(request, who, "router", "/v1/queues")
     forms = [_queue_values(q) for q in queues]
     if editing is not None and values is not None:
-        forms = [values if f["id"] == editing else f for f in forms]
-    new = values if editing == "" and values is not None else _queue_values({"id": ""})
+        forms = [f | values if f["id"] == editing else f for f in forms]
+    new = _queue_values({"id": ""}) | (values if editing == "" and values is not None else {})
     return _page(
         request,
         who,
@@ -267,8 +267,8 @@ async def _agents_page(
     agents = await _get(request, who, "router", "/v1/agents")
     forms = [_agent_values(a) for a in agents]
     if editing is not None and values is not None:
-        forms = [values | {"status": f["status"]} if f["id"] == editing else f for f in forms]
-    new = values if editing == "" and values is not None else _agent_values({"id": ""})
+        forms = [f | values | {"status": f["status"]} if f["id"] == editing else f for f in forms]
+    new = _agent_values({"id": ""}) | (values if editing == "" and values is not None else {})
     return _page(
         request,
         who,
@@ -523,9 +523,9 @@ async def _canned_page(
     listed = await _get(request, who, "router", "/v1/canned-responses")
     forms = [{"id": str(c["id"]), **{f: str(c[f]) for f in _CANNED_FIELDS}} for c in listed]
     if editing and values is not None:
-        forms = [values | {"id": editing} if f["id"] == editing else f for f in forms]
+        forms = [f | values | {"id": editing} if f["id"] == editing else f for f in forms]
     blank = {"id": "", **dict.fromkeys(_CANNED_FIELDS, "")}
-    new = values if editing == "" and values is not None else blank
+    new = blank | (values if editing == "" and values is not None else {})
     queues = await _get(request, who, "router", "/v1/queues")
     return _page(
         request,
@@ -595,7 +595,7 @@ async def _webhooks_page(
         "admin/webhooks.html",
         errors=errors,
         webhooks=listed,
-        new=values or {"channel": "chat", "url": "", "description": ""},
+        new={"channel": "chat", "url": "", "description": ""} | (values or {}),
         channels=CHANNELS,
         created=created,
     )
@@ -663,7 +663,7 @@ async def _key_accounts_page(
         "admin/key_accounts.html",
         errors=errors,
         accounts=listed,
-        new=values or dict.fromkeys(_KEY_ACCOUNT_FIELDS, ""),
+        new=dict.fromkeys(_KEY_ACCOUNT_FIELDS, "") | (values or {}),
         channels=CHANNELS,
     )
 

@@ -59,12 +59,12 @@ def field_errors(problem: Mapping[str, Any] | None, *, items: str | None = None)
             where = ".".join(str(p) for p in error["loc"])
         message = str(error.get("message") or error.get("msg") or "invalid")
         path = str(where or "")
+        if path in ("body", "query", "path"):
+            path = ""
         for prefix in ("body.", "query.", "path."):
             if path.startswith(prefix):
                 path = path[len(prefix) :]
                 break
-        if path == "body":
-            path = ""
         indexed = _INDEXED.match(path) if items else None
         if indexed and indexed.group("name") == items:
             by_field = found.items.setdefault(int(indexed.group("index")), {})
