@@ -67,10 +67,11 @@ SECTIONS = (
 )
 
 
-async def supervisor_csrf_checked(who: SignedIn = Depends(csrf_checked)) -> SignedIn:
-    """A supervisor's state-changing request with the session's CSRF token."""
-    if not who.user.is_supervisor:
-        raise NotAllowed
+async def supervisor_csrf_checked(
+    who: SignedIn = Depends(csrf_checked), _: SignedIn = Depends(supervisor_signed_in)
+) -> SignedIn:
+    """A supervisor's state-changing request with the session's CSRF token (an agent's is a
+    403 whatever its token)."""
     return who
 
 

@@ -30,6 +30,7 @@ class FieldErrors:
     fields: dict[str, list[str]] = field(default_factory=dict)
     items: dict[int, dict[str, list[str]]] = field(default_factory=dict)
     general: list[str] = field(default_factory=list)
+    items_name: str = ""
 
     def __bool__(self) -> bool:
         return bool(self.fields or self.items or self.general)
@@ -44,14 +45,17 @@ class FieldErrors:
         """Every (field, message), for the list at the top of a form."""
         found = [(name, m) for name, messages in self.fields.items() for m in messages]
         for index, by_field in sorted(self.items.items()):
-            found += [(f"{index}.{name}", m) for name, ms in by_field.items() for m in ms]
+            where = f"{self.items_name}.{index}"
+            found += [
+                (f"{where}.{name}".rstrip("."), m) for name, ms in by_field.items() for m in ms
+            ]
         return found + [("", m) for m in self.general]
 
 
 def field_errors(problem: Mapping[str, Any] | None, *, items: str | None = None) -> FieldErrors:
     """A problem's `errors` (`{field|loc, message}`; fields such as `body.steps.2.condition`)
     by field. `items`: the document's list (`steps`) whose entries are reported by index."""
-    found = FieldErrors()
+    found = FieldErrors(items_name=items or "")
     problem = problem or {}
     for error in problem.get("errors") or []:
         where = error.get("field")

@@ -82,7 +82,7 @@ def _scale(values: Sequence[float], unit: Unit, target: float | None) -> tuple[f
         return 0.0, 1.0
     if unit == "points":
         return -100.0, 100.0
-    high = max([*values, target or 0.0, 1.0])
+    high = max([*values, target or 0.0, 60.0])  # at least a minute: readable ticks
     return 0.0, high * 1.1
 
 
