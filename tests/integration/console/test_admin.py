@@ -307,3 +307,39 @@ async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
             wrong = await browser.post(url, data=data | {"csrf": "not-the-token"})
             assert wrong.status_code == 403, url
         assert _without_live_fields(await _snapshot(stack)) == before
+
+
+async def test_classification_rules_and_calendars_are_edited_as_documents_with_errors_in_place(
+    console_factory: Callable[..., Awaitable[Console]], kafka_bootstrap: str
+) -> None:
+    async with supervisor_stack(console_factory, kafka_bootstrap) as stack:
+        before = (await stack.router.get("/v1/classification-rules")).json()
+        browser = await stack.signed_in("sam", "supervisor")
+        page = await browser.get("/admin/classification-rules")
+        assert page.status_code == 200
+        document = json.loads(_textarea(page.text))
+        assert document == {"rules": before["rules"]}
+        document["rules"][0]["category"] = "Not A Category"
+        answer = await _post(
+            browser, "/admin/classification-rules", {"document": json.dumps(document)}
+        )
+        assert answer.status_code == 422
+        row = re.search(r'<tr class="has-error" data-item="0">.*?</tr>', answer.text, re.S)
+        assert row
+        assert 'data-error-for="rules.0.category"' in row.group(0)
+        assert (await stack.router.get("/v1/classification-rules")).json() == before
+
+        calendars = await browser.get("/admin/calendars", params={"id": "china-office"})
+        assert calendars.status_code == 200
+        calendar = json.loads(_textarea(calendars.text))
+        assert calendar["timezone"] == "Asia/Shanghai"
+        calendar["hours"]["monday"] = ["09:00-12:00", "11:00-13:00"]  # overlapping
+        refused = await _post(
+            browser,
+            "/admin/calendars",
+            {"document": json.dumps(calendar), "selected": "china-office"},
+        )
+        assert refused.status_code == 422
+        assert 'data-error-for="hours.monday' in refused.text
+        stored = (await stack.sla.get("/v1/calendars/china-office")).json()
+        assert stored["hours"]["monday"] != calendar["hours"]["monday"]

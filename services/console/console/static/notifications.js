@@ -4,6 +4,8 @@
 // buttons work without this script (a form POST and a redirect); with it they do not reload.
 "use strict";
 (function () {
+  // Loaded once per page even if a template includes it twice (signed_in.html and a screen).
+  if (window.cc && window.cc.refreshNotifications) return;
   const DEBOUNCE_MS = 500;
   let timer = null;
 
@@ -51,6 +53,7 @@
     }
   });
 
+  window.cc = Object.assign(window.cc || {}, { refreshNotifications: refresh });
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", refresh);
   else refresh();
 })();
