@@ -93,6 +93,7 @@ async def test_the_tray_shows_the_unread_count_and_the_list_marks_read(
     await expect(count).to_have_text("1")
     await page.locator("#notification-tray").click()
     await expect(page.get_by_role("heading", name="Notifications")).to_be_visible()
+    await screenshot(page, "notifications")
     await page.get_by_role("button", name="Mark read").click()
     await expect(count).to_have_text("")
     await expect(page.get_by_text("Read", exact=True)).to_have_count(0)  # the form is gone

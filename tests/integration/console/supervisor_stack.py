@@ -27,6 +27,7 @@ from feedback.consumers.tickets import ticket_events
 from feedback.db.facts import FactChanges
 from feedback.settings import FeedbackSettings
 from router.app import create_app as create_router
+from router.bootstrap import router_parts
 from router.consumers.contacts import contacts_to_tickets
 from router.handlers.escalations import apply_escalations
 from router.settings import RouterSettings
@@ -74,6 +75,10 @@ class Stack:
                 )
             ).one()
         return uuid.UUID(str(row.ticket_id))
+
+    async def assign(self) -> None:
+        """One round of the router's assignment loop (offers to available agents)."""
+        await router_parts(self._runtime(self.router_app)).assigner.tick()
 
     async def escalate(self, escalated: SlaEscalated) -> None:
         """An SLA escalation applied by the router, as its consumer would."""

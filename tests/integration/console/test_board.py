@@ -86,3 +86,28 @@ async def test_the_board_changes_when_a_ticket_arrives(
             after = (await browser.get("/board/fragment")).text
             waiting_before = int(_cell(_row(before, "data-queue", queue), "waiting"))
             assert int(_cell(_row(after, "data-queue", queue), "waiting")) == waiting_before + 1
+
+
+async def test_the_board_counts_a_pending_offer_and_the_agents_status_in_their_queue(
+    console_factory: Callable[..., Awaitable[Console]], kafka_bootstrap: str
+) -> None:
+    async with supervisor_stack(console_factory, kafka_bootstrap) as stack:
+        amy = {"name": "Amy", "skills": {}}
+        assert (await stack.router.put("/v1/agents/amy", json=amy)).status_code == 200
+        status = await stack.router.put("/v1/agents/amy/status", json={"status": "available"})
+        assert status.status_code == 200
+        away = {"name": "Bob", "skills": {}}
+        assert (await stack.router.put("/v1/agents/bob", json=away)).status_code == 200
+        assert (
+            await stack.router.put("/v1/agents/bob/status", json={"status": "away"})
+        ).status_code == 200
+        ticket = await stack.contact(contact(uuid.uuid4()))
+        await stack.assign()
+        offered = (await stack.router.get(f"/v1/tickets/{ticket}")).json()
+        assert offered["status"] == "assigned"  # the router's word for "offered, not accepted"
+        browser = await stack.signed_in("sam", "supervisor")
+        row = _row((await browser.get("/board")).text, "data-queue", offered["queue_id"])
+        assert _cell(row, "offers") == "1"
+        assert _cell(row, "waiting") == "0"
+        assert _cell(row, "agents-available") == "1"
+        assert _cell(row, "agents-away") == "1"

@@ -41,7 +41,7 @@ async def board_of(apis: Apis, user: User) -> boards.Board:
     queues_r, agents_r, offered_r, risk_r = await asyncio.gather(
         apis.get(user, "router", "/v1/queues"),
         apis.get(user, "router", "/v1/agents"),
-        apis.get(user, "router", "/v1/tickets", {"status": "offered", "limit": 500}),
+        apis.get(user, "router", "/v1/tickets", {"status": "assigned", "limit": 500}),
         apis.get(user, "sla", "/v1/at-risk", {"limit": 200}),
     )
     queues, agents = answer_json(queues_r), answer_json(agents_r)
