@@ -343,3 +343,25 @@ async def test_classification_rules_and_calendars_are_edited_as_documents_with_e
         assert 'data-error-for="hours.monday' in refused.text
         stored = (await stack.sla.get("/v1/calendars/china-office")).json()
         assert stored["hours"]["monday"] != calendar["hours"]["monday"]
+
+
+async def test_every_supervisor_page_renders_in_english_and_chinese_with_every_word_translated(
+    console_factory: Callable[..., Awaitable[Console]], kafka_bootstrap: str
+) -> None:
+    async with supervisor_stack(console_factory, kafka_bootstrap) as stack:
+        browser = await stack.signed_in("sam", "supervisor")
+        for language, word in (("en", "Queues"), ("zh", "队列")):
+            browser.cookies.set("cc_lang", language)
+            for url in [*SUPERVISOR_PAGES, "/notifications"]:
+                page = await browser.get(url)
+                assert page.status_code == 200, (language, url, page.text[-500:])
+                if url.endswith(".csv") or url == "/board/fragment":
+                    continue
+                # An unknown key is shown as itself (console/domain/i18n.py): none may show.
+                shown = re.sub(r"<[^>]+>", " ", page.text)
+                untranslated = re.findall(
+                    r"\b(?:admin|board|kpis|notifications)\.[a-z_.-]+\b", shown
+                )
+                assert untranslated == [], (language, url, untranslated)
+            admin = await browser.get("/admin")
+            assert word in admin.text
