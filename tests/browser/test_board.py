@@ -4,7 +4,7 @@ when the live stream says something changed, and the notifications tray's count.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from ccshared.events.payloads import SlaEscalated
 from ccshared.service import runtime_of
 from router.handlers.escalations import apply_escalations
 from tests.browser.conftest import BrowserStack, screenshot, serious_violations
+from tests.helpers import wait_until
 from tests.integration.router.conftest import contact
 
 LIVE_JS = Path(__file__).resolve().parents[2] / "services/console/console/static/live.js"
@@ -101,3 +102,27 @@ async def test_the_tray_shows_the_unread_count_and_the_list_marks_read(
     await page_again.goto(f"{stack.url}/notifications?unread=true")
     await expect(page_again.get_by_text("No notifications.")).to_be_visible()
     assert await serious_violations(page) == []
+
+
+async def test_a_keyboard_users_focus_stays_on_their_ticket_when_the_board_refreshes(
+    stack: BrowserStack, page: Page
+) -> None:
+    late = await stack.router.receive(
+        contact(uuid.uuid4(), at=datetime.now(UTC) - timedelta(hours=3))
+    )
+
+    async def at_risk() -> bool:
+        items = (await stack.sla.get("/v1/at-risk")).json()["items"]
+        return any(i["ticket_id"] == str(late) for i in items)
+
+    await wait_until(at_risk, timeout=60)  # SLA took the router's ticket.opened off the broker
+    await stack.console_user("sam", "supervisor")
+    await stack.sign_in(page, "sam")
+    await page.goto(f"{stack.url}/board")
+    link = page.locator(f'a[href="/tickets/{late}"]')
+    await link.focus()
+    await stack.router.receive(contact(uuid.uuid4()))
+    await page.evaluate("window.cc.refreshBoard()")
+    frontline = page.locator('tr[data-queue="frontline"] [data-cell="waiting"]')
+    await expect(frontline).not_to_have_text("0")
+    await expect(link).to_be_focused()

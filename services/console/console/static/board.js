@@ -22,7 +22,14 @@
       });
       if (response.redirected || response.status === 401) { window.location.reload(); return; }
       if (!response.ok) return;
+      // A keyboard user's place survives the refresh: the same ticket's link gets the focus back.
+      const focused = board.contains(document.activeElement) ? document.activeElement : null;
+      const href = focused instanceof HTMLAnchorElement ? focused.getAttribute("href") : null;
       board.innerHTML = await response.text();
+      if (href) {
+        const again = Array.from(board.querySelectorAll("a[href]")).find((a) => a.getAttribute("href") === href);
+        if (again) again.focus();
+      }
       const status = document.getElementById("board-status");
       if (status) status.textContent = (status.dataset.updated || "Updated") + " " + new Date().toLocaleTimeString();
       document.dispatchEvent(new CustomEvent("cc:board-updated"));
