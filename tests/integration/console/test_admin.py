@@ -236,6 +236,9 @@ async def test_sla_canned_webhook_and_key_account_forms_reach_their_apis(
         assert changed.status_code == 303
         stored = (await stack.sla.get("/v1/policies/vip-chat")).json()
         assert (stored["version"], stored["name"]) == (2, "VIP chat, faster")
+        off = await _post(browser, "/admin/sla-policies/vip-chat/deactivate", {})
+        assert off.status_code == 303
+        assert (await stack.sla.get("/v1/policies/vip-chat")).json()["active"] is False
 
         canned = {"queue_id": "frontline", "language": "en", "title": "Hello", "body": "Hi {nope}"}
         refused = await _post(browser, "/admin/canned-responses", canned)
@@ -246,6 +249,13 @@ async def test_sla_canned_webhook_and_key_account_forms_reach_their_apis(
         assert (await _post(browser, "/admin/canned-responses", canned)).status_code == 303
         listed = (await stack.router.get("/v1/canned-responses")).json()
         assert [c["title"] for c in listed] == ["Hello"]
+        renamed = canned | {"id": listed[0]["id"], "title": "Hello again"}
+        assert (await _post(browser, "/admin/canned-responses", renamed)).status_code == 303
+        listed = (await stack.router.get("/v1/canned-responses")).json()
+        assert [c["title"] for c in listed] == ["Hello again"]
+        gone = await _post(browser, f"/admin/canned-responses/{listed[0]['id']}/delete", {})
+        assert gone.status_code == 303
+        assert (await stack.router.get("/v1/canned-responses")).json() == []
 
         hook = {"channel": "chat", "url": "http://127.0.0.1/hook"}
         refused = await _post(browser, "/admin/webhooks", hook)
@@ -255,9 +265,14 @@ async def test_sla_canned_webhook_and_key_account_forms_reach_their_apis(
         created_hook = await _post(browser, "/admin/webhooks", hook)
         assert created_hook.status_code == 200
         assert re.search(r'id="webhook-secret">whsec_', created_hook.text)
-        assert [w["url"] for w in (await stack.feedback.get("/v1/webhooks")).json()] == [
-            hook["url"]
-        ]
+        hooks = (await stack.feedback.get("/v1/webhooks")).json()
+        assert [(w["url"], w["active"]) for w in hooks] == [(hook["url"], True)]
+        off = await _post(browser, f"/admin/webhooks/{hooks[0]['id']}/active", {"active": "false"})
+        assert off.status_code == 303
+        assert (await stack.feedback.get("/v1/webhooks")).json()[0]["active"] is False
+        gone = await _post(browser, f"/admin/webhooks/{hooks[0]['id']}/delete", {})
+        assert gone.status_code == 303
+        assert (await stack.feedback.get("/v1/webhooks")).json() == []
 
         account = {
             "customer_id": "0190c2c8-4f1e-7000-8000-000000000001",
