@@ -380,3 +380,15 @@ async def test_every_supervisor_page_renders_in_english_and_chinese_with_every_w
                 assert untranslated == [], (language, url, untranslated)
             admin = await browser.get("/admin")
             assert word in admin.text
+
+
+async def test_switching_off_a_webhook_that_is_gone_says_so_on_the_page(
+    console_factory: Callable[..., Awaitable[Console]], kafka_bootstrap: str
+) -> None:
+    async with supervisor_stack(console_factory, kafka_bootstrap) as stack:
+        browser = await stack.signed_in("sam", "supervisor")
+        missing = "00000000-0000-7000-8000-000000000000"
+        answer = await _post(browser, f"/admin/webhooks/{missing}/active", {"active": "false"})
+        assert answer.status_code == 422
+        assert 'role="alert"' in answer.text
+        assert re.search(r"<li>[^<]*(?:[Nn]o |not found)", answer.text), answer.text

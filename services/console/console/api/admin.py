@@ -503,7 +503,10 @@ async def deactivate_sla_policy(
 ) -> Response:
     if not _SLA_ID.match(policy_id):
         raise NotAllowed
-    await _call(request, who, "sla", "POST", f"/v1/policies/{policy_id}/deactivate")
+    response = await _call(request, who, "sla", "POST", f"/v1/policies/{policy_id}/deactivate")
+    if not response.is_success:
+        errors = field_errors(_problem(response))
+        return await _sla_page(request, who, "sla-policies", selected=policy_id, errors=errors)
     return _back(f"/admin/sla-policies?id={quote(policy_id)}")
 
 
@@ -574,7 +577,9 @@ async def save_canned(request: Request, who: SignedIn = SupervisorChange) -> Res
 async def delete_canned(
     request: Request, canned_id: uuid.UUID, who: SignedIn = SupervisorChange
 ) -> Response:
-    await _call(request, who, "router", "DELETE", f"/v1/canned-responses/{canned_id}")
+    response = await _call(request, who, "router", "DELETE", f"/v1/canned-responses/{canned_id}")
+    if not response.is_success:
+        return await _canned_page(request, who, errors=field_errors(_problem(response)))
     return _back("/admin/canned-responses")
 
 
@@ -632,7 +637,9 @@ async def toggle_webhook(
 ) -> Response:
     values = await _form(request)
     body = {"active": values.get("active") == "true"}
-    await _call(request, who, "feedback", "PATCH", f"/v1/webhooks/{webhook_id}", body)
+    response = await _call(request, who, "feedback", "PATCH", f"/v1/webhooks/{webhook_id}", body)
+    if not response.is_success:
+        return await _webhooks_page(request, who, errors=field_errors(_problem(response)))
     return _back("/admin/webhooks")
 
 
@@ -640,7 +647,9 @@ async def toggle_webhook(
 async def delete_webhook(
     request: Request, webhook_id: uuid.UUID, who: SignedIn = SupervisorChange
 ) -> Response:
-    await _call(request, who, "feedback", "DELETE", f"/v1/webhooks/{webhook_id}")
+    response = await _call(request, who, "feedback", "DELETE", f"/v1/webhooks/{webhook_id}")
+    if not response.is_success:
+        return await _webhooks_page(request, who, errors=field_errors(_problem(response)))
     return _back("/admin/webhooks")
 
 
@@ -707,5 +716,8 @@ async def toggle_key_account(
 ) -> Response:
     values = await _form(request)
     body = {"active": values.get("active") == "true"}
-    await _call(request, who, "feedback", "PATCH", f"/v1/key-accounts/{customer_id}", body)
+    path = f"/v1/key-accounts/{customer_id}"
+    response = await _call(request, who, "feedback", "PATCH", path, body)
+    if not response.is_success:
+        return await _key_accounts_page(request, who, errors=field_errors(_problem(response)))
     return _back("/admin/key-accounts")
