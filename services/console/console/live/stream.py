@@ -11,7 +11,6 @@ even when it is shown few events, and a reconnect catches up from the buffer."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -75,8 +74,9 @@ class EventStream(Response):
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await self._send(send, self._opening())
             await self._serve(send)
-            with contextlib.suppress(OSError, TimeoutError):
-                await self._send(send, b"", more=False)
+            await self._send(send, b"", more=False)
+        except (OSError, TimeoutError):  # the browser took nothing for too long: drop it
+            log.info("live stream of %s not taking its events: dropped", subscriber.viewer.user_id)
         finally:
             watcher.cancel()
             self.hub.unsubscribe(subscriber, subscriber.ended or GONE)
