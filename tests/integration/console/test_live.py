@@ -386,6 +386,15 @@ async def test_a_gap_older_than_the_buffer_or_from_another_replica_says_reload(
         assert frame.event is None
 
 
+async def test_the_console_is_ready_once_the_live_reader_is_positioned(
+    live_console: Callable[..., Awaitable[LiveConsole]],
+) -> None:
+    live = await live_console()
+    ready = await live.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["live"] is True
+
+
 async def test_live_without_a_session_is_401(
     live_console: Callable[..., Awaitable[LiveConsole]],
 ) -> None:

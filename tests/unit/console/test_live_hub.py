@@ -108,3 +108,17 @@ async def test_stopping_ends_every_stream_and_refuses_new_ones() -> None:
     late, _ = hub.subscribe(SUP)
     assert late.ended == STOPPING
     assert hub.streams == 0
+
+
+async def test_the_live_part_is_not_ready_before_its_reader_is_positioned() -> None:
+    from console.live import Live
+    from console.settings import ConsoleSettings
+
+    live = Live(ConsoleSettings(kafka_bootstrap="127.0.0.1:1"))  # nothing listens there
+    assert not await live.ready()
+    live.start()
+    try:
+        assert not await live.ready()
+    finally:
+        await live.stop()
+    assert not await live.ready()
