@@ -7,9 +7,12 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from aiokafka.errors import KafkaConnectionError
 
 from ccshared.events import new_event
 from ccshared.events.payloads import NotificationCreated
@@ -107,5 +110,68 @@ async def test_the_reader_starts_at_the_end_and_reads_partitions_added_later(
         (second,) = await texts(subscriber.queue, 1)
         assert '"text":"in the new partition"' in second
         assert hub.last_seq == 2
+    finally:
+        await reader.stop()
+
+
+async def test_after_a_kafka_error_the_reader_resumes_where_it_was_with_a_new_client(
+    reader_topic: str,
+) -> None:
+    failing = asyncio.Event()
+    made: list[AIOKafkaConsumer] = []
+
+    resume = asyncio.Event()
+
+    class Flaky(AIOKafkaConsumer):  # type: ignore[misc]
+        async def start(self) -> None:
+            if len(made) > 1:  # the new client waits until the test has published
+                await resume.wait()
+            await super().start()
+
+        async def getmany(self, *args: Any, **kwargs: Any) -> Any:
+            if failing.is_set():
+                failing.clear()
+                raise KafkaConnectionError("the broker went away (test)")
+            return await super().getmany(*args, **kwargs)
+
+    def factory() -> AIOKafkaConsumer:
+        consumer = Flaky(
+            bootstrap_servers=KAFKA_BOOTSTRAP,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=100,
+        )
+        made.append(consumer)
+        return consumer
+
+    hub = Hub(buffer_size=100, queue_size=100)
+    subscriber, _ = hub.subscribe(AMY)
+    reader = LiveReader(
+        hub, bootstrap="", topics=[reader_topic], client_id="t", consumer_factory=factory
+    )
+    reader.start()
+    try:
+
+        async def ready() -> bool:
+            return reader.ready
+
+        await wait_until(ready, timeout=30)
+        await send(reader_topic, note("one"))
+        await texts(subscriber.queue, 1)
+        failing.set()
+
+        async def second_client() -> bool:
+            return len(made) == 2
+
+        await wait_until(second_client, timeout=30)
+        await send(reader_topic, note("two"))  # while no client reads: not skipped
+        resume.set()
+        (second,) = await texts(subscriber.queue, 1)
+        assert '"text":"two"' in second
+        await send(reader_topic, note("three"))
+        (third,) = await texts(subscriber.queue, 1)
+        assert '"text":"three"' in third
+        assert hub.last_seq == 3  # nothing read twice, nothing skipped
     finally:
         await reader.stop()
