@@ -5,12 +5,14 @@ language; an agent's offer, made by the real router, reaches their page within a
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import BrowserStack
 from tests.conftest import TOPIC_PREFIX
+from tests.helpers import wait_until
 from tests.integration.router.conftest import contact
 
 # The page's own listener, as a screen's script would add one; and where live.js shows state.
@@ -80,3 +82,55 @@ async def test_the_connection_state_is_shown_in_the_pages_language(
     # Including the script again opens no second stream.
     await page.add_script_tag(url=f"{stack.url}/static/live.js")
     assert stack.console.app.state.runtime.parts.live.hub.streams == 1
+
+
+@pytest.fixture
+def quick_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSOLE_LIVE_HEARTBEAT_S", "0.2")
+    monkeypatch.setenv("CONSOLE_LIVE_RETRY_MS", "200")
+
+
+async def test_a_reconnecting_browser_sends_the_cursor_of_the_last_heartbeat(
+    quick_heartbeat: None, stack: BrowserStack, page: Page
+) -> None:
+    """An event amy may not see moves the replica's cursor; her heartbeats carry it, so her
+    browser's Last-Event-ID is recent and a reconnect replays from there, not from an id
+    the buffer may have dropped."""
+    from console.domain.live import Cursor
+    from console.live.hub import OVERFLOW, Hub
+
+    await stack.router.agent("amy")
+    await stack.console_user("amy", "agent")
+    await stack.sign_in(page, "amy")
+    hub: Hub = stack.console.app.state.runtime.parts.live.hub
+    cursors: list[Cursor | None] = []
+    at_subscribe: list[int] = []
+    subscribe = hub.subscribe
+
+    def spy(viewer: Any, after: Cursor | None = None) -> Any:
+        cursors.append(after)
+        at_subscribe.append(hub.last_seq)
+        return subscribe(viewer, after)
+
+    hub.subscribe = spy  # type: ignore[method-assign]
+    await open_live(page, stack.url)
+    await expect(page.locator(".live-status")).to_have_text("Live")
+    await stack.router.agent("bob", status="away")  # bob's status: not amy's to see
+
+    async def moved() -> bool:  # past the cursor her stream opened with
+        return hub.last_seq > at_subscribe[0]
+
+    await wait_until(moved, timeout=20)
+    seen_up_to = hub.cursor()
+    await page.wait_for_timeout(600)  # a few heartbeats
+    (stream,) = list(hub)
+    hub.unsubscribe(stream, OVERFLOW)  # as if too slow: the browser reconnects by itself
+
+    async def reconnected() -> bool:
+        return len(cursors) == 2 and hub.streams == 1
+
+    await wait_until(reconnected, timeout=20)
+    assert cursors[0] is None
+    assert cursors[1] is not None
+    assert cursors[1].seq >= seen_up_to.seq > at_subscribe[0]
+    assert cursors[1].epoch == hub.epoch
