@@ -163,3 +163,19 @@ def test_a_gap_older_than_the_buffer_or_from_another_replica_reloads() -> None:
     assert replay_range(Cursor("e", 3), "e", first_seq=5, last_seq=9) is None
     assert replay_range(Cursor("other", 7), "e", first_seq=5, last_seq=9) is None
     assert replay_range(Cursor("e", 12), "e", first_seq=5, last_seq=9) is None
+
+
+def test_an_offer_takes_the_ticket_out_of_its_queue_and_its_trace_reaches_the_agent_only() -> None:
+    # The router publishes the status change (queued -> assigned) and then ticket.assigned.
+    waiting = facts_after(TicketFacts(), "ticket.routed", {"ticket_id": T, "queue_id": "billing"})
+    leaving = {"ticket_id": T, "from_status": "queued", "to_status": "assigned"}
+    assert who_sees("ticket.status_changed", leaving, waiting) == {"sam", "cat"}
+    offered = facts_after(waiting, "ticket.status_changed", leaving)
+    assigned = {
+        "ticket_id": T,
+        "agent_id": "amy",
+        "owner_agent_id": "amy",
+        "queue_id": "billing",
+        "candidates": [{"agent_id": "cat", "score": 0.4}],
+    }
+    assert who_sees("ticket.assigned", assigned, offered) == {"sam", "amy"}

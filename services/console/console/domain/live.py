@@ -9,8 +9,8 @@ connected user (`Viewer`) then sees the event if `sees(viewer, audience)`:
   to them;
 - agents: the notification.created addressed to them (their token subject, the agent id), the
   ticket.* events of tickets they hold or own (the payload's agent fields, or what the replica
-  knows of the ticket) or that enter, leave or wait in a queue they serve, and their own
-  agent.status_changed;
+  knows of the ticket) or that wait in a queue they serve (arriving there, leaving it), and
+  their own agent.status_changed;
 - nobody: anything else (surveys, outbound messages, e-mail requests, merges, ...).
 """
 
@@ -21,20 +21,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 # The payload fields that name an agent a ticket event concerns (assignee, owner, the agents of
-# a transfer) and the queue it enters.
+# a transfer).
 _AGENT_FIELDS = ("agent_id", "owner_agent_id", "from_agent_id", "to_agent_id")
-_QUEUE_FIELDS = ("queue_id", "to_queue_id")
-# Ticket events that put a ticket in a queue or take it out: the queue's agents see them (their
-# waiting list changes) whatever the ticket's status.
-_QUEUE_MOVES = frozenset(
-    {
-        "ticket.opened",
-        "ticket.routed",
-        "ticket.assigned",
-        "ticket.transferred",
-        "ticket.reclassified",
-    }
-)
 _SUPERVISOR_PREFIXES = ("ticket.", "agent.", "sla.")
 NOTIFICATION = "notification.created"
 AGENT_STATUS = "agent.status_changed"
@@ -109,13 +97,14 @@ def audience(
         after = facts_after(known, event_type, payload)
         agents = _strings(payload, _AGENT_FIELDS)
         agents.update(a for a in (known.holder, known.owner) if a)
-        queues: set[str] = set()
-        if event_type in _QUEUE_MOVES:
-            queues.update(_strings(payload, _QUEUE_FIELDS))
-        for facts in (known, after):  # waiting in a queue before or after this event
-            if facts.status == "queued" and facts.queue_id:
-                queues.add(facts.queue_id)
-        return Audience(True, frozenset(), frozenset(agents), frozenset(queues))
+        # A queue's agents: while the ticket waits there (before or after this event, so they
+        # also see it arrive and leave), as the router lets them read it; not once another
+        # agent holds it (the router publishes the status change out of the queue first, so the
+        # offer's ticket.assigned, with its routing trace, reaches only the agents it names).
+        queues = frozenset(
+            f.queue_id for f in (known, after) if f.status == "queued" and f.queue_id
+        )
+        return Audience(True, frozenset(), frozenset(agents), queues)
     if event_type == AGENT_STATUS:
         agent = payload.get("agent_id")
         itself = frozenset({agent}) if isinstance(agent, str) else frozenset()
