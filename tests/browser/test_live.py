@@ -11,7 +11,6 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import BrowserStack
-from tests.conftest import TOPIC_PREFIX
 from tests.helpers import wait_until
 from tests.integration.router.conftest import contact
 
@@ -26,13 +25,6 @@ LISTEN = """() => {
     status.setAttribute("aria-live", "polite");
     document.body.append(status);
 }"""
-
-
-@pytest.fixture(autouse=True)
-def console_reads_the_suites_topics(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The stack's router publishes to the suite's topics (TOPIC_PREFIX); so must the console
-    # read them (tests/conftest.py sets the prefix for the other four services only).
-    monkeypatch.setenv("CONSOLE_KAFKA_TOPIC_PREFIX", TOPIC_PREFIX)
 
 
 async def open_live(page: Page, url: str) -> None:

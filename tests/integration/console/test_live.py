@@ -34,7 +34,7 @@ from ccshared.events.payloads import (
 )
 from ccshared.kafka import make_producer
 from console.live import Live
-from tests.conftest import KAFKA_BOOTSTRAP, TOPIC_PREFIX, topic
+from tests.conftest import KAFKA_BOOTSTRAP, topic
 from tests.helpers import wait_until
 from tests.integration.console.conftest import Console
 
@@ -205,9 +205,7 @@ async def live_console(
 
     async def start(**overrides: Any) -> LiveConsole:
         console = await console_factory(
-            {"router": httpx.ASGITransport(app=stand_in_router())},
-            kafka_topic_prefix=TOPIC_PREFIX,
-            **overrides,
+            {"router": httpx.ASGITransport(app=stand_in_router())}, **overrides
         )
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
