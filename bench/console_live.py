@@ -361,6 +361,13 @@ async def _run(server: Any) -> dict[str, Any]:
     # Only the benchmark's own events (nothing else should be on its topics, but a stray
     # publisher would otherwise count).
     latencies = [v for k, v in received.items() if k.split("|", 1)[0] in published]
+    # Per delivery, its latency less the bare consumer's for the same event: the time the
+    # console adds to Kafka's (the publisher's and the broker's share taken out).
+    added = [
+        v - ceiling_by_id[k.split("|", 1)[0]]
+        for k, v in received.items()
+        if k.split("|", 1)[0] in published and k.split("|", 1)[0] in ceiling_by_id
+    ]
     ceiling = [v for k, v in ceiling_by_id.items() if k in published]
     per_stream = [[v for k, v in s.latencies if k in published] for s in streams]
     per_stream_p99 = [_ms(values, 0.99) for values in per_stream if values]
@@ -394,6 +401,7 @@ async def _run(server: Any) -> dict[str, Any]:
             "p99": ceiling_p99,
             "events": len(ceiling),
         },
+        "console_added_ms": {"p50": _ms(added, 0.50), "p99": _ms(added, 0.99)},
         "p99_over_ceiling_p99": round(console_p99 / ceiling_p99, 2) if ceiling_p99 else None,
         "reconnects": sum(s.reconnects for s in streams),
         "reloads": sum(s.reloads for s in streams),
