@@ -126,3 +126,23 @@ async def test_a_reconnecting_browser_sends_the_cursor_of_the_last_heartbeat(
     assert cursors[1] is not None
     assert cursors[1].seq >= seen_up_to.seq > at_subscribe[0]
     assert cursors[1].epoch == hub.epoch
+
+
+async def test_a_browser_back_on_a_restarted_replica_is_told_to_reload_its_data(
+    quick_heartbeat: None, stack: BrowserStack, page: Page
+) -> None:
+    from console.live.hub import OVERFLOW, Hub
+
+    await stack.console_user("sam", "supervisor")
+    await stack.sign_in(page, "sam")
+    await open_live(page, stack.url)
+    await page.evaluate(
+        """() => document.addEventListener("cc:live-reload", () => { window.reloads = 1; })"""
+    )
+    await expect(page.locator(".live-status")).to_have_text("Live")
+    hub: Hub = stack.console.app.state.runtime.parts.live.hub
+    hub.epoch = "another-run"  # as if the replica had restarted: its ids mean nothing now
+    (stream,) = list(hub)
+    hub.unsubscribe(stream, OVERFLOW)
+    await page.wait_for_function("() => window.reloads === 1", timeout=10_000)
+    await expect(page.locator(".live-status")).to_have_text("Live")
