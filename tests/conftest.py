@@ -35,7 +35,7 @@ KAFKA_BOOTSTRAP = os.environ.get(
 # them by the thousand) and no test gets theirs. A test naming a catalog topic itself (a tail,
 # a fake producer, a consumer group) uses topic(name).
 TOPIC_PREFIX = os.environ.get("CC_TEST_TOPIC_PREFIX", "test.")
-SERVICES = ("intake", "router", "sla", "feedback")
+SERVICES = ("intake", "router", "sla", "feedback", "console")
 for _service in SERVICES:
     os.environ[f"{_service.upper()}_KAFKA_TOPIC_PREFIX"] = TOPIC_PREFIX
 
@@ -49,7 +49,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests are marked by folder, so `pytest -m unit` runs without the stack.
     for item in items:
         path = str(item.fspath)
-        for marker in ("unit", "integration", "e2e"):
+        for marker in ("unit", "integration", "e2e", "browser"):
             if f"/tests/{marker}/" in path:
                 item.add_marker(getattr(pytest.mark, marker))
     # A test that stops and starts the shared broker runs after every other, so no test is

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts, stops and inspects the four services on this machine (after stack.sh has started
+# Starts, stops and inspects the five services on this machine (after stack.sh has started
 # Kafka and PostgreSQL), and the local SMTP server that keeps the e-mail they send
 # (deploy/local/mailbox.py, messages under .local/mail, `make mail`). Logs and pid files live
 # under .local/ like the stack's.
@@ -15,7 +15,7 @@ WORKERS="${CC_WORKERS:-1}"
 # A development machine: the services accept the development token key and survey secret
 # (deploy/local/dev-token-key.DEV-ONLY.*), which they refuse anywhere CC_DEVELOPMENT is not 1.
 export CC_DEVELOPMENT="${CC_DEVELOPMENT:-1}"
-ALL=(mailbox intake router sla feedback)
+ALL=(mailbox intake router sla feedback console)
 
 port_of() {
   case "$1" in
@@ -23,6 +23,7 @@ port_of() {
     router) echo "${ROUTER_PORT:-8002}" ;;
     sla) echo "${SLA_PORT:-8003}" ;;
     feedback) echo "${FEEDBACK_PORT:-8004}" ;;
+    console) echo "${CONSOLE_PORT:-8005}" ;;
     mailbox) echo "${CC_MAIL_PORT:-2525}" ;;
     *) echo "unknown service: $1" >&2; exit 2 ;;
   esac
@@ -63,6 +64,8 @@ ready() {
 address_of() {
   if [[ "$1" == mailbox ]]; then
     echo "smtp://127.0.0.1:$(port_of "$1")  (messages kept in $LOCAL/mail: make mail)"
+  elif [[ "$1" == console ]]; then
+    echo "http://127.0.0.1:$(port_of "$1")  (open it in a browser; make demo prints users to sign in as)"
   else
     echo "http://127.0.0.1:$(port_of "$1")  (API docs: http://127.0.0.1:$(port_of "$1")/docs)"
   fi

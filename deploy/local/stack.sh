@@ -30,7 +30,7 @@ PG_PORT=${CC_PG_PORT:-55432}
 
 PG_USER=contactcenter
 PG_PASSWORD=contactcenter
-SERVICES=(intake router sla feedback)   # one database per service, same names
+SERVICES=(intake router sla feedback console)   # one database per service, same names
 
 KAFKA_START_TIMEOUT=${CC_KAFKA_START_TIMEOUT:-90}   # seconds, readiness probe deadline
 PG_START_TIMEOUT=${CC_PG_START_TIMEOUT:-60}

@@ -19,7 +19,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ["dev", "prod"]
-SERVICES = ["intake", "router", "sla", "feedback"]
+SERVICES = ["intake", "router", "sla", "feedback", "console"]
+# The services that consume with consumer groups (the console reads without one).
+CONSUMERS = ["intake", "router", "sla", "feedback"]
 TOOLS = Path(os.environ.get("CC_K8S_TOOLS", ROOT / ".local" / "k8s-tools"))
 INSTALL = "deploy/k8s/tests/install-tools.sh (make install)"
 
@@ -103,8 +105,17 @@ def env_of(c: Object) -> dict[str, Object]:
     return {v["name"]: v for v in c.get("env", [])}
 
 
+def pod_template(workload: Object) -> Object:
+    """The pod template of a Deployment, a Job or a CronJob (its Jobs')."""
+    if workload["kind"] == "CronJob":
+        template: Object = workload["spec"]["jobTemplate"]["spec"]["template"]
+        return template
+    template = workload["spec"]["template"]
+    return template
+
+
 def pod_specs(objects: list[Object]) -> Iterator[tuple[Object, Object]]:
-    """(workload, pod spec) of every Deployment and Job."""
+    """(workload, pod spec) of every Deployment, Job and CronJob."""
     for o in objects:
-        if o["kind"] in ("Deployment", "Job"):
-            yield o, o["spec"]["template"]["spec"]
+        if o["kind"] in ("Deployment", "Job", "CronJob"):
+            yield o, pod_template(o)["spec"]

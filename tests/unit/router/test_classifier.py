@@ -4,6 +4,7 @@ file format, and learning from corrections on a drifting topic."""
 from __future__ import annotations
 
 import collections
+import hashlib
 import io
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import pytest
 from router.classifier import store
 from router.classifier.corpus import Example, load, near_duplicate_pairs
 from router.classifier.features import analyze, fold
+from router.classifier.model import from_bytes, save, to_bytes
 from router.classifier.model import load as load_model
-from router.classifier.model import save
 from router.classifier.train import evaluate, fit, train
 from router.domain.classification import DEFAULT_RULES, TicketFacts, classify
 
@@ -220,3 +221,12 @@ def test_of_features_pushing_alike_the_verdict_names_the_one_first_in_the_messag
     ranked = sorted((f for f in push if push[f] > 0), key=lambda f: (-push[f], features.index(f)))
     assert verdict.features == tuple(ranked[:3])
     assert push[ranked[2]] == push[ranked[3]]  # the third place is a tie
+
+
+def test_a_models_bytes_name_its_version_and_other_bytes_are_refused(
+    shipped: store.TrainedModel,
+) -> None:
+    data = to_bytes(shipped)
+    assert from_bytes(data, hashlib.sha256(data).hexdigest()).version == shipped.version
+    with pytest.raises(ValueError, match="SHA-256"):
+        from_bytes(data, hashlib.sha256(b"other").hexdigest())
