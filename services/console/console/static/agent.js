@@ -1,0 +1,103 @@
+// The agent's workspace: countdowns (offers, wrap-up), new offers without reloading (the live
+// stream's notification.created of kind new_offer fetches the offers fragment again), and
+// keyboard shortcuts. Without this script the page still works: forms POST and come back.
+"use strict";
+(function () {
+  function duration(seconds) {
+    const sign = seconds < 0 ? "-" : "";
+    const left = Math.floor(Math.abs(seconds));
+    const pad = (n) => String(n).padStart(2, "0");
+    if (left < 60) return `${sign}${left} s`;
+    if (left < 3600) return `${sign}${Math.floor(left / 60)} min ${pad(left % 60)} s`;
+    return `${sign}${Math.floor(left / 3600)} h ${pad(Math.floor((left % 3600) / 60))} min`;
+  }
+
+  // Every element with data-until counts down to that instant; at zero it says data-done.
+  function tick() {
+    const now = Date.now();
+    document.querySelectorAll("[data-until]").forEach((el) => {
+      const until = Date.parse(el.dataset.until);
+      if (Number.isNaN(until)) return;
+      const left = (until - now) / 1000;
+      if (left <= 0) {
+        el.textContent = el.dataset.done || "0 s";
+        el.classList.add("overdue");
+      } else {
+        el.textContent = duration(left);
+        el.classList.remove("overdue");
+      }
+    });
+  }
+
+  // Fetches a fragment of this page again and puts it in place of `selector`.
+  async function refresh(url, selector) {
+    const current = document.querySelector(selector);
+    if (!current) return;
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+    if (!response.ok) return;
+    const template = document.createElement("template");
+    template.innerHTML = (await response.text()).trim();
+    const fresh = template.content.querySelector(selector) || template.content.firstElementChild;
+    if (!fresh) return;
+    // Keep focus and typed words in a decline form that is being filled in.
+    const active = document.activeElement;
+    if (active && current.contains(active) && active.id && fresh.querySelector(`#${CSS.escape(active.id)}`)) {
+      const twin = fresh.querySelector(`#${CSS.escape(active.id)}`);
+      if ("value" in active) twin.value = active.value;
+      current.replaceWith(fresh);
+      twin.focus();
+    } else {
+      current.replaceWith(fresh);
+    }
+    tick();
+  }
+
+  const refreshOffers = () => refresh("/agent/offers", "#offers-list");
+  const refreshStatus = () => refresh("/agent/status", "#my-status");
+
+  document.addEventListener("cc:live", (event) => {
+    const { type, payload } = event.detail || {};
+    if (type === "notification.created" && payload && ["new_offer", "missed_offer"].includes(payload.kind)) {
+      refreshOffers();
+      if (payload.kind === "missed_offer") refreshStatus();
+    } else if (type === "agent.status_changed") {
+      refreshStatus();
+    } else if (type === "ticket.assigned" || type === "ticket.status_changed") {
+      refreshOffers(); // an offer rescinded, taken elsewhere, or answered in another tab
+    }
+  });
+  document.addEventListener("cc:live-reload", () => {
+    refreshOffers();
+    refreshStatus();
+  });
+
+  function typing(target) {
+    return target instanceof HTMLElement &&
+      (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+    if (event.key === "a") {
+      const form = document.querySelector("form.accept-offer");
+      if (form) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    } else if (event.key === "t") {
+      event.preventDefault();
+      window.location.assign("/tickets");
+    } else if (event.key === "?") {
+      const help = document.getElementById("shortcuts");
+      if (help) {
+        event.preventDefault();
+        help.open = !help.open;
+        if (help.open) help.querySelector("summary")?.focus();
+      }
+    }
+  });
+
+  tick();
+  setInterval(tick, 1000);
+  window.cc = Object.assign(window.cc || {}, { refreshOffers });
+})();
