@@ -58,8 +58,8 @@ class Stack:
         return items
 
 
-@pytest.fixture
-async def stack(
+@pytest.fixture(name="stack")
+async def stack_fixture(
     console_factory: Callable[..., Awaitable[Console]], kafka_bootstrap: str
 ) -> AsyncIterator[Stack]:
     async with scratch_database() as router_db, scratch_database() as sla_db:

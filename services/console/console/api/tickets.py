@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from console.api.deps import SignedIn, csrf_checked, parts_of, render, signed_in
-from console.apis import Service
+from console.apis import Service, UpstreamUnavailable
 
 router = APIRouter(include_in_schema=False)
 
@@ -32,6 +33,7 @@ CHANNELS = ("phone", "email", "chat", "social")
 PRIORITIES = ("urgent", "high", "normal", "low")
 _PRIORITY_RANK = {p: i for i, p in enumerate(PRIORITIES)}
 SORTS = ("waiting", "priority", "sla", "subject", "customer", "status")
+_ALL = {"limit": 500}  # a conversation's messages on one page (the API's most)
 MAX_TEXT = 65_536  # the router's default ROUTER_MESSAGE_MAX_BYTES; the router has the last word
 
 
@@ -257,8 +259,16 @@ async def tickets_page(
 # --- one ticket --------------------------------------------------------------------------------
 
 
-async def _json_or(response: httpx.Response, default: Any) -> Any:
-    return response.json() if response.status_code == 200 else default
+async def _json_or(response: httpx.Response | None, default: Any) -> Any:
+    return response.json() if response is not None and response.status_code == 200 else default
+
+
+async def _optional(call_: Awaitable[httpx.Response]) -> httpx.Response | None:
+    """A part of the page that may be missing (the SLA service down): None, not a 502."""
+    try:
+        return await call_
+    except UpstreamUnavailable:
+        return None
 
 
 async def ticket_page(
@@ -279,19 +289,21 @@ async def ticket_page(
     ticket = found.json()
     tid = ticket["id"]
     messages, customer, canned, queues, agents, sla = await asyncio.gather(
-        call(request, who, "router", "GET", f"/v1/tickets/{tid}/messages", params={"limit": 500}),
-        call(
-            request,
-            who,
-            "router",
-            "GET",
-            f"/v1/customers/{ticket['customer_id']}",
-            params={"tickets_limit": 10, "contacts_limit": 5},
+        _optional(call(request, who, "router", "GET", f"/v1/tickets/{tid}/messages", params=_ALL)),
+        _optional(
+            call(
+                request,
+                who,
+                "router",
+                "GET",
+                f"/v1/customers/{ticket['customer_id']}",
+                params={"tickets_limit": 10, "contacts_limit": 5},
+            )
         ),
-        call(request, who, "router", "GET", "/v1/canned-responses"),
-        call(request, who, "router", "GET", "/v1/queues"),
-        call(request, who, "router", "GET", "/v1/agents"),
-        call(request, who, "sla", "GET", f"/v1/tickets/{tid}/sla"),
+        _optional(call(request, who, "router", "GET", "/v1/canned-responses")),
+        _optional(call(request, who, "router", "GET", "/v1/queues")),
+        _optional(call(request, who, "router", "GET", "/v1/agents")),
+        _optional(call(request, who, "sla", "GET", f"/v1/tickets/{tid}/sla")),
     )
     values = dict(values or {})
     if canned_id and "reply" not in values:
@@ -300,10 +312,16 @@ async def ticket_page(
         except ValueError:
             cid = None
         if cid is not None:
-            rendered = await call(
-                request, who, "router", "POST", f"/v1/tickets/{tid}/canned-responses/{cid}/render"
+            rendered = await _optional(
+                call(
+                    request,
+                    who,
+                    "router",
+                    "POST",
+                    f"/v1/tickets/{tid}/canned-responses/{cid}/render",
+                )
             )
-            if rendered.status_code == 200:
+            if rendered is not None and rendered.status_code == 200:
                 values["reply"] = {"text": rendered.json()["text"], "canned_response_id": str(cid)}
     canned_list = await _json_or(canned, [])
     ticket_queue = ticket.get("queue_id")
