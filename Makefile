@@ -11,7 +11,7 @@ PACKAGES := shared services/intake services/router services/sla services/feedbac
 PACKAGES_PATH := $(shell echo $(PACKAGES) | tr ' ' :)
 PYTEST_ARGS ?=
 
-.PHONY: help install k8s-tools k8s-render run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token demo outbox dlq mail train
+.PHONY: help install k8s-tools k8s-render run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token demo outbox dlq mail train screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ test: stack-start ## the whole suite against the real Kafka and PostgreSQL
 
 test-unit: $(VENV)/.installed k8s-tools ## pure-logic tests only (no Kafka, no PostgreSQL)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+screenshots: stack-start ## the console's browser tests, saving the main screens to docs/screenshots/*.png
+	CC_SCREENSHOTS=1 $(PY) -m pytest tests/browser -q $(PYTEST_ARGS)
 
 # lint-imports reads the checked-out sources (not whatever the venv's editable installs point at);
 # the layering contracts and why are in pyproject.toml, [tool.importlinter].

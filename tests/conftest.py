@@ -49,7 +49,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests are marked by folder, so `pytest -m unit` runs without the stack.
     for item in items:
         path = str(item.fspath)
-        for marker in ("unit", "integration", "e2e"):
+        for marker in ("unit", "integration", "e2e", "browser"):
             if f"/tests/{marker}/" in path:
                 item.add_marker(getattr(pytest.mark, marker))
     # A test that stops and starts the shared broker runs after every other, so no test is

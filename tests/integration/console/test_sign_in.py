@@ -204,3 +204,40 @@ async def test_the_sign_in_page_speaks_the_browsers_language(
     assert '<html lang="zh-CN">' in chinese.text
     assert "Sign in" in english.text
     assert '<html lang="en">' in english.text
+
+
+async def test_failures_older_than_the_window_no_longer_count(
+    console_factory: Callable[..., Awaitable[Console]],
+) -> None:
+    console = await console_factory(sign_in_max_failures_per_account=2, sign_in_window_s=600)
+    await console.add_user("amy", "agent")
+    async with console.client() as browser:
+        for _ in range(2):
+            await console.sign_in(browser, "amy", "guess-guess-guess")
+        assert (await console.sign_in(browser, "amy")).status_code == 429
+        conn = await asyncpg.connect(
+            asyncpg_dsn(console.settings.database_url.get_secret_value())
+        )
+        try:
+            await conn.execute("UPDATE sign_in_failures SET at = now() - interval '11 minutes'")
+        finally:
+            await conn.close()
+        assert (await console.sign_in(browser, "amy")).status_code == 303
+
+
+async def test_a_session_unused_for_longer_than_the_idle_limit_ends(
+    console_factory: Callable[..., Awaitable[Console]],
+) -> None:
+    console = await console_factory(session_idle_s=600)
+    browser = await console.signed_in_client("amy", "agent")
+    conn = await asyncpg.connect(asyncpg_dsn(console.settings.database_url.get_secret_value()))
+    try:
+        await conn.execute("UPDATE sessions SET last_seen_at = now() - interval '9 minutes'")
+        assert (await browser.get("/session")).status_code == 200
+        seen = await conn.fetchval("SELECT now() - last_seen_at FROM sessions")
+        assert seen.total_seconds() < 60  # marked seen again
+        await conn.execute("UPDATE sessions SET last_seen_at = now() - interval '11 minutes'")
+        assert (await browser.get("/session")).status_code == 401
+    finally:
+        await conn.close()
+        await browser.aclose()

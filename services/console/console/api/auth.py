@@ -97,6 +97,7 @@ async def sign_in(
     )
     engine = parts_engine(request)
     async with engine.begin() as conn:
+        await db.delete_stale(conn, idle_s=settings.session_idle_s, window_s=limits.window_s)
         counted = await db.failures(
             conn, account=account, address=address, window_s=limits.window_s
         )

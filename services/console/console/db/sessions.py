@@ -44,16 +44,20 @@ async def session_user(
     conn: AsyncConnection, cookie: str, *, idle_s: float
 ) -> tuple[User, str] | None:
     """The signed-in user and the session's CSRF token; None when the session is unknown,
-    expired, idle too long, or its user disabled. Marks the session seen (one statement)."""
+    expired, idle too long, or its user disabled. The session is marked seen at most once a
+    minute (a read per request, a write per minute of use)."""
     row = (
         (
             await conn.execute(
                 text(
                     "WITH s AS ("  # noqa: S608 - fixed column names
-                    " UPDATE sessions SET last_seen_at = now() WHERE id_hash = :h"
+                    " SELECT user_id, csrf_token, last_seen_at FROM sessions WHERE id_hash = :h"
                     " AND expires_at > now()"
-                    " AND last_seen_at > now() - make_interval(secs => :idle)"
-                    " RETURNING user_id, csrf_token) "
+                    " AND last_seen_at > now() - make_interval(secs => :idle)), "
+                    "touched AS ("
+                    " UPDATE sessions SET last_seen_at = now() WHERE id_hash = :h"
+                    " AND last_seen_at < now() - interval '60 seconds'"
+                    " AND EXISTS (SELECT 1 FROM s)) "
                     f"SELECT {', '.join('u.' + c.strip() for c in _COLUMNS.split(','))}, "
                     "s.csrf_token FROM s JOIN users u ON u.id = s.user_id WHERE NOT u.disabled"
                 ),
@@ -70,9 +74,20 @@ async def delete_session(conn: AsyncConnection, cookie: str) -> None:
     await conn.execute(text("DELETE FROM sessions WHERE id_hash = :h"), {"h": session_hash(cookie)})
 
 
-async def delete_expired_sessions(conn: AsyncConnection) -> int:
-    result = await conn.execute(text("DELETE FROM sessions WHERE expires_at <= now()"))
-    return int(result.rowcount or 0)
+async def delete_stale(conn: AsyncConnection, *, idle_s: float, window_s: float) -> None:
+    """Sessions expired or idle too long, and failed sign-ins older than the throttle window
+    (every key's: an attacker spraying many names or addresses leaves at most a window's)."""
+    await conn.execute(
+        text(
+            "DELETE FROM sessions WHERE expires_at <= now() "
+            "OR last_seen_at <= now() - make_interval(secs => :idle)"
+        ),
+        {"idle": idle_s},
+    )
+    await conn.execute(
+        text("DELETE FROM sign_in_failures WHERE at < now() - make_interval(secs => :w)"),
+        {"w": window_s},
+    )
 
 
 async def failures(

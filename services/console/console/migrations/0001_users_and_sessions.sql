@@ -35,3 +35,4 @@ CREATE TABLE sign_in_failures (
     at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX sign_in_failures_key ON sign_in_failures (scope, key, at);
+CREATE INDEX sign_in_failures_at ON sign_in_failures (at);
