@@ -1,0 +1,109 @@
+"""An agent's day in a real browser: sign in, an offer arrives, accept it (the `a` shortcut or
+the button), reply in Chinese, resolve with first-contact resolution; no serious accessibility
+violation on the workspace or the ticket page.
+
+The offer arriving *without reloading* needs the live stream (`GET /live` and static/live.js,
+the "live" helper's part of issue 19); until that is in this checkout, that test is skipped
+and says so, and the other test reloads the page to see the offer."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import BrowserStack, screenshot, serious_violations
+from tests.conftest import TOPIC_PREFIX
+from tests.helpers import wait_until
+from tests.integration.router.conftest import contact
+
+SKILLS = {"complaints": 3, "technical": 3, "billing": 3, "vip": 3, "escalations": 3}
+LIVE_JS = Path(__file__).resolve().parents[2] / "services/console/console/static/live.js"
+
+
+@pytest.fixture(autouse=True)
+def _console_reads_the_suites_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's live reader on the suite's topics (`<prefix>router.tickets`), as
+    tests/conftest.py sets for the other services (it does not name the console yet); set
+    before the stack starts (autouse fixtures come first)."""
+    monkeypatch.setenv("CONSOLE_KAFKA_TOPIC_PREFIX", TOPIC_PREFIX)
+
+
+async def _agent_signed_in(stack: BrowserStack, page: Page, agent_id: str) -> None:
+    await stack.router.agent(agent_id, skills=SKILLS)
+    await stack.console_user(agent_id, "agent", agent_id=agent_id)
+    await stack.sign_in(page, agent_id)
+    await expect(page).to_have_url(f"{stack.url}/agent")
+
+
+async def _reply_and_resolve(stack: BrowserStack, page: Page, ticket_id: str) -> None:
+    await expect(page.get_by_role("heading", name="Reply to the customer")).to_be_visible()
+    assert await serious_violations(page) == []
+    await screenshot(page, "ticket")
+    answer = "您好，积分已经补发到您的账户。Thank you!"
+    await page.keyboard.press("r")  # the shortcut focuses the reply box
+    await expect(page.get_by_label("Reply", exact=True)).to_be_focused()
+    await page.keyboard.type(answer)
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Send reply").click()
+    await expect(page.locator("#conversation")).to_contain_text(answer)
+    messages = (await stack.router.client.get(f"/v1/tickets/{ticket_id}/messages")).json()
+    assert [m["text"] for m in messages["items"] if m["direction"] == "outbound"] == [answer]
+
+    await page.get_by_label("Resolution code").fill("points_restored")
+    await page.get_by_label("Yes").check()
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Resolve", exact=True).click()
+    await expect(page.locator("#ticket-status")).to_have_text("Resolved")
+    ticket = (await stack.router.client.get(f"/v1/tickets/{ticket_id}")).json()
+    assert ticket["status"] == "resolved"
+    assert ticket["first_contact_resolution"] is True
+
+
+async def test_an_agent_accepts_an_offer_with_the_shortcut_replies_and_resolves(
+    stack: BrowserStack, page: Page
+) -> None:
+    await _agent_signed_in(stack, page, "amy")
+    ticket_id = str(await stack.router.receive(contact(uuid.uuid4(), text_="我的积分不见了")))
+
+    async def offer_shown() -> bool:
+        await page.reload()
+        return await page.locator(".offer").count() == 1
+
+    await wait_until(offer_shown, timeout=30)
+    offer = page.locator(".offer")
+    await expect(offer).to_contain_text("我的积分不见了")
+    await expect(offer.locator(".countdown")).to_have_text(re.compile(r"^\d+ s$"))
+    assert await serious_violations(page) == []
+    await screenshot(page, "agent-workspace")
+
+    async with page.expect_navigation():
+        await page.keyboard.press("a")  # accept the first offer
+    await expect(page).to_have_url(f"{stack.url}/tickets/{ticket_id}")
+    await _reply_and_resolve(stack, page, ticket_id)
+
+
+@pytest.mark.skipif(
+    not LIVE_JS.exists(),
+    reason="needs the live stream (GET /live and static/live.js, the live helper's part of "
+    "issue 19), not in this checkout yet",
+)
+async def test_an_offer_appears_without_reloading_and_is_accepted_replied_and_resolved(
+    stack: BrowserStack, page: Page
+) -> None:
+    await _agent_signed_in(stack, page, "amy")
+    await expect(page.locator("#no-offers")).to_be_visible()
+    await page.evaluate("window.__sameDocument = true")
+
+    ticket_id = str(await stack.router.receive(contact(uuid.uuid4(), text_="发票什么时候开？")))
+
+    offer = page.locator(".offer")
+    await expect(offer).to_contain_text("发票什么时候开？", timeout=10_000)
+    assert await page.evaluate("window.__sameDocument === true")  # no reload happened
+    async with page.expect_navigation():
+        await offer.get_by_role("button", name="Accept").click()
+    await expect(page).to_have_url(f"{stack.url}/tickets/{ticket_id}")
+    await _reply_and_resolve(stack, page, ticket_id)
