@@ -297,3 +297,31 @@ async def test_accepting_without_the_csrf_token_is_refused_and_the_offer_stays_p
     offers = await stack.router.offers("amy")
     assert [o["id"] for o in offers] == [offer["id"]]
     assert offers[0]["status"] == "pending"
+
+
+async def test_after_resolving_in_a_queue_with_wrap_up_the_workspace_counts_the_wrap_up_down(
+    stack: Stack,
+) -> None:
+    amy = await stack.agent("amy")
+    ticket_id = await stack.ticket("我想改一下收货地址")
+    offer = await stack.offer_to("amy")
+    queue_id = (await stack.router.ticket(uuid.UUID(ticket_id)))["queue_id"]
+    queue = next(
+        q for q in (await stack.router.client.get("/v1/queues")).json() if q["id"] == queue_id
+    )
+    kept = ("name", "required_skills", "strategy", "offer_timeout_s", "supervisors", "managers")
+    changed = await stack.router.client.put(
+        f"/v1/queues/{queue_id}",
+        json={k: queue[k] for k in kept if k in queue} | {"wrap_up_s": 300},
+    )
+    assert changed.status_code == 200, changed.text
+    await post_form(amy, f"/agent/offers/{offer['id']}/accept")
+    resolved = await post_form(amy, f"/tickets/{ticket_id}/resolve", {"resolution_code": "done"})
+    assert resolved.status_code == 303, resolved.text
+
+    page = await amy.get("/agent")
+
+    agent = (await stack.router.client.get("/v1/agents/amy")).json()
+    assert agent["status"] == "wrap_up"
+    assert 'id="current-status">Wrap-up<' in page.text
+    assert f'data-until="{agent["wrap_up_until"]}"' in page.text

@@ -55,6 +55,26 @@
   const refreshOffers = () => refresh("/agent/offers", "#offers-list");
   const refreshStatus = () => refresh("/agent/status", "#my-status");
 
+  // My tickets and my queues' waiting ones: this page (its sort and filters) fetched again,
+  // at most every 2 s however many ticket events come, and only its two lists replaced.
+  let listsDue = null;
+  function refreshLists() {
+    if (listsDue) return;
+    listsDue = setTimeout(async () => {
+      listsDue = null;
+      const here = window.location.pathname + window.location.search;
+      const response = await fetch(here, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      ["#mine-section", "#waiting-section"].forEach((selector) => {
+        const current = document.querySelector(selector);
+        const next = fresh.querySelector(selector);
+        if (current && next && !current.contains(document.activeElement)) current.replaceWith(next);
+      });
+      tick();
+    }, 2000);
+  }
+
   document.addEventListener("cc:live", (event) => {
     const { type, payload } = event.detail || {};
     if (type === "notification.created" && payload && ["new_offer", "missed_offer"].includes(payload.kind)) {
@@ -62,13 +82,15 @@
       if (payload.kind === "missed_offer") refreshStatus();
     } else if (type === "agent.status_changed") {
       refreshStatus();
-    } else if (type === "ticket.assigned" || type === "ticket.status_changed") {
-      refreshOffers(); // an offer rescinded, taken elsewhere, or answered in another tab
+    } else if (type && type.startsWith("ticket.")) {
+      if (type === "ticket.assigned" || type === "ticket.status_changed") refreshOffers();
+      refreshLists(); // a ticket of mine or of my queues changed
     }
   });
   document.addEventListener("cc:live-reload", () => {
     refreshOffers();
     refreshStatus();
+    refreshLists();
   });
 
   function typing(target) {
