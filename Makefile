@@ -11,7 +11,7 @@ PACKAGES := shared services/intake services/router services/sla services/feedbac
 PACKAGES_PATH := $(shell echo $(PACKAGES) | tr ' ' :)
 PYTEST_ARGS ?=
 
-.PHONY: help install k8s-tools k8s-render run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token demo outbox dlq mail train screenshots
+.PHONY: help install k8s-tools console-test-tools k8s-render run stop logs status test test-unit lint fmt bench bench-e2e chaos reset lock stack-start stack-stop key token user demo outbox dlq mail train screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,11 +23,14 @@ $(VENV)/.installed: requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PY) -m pip install -q --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES))
 	touch $@
 
-install: $(VENV)/.installed k8s-tools ## install Python packages, Kafka's jars, PostgreSQL, kustomize and the CRD schemas (what is missing)
+install: $(VENV)/.installed k8s-tools console-test-tools ## install Python packages, Kafka's jars, PostgreSQL, kustomize, the CRD schemas and axe-core (what is missing)
 	$(STACK) install
 
 k8s-tools: ## kustomize and the CRD schemas the manifest tests use (cached under .local/k8s-tools)
 	@deploy/k8s/tests/install-tools.sh
+
+console-test-tools: ## axe-core for the browser tests (pinned by tests/browser/node/package-lock.json, cached under .local/node); says when chromium is missing
+	@tests/browser/node/install-tools.sh
 
 k8s-render: k8s-tools ## print what an overlay applies: make k8s-render OVERLAY=dev|prod
 	@test -n "$(OVERLAY)" || { echo "usage: make k8s-render OVERLAY=dev|prod"; exit 2; }
@@ -39,7 +42,7 @@ stack-start: install ## start Kafka and PostgreSQL only
 stack-stop: ## stop Kafka and PostgreSQL
 	$(STACK) stop
 
-run: stack-start ## start Kafka, PostgreSQL and the four services; returns when all are ready
+run: stack-start ## start Kafka, PostgreSQL, the mailbox and the five services (console on :8005); returns when all are ready
 	$(SERVICES) start
 
 stop: ## stop the services, Kafka and PostgreSQL
@@ -57,7 +60,7 @@ logs: ## follow every log
 test: stack-start ## the whole suite against the real Kafka and PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: $(VENV)/.installed k8s-tools ## pure-logic tests only (no Kafka, no PostgreSQL)
+test-unit: $(VENV)/.installed k8s-tools console-test-tools ## pure-logic tests only (no Kafka, no PostgreSQL)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 screenshots: stack-start ## the console's browser tests, saving the main screens to docs/screenshots/*.png
@@ -105,7 +108,14 @@ token: $(VENV)/.installed ## print a UI user token (dev key, or CC_TOKEN_PRIVATE
 	@test -n "$(SUB)" -a -n "$(ROLE)" || { echo "usage: make token SUB=<agent or user id> ROLE=agent|supervisor"; exit 2; }
 	@CC_DEVELOPMENT="$${CC_DEVELOPMENT:-1}" $(PY) -m router.tokens issue --sub "$(SUB)" --role "$(ROLE)"
 
-demo: $(VENV)/.installed ## load a working set into the running `make run` stack: a supervisor and three agents (tokens printed), an intake key, the sample contacts
+# The console's own command-line tool (python -m console.users: also set-password, list); the
+# password is made at random and printed once. CONSOLE_DATABASE_URL: the database (default the
+# local stack's); outside development CONSOLE_TOKEN_PRIVATE_KEY too (the console's settings).
+user: $(VENV)/.installed ## create a console user, password printed once: make user NAME=amy ROLE=agent|supervisor [AGENT=<router agent id, default NAME>]
+	@test -n "$(NAME)" -a -n "$(ROLE)" || { echo "usage: make user NAME=<user id> ROLE=agent|supervisor [AGENT=<router agent id>]"; exit 2; }
+	@CC_DEVELOPMENT="$${CC_DEVELOPMENT:-1}" $(PY) -m console.users create "$(NAME)" --role "$(ROLE)"$(if $(AGENT), --agent "$(AGENT)")
+
+demo: $(VENV)/.installed ## load a working set into the running `make run` stack: a supervisor and three agents (tokens and console passwords printed), an intake key, the sample contacts
 	CC_DEVELOPMENT="$${CC_DEVELOPMENT:-1}" $(PY) deploy/local/demo.py $(ARGS)
 
 mail: $(VENV)/.installed ## e-mail the local services sent (the mailbox `make run` starts): make mail [ARGS="show N"]

@@ -35,7 +35,7 @@ KAFKA_BOOTSTRAP = os.environ.get(
 # them by the thousand) and no test gets theirs. A test naming a catalog topic itself (a tail,
 # a fake producer, a consumer group) uses topic(name).
 TOPIC_PREFIX = os.environ.get("CC_TEST_TOPIC_PREFIX", "test.")
-SERVICES = ("intake", "router", "sla", "feedback")
+SERVICES = ("intake", "router", "sla", "feedback", "console")
 for _service in SERVICES:
     os.environ[f"{_service.upper()}_KAFKA_TOPIC_PREFIX"] = TOPIC_PREFIX
 

@@ -2,13 +2,17 @@
 tickets offered within a minute.
 
 It creates (or updates) a supervisor and three agents with their skills and capacities through
-the router's API, prints a token for each, creates an intake API key for every channel
+the router's API, prints a token for each, gives each a console user with a new password
+(`python -m console.users create`, or `set-password` when the user exists: the agents' users
+work as their router agents), creates an intake API key for every channel
 (`python -m intake.cli keys create`), posts the sample contacts of
-`tests/fixtures/contacts.jsonl` with fresh external ids, and waits until the agents have offers.
-It only calls the services' documented APIs and command-line tools; run it again at will (the
-team is put again as it is, the contacts get new ids).
+`tests/fixtures/contacts.jsonl` with fresh external ids, waits until the agents have offers, and
+prints the console's address with the users and passwords to sign in with. It only calls the
+services' documented APIs and command-line tools; run it again at will (the team is put again as
+it is, the console users get new passwords, the contacts get new ids).
 
     CC_DEVELOPMENT=1 .venv/bin/python deploy/local/demo.py [--router URL] [--intake URL]
+        [--console URL]
 
 Tokens are signed as `python -m router.tokens issue` signs them (the development key with
 `CC_DEVELOPMENT=1`, else `CC_TOKEN_PRIVATE_KEY_FILE`).
@@ -20,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -137,6 +142,54 @@ def create_intake_key(name: str = "demo", python: str = sys.executable) -> str:
     return done.stdout.strip().splitlines()[0]
 
 
+def _console_users(python: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
+        [python, "-m", "console.users", *args], capture_output=True, text=True, check=False
+    )
+
+
+def _last_line(text: str) -> str:
+    """What a failed command said: its own message, or the exception that ended it (not the
+    traceback before it, nor SQLAlchemy's link after it)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("console.users:") or re.match(r"[\w.]+(Error|Exception): ", line):
+            return line
+    return lines[-1] if lines else "(nothing)"
+
+
+def console_user(member: TeamMember, python: str = sys.executable) -> str:
+    """The member's console user, made by the console's own command-line tool (it reads
+    CONSOLE_DATABASE_URL, default the `make run` database): created with a new password (an
+    agent's user works as the router agent of its id), or, when it exists (a second run), its
+    password set anew, which signs it out. The password, as the tool printed it."""
+    created = _console_users(
+        python,
+        "create",
+        member.id,
+        "--role",
+        member.role,
+        "--display-name",
+        member.name,
+        *(["--agent", member.id] if member.role == "agent" else []),
+    )
+    done = created
+    if created.returncode == 2 and "exists already" in created.stderr:
+        done = _console_users(python, "set-password", member.id)
+    if done.returncode:
+        said = _last_line(done.stderr)
+        if done is not created:
+            said = f"{_last_line(created.stderr)}; then {said}"
+        raise RuntimeError(
+            f"python -m console.users for {member.id}: {said} (is `make run` up? it makes "
+            "the console's database)"
+        )
+    for line in done.stdout.splitlines():
+        if line.startswith("password: "):
+            return line.removeprefix("password: ")
+    raise RuntimeError(f"python -m console.users printed no password: {done.stdout!r}")
+
+
 def _tag_id(value: str, run: str) -> str:
     """The same id, made unique to this run, keeping its shape (`<local@host>` stays so)."""
     if value.startswith("<") and "@" in value:
@@ -216,6 +269,9 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--intake", default=os.environ.get("DEMO_INTAKE_URL", "http://127.0.0.1:8001")
     )
+    parser.add_argument(
+        "--console", default=os.environ.get("DEMO_CONSOLE_URL", "http://127.0.0.1:8005")
+    )
     parser.add_argument("--wait", type=float, default=60, help="seconds to wait for offers")
     args = parser.parse_args(argv)
     team = [SUPERVISOR, *AGENTS]
@@ -234,6 +290,7 @@ async def main(argv: list[str] | None = None) -> int:
         print(f"\nTokens (valid {TOKEN_HOURS} h; Authorization: Bearer <token>):")
         for m in team:
             print(f"  {m.id} ({m.role}): {tokens[m.id]}")
+        passwords = {m.id: console_user(m) for m in team}
         key = create_intake_key()
         print(f"\nIntake API key (all channels, shown once): {key}")
         run = uuid.uuid4().hex[:8]
@@ -253,12 +310,15 @@ async def main(argv: list[str] | None = None) -> int:
             )
     if not any(offers.values()):
         print("  none yet: see `make status` and `make logs`")
-        return 1
     print(
-        f"\nAs {AGENTS[0].id}: curl -H 'Authorization: Bearer <token of {AGENTS[0].id}>' "
-        f"{args.router}/v1/agents/{AGENTS[0].id}/offers, or Authorize at {args.router}/docs"
+        f"\nAs {AGENTS[0].id} over the API: curl -H 'Authorization: Bearer <token of "
+        f"{AGENTS[0].id}>' {args.router}/v1/agents/{AGENTS[0].id}/offers, or Authorize at "
+        f"{args.router}/docs"
     )
-    return 0
+    print(f"\nConsole: open {args.console} and sign in as (new passwords on every run):")
+    for m in team:
+        print(f"  {m.id:<5} {m.role:<10} password: {passwords[m.id]}")
+    return 0 if any(offers.values()) else 1
 
 
 if __name__ == "__main__":

@@ -19,7 +19,10 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGE_DIRS = ["shared", *(f"services/{s}" for s in ("intake", "router", "sla", "feedback"))]
+PACKAGE_DIRS = [
+    "shared",
+    *(f"services/{s}" for s in ("intake", "router", "sla", "feedback", "console")),
+]
 CONTRACT_IDS = {"services-independent", "shared-imports-no-service", "domain-is-pure", "no-cycles"}
 
 

@@ -215,9 +215,7 @@ async def test_failures_older_than_the_window_no_longer_count(
         for _ in range(2):
             await console.sign_in(browser, "amy", "guess-guess-guess")
         assert (await console.sign_in(browser, "amy")).status_code == 429
-        conn = await asyncpg.connect(
-            asyncpg_dsn(console.settings.database_url.get_secret_value())
-        )
+        conn = await asyncpg.connect(asyncpg_dsn(console.settings.database_url.get_secret_value()))
         try:
             await conn.execute("UPDATE sign_in_failures SET at = now() - interval '11 minutes'")
         finally:

@@ -19,7 +19,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ["dev", "prod"]
-SERVICES = ["intake", "router", "sla", "feedback"]
+SERVICES = ["intake", "router", "sla", "feedback", "console"]
+# The services that consume with consumer groups (the console reads without one).
+CONSUMERS = ["intake", "router", "sla", "feedback"]
 TOOLS = Path(os.environ.get("CC_K8S_TOOLS", ROOT / ".local" / "k8s-tools"))
 INSTALL = "deploy/k8s/tests/install-tools.sh (make install)"
 

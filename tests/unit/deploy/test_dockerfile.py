@@ -2,7 +2,7 @@
 deploy/README.md, "Images"): reproducible from the runtime lock file, nothing fetched but its
 packages (no test, lint or benchmark tool), non-root with the uid the manifests run as,
 bytecode compiled for the read-only root filesystem, a small build context, and a command that
-starts any of the four services."""
+starts any of the five services."""
 
 from __future__ import annotations
 

@@ -18,11 +18,13 @@ from ccshared import dlq
 from ccshared.events.catalog import CATALOG, DLQ_SUFFIX
 from ccshared.service import ConsumerSpec
 from ccshared.settings import KafkaClientSettings
+from console.settings import ConsoleSettings
 from feedback.settings import FeedbackSettings
 from intake.settings import IntakeSettings
 from router.settings import RouterSettings
 from sla.settings import SLASettings
 from tests.unit.deploy.manifests import (
+    CONSUMERS,
     K8S,
     OVERLAYS,
     SERVICES,
@@ -41,7 +43,10 @@ SETTINGS: dict[str, Any] = {
     "router": RouterSettings,
     "sla": SLASettings,
     "feedback": FeedbackSettings,
+    "console": ConsoleSettings,
 }
+# What the console shows live: it reads these from the end, without a consumer group.
+CONSOLE_TOPICS = {"router.tickets", "sla.events", "feedback.events"}
 # Secrets the operators make: one per KafkaUser (Strimzi's User Operator), the cluster CA.
 OPERATOR_SECRETS = {*SERVICES, "contactcenter-cluster-ca-cert"}
 
@@ -93,7 +98,7 @@ def test_every_topic_a_service_consumes_has_a_kafka_topic(
     overlay: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     topics = _topics(render(overlay))
-    for service in SERVICES:
+    for service in CONSUMERS:
         for group, consumed in groups_of(service, monkeypatch).items():
             for topic in consumed:
                 assert topic in topics, f"{group} reads {topic}, which has no KafkaTopic"
@@ -131,7 +136,7 @@ def test_prod_runs_three_kraft_brokers_and_dev_one() -> None:
         assert set(pool["roles"]) == {"controller", "broker"}  # KRaft: no ZooKeeper
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", CONSUMERS)
 def test_a_services_kafka_user_may_do_what_its_code_does_and_nothing_more(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -159,6 +164,26 @@ def test_a_services_kafka_user_may_do_what_its_code_does_and_nothing_more(
     assert password == {"name": service, "key": "password"}  # the User Operator's Secret
 
 
+def test_the_consoles_kafka_user_reads_what_it_shows_without_a_group_and_writes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objects = render("prod")
+    assert groups_of("console", monkeypatch) == {}  # no consumer group: nothing to commit
+    assert {t for t in CONSOLE_TOPICS if t in CATALOG.all_topic_names()} == CONSOLE_TOPICS
+    user = named(objects, "KafkaUser", "console")
+    assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+    assert set(_acls(user)) == {
+        ("topic", t, operation) for t in CONSOLE_TOPICS for operation in ("Read", "Describe")
+    }
+    env = env_of(container(objects, "Deployment", "console"))
+    assert env["CONSOLE_KAFKA_SASL_USERNAME"]["value"] == "console"
+    password = env["CONSOLE_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert password == {"name": "console", "key": "password"}
+    [listener] = named(objects, "Kafka", "contactcenter")["spec"]["kafka"]["listeners"]
+    [pods] = [p for p in listener["networkPolicyPeers"] if "podSelector" in p]
+    assert "console" in pods["podSelector"]["matchExpressions"][0]["values"]
+
+
 def test_the_kafka_listener_is_tls_with_scram_and_acls_are_enforced() -> None:
     kafka = named(render("prod"), "Kafka", "contactcenter")["spec"]["kafka"]
     assert kafka["authorization"]["type"] == "simple"
@@ -175,7 +200,7 @@ def _consumed_by_deployment(service: str, monkeypatch: pytest.MonkeyPatch) -> se
     return {t for topics in groups_of(service, monkeypatch).values() for t in topics}
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", CONSUMERS)
 def test_no_service_scales_past_the_partitions_of_a_topic_it_consumes(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -208,6 +233,21 @@ def _scale_range(objects: list[Object], service: str) -> tuple[int, int]:
         if o["spec"]["scaleTargetRef"]["name"] == service
     ]
     return hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
+
+
+def test_the_console_scales_on_cpu_alone() -> None:
+    """No consumer group, so no lag and no partition ceiling: CPU (its pages and streams)."""
+    objects = render("prod")
+    assert "console" not in {o["metadata"]["name"] for o in of_kind(objects, "ScaledObject")}
+    hpa = named(objects, "HorizontalPodAutoscaler", "console")["spec"]
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "console",
+    }
+    [metric] = hpa["metrics"]
+    assert (metric["type"], metric["resource"]["name"]) == ("Resource", "cpu")
+    assert 2 <= hpa["minReplicas"] <= hpa["maxReplicas"]
 
 
 @pytest.mark.parametrize("service", ["router", "sla", "feedback"])
@@ -314,7 +354,60 @@ def test_everything_is_denied_but_what_a_network_policy_allows(overlay: str) -> 
                 assert "10.0.0.0/8" in peer["ipBlock"]["except"]  # not the cluster's network
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_console_reaches_the_apis_it_calls_and_they_take_its_calls(overlay: str) -> None:
+    objects = render(overlay)
+    policies = of_kind(objects, "NetworkPolicy")
+    console = {"app.kubernetes.io/name": "console"}
+    env = env_of(container(objects, "Deployment", "console"))
+    for api in ("router", "sla", "feedback"):
+        assert env[f"CONSOLE_{api.upper()}_URL"]["value"] == f"http://{api}"
+        named(objects, "Service", api)  # the URL's host is the API's Service
+        labels = {"app.kubernetes.io/name": api}
+        out = [
+            rule
+            for p in policies
+            if p["spec"]["podSelector"] and _selects(p, console)
+            for rule in p["spec"].get("egress", [])
+            if any(
+                _selects({"spec": {"podSelector": to["podSelector"]}}, labels)
+                for to in rule.get("to", [])
+                if "podSelector" in to
+            )
+        ]
+        assert out, f"no egress from the console to {api}"
+        into = [
+            rule
+            for p in policies
+            if p["spec"]["podSelector"] and _selects(p, labels)
+            for rule in p["spec"].get("ingress", [])
+            if any(
+                _selects({"spec": {"podSelector": src["podSelector"]}}, console)
+                for src in rule.get("from", [])
+                if "podSelector" in src
+            )
+        ]
+        assert into, f"{api} takes no calls from the console"
+
+
 # -- Secrets and settings ------------------------------------------------------------------
+
+
+def test_only_the_console_holds_the_token_issuers_private_key() -> None:
+    objects = render("prod")
+    readers = {
+        workload["metadata"]["name"]
+        for workload, pod in pod_specs(objects)
+        for c in pod["containers"]
+        for var in c.get("env", [])
+        if var.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "console-token-key"
+    }
+    assert readers == {"console"}  # not even its migrate Job
+    env = env_of(container(objects, "Deployment", "console"))
+    key = env["CONSOLE_TOKEN_PRIVATE_KEY"]["valueFrom"]["secretKeyRef"]
+    assert key == {"name": "console-token-key", "key": "private-key"}
+    # Nothing else of that Secret in the one every service reads.
+    assert "private-key" not in example_secrets()["contactcenter"]
 
 
 def _secret_fields(service: str) -> set[str]:

@@ -13,10 +13,16 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 from pydantic import ValidationError
 
 from ccshared.migrate import migration_settings
+from console.settings import ConsoleSettings
 from feedback.settings import FeedbackSettings
 from intake.settings import IntakeSettings
 from router.settings import RouterSettings
@@ -28,6 +34,7 @@ SETTINGS = {
     "router": RouterSettings,
     "sla": SLASettings,
     "feedback": FeedbackSettings,
+    "console": ConsoleSettings,
 }
 # Read by the image's command (Dockerfile), by uvicorn itself (FORWARDED_ALLOW_IPS), or only put
 # into another variable by Kubernetes (DB_PASSWORD, into the DATABASE_URL).
@@ -89,9 +96,15 @@ def test_every_variable_is_a_setting_and_every_reference_resolves(
 def _real_secrets() -> dict[str, dict[str, str]]:
     """The example Secrets with values of the right shape in place of their placeholders
     (which the services refuse: see the test below)."""
-    public_key = Ed25519PrivateKey.generate().public_key()
+    private_key = Ed25519PrivateKey.generate()
+    public_key = private_key.public_key()
     pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
-    stand_ins = {"auth-public-key": pem, "survey-token-secret": secrets.token_urlsafe(48)}
+    private_pem = private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    stand_ins = {
+        "auth-public-key": pem,
+        "private-key": private_pem.decode(),
+        "survey-token-secret": secrets.token_urlsafe(48),
+    }
     real = {}
     for name, data in example_secrets().items():
         if name.endswith("-db"):
@@ -148,9 +161,11 @@ def test_the_example_secrets_placeholders_are_refused(service: str, kind: str) -
     with pytest.raises(ValidationError) as refused:
         _settings_of(service, kind, example_secrets())
     fields = {str(e["loc"][0]) for e in refused.value.errors()}
-    assert fields <= {"auth_public_key", "token_secret", "database_url"}
+    assert fields <= {"auth_public_key", "token_secret", "token_private_key", "database_url"}
     assert "database_url" in fields
-    if service != "intake" and kind == "Deployment":
+    if service == "console" and kind == "Deployment":
+        assert "token_private_key" in fields  # the issuer's key: a placeholder is refused
+    elif service != "intake" and kind == "Deployment":
         assert "auth_public_key" in fields
 
 
