@@ -16,20 +16,11 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import BrowserStack, screenshot, serious_violations
-from tests.conftest import TOPIC_PREFIX
 from tests.helpers import wait_until
 from tests.integration.router.conftest import contact
 
 SKILLS = {"complaints": 3, "technical": 3, "billing": 3, "vip": 3, "escalations": 3}
 LIVE_JS = Path(__file__).resolve().parents[2] / "services/console/console/static/live.js"
-
-
-@pytest.fixture(autouse=True)
-def _console_reads_the_suites_topics(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The console's live reader on the suite's topics (`<prefix>router.tickets`), as
-    tests/conftest.py sets for the other services (it does not name the console yet); set
-    before the stack starts (autouse fixtures come first)."""
-    monkeypatch.setenv("CONSOLE_KAFKA_TOPIC_PREFIX", TOPIC_PREFIX)
 
 
 async def _agent_signed_in(stack: BrowserStack, page: Page, agent_id: str) -> None:
