@@ -22,6 +22,12 @@ from tests.integration.router.conftest import contact
 SKILLS = {"complaints": 3, "technical": 3, "billing": 3, "vip": 3, "escalations": 3}
 LIVE_JS = Path(__file__).resolve().parents[2] / "services/console/console/static/live.js"
 
+needs_live = pytest.mark.skipif(
+    not LIVE_JS.exists(),
+    reason="needs the live stream (GET /live and static/live.js, the live helper's part of "
+    "issue 19), not in this checkout yet",
+)
+
 
 async def _agent_signed_in(stack: BrowserStack, page: Page, agent_id: str) -> None:
     await stack.router.agent(agent_id, skills=SKILLS)
@@ -77,11 +83,7 @@ async def test_an_agent_accepts_an_offer_with_the_shortcut_replies_and_resolves(
     await _reply_and_resolve(stack, page, ticket_id)
 
 
-@pytest.mark.skipif(
-    not LIVE_JS.exists(),
-    reason="needs the live stream (GET /live and static/live.js, the live helper's part of "
-    "issue 19), not in this checkout yet",
-)
+@needs_live
 async def test_an_offer_appears_without_reloading_and_is_accepted_replied_and_resolved(
     stack: BrowserStack, page: Page
 ) -> None:
@@ -98,3 +100,30 @@ async def test_an_offer_appears_without_reloading_and_is_accepted_replied_and_re
         await offer.get_by_role("button", name="Accept").click()
     await expect(page).to_have_url(f"{stack.url}/tickets/{ticket_id}")
     await _reply_and_resolve(stack, page, ticket_id)
+
+
+@needs_live
+async def test_the_customers_new_message_appears_on_the_open_ticket_by_itself(
+    stack: BrowserStack, page: Page
+) -> None:
+    await _agent_signed_in(stack, page, "amy")
+    customer = uuid.uuid4()
+    ticket_id = str(await stack.router.receive(contact(customer, text_="第一条：订单没收到")))
+
+    async def offered() -> bool:
+        return bool(await stack.router.offers("amy"))
+
+    await wait_until(offered, timeout=30)
+    await page.goto(f"{stack.url}/tickets/{ticket_id}")
+    async with page.expect_navigation():
+        await (
+            page.locator("#offer-here-title ~ .toolbar")
+            .get_by_role("button", name="Accept")
+            .click()
+        )
+    await expect(page.locator("#conversation")).to_contain_text("第一条：订单没收到")
+
+    again = await stack.router.receive(contact(customer, text_="第二条：订单号 88231"))
+
+    assert str(again) == ticket_id
+    await expect(page.locator("#conversation")).to_contain_text("第二条：订单号 88231")

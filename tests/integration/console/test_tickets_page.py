@@ -237,3 +237,21 @@ async def test_an_agent_sees_the_routers_next_deadline_where_sla_answers_supervi
     sla = page.text.split('id="sla"', 1)[1].split("</section>", 1)[0]
     assert 'class="sla-clock"' not in sla  # the SLA service's clocks are a 404 to an agent
     assert page.status_code == 200
+
+
+async def test_a_supervisors_ticket_list_is_filtered_and_sorted_on_the_server(
+    stack: Stack,
+) -> None:
+    await stack.ticket("Zebra crossing refund", channel="chat")
+    await stack.ticket("Alpha account locked", channel="chat")
+    await stack.ticket("Mail about invoices", channel="email", subject="Mail about invoices")
+    sam = await stack.console.signed_in_client("sam", "supervisor")
+
+    by_subject = (await sam.get("/tickets", params={"sort": "subject", "dir": "desc"})).text
+    chats = (await sam.get("/tickets", params={"channel": "chat", "sort": "subject"})).text
+
+    assert by_subject.index("Zebra crossing") < by_subject.index("Mail about")
+    assert by_subject.index("Mail about") < by_subject.index("Alpha account")
+    assert chats.index("Alpha account") < chats.index("Zebra crossing")
+    assert "Mail about invoices" not in chats
+    assert 'aria-sort="ascending"' in chats
