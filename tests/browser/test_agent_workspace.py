@@ -127,3 +127,26 @@ async def test_the_customers_new_message_appears_on_the_open_ticket_by_itself(
 
     assert str(again) == ticket_id
     await expect(page.locator("#conversation")).to_contain_text("第二条：订单号 88231")
+
+
+async def test_an_offer_that_times_out_leaves_the_page_by_itself(
+    stack: BrowserStack, page: Page
+) -> None:
+    kept = ("name", "required_skills", "strategy", "wrap_up_s", "supervisors", "managers")
+    for queue in (await stack.router.client.get("/v1/queues")).json():
+        body = {k: queue[k] for k in kept if k in queue} | {"offer_timeout_s": 5}
+        changed = await stack.router.client.put(f"/v1/queues/{queue['id']}", json=body)
+        assert changed.status_code == 200, changed.text
+    await _agent_signed_in(stack, page, "amy")
+    await stack.router.receive(contact(uuid.uuid4(), text_="在吗？"))
+
+    async def offer_shown() -> bool:
+        await page.reload()
+        return await page.locator(".offer").count() == 1
+
+    await wait_until(offer_shown, timeout=30)
+    await page.evaluate("window.__sameDocument = true")
+
+    # The countdown reaches zero, the page fetches its offers again: none left.
+    await expect(page.locator("#no-offers")).to_be_visible(timeout=15_000)
+    assert await page.evaluate("window.__sameDocument === true")

@@ -22,11 +22,25 @@
       if (left <= 0) {
         el.textContent = el.dataset.done || "0 s";
         el.classList.add("overdue");
+        ended(el);
       } else {
         el.textContent = duration(left);
         el.classList.remove("overdue");
       }
     });
+  }
+
+  // An offer's or a wrap-up's countdown reached zero: the router has moved on (the offer
+  // went to the next agent, the wrap-up ended); fetch that part again, once per end, a
+  // second later (the router's housekeeping runs every 0.5 s).
+  const done = new Set();
+  function ended(el) {
+    const offer = el.closest("[data-offer-id]");
+    const key = offer ? `offer:${offer.dataset.offerId}` : `until:${el.dataset.until}`;
+    if (done.has(key)) return;
+    done.add(key);
+    if (offer) setTimeout(() => refreshOffers(), 1000);
+    else if (el.closest("#my-status")) setTimeout(() => refreshStatus(), 1000);
   }
 
   // Fetches a fragment of this page again and puts it in place of `selector`.
