@@ -255,3 +255,40 @@ async def test_a_supervisors_ticket_list_is_filtered_and_sorted_on_the_server(
     assert chats.index("Alpha account") < chats.index("Zebra crossing")
     assert "Mail about invoices" not in chats
     assert 'aria-sort="ascending"' in chats
+
+
+async def test_a_ticket_waiting_in_my_queue_can_be_read_and_noted_but_not_answered(
+    stack: Stack,
+) -> None:
+    amy = await stack.agent("amy", status="away")  # nothing offered: the ticket waits
+    ticket_id = await stack.ticket("排队中的问题")
+
+    page = await amy.get(f"/tickets/{ticket_id}")
+    reply = await post_form(amy, f"/tickets/{ticket_id}/reply", {"text": "我来回答"})
+    note = await post_form(amy, f"/tickets/{ticket_id}/notes", {"text": "我下班前看一下"})
+
+    assert page.status_code == 200
+    assert "排队中的问题" in page.text
+    assert 'id="reply-form"' not in page.text  # only the assignee or owner replies
+    assert 'id="note-form"' in page.text
+    assert reply.status_code == 403
+    assert 'id="reply-error"' in reply.text  # the router's refusal, shown on the page
+    assert note.status_code == 303
+    directions = [m["direction"] for m in await stack.messages(ticket_id)]
+    assert directions == ["inbound", "note"]
+
+
+async def test_a_supervisor_replies_in_an_agents_name(stack: Stack) -> None:
+    amy = await stack.agent("amy")
+    ticket_id = await take(stack, amy, "amy", "能帮我催一下吗")
+    sam = await stack.console.signed_in_client("sam", "supervisor")
+
+    page = await sam.get(f"/tickets/{ticket_id}")
+    replied = await post_form(
+        sam, f"/tickets/{ticket_id}/reply", {"text": "已为您加急处理。", "agent_id": "amy"}
+    )
+
+    assert 'id="reply-agent"' in page.text
+    assert replied.status_code == 303, replied.text
+    outbound = [m for m in await stack.messages(ticket_id) if m["direction"] == "outbound"]
+    assert [m["text"] for m in outbound] == ["已为您加急处理。"]
