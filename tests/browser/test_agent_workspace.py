@@ -82,6 +82,13 @@ async def test_an_agent_accepts_an_offer_with_the_shortcut_replies_and_resolves(
     await expect(page).to_have_url(f"{stack.url}/tickets/{ticket_id}")
     await _reply_and_resolve(stack, page, ticket_id)
 
+    async with page.expect_navigation():
+        await page.get_by_label("Language").select_option("zh")
+    await expect(page.locator("#ticket-status")).to_have_text("已解决")
+    await expect(page.get_by_role("heading", name="回复客户")).to_be_visible()
+    await expect(page.get_by_role("heading", name="历史记录")).to_be_visible()
+    assert await serious_violations(page) == []
+
 
 @needs_live
 async def test_an_offer_appears_without_reloading_and_is_accepted_replied_and_resolved(
