@@ -419,10 +419,11 @@ def _kpi_sql() -> str:
 
 
 async def _reminder_scan_ms(conn: asyncpg.Connection) -> float:
-    """What the scheduler's reminder query (run every tick) costs on this history."""
-    from feedback.tasks import scheduler
+    """What the scheduler's reminder query (run every tick, feedback.db.surveys) costs on this
+    history."""
+    from feedback.db import surveys
 
-    sql = _numbered(str(scheduler._DUE_REMINDERS), ("now", "limit"))
+    sql = _numbered(str(surveys._DUE_REMINDERS), ("now", "limit"))
     async with conn.transaction():  # FOR UPDATE: whatever it locks is released at once
         plan = await conn.fetch("EXPLAIN ANALYZE " + sql, datetime.now(UTC), 200)
     executed = next(r[0] for r in plan if r[0].startswith("Execution Time"))

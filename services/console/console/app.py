@@ -12,9 +12,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ccshared.service import Runtime, create_service_app
 from console import bootstrap
+from console.api.admin import router as admin_router
 from console.api.agent import router as agent_router
 from console.api.auth import router as auth_router
 from console.api.live import router as live_router
+from console.api.notifications import router as notifications_router
 from console.api.pages import install_error_pages
 from console.api.pages import router as pages_router
 from console.api.supervisor import router as supervisor_router
@@ -84,7 +86,15 @@ def create_app(
             "the router's, SLA's and feedback's APIs, live through server-sent events."
         ),
         package="console",
-        routers=[auth_router, pages_router, agent_router, supervisor_router, live_router],
+        routers=[
+            auth_router,
+            pages_router,
+            agent_router,
+            supervisor_router,
+            admin_router,
+            notifications_router,
+            live_router,
+        ],
         max_body_bytes=256 * 1024,
         on_start=on_start,
         on_stop=on_stop,

@@ -33,11 +33,14 @@ async def start(runtime: Runtime, settings: RouterSettings) -> None:
         await ensure_default_policy(conn)
         await ensure_default_rules(conn)
     policies = PolicyCache(runtime.engine, settings.policy_cache_s)
-    # The trained classifier (0.03 s, 5 MB): the deployment's promoted version, else the
-    # shipped one, re-read when a new one is promoted; ROUTER_CLASSIFIER_ENABLED=false: the
-    # rules alone.
+    # The trained classifier (0.03 s, 5 MB): the version the training job promoted in the
+    # database, else the directory's, else the shipped one; re-read when a new one is
+    # promoted, loaded here at start; ROUTER_CLASSIFIER_ENABLED=false: the rules alone.
     models = ModelSource(settings.classifier_dir) if settings.classifier_enabled else None
-    rules = RulesCache(runtime.engine, settings.policy_cache_s, models.current if models else None)
+    rules = RulesCache(
+        runtime.engine, settings.policy_cache_s, models.current_in if models else None
+    )
+    await rules.current()
     assigner = Assigner(
         runtime.engine,
         policies,

@@ -1,6 +1,7 @@
 """Chat, social and phone: each message goes to the integration's registered outbound URL,
 signed and deduplicable by its message id; reply windows, 4xx/5xx answers and the address
-rules; the integration's delivery reports."""
+rules (at registration, and again after DNS at every delivery); the integration's delivery
+reports."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import asyncpg
 import orjson
 import pytest
 
+from ccshared import webhook_transport
 from ccshared.events.catalog import INTAKE_DELIVERIES
 from ccshared.events.payloads import MessageOutbound
-from ccshared.webhooks import verify_signature
+from ccshared.webhooks import SignatureError, verify_signature
 from intake.db.outbound import claim_due
 from tests.conftest import topic
 from tests.helpers import wait_until
@@ -148,6 +150,77 @@ async def test_chat_reply_is_posted_signed_with_its_message_id_as_idempotency_ke
     assert body["text"] == "您好！积分可在会员中心兑换。"
     assert body["in_reply_to"]["chat"]["session_id"] == "s-1"
     assert body["in_reply_to"]["external_id"] == contact["external_id"]
+
+
+async def test_social_reply_within_its_window_is_posted_signed_with_its_message_id(
+    intake_factory: Callable[..., Awaitable[Intake]],
+    receiver: WebhookReceiver,
+    kafka_bootstrap: str,
+) -> None:
+    intake = await intake_factory(outbound_allow_hosts="127.0.0.1", **FAST)
+    key = await intake.new_key(["social"], name="weibo-connector")
+    secret = await _register(intake, key, receiver.base_url + "/social")
+    # Two hours ago: past chat's one-hour window, within social's 24 hours.
+    contact = await _contact(intake, key, _social(datetime.now(UTC) - timedelta(hours=2)))
+    message = _message(contact, "social", text="您好！已为您安排退换货。We have arranged it.")
+
+    async with TopicTail(kafka_bootstrap, topic(INTAKE_DELIVERIES)) as deliveries:
+        await publish_outbound(kafka_bootstrap, message, times=2)
+        records = await deliveries.wait_for(lambda r: bool(_deliveries(r, message.message_id)))
+    [sent] = _deliveries(records, message.message_id)
+    assert sent["state"] == "sent"
+    [request] = receiver.on("/social")
+    assert request.headers["idempotency-key"] == str(message.message_id)
+    assert request.headers["x-intake-attempt"] == "1"
+    verify_signature(request.headers["x-intake-signature"], request.body, secret, int(time.time()))
+    with pytest.raises(SignatureError):  # signed with this integration's secret, no other
+        verify_signature(
+            request.headers["x-intake-signature"], request.body, "whsec_other", int(time.time())
+        )
+    body = orjson.loads(request.body)
+    assert body["message_id"] == body["idempotency_key"] == str(message.message_id)
+    assert body["channel"] == "social"
+    assert body["kind"] == "reply"
+    assert body["text"] == "您好！已为您安排退换货。We have arranged it."
+    assert body["in_reply_to"]["external_id"] == contact["external_id"]
+    assert body["in_reply_to"]["social"]["platform"] == "weibo"
+    assert body["in_reply_to"]["social"]["post_id"] == "5521998"
+
+
+async def test_an_outbound_url_resolving_to_a_private_address_at_delivery_is_refused(
+    intake_factory: Callable[..., Awaitable[Intake]],
+    receiver: WebhookReceiver,
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding: the name resolved to a public address when it was registered, and to a
+    private one when the reply is delivered. The delivery connects to nothing and fails at
+    once (a refused address is not retried)."""
+    lookups: list[str] = []
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["93.184.216.34"] if len(lookups) == 1 else ["93.184.216.34", "10.0.0.7"]
+
+    monkeypatch.setattr(webhook_transport, "resolve_host", rebinding)
+    intake = await intake_factory(**FAST)  # no development allow-list
+    key = await intake.new_key(["chat"], name="widget")
+    port = receiver.base_url.rsplit(":", 1)[1]
+    await _register(intake, key, f"http://hooks.test:{port}/outbound")
+    assert lookups == ["hooks.test"]  # registration checked the name, and let it through
+    message = _message(await _contact(intake, key, _chat(datetime.now(UTC))), "chat")
+
+    async with TopicTail(kafka_bootstrap, topic(INTAKE_DELIVERIES)) as deliveries:
+        await publish_outbound(kafka_bootstrap, message)
+        records = await deliveries.wait_for(lambda r: bool(_deliveries(r, message.message_id)))
+    [failed] = _deliveries(records, message.message_id)
+    assert failed["state"] == "failed"
+    assert failed["reason"].startswith("address refused: "), failed["reason"]
+    assert "10.0.0.7" in failed["reason"]
+    row = await _state(intake.db, message.message_id, "failed")
+    assert row["attempts"] == 1
+    assert lookups == ["hooks.test", "hooks.test"]  # resolved again at delivery
+    assert receiver.received == []
 
 
 async def test_a_5xx_is_retried_with_the_same_idempotency_key_and_a_4xx_fails_at_once(

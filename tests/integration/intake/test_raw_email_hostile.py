@@ -1,7 +1,8 @@
 """Hostile raw e-mails against the running service: each is a quick 4xx naming what is wrong,
 and while they (and large JSON e-mails that are slow to sanitize) are being posted, intake
 keeps answering /healthz within 50 ms and keeps accepting ordinary contacts: parsing happens
-in a worker process, not on the event loop."""
+in a worker process, not on the event loop. A hostile body may also be turned away while the
+parse pool is busy: a 503 problem with Retry-After (back-pressure), never another answer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import itertools
 import json
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,6 +42,11 @@ SLOW_JSON = json.dumps(
         },
     }
 ).encode()
+
+
+def _runqueue_wait_s() -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU (Linux schedstat)."""
+    return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
 
 
 async def _post_raw(intake: Intake, key: str, raw: bytes) -> Any:
@@ -85,17 +92,46 @@ async def test_message_over_the_time_budget_is_a_422(intake_factory: Any) -> Non
     assert response.json()["errors"][0]["type"] == "parse_timeout"
 
 
+def _refused_or_busy(response: Any) -> str | None:
+    """What is wrong with an answer to a hostile body, or None: a 413/422 problem refusing it,
+    or a 503 problem with Retry-After when the parse pool is busy (back-pressure: no worker
+    free within INTAKE_PARSE_MAX_WAIT_S, or too many bodies of this key waiting)."""
+    if response.status_code not in (413, 422, 503):
+        return f"status {response.status_code}"
+    if response.headers.get("content-type") != "application/problem+json":
+        return f"{response.status_code} without a problem body"
+    if response.json().get("status") != response.status_code:
+        return f"{response.status_code} whose problem says {response.json().get('status')}"
+    if response.status_code == 503 and not response.headers.get("retry-after", "").isdigit():
+        return "503 without Retry-After"
+    return None
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        pytest.param({}, id="default-pool"),
+        # Bodies wait at most 0.2 s for the one worker, which spends about a second on each slow
+        # body: most of the four attackers' bodies are turned away busy.
+        pytest.param({"parse_max_wait_s": 0.2}, id="busy-pool"),
+    ],
+)
 async def test_healthz_stays_fast_and_contacts_are_accepted_while_hostile_emails_arrive(
-    intake: Intake,
+    intake_factory: Any, pool: dict[str, Any]
 ) -> None:
+    intake = await intake_factory(**pool)
     key = await intake.new_key()
     hostile = itertools.cycle([SLOW_HTML, SLOW_JSON, *(raw for raw, _ in HOSTILE.values())])
     outcomes: list[int] = []
+    wrong: list[str] = []
     done = asyncio.Event()
 
     async def attacker() -> None:
         while not done.is_set():
-            outcomes.append((await _post_raw(intake, key, next(hostile))).status_code)
+            response = await _post_raw(intake, key, next(hostile))
+            outcomes.append(response.status_code)
+            if (problem := _refused_or_busy(response)) is not None:
+                wrong.append(f"{problem}: {response.text[:200]}")
             if len(outcomes) >= 30 and outcomes.count(422) >= 5:
                 done.set()
 
@@ -112,18 +148,25 @@ async def test_healthz_stays_fast_and_contacts_are_accepted_while_hostile_emails
             await asyncio.sleep(0.02)
 
     latencies: list[float] = []
+    starved: list[float] = []
 
     async def monitor() -> None:
         # A probe is due every 10 ms; what counts is how long after it was due the answer
         # came: a probe started on this (shared) event loop cannot even start while the loop
-        # is blocked, so timing only the request would not see the block.
-        answered = time.perf_counter()
+        # is blocked, so timing only the request would not see the block. From that, the
+        # time the kernel kept this thread waiting for a CPU while it could run is taken
+        # out: on a machine shared with other runs (load 8-9 on 2 cores) that alone made
+        # probes 80-125 ms late. A loop blocked by intake's own work (CPU on this thread, a
+        # blocking call) is not runnable-and-waiting, so it still counts in full.
+        answered, waited = time.perf_counter(), _runqueue_wait_s()
         while not done.is_set():
             await asyncio.sleep(0.01)
             response = await intake.client.get("/healthz")
             assert response.status_code == 200
             due, answered = answered + 0.01, time.perf_counter()
-            latencies.append(answered - due)
+            before, waited = waited, _runqueue_wait_s()
+            starved.append(waited - before)
+            latencies.append(answered - due - (waited - before))
 
     # As the service does once started (ccshared.gc): the test process holds far more objects
     # than a service, and a full collection of them would pause this event loop, not intake.
@@ -139,13 +182,16 @@ async def test_healthz_stays_fast_and_contacts_are_accepted_while_hostile_emails
         gc.unfreeze()
 
     assert len(outcomes) >= 30
-    assert set(outcomes) <= {413, 422}, outcomes
+    assert wrong == [], wrong
+    if pool:
+        assert 503 in outcomes, outcomes
     assert len(accepted) >= 20
     assert set(accepted) == {202}, accepted
     worst = max(latencies)
     assert worst < 0.050, (
-        f"/healthz took up to {worst * 1000:.0f} ms "
-        f"(median {statistics.median(latencies) * 1000:.1f} ms over {len(latencies)})"
+        f"/healthz took up to {worst * 1000:.0f} ms beyond the time this thread waited for a "
+        f"CPU (median {statistics.median(latencies) * 1000:.1f} ms over {len(latencies)}; "
+        f"waited for a CPU up to {max(starved) * 1000:.0f} ms)"
     )
 
 

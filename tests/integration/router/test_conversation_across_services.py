@@ -4,7 +4,8 @@ the router; the agent's reply (Chinese and English) goes router → intake → t
 on the customer's message; the conversation shows it `sent`; the customer's answer, naming only
 the reply (In-Reply-To), joins the same ticket even after the agent resolved it. And a
 supervisor who opted in gets an escalation's notification in the mailbox, router → intake; a chat
-reply reaches the integration's receiver signed, a retry with the same idempotency key; `make
+or social reply (within its reply window) reaches the integration's receiver signed, a retry
+with the same idempotency key; `make
 chaos`'s agents reply through the router's API and their replies reconcile."""
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import orjson
+import pytest
 from pydantic import SecretStr
 
 from bench.chaos import (
@@ -242,15 +244,39 @@ async def test_a_supervisor_who_opted_in_gets_an_escalation_in_the_mailbox(
         assert mail["Message-ID"] == f"<{notice.id}@example.com>"
 
 
-async def test_a_chat_reply_reaches_the_integrations_receiver_signed_and_deduplicable(
+def _messaging_contact(channel: str, thread: str) -> dict[str, Any]:
+    """A chat message, or a social post from two hours ago: past intake's one-hour reply window
+    for chat, within social's 24 hours (the router's and intake's)."""
+    if channel == "chat":
+        return {
+            "channel": "chat",
+            "external_id": f"chat-{thread}",
+            "received_at": datetime.now(UTC).isoformat(),
+            "customer": {"name": "Li Wei", "email": f"li.{thread}@example.cn"},
+            "text": "你好，请问会员积分怎么兑换？",
+            "chat": {"session_id": thread},
+        }
+    return {
+        "channel": "social",
+        "external_id": f"wb-{thread}",
+        "received_at": (datetime.now(UTC) - timedelta(hours=2)).isoformat(),
+        "customer": {"social_handle": f"@lu{thread}"},
+        "text": "@某某商城 会员积分怎么兑换？",
+        "social": {"platform": "weibo", "post_id": thread, "author": f"@lu{thread}"},
+    }
+
+
+@pytest.mark.parametrize("channel", ["chat", "social"])
+async def test_a_messaging_reply_reaches_the_integrations_receiver_signed_and_deduplicable(
     kafka_bootstrap: str,
     intake_factory: Callable[..., Awaitable[Intake]],
     receiver: WebhookReceiver,
+    channel: str,
 ) -> None:
     intake = await intake_factory(
         outbound_allow_hosts="127.0.0.1", delivery_retry_base_s=0.05, delivery_poll_interval_s=0.05
     )
-    key = await intake.new_key(["chat"], name="widget")
+    key = await intake.new_key([channel], name=f"{channel}-integration")
     registered = await intake.client.put(
         "/v1/integration/outbound",
         json={"url": receiver.base_url + "/outbound"},
@@ -261,16 +287,8 @@ async def test_a_chat_reply_reaches_the_integrations_receiver_signed_and_dedupli
     receiver.script = {"/outbound": [503]}  # the first attempt's answer is lost: a retry
     async with running_router(kafka_bootstrap) as router:
         await router.agent("amy", status="offline")
-        session = f"s-{uuid.uuid4().hex[:8]}"
-        chat = {
-            "channel": "chat",
-            "external_id": f"chat-{session}",
-            "received_at": datetime.now(UTC).isoformat(),
-            "customer": {"name": "Li Wei", "email": f"li.{session}@example.cn"},
-            "text": "你好，请问会员积分怎么兑换？",
-            "chat": {"session_id": session},
-        }
-        posted = await intake.post(chat, key)
+        thread = f"s-{uuid.uuid4().hex[:8]}"
+        posted = await intake.post(_messaging_contact(channel, thread), key)
         assert posted.status_code == 202, posted.text
         rows = await wait_until(
             lambda: router.sql(
@@ -307,7 +325,11 @@ async def test_a_chat_reply_reaches_the_integrations_receiver_signed_and_dedupli
             assert body["message_id"] == reply["id"]
             assert body["ticket_id"] == str(ticket_id)
             assert body["text"] == text
-            assert body["in_reply_to"]["chat"]["session_id"] == session
+            assert body["channel"] == channel
+            if channel == "chat":
+                assert body["in_reply_to"]["chat"]["session_id"] == thread
+            else:
+                assert body["in_reply_to"]["social"]["post_id"] == thread
 
 
 async def test_chaos_agents_reply_through_the_routers_api_and_their_replies_reconcile(

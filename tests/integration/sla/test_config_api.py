@@ -144,6 +144,48 @@ async def test_calendar_in_use_cannot_be_deleted(sla: Sla) -> None:
     assert (await sla.client.delete("/v1/calendars/24x7x")).status_code == 404
 
 
+async def test_calendar_is_created_once_replaced_by_revision_and_deleted_when_unused(
+    sla: Sla,
+) -> None:
+    created = await sla.client.post("/v1/calendars", json=OFFICE)
+    assert created.status_code == 201, created.text
+    assert created.json()["revision"] == 1
+    again = await sla.client.post("/v1/calendars", json=OFFICE | {"name": "Another"})
+    assert again.status_code == 409
+    assert (await sla.client.get("/v1/calendars/shanghai-office")).json()["name"] == OFFICE["name"]
+    listed = [c["id"] for c in (await sla.client.get("/v1/calendars")).json()]
+    assert "shanghai-office" in listed
+    assert listed == sorted(listed)
+
+    body = {k: v for k, v in OFFICE.items() if k != "id"} | {"name": "Shanghai HQ"}
+    replaced = await sla.client.put("/v1/calendars/shanghai-office", json=body)
+    assert replaced.status_code == 200, replaced.text
+    assert (replaced.json()["name"], replaced.json()["revision"]) == ("Shanghai HQ", 2)
+    assert (await sla.client.put("/v1/calendars/nowhere", json=body)).status_code == 404
+    assert (
+        await sla.client.post(
+            "/v1/calendars/nowhere/holidays",
+            content=ICAL,
+            headers={"content-type": "text/calendar"},
+        )
+    ).status_code == 404
+
+    assert (await sla.client.delete("/v1/calendars/shanghai-office")).status_code == 204
+    assert (await sla.client.get("/v1/calendars/shanghai-office")).status_code == 404
+    assert (await sla.client.delete("/v1/calendars/shanghai-office")).status_code == 404
+
+
+async def test_unknown_policy_versions_are_404s_and_nothing_is_deactivated(sla: Sla) -> None:
+    assert (await sla.client.post("/v1/policies", json=fast_policy())).status_code == 201
+    assert (await sla.client.get("/v1/policies/nope/versions")).status_code == 404
+    assert (await sla.client.get("/v1/policies/fast/versions/2")).status_code == 404
+    assert (await sla.client.post("/v1/policies/nope/deactivate")).status_code == 404
+    assert (await sla.client.get("/v1/policies/fast")).json()["active"] is True
+    deactivated = await sla.client.post("/v1/policies/fast/deactivate")
+    assert (deactivated.status_code, deactivated.json()["active"]) == (200, False)
+    assert (await sla.client.get("/v1/policies/fast/versions/1")).json()["active"] is False
+
+
 async def test_attainment_range_must_be_ordered_and_zoned(sla: Sla) -> None:
     backwards = await sla.client.get(
         "/v1/attainment", params={"from": "2025-02-01T00:00:00Z", "to": "2025-01-01T00:00:00Z"}

@@ -105,8 +105,17 @@ def env_of(c: Object) -> dict[str, Object]:
     return {v["name"]: v for v in c.get("env", [])}
 
 
+def pod_template(workload: Object) -> Object:
+    """The pod template of a Deployment, a Job or a CronJob (its Jobs')."""
+    if workload["kind"] == "CronJob":
+        template: Object = workload["spec"]["jobTemplate"]["spec"]["template"]
+        return template
+    template = workload["spec"]["template"]
+    return template
+
+
 def pod_specs(objects: list[Object]) -> Iterator[tuple[Object, Object]]:
-    """(workload, pod spec) of every Deployment and Job."""
+    """(workload, pod spec) of every Deployment, Job and CronJob."""
     for o in objects:
-        if o["kind"] in ("Deployment", "Job"):
-            yield o, o["spec"]["template"]["spec"]
+        if o["kind"] in ("Deployment", "Job", "CronJob"):
+            yield o, pod_template(o)["spec"]

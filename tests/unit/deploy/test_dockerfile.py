@@ -7,15 +7,24 @@ starts any of the five services."""
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import importlib.util
+import json
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.unit.deploy.locks import canonical, pins
 from tests.unit.deploy.manifests import ROOT, SERVICES, container, named, render
 from tests.unit.deploy.test_runtime_lock import DEVELOPMENT
 
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+TRAIN_DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile.train"
 
 
 @dataclass
@@ -39,10 +48,10 @@ def parse(text: str) -> list[Instruction]:
     return instructions
 
 
-def stages() -> list[list[Instruction]]:
+def stages(dockerfile: Path = DOCKERFILE) -> list[list[Instruction]]:
     """The build stages, each from its FROM on (the ARGs before the first are global)."""
     found: list[list[Instruction]] = []
-    for instruction in parse(DOCKERFILE.read_text()):
+    for instruction in parse(dockerfile.read_text()):
         if instruction.keyword == "FROM":
             found.append([])
         if found:
@@ -50,8 +59,8 @@ def stages() -> list[list[Instruction]]:
     return found
 
 
-def _args(keyword: str) -> list[str]:
-    return [i.arguments for s in stages() for i in s if i.keyword == keyword]
+def _args(keyword: str, dockerfile: Path = DOCKERFILE) -> list[str]:
+    return [i.arguments for s in stages(dockerfile) for i in s if i.keyword == keyword]
 
 
 def test_the_parser_joins_continuations_and_drops_comments() -> None:
@@ -150,8 +159,93 @@ def test_the_build_context_is_only_the_lock_and_the_packages() -> None:
     ]
     assert lines[0] == "*"  # everything out (.venv, .local, .git, tests, bench) ...
     kept = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert kept == {"requirements-runtime.lock", "shared", "services"}  # ... but what COPY takes
-    copied = {
-        i.split()[0] for s in stages() for i in (x.arguments for x in s if x.keyword == "COPY")
+    # ... but what COPY takes: the service image's, and the training image's lock of pins
+    assert kept == {"requirements-runtime.lock", "requirements.lock", "shared", "services"}
+    assert _copied(DOCKERFILE) | _copied(TRAIN_DOCKERFILE) == kept
+    assert "requirements.lock" not in _copied(DOCKERFILE)  # the services': the runtime lock
+
+
+def _copied(dockerfile: Path) -> set[str]:
+    """What the build context gives the COPY instructions (not copies between stages)."""
+    return {
+        path
+        for copy in _args("COPY", dockerfile)
+        if not copy.startswith("--from=")
+        for path in copy.split()[:-1]
     }
-    assert copied - {"--from=build"} == kept
+
+
+# -- The training image (Dockerfile.train), for the router-train CronJob ------------------
+
+
+def _training_packages() -> set[str]:
+    """scikit-learn and what it requires that the runtime lock does not already hold."""
+    requires = importlib.metadata.requires("scikit-learn") or []
+    needed = {canonical(re.split(r"[\[<>=!~; ]", r)[0]) for r in requires if "extra ==" not in r}
+    return {"scikit-learn"} | (needed - set(pins(ROOT / "requirements-runtime.lock")))
+
+
+def test_the_training_image_adds_scikit_learn_at_the_locks_versions_and_nothing_else() -> None:
+    runs = " && ".join(_args("RUN", TRAIN_DOCKERFILE))
+    installs = [shlex.split(i) for i in re.findall(r"pip install ([^&]*)", runs)]
+    assert all("--no-deps" in i for i in installs)  # resolves nothing
+    runtime, training, ours = installs
+    assert runtime[-2:] == ["-r", "requirements-runtime.lock"]  # the services' packages ...
+    assert training[training.index("-c") + 1] == "requirements.lock"  # ... + these, pinned
+    named_packages = {canonical(p) for p in training if not p.startswith("-")}
+    assert named_packages - {canonical("requirements.lock")} == _training_packages()
+    assert {p for p in ours if p.startswith("./")} == {"./shared", "./services/router"}
+    whole = pins(ROOT / "requirements.lock")
+    assert all(p in whole for p in _training_packages())  # a version for each in the lock
+    for tool in DEVELOPMENT - {"scikit-learn"}:
+        assert canonical(tool) not in named_packages, tool
+    for fetcher in ("curl", "wget", "git clone", "apt-get install", "--index-url"):
+        assert fetcher not in runs
+    assert _args("ADD", TRAIN_DOCKERFILE) == []
+
+
+def test_the_training_image_is_built_like_the_services_and_runs_the_training_job() -> None:
+    assert [i.split()[0] for i in _args("FROM", TRAIN_DOCKERFILE)] == ["${PYTHON_IMAGE}"] * 2
+    final = stages(TRAIN_DOCKERFILE)[-1]
+    assert [i.arguments for i in final if i.keyword == "USER"] == [
+        i.arguments for i in stages()[-1] if i.keyword == "USER"
+    ]
+    assert [i.arguments for i in final if i.keyword == "COPY"] == [
+        "--from=build /opt/venv /opt/venv"
+    ]
+    assert "compileall" in " ".join(_args("RUN", TRAIN_DOCKERFILE))
+    [command] = [i.arguments for i in final if i.keyword == "CMD"]
+    job = named(render("prod"), "CronJob", "router-train")
+    [train] = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert train["command"] == json.loads(command)
+    assert importlib.util.find_spec("router.classifier.train") is not None
+
+
+def test_the_router_wheel_ships_its_model_versions_and_corpus(tmp_path: Path) -> None:
+    """The images install the router as a wheel (no source tree): its model files must be in
+    it, or the image's router would run without its model (rules alone) and the training job
+    without its corpus."""
+    source = tmp_path / "router"
+    shutil.copytree(
+        ROOT / "services" / "router",
+        source,
+        ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"),
+    )
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    done = subprocess.run(  # noqa: S603 - this interpreter's pip on a copy of our package
+        [*pip, str(source), "-w", str(tmp_path / "dist")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    packed = set(zipfile.ZipFile(wheel).namelist())
+    classifier = source / "router" / "classifier"
+    needed = {
+        str(p.relative_to(source))
+        for p in [*(classifier / "models").iterdir(), classifier / "corpus" / "messages.jsonl"]
+    }
+    assert "router/classifier/models/current" in needed
+    assert needed <= packed, sorted(needed - packed)

@@ -35,6 +35,7 @@ from tests.unit.deploy.manifests import (
     named,
     of_kind,
     pod_specs,
+    pod_template,
     render,
 )
 
@@ -332,12 +333,12 @@ def test_everything_is_denied_but_what_a_network_policy_allows(overlay: str) -> 
     deny = named(objects, "NetworkPolicy", "default-deny")["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     for workload, _pod in pod_specs(objects):
-        labels = workload["spec"]["template"]["metadata"]["labels"]
+        labels = pod_template(workload)["metadata"]["labels"]
         mine = [
             p for p in policies if p["spec"]["podSelector"] and _selects(p, labels)
         ]  # beyond the namespace-wide deny and DNS
         directions = {t for p in mine for t in p["spec"]["policyTypes"]}
-        expected = {"Egress"} if workload["kind"] == "Job" else {"Ingress", "Egress"}
+        expected = {"Ingress", "Egress"} if workload["kind"] == "Deployment" else {"Egress"}
         assert directions == expected, workload["metadata"]["name"]
     # Out of the cluster: only intake (deliveries) and feedback (webhooks), by name.
     leaving = {

@@ -227,3 +227,43 @@ def test_intake_trusts_forwarded_for_only_from_its_proxies() -> None:
     # every client is the ingress (REVIEW15 finding 2); "*" would let clients pick theirs.
     env = {v["name"]: v.get("value") for v in _container("intake")["env"]}
     assert env.get("FORWARDED_ALLOW_IPS") not in (None, "", "*")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_training_cronjob_runs_make_trains_entry_point_on_the_routers_database(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = _one("CronJob", "router-train", overlay)
+    spec = job["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"  # one training at a time
+    template = spec["jobTemplate"]["spec"]["template"]
+    assert template["spec"]["restartPolicy"] == "Never"
+    [train] = template["spec"]["containers"]
+    # `make train`'s module, told to store the version in the database the replicas load from.
+    assert train["command"] == ["python", "-m", "router.classifier.train", "--database"]
+    from router.classifier import train as train_module
+
+    called: list[tuple[str, Any, bool]] = []
+
+    async def recording(url: str, directory: Any, force: bool) -> None:
+        called.append((url, directory, force))
+
+    monkeypatch.setattr(train_module, "_train_into", recording)
+    monkeypatch.setenv("ROUTER_DATABASE_URL", "postgresql+asyncpg://router@db/router")
+    monkeypatch.delenv("ROUTER_CLASSIFIER_DIR", raising=False)
+    train_module.main(train["command"][3:])
+    assert called == [("postgresql+asyncpg://router@db/router", None, False)]  # never --force
+    # The router's own database, as its Deployment reaches it; nothing else.
+    env = {v["name"]: v for v in train["env"]}
+    router = {v["name"]: v for v in _container("router", overlay=overlay)["env"]}
+    assert set(env) == {"DB_PASSWORD", "ROUTER_DATABASE_URL"}
+    for name in env:
+        assert env[name] == router[name], name
+    # The training image, not the services' (which has no scikit-learn), from the same release.
+    image = train["image"]
+    service_image = _container("router", overlay=overlay)["image"]
+    assert image.rsplit(":", 1)[0] == service_image.rsplit(":", 1)[0] + "-trainer"
+    assert image.rsplit(":", 1)[1] == service_image.rsplit(":", 1)[1]
+    # Training measured at ~20 s of a core and ~300 MB: room under the limits and deadline.
+    assert train["resources"]["limits"]["memory"] in ("1Gi", "1024Mi")
+    assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] >= 600

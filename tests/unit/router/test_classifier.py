@@ -4,6 +4,7 @@ file format, and learning from corrections on a drifting topic."""
 from __future__ import annotations
 
 import collections
+import hashlib
 import io
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import pytest
 from router.classifier import store
 from router.classifier.corpus import Example, load, near_duplicate_pairs
 from router.classifier.features import analyze, fold
+from router.classifier.model import from_bytes, save, to_bytes
 from router.classifier.model import load as load_model
-from router.classifier.model import save
 from router.classifier.train import evaluate, fit, train
 from router.domain.classification import DEFAULT_RULES, TicketFacts, classify
 
@@ -182,3 +183,12 @@ def test_a_newly_promoted_version_is_picked_up_without_a_restart(
     (tmp_path / f"{first}.npz").write_bytes(b"broken")
     (tmp_path / "current").write_text(f"{first}\n")  # a rewritten pointer to a broken file
     assert source.current().version == first  # the one in use is kept
+
+
+def test_a_models_bytes_name_its_version_and_other_bytes_are_refused(
+    shipped: store.TrainedModel,
+) -> None:
+    data = to_bytes(shipped)
+    assert from_bytes(data, hashlib.sha256(data).hexdigest()).version == shipped.version
+    with pytest.raises(ValueError, match="SHA-256"):
+        from_bytes(data, hashlib.sha256(b"other").hexdigest())

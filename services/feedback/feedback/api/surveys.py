@@ -16,7 +16,6 @@ from urllib.parse import parse_qs
 import orjson
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.auth import Principal
@@ -36,15 +35,13 @@ from feedback.api.schemas import (
     TicketSurveyView,
 )
 from feedback.db.answers import AnswerWindowClosed, StoredAnswer, store_answer
-from feedback.db.surveys import survey_with_answer
+from feedback.db.surveys import survey_of_ticket, survey_with_answer
 from feedback.db.webhooks import deliveries_of_survey
 from feedback.domain.answers import Answer, InvalidAnswer
 from feedback.domain.texts import SurveyTexts, texts_for
 from feedback.domain.tokens import ExpiredToken, InvalidToken, read_token
 
 router = APIRouter(prefix="/v1", tags=["surveys"])
-
-_SURVEY_OF_TICKET = text("SELECT id FROM surveys WHERE ticket_id = :ticket_id")
 
 Token = Annotated[str, Path(description="The signed token from the survey link", max_length=200)]
 _TOKEN_PROBLEMS = {
@@ -277,8 +274,7 @@ async def ticket_survey(
     request: Request, ticket_id: uuid.UUID, user: Principal = Depends(principal)
 ) -> TicketSurveyView:
     async with engine_of(request).connect() as conn:
-        found = await conn.execute(_SURVEY_OF_TICKET, {"ticket_id": ticket_id})
-        survey_id = found.scalar()
+        survey_id = await survey_of_ticket(conn, ticket_id)
         survey = None if survey_id is None else await survey_with_answer(conn, survey_id)
         if survey is None or not (user.is_supervisor or survey["agent_id"] == user.subject):
             raise NotFound("This ticket has no survey.")  # the same for one not theirs

@@ -6,25 +6,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.consumer import Handler, each_event
 from ccshared.events import Envelope
 from ccshared.events.payloads import ContactReceived
 from ccshared.service import ConsumerSpec, Runtime
-from feedback.db.facts import FactChanges, lock_customer, rollup_at_end
+from feedback.db.contacts import remember_contact
+from feedback.db.facts import (
+    FactChanges,
+    lock_customer,
+    resolved_without_recontact,
+    rollup_at_end,
+)
 from feedback.settings import FeedbackSettings
-
-_REMEMBER = text(
-    "INSERT INTO customer_contacts (contact_id, customer_id, channel, received_at) "
-    "VALUES (:contact_id, :customer_id, :channel, :received_at) ON CONFLICT DO NOTHING"
-)
-_RESOLVED_JUST_BEFORE = text(
-    "SELECT ticket_id FROM ticket_facts WHERE customer_id = :customer_id "
-    " AND resolved_at < :received_at AND resolved_at >= :since AND NOT recontacted "
-    "ORDER BY ticket_id"
-)
 
 
 def contact_events(runtime: Runtime) -> Handler:
@@ -36,27 +31,14 @@ def contact_events(runtime: Runtime) -> Handler:
         if not isinstance(payload, ContactReceived):
             return
         await lock_customer(conn, payload.customer_id)
-        await conn.execute(
-            _REMEMBER,
-            {
-                "contact_id": payload.contact_id,
-                "customer_id": payload.customer_id,
-                "channel": payload.channel,
-                "received_at": payload.received_at,
-            },
+        await remember_contact(
+            conn, payload.contact_id, payload.customer_id, payload.channel, payload.received_at
         )
-        tickets = (
-            await conn.execute(
-                _RESOLVED_JUST_BEFORE,
-                {
-                    "customer_id": payload.customer_id,
-                    "received_at": payload.received_at,
-                    "since": payload.received_at - window,
-                },
-            )
-        ).scalars()
+        tickets = await resolved_without_recontact(
+            conn, payload.customer_id, payload.received_at - window, payload.received_at
+        )
         facts = FactChanges(conn)
-        for ticket_id in list(tickets):
+        for ticket_id in tickets:
             await facts.update(ticket_id, {"recontacted": True})
         await facts.flush()
 

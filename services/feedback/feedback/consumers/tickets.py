@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.consumer import Handler, each_event
@@ -18,16 +17,11 @@ from ccshared.events.payloads import (
     TicketResolved,
 )
 from ccshared.service import ConsumerSpec, Runtime
+from feedback.db.contacts import customer_wrote_between
 from feedback.db.facts import FactChanges, lock_customer, rollup_at_end
 from feedback.db.surveys import cancel_unsent, schedule_for_resolved_ticket, suppress_unsent
 from feedback.domain.surveys import is_spam_or_duplicate
 from feedback.settings import FeedbackSettings
-
-# A new contact from the customer within the observed-FCR window after this resolution.
-_RECONTACTED = text(
-    "SELECT EXISTS (SELECT 1 FROM customer_contacts WHERE customer_id = :customer_id "
-    " AND received_at > :resolved_at AND received_at <= :until)"
-)
 
 
 def _earliest(*moments: datetime | None) -> datetime | None:
@@ -69,16 +63,11 @@ def ticket_events(runtime: Runtime) -> Handler:
             )
         elif isinstance(payload, TicketResolved):
             await lock_customer(conn, payload.customer_id)
-            recontacted = (
-                await conn.execute(
-                    _RECONTACTED,
-                    {
-                        "customer_id": payload.customer_id,
-                        "resolved_at": payload.resolved_at,
-                        "until": payload.resolved_at + fcr_window,
-                    },
-                )
-            ).scalar_one()
+            # A new contact from the customer within the observed-FCR window after this
+            # resolution.
+            recontacted = await customer_wrote_between(
+                conn, payload.customer_id, payload.resolved_at, payload.resolved_at + fcr_window
+            )
             after = await facts.update(
                 payload.ticket_id,
                 {
@@ -91,7 +80,7 @@ def ticket_events(runtime: Runtime) -> Handler:
                     "resolution_code": payload.resolution_code,
                     "opened_at": payload.opened_at,
                     "resolved_at": payload.resolved_at,
-                    "recontacted": bool(recontacted),
+                    "recontacted": recontacted,
                 },
             )
             await schedule_for_resolved_ticket(conn, after, policy)

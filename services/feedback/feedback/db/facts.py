@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -34,12 +35,28 @@ from feedback.domain.kpis import (
 _CUSTOMER_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 7))")
 _ENSURE = text("INSERT INTO ticket_facts (ticket_id) VALUES (:id) ON CONFLICT DO NOTHING")
 _LOCK = text("SELECT * FROM ticket_facts WHERE ticket_id = :id FOR UPDATE")
+_RESOLVED_BETWEEN = text(
+    "SELECT ticket_id FROM ticket_facts WHERE customer_id = :customer_id "
+    " AND resolved_at < :before AND resolved_at >= :since AND NOT recontacted "
+    "ORDER BY ticket_id"
+)
 
 
 async def lock_customer(conn: AsyncConnection, customer_id: uuid.UUID) -> None:
     """Serializes work on one customer's tickets that reads what another may be writing:
     the survey quiet period, and a contact racing the resolution it follows (observed FCR)."""
     await conn.execute(_CUSTOMER_LOCK, {"key": str(customer_id)})
+
+
+async def resolved_without_recontact(
+    conn: AsyncConnection, customer_id: uuid.UUID, since: datetime, before: datetime
+) -> list[uuid.UUID]:
+    """The customer's tickets resolved in [since, before) not yet marked recontacted, in id
+    order (the order their fact rows are then locked in)."""
+    rows = await conn.execute(
+        _RESOLVED_BETWEEN, {"customer_id": customer_id, "since": since, "before": before}
+    )
+    return list(rows.scalars())
 
 
 def facts_of(row: Mapping[str, Any]) -> TicketFacts:

@@ -1,4 +1,5 @@
-"""Key accounts and their call-back schedule."""
+"""Key accounts and their call-back schedule: the API's reads and changes, and the scheduler's
+claims of due call-backs (FOR UPDATE SKIP LOCKED, so replicas share them)."""
 
 from __future__ import annotations
 
@@ -110,3 +111,48 @@ async def publish_segment(
     ).scalar_one()
     payload = segment_changed(customer_id, active, int(version), datetime.now(UTC))
     await enqueue(conn, new_event(payload, producer="feedback"))
+
+
+_DUE_CALLBACKS = text(
+    "SELECT customer_id, name, relationship_started_at, channel, language, next_callback_at "
+    "FROM key_accounts WHERE active AND next_callback_at <= :now "
+    "ORDER BY next_callback_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+_RECORD_CALLBACK = text(
+    "INSERT INTO key_account_callbacks (follow_up_id, customer_id, due_at, requested_at) "
+    "VALUES (:id, :customer_id, :due_at, :now) ON CONFLICT DO NOTHING RETURNING 1"
+)
+_ADVANCE_CALLBACK = text(
+    "UPDATE key_accounts SET next_callback_at = :next, updated_at = now() "
+    "WHERE customer_id = :customer_id"
+)
+
+
+async def claim_due_callbacks(
+    conn: AsyncConnection, now: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Active key accounts whose call-back is due by `now`, the earliest first, locked for this
+    transaction (rows another replica holds are skipped)."""
+    rows = await conn.execute(_DUE_CALLBACKS, {"now": now, "limit": limit})
+    return [dict(r) for r in rows.mappings()]
+
+
+async def record_callback(
+    conn: AsyncConnection,
+    follow_up_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    due_at: datetime,
+    now: datetime,
+) -> bool:
+    """False when this call-back (customer, due time) was requested already."""
+    recorded = await conn.execute(
+        _RECORD_CALLBACK,
+        {"id": follow_up_id, "customer_id": customer_id, "due_at": due_at, "now": now},
+    )
+    return recorded.first() is not None
+
+
+async def advance_callback(
+    conn: AsyncConnection, customer_id: uuid.UUID, next_callback_at: datetime
+) -> None:
+    await conn.execute(_ADVANCE_CALLBACK, {"customer_id": customer_id, "next": next_callback_at})

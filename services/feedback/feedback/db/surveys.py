@@ -1,4 +1,6 @@
-"""Survey rows: scheduling at resolution, cancelling, and the reads the API and scheduler need."""
+"""Survey rows: scheduling at resolution, cancelling, the reads the API needs, and the
+scheduler's claims of due surveys and reminders (FOR UPDATE SKIP LOCKED, so replicas share
+them) and what it records of each."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from feedback.db.facts import lock_customer
 from feedback.domain.surveys import ResolvedTicketView, Scheduled, SurveyPolicy, schedule_survey
 from feedback.domain.texts import survey_language
 
-_EXISTING = text("SELECT id FROM surveys WHERE ticket_id = :ticket_id")
+_OF_TICKET = text("SELECT id FROM surveys WHERE ticket_id = :ticket_id")
 _LAST_SURVEYED = text(
     "SELECT max(due_at) FROM surveys "
     "WHERE customer_id = :customer_id AND status <> 'suppressed' AND ticket_id <> :ticket_id"
@@ -31,6 +33,14 @@ _INSERT = text(
     " :reason, :due_at, :window_closes_at, :traceparent) "
     "ON CONFLICT (ticket_id) DO NOTHING"
 )
+
+
+async def survey_of_ticket(conn: AsyncConnection, ticket_id: uuid.UUID) -> uuid.UUID | None:
+    """The id of the ticket's survey (scheduled, sent or suppressed), if it has one."""
+    survey_id: uuid.UUID | None = (
+        await conn.execute(_OF_TICKET, {"ticket_id": ticket_id})
+    ).scalar()
+    return survey_id
 
 
 async def last_customer_message(
@@ -61,7 +71,7 @@ async def schedule_for_resolved_ticket(
     # Tickets of one customer arrive on different partitions: serialize their scheduling so
     # the quiet period holds when two of them resolve at once.
     await lock_customer(conn, customer_id)
-    if (await conn.execute(_EXISTING, {"ticket_id": ticket_id})).first() is not None:
+    if await survey_of_ticket(conn, ticket_id) is not None:
         return
     ids = {"customer_id": customer_id, "ticket_id": ticket_id}
     last_surveyed = (await conn.execute(_LAST_SURVEYED, ids)).scalar()
@@ -133,3 +143,73 @@ async def survey_with_answer(
     sql = _SURVEY_WITH_ANSWER.text + (" FOR UPDATE OF s" if for_update else "")
     row = (await conn.execute(text(sql), {"id": survey_id})).mappings().first()
     return None if row is None else dict(row)
+
+
+_DUE_SURVEYS = text(
+    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, s.traceparent, "
+    " f.opened_at, f.customer_wrote_at "
+    "FROM surveys s LEFT JOIN ticket_facts f ON f.ticket_id = s.ticket_id "
+    "WHERE s.status = 'scheduled' AND s.due_at <= :now "
+    "ORDER BY s.due_at LIMIT :limit FOR UPDATE OF s SKIP LOCKED"
+)
+_MARK_SENT = text(
+    "UPDATE surveys SET status = 'sent', sent_at = :now, expires_at = :expires_at, "
+    " reminder_due_at = :reminder_due_at WHERE id = :id"
+)
+_SUPPRESS = text(
+    "UPDATE surveys SET status = 'suppressed', suppression_reason = :reason WHERE id = :id"
+)
+_DUE_REMINDERS = text(
+    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, s.expires_at, "
+    " s.traceparent, f.opened_at, f.customer_wrote_at "
+    "FROM surveys s LEFT JOIN ticket_facts f ON f.ticket_id = s.ticket_id "
+    "WHERE s.status = 'sent' AND s.reminded_at IS NULL AND s.reminder_due_at <= :now "
+    " AND s.expires_at > :now AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.survey_id = s.id) "
+    "ORDER BY s.reminder_due_at LIMIT :limit FOR UPDATE OF s SKIP LOCKED"
+)
+_MARK_REMINDED = text("UPDATE surveys SET reminded_at = :now WHERE id = :id")
+_NO_REMINDER = text("UPDATE surveys SET reminder_due_at = NULL WHERE id = :id")
+
+
+async def claim_due_surveys(
+    conn: AsyncConnection, now: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Scheduled surveys due by `now`, the earliest first, locked for this transaction (rows
+    another replica holds are skipped), with the ticket facts their reply window needs."""
+    rows = await conn.execute(_DUE_SURVEYS, {"now": now, "limit": limit})
+    return [dict(r) for r in rows.mappings()]
+
+
+async def mark_sent(
+    conn: AsyncConnection,
+    survey_id: uuid.UUID,
+    now: datetime,
+    expires_at: datetime,
+    reminder_due_at: datetime | None,
+) -> None:
+    await conn.execute(
+        _MARK_SENT,
+        {"id": survey_id, "now": now, "expires_at": expires_at, "reminder_due_at": reminder_due_at},
+    )
+
+
+async def suppress_survey(conn: AsyncConnection, survey_id: uuid.UUID, reason: str) -> None:
+    await conn.execute(_SUPPRESS, {"id": survey_id, "reason": reason})
+
+
+async def claim_due_reminders(
+    conn: AsyncConnection, now: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Sent, unanswered, unexpired surveys whose one reminder is due by `now`, locked as
+    `claim_due_surveys` locks."""
+    rows = await conn.execute(_DUE_REMINDERS, {"now": now, "limit": limit})
+    return [dict(r) for r in rows.mappings()]
+
+
+async def mark_reminded(conn: AsyncConnection, survey_id: uuid.UUID, now: datetime) -> None:
+    await conn.execute(_MARK_REMINDED, {"id": survey_id, "now": now})
+
+
+async def drop_reminder(conn: AsyncConnection, survey_id: uuid.UUID) -> None:
+    """The survey gets no reminder (its reply window closed)."""
+    await conn.execute(_NO_REMINDER, {"id": survey_id})

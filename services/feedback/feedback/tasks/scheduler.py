@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import orjson
 from opentelemetry.trace import Tracer
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ccshared import tracing
@@ -33,7 +32,17 @@ from ccshared.outbox import enqueue
 from ccshared.tasks import finish_or_cancel
 from ccshared.webhook_transport import post_webhook
 from feedback.db.facts import FactChanges, fold_rollup_deltas
-from feedback.db.surveys import last_customer_message, last_message_at
+from feedback.db.key_accounts import advance_callback, claim_due_callbacks, record_callback
+from feedback.db.surveys import (
+    claim_due_reminders,
+    claim_due_surveys,
+    drop_reminder,
+    last_customer_message,
+    last_message_at,
+    mark_reminded,
+    mark_sent,
+    suppress_survey,
+)
 from feedback.db.webhooks import claim_due_deliveries, queue_deliveries, record_attempt
 from feedback.domain.callbacks import next_callback_after
 from feedback.domain.surveys import SurveyPolicy, may_send_now, reminder_due_at
@@ -53,44 +62,6 @@ log = logging.getLogger(__name__)
 
 KPI_FOLD_BATCH = 5_000
 """KPI rollup deltas folded per transaction (feedback.db.facts.fold_rollup_deltas)."""
-
-_DUE_SURVEYS = text(
-    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, s.traceparent, "
-    " f.opened_at, f.customer_wrote_at "
-    "FROM surveys s LEFT JOIN ticket_facts f ON f.ticket_id = s.ticket_id "
-    "WHERE s.status = 'scheduled' AND s.due_at <= :now "
-    "ORDER BY s.due_at LIMIT :limit FOR UPDATE OF s SKIP LOCKED"
-)
-_MARK_SENT = text(
-    "UPDATE surveys SET status = 'sent', sent_at = :now, expires_at = :expires_at, "
-    " reminder_due_at = :reminder_due_at WHERE id = :id"
-)
-_SKIP = text(
-    "UPDATE surveys SET status = 'suppressed', suppression_reason = :reason WHERE id = :id"
-)
-_DUE_REMINDERS = text(
-    "SELECT s.id, s.ticket_id, s.customer_id, s.channel, s.language, s.expires_at, "
-    " s.traceparent, f.opened_at, f.customer_wrote_at "
-    "FROM surveys s LEFT JOIN ticket_facts f ON f.ticket_id = s.ticket_id "
-    "WHERE s.status = 'sent' AND s.reminded_at IS NULL AND s.reminder_due_at <= :now "
-    " AND s.expires_at > :now AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.survey_id = s.id) "
-    "ORDER BY s.reminder_due_at LIMIT :limit FOR UPDATE OF s SKIP LOCKED"
-)
-_MARK_REMINDED = text("UPDATE surveys SET reminded_at = :now WHERE id = :id")
-_NO_REMINDER = text("UPDATE surveys SET reminder_due_at = NULL WHERE id = :id")
-_DUE_CALLBACKS = text(
-    "SELECT customer_id, name, relationship_started_at, channel, language, next_callback_at "
-    "FROM key_accounts WHERE active AND next_callback_at <= :now "
-    "ORDER BY next_callback_at LIMIT :limit FOR UPDATE SKIP LOCKED"
-)
-_RECORD_CALLBACK = text(
-    "INSERT INTO key_account_callbacks (follow_up_id, customer_id, due_at, requested_at) "
-    "VALUES (:id, :customer_id, :due_at, :now) ON CONFLICT DO NOTHING RETURNING 1"
-)
-_ADVANCE_CALLBACK = text(
-    "UPDATE key_accounts SET next_callback_at = :next, updated_at = now() "
-    "WHERE customer_id = :customer_id"
-)
 
 
 def survey_url(settings: FeedbackSettings, survey_id: uuid.UUID, expires_at: datetime) -> str:
@@ -244,29 +215,16 @@ class FeedbackScheduler:
         now = datetime.now(UTC)
         sent_before = self.stats.surveys_sent
         async with self.engine.begin() as conn:
-            due = [
-                dict(r)
-                for r in (
-                    await conn.execute(
-                        _DUE_SURVEYS, {"now": now, "limit": self.settings.scheduler_batch}
-                    )
-                ).mappings()
-            ]
+            due = await claim_due_surveys(conn, now, self.settings.scheduler_batch)
             facts = FactChanges(conn)
             for survey in due:
                 if not await self._window_open(conn, survey, now):
-                    await conn.execute(_SKIP, {"id": survey["id"], "reason": "reply_window_closed"})
+                    await suppress_survey(conn, survey["id"], "reply_window_closed")
                     self.stats.surveys_skipped += 1
                     continue
                 expires_at = now + self.policy.link_ttl
-                await conn.execute(
-                    _MARK_SENT,
-                    {
-                        "id": survey["id"],
-                        "now": now,
-                        "expires_at": expires_at,
-                        "reminder_due_at": reminder_due_at(now, self.policy),
-                    },
+                await mark_sent(
+                    conn, survey["id"], now, expires_at, reminder_due_at(now, self.policy)
                 )
                 await facts.update(survey["ticket_id"], {"survey_sent": True})
                 await self._announce(conn, survey, expires_at, reminder=False)
@@ -279,19 +237,12 @@ class FeedbackScheduler:
         now = datetime.now(UTC)
         sent_before = self.stats.reminders_sent
         async with self.engine.begin() as conn:
-            due = [
-                dict(r)
-                for r in (
-                    await conn.execute(
-                        _DUE_REMINDERS, {"now": now, "limit": self.settings.scheduler_batch}
-                    )
-                ).mappings()
-            ]
+            due = await claim_due_reminders(conn, now, self.settings.scheduler_batch)
             for survey in due:
                 if not await self._window_open(conn, survey, now):
-                    await conn.execute(_NO_REMINDER, {"id": survey["id"]})
+                    await drop_reminder(conn, survey["id"])
                     continue
-                await conn.execute(_MARK_REMINDED, {"id": survey["id"], "now": now})
+                await mark_reminded(conn, survey["id"], now)
                 await self._announce(conn, survey, survey["expires_at"], reminder=True)
                 self.stats.reminders_sent += 1
         SURVEYS_SENT.labels("reminder").inc(self.stats.reminders_sent - sent_before)
@@ -302,25 +253,12 @@ class FeedbackScheduler:
     async def request_due_callbacks(self) -> int:
         now = datetime.now(UTC)
         async with self.engine.begin() as conn:
-            due = list(
-                (
-                    await conn.execute(
-                        _DUE_CALLBACKS, {"now": now, "limit": self.settings.scheduler_batch}
-                    )
-                ).mappings()
-            )
+            due = await claim_due_callbacks(conn, now, self.settings.scheduler_batch)
             for account in due:
                 follow_up_id = uuid.uuid4()
-                recorded = await conn.execute(
-                    _RECORD_CALLBACK,
-                    {
-                        "id": follow_up_id,
-                        "customer_id": account["customer_id"],
-                        "due_at": account["next_callback_at"],
-                        "now": now,
-                    },
-                )
-                if recorded.first() is not None:
+                if await record_callback(
+                    conn, follow_up_id, account["customer_id"], account["next_callback_at"], now
+                ):
                     await enqueue(
                         conn,
                         new_event(
@@ -338,15 +276,12 @@ class FeedbackScheduler:
                     )
                     self.stats.callbacks_requested += 1
                 # Call-backs missed while the service was down collapse into this one.
-                await conn.execute(
-                    _ADVANCE_CALLBACK,
-                    {
-                        "customer_id": account["customer_id"],
-                        "next": next_callback_after(
-                            account["relationship_started_at"],
-                            max(now, account["next_callback_at"]),
-                        ),
-                    },
+                await advance_callback(
+                    conn,
+                    account["customer_id"],
+                    next_callback_after(
+                        account["relationship_started_at"], max(now, account["next_callback_at"])
+                    ),
                 )
         return len(due)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.consumer import BatchHandler, Handler
@@ -11,37 +12,25 @@ from ccshared.events import Envelope
 from ccshared.events.catalog import ROUTER_TICKETS
 from ccshared.events.payloads import TicketContactAdded, TicketOpened
 from ccshared.service import ConsumerSpec, Runtime
-
-_LINK = text("UPDATE contacts SET ticket_id = :ticket_id WHERE id = :contact_id")
+from intake.db.contacts import link_to_ticket, link_to_tickets
 
 
 def link_contacts_to_tickets(runtime: Runtime) -> Handler:
     async def handle(conn: AsyncConnection, envelope: Envelope, payload: BaseModel) -> None:
         if isinstance(payload, TicketOpened | TicketContactAdded) and payload.contact_id:
-            await conn.execute(
-                _LINK, {"ticket_id": payload.ticket_id, "contact_id": payload.contact_id}
-            )
+            await link_to_ticket(conn, payload.contact_id, payload.ticket_id)
 
     return handle
 
 
-_LINK_MANY = text(
-    "UPDATE contacts c SET ticket_id = u.ticket_id "
-    "FROM unnest(CAST(:contact_ids AS uuid[]), CAST(:ticket_ids AS uuid[])) "
-    "AS u(contact_id, ticket_id) WHERE c.id = u.contact_id"
-)
-
-
 def link_contacts_in_bulk(runtime: Runtime) -> BatchHandler:
     async def handle(conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]) -> None:
-        links: dict[object, object] = {}  # contact → its latest ticket in this batch
+        links: dict[uuid.UUID, uuid.UUID] = {}  # contact → its latest ticket in this batch
         for _, payload in events:
             if isinstance(payload, TicketOpened | TicketContactAdded) and payload.contact_id:
                 links[payload.contact_id] = payload.ticket_id
         if links:
-            await conn.execute(
-                _LINK_MANY, {"contact_ids": list(links), "ticket_ids": list(links.values())}
-            )
+            await link_to_tickets(conn, links)
 
     return handle
 

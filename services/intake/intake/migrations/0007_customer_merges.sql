@@ -4,6 +4,7 @@
 -- were written with.
 ALTER TABLE customers ADD COLUMN merged_into uuid REFERENCES customers (id),
                       ADD COLUMN merged_at timestamptz;
--- The writer's probe ("is this customer merged?") reads this small index, not the table.
-CREATE INDEX customers_merged ON customers (id) WHERE merged_into IS NOT NULL;
-CREATE INDEX customers_merged_into ON customers (merged_into) WHERE merged_into IS NOT NULL;
+-- Its two indexes (customers_merged, customers_merged_into) are built CONCURRENTLY by 0009:
+-- customers is an existing, large table. (This file built them with a plain CREATE INDEX, which
+-- blocks writes to customers for the whole build, until 0009 took them over the same day; on a
+-- database where that version ran, 0009 rebuilds them concurrently.)

@@ -99,8 +99,9 @@ def build(version: str, vectorizer: Any, category: Any, priority: Any) -> Traine
     )
 
 
-def save(model: TrainedModel, path: Path) -> str:
-    """Write the model (compressed arrays, JSON header); its SHA-256, which `load` checks."""
+def to_bytes(model: TrainedModel) -> bytes:
+    """The model file's bytes: compressed arrays and a JSON header (what `save` writes and
+    the router's database keeps, `db.classifier_models`)."""
     header = {
         "format": 1,
         "version": model.version,
@@ -118,20 +119,31 @@ def save(model: TrainedModel, path: Path) -> str:
         priority_coef=model.priority.coef,
         priority_intercept=model.priority.intercept,
     )
-    path.write_bytes(buffer.getvalue())
-    return hashlib.sha256(buffer.getvalue()).hexdigest()
+    return buffer.getvalue()
+
+
+def save(model: TrainedModel, path: Path) -> str:
+    """Write the model (compressed arrays, JSON header); its SHA-256, which `load` checks."""
+    data = to_bytes(model)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def load(path: Path, sha256: str | None = None) -> TrainedModel:
     """A model file; if `sha256` is given the file must have it (one replaced after training
     is refused). No pickle: arrays and JSON only."""
-    data = path.read_bytes()
+    return from_bytes(path.read_bytes(), sha256, str(path))
+
+
+def from_bytes(data: bytes, sha256: str | None = None, source: str = "model") -> TrainedModel:
+    """A model from its file's bytes (a file, or a row of the router's database); if `sha256`
+    is given the bytes must have it."""
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise ValueError(f"{path}: its SHA-256 is not the one recorded when it was trained")
+        raise ValueError(f"{source}: its SHA-256 is not the one recorded when it was trained")
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         header = json.loads(arrays["header"].tobytes().decode())
         if header.get("format") != 1:
-            raise ValueError(f"{path}: unknown model format {header.get('format')!r}")
+            raise ValueError(f"{source}: unknown model format {header.get('format')!r}")
         return TrainedModel(
             header["version"],
             header["names"],

@@ -11,6 +11,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ from typing import Any
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, classification_report
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from router.classifier import store
 from router.classifier.corpus import Example, load
 from router.classifier.features import analyze
-from router.classifier.model import TrainedModel, build
+from router.classifier.model import TrainedModel, build, from_bytes
 from router.domain.urgency import most_urgent, signals
 
 C = 30.0  # inverse regularisation, chosen on the train split by cross-validation
@@ -87,15 +89,26 @@ def report(model: TrainedModel, examples: Sequence[Example], title: str) -> str:
     )
 
 
-def train(
-    directory: Path,
-    corrections: Sequence[tuple[str, Example]] = (),
+@dataclass
+class Candidate:
+    """A trained version and the decision on it: promote only if not worse on the slice."""
+
+    model: TrainedModel
+    promote: bool
+    metrics: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+def candidate(
+    corrections: Sequence[tuple[str, Example]],
+    current: TrainedModel | None,
     *,
     corpus: Sequence[Example] | None = None,
     force: bool = False,
     out: Any = sys.stdout,
-) -> tuple[str, bool, dict[str, Any]]:
-    """Train, evaluate, store; (version, promoted, metrics). `corrections`: (key, example)."""
+) -> Candidate:
+    """Train on the corpus's train split plus four corrections in five, evaluate on the
+    test split plus the held-back fifth, and compare with `current` on that same slice."""
     corpus = load() if corpus is None else corpus
     fixes_train = [e for k, e in corrections if not held_back(k)]
     fixes_test = [e for k, e in corrections if held_back(k)]
@@ -106,7 +119,6 @@ def train(
     out.write(report(model, [e for e in corpus if e.split == "test"], "corpus test split") + "\n")
     if fixes_test:
         out.write(f"held-back corrections: {evaluate(model, fixes_test)}\n")
-    current = store.load_current(directory)
     baseline = evaluate(current, test_set) if current is not None else None
     promote = force or baseline is None or score(metrics) >= score(baseline)
     metadata = {
@@ -117,18 +129,81 @@ def train(
         "previous": current.version if current is not None else None,
         "previous_metrics": baseline,
     }
-    name = store.add_version(directory, model, metadata, promote=promote)
-    verdict = "promoted" if promote else f"kept {current.version if current else '-'} (not worse)"
-    out.write(
-        f"{name}: category {metrics['category_accuracy']:.3f}, priority "
-        f"{metrics['priority_accuracy']:.3f} on {metrics['examples']} held back; {verdict}\n"
+    return Candidate(model, promote, metrics, metadata)
+
+
+def _verdict(name: str, c: Candidate, current: TrainedModel | None) -> str:
+    kept = f"kept {current.version if current else '-'} (the new one is worse)"
+    return (
+        f"{name}: category {c.metrics['category_accuracy']:.3f}, priority "
+        f"{c.metrics['priority_accuracy']:.3f} on {c.metrics['examples']} held back; "
+        f"{'promoted' if c.promote else kept}\n"
     )
-    return name, promote, metrics
+
+
+def train(
+    directory: Path,
+    corrections: Sequence[tuple[str, Example]] = (),
+    *,
+    corpus: Sequence[Example] | None = None,
+    force: bool = False,
+    out: Any = sys.stdout,
+) -> tuple[str, bool, dict[str, Any]]:
+    """Train, evaluate, store in `directory`; (version, promoted, metrics).
+    `corrections`: (key, example)."""
+    current = store.load_current(directory)
+    c = candidate(corrections, current, corpus=corpus, force=force, out=out)
+    name = store.add_version(directory, c.model, c.metadata, promote=c.promote)
+    out.write(_verdict(name, c, current))
+    return name, c.promote, c.metrics
+
+
+async def train_into_database(
+    engine: AsyncEngine,
+    directory: Path | None = None,
+    *,
+    corpus: Sequence[Example] | None = None,
+    force: bool = False,
+    out: Any = sys.stdout,
+) -> tuple[str, bool, dict[str, Any]]:
+    """The cluster's training job: the corpus plus the database's corrections, compared with
+    the version the router runs (the database's promoted one, else `directory`'s or the
+    shipped one), stored in the router's database as the next version and promoted there
+    only if not worse; (version, promoted, metrics)."""
+    from router.classifier.model import to_bytes
+    from router.db.classifier_models import (
+        add_model,
+        next_number,
+        promoted_version,
+        stored_model,
+    )
+    from router.db.corrections import training_labels
+
+    async with engine.connect() as conn:
+        corrections = [
+            (str(c.ticket_id), Example(c.text, c.category, c.priority, split="train"))
+            for c in await training_labels(conn)
+        ]
+        current = store.load_for_router(directory)
+        if (found := await promoted_version(conn)) is not None:
+            stored = await stored_model(conn, found[0])
+            if stored is not None:
+                current = from_bytes(stored.data, found[1], f"classifier_models {found[0]}")
+    out.write(f"{len(corrections)} corrections from the deployment\n")
+    c = await asyncio.to_thread(
+        candidate, corrections, current, corpus=corpus, force=force, out=out
+    )
+    async with engine.begin() as conn:
+        number = await next_number(conn, store.last_shipped())
+        c.model.version = f"v{number}"  # the file's header names the version it is stored as
+        data = to_bytes(c.model)
+        sha256 = hashlib.sha256(data).hexdigest()
+        name = await add_model(conn, number, data, sha256, c.metadata, promote=c.promote)
+    out.write(_verdict(name, c, current))
+    return name, c.promote, c.metrics
 
 
 async def _corrections(database_url: str) -> list[tuple[str, Example]]:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     from router.db.corrections import training_labels
 
     engine = create_async_engine(database_url)
@@ -138,6 +213,14 @@ async def _corrections(database_url: str) -> list[tuple[str, Example]]:
                 (str(c.ticket_id), Example(c.text, c.category, c.priority, split="train"))
                 for c in await training_labels(conn)
             ]
+    finally:
+        await engine.dispose()
+
+
+async def _train_into(database_url: str, directory: Path | None, force: bool) -> None:
+    engine = create_async_engine(database_url)
+    try:
+        await train_into_database(engine, directory, force=force)
     finally:
         await engine.dispose()
 
@@ -155,7 +238,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--no-corrections", action="store_true", help="the corpus alone")
     parser.add_argument("--force", action="store_true", help="promote even if worse")
+    parser.add_argument(
+        "--database",
+        action="store_true",
+        help="store the version in the router's database (ROUTER_DATABASE_URL), where every "
+        "replica loads the promoted one from: the cluster's scheduled job (router-train)",
+    )
     args = parser.parse_args(argv)
+    if args.database:
+        asyncio.run(
+            _train_into(database_url, Path(classifier_dir) if classifier_dir else None, args.force)
+        )
+        return
     corrections: list[tuple[str, Example]] = []
     if not args.no_corrections:
         try:

@@ -4,7 +4,7 @@ current version."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,12 +83,16 @@ class RulesCache(CurrentVersion[RuleSet]):
         self,
         engine: AsyncEngine,
         ttl_s: float,
-        model: Callable[[], TextModel | None] | None = None,
+        model: Callable[[AsyncConnection], Awaitable[TextModel | None]] | None = None,
     ) -> None:
-        """`model`: the classifier in force, asked at every refresh (bootstrap's ModelSource)."""
+        """`model`: the classifier in force, asked at every refresh on the same connection
+        (bootstrap's `ModelSource.current_in`: the database's promoted version, else the
+        directory's or the shipped one)."""
 
         async def load(conn: AsyncConnection) -> RuleSet:
             rules = await load_rules(conn)
-            return dataclasses.replace(rules, model=model()) if model is not None else rules
+            if model is None:
+                return rules
+            return dataclasses.replace(rules, model=await model(conn))
 
         super().__init__(engine, ttl_s, load)

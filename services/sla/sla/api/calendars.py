@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
 
 from ccshared.problem_handlers import problem_responses
 from ccshared.problems import Conflict, NotFound, Problem, found_or_404
@@ -15,7 +13,7 @@ from ccshared.user_auth import AUTH_RESPONSES, reads_open_writes_supervised
 from sla.api.deps import configs, engine_of
 from sla.api.errors import invalid
 from sla.api.schemas import CalendarView, HolidayImport
-from sla.db.config import dump
+from sla.db import calendars as db
 from sla.domain.calendar import BusinessCalendar, InvalidCalendar
 from sla.domain.definitions import CalendarCreate, CalendarDoc, calendar_doc, calendar_from_doc
 from sla.domain.ical import holidays_from_ical
@@ -29,20 +27,6 @@ router = APIRouter(
 
 CalendarId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 TEXT_CALENDAR = "text/calendar"
-
-_ALL = text("SELECT id, body, revision, updated_at FROM sla_calendars ORDER BY id")
-_ONE = text("SELECT id, body, revision, updated_at FROM sla_calendars WHERE id = :id")
-_LOCK = text("SELECT id, body, revision, updated_at FROM sla_calendars WHERE id = :id FOR UPDATE")
-_INSERT = text(
-    "INSERT INTO sla_calendars (id, body) VALUES (:id, CAST(:body AS jsonb)) "
-    "RETURNING id, body, revision, updated_at"
-)
-_UPDATE = text(
-    "UPDATE sla_calendars SET body = CAST(:body AS jsonb), revision = revision + 1, "
-    "updated_at = now() WHERE id = :id RETURNING id, body, revision, updated_at"
-)
-_IN_USE = text("SELECT EXISTS (SELECT 1 FROM sla_policies WHERE body->>'calendar_id' = :id)")
-_DELETE = text("DELETE FROM sla_calendars WHERE id = :id")
 
 _ERRORS = problem_responses(
     {
@@ -73,20 +57,17 @@ def _validated(calendar_id: str, doc: CalendarDoc) -> BusinessCalendar:
 @router.get("", response_model=list[CalendarView], summary="Every calendar")
 async def list_calendars(request: Request) -> list[CalendarView]:
     async with engine_of(request).connect() as conn:
-        return [_view(r) for r in await conn.execute(_ALL)]
+        return [_view(r) for r in await db.all_calendars(conn)]
 
 
 @router.post("", status_code=201, response_model=CalendarView, responses=_ERRORS)
 async def create_calendar(body: CalendarCreate, request: Request) -> CalendarView:
     doc = CalendarDoc.model_validate(body.model_dump(exclude={"id"}))
     calendar = _validated(body.id, doc)
-    try:
-        async with engine_of(request).begin() as conn:
-            row = (
-                await conn.execute(_INSERT, {"id": body.id, "body": dump(calendar_doc(calendar))})
-            ).one()
-    except sa_exc.IntegrityError:
-        raise Conflict(f"Calendar {body.id!r} exists already; change it with PUT.") from None
+    async with engine_of(request).begin() as conn:
+        row = await db.create_calendar(conn, body.id, calendar_doc(calendar))
+        if row is None:
+            raise Conflict(f"Calendar {body.id!r} exists already; change it with PUT.")
     configs(request).invalidate()
     return _view(row)
 
@@ -95,7 +76,7 @@ async def create_calendar(body: CalendarCreate, request: Request) -> CalendarVie
 async def get_calendar(calendar_id: CalendarId, request: Request) -> CalendarView:
     async with engine_of(request).connect() as conn:
         row = found_or_404(
-            (await conn.execute(_ONE, {"id": calendar_id})).first(), f"No calendar {calendar_id!r}."
+            await db.get_calendar(conn, calendar_id), f"No calendar {calendar_id!r}."
         )
     return _view(row)
 
@@ -112,9 +93,7 @@ async def replace_calendar(
 ) -> CalendarView:
     calendar = _validated(calendar_id, body)
     async with engine_of(request).begin() as conn:
-        row = (
-            await conn.execute(_UPDATE, {"id": calendar_id, "body": dump(calendar_doc(calendar))})
-        ).first()
+        row = await db.update_calendar(conn, calendar_id, calendar_doc(calendar))
     if row is None:
         raise NotFound(f"No calendar {calendar_id!r}; create it with POST /v1/calendars.")
     configs(request).invalidate()
@@ -148,8 +127,7 @@ async def import_holidays(calendar_id: CalendarId, request: Request) -> HolidayI
     raw = await request.body()
     async with engine_of(request).begin() as conn:
         row = found_or_404(
-            (await conn.execute(_LOCK, {"id": calendar_id})).first(),
-            f"No calendar {calendar_id!r}.",
+            await db.lock_calendar(conn, calendar_id), f"No calendar {calendar_id!r}."
         )
         doc = CalendarDoc.model_validate(row.body)
         try:
@@ -159,11 +137,9 @@ async def import_holidays(calendar_id: CalendarId, request: Request) -> HolidayI
         known = set(doc.holidays)
         doc = doc.model_copy(update={"holidays": sorted(known | imported)})
         calendar = _validated(calendar_id, doc)
-        row = (
-            await conn.execute(_UPDATE, {"id": calendar_id, "body": dump(calendar_doc(calendar))})
-        ).one()
+        saved = await db.update_calendar(conn, calendar_id, calendar_doc(calendar))
     configs(request).invalidate()
-    return HolidayImport(calendar=_view(row), imported=len(imported), added=len(imported - known))
+    return HolidayImport(calendar=_view(saved), imported=len(imported), added=len(imported - known))
 
 
 @router.delete(
@@ -171,9 +147,9 @@ async def import_holidays(calendar_id: CalendarId, request: Request) -> HolidayI
 )
 async def delete_calendar(calendar_id: CalendarId, request: Request) -> Response:
     async with engine_of(request).begin() as conn:
-        if (await conn.execute(_IN_USE, {"id": calendar_id})).scalar():
+        if await db.calendar_in_use(conn, calendar_id):
             raise Conflict(f"A policy (or one of its versions) uses calendar {calendar_id!r}.")
-        if (await conn.execute(_DELETE, {"id": calendar_id})).rowcount == 0:
+        if not await db.delete_calendar(conn, calendar_id):
             raise NotFound(f"No calendar {calendar_id!r}.")
     configs(request).invalidate()
     return Response(status_code=204)

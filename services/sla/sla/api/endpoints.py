@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import text
 
 from ccshared.auth import Principal
 from ccshared.problem_handlers import problem_responses
@@ -36,7 +35,8 @@ from sla.api.schemas import (
     TimelineEntryView,
 )
 from sla.db.clocks import clocks_from_json
-from sla.db.tickets import get_ticket
+from sla.db.outcomes import AttainmentGroup, attainment_counts
+from sla.db.tickets import get_ticket, tickets_due_first
 from sla.domain.clock import SlaClock
 
 router = APIRouter(
@@ -45,14 +45,6 @@ router = APIRouter(
     dependencies=[Depends(reads_open_writes_supervised)],
     responses=AUTH_RESPONSES,
 )
-
-_AT_RISK = text(
-    "SELECT ticket_id, priority, queue_id, policy_id, policy_version, agent_replied, clocks "
-    "FROM sla_tickets WHERE next_deadline IS NOT NULL AND status = 'open' "
-    "AND (CAST(:queue_id AS text) IS NULL OR queue_id = :queue_id) "
-    "ORDER BY next_deadline LIMIT :limit"
-)
-_GROUP_COLUMNS = {"queue": "queue_id", "channel": "channel", "priority": "priority"}
 
 
 def _metric_view(clock: SlaClock, now: datetime) -> MetricView:
@@ -131,7 +123,7 @@ async def at_risk(
     queue_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> AtRiskList:
     async with engine_of(request).connect() as conn:
-        rows = (await conn.execute(_AT_RISK, {"limit": limit, "queue_id": queue_id})).all()
+        rows = await tickets_due_first(conn, limit, queue_id)
         config = await configs(request).get(conn)
     now = datetime.now(UTC)
     items: list[AtRiskClock] = []
@@ -173,22 +165,15 @@ async def attainment(
     request: Request,
     from_: Annotated[datetime, Query(alias="from", description="Inclusive, with a time zone")],
     to: Annotated[datetime, Query(description="Exclusive, with a time zone")],
-    group_by: Literal["queue", "channel", "priority"] = "queue",
+    group_by: AttainmentGroup = "queue",
 ) -> Attainment:
     for name, value in (("query.from", from_), ("query.to", to)):
         if value.tzinfo is None:
             raise unprocessable(name, "needs a time zone, e.g. 2025-01-01T00:00:00Z")
     if to <= from_:
         raise unprocessable("query.to", "must be after from")
-    column = _GROUP_COLUMNS[group_by]
-    query = text(
-        f"SELECT {column} AS grp, metric, count(*) FILTER (WHERE outcome = 'met') AS met, "  # noqa: S608 - column from a fixed map
-        "count(*) FILTER (WHERE outcome = 'breached') AS breached "
-        "FROM sla_outcomes WHERE settled_at >= :from_ AND settled_at < :to "
-        "GROUP BY 1, 2 ORDER BY 1 NULLS LAST, 2"
-    )
     async with engine_of(request).connect() as conn:
-        rows = (await conn.execute(query, {"from_": from_, "to": to})).all()
+        rows = await attainment_counts(conn, from_, to, group_by)
     return Attainment(
         from_=from_,
         to=to,

@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.problem_handlers import problem_responses
@@ -17,7 +15,8 @@ from ccshared.user_auth import AUTH_RESPONSES, reads_open_writes_supervised
 from sla.api.deps import configs, engine_of, tracker
 from sla.api.errors import invalid, unprocessable
 from sla.api.schemas import PolicyView
-from sla.db.config import dump
+from sla.db import policies as db
+from sla.db.calendars import calendar_exists
 from sla.db.tickets import open_tickets_on_policy
 from sla.domain.definitions import PolicyCreate, PolicyDoc, policy_from_doc
 from sla.domain.policy import InvalidPolicy, SlaPolicy
@@ -30,35 +29,6 @@ router = APIRouter(
 )
 
 PolicyId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
-
-_LATEST = text(
-    "SELECT DISTINCT ON (id) id, version, body, active, created_at FROM sla_policies "
-    "ORDER BY id, version DESC"
-)
-_LATEST_OF = text(
-    "SELECT id, version, body, active, created_at FROM sla_policies WHERE id = :id "
-    "ORDER BY version DESC LIMIT 1"
-)
-_VERSIONS = text(
-    "SELECT id, version, body, active, created_at FROM sla_policies WHERE id = :id ORDER BY version"
-)
-_VERSION = text(
-    "SELECT id, version, body, active, created_at FROM sla_policies "
-    "WHERE id = :id AND version = :version"
-)
-_INSERT = text(
-    "INSERT INTO sla_policies (id, version, body, active) "
-    "VALUES (:id, :version, CAST(:body AS jsonb), :active) "
-    "RETURNING id, version, body, active, created_at"
-)
-_CALENDAR_EXISTS = text("SELECT EXISTS (SELECT 1 FROM sla_calendars WHERE id = :id)")
-_DEACTIVATE = text("UPDATE sla_policies SET active = false WHERE id = :id")
-# A deactivated policy stops escalating its tickets at once; a clock event recomputes their
-# timers without escalations from then on.
-_DROP_ESCALATIONS = text(
-    "DELETE FROM sla_timers WHERE kind = 'escalation' AND ticket_id IN "
-    "(SELECT ticket_id FROM sla_tickets WHERE policy_id = :id AND status = 'open')"
-)
 
 _ERRORS = problem_responses(
     {
@@ -85,30 +55,27 @@ async def _validated(conn: AsyncConnection, policy_id: str, version: int, doc: P
         policy_from_doc(policy_id, version, doc, active=True)
     except InvalidPolicy as exc:
         raise invalid(exc) from None
-    if not (await conn.execute(_CALENDAR_EXISTS, {"id": doc.calendar_id})).scalar():
+    if not await calendar_exists(conn, doc.calendar_id):
         raise unprocessable("body.calendar_id", f"no calendar {doc.calendar_id!r}")
 
 
 async def _insert(
     conn: AsyncConnection, policy_id: str, version: int, doc: PolicyDoc, active: bool
 ) -> Any:
-    try:
-        result = await conn.execute(
-            _INSERT, {"id": policy_id, "version": version, "body": dump(doc), "active": active}
-        )
-    except sa_exc.IntegrityError:
+    row = await db.insert_version(conn, policy_id, version, doc, active=active)
+    if row is None:
         raise Conflict(
             f"Policy {policy_id!r} version {version} exists already."
             if version == 1
             else f"Policy {policy_id!r} was changed at the same moment; retry."
-        ) from None
-    return result.one()
+        )
+    return row
 
 
 @router.get("", response_model=list[PolicyView], summary="The latest version of every policy")
 async def list_policies(request: Request) -> list[PolicyView]:
     async with engine_of(request).connect() as conn:
-        return [_view(r) for r in await conn.execute(_LATEST)]
+        return [_view(r) for r in await db.latest_policies(conn)]
 
 
 @router.post(
@@ -130,16 +97,14 @@ async def create_policy(body: PolicyCreate, request: Request) -> PolicyView:
 @router.get("/{policy_id}", response_model=PolicyView, responses=_ERRORS)
 async def get_policy(policy_id: PolicyId, request: Request) -> PolicyView:
     async with engine_of(request).connect() as conn:
-        row = found_or_404(
-            (await conn.execute(_LATEST_OF, {"id": policy_id})).first(), f"No policy {policy_id!r}."
-        )
+        row = found_or_404(await db.latest_version(conn, policy_id), f"No policy {policy_id!r}.")
     return _view(row)
 
 
 @router.get("/{policy_id}/versions", response_model=list[PolicyView], responses=_ERRORS)
 async def list_versions(policy_id: PolicyId, request: Request) -> list[PolicyView]:
     async with engine_of(request).connect() as conn:
-        rows = (await conn.execute(_VERSIONS, {"id": policy_id})).all()
+        rows = await db.policy_versions(conn, policy_id)
     if not rows:
         raise NotFound(f"No policy {policy_id!r}.")
     return [_view(r) for r in rows]
@@ -151,7 +116,7 @@ async def get_version(
 ) -> PolicyView:
     async with engine_of(request).connect() as conn:
         row = found_or_404(
-            (await conn.execute(_VERSION, {"id": policy_id, "version": version})).first(),
+            await db.policy_version(conn, policy_id, version),
             f"No version {version} of policy {policy_id!r}.",
         )
     return _view(row)
@@ -177,7 +142,7 @@ async def change_policy(
 ) -> PolicyView:
     async with engine_of(request).begin() as conn:
         latest = found_or_404(
-            (await conn.execute(_LATEST_OF, {"id": policy_id})).first(),
+            await db.latest_version(conn, policy_id),
             f"No policy {policy_id!r}; create it with POST /v1/policies.",
         )
         version = latest.version + 1
@@ -211,9 +176,8 @@ async def _recompute_open(conn: AsyncConnection, request: Request, policy: SlaPo
 )
 async def deactivate_policy(policy_id: PolicyId, request: Request) -> PolicyView:
     async with engine_of(request).begin() as conn:
-        if (await conn.execute(_DEACTIVATE, {"id": policy_id})).rowcount == 0:
+        row = await db.deactivate_policy(conn, policy_id)
+        if row is None:
             raise NotFound(f"No policy {policy_id!r}.")
-        await conn.execute(_DROP_ESCALATIONS, {"id": policy_id})
-        row = (await conn.execute(_LATEST_OF, {"id": policy_id})).one()
     configs(request).invalidate()
     return _view(row)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events.payloads import Channel, Priority
@@ -26,6 +26,12 @@ _GET_TICKET = text(
 _OPEN_ON_POLICY = text(
     "SELECT ticket_id FROM sla_tickets WHERE policy_id = :policy_id AND status = 'open' "
     "AND ticket_id > :after ORDER BY ticket_id LIMIT :limit"
+)
+_AT_RISK = text(
+    "SELECT ticket_id, priority, queue_id, policy_id, policy_version, agent_replied, clocks "
+    "FROM sla_tickets WHERE next_deadline IS NOT NULL AND status = 'open' "
+    "AND (CAST(:queue_id AS text) IS NULL OR queue_id = :queue_id) "
+    "ORDER BY next_deadline LIMIT :limit"
 )
 _UPSERT_TICKET = text(
     "INSERT INTO sla_tickets (ticket_id, priority, channel, category, queue_id, segment, "
@@ -105,6 +111,15 @@ async def open_tickets_on_policy(
         _OPEN_ON_POLICY, {"policy_id": policy_id, "after": after, "limit": limit}
     )
     return [r.ticket_id for r in rows]
+
+
+async def tickets_due_first(
+    conn: AsyncConnection, limit: int, queue_id: str | None
+) -> list[Row[Any]]:
+    """Open tickets with a running clock (of one queue, or of all), the earliest next deadline
+    first: ticket_id, priority, queue_id, policy_id, policy_version, agent_replied, clocks."""
+    rows = await conn.execute(_AT_RISK, {"limit": limit, "queue_id": queue_id})
+    return list(rows.all())
 
 
 async def save_ticket(
