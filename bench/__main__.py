@@ -13,6 +13,7 @@ BENCHMARKS = {
     "feedback": "bench.feedback",
     "e2e": "bench.e2e",
     "outbound": "bench.outbound",
+    "console-live": "bench.console_live",
 }
 # Run only when named: `python -m bench chaos` (make chaos) kills services, Kafka and PostgreSQL.
 ON_REQUEST = {"chaos": "bench.chaos", "scale": "bench.scale"}

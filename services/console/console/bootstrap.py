@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from ccshared.service import Runtime
 from console.apis import Apis, Service
+from console.live import Live
 from console.settings import ConsoleSettings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -23,8 +23,8 @@ class ConsoleParts:
     settings: ConsoleSettings
     apis: Apis
     templates: Environment
-    # The live stream (console.live): set when it has started; None in tests that need none.
-    live: Any = None
+    # The live stream (console.live): its Kafka reader, buffer and open streams.
+    live: Live | None = None
 
 
 def template_environment() -> Environment:
@@ -44,7 +44,12 @@ async def start(
     transports: Mapping[Service, httpx.AsyncBaseTransport] | None = None,
 ) -> None:
     """`transports`: the APIs' apps in the same process (tests), instead of over the network."""
-    runtime.parts = ConsoleParts(settings, Apis(settings, transports), template_environment())
+    live = Live(settings)
+    runtime.parts = ConsoleParts(settings, Apis(settings, transports), template_environment(), live)
+    live.start()
+    # Not ready until the live reader is positioned at the end of every partition: a browser
+    # sent here before would miss what happens meanwhile.
+    runtime.readiness.checks["live"] = live.ready
 
 
 async def stop(runtime: Runtime, settings: ConsoleSettings) -> None:

@@ -54,6 +54,24 @@ class ConsoleSettings(ServiceSettings):
     # The proxies whose X-Forwarded-For names the client (their addresses); empty: none.
     trusted_proxies: frozenset[str] = frozenset()
 
+    # The live stream (GET /live, console/live/; docs/live.md). Each replica keeps the last
+    # `live_buffer_size` events it read for reconnecting browsers to catch up from (older gaps
+    # reload the page's data); each open stream has a queue of `live_queue_size` events, and a
+    # stream whose queue fills (a browser too slow to take its events) is closed, so it cannot
+    # hold the others back. A comment every `live_heartbeat_s` keeps proxies from closing an
+    # idle stream; the session (and an agent's queues, from the router) is checked again every
+    # `live_recheck_s`; browsers wait `live_retry_ms` before reconnecting.
+    live_buffer_size: int = Field(default=10_000, ge=10, le=1_000_000)
+    live_queue_size: int = Field(default=1_000, ge=10, le=100_000)
+    live_heartbeat_s: float = Field(default=15.0, gt=0, le=300)
+    live_recheck_s: float = Field(default=60.0, gt=0, le=3600)
+    live_retry_ms: int = Field(default=3_000, ge=100, le=600_000)
+    # Tickets whose holder, owner and queue the replica remembers (from their events), so an
+    # agent gets the events of their tickets that name neither (least recently seen forgotten).
+    live_tracked_tickets: int = Field(default=100_000, ge=100, le=10_000_000)
+    # How often the reader looks for partitions added to its topics.
+    live_metadata_interval_s: float = Field(default=30.0, gt=0, le=3600)
+
     @field_validator("token_private_key")
     @classmethod
     def _real_private_key(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from console.api.deps import csrf_checked, signed_in, supervisor_signed_in
 from tests.integration.console.conftest import Console
@@ -37,13 +37,17 @@ def _dependencies(route: APIRoute) -> set[object]:
 
 
 def _routes(console: Console) -> list[tuple[str, str, APIRoute]]:
-    return [
-        (method, route.path, route)
-        for route in console.app.routes
-        if isinstance(route, APIRoute)
-        for method in sorted(route.methods)
-        if route.include_in_schema is False or not route.path.startswith(("/docs", "/redoc"))
+    """Every route of the app, those of its included routers too (FastAPI keeps them as
+    included-router objects in `app.routes`)."""
+    found = [
+        (method, str(context.path), context.original_route)
+        for context in iter_route_contexts(console.app.routes)
+        if isinstance(context.original_route, APIRoute)
+        for method in sorted(context.methods or ())
+        if not str(context.path).startswith(("/docs", "/redoc"))
     ]
+    assert len(found) > 30, "the walk misses the console's routes"
+    return found
 
 
 def _concrete(path: str) -> str:
