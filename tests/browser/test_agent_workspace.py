@@ -110,7 +110,7 @@ async def test_an_offer_appears_without_reloading_and_is_accepted_replied_and_re
 
 
 @needs_live
-async def test_the_customers_new_message_appears_on_the_open_ticket_by_itself(
+async def test_the_customers_new_message_appears_on_the_open_ticket_keeping_the_reply_box(
     stack: BrowserStack, page: Page
 ) -> None:
     await _agent_signed_in(stack, page, "amy")
@@ -129,11 +129,15 @@ async def test_the_customers_new_message_appears_on_the_open_ticket_by_itself(
             .click()
         )
     await expect(page.locator("#conversation")).to_contain_text("第一条：订单没收到")
+    await page.get_by_label("Reply", exact=True).fill("正在查询，请稍等")  # half-written
+    await page.evaluate("window.__sameDocument = true")
 
     again = await stack.router.receive(contact(customer, text_="第二条：订单号 88231"))
 
     assert str(again) == ticket_id
     await expect(page.locator("#conversation")).to_contain_text("第二条：订单号 88231")
+    assert await page.evaluate("window.__sameDocument === true")  # in place, no reload
+    await expect(page.get_by_label("Reply", exact=True)).to_have_value("正在查询，请稍等")
 
 
 async def test_an_offer_that_times_out_leaves_the_page_by_itself(

@@ -1,10 +1,8 @@
 // A ticket's page (and the tickets list): live countdowns (SLA clocks in business time,
-// deadlines, offers), canned responses into the reply box, the page reloaded when the ticket
-// changes elsewhere (unless something is being typed), and keyboard shortcuts.
+// deadlines, offers), canned responses into the reply box, the ticket's parts brought up to
+// date in place when it changes elsewhere, and keyboard shortcuts.
 "use strict";
 (function () {
-  const loaded = Date.now();
-
   function duration(seconds) {
     const sign = seconds < 0 ? "-" : "";
     const left = Math.floor(Math.abs(seconds));
@@ -23,12 +21,14 @@
       el.textContent = left <= 0 ? el.dataset.done || "0 s" : duration(left);
       el.classList.toggle("overdue", left <= 0);
     });
-    // The SLA service's clocks: business time left as of the page's load, counting down
-    // while the clock runs (the next reload has the SLA service's own figure again).
+    // The SLA service's clocks: business time left as of the figure's arrival, counting down
+    // while the clock runs (the next fetch has the SLA service's own figure again).
     document.querySelectorAll(".sla-clock[data-remaining]").forEach((el) => {
       const remaining = Number(el.dataset.remaining);
       if (Number.isNaN(remaining)) return;
-      const left = el.dataset.running === "true" ? remaining - (now - loaded) / 1000 : remaining;
+      if (!el.dataset.seenAt) el.dataset.seenAt = String(now); // when this figure came
+      const since = (now - Number(el.dataset.seenAt)) / 1000;
+      const left = el.dataset.running === "true" ? remaining - since : remaining;
       el.textContent = duration(left);
       el.classList.toggle("overdue", left < 0);
     });
@@ -65,24 +65,56 @@
       (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
   }
 
-  function somethingTyped() {
-    return Array.from(document.querySelectorAll("textarea")).some((el) => el.value.trim() !== "");
+  // A form whose fields are as the page drew them, and nobody is in it: safe to replace.
+  function pristine(root) {
+    if (root.contains(document.activeElement)) return false;
+    return Array.from(root.querySelectorAll("input, textarea, select")).every((el) => {
+      if (el instanceof HTMLSelectElement) {
+        return Array.from(el.options).every((o) => o.selected === o.defaultSelected);
+      }
+      if (el.type === "checkbox" || el.type === "radio") return el.checked === el.defaultChecked;
+      return el.value === el.defaultValue;
+    });
   }
 
-  // The ticket changed elsewhere (a customer's message, a delivery, another user's action).
+  // The ticket changed (a customer's message, a delivery, an SLA clock, another user's
+  // action): the page is fetched again and its read-only parts replaced in place, never the
+  // boxes being typed in; the actions too when untouched. No navigation, nothing lost.
+  const LIVE_PARTS = ["#ticket-status", "#conversation", "#sla", "#customer", "#routing", "#history"];
+  let due = null;
+  function refreshParts() {
+    if (due) return;
+    due = setTimeout(async () => {
+      due = null;
+      const response = await fetch(window.location.pathname, {
+        credentials: "same-origin",
+        headers: { Accept: "text/html" },
+      });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      const parts = LIVE_PARTS.slice();
+      const actions = document.getElementById("actions");
+      if (actions && pristine(actions)) parts.push("#actions");
+      parts.forEach((selector) => {
+        const current = document.querySelector(selector);
+        const next = fresh.querySelector(selector);
+        if (current && next && !current.contains(document.activeElement)) current.replaceWith(next);
+      });
+      const note = document.getElementById("ticket-live");
+      if (note) note.textContent = note.dataset.changed || "";
+      tick();
+    }, 300);
+  }
+
   document.addEventListener("cc:live", (event) => {
     const { type, payload } = event.detail || {};
-    if (!ticketId || !payload || payload.ticket_id !== ticketId) return;
-    if (!(type.startsWith("ticket.") || type.startsWith("message.") || type.startsWith("sla."))) return;
-    if (somethingTyped()) {
-      const note = document.getElementById("ticket-live");
-      if (note) note.textContent = note.dataset.changed || "↻";
-    } else {
-      window.location.reload();
+    if (!ticketId || !payload || payload.ticket_id !== ticketId || !type) return;
+    if (type.startsWith("ticket.") || type.startsWith("message.") || type.startsWith("sla.")) {
+      refreshParts();
     }
   });
   document.addEventListener("cc:live-reload", () => {
-    if (ticketId && !somethingTyped()) window.location.reload();
+    if (ticketId) refreshParts();
   });
 
   function focus(id) {
