@@ -161,3 +161,20 @@ async def test_an_offer_that_times_out_leaves_the_page_by_itself(
     # The countdown reaches zero, the page fetches its offers again: none left.
     await expect(page.locator("#no-offers")).to_be_visible(timeout=15_000)
     assert await page.evaluate("window.__sameDocument === true")
+
+
+@needs_live
+async def test_a_new_offer_arriving_keeps_what_was_typed_to_decline_another(
+    stack: BrowserStack, page: Page
+) -> None:
+    await _agent_signed_in(stack, page, "amy")
+    await stack.router.receive(contact(uuid.uuid4(), text_="第一个问题"))
+    first = page.locator(".offer").filter(has_text="第一个问题")
+    await expect(first).to_be_visible()
+    await first.get_by_label("Details (optional)").fill("这个客户我处理过")
+
+    await stack.router.receive(contact(uuid.uuid4(), text_="第二个问题"))
+
+    await expect(page.locator(".offer")).to_have_count(2)
+    await expect(first.get_by_label("Details (optional)")).to_have_value("这个客户我处理过")
+    await expect(first.get_by_label("Details (optional)")).to_be_focused()

@@ -53,15 +53,26 @@
     template.innerHTML = (await response.text()).trim();
     const fresh = template.content.querySelector(selector) || template.content.firstElementChild;
     if (!fresh) return;
-    // Keep focus and typed words in a decline form that is being filled in.
+    // Keep what was chosen or typed in a decline form (by offer), and the focus.
+    const kept = new Map();
+    current.querySelectorAll("[data-offer-id]").forEach((offer) => {
+      offer.querySelectorAll("input[name], select[name]").forEach((el) => {
+        if (el.type !== "hidden") kept.set(`${offer.dataset.offerId} ${el.name}`, el.value);
+      });
+    });
     const active = document.activeElement;
-    if (active && current.contains(active) && active.id && fresh.querySelector(`#${CSS.escape(active.id)}`)) {
-      const twin = fresh.querySelector(`#${CSS.escape(active.id)}`);
-      if ("value" in active) twin.value = active.value;
-      current.replaceWith(fresh);
-      twin.focus();
-    } else {
-      current.replaceWith(fresh);
+    const activeOffer = active && current.contains(active) ? active.closest("[data-offer-id]") : null;
+    const activeKey = activeOffer && active.name ? `${activeOffer.dataset.offerId} ${active.name}` : null;
+    fresh.querySelectorAll("[data-offer-id]").forEach((offer) => {
+      offer.querySelectorAll("input[name], select[name]").forEach((el) => {
+        const key = `${offer.dataset.offerId} ${el.name}`;
+        if (el.type !== "hidden" && kept.has(key)) el.value = kept.get(key);
+      });
+    });
+    current.replaceWith(fresh);
+    if (activeKey) {
+      const [offerId, name] = activeKey.split(" ");
+      fresh.querySelector(`[data-offer-id="${CSS.escape(offerId)}"] [name="${CSS.escape(name)}"]`)?.focus();
     }
     tick();
   }
