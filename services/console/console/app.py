@@ -20,6 +20,7 @@ from console.api.notifications import router as notifications_router
 from console.api.pages import install_error_pages
 from console.api.pages import router as pages_router
 from console.api.supervisor import router as supervisor_router
+from console.api.tickets import router as tickets_router
 from console.apis import Service
 from console.settings import ConsoleSettings
 
@@ -98,6 +99,7 @@ def create_app(
         on_start=on_start,
         on_stop=on_stop,
     )
+    app.include_router(tickets_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     install_error_pages(app)
     app.add_middleware(SecurityHeaders)
