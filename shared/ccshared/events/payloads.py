@@ -229,7 +229,9 @@ class AgentStatusChanged(Payload):
     from_status: AgentStatus | None
     to_status: AgentStatus
     reason: str | None = Field(
-        default=None, description="missed_offer, wrap_up, wrap_up_ended, or null (set by a user)"
+        default=None,
+        description="missed_offer, wrap_up, wrap_up_ended (the router's), or the user's own "
+        "reason for away or offline (free text), or null",
     )
     actor: str = Field(description="agent:<id>, supervisor:<id> or router")
     ticket_id: uuid.UUID | None = Field(

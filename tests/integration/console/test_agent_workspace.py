@@ -226,6 +226,10 @@ async def test_an_agent_sets_their_status_and_sees_the_routers_reason(stack: Sta
     wrong = await post_form(amy, "/agent/status", {"status": "wrap_up"})  # the router's own
     assert wrong.status_code == 422
     assert (await stack.router.client.get("/v1/agents/amy")).json()["status"] == "away"
+    lunch = await post_form(amy, "/agent/status", {"status": "away", "reason": "午休"})
+    assert lunch.status_code == 303
+    assert (await stack.router.client.get("/v1/agents/amy")).json()["status_reason"] == "午休"
+    assert "午休" in (await amy.get("/agent")).text
 
 
 async def test_my_queues_waiting_tickets_are_sorted_and_filtered_on_the_server(

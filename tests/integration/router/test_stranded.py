@@ -258,3 +258,30 @@ async def test_an_offer_batch_costs_the_same_statements_for_1_ticket_as_for_20(
     # queues with waiting tickets, the roster and its loads; the batch: waiting tickets with
     # their recent refusals, lock the agents, their loads and refusals, write the offers.
     assert counts[1] == 7
+
+
+async def test_an_agent_goes_away_with_a_reason_of_their_own_kept_in_the_history(
+    router: Router,
+) -> None:
+    await router.agent("ann")
+    lunch = await router.client.put(
+        "/v1/agents/ann/status",
+        json={"status": "away", "reason": "午休 lunch"},
+        headers=as_agent("ann"),
+    )
+    assert lunch.status_code == 200, lunch.text
+    assert lunch.json()["status_reason"] == "午休 lunch"
+    history = (await router.client.get("/v1/agents/ann/status-history")).json()
+    assert (history[-1]["status"], history[-1]["reason"]) == ("away", "午休 lunch")
+    for body, field in (
+        ({"status": "available", "reason": "back"}, "body"),  # a reason goes with away only
+        ({"status": "away", "reason": "wrap_up"}, "body.reason"),  # the router's own
+        ({"status": "away", "reason": "   "}, "body.reason"),
+        ({"status": "away", "reason": "x" * 101}, "body.reason"),
+    ):
+        refused = await router.client.put(
+            "/v1/agents/ann/status", json=body, headers=as_agent("ann")
+        )
+        assert refused.status_code == 422, body
+        assert field in refused.text, refused.text
+    assert (await _agent(router, "ann"))["status_reason"] == "午休 lunch"

@@ -177,15 +177,12 @@ async def status_fragment(request: Request, who: SignedIn = Depends(signed_in)) 
 @router.post("/agent/status", summary="Agents: set my status (available, away, busy, offline)")
 async def set_status(request: Request, who: SignedIn = Depends(csrf_checked)) -> Response:
     agent_id = _agent_id(who)
-    status = (await request.form()).get("status")
-    answer = await call(
-        request,
-        who,
-        "router",
-        "PUT",
-        f"/v1/agents/{agent_id}/status",
-        json={"status": status if isinstance(status, str) else ""},
-    )
+    form = await request.form()
+    status, reason = form.get("status"), form.get("reason")
+    body: dict[str, str] = {"status": status if isinstance(status, str) else ""}
+    if isinstance(reason, str) and reason.strip() and body["status"] in ("away", "offline"):
+        body["reason"] = reason
+    answer = await call(request, who, "router", "PUT", f"/v1/agents/{agent_id}/status", json=body)
     if answer.status_code != 200:
         return await _page(request, who, error=api_error(answer), status_code=answer.status_code)
     return RedirectResponse("/agent", status_code=303)

@@ -48,8 +48,8 @@ async def get_agent(agent_id: str, engine: AsyncEngine = Engine) -> AgentOut:
 @router.put(
     "/agents/{agent_id}/status",
     response_model=AgentOut,
-    summary="Available, busy, away or offline (the agent or a supervisor); available agents "
-    "get offers",
+    summary="Available, busy, away or offline, away or offline with a reason of the user's "
+    "(the agent or a supervisor); available agents get offers",
 )
 async def set_agent_status(
     agent_id: str,
@@ -58,7 +58,9 @@ async def set_agent_status(
     engine: AsyncEngine = Engine,
     nudge: Callable[[], None] = Nudge,
 ) -> AgentOut:
-    return AgentOut(**await agents.set_status(engine, agent_id, body.status, user, nudge))
+    return AgentOut(
+        **await agents.set_status(engine, agent_id, body.status, user, nudge, reason=body.reason)
+    )
 
 
 @router.get(

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from ccshared.events.payloads import Channel, Priority, TicketStatus
 from ccshared.inputs import RequestBody
@@ -90,8 +90,8 @@ class AgentOut(AgentIn):
     status: Literal["available", "busy", "away", "offline", "wrap_up"]
     status_reason: str | None = Field(
         default=None,
-        description="why the router set the status: missed_offer (an offer timed out), wrap_up, "
-        "wrap_up_ended; null when a user set it",
+        description="why: the router's missed_offer (an offer timed out), wrap_up, "
+        "wrap_up_ended; or the user's own reason for away or offline; null when none",
     )
     status_since: datetime | None = None
     wrap_up_until: datetime | None = Field(
@@ -103,8 +103,37 @@ class AgentOut(AgentIn):
     assignments_total: int = 0
 
 
+# The reasons the router gives statuses itself; a user's own reason may not pose as one.
+ROUTER_STATUS_REASONS = frozenset({"missed_offer", "wrap_up", "wrap_up_ended"})
+
+
 class AgentStatusIn(_In):
     status: AgentStatus
+    reason: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="why (away or offline only), e.g. lunch, training, 午休; shown to "
+        "supervisors and kept in the status history",
+    )
+
+    @field_validator("reason")
+    @classmethod
+    def _own_reason(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("must not be blank")
+        if value in ROUTER_STATUS_REASONS:
+            raise ValueError(f"{value} is a reason the router gives itself")
+        return value
+
+    @model_validator(mode="after")
+    def _reason_only_when_away(self) -> Self:
+        if self.reason is not None and self.status not in ("away", "offline"):
+            raise ValueError("a reason goes with away or offline only")
+        return self
 
 
 class AgentStatusOut(BaseModel):

@@ -57,11 +57,15 @@ async def set_status(
     status: AgentStatus,
     user: Principal,
     nudge: Callable[[], None],
+    *,
+    reason: str | None = None,
 ) -> dict[str, Any]:
+    """`reason`: the user's own (away or offline; the API checks it is not one of the
+    router's)."""
     require_self_or_supervisor(user, agent_id)
     async with engine.begin() as conn:
         changed = await db.change_status(
-            conn, agent_id, status, reason=None, actor=user.actor, at=datetime.now(UTC)
+            conn, agent_id, status, reason=reason, actor=user.actor, at=datetime.now(UTC)
         )
         if changed is None:
             raise NotFound(f"No agent {agent_id}.")
