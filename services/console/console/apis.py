@@ -24,6 +24,16 @@ Service = Literal["router", "sla", "feedback"]
 _RENEW_BEFORE_S = 60.0
 
 
+# Who the console is when it reads, for an agent, what only supervisors may read at the API:
+# a ticket's SLA clocks (the SLA service cannot tell who holds a ticket, so it answers
+# supervisors only). The console asks so only right after the router has shown that ticket to
+# the agent (their read rule), and only with GET /v1/tickets/{id}/sla: the clocks of a ticket
+# the agent may read, nothing more. The token's subject says it was the console.
+CONSOLE_READER = User(
+    id="console", display_name="console", role="supervisor", agent_id=None, language=None
+)
+
+
 class UpstreamUnavailable(Exception):
     """The service did not answer (connection refused, timed out)."""
 

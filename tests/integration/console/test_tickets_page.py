@@ -226,17 +226,27 @@ async def test_a_supervisor_sees_the_sla_clocks_in_business_time_and_every_ticke
     assert "网站登录不了，急！" in listed.text
 
 
-async def test_an_agent_sees_the_routers_next_deadline_where_sla_answers_supervisors_only(
+async def test_an_agent_sees_the_sla_clocks_of_their_ticket_but_not_of_anothers(
     stack: Stack,
 ) -> None:
+    """The SLA service answers supervisors only (it cannot tell who holds a ticket): the
+    console reads a ticket's clocks for an agent only once the router has shown them that
+    ticket, so amy sees hers in business time and bob, who may not read it, sees nothing."""
     amy = await stack.agent("amy")
     ticket_id = await take(stack, amy, "amy", "账户被锁定了")
+    await wait_until(lambda: stack.sla.tracked(uuid.UUID(ticket_id)), timeout=90)
+    bob = await stack.agent("bob")
 
     page = await amy.get(f"/tickets/{ticket_id}")
+    other = await bob.get(f"/tickets/{ticket_id}")
 
-    sla = page.text.split('id="sla"', 1)[1].split("</section>", 1)[0]
-    assert 'class="sla-clock"' not in sla  # the SLA service's clocks are a 404 to an agent
     assert page.status_code == 200
+    sla = page.text.split('id="sla"', 1)[1].split("</section>", 1)[0]
+    assert 'class="sla-clock" data-remaining="' in sla
+    assert "Business time left" in sla
+    assert other.status_code == 404
+    assert 'class="sla-clock"' not in other.text
+    assert "账户被锁定了" not in other.text
 
 
 async def test_a_supervisors_ticket_list_is_filtered_and_sorted_on_the_server(
