@@ -3,14 +3,7 @@
 // keyboard shortcuts. Without this script the page still works: forms POST and come back.
 "use strict";
 (function () {
-  function duration(seconds) {
-    const sign = seconds < 0 ? "-" : "";
-    const left = Math.floor(Math.abs(seconds));
-    const pad = (n) => String(n).padStart(2, "0");
-    if (left < 60) return `${sign}${left} s`;
-    if (left < 3600) return `${sign}${Math.floor(left / 60)} min ${pad(left % 60)} s`;
-    return `${sign}${Math.floor(left / 3600)} h ${pad(Math.floor((left % 3600) / 60))} min`;
-  }
+  const duration = window.cc.duration; // console.js
 
   // Every element with data-until counts down to that instant; at zero it says data-done.
   function tick() {

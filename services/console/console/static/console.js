@@ -18,7 +18,17 @@
     return { status: response.status, body: parsed };
   }
 
-  window.cc = Object.assign(window.cc || {}, { csrf, send });
+  // A time left as the countdowns show it: "42 s", "3 min 05 s", "1 h 07 min" (negative: overdue).
+  function duration(seconds) {
+    const sign = seconds < 0 ? "-" : "";
+    const left = Math.floor(Math.abs(seconds));
+    const pad = (n) => String(n).padStart(2, "0");
+    if (left < 60) return `${sign}${left} s`;
+    if (left < 3600) return `${sign}${Math.floor(left / 60)} min ${pad(left % 60)} s`;
+    return `${sign}${Math.floor(left / 3600)} h ${pad(Math.floor((left % 3600) / 60))} min`;
+  }
+
+  window.cc = Object.assign(window.cc || {}, { csrf, send, duration });
 
   document.addEventListener("change", (event) => {
     const el = event.target;

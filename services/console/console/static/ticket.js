@@ -3,14 +3,7 @@
 // date in place when it changes elsewhere, and keyboard shortcuts.
 "use strict";
 (function () {
-  function duration(seconds) {
-    const sign = seconds < 0 ? "-" : "";
-    const left = Math.floor(Math.abs(seconds));
-    const pad = (n) => String(n).padStart(2, "0");
-    if (left < 60) return `${sign}${left} s`;
-    if (left < 3600) return `${sign}${Math.floor(left / 60)} min ${pad(left % 60)} s`;
-    return `${sign}${Math.floor(left / 3600)} h ${pad(Math.floor((left % 3600) / 60))} min`;
-  }
+  const duration = window.cc.duration; // console.js
 
   function tick() {
     const now = Date.now();
