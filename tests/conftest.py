@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import pytest
@@ -43,6 +44,17 @@ for _service in SERVICES:
 def topic(name: str) -> str:
     """A catalog topic as the suite's services have it on Kafka."""
     return TOPIC_PREFIX + name
+
+
+async def groups_at_end(bootstrap: str, service: str, suffix: str, specs: Sequence[Any]) -> None:
+    """Every consumer group of a service started with `consumer_group_suffix=suffix` begins at
+    the end of its topics: it takes what the test publishes, not what earlier tests left."""
+    from ccshared.kafka import commit_group_at_end
+
+    for spec in specs:
+        await commit_group_at_end(
+            bootstrap, f"{service}.{spec.name}{suffix}", [topic(t) for t in spec.topics]
+        )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -35,8 +35,7 @@ import uvicorn
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from pydantic import SecretStr
 
-from ccshared.kafka import commit_group_at_end, ensure_topics
-from ccshared.service import ConsumerSpec
+from ccshared.kafka import ensure_topics
 from console.app import create_app as create_console
 from console.settings import ConsoleSettings
 from feedback.app import consumers as feedback_consumers
@@ -48,7 +47,7 @@ from router.settings import RouterSettings
 from sla.app import consumers as sla_consumers
 from sla.app import create_app as create_sla
 from sla.settings import SLASettings
-from tests.conftest import TOPIC_PREFIX, scratch_database, topic
+from tests.conftest import TOPIC_PREFIX, groups_at_end, scratch_database
 from tests.helpers import as_supervisor, wait_until
 from tests.integration.console.conftest import PASSWORD, Console
 from tests.integration.router.conftest import Router
@@ -113,15 +112,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _groups_at_end(
-    bootstrap: str, service: str, suffix: str, specs: list[ConsumerSpec]
-) -> None:
-    for spec in specs:
-        await commit_group_at_end(
-            bootstrap, f"{service}.{spec.name}{suffix}", [topic(t) for t in spec.topics]
-        )
-
-
 async def _started(stack: AsyncExitStack, app: Any) -> None:
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
@@ -174,9 +164,9 @@ async def stack(kafka_bootstrap: str) -> AsyncIterator[BrowserStack]:
         feedback_settings = FeedbackSettings(
             database_url=SecretStr(dbs[2]), public_base_url="http://feedback.test", **common
         )
-        await _groups_at_end(kafka_bootstrap, "router", suffix, ROUTER_CONSUMERS)
-        await _groups_at_end(kafka_bootstrap, "sla", suffix, sla_consumers(sla_settings))
-        await _groups_at_end(
+        await groups_at_end(kafka_bootstrap, "router", suffix, ROUTER_CONSUMERS)
+        await groups_at_end(kafka_bootstrap, "sla", suffix, sla_consumers(sla_settings))
+        await groups_at_end(
             kafka_bootstrap, "feedback", suffix, feedback_consumers(feedback_settings)
         )
         apps = {

@@ -34,14 +34,14 @@ from bench.chaos import (
 from ccshared.db import asyncpg_dsn
 from ccshared.events import new_event
 from ccshared.events.payloads import SlaEscalated
-from ccshared.kafka import commit_group_at_end, ensure_topics
+from ccshared.kafka import ensure_topics
 from ccshared.webhooks import verify_signature
 from deploy.local.mailbox import Mailbox
 from router.app import create_app
 from router.consumers import CONSUMERS
 from router.consumers.sla import apply_escalations
 from router.settings import RouterSettings
-from tests.conftest import TOPIC_PREFIX, scratch_database, topic
+from tests.conftest import TOPIC_PREFIX, groups_at_end, scratch_database
 from tests.helpers import as_agent, as_supervisor, wait_until
 from tests.integration.feedback.conftest import WebhookReceiver
 from tests.integration.feedback.conftest import receiver as receiver  # fixture
@@ -94,10 +94,7 @@ async def running_router(kafka_bootstrap: str, **overrides: Any) -> AsyncIterato
     feedback tests left on the suite's feedback topic."""
     suffix = f".test-{uuid.uuid4().hex[:8]}"
     await ensure_topics(kafka_bootstrap, prefix=TOPIC_PREFIX)
-    for spec in CONSUMERS:
-        await commit_group_at_end(
-            kafka_bootstrap, f"router.{spec.name}{suffix}", [topic(t) for t in spec.topics]
-        )
+    await groups_at_end(kafka_bootstrap, "router", suffix, CONSUMERS)
     async with scratch_database() as router_db:
         app = create_app(
             RouterSettings(
