@@ -70,7 +70,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,8 +236,10 @@ OUTBOX_PART = outbox_part()
 OutboxTuple = tuple[str, str, uuid.UUID, str, bytes, str]
 
 
-def outbox_params(events: Sequence[Envelope]) -> dict[str, list[Any]]:
-    return array_params(OUTBOX_COLUMNS, outbox_tuples(events), prefix="e_")
+def outbox_params(
+    events: Sequence[Envelope], parents: Mapping[uuid.UUID, str] | None = None
+) -> dict[str, list[Any]]:
+    return array_params(OUTBOX_COLUMNS, outbox_tuples(events, parents), prefix="e_")
 
 
 def outbox_arrays(rows: Sequence[OutboxTuple]) -> list[list[Any]]:
@@ -246,9 +248,13 @@ def outbox_arrays(rows: Sequence[OutboxTuple]) -> list[list[Any]]:
     return array_columns(OUTBOX_COLUMNS, rows)
 
 
-def outbox_tuples(events: Sequence[Envelope]) -> list[OutboxTuple]:
+def outbox_tuples(
+    events: Sequence[Envelope], parents: Mapping[uuid.UUID, str] | None = None
+) -> list[OutboxTuple]:
     """Outbox rows in OUTBOX_COLUMNS order, for `insert_from_arrays` in a statement of one's
-    own making."""
+    own making. `parents`: event id → the `traceparent` it carries, for events written for
+    many contacts at once (each continuing its own contact's trace); the others carry their
+    correlation id's (ccshared.tracing)."""
     return [
         (
             e.topic,
@@ -256,7 +262,9 @@ def outbox_tuples(events: Sequence[Envelope]) -> list[OutboxTuple]:
             e.event_id,
             e.event_type,
             e.to_bytes(),
-            tracing.headers_json(e.correlation_id),
+            orjson.dumps({tracing.TRACEPARENT: parents[e.event_id]}).decode()
+            if parents and e.event_id in parents
+            else tracing.headers_json(e.correlation_id),
         )
         for e in events
     ]

@@ -292,6 +292,33 @@ def continuing(
         span.end()
 
 
+def start_continuing(
+    traceparent: str | None,
+    name: str,
+    tracer: Tracer | None,
+    attributes: Mapping[str, str] | None = None,
+) -> Span | None:
+    """A span `name`, child of the stored `traceparent`, linked to the current span, for work
+    done for many contacts in one statement (each its own span, none current): the caller
+    puts `traceparent_of(span)` on that contact's events and ends the span once written.
+    None when tracing is off or nothing was stored."""
+    if not _active or traceparent is None or tracer is None:
+        return None
+    cause = trace.get_current_span().get_span_context()
+    return tracer.start_span(
+        name,
+        context=_PROPAGATOR.extract({TRACEPARENT: traceparent}),
+        kind=SpanKind.INTERNAL,
+        links=[Link(cause)] if cause.is_valid else None,
+        attributes=dict(attributes or {}),
+    )
+
+
+def traceparent_of(span: Span) -> str | None:
+    """The `traceparent` of events that are children of `span`."""
+    return _traceparent(span)
+
+
 def shutdown(provider: Any) -> None:
     """Flush and stop a provider from `make_tracer`."""
     try:

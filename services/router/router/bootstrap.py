@@ -48,6 +48,7 @@ async def start(runtime: Runtime, settings: RouterSettings) -> None:
         predict_breach=settings.predict_breach,
         refusal_cooldown_s=settings.refusal_cooldown_s,
         missed_offer_status=settings.missed_offer_status,
+        tracer=runtime.tracer,
     )
     if settings.assign_in_background:
         assigner.start()

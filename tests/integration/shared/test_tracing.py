@@ -1,14 +1,16 @@
 """One contact is one trace: intake's POST, and the spans of every service that takes the
 events it causes (router, SLA, feedback, and intake again for the ticket link), joined through
-the `traceparent` each event carries from its outbox row to its consumer; and later, the
+the `traceparent` each event carries from its outbox row to its consumer; the assignment
+round's offers and an offer's time-out (continuing the trace the ticket keeps); and later, the
 agent's resolution (continuing the trace the ticket keeps, linked to the agent's request) and
 the survey feedback's scheduler sends for it (continuing the trace the survey row keeps)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -159,19 +161,43 @@ async def test_one_contact_is_one_trace_through_four_services_to_its_survey_and_
             await wait_until(every_service, timeout=60)
 
             # Later, the agent takes the ticket and resolves it: their own requests.
-            async def offered() -> list[dict[str, str]] | None:
-                got = await router.get("/v1/agents/tracy/offers", headers=as_agent("tracy"))
-                return got.json() or None
+            def offered(agent: str) -> Callable[[], Awaitable[list[dict[str, str]] | None]]:
+                async def offers() -> list[dict[str, str]] | None:
+                    got = await router.get(f"/v1/agents/{agent}/offers", headers=as_agent(agent))
+                    return got.json() or None
 
-            [offer] = await wait_until(offered, timeout=60)
+                return offers
+
+            [first] = await wait_until(offered("tracy"), timeout=60)
+            # Tracy lets it time out (the housekeeping run as if its time had passed): the
+            # ticket goes back to its queue and is offered to Trent, who has just come in.
+            assigner = router_app.state.runtime.parts.assigner
+            assert await assigner.expire_offers(datetime.now(UTC) + timedelta(hours=1)) == 1
+            trent = {"name": "Trent", "skills": dict.fromkeys(SKILLS, 3)}
+            for path, body in (("", trent), ("/status", {"status": "available"})):
+                made = await router.put(
+                    f"/v1/agents/trent{path}", json=body, headers=as_supervisor()
+                )
+                assert made.status_code == 200, made.text
+            [offer] = await wait_until(offered("trent"), timeout=60)
+            assert offer["ticket_id"] == first["ticket_id"]
+
+            async def assignment_taken() -> bool:  # by SLA and feedback, in the trace
+                return any(
+                    s.attributes is not None
+                    and s.attributes.get("cc.event_type") == "ticket.assigned"
+                    for s in in_trace()
+                )
+
+            await wait_until(assignment_taken, timeout=60)
             accepted = await router.post(
-                f"/v1/offers/{offer['id']}/accept", headers=as_agent("tracy")
+                f"/v1/offers/{offer['id']}/accept", headers=as_agent("trent")
             )
             assert accepted.status_code == 200, accepted.text
             resolved = await router.post(
                 f"/v1/tickets/{offer['ticket_id']}/resolve",
                 json={"resolution_code": "answered"},
-                headers=as_agent("tracy"),
+                headers=as_agent("trent"),
             )
             assert resolved.status_code == 200, resolved.text
 
@@ -210,6 +236,29 @@ async def test_one_contact_is_one_trace_through_four_services_to_its_survey_and_
     # Feedback took both: the contact from intake and the ticket from the router.
     surveyed = {s.name for s in spans if _service(s) == feedback_name}
     assert f"{contacts_topic} process" in surveyed
+    # The assignment round's offers (the first and, after it timed out, the second) and the
+    # time-out continue the contact's trace, children of the router's taking of the contact;
+    # the services that took their events did so as their children.
+    offering = [s for s in spans if s.name == "ticket offer"]
+    [expiring] = [s for s in spans if s.name == "offer expired"]
+    assert len(offering) == 2
+    for span in [*offering, expiring]:
+        assert span.parent is not None
+        assert by_id[span.parent.span_id] in routed
+        assert span.attributes is not None
+        assert span.attributes["cc.ticket_id"] == first["ticket_id"]
+    offered_ids = {s.context.span_id for s in offering}
+    took_assignment = [
+        s
+        for s in spans
+        if s.attributes is not None and s.attributes.get("cc.event_type") == "ticket.assigned"
+    ]
+    assert took_assignment
+    assert all(s.parent is not None and s.parent.span_id in offered_ids for s in took_assignment)
+    took_expiry = [
+        s for s in spans if s.parent is not None and s.parent.span_id == expiring.context.span_id
+    ]
+    assert {_service(s) for s in took_expiry} >= {sla_name}, [s.name for s in took_expiry]
     # The resolution continues the contact's trace: a child of the router's taking of the
     # contact, linked to the agent's request (a trace of its own, outside the contact's).
     [resolving] = [s for s in spans if s.name == "ticket resolve"]

@@ -152,3 +152,44 @@ def test_continuing_makes_a_child_of_the_stored_trace_linked_to_the_request_and_
         f"{resolve.context.trace_id:032x}",
         f"{resolve.context.span_id:016x}",
     ]
+
+
+def test_events_written_for_many_contacts_at_once_each_continue_their_own_contacts_trace(
+    tracing_on: trace.Tracer,
+) -> None:
+    stored = [f"00-{n:032x}-{n:016x}-01" for n in (1, 2)]  # two contacts' traces
+    first, second, untraced = _event("round"), _event("round"), _event("round")
+    with tracing_on.start_as_current_span("assignment round") as round_span:
+        started = [
+            tracing.start_continuing(parent, "ticket offer", tracing_on, {"cc.ticket_id": t})
+            for parent, t in zip(stored, ("t-1", "t-2"), strict=True)
+        ]
+        spans = [span for span in started if span is not None]
+        assert len(spans) == 2
+        assert trace.get_current_span() is round_span  # none was made current
+        parents = {
+            event.event_id: parent
+            for event, span in zip((first, second), spans, strict=True)
+            if (parent := tracing.traceparent_of(span)) is not None
+        }
+        rows = outbox_tuples([first, second, untraced], parents)
+    got = [orjson.loads(row[5])["traceparent"].split("-") for row in rows]
+    # Each its own contact's trace, as a child of its own span; the third the current span's.
+    for (_, trace_id, span_id, _), span, n in zip(got, spans, (1, 2), strict=False):
+        assert int(trace_id, 16) == n
+        assert int(span_id, 16) == span.get_span_context().span_id
+    assert int(got[2][1], 16) == round_span.get_span_context().trace_id
+    # Linked to the round that did the work.
+    assert [link.context.span_id for link in spans[0].links] == [
+        round_span.get_span_context().span_id
+    ]
+
+
+def test_start_continuing_is_nothing_while_off_untraced_or_without_a_tracer(
+    monkeypatch: pytest.MonkeyPatch, tracing_on: trace.Tracer
+) -> None:
+    stored = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    assert tracing.start_continuing(None, "ticket offer", tracing_on) is None
+    assert tracing.start_continuing(stored, "ticket offer", None) is None
+    monkeypatch.setattr(tracing, "_active", False)
+    assert tracing.start_continuing(stored, "ticket offer", tracing_on) is None

@@ -5,7 +5,7 @@ history and events in one statement."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -214,10 +214,12 @@ async def write_offers(
     history: list[tuple[Any, ...]],
     events: list[Envelope],
     notifications: Sequence[Notification] = (),
+    parents: Mapping[uuid.UUID, str] | None = None,
 ) -> None:
     """`tickets`: (id, agent, new status); `per_agent`: offers made to each agent;
     `rr_cursors`: queue → the last agent offered (round robin); `notifications`: each agent
-    told of their new offer (their events after `events`)."""
+    told of their new offer (their events after `events`); `parents`: event id → the trace
+    context it carries (each ticket's own contact's, when traced)."""
     queues = sorted(rr_cursors)  # in queue id order, as every replica locks queue rows
     await conn.execute(
         _WRITE_OFFERS,
@@ -234,6 +236,6 @@ async def write_offers(
             "rr_cursors": [rr_cursors[q] for q in queues],
             **array_params(HISTORY_COLUMNS, history, prefix="h_"),
             **notification_params(notifications),
-            **outbox_params([*events, *notification_events(notifications)]),
+            **outbox_params([*events, *notification_events(notifications)], parents),
         },
     )

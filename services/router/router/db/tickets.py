@@ -88,6 +88,20 @@ async def ticket_traceparent(conn: AsyncConnection, ticket_id: uuid.UUID) -> str
     return value
 
 
+async def ticket_traceparents(
+    conn: AsyncConnection, ticket_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """`ticket_traceparent` for many tickets at once: those that have one."""
+    found = await conn.execute(
+        text(
+            "SELECT id, traceparent FROM tickets "
+            "WHERE id = ANY(CAST(:ids AS uuid[])) AND traceparent IS NOT NULL"
+        ),
+        {"ids": ticket_ids},
+    )
+    return {row.id: row.traceparent for row in found}
+
+
 async def ticket_exists(conn: AsyncConnection, ticket_id: uuid.UUID) -> bool:
     found = await conn.execute(text("SELECT 1 FROM tickets WHERE id = :id"), {"id": ticket_id})
     return found.first() is not None

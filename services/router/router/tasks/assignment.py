@@ -22,8 +22,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from opentelemetry.trace import Span, Tracer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ccshared import tracing
 from ccshared.events import Envelope, new_event
 from ccshared.events.payloads import RoutingCandidate, TicketAssigned, TicketStatusChanged
 from ccshared.ids import uuid7
@@ -34,7 +36,12 @@ from router.db import queues as queues_db
 from router.db.notifications import write_notifications
 from router.db.policies import PolicyCache
 from router.db.queues import QueueRow
-from router.db.tickets import get_ticket, write_change
+from router.db.tickets import (
+    get_ticket,
+    ticket_traceparent,
+    ticket_traceparents,
+    write_change,
+)
 from router.domain import notifications, rounds, tickets
 from router.domain.assignment import (
     MISSED_OFFER,
@@ -165,6 +172,10 @@ class _OfferRows:
     notifications: list[Notification] = dataclasses.field(default_factory=list)
     per_agent: dict[str, int] = dataclasses.field(default_factory=dict)
     rr_cursors: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Each ticket's events, and the agent offered, to continue the ticket's trace (if traced).
+    events_of: dict[uuid.UUID, tuple[str, list[uuid.UUID]]] = dataclasses.field(
+        default_factory=dict
+    )
 
     def add(self, queue: QueueRow, ticket: Any, decision: Decision) -> None:
         now, agent_id = self.now, decision.chosen_agent_id
@@ -227,8 +238,12 @@ class _OfferRows:
             at=now,
         )
         cid = self.correlation_id
-        self.events.append(new_event(changed, producer=ROUTER, correlation_id=cid))
-        self.events.append(new_event(assigned, producer=ROUTER, correlation_id=cid))
+        written = [
+            new_event(changed, producer=ROUTER, correlation_id=cid),
+            new_event(assigned, producer=ROUTER, correlation_id=cid),
+        ]
+        self.events.extend(written)
+        self.events_of[ticket.id] = (agent_id, [e.event_id for e in written])
 
 
 class Assigner:
@@ -242,8 +257,11 @@ class Assigner:
         predict_breach: bool = True,
         refusal_cooldown_s: float = 60.0,
         missed_offer_status: AgentStatus = "away",
+        tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
+        # The service's, when tracing is on: an offer continues the trace of its contact.
+        self.tracer = tracer
         # Each queue's recent wait from queued to offered (this replica's offers): a waiting
         # ticket predicted to breach its SLA deadline before then goes one band up.
         self.waits: QueueWaits | None = QueueWaits() if predict_breach else None
@@ -396,19 +414,52 @@ class Assigner:
         batch = _OfferRows(now, correlation_id.get(), self._candidates_json, forecasts or {})
         for ticket, decision in plans:
             batch.add(queues[ticket.queue_id], ticket, decision)
-        await offers_db.write_offers(
-            conn,
-            now=now,
-            decisions=batch.decisions,
-            offers=batch.offers,
-            tickets=batch.tickets,
-            per_agent=batch.per_agent,
-            rr_cursors=batch.rr_cursors,
-            history=batch.history,
-            events=batch.events,
-            notifications=batch.notifications,
-        )
+        spans = await self._offer_spans(conn, batch)
+        try:
+            await offers_db.write_offers(
+                conn,
+                now=now,
+                decisions=batch.decisions,
+                offers=batch.offers,
+                tickets=batch.tickets,
+                per_agent=batch.per_agent,
+                rr_cursors=batch.rr_cursors,
+                history=batch.history,
+                events=batch.events,
+                notifications=batch.notifications,
+                parents={
+                    event_id: parent
+                    for ticket_id, span in spans.items()
+                    if (parent := tracing.traceparent_of(span)) is not None
+                    for event_id in batch.events_of[ticket_id][1]
+                },
+            )
+        finally:
+            for span in spans.values():
+                span.end()
         return batch.rr_cursors
+
+    async def _offer_spans(self, conn: AsyncConnection, batch: _OfferRows) -> dict[uuid.UUID, Span]:
+        """When traced: for each ticket of the batch whose contact was, a span `ticket offer`
+        continuing that contact's trace, parent of the ticket's events. Nothing (and no query)
+        when tracing is off."""
+        if self.tracer is None or not tracing.active() or not batch.events_of:
+            return {}
+        parents = await ticket_traceparents(conn, list(batch.events_of))
+        spans = {}
+        for ticket_id, parent in parents.items():
+            span = tracing.start_continuing(
+                parent,
+                "ticket offer",
+                self.tracer,
+                attributes={
+                    "cc.ticket_id": str(ticket_id),
+                    "cc.agent_id": batch.events_of[ticket_id][0],
+                },
+            )
+            if span is not None:
+                spans[ticket_id] = span
+        return spans
 
     def _candidates_json(self, candidates: tuple[Candidate, ...]) -> str:
         """A decision's candidates as the JSON list of objects stored with it. Each candidate
@@ -439,7 +490,19 @@ class Assigner:
                 if ticket.status == "assigned" and ticket.assignee_agent_id == row.agent_id:
                     reason = f"offer to {row.agent_id} timed out"
                     change = tickets.change(ticket, "queue", actor=ROUTER, at=now, reason=reason)
-                    await write_change(conn, change)
+                    # When traced, its events continue the trace of the ticket's contact.
+                    parent = (
+                        await ticket_traceparent(conn, ticket.id)
+                        if self.tracer is not None and tracing.active()
+                        else None
+                    )
+                    with tracing.continuing(
+                        parent,
+                        "offer expired",
+                        self.tracer,
+                        attributes={"cc.ticket_id": str(ticket.id), "cc.agent_id": row.agent_id},
+                    ):
+                        await write_change(conn, change)
             await write_notifications(
                 conn,
                 [notifications.missed_offer(r.agent_id, r.ticket_id, r.id, now) for r in expired],
