@@ -4,8 +4,12 @@ import dataclasses
 import random
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ccshared.events.payloads import Channel
 from router.domain.assignment import (
@@ -17,6 +21,8 @@ from router.domain.assignment import (
     Strategy,
     TicketToAssign,
     WaitingTicket,
+    candidates_from_json,
+    candidates_json,
     choose_agent,
     ineligibility,
     pick_next_ticket,
@@ -460,3 +466,38 @@ def test_standings_decide_a_run_of_tickets_exactly_as_choose_agent(seed: int) ->
         )
         standings.update(roster[booked])
         cursor = expected.rr_cursor
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=12),
+            st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+            st.sampled_from([None, "outranked", "missing_skill", "offline", "declined_before"]),
+        ),
+        max_size=40,
+    )
+)
+def test_stored_candidates_read_back_as_the_list_they_were(
+    rows: list[tuple[str, float | None, Any]],
+) -> None:
+    candidates = [Candidate(agent, score, why) for agent, score, why in rows]
+    stored = orjson.loads(candidates_json(candidates))
+    assert candidates_from_json(stored) == [
+        {"agent_id": c.agent_id, "score": c.score, "passed_over": c.passed_over} for c in candidates
+    ]
+
+
+def test_stored_candidates_are_columns_a_third_the_size_and_the_old_lists_still_read() -> None:
+    agents = [agent(f"agent-{n:03}", skills={"technical": 1 + n % 4}) for n in range(300)]
+    agents += [agent(f"off-{n:03}", status="offline") for n in range(20)]
+    decision = choose_agent(
+        TicketToAssign("chat", frozenset({"technical"}), "normal"), agents, "best_skill_match", NOW
+    )
+    stored = candidates_json(decision.candidates)
+    listed = candidates_from_json(orjson.loads(stored))
+    assert len(listed) == 320
+    assert len(stored) < len(orjson.dumps(listed)) / 3
+    assert orjson.loads(stored)["reasons"] == [None, "outranked", "offline"]
+    # A decision stored before, as the list itself, reads as it was.
+    assert candidates_from_json(listed) == listed

@@ -24,7 +24,7 @@ from router.db.agents import change_status
 from router.db.corrections import Correction, add_correction, first_contact_text
 from router.db.notifications import write_notifications
 from router.db.queues import wrap_up_of
-from router.domain.assignment import WRAP_UP, wrap_up_until
+from router.domain.assignment import WRAP_UP, candidates_from_json, wrap_up_until
 from router.domain.conversation import Message
 from router.domain.notifications import Notification
 from router.domain.tickets import ROUTER, ContactHistory, HistoryEntry, Ticket, TicketChange
@@ -512,4 +512,4 @@ async def routing_decisions(conn: AsyncConnection, ticket_id: uuid.UUID) -> list
         ),
         {"t": ticket_id},
     )
-    return [{**r._mapping, "candidates": _obj(r.candidates)} for r in rows]
+    return [{**r._mapping, "candidates": candidates_from_json(_obj(r.candidates))} for r in rows]

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from opentelemetry.trace import Span, Tracer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -50,6 +49,7 @@ from router.domain.assignment import (
     AgentStatus,
     Candidate,
     Decision,
+    candidates_json,
     ineligibility,
     refusal_cutoff,
     status_after_missed_offer,
@@ -67,7 +67,6 @@ _WAITING_WINDOW = 50  # waiting tickets looked at per queue and channel in one b
 _MAX_BATCHES_PER_ROUND = 100  # so deep queues cannot keep one round going for ever
 # The best candidates an assignment event carries; the stored decision lists every agent.
 EVENT_CANDIDATES = 10
-_CANDIDATE_JSON_CACHE = 50_000  # encoded candidates kept for reuse (`_candidates_json`)
 
 
 Forecasts = dict[uuid.UUID, BreachForecast]
@@ -285,7 +284,6 @@ class Assigner:
         self._roster_read_at = 0.0
         self._agent_changes = 0
         self._housekeeping_at = 0.0
-        self._candidate_json: dict[Candidate, str] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="assigner")
@@ -411,7 +409,7 @@ class Assigner:
         """The offers, their routing decisions, the tickets' new status and history, and the
         events, for a whole batch, in one statement. Returns the round-robin cursors written
         (queue → the last agent offered)."""
-        batch = _OfferRows(now, correlation_id.get(), self._candidates_json, forecasts or {})
+        batch = _OfferRows(now, correlation_id.get(), candidates_json, forecasts or {})
         for ticket, decision in plans:
             batch.add(queues[ticket.queue_id], ticket, decision)
         spans = await self._offer_spans(conn, batch)
@@ -460,23 +458,6 @@ class Assigner:
             if span is not None:
                 spans[ticket_id] = span
         return spans
-
-    def _candidates_json(self, candidates: tuple[Candidate, ...]) -> str:
-        """A decision's candidates as the JSON list of objects stored with it. Each candidate
-        is encoded once and its text reused: a batch lists the same agents, mostly with the
-        same scores, in decision after decision."""
-        cache = self._candidate_json
-        if len(cache) > _CANDIDATE_JSON_CACHE:
-            cache.clear()
-        parts = []
-        for c in candidates:
-            part = cache.get(c)
-            if part is None:
-                part = cache[c] = orjson.dumps(
-                    {"agent_id": c.agent_id, "score": c.score, "passed_over": c.passed_over}
-                ).decode()
-            parts.append(part)
-        return f"[{','.join(parts)}]"
 
     async def expire_offers(self, now: datetime) -> int:
         """Offers past their time: the ticket back to its queue, the agent told (a
