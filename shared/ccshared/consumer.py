@@ -203,6 +203,8 @@ class IdempotentConsumer:
         # Offsets processed but not yet committed, newest per partition, and the task
         # committing them (`_commit_later`).
         self._to_commit: dict[TopicPartition, int] = {}
+        # True while the loop waits in `getmany` (nothing taken yet): `stop()` need not wait.
+        self._fetching = False
         self._committer: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -235,6 +237,13 @@ class IdempotentConsumer:
     async def stop(self, grace_s: float = 10.0) -> None:
         """Finish the message in flight (bounded by grace_s), commit, leave the group."""
         self._stopping.set()
+        if self._fetching and self._task is not None:
+            # Idle in a fetch (a long poll of up to 500 ms): nothing in flight to finish.
+            # Records it may have brought are not processed and their offsets not committed,
+            # so they are read again by whoever holds the partition next.
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         await finish_or_cancel(self._task, grace_s)
         if self._consumer is not None:
             try:
@@ -267,12 +276,15 @@ class IdempotentConsumer:
         assert self._consumer is not None
         consumer = self._consumer
         while not self._stopping.is_set():
+            self._fetching = True
             try:
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.max_batch)
             except KafkaError as exc:
                 log.warning("fetch failed: %s", exc)
                 await asyncio.sleep(1)
                 continue
+            finally:
+                self._fetching = False
             self.stats.assigned = bool(consumer.assignment())
             # Per partition, a batch is tried at once again only if the whole fetch (several
             # partitions) failed: the failing event may be in another partition's records.

@@ -17,8 +17,9 @@ from pydantic import SecretStr
 from ccshared.events.catalog import FEEDBACK_EVENTS, ROUTER_TICKETS
 from ccshared.kafka import commit_group_at_end, ensure_topics
 from router.app import create_app
+from router.consumers import CONSUMERS
 from router.settings import RouterSettings
-from tests.conftest import TOPIC_PREFIX, scratch_database, topic
+from tests.conftest import TOPIC_PREFIX, groups_at_end, scratch_database, topic
 from tests.helpers import as_supervisor, wait_until
 from tests.integration.feedback.conftest import Feedback
 from tests.integration.feedback.conftest import feedback_factory as feedback_factory  # fixture
@@ -35,7 +36,10 @@ async def test_a_key_account_made_in_feedback_is_routed_to_vip_care_and_gets_its
     sla_name = f"sla-t{uuid.uuid4().hex[:10]}"
     await ensure_topics(kafka_bootstrap, prefix=TOPIC_PREFIX)
     feedback_topic = [topic(FEEDBACK_EVENTS)]
-    await commit_group_at_end(kafka_bootstrap, f"router.follow-ups{suffix}", feedback_topic)
+    # Every router group at the end of its topics: from the beginning, its contacts group
+    # would first open a ticket for every contact earlier tests published, and SLA would
+    # start their clocks before this test's (it took 17 s to over 60 s in the full suite).
+    await groups_at_end(kafka_bootstrap, "router", suffix, CONSUMERS)
     await commit_group_at_end(kafka_bootstrap, f"{sla_name}.customer-segments", feedback_topic)
     await commit_group_at_end(kafka_bootstrap, f"{sla_name}.ticket-clocks", [topic(ROUTER_TICKETS)])
     feedback = await feedback_factory()
@@ -114,9 +118,7 @@ async def test_a_key_account_made_in_feedback_is_routed_to_vip_care_and_gets_its
                 response = await sla.client.get(f"/v1/tickets/{ticket_id}/sla")
                 return response.json()["policy_id"] if response.status_code == 200 else None
 
-            # In the full suite SLA has taken 17 s and more than 60 s to start a ticket's
-            # clocks here (alone: under a second); the cause is not found yet (closing note).
-            assert await wait_until(sla_policy, timeout=180) == "key-accounts"
+            assert await wait_until(sla_policy, timeout=60) == "key-accounts"
 
             patched = await feedback.client.patch(
                 f"/v1/key-accounts/{customer}", json={"active": False}
@@ -132,7 +134,7 @@ async def test_a_key_account_made_in_feedback_is_routed_to_vip_care_and_gets_its
                 response = await sla.client.get(f"/v1/tickets/{later}/sla")
                 return response.json()["policy_id"] if response.status_code == 200 else None
 
-            assert (await wait_until(sla_policy_later, timeout=180)).startswith("default-")
+            assert (await wait_until(sla_policy_later, timeout=60)).startswith("default-")
         finally:
             await client.aclose()
             await lifespan.__aexit__(None, None, None)

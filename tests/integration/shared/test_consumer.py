@@ -386,6 +386,40 @@ async def test_stop_is_bounded_when_a_commit_never_finishes(
     assert await labels(effects) == ["s1"]
 
 
+async def test_stop_while_idle_in_a_fetch_does_not_wait_out_the_grace(
+    make_consumer, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine
+) -> None:
+    """A consumer with nothing to do waits in a fetch (a long poll): stopping it has nothing
+    to finish, so it ends at once instead of after the fetch or the grace period (every
+    service's shutdown, a rolling update's pod, every test's teardown). Its fetch here never
+    returns: before, stop() waited out the whole 30 s grace."""
+    e = event("before", uuid.uuid4())
+    await send(producer, topic, e.to_bytes(), e.key)
+    consumer = make_consumer(batch_handler=record_effects)
+    await consumer.start()
+    await wait_until(lambda: _equals(labels(effects), ["before"]), timeout=30)
+    fetching = asyncio.Event()
+    assert consumer._consumer is not None
+
+    async def never_returns(*_args: object, **_kwargs: object) -> dict[TopicPartition, list]:
+        fetching.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    consumer._consumer.getmany = never_returns  # type: ignore[method-assign]
+    await asyncio.wait_for(fetching.wait(), 10)
+    await asyncio.wait_for(consumer.stop(grace_s=30), 10)
+    assert consumer._task is not None
+    assert consumer._task.done()
+    # What it had processed was committed before it left: a new member starts after it.
+    again = make_consumer(batch_handler=record_effects)
+    await again.start()
+    later = event("after", uuid.uuid4())
+    await send(producer, topic, later.to_bytes(), later.key)
+    await wait_until(lambda: _equals(labels(effects), ["before", "after"]), timeout=30)
+    await again.stop(grace_s=2)
+
+
 async def _equals(value: Awaitable[object], expected: object) -> bool:
     return await value == expected
 
