@@ -218,6 +218,42 @@ class Server:
         return total
 
 
+def _process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_part(servers: dict[str, Server]) -> dict[str, float]:
+    """CPU seconds used so far by each part of the machine: the named servers, the Kafka
+    broker, PostgreSQL (every backend alive now: take it around a window in which the pools
+    keep their connections), this benchmark process (the load generator) and the rest."""
+    parts: dict[str, float] = dict.fromkeys([*servers, "kafka", "postgres", "load generator"], 0.0)
+    owned = {pid: name for name, server in servers.items() for pid in server.pids()}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if pid in owned:
+            part = owned[pid]
+        elif pid == os.getpid():
+            part = "load generator"
+        elif b"kafka.Kafka" in cmdline:
+            part = "kafka"
+        elif cmdline.startswith(b"postgres") or b"/postgres" in cmdline.split(b"\0")[0]:
+            part = "postgres"
+        else:
+            part = "other"
+        parts[part] = parts.get(part, 0.0) + _process_cpu_seconds(pid)
+    return parts
+
+
 def _with_topic_prefix(env: dict[str, str]) -> dict[str, str]:
     """`env` plus the benchmark's topic prefix for each service it configures (by its
     <SERVICE>_KAFKA_BOOTSTRAP), unless it sets one itself."""

@@ -28,6 +28,7 @@ from bench import classification as bench_classification
 from bench import router_breach
 from bench.harness import (
     KAFKA,
+    cpu_by_part,
     create_bench_key,
     database_url,
     recreate_database_async,
@@ -329,9 +330,10 @@ async def _measure(
     try:
         key = await _setup("http://127.0.0.1:18202", intake_db)
         await tail.start()
-        cpu0, machine0 = router.cpu_seconds(), _machine_ticks()
+        servers = {"router": router, "intake": intake}
+        cpu0, machine0, parts0 = router.cpu_seconds(), _machine_ticks(), cpu_by_part(servers)
         sent = await _steady_load("http://127.0.0.1:18201", key, seconds, uuid.uuid4().hex[:6])
-        machine1 = _machine_ticks()
+        machine1, parts1 = _machine_ticks(), cpu_by_part(servers)
         errors = int(sent.pop("__errors__"))
         lag = sent.pop("__lag__")
         deadline = time.perf_counter() + 20
@@ -376,6 +378,13 @@ async def _measure(
             1 - (machine1[1] - machine0[1]) / max(1, machine1[0] - machine0[0]), 3
         ),
         "router_cpu_s_per_1k": round(1000 * router_cpu / max(1, len(sent)), 3),
+        # Where the machine's CPU went while the load ran, in seconds per 1,000 contacts.
+        "cpu_s_per_1k_during_load": {
+            part: round(
+                1000 * (parts1.get(part, 0.0) - parts0.get(part, 0.0)) / max(1, len(sent)), 3
+            )
+            for part in parts1
+        },
         "router_rss_mb": round(router_rss, 1),
         **{k: round(v, 1) for k, v in drain.items()},
         "drain_ratio_to_noop": round(drain["router_drain_per_s"] / drain["noop_consumer_per_s"], 3)
@@ -453,6 +462,11 @@ def main(duration: int | None = None) -> None:
     print(
         "  legs (p50/p99 ms): "
         + ", ".join(f"{k} {v['p50']}/{v['p99']}" for k, v in result["stages_ms"].items())
+    )
+    print(
+        f"  machine CPU busy {result['machine_cpu_busy_during_load']:.0%} during the load; CPU s "
+        "per 1,000 contacts: "
+        + ", ".join(f"{k} {v}" for k, v in result["cpu_s_per_1k_during_load"].items())
     )
     print(
         f"backlog of {result['backlog']:.0f}: router {result['router_drain_per_s']}/s vs no-op "
