@@ -21,6 +21,7 @@ from pydantic import BaseModel, SecretStr
 from ccshared.db import asyncpg_dsn
 from ccshared.events import Envelope, new_event
 from ccshared.kafka import commit_group_at_end, ensure_topics, make_producer
+from ccshared.outbox import OutboxRelay
 from ccshared.service import runtime_of
 from feedback.app import create_app
 from feedback.domain.tokens import issue_token
@@ -50,6 +51,7 @@ class Feedback:
     scheduler: FeedbackScheduler
     # Catalog topic -> the topic this instance actually reads it from (before TOPIC_PREFIX).
     topics: dict[str, str] = field(default_factory=dict)
+    relay: OutboxRelay | None = None  # the service's outbox relay (a test may stop it)
 
     def topic_of(self, catalog_topic: str) -> str:
         """Where on Kafka this instance reads a catalog topic."""
@@ -160,7 +162,7 @@ async def feedback_factory(
         await producer.start()
         started.append((lifespan, client, db, producer))
         scheduler = runtime_of(app).parts.scheduler
-        return Feedback(client, db, settings, producer, scheduler, topics)
+        return Feedback(client, db, settings, producer, scheduler, topics, runtime_of(app).relay)
 
     yield start
     for lifespan, client, db, producer in reversed(started):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from ccshared.service import runtime_of
 from tests.integration.sla.conftest import Sla, fast_policy
 
 INJECTIONS = [
@@ -28,6 +29,8 @@ async def test_names_are_kept_verbatim_and_structured_fields_refuse_injection(sl
         )
         assert created.status_code == 201, created.text
         assert (await sla.client.get(f"/v1/policies/p{n}")).json()["name"] == attack
+    # The relay stopped: a refused request's outbox row (if any) must still be there to count.
+    await runtime_of(sla.app).relay.stop()
     before = await _counts(sla)
     for n, attack in enumerate(INJECTIONS):
         for change in ({"id": attack}, {"targets": {"resolution": attack}}, {"calendar": attack}):
