@@ -673,6 +673,11 @@ class OutboxRelay:
         self._wake.set()
 
     async def _sleep(self, seconds: float) -> None:
+        # Told to stop: no sleep at all. The wake-up `stop()` sets can be cleared by the loop
+        # before it sleeps (stopped while it was taking the leadership, which clears `_wake`
+        # before the first drain), and the stop would then wait out a whole poll interval.
+        if self._stopping.is_set():
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 

@@ -44,6 +44,36 @@ def relay_for(url: str, bootstrap: str, **kwargs: object) -> OutboxRelay:
     )
 
 
+async def test_a_relay_stopped_while_taking_the_leadership_ends_without_a_poll_interval(
+    engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str
+) -> None:
+    """`stop()` wakes the loop, but the loop clears its wake-up as it becomes leader, before
+    its first drain: stopped in between, it slept a whole poll interval before it saw the
+    stop (2 s by default, at every shutdown that came early: many test teardowns). Here the
+    stop lands exactly there, with a poll interval of a minute."""
+    told: list[bool] = []
+
+    class StoppedDuringLeadership(OutboxRelay):
+        async def drain_once(self, conn: asyncpg.Connection) -> int:
+            if not told:
+                told.append(True)
+                self._stopping.set()  # what stop() does...
+                self._wake.set()
+                self._wake.clear()  # ...and the loop's leadership step undoes
+            return 0
+
+    relay = StoppedDuringLeadership(
+        asyncpg_dsn(fresh_database),
+        lambda: make_producer(kafka_bootstrap, "test-relay"),
+        poll_interval_s=60,
+    )
+    relay.start()
+    assert relay._task is not None
+    await asyncio.wait_for(relay._task, 10)
+    assert told == [True]
+    assert relay.stats.failures == 0  # it ended by the stop, not by an error
+
+
 async def test_committed_events_reach_kafka_in_key_order(
     engine: AsyncEngine, fresh_database: str, kafka_bootstrap: str, topic: str
 ) -> None:
