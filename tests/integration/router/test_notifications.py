@@ -20,7 +20,7 @@ from ccshared.kafka import commit_group_at_end, ensure_topics
 from router.app import create_app
 from router.consumers.feedback import from_feedback
 from router.consumers.sla import apply_escalations
-from router.handlers.deliveries import apply_delivery
+from router.handlers.deliveries import apply_deliveries, apply_delivery
 from router.settings import RouterSettings
 from tests.conftest import TOPIC_PREFIX, topic
 from tests.helpers import as_agent, as_supervisor, wait_until
@@ -211,6 +211,51 @@ async def test_delivery_states_never_go_back_and_a_repeated_report_changes_nothi
     # A report of a message not ours, or of a note, is left alone.
     async with router.runtime.engine.begin() as conn:
         assert not await apply_delivery(conn, _changed(uuid.uuid4(), ticket_id, "sent"))
+
+
+async def test_a_fetchs_delivery_reports_are_applied_in_order_as_if_one_by_one(
+    router: Router,
+) -> None:
+    """The consumer applies a fetch's reports together (`apply_deliveries`: one statement each
+    for locks, states, thread keys and notifications): the outcome is that of applying them
+    one after the other, several reports of one message included."""
+    first, second = await held_ticket(router, "amy"), await held_ticket(router, "amy")
+    m1, m2 = await _reply(router, first), await _reply(router, second)
+    reports = [
+        _changed(m1, first, "sent", provider_message_id="<a@cc>"),
+        _changed(m1, first, "delivered"),
+        _changed(m2, second, "sent", provider_message_id="<b@cc>"),
+        _changed(m2, second, "failed", reason="550 mailbox unavailable"),
+        _changed(m2, second, "sent"),  # late: failed is final
+        _changed(uuid.uuid4(), first, "failed", provider_message_id="<x@cc>"),  # not ours
+        _changed(m1, first, "delivered"),  # redelivered
+        _changed(m1, second, "sent"),  # a reply of another ticket: left alone
+    ]
+    async with router.runtime.engine.begin() as conn:
+        changed = await apply_deliveries(conn, reports)
+    assert changed == [True, True, True, True, False, False, False, False]
+    items = {
+        m["id"]: m
+        for t in (first, second)
+        for m in (await router.client.get(f"/v1/tickets/{t}/messages")).json()["items"]
+    }
+    assert (items[str(m1)]["delivery_state"], items[str(m1)]["provider_message_id"]) == (
+        "delivered",
+        "<a@cc>",
+    )
+    assert items[str(m1)]["delivery_reason"] is None
+    assert (items[str(m2)]["delivery_state"], items[str(m2)]["delivery_reason"]) == (
+        "failed",
+        "550 mailbox unavailable",
+    )
+    assert items[str(m2)]["provider_message_id"] == "<b@cc>"
+    keys = await router.sql("SELECT key, ticket_id FROM thread_keys WHERE key LIKE 'email:%@cc'")
+    assert sorted((k.key, k.ticket_id) for k in keys) == sorted(
+        [("email:a@cc", first), ("email:b@cc", second)]
+    )
+    (told,) = await notifications_of(router, as_agent("amy"))
+    assert told["kind"] == "delivery_failed"
+    assert told["data"]["message_id"] == str(m2)
 
 
 async def test_a_failed_delivery_on_kafka_is_stored_and_tells_the_owner_and_strangers_are_ignored(

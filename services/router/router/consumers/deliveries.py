@@ -6,12 +6,12 @@ from __future__ import annotations
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ccshared.consumer import Handler, each_event
+from ccshared.consumer import BatchHandler, Handler
 from ccshared.events import Envelope
 from ccshared.events.catalog import INTAKE_DELIVERIES
 from ccshared.events.payloads import MessageDeliveryChanged
 from ccshared.service import ConsumerSpec, Runtime
-from router.handlers.deliveries import apply_delivery
+from router.handlers.deliveries import apply_deliveries, apply_delivery
 
 
 def store_delivery_states(runtime: Runtime) -> Handler:
@@ -22,10 +22,21 @@ def store_delivery_states(runtime: Runtime) -> Handler:
     return handle
 
 
+def store_fetched_delivery_states(runtime: Runtime) -> BatchHandler:
+    """A fetch's reports in a few statements (`apply_deliveries`): a reply sends one or two
+    (sent, delivered), and they come in fast when agents reply fast."""
+
+    async def handle(conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]) -> None:
+        reports = [p for _, p in events if isinstance(p, MessageDeliveryChanged)]
+        await apply_deliveries(conn, reports)
+
+    return handle
+
+
 DELIVERIES = ConsumerSpec(
     name="deliveries",
     topics=[INTAKE_DELIVERIES],
     handler=store_delivery_states,
-    batch_handler=lambda runtime: each_event(store_delivery_states(runtime)),
+    batch_handler=store_fetched_delivery_states,
     event_types=frozenset({"message.delivery_changed"}),
 )

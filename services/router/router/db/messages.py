@@ -5,6 +5,7 @@ or a note; a reply's delivery state."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -119,56 +120,69 @@ async def last_contact(conn: AsyncConnection, ticket_id: uuid.UUID) -> Row[Any] 
     return (await conn.execute(_LAST_CONTACT, {"t": ticket_id})).first()
 
 
-async def lock_reply(
-    conn: AsyncConnection, message_id: uuid.UUID, ticket_id: uuid.UUID
-) -> Row[Any] | None:
-    """A reply of the ticket (not a note), locked, with its channel and its ticket's owner and
-    assignee."""
-    return (
-        await conn.execute(
-            text(
-                "SELECT m.id, m.channel, m.delivery_state, t.owner_agent_id, t.assignee_agent_id "
-                "FROM ticket_messages m JOIN tickets t ON t.id = m.ticket_id "
-                "WHERE m.id = :id AND m.ticket_id = :t AND m.direction = 'outbound' "
-                "FOR UPDATE OF m"
-            ),
-            {"id": message_id, "t": ticket_id},
-        )
-    ).first()
+_LOCK_REPLIES = text(
+    "SELECT m.id, m.ticket_id, m.channel, m.delivery_state, t.owner_agent_id, "
+    "t.assignee_agent_id "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:tickets AS uuid[])) AS q(id, ticket_id) "
+    "JOIN ticket_messages m ON m.id = q.id AND m.ticket_id = q.ticket_id "
+    "JOIN tickets t ON t.id = m.ticket_id "
+    "WHERE m.direction = 'outbound' ORDER BY m.id FOR UPDATE OF m"
+)
 
 
-async def set_delivery_state(
+async def lock_replies(
+    conn: AsyncConnection, replies: Sequence[tuple[uuid.UUID, uuid.UUID]]
+) -> dict[uuid.UUID, Row[Any]]:
+    """Replies of their tickets (not notes), locked in message id order, each with its channel
+    and its ticket's owner and assignee: those found, by message id."""
+    pairs = sorted(set(replies))
+    found = await conn.execute(
+        _LOCK_REPLIES, {"ids": [p[0] for p in pairs], "tickets": [p[1] for p in pairs]}
+    )
+    return {row.id: row for row in found}
+
+
+_SET_DELIVERY_STATES = text(
+    "UPDATE ticket_messages m SET delivery_state = u.state, delivery_at = u.at, "
+    "delivery_reason = coalesce(u.reason, m.delivery_reason), "
+    "provider_message_id = coalesce(u.provider, m.provider_message_id) "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:states AS text[]), "
+    "CAST(:ats AS timestamptz[]), CAST(:reasons AS text[]), CAST(:providers AS text[])) "
+    "AS u(id, state, at, reason, provider) WHERE m.id = u.id"
+)
+
+
+async def set_delivery_states(
     conn: AsyncConnection,
-    message_id: uuid.UUID,
-    state: str,
-    *,
-    reason: str | None,
-    provider_message_id: str | None,
-    at: datetime,
+    states: Sequence[tuple[uuid.UUID, str, datetime, str | None, str | None]],
 ) -> None:
+    """Messages' delivery states in one statement: (id, state, at, reason, provider message
+    id), one row per message; a None reason or provider id keeps the stored one."""
+    if not states:
+        return
     await conn.execute(
-        text(
-            "UPDATE ticket_messages SET delivery_state = :state, delivery_at = :at, "
-            "delivery_reason = coalesce(CAST(:reason AS text), delivery_reason), "
-            "provider_message_id = coalesce(CAST(:provider AS text), provider_message_id) "
-            "WHERE id = :id"
-        ),
+        _SET_DELIVERY_STATES,
         {
-            "id": message_id,
-            "state": state,
-            "reason": reason,
-            "provider": provider_message_id,
-            "at": at,
+            "ids": [s[0] for s in states],
+            "states": [s[1] for s in states],
+            "ats": [s[2] for s in states],
+            "reasons": [s[3] for s in states],
+            "providers": [s[4] for s in states],
         },
     )
 
 
-async def add_thread_key(conn: AsyncConnection, ticket_id: uuid.UUID, key: str) -> None:
-    """Makes the ticket findable by `key` (a sent e-mail's Message-ID), once."""
+async def add_thread_keys(conn: AsyncConnection, keys: Sequence[tuple[str, uuid.UUID]]) -> None:
+    """Makes each ticket findable by its key (a sent e-mail's Message-ID), once, in one
+    statement."""
+    pairs = sorted(set(keys))
+    if not pairs:
+        return
     await conn.execute(
         text(
-            "INSERT INTO thread_keys (key, ticket_id) VALUES (:k, :t) "
+            "INSERT INTO thread_keys (key, ticket_id) "
+            "SELECT k, t FROM unnest(CAST(:keys AS text[]), CAST(:tickets AS uuid[])) AS u(k, t) "
             "ON CONFLICT (key, ticket_id) DO NOTHING"
         ),
-        {"k": key, "t": ticket_id},
+        {"keys": [p[0] for p in pairs], "tickets": [p[1] for p in pairs]},
     )

@@ -6,6 +6,10 @@ customer's answer to it joins the ticket."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events.payloads import MessageDeliveryChanged
@@ -13,35 +17,61 @@ from router.db import messages as db
 from router.db.notifications import write_notifications
 from router.domain import notifications
 from router.domain.conversation import next_delivery_state
+from router.domain.notifications import Notification
 from router.domain.threading import email_key
 
 
 async def apply_delivery(conn: AsyncConnection, changed: MessageDeliveryChanged) -> bool:
     """Whether the report changed the message's state. A message that is not a reply of this
     router's (another deployment's, a note) is left alone."""
-    reply = await db.lock_reply(conn, changed.message_id, changed.ticket_id)
-    if reply is None:
-        return False
-    if reply.channel == "email" and changed.provider_message_id:
-        # The customer's answer names the reply's Message-ID (In-Reply-To): it threads by it.
-        await db.add_thread_key(conn, changed.ticket_id, email_key(changed.provider_message_id))
-    state = next_delivery_state(reply.delivery_state, changed.state)
-    if state is None:
-        return False
-    await db.set_delivery_state(
-        conn,
-        changed.message_id,
-        state,
-        reason=changed.reason,
-        provider_message_id=changed.provider_message_id,
-        at=changed.at,
-    )
-    if state == "failed":
-        told = reply.owner_agent_id or reply.assignee_agent_id
-        await write_notifications(
-            conn,
-            notifications.delivery_failed(
-                told, changed.ticket_id, changed.message_id, changed.reason, changed.at
-            ),
+    return (await apply_deliveries(conn, [changed]))[0]
+
+
+async def apply_deliveries(
+    conn: AsyncConnection, reports: Sequence[MessageDeliveryChanged]
+) -> list[bool]:
+    """`apply_delivery` for a fetch's reports, in their order, with a statement each for the
+    locks, the states, the thread keys and the notifications (not three per report): whether
+    each report changed its message's state."""
+    replies = await db.lock_replies(conn, [(r.message_id, r.ticket_id) for r in reports])
+    current = {message_id: reply.delivery_state for message_id, reply in replies.items()}
+    stored: dict[uuid.UUID, tuple[uuid.UUID, str, datetime, str | None, str | None]] = {}
+    keys: list[tuple[str, uuid.UUID]] = []
+    told: list[Notification] = []
+    changed: list[bool] = []
+    for report in reports:
+        reply = replies.get(report.message_id)
+        if reply is None:
+            changed.append(False)
+            continue
+        if reply.channel == "email" and report.provider_message_id:
+            # The customer's answer names the reply's Message-ID (In-Reply-To): it threads by it.
+            keys.append((email_key(report.provider_message_id), report.ticket_id))
+        state = next_delivery_state(current[report.message_id], report.state)
+        changed.append(state is not None)
+        if state is None:
+            continue
+        current[report.message_id] = state
+        # As if stored one after the other: a report without a reason or a provider id keeps
+        # what an earlier one (or the row) has.
+        earlier = stored.get(report.message_id)
+        stored[report.message_id] = (
+            report.message_id,
+            state,
+            report.at,
+            report.reason if report.reason is not None else (earlier[3] if earlier else None),
+            report.provider_message_id
+            if report.provider_message_id is not None
+            else (earlier[4] if earlier else None),
         )
-    return True
+        if state == "failed":
+            owner = reply.owner_agent_id or reply.assignee_agent_id
+            told.extend(
+                notifications.delivery_failed(
+                    owner, report.ticket_id, report.message_id, report.reason, report.at
+                )
+            )
+    await db.add_thread_keys(conn, keys)
+    await db.set_delivery_states(conn, list(stored.values()))
+    await write_notifications(conn, told)
+    return changed
