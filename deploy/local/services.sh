@@ -57,6 +57,17 @@ except Exception:
 PY
 }
 
+# Something (an old run's server, another program) already listens on the port: the new
+# service could not bind it, and the readiness check would be answered by the other one.
+port_taken() {
+  "$PY" - "$1" <<'PY'
+import socket, sys
+with socket.socket() as s:
+    s.settimeout(1)
+    sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)
+PY
+}
+
 ready() {
   if [[ "$1" == mailbox ]]; then smtp_healthy "$(port_of "$1")"; else healthy "$(port_of "$1")"; fi
 }
@@ -77,6 +88,11 @@ start_one() {
   if is_running "$svc"; then
     echo "$svc already running (pid $(cat "$RUN/$svc.pid"))"
     return
+  fi
+  if port_taken "$port"; then
+    echo "$svc: port $port is already in use by another process (not this script's $svc):" \
+      "stop it, or give $svc another port (see port_of in $0)" >&2
+    exit 1
   fi
   mkdir -p "$RUN" "$LOGS"
   if [[ "$svc" == mailbox ]]; then

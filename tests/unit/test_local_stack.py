@@ -4,7 +4,11 @@ the new one's database at the next `make run`), and each is started, stopped and
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,3 +45,31 @@ def test_every_service_is_started_stopped_and_shown_by_make_run() -> None:
     assert set(ports) == SERVICES | {"mailbox"}
     assert ports["console"] == "8005"
     assert len(set(ports.values())) == len(ports)
+
+
+def test_a_port_another_process_holds_is_refused_before_the_service_starts(
+    tmp_path: Path,
+) -> None:
+    """An old run's server (or any other program) on a service's port used to answer the new
+    start's readiness check, so `make run` reported the service ready while it had failed to
+    bind. Now the start stops at once, naming the port, and leaves no pid file behind."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        done = subprocess.run(  # noqa: S603 - the repository's own script
+            ["/bin/bash", str(LOCAL / "services.sh"), "start", "console"],
+            env={
+                **os.environ,
+                "CONSOLE_PORT": str(port),
+                "CC_LOCAL_DIR": str(tmp_path),
+                "CC_PYTHON": sys.executable,
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"port {port} is already in use" in done.stderr
+    assert "ready" not in done.stdout
+    assert not (tmp_path / "run" / "console.pid").exists()
