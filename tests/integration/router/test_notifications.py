@@ -220,7 +220,8 @@ async def test_a_fetchs_delivery_reports_are_applied_in_order_as_if_one_by_one(
     for locks, states, thread keys and notifications): the outcome is that of applying them
     one after the other, several reports of one message included."""
     first, second = await held_ticket(router, "amy"), await held_ticket(router, "amy")
-    m1, m2 = await _reply(router, first), await _reply(router, second)
+    third = await held_ticket(router, "amy")
+    m1, m2, m3 = [await _reply(router, t) for t in (first, second, third)]
     reports = [
         _changed(m1, first, "sent", provider_message_id="<a@cc>"),
         _changed(m1, first, "delivered"),
@@ -230,10 +231,14 @@ async def test_a_fetchs_delivery_reports_are_applied_in_order_as_if_one_by_one(
         _changed(uuid.uuid4(), first, "failed", provider_message_id="<x@cc>"),  # not ours
         _changed(m1, first, "delivered"),  # redelivered
         _changed(m1, second, "sent"),  # a reply of another ticket: left alone
+        _changed(m3, third, "sent"),
+        # A report that would change that reply, but names another ticket: left alone too
+        # (no state, no thread key on the wrong ticket, nobody told).
+        _changed(m3, first, "failed", reason="550", provider_message_id="<z@cc>"),
     ]
     async with router.runtime.engine.begin() as conn:
         changed = await apply_deliveries(conn, reports)
-    assert changed == [True, True, True, True, False, False, False, False]
+    assert changed == [True, True, True, True, False, False, False, False, True, False]
     items = {
         m["id"]: m
         for t in (first, second)
@@ -256,6 +261,10 @@ async def test_a_fetchs_delivery_reports_are_applied_in_order_as_if_one_by_one(
     (told,) = await notifications_of(router, as_agent("amy"))
     assert told["kind"] == "delivery_failed"
     assert told["data"]["message_id"] == str(m2)
+    (untouched,) = await router.sql(
+        "SELECT delivery_state FROM ticket_messages WHERE id = :m", m=m3
+    )
+    assert untouched.delivery_state == "sent"
 
 
 async def test_a_failed_delivery_on_kafka_is_stored_and_tells_the_owner_and_strangers_are_ignored(

@@ -27,8 +27,12 @@ def store_fetched_delivery_states(runtime: Runtime) -> BatchHandler:
     (sent, delivered), and they come in fast when agents reply fast."""
 
     async def handle(conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]) -> None:
-        reports = [p for _, p in events if isinstance(p, MessageDeliveryChanged)]
-        await apply_deliveries(conn, reports)
+        taken = [(e, p) for e, p in events if isinstance(p, MessageDeliveryChanged)]
+        await apply_deliveries(
+            conn,
+            [p for _, p in taken],
+            [e.correlation_id or str(e.event_id) for e, _ in taken],
+        )
 
     return handle
 

@@ -132,14 +132,14 @@ _LOCK_REPLIES = text(
 
 async def lock_replies(
     conn: AsyncConnection, replies: Sequence[tuple[uuid.UUID, uuid.UUID]]
-) -> dict[uuid.UUID, Row[Any]]:
+) -> dict[tuple[uuid.UUID, uuid.UUID], Row[Any]]:
     """Replies of their tickets (not notes), locked in message id order, each with its channel
-    and its ticket's owner and assignee: those found, by message id."""
+    and its ticket's owner and assignee: those found, by (message id, ticket id) as asked."""
     pairs = sorted(set(replies))
     found = await conn.execute(
         _LOCK_REPLIES, {"ids": [p[0] for p in pairs], "tickets": [p[1] for p in pairs]}
     )
-    return {row.id: row for row in found}
+    return {(row.id, row.ticket_id): row for row in found}
 
 
 _SET_DELIVERY_STATES = text(

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccshared.events.payloads import MessageDeliveryChanged
+from ccshared.logging import correlation_id
 from router.db import messages as db
 from router.db.notifications import write_notifications
 from router.domain import notifications
@@ -28,19 +29,24 @@ async def apply_delivery(conn: AsyncConnection, changed: MessageDeliveryChanged)
 
 
 async def apply_deliveries(
-    conn: AsyncConnection, reports: Sequence[MessageDeliveryChanged]
+    conn: AsyncConnection,
+    reports: Sequence[MessageDeliveryChanged],
+    correlation_ids: Sequence[str | None] | None = None,
 ) -> list[bool]:
     """`apply_delivery` for a fetch's reports, in their order, with a statement each for the
     locks, the states, the thread keys and the notifications (not three per report): whether
-    each report changed its message's state."""
+    each report changed its message's state. `correlation_ids`: each report's event's, which
+    the notification of a failure carries (its trace, its logs); failures are rare, so each
+    is written on its own under it."""
     replies = await db.lock_replies(conn, [(r.message_id, r.ticket_id) for r in reports])
-    current = {message_id: reply.delivery_state for message_id, reply in replies.items()}
+    current = {key[0]: reply.delivery_state for key, reply in replies.items()}
     stored: dict[uuid.UUID, tuple[uuid.UUID, str, datetime, str | None, str | None]] = {}
     keys: list[tuple[str, uuid.UUID]] = []
-    told: list[Notification] = []
+    told: list[tuple[str | None, list[Notification]]] = []
     changed: list[bool] = []
-    for report in reports:
-        reply = replies.get(report.message_id)
+    for n, report in enumerate(reports):
+        # A report names the reply's ticket too: one naming another ticket is left alone.
+        reply = replies.get((report.message_id, report.ticket_id))
         if reply is None:
             changed.append(False)
             continue
@@ -66,12 +72,20 @@ async def apply_deliveries(
         )
         if state == "failed":
             owner = reply.owner_agent_id or reply.assignee_agent_id
-            told.extend(
-                notifications.delivery_failed(
-                    owner, report.ticket_id, report.message_id, report.reason, report.at
+            told.append(
+                (
+                    correlation_ids[n] if correlation_ids else correlation_id.get(),
+                    notifications.delivery_failed(
+                        owner, report.ticket_id, report.message_id, report.reason, report.at
+                    ),
                 )
             )
     await db.add_thread_keys(conn, keys)
     await db.set_delivery_states(conn, list(stored.values()))
-    await write_notifications(conn, told)
+    for cid, failed in told:
+        token = correlation_id.set(cid)
+        try:
+            await write_notifications(conn, failed)
+        finally:
+            correlation_id.reset(token)
     return changed
