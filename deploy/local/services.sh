@@ -82,17 +82,27 @@ address_of() {
   fi
 }
 
+# Before anything starts: a port another process holds stops the whole start, so no service
+# is left running half-started.
+check_ports() {
+  local svc port
+  for svc in "$@"; do
+    is_running "$svc" && continue
+    port="$(port_of "$svc")"
+    if port_taken "$port"; then
+      echo "$svc: port $port is already in use by another process (not this script's $svc):" \
+        "stop it, or give $svc another port (see port_of in $0)" >&2
+      exit 1
+    fi
+  done
+}
+
 start_one() {
   local svc="$1" port
   port="$(port_of "$svc")"
   if is_running "$svc"; then
     echo "$svc already running (pid $(cat "$RUN/$svc.pid"))"
     return
-  fi
-  if port_taken "$port"; then
-    echo "$svc: port $port is already in use by another process (not this script's $svc):" \
-      "stop it, or give $svc another port (see port_of in $0)" >&2
-    exit 1
   fi
   mkdir -p "$RUN" "$LOGS"
   if [[ "$svc" == mailbox ]]; then
@@ -154,6 +164,7 @@ services=("$@")
 
 case "$cmd" in
   start)
+    check_ports "${services[@]}"
     for s in "${services[@]}"; do start_one "$s"; done
     for s in "${services[@]}"; do wait_ready "$s"; done
     for s in "${services[@]}"; do

@@ -52,16 +52,21 @@ def test_a_port_another_process_holds_is_refused_before_the_service_starts(
 ) -> None:
     """An old run's server (or any other program) on a service's port used to answer the new
     start's readiness check, so `make run` reported the service ready while it had failed to
-    bind. Now the start stops at once, naming the port, and leaves no pid file behind."""
+    bind. Now the start stops at once, naming the port, before it starts any service (intake,
+    listed first, is not left running half-started), and leaves no pid file behind."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        intake_port = free.getsockname()[1]
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
         done = subprocess.run(  # noqa: S603 - the repository's own script
-            ["/bin/bash", str(LOCAL / "services.sh"), "start", "console"],
+            ["/bin/bash", str(LOCAL / "services.sh"), "start", "intake", "console"],
             env={
                 **os.environ,
                 "CONSOLE_PORT": str(port),
+                "INTAKE_PORT": str(intake_port),
                 "CC_LOCAL_DIR": str(tmp_path),
                 "CC_PYTHON": sys.executable,
             },
@@ -73,3 +78,4 @@ def test_a_port_another_process_holds_is_refused_before_the_service_starts(
     assert f"port {port} is already in use" in done.stderr
     assert "ready" not in done.stdout
     assert not (tmp_path / "run" / "console.pid").exists()
+    assert not (tmp_path / "run" / "intake.pid").exists()
