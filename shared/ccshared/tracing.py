@@ -314,6 +314,12 @@ def start_continuing(
     )
 
 
+def failed(span: Span, exc: BaseException) -> None:
+    """Mark `span` as failed by `exc` (before its owner ends it)."""
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR))
+
+
 def traceparent_of(span: Span) -> str | None:
     """The `traceparent` of events that are children of `span`."""
     return _traceparent(span)

@@ -193,3 +193,20 @@ def test_start_continuing_is_nothing_while_off_untraced_or_without_a_tracer(
     assert tracing.start_continuing(stored, "ticket offer", None) is None
     monkeypatch.setattr(tracing, "_active", False)
     assert tracing.start_continuing(stored, "ticket offer", tracing_on) is None
+
+
+def test_a_failed_span_records_its_exception_and_an_error_status(
+    tracing_on: trace.Tracer,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = tracing.start_continuing(
+        "00-" + "1" * 32 + "-" + "2" * 16 + "-01", "ticket offer", provider.get_tracer("t")
+    )
+    assert span is not None
+    tracing.failed(span, RuntimeError("the offers statement failed"))
+    span.end()
+    [done] = exporter.get_finished_spans()
+    assert done.status.status_code.name == "ERROR"
+    assert [e.name for e in done.events] == ["exception"]

@@ -432,6 +432,10 @@ class Assigner:
                     for event_id in batch.events_of[ticket_id][1]
                 },
             )
+        except BaseException as exc:
+            for span in spans.values():
+                tracing.failed(span, exc)
+            raise
         finally:
             for span in spans.values():
                 span.end()
