@@ -207,15 +207,7 @@ class Server:
         return total / 1024
 
     def cpu_seconds(self) -> float:
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for pid in self.pids():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        return total
+        return sum(_process_cpu_seconds(pid) for pid in self.pids())
 
 
 def _process_cpu_seconds(pid: int) -> float:

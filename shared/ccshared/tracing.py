@@ -269,23 +269,17 @@ def continuing(
         yield
         return
     found = tracer or otel_context.get_value(_TRACER)
-    if not isinstance(found, Tracer):
+    span = start_continuing(
+        traceparent, name, found if isinstance(found, Tracer) else None, attributes
+    )
+    if span is None:
         yield
         return
-    cause = trace.get_current_span().get_span_context()
-    span = found.start_span(
-        name,
-        context=_PROPAGATOR.extract({TRACEPARENT: traceparent}),
-        kind=SpanKind.INTERNAL,
-        links=[Link(cause)] if cause.is_valid else None,
-        attributes=dict(attributes or {}),
-    )
     token = otel_context.attach(trace.set_span_in_context(span))
     try:
         yield
     except BaseException as exc:
-        span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR))
+        failed(span, exc)
         raise
     finally:
         otel_context.detach(token)

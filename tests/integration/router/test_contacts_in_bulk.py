@@ -222,23 +222,10 @@ def _envelope(c: ContactReceived) -> Envelope:
 async def test_a_batch_writes_one_statement_per_table_not_per_contact(router: Router) -> None:
     """New tickets of a batch are written together: the batch sends as many statements for 50
     new customers' contacts as for 5 (counted as SQLAlchemy sends them)."""
-    handler = contacts_to_tickets_in_bulk(router.runtime)
     counts = []
     for size in (5, 50):
         batch = [contact(uuid.uuid4(), channel="phone", text_="order late") for _ in range(size)]
-        async with router.runtime.engine.begin() as conn:
-            statements = 0
-
-            def count(*_: Any) -> None:
-                nonlocal statements
-                statements += 1
-
-            sync = conn.sync_connection
-            assert sync is not None
-            sa_event.listen(sync, "before_cursor_execute", count)
-            await handler(conn, [(_envelope(c), c) for c in batch])
-            sa_event.remove(sync, "before_cursor_execute", count)
-        counts.append(statements)
+        counts.append(await _statements(router, batch))
         opened = await router.sql(
             "SELECT count(*) AS n FROM ticket_contacts WHERE contact_id = ANY(:ids)",
             ids=[c.contact_id for c in batch],
@@ -248,13 +235,13 @@ async def test_a_batch_writes_one_statement_per_table_not_per_contact(router: Ro
     assert counts[1] <= 8
 
 
-async def _statements(router: Router, batch: list[ContactReceived]) -> int:
+async def _statements_sent(router: Router, batch: list[ContactReceived]) -> list[str]:
+    """The SQL the contacts' batch handler sends for `batch`, in order (as SQLAlchemy sends it)."""
     handler = contacts_to_tickets_in_bulk(router.runtime)
-    statements = 0
+    statements: list[str] = []
 
-    def count(*_: Any) -> None:
-        nonlocal statements
-        statements += 1
+    def count(*args: Any) -> None:
+        statements.append(args[2])
 
     async with router.runtime.engine.begin() as conn:
         sync = conn.sync_connection
@@ -263,6 +250,10 @@ async def _statements(router: Router, batch: list[ContactReceived]) -> int:
         await handler(conn, [(_envelope(c), c) for c in batch])
         sa_event.remove(sync, "before_cursor_execute", count)
     return statements
+
+
+async def _statements(router: Router, batch: list[ContactReceived]) -> int:
+    return len(await _statements_sent(router, batch))
 
 
 async def test_contacts_joining_tickets_the_batch_opened_cost_no_statements_of_their_own(
@@ -356,19 +347,8 @@ async def test_a_ticket_resolved_while_the_batch_decided_is_reopened_not_joined(
 async def test_a_batch_of_new_contacts_costs_three_statements(router: Router) -> None:
     """The customers' view, then one statement reading their candidate tickets, segments
     and earlier tickets (three before), then the write of the new tickets."""
-    handler = contacts_to_tickets_in_bulk(router.runtime)
     batch = [contact(uuid.uuid4(), channel="phone", text_="order late") for _ in range(20)]
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(args[2])
-
-    async with router.runtime.engine.begin() as conn:
-        sync = conn.sync_connection
-        assert sync is not None
-        sa_event.listen(sync, "before_cursor_execute", count)
-        await handler(conn, [(_envelope(c), c) for c in batch])
-        sa_event.remove(sync, "before_cursor_execute", count)
+    statements = await _statements_sent(router, batch)
 
     assert len(statements) == 3, statements
     assert "customer_segments" in statements[1]

@@ -5,6 +5,8 @@ while idle is replaced before the caller sees it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -19,6 +21,22 @@ from tests.conftest import pg_url
 async def _backend_pid(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+@asynccontextmanager
+async def _killed_while_idle(ping_after_idle_s: float) -> AsyncIterator[tuple[AsyncEngine, int]]:
+    """An engine of one pooled connection whose backend the database ended while it sat idle
+    in the pool (for 0.3 s); yields the engine and the ended backend's pid."""
+    engine = make_engine(pg_url("postgres"), pool_size=1, ping_after_idle_s=ping_after_idle_s)
+    admin = await asyncpg.connect(pg_url("postgres", "postgresql"))
+    try:
+        pid = await _backend_pid(engine)
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await asyncio.sleep(0.3)
+        yield engine, pid
+    finally:
+        await admin.close()
+        await engine.dispose()
 
 
 async def test_a_connection_back_a_moment_ago_is_not_pinged_but_one_idle_long_is(
@@ -49,32 +67,19 @@ async def test_a_connection_back_a_moment_ago_is_not_pinged_but_one_idle_long_is
 
 
 async def test_a_connection_that_died_while_idle_is_replaced_before_use() -> None:
-    engine = make_engine(pg_url("postgres"), pool_size=1, ping_after_idle_s=0.2)
-    admin = await asyncpg.connect(pg_url("postgres", "postgresql"))
-    try:
-        pid = await _backend_pid(engine)
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-        await asyncio.sleep(0.3)
+    async with _killed_while_idle(0.2) as (engine, pid):
         # The first unit of work after the database dropped the connection succeeds, on a new
         # connection: the test at checkout found the dead one.
         async with engine.begin() as conn:
             assert (await conn.execute(text("SELECT 41 + 1"))).scalar_one() == 42
             new_pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
         assert new_pid != pid
-    finally:
-        await admin.close()
-        await engine.dispose()
 
 
 async def test_without_the_idle_test_the_dead_connection_fails_its_first_use() -> None:
     """The other side of the one above: what the test at checkout spares the caller (and so
     that the test above cannot pass for another reason)."""
-    engine = make_engine(pg_url("postgres"), pool_size=1, ping_after_idle_s=3600)
-    admin = await asyncpg.connect(pg_url("postgres", "postgresql"))
-    try:
-        pid = await _backend_pid(engine)
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-        await asyncio.sleep(0.3)
+    async with _killed_while_idle(3600) as (engine, pid):
         failed = False
         try:
             async with engine.begin() as conn:
@@ -84,6 +89,3 @@ async def test_without_the_idle_test_the_dead_connection_fails_its_first_use() -
         assert failed
         # The pool threw that connection away: the next unit of work gets a new one.
         assert await _backend_pid(engine) != pid
-    finally:
-        await admin.close()
-        await engine.dispose()

@@ -34,6 +34,14 @@ def _event(correlation_id: str | None = None) -> Envelope:
     return new_event(payload, producer="sla", correlation_id=correlation_id)
 
 
+def _recorded() -> tuple[trace.Tracer, InMemorySpanExporter]:
+    """A tracer whose finished spans the exporter keeps."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider.get_tracer("test"), exporter
+
+
 @pytest.fixture
 def tracing_on(monkeypatch: pytest.MonkeyPatch) -> trace.Tracer:
     monkeypatch.setattr(tracing, "_active", True)
@@ -121,10 +129,7 @@ def test_continuing_is_nothing_while_tracing_is_off_or_nothing_was_stored(
 def test_continuing_makes_a_child_of_the_stored_trace_linked_to_the_request_and_rows_carry_it(
     tracing_on: trace.Tracer,
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
+    tracer, exporter = _recorded()
     contact_span = tracer.start_span("intake.contacts process")
     tracing.remember("contact-9", contact_span)
     token = correlation_id.set("contact-9")
@@ -198,11 +203,9 @@ def test_start_continuing_is_nothing_while_off_untraced_or_without_a_tracer(
 def test_a_failed_span_records_its_exception_and_an_error_status(
     tracing_on: trace.Tracer,
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer, exporter = _recorded()
     span = tracing.start_continuing(
-        "00-" + "1" * 32 + "-" + "2" * 16 + "-01", "ticket offer", provider.get_tracer("t")
+        "00-" + "1" * 32 + "-" + "2" * 16 + "-01", "ticket offer", tracer
     )
     assert span is not None
     tracing.failed(span, RuntimeError("the offers statement failed"))

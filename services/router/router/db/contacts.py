@@ -52,16 +52,22 @@ async def candidates(
     rows = await conn.execute(_CANDIDATES[lock], {"keys": keys, "customers": customers})
     found: dict[str, dict[str, OpenTicketCandidate]] = {}
     for r in rows:
-        candidate = OpenTicketCandidate(
-            ticket_id=str(r.id),
-            customer_id=str(r.customer_id),
-            channel=r.channel,
-            status=r.status,
-            last_contact_at=r.last_contact_at,
-            matched_keys=frozenset(r.keys),
-        )
-        found.setdefault(candidate.customer_id, {})[candidate.ticket_id] = candidate
+        _add_candidate(found, r, r.last_contact_at)
     return found
+
+
+def _add_candidate(
+    found: dict[str, dict[str, OpenTicketCandidate]], r: Any, last_contact_at: datetime
+) -> None:
+    candidate = OpenTicketCandidate(
+        ticket_id=str(r.id),
+        customer_id=str(r.customer_id),
+        channel=r.channel,
+        status=r.status,
+        last_contact_at=last_contact_at,
+        matched_keys=frozenset(r.keys),
+    )
+    found.setdefault(candidate.customer_id, {})[candidate.ticket_id] = candidate
 
 
 _EARLIER = text(
@@ -136,15 +142,7 @@ async def batch_view(
     rows = await conn.execute(_BATCH_VIEW, {"keys": keys, "customers": customers, "since": since})
     for r in rows:
         if r.part == 1:
-            candidate = OpenTicketCandidate(
-                ticket_id=str(r.id),
-                customer_id=str(r.customer_id),
-                channel=r.channel,
-                status=r.status,
-                last_contact_at=r.at,
-                matched_keys=frozenset(r.keys),
-            )
-            view.candidates.setdefault(candidate.customer_id, {})[candidate.ticket_id] = candidate
+            _add_candidate(view.candidates, r, r.at)
         elif r.part == 2:
             view.segments[r.customer_id] = r.category
         else:
