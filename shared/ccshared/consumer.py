@@ -275,6 +275,10 @@ class IdempotentConsumer:
     async def _run(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
+        # The spans this consumer took, by correlation id, apart from the service's other
+        # consumers': an event one writes is a child of its own record, even when another
+        # consumer is taking a record of the same correlation id at that moment.
+        tracing.own_memory()
         while not self._stopping.is_set():
             self._fetching = True
             try:

@@ -53,9 +53,11 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _REMEMBERED = 10_000  # correlation ids whose consumer span is kept for the events they cause
 
 _active = False  # some service of this process traces
-# The spans remembered by correlation id, one memory per service: `own_memory` at the start of
-# a service's lifespan gives it (and so every task it starts) its own, so that several services
-# in one process (tests) do not take each other's spans for the events they write.
+# The spans remembered by correlation id: `own_memory` at the start of a service's lifespan
+# gives it (and so every task it starts) its own, so that several services in one process
+# (tests) do not take each other's spans for the events they write; each consumer's loop takes
+# one of its own too, so that a service's consumers taking records of one correlation id at
+# once (the resolution's ticket event and SLA's event for it) do not take each other's.
 _Memory = collections.OrderedDict[str, Span]
 _PROCESS_MEMORY = _Memory()  # the memory of a process that never called own_memory()
 _memory: ContextVar[_Memory | None] = ContextVar("ccshared_trace_memory", default=None)
