@@ -172,6 +172,7 @@ class IdempotentConsumer:
         batch_handler: BatchHandler | None = None,
         security: KafkaSecurity = PLAINTEXT,
         tracer: Tracer | None = None,
+        commit_interval_s: float = 0.2,
     ) -> None:
         self.engine = engine
         self.security = security
@@ -206,6 +207,13 @@ class IdempotentConsumer:
         # True while the loop waits in `getmany` (nothing taken yet): `stop()` need not wait.
         self._fetching = False
         self._committer: asyncio.Task[None] | None = None
+        # Offsets are committed at most once per interval (a stop or a rebalance commits at
+        # once): a commit per fetch was a round trip and a write to the broker's offsets log
+        # for every handful of records. What a crash leaves uncommitted is read again and
+        # passed over (processed_events, or its event type).
+        self.commit_interval_s = commit_interval_s
+        self._last_commit = 0.0
+        self._commit_now = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -382,7 +390,7 @@ class IdempotentConsumer:
                 i += 1
         finally:
             if done is not None:
-                await asyncio.shield(self._commit(tp, done + 1))
+                self._commit_later({tp: done + 1})
         return done
 
     async def _apply_batch(self, records: list[ConsumerRecord]) -> tuple[int, BaseException | None]:
@@ -617,11 +625,6 @@ class IdempotentConsumer:
         )
         return True
 
-    async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
-        """Commit up to `next_offset` now (after what is pending, in order)."""
-        self._commit_later({tp: next_offset})
-        await self.flush_commits()
-
     def _commit_later(self, offsets: dict[TopicPartition, int]) -> None:
         """Have `offsets` committed in the background, after anything pending."""
         for tp, offset in offsets.items():
@@ -635,6 +638,10 @@ class IdempotentConsumer:
     async def _commit_pending(self) -> None:
         assert self._consumer is not None
         while self._to_commit:
+            wait = self._last_commit + self.commit_interval_s - time.monotonic()
+            if wait > 0 and not self._commit_now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._commit_now.wait(), timeout=wait)
             offsets, self._to_commit = self._to_commit, {}
             # Only partitions still ours: the client refuses a commit naming any other, which
             # would lose the others' offsets with it.
@@ -646,12 +653,18 @@ class IdempotentConsumer:
                 await self._commit_many(offsets)
             except Exception:  # the loop goes on; redeliveries are deduped
                 log.exception("offset commit for %s failed", sorted(offsets))
+            finally:
+                self._last_commit = time.monotonic()
 
     async def flush_commits(self) -> None:
         """Return once every offset handed to `_commit_later` so far has been committed (or
-        its commit failed and was logged)."""
-        while self._committer is not None and not self._committer.done():
-            await asyncio.shield(self._committer)
+        its commit failed and was logged), without waiting out the commit interval."""
+        self._commit_now.set()
+        try:
+            while self._committer is not None and not self._committer.done():
+                await asyncio.shield(self._committer)
+        finally:
+            self._commit_now.clear()
 
     async def _commit_many(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None

@@ -193,6 +193,7 @@ def create_service_app(
                     max_attempts=settings.consumer_max_attempts,
                     max_batch=settings.consumer_max_batch,
                     retry_base_s=settings.consumer_retry_base_s,
+                    commit_interval_s=settings.consumer_commit_interval_s,
                     event_types=spec.event_types,
                     after_commit=spec.after_commit(runtime) if spec.after_commit else None,
                     offset_reset=settings.consumer_offset_reset,

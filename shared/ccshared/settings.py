@@ -131,6 +131,9 @@ class ServiceSettings(KafkaClientSettings):
     # locks the consumer waits for. 200 stays until the router's lock scope is fixed.
     consumer_max_batch: int = Field(default=200, ge=1, le=5_000)
     consumer_retry_base_s: float = Field(default=0.2, gt=0, le=60)
+    # A consumer commits its offsets at most this often (at once on a stop or a rebalance):
+    # fewer round trips and offset-log writes; a crash re-reads at most this much, passed over.
+    consumer_commit_interval_s: float = Field(default=0.2, ge=0, le=60)
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=300)
     # /metrics (ccshared.metrics): open to whoever reaches the pod's port (the in-cluster
     # scraper; the public ingress does not route it), or, when set, only with

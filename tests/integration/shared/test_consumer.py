@@ -362,6 +362,49 @@ async def test_offsets_are_committed_in_the_background_and_what_is_pending_on_st
     assert await labels(effects) == ["c1", "c2", "c3", "c4", "c5"]
 
 
+@pytest.mark.parametrize("batch", [True, False], ids=["batch handler", "event by event"])
+async def test_offsets_are_committed_at_most_once_per_interval_and_at_once_on_stop(
+    make_consumer,
+    producer: AIOKafkaProducer,
+    topic: str,
+    effects: AsyncEngine,
+    kafka_bootstrap: str,
+    batch: bool,
+) -> None:
+    """Records arriving one fetch at a time are committed once per interval, not once per
+    fetch (a round trip and an offsets-log write each); a stop commits what is pending."""
+    ticket = uuid.uuid4()  # one partition
+    options = {"batch_handler": record_effects} if batch else {}
+    consumer = make_consumer(commit_interval_s=1.5, **options)
+    commits: list[dict[TopicPartition, int]] = []
+    real_commit = consumer._commit_many
+
+    async def counted(offsets: dict[TopicPartition, int]) -> None:
+        commits.append(dict(offsets))
+        await real_commit(offsets)
+
+    consumer._commit_many = counted  # type: ignore[method-assign]
+    await consumer.start()
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        for i in range(12):  # one at a time: each its own fetch
+            e = event(f"i{i}", ticket)
+            metadata = await producer.send_and_wait(topic, value=e.to_bytes(), key=e.key.encode())
+            await wait_until(lambda n=i + 1: _handled(consumer, n))  # type: ignore[misc]
+        tp, last = TopicPartition(topic, metadata.partition), metadata.offset
+        fetched, elapsed = len(commits), loop.time() - started
+    finally:
+        await consumer.stop()
+    # Twelve separate fetches (each waited for its record's effect), one commit per interval
+    # at most: the first at once, then one per 1.5 s.
+    assert fetched <= 1 + elapsed // 1.5, (elapsed, commits)
+    assert fetched < 12, (elapsed, commits)
+    assert await labels(effects) == [f"i{i}" for i in range(12)]
+    # The stop committed the rest at once, up to the last record.
+    assert await _committed(kafka_bootstrap, consumer.group_id, tp) == last + 1
+
+
 async def test_stop_is_bounded_when_a_commit_never_finishes(
     make_consumer, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine
 ) -> None:
