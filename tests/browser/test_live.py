@@ -93,11 +93,6 @@ def quick_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONSOLE_LIVE_RETRY_MS", "200")
 
 
-@pytest.mark.skip(
-    reason="flaky: in 2 of 7 runs on 2026-12-03 Chromium had not reconnected 20 s after the "
-    "console ended its stream (cause not found); the replay from Last-Event-ID is proven over "
-    "HTTP by tests/integration/console/test_live.py"
-)
 async def test_a_reconnecting_browser_sends_the_cursor_of_the_last_heartbeat(
     quick_heartbeat: None, stack: BrowserStack, page: Page
 ) -> None:
@@ -133,16 +128,20 @@ async def test_a_reconnecting_browser_sends_the_cursor_of_the_last_heartbeat(
     seen_up_to = hub.cursor()
     await page.wait_for_timeout(600)  # a few heartbeats
     (stream,) = list(hub)
+    # (The stream may have been opened twice already, both without a cursor: a browser that
+    # loses a stream before its first event reconnects with none. The reconnect below is the
+    # one this test follows.)
+    before = len(cursors)
     hub.unsubscribe(stream, OVERFLOW)  # as if too slow: the browser reconnects by itself
 
     async def reconnected() -> bool:
-        return len(cursors) == 2 and hub.streams == 1
+        return len(cursors) > before and hub.streams == 1
 
     await wait_until(reconnected, timeout=20)
-    assert cursors[0] is None
-    assert cursors[1] is not None
-    assert cursors[1].seq >= seen_up_to.seq > at_subscribe[0]
-    assert cursors[1].epoch == hub.epoch
+    assert cursors[:before] == [None] * before
+    assert cursors[before] is not None
+    assert cursors[before].seq >= seen_up_to.seq > at_subscribe[0]
+    assert cursors[before].epoch == hub.epoch
 
 
 async def test_a_browser_back_on_a_restarted_replica_is_told_to_reload_its_data(
