@@ -60,6 +60,9 @@ class ConsumerSpec:
     after_commit: Callable[[Runtime], Callable[[Envelope], None]] | None = None
     # Optional: the whole fetched batch at once (see IdempotentConsumer.batch_handler).
     batch_handler: Callable[[Runtime], BatchHandler] | None = None
+    # For a consumer nobody waits on (a link, a projection): the broker may hold its fetch up
+    # to this long to fill it, so it takes fewer, larger batches (IdempotentConsumer.patience_ms).
+    patience_ms: int = 0
 
 
 @dataclass
@@ -194,6 +197,7 @@ def create_service_app(
                     max_batch=settings.consumer_max_batch,
                     retry_base_s=settings.consumer_retry_base_s,
                     commit_interval_s=settings.consumer_commit_interval_s,
+                    patience_ms=spec.patience_ms,
                     event_types=spec.event_types,
                     after_commit=spec.after_commit(runtime) if spec.after_commit else None,
                     offset_reset=settings.consumer_offset_reset,

@@ -405,6 +405,40 @@ async def test_offsets_are_committed_at_most_once_per_interval_and_at_once_on_st
     assert await _committed(kafka_bootstrap, consumer.group_id, tp) == last + 1
 
 
+async def test_a_patient_consumer_takes_records_arriving_apart_in_one_fetch(
+    make_consumer, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine
+) -> None:
+    """A consumer nobody waits on lets the broker hold its fetch (up to its patience) instead
+    of taking each record as it arrives: records 50 ms apart come in one or two batches, where
+    an impatient consumer takes about one a fetch."""
+    ticket = uuid.uuid4()  # one partition
+    sizes: list[int] = []
+
+    async def recorded(conn: AsyncConnection, events: list[tuple[Envelope, BaseModel]]) -> None:
+        sizes.append(len(events))
+        await record_effects(conn, events)
+
+    consumer = make_consumer(batch_handler=recorded, patience_ms=3_000)
+    await consumer.start()
+    try:
+        await wait_until(lambda: _joined(consumer), timeout=30)
+        for i in range(5):
+            e = event(f"p{i}", ticket)
+            await producer.send_and_wait(topic, value=e.to_bytes(), key=e.key.encode())
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: _handled(consumer, 5), timeout=30)
+    finally:
+        await consumer.stop()
+    assert await labels(effects) == [f"p{i}" for i in range(5)]
+    # A fetch ends only when it is full (1 MB) or its 3 s are up: the 200 ms of sending
+    # straddle at most one such end.
+    assert len(sizes) <= 2, sizes
+
+
+async def _joined(consumer: IdempotentConsumer) -> bool:
+    return bool(consumer.assignment())
+
+
 async def test_stop_is_bounded_when_a_commit_never_finishes(
     make_consumer, producer: AIOKafkaProducer, topic: str, effects: AsyncEngine
 ) -> None:

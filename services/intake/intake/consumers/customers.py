@@ -36,4 +36,7 @@ CUSTOMER_MERGES = ConsumerSpec(
     topics=[ROUTER_TICKETS],
     handler=apply_customer_merges,
     event_types=frozenset({"customer.merged"}),
+    # Merges are rare and nobody waits on them here; every record of router.tickets comes
+    # through (and is passed over).
+    patience_ms=250,
 )
