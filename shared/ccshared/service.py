@@ -49,6 +49,11 @@ from ccshared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 
+PATIENT = 250
+"""`ConsumerSpec.patience_ms` of the consumers nobody waits on: a quarter of a second later
+costs no one, and their fetches come a few a second instead of one per record."""
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
     """One consumer group of the service: its topics and its handler."""
@@ -61,7 +66,8 @@ class ConsumerSpec:
     # Optional: the whole fetched batch at once (see IdempotentConsumer.batch_handler).
     batch_handler: Callable[[Runtime], BatchHandler] | None = None
     # For a consumer nobody waits on (a link, a projection): the broker may hold its fetch up
-    # to this long to fill it, so it takes fewer, larger batches (IdempotentConsumer.patience_ms).
+    # to this long to fill it, so it takes fewer, larger batches (IdempotentConsumer.patience_ms;
+    # `PATIENT`).
     patience_ms: int = 0
 
 

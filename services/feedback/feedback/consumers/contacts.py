@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ccshared.consumer import Handler, each_event
 from ccshared.events import Envelope
 from ccshared.events.payloads import ContactReceived
-from ccshared.service import ConsumerSpec, Runtime
+from ccshared.service import PATIENT, ConsumerSpec, Runtime
 from feedback.db.contacts import remember_contact
 from feedback.db.facts import (
     FactChanges,
@@ -52,4 +52,5 @@ def contacts_consumer(settings: FeedbackSettings) -> ConsumerSpec:
         handler=contact_events,
         batch_handler=lambda runtime: each_event(contact_events(runtime), rollup_at_end),
         event_types=frozenset({"contact.received"}),
+        patience_ms=PATIENT,  # when the customer wrote, for FCR: nobody waits on it
     )

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ccshared.consumer import Handler
 from ccshared.events import Envelope
 from ccshared.events.payloads import CustomerMerged
-from ccshared.service import ConsumerSpec, Runtime
+from ccshared.service import PATIENT, ConsumerSpec, Runtime
 from feedback.db.customers import merge_customer
 from feedback.settings import FeedbackSettings
 
@@ -28,4 +28,5 @@ def customers_consumer(settings: FeedbackSettings) -> ConsumerSpec:
         topics=[settings.tickets_topic],
         handler=customer_merges,
         event_types=frozenset({"customer.merged"}),
+        patience_ms=PATIENT,  # reads every record of router.tickets for a rare one
     )

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ccshared.consumer import Handler, each_event
 from ccshared.events import Envelope
 from ccshared.events.payloads import SlaBreached, SlaEscalated, SlaMet
-from ccshared.service import ConsumerSpec, Runtime
+from ccshared.service import PATIENT, ConsumerSpec, Runtime
 from feedback.db.facts import FactChanges, rollup_at_end
 from feedback.settings import FeedbackSettings
 
@@ -37,4 +37,5 @@ def sla_consumer(settings: FeedbackSettings) -> ConsumerSpec:
         handler=sla_events,
         batch_handler=lambda runtime: each_event(sla_events(runtime), rollup_at_end),
         event_types=frozenset({"sla.met", "sla.breached", "sla.escalated"}),
+        patience_ms=PATIENT,  # the KPIs' counts: nobody waits on them
     )

@@ -12,7 +12,7 @@ from ccshared.consumer import Handler
 from ccshared.events import Envelope
 from ccshared.events.catalog import ROUTER_TICKETS
 from ccshared.events.payloads import CustomerMerged
-from ccshared.service import ConsumerSpec, Runtime
+from ccshared.service import PATIENT, ConsumerSpec, Runtime
 from intake.bootstrap import parts_of
 from intake.db.customers import merge_customer
 
@@ -38,5 +38,5 @@ CUSTOMER_MERGES = ConsumerSpec(
     event_types=frozenset({"customer.merged"}),
     # Merges are rare and nobody waits on them here; every record of router.tickets comes
     # through (and is passed over).
-    patience_ms=250,
+    patience_ms=PATIENT,
 )

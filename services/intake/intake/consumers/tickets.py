@@ -11,7 +11,7 @@ from ccshared.consumer import BatchHandler, Handler
 from ccshared.events import Envelope
 from ccshared.events.catalog import ROUTER_TICKETS
 from ccshared.events.payloads import TicketContactAdded, TicketOpened
-from ccshared.service import ConsumerSpec, Runtime
+from ccshared.service import PATIENT, ConsumerSpec, Runtime
 from intake.db.contacts import link_to_ticket, link_to_tickets
 
 
@@ -43,5 +43,5 @@ TICKET_LINKS = ConsumerSpec(
     batch_handler=link_contacts_in_bulk,
     # The link serves GET /v1/contacts/{id}: a quarter of a second later costs no one, and
     # every record of router.tickets comes through here (most passed over).
-    patience_ms=250,
+    patience_ms=PATIENT,
 )

@@ -15,7 +15,7 @@ from ccshared.events import Envelope
 from ccshared.events.catalog import FEEDBACK_EVENTS
 from ccshared.events.payloads import CustomerSegmentChanged, FollowUpRequested
 from ccshared.logging import correlation_id
-from ccshared.service import ConsumerSpec, Runtime
+from ccshared.service import PATIENT, ConsumerSpec, Runtime
 from router.bootstrap import router_parts
 from router.consumers.contacts import nudge_for_new_ticket
 from router.handlers.follow_ups import open_follow_up
@@ -58,4 +58,5 @@ FROM_FEEDBACK = ConsumerSpec(
     batch_handler=from_feedback_in_bulk,
     event_types=frozenset({"followup.requested", "customer.segment_changed"}),
     after_commit=nudge_for_new_ticket,
+    patience_ms=PATIENT,  # a follow-up or a segment a quarter of a second later costs no one
 )

@@ -13,7 +13,7 @@ from ccshared.consumer import BatchHandler, Handler, one_event
 from ccshared.events import Envelope
 from ccshared.events.catalog import SLA_EVENTS
 from ccshared.events.payloads import SlaDeadlineChanged, SlaEscalated
-from ccshared.service import ConsumerSpec, Runtime
+from ccshared.service import PATIENT, ConsumerSpec, Runtime
 from router.bootstrap import router_parts
 from router.handlers.deadlines import apply_deadlines as store_deadlines
 from router.handlers.escalations import apply_escalations as apply
@@ -76,4 +76,5 @@ DEADLINES = ConsumerSpec(
     # A consumer group of its own: a slow escalation batch does not hold deadlines back.
     batch_handler=apply_deadlines_in_bulk,
     event_types=frozenset({"sla.deadline_changed"}),
+    patience_ms=PATIENT,  # deadlines are minutes to hours away: a quarter second is nothing
 )
