@@ -291,8 +291,10 @@ class IdempotentConsumer:
         consumer = self._consumer
         # The spans this consumer took, by correlation id, apart from the service's other
         # consumers': an event one writes is a child of its own record, even when another
-        # consumer is taking a record of the same correlation id at that moment.
-        tracing.own_memory()
+        # consumer is taking a record of the same correlation id at that moment. They are read
+        # only while their records are handled (a fetch: at most max_batch), so a few batches'
+        # worth is kept, not a service's 10,000 per consumer (~3 kB a span).
+        tracing.own_memory(limit=max(1_000, 5 * self.max_batch))
         while not self._stopping.is_set():
             self._fetching = True
             try:

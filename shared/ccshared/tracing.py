@@ -58,7 +58,16 @@ _active = False  # some service of this process traces
 # (tests) do not take each other's spans for the events they write; each consumer's loop takes
 # one of its own too, so that a service's consumers taking records of one correlation id at
 # once (the resolution's ticket event and SLA's event for it) do not take each other's.
-_Memory = collections.OrderedDict[str, Span]
+
+
+class _Memory(collections.OrderedDict[str, Span]):
+    """Spans by correlation id, the oldest dropped beyond `limit`."""
+
+    def __init__(self, limit: int = _REMEMBERED) -> None:
+        super().__init__()
+        self.limit = limit
+
+
 _PROCESS_MEMORY = _Memory()  # the memory of a process that never called own_memory()
 _memory: ContextVar[_Memory | None] = ContextVar("ccshared_trace_memory", default=None)
 _processor_factory: Callable[[str], SpanProcessor] | None = None
@@ -153,7 +162,7 @@ def remember(correlation_id: str | None, span: Span) -> None:
     memory = _current_memory()
     memory[correlation_id] = span
     memory.move_to_end(correlation_id)
-    while len(memory) > _REMEMBERED:
+    while len(memory) > memory.limit:
         memory.popitem(last=False)
 
 
@@ -162,10 +171,11 @@ def _current_memory() -> _Memory:
     return _PROCESS_MEMORY if memory is None else memory
 
 
-def own_memory() -> None:
+def own_memory(limit: int = _REMEMBERED) -> None:
     """The current context, and the tasks started from it from now on, remember spans apart
-    from the rest of the process (a service's lifespan calls it first)."""
-    _memory.set(_Memory())
+    from the rest of the process (a service's lifespan calls it first; each consumer's loop
+    too), the newest `limit` of them."""
+    _memory.set(_Memory(limit))
 
 
 def _context_from(headers: Sequence[tuple[str, bytes]] | None) -> Context | None:

@@ -213,3 +213,18 @@ def test_a_failed_span_records_its_exception_and_an_error_status(
     [done] = exporter.get_finished_spans()
     assert done.status.status_code.name == "ERROR"
     assert [e.name for e in done.events] == ["exception"]
+
+
+def test_a_memory_keeps_only_its_newest_spans(tracing_on: trace.Tracer) -> None:
+    """A consumer's memory is bounded (each keeps its own): the oldest spans go first."""
+    tracing.own_memory(limit=3)
+    spans = {f"c{i}": tracing_on.start_span(f"record {i}") for i in range(5)}
+    for correlation, span in spans.items():
+        tracing.remember(correlation, span)
+    for correlation, span in spans.items():
+        parent = tracing.traceparent_for(correlation)  # no current span to fall back on
+        if correlation in {"c0", "c1"}:
+            assert parent is None, correlation
+        else:
+            assert parent is not None, correlation
+            assert parent.split("-")[2] == f"{span.get_span_context().span_id:016x}"
