@@ -131,8 +131,6 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, settings.log_json)
-        if tracer is not None:
-            tracing.own_memory()
         tune_gc(settings.gc_gen0_threshold)
         url = settings.database_url.get_secret_value()
         engine = make_engine(

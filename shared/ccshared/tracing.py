@@ -53,11 +53,10 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _REMEMBERED = 10_000  # correlation ids whose consumer span is kept for the events they cause
 
 _active = False  # some service of this process traces
-# The spans remembered by correlation id: `own_memory` at the start of a service's lifespan
-# gives it (and so every task it starts) its own, so that several services in one process
-# (tests) do not take each other's spans for the events they write; each consumer's loop takes
-# one of its own too, so that a service's consumers taking records of one correlation id at
-# once (the resolution's ticket event and SLA's event for it) do not take each other's.
+# The spans remembered by correlation id: each consumer's loop calls `own_memory` first, so
+# that neither several services in one process (tests) nor a service's consumers taking records
+# of one correlation id at once (the resolution's ticket event and SLA's event for it) take each
+# other's spans for the events they write.
 
 
 class _Memory(collections.OrderedDict[str, Span]):
@@ -173,8 +172,8 @@ def _current_memory() -> _Memory:
 
 def own_memory(limit: int = _REMEMBERED) -> None:
     """The current context, and the tasks started from it from now on, remember spans apart
-    from the rest of the process (a service's lifespan calls it first; each consumer's loop
-    too), the newest `limit` of them."""
+    from the rest of the process (each consumer's loop calls it first), the newest `limit` of
+    them."""
     _memory.set(_Memory(limit))
 
 
